@@ -1,0 +1,204 @@
+"""The scheduler's bookkeeping for one job and one task while they run.
+
+Plain slotted records with no behaviour beyond describing themselves: all decisions live in
+`scheduler.py`. Each record has one status field (`state`); the other fields carry the data
+of that state (a RUNNING task has its worker, a RETRYING one its timer, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dukat.core.events import EventLog
+from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.states import JobState, TaskState, TriggerRule
+
+if TYPE_CHECKING:
+    from dukat.core.breaker import CircuitBreaker
+    from dukat.core.clock import TimerHandle
+    from dukat.core.runners import Runner
+    from dukat.core.spec import JobSpec, TaskSpec
+
+UNLIMITED = sys.maxsize
+
+
+class Worker:
+    """One of the scheduler's execution slots: an asyncio task running attempts in turn."""
+
+    __slots__ = ("run", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.run: TaskRun | None = None  # the attempt in progress, if any
+
+
+class TaskRun:
+    __slots__ = (
+        "all_done",
+        "attempts",
+        "breaker",
+        "dependents",
+        "error",
+        "finished_at",
+        "holds_resources",
+        "id",
+        "in_flight",
+        "job",
+        "message",
+        "need",
+        "parked",
+        "permit",
+        "pool_key",
+        "progress",
+        "progress_message",
+        "reservation",
+        "result",
+        "runner",
+        "spec",
+        "started_at",
+        "state",
+        "stop_reason",
+        "timer",
+        "upstreams",
+        "waiting_on",
+        "worker",
+    )
+
+    def __init__(self, spec: TaskSpec, job: JobRun, runner: Runner) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.job = job
+        self.runner = runner
+        self.state = TaskState.PENDING
+        self.all_done = spec.trigger_rule is TriggerRule.ALL_DONE
+        self.attempts = 0
+        self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
+        self.upstreams: list[TaskRun] = []
+        self.dependents: list[TaskRun] = []
+        self.breaker: CircuitBreaker | None = None
+        self.need = bool(spec.resources)
+        self.pool_key = f"{job.id}/{spec.id}" if spec.resources else ""
+        # READY: where the task waits once dispatched
+        self.in_flight = False  # dispatched: counts against the job's limit
+        self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
+        self.holds_resources = False
+        self.permit = False  # holds a breaker's permission for one call
+        self.parked = False  # waiting for its breaker to half-open
+        # RUNNING
+        self.worker: Worker | None = None
+        self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop
+        # RETRYING (and parked): the timer that brings it back
+        self.timer: TimerHandle | None = None
+        # outcome
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.message = ""
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.progress: float | None = None
+        self.progress_message = ""
+
+    def upstream_results(self) -> Mapping[str, Any]:
+        return {up.id: up.result for up in self.upstreams if up.state is TaskState.SUCCEEDED}
+
+    def status(self) -> TaskStatus:
+        return TaskStatus(
+            id=self.id,
+            state=self.state,
+            attempts=self.attempts,
+            error=self.message if self.state is not TaskState.SUCCEEDED else "",
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            progress=self.progress,
+            progress_message=self.progress_message,
+            description=self.spec.description,
+        )
+
+    def outcome(self) -> TaskResult:
+        return TaskResult(
+            task_id=self.id,
+            state=self.state,
+            result=self.result if self.state is TaskState.SUCCEEDED else None,
+            error=self.error if self.state is TaskState.FAILED else None,
+            attempts=self.attempts,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            message=self.message,
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskRun {self.job.id}/{self.id} {self.state.name} attempt {self.attempts}>"
+
+
+class JobRun:
+    __slots__ = (
+        "active",
+        "cancel_requested",
+        "counts",
+        "created_at",
+        "done",
+        "finished_at",
+        "heap_priority",
+        "heap_token",
+        "id",
+        "in_heap",
+        "labels",
+        "limit",
+        "log",
+        "message",
+        "order",
+        "ready",
+        "remaining",
+        "sequence",
+        "spec",
+        "state",
+        "tasks",
+        "vpass",
+    )
+
+    def __init__(self, job_id: str, spec: JobSpec, order: int, created_at: float,
+                 log_limit: int) -> None:
+        self.id = job_id
+        self.spec = spec
+        self.labels = dict(spec.labels)
+        self.state = JobState.PENDING
+        self.order = order  # arrival among jobs: the tie-breaker of fair share
+        self.tasks: dict[str, TaskRun] = {}
+        self.ready: list[tuple[int, int, TaskRun]] = []  # heap of (-priority, arrival, task)
+        self.limit = spec.max_concurrency or UNLIMITED
+        self.active = 0  # dispatched tasks: waiting for resources, or running
+        self.remaining = 0  # tasks not yet terminal
+        self.counts = dict.fromkeys(TaskState, 0)
+        self.cancel_requested = False
+        self.message = ""
+        self.log = EventLog(log_limit)
+        self.sequence = 0
+        self.done: asyncio.Future[None] | None = None
+        self.created_at = created_at
+        self.finished_at: float | None = None
+        # fair share: the job's virtual time and its entry in the scheduler's heap of jobs
+        self.vpass = 0
+        self.heap_token = 0
+        self.heap_priority = 0
+        self.in_heap = False
+
+    def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
+        return JobSnapshot(
+            job_id=self.id,
+            state=self.state,
+            tasks=tuple(run.status() for run in self.tasks.values()) if with_tasks else (),
+            labels=dict(self.labels),
+            created_at=self.created_at,
+            finished_at=self.finished_at,
+            last_sequence=self.sequence,
+            message=self.message,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<JobRun {self.id} {self.state.name} tasks:{len(self.tasks)} "
+            f"remaining:{self.remaining} active:{self.active}>"
+        )

@@ -1,0 +1,172 @@
+"""`AsyncAssistant`: run a list of task dicts in parallel, for agents and scripts.
+
+    async with await get_async_assistant(model_name="planner", max_parallel_tasks=5) as a:
+        results = await a.execute_tasks_in_parallel([
+            {"task_id": "search", "func": search},
+            {"task_id": "summarise", "func": summarise, "dependencies": ["search"],
+             "retry": 3, "timeout": 30},
+        ])
+
+With no address (and no `DUKAT_ADDRESS` in the environment) the assistant runs the embedded
+engine in this process; `model_name` is carried as the job label `model`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from dukat.core.events import Event
+from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
+from dukat.core.results import TaskResult
+from dukat.core.retry import RetryPolicy
+from dukat.core.scheduler import Scheduler
+from dukat.errors import ValidationError
+
+__all__ = ["AsyncAssistant", "get_async_assistant"]
+
+_TASK_KEYS = frozenset(
+    {"func", "task_id", "description", "dependencies", "resource_requirements",
+     "circuit_breaker", "retry", "timeout", "args", "kwargs", "priority", "trigger_rule",
+     "wait_for_breaker", "labels"}
+)
+
+
+class AsyncAssistant:
+    """Runs batches of task dicts on one long-lived scheduler; an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str | None = None,
+        max_parallel_tasks: int = 5,
+        resource_pool: ResourcePool | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.model_name = model_name
+        self.max_parallel_tasks = max_parallel_tasks
+        self._scheduler = Scheduler(max_concurrency=max_parallel_tasks, resources=resource_pool)
+        self._on_event = on_event
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
+    async def execute_tasks_in_parallel(
+        self, tasks: Iterable[Mapping[str, Any]], *, fail_fast: bool = False
+    ) -> dict[str, TaskResult]:
+        """Run the tasks as one job, dependencies respected; return results by task id."""
+        labels = {"model": self.model_name} if self.model_name else {}
+        executor = ParallelTaskExecutor(
+            scheduler=self._scheduler, labels=labels, fail_fast=fail_fast,
+            on_event=self._on_event,
+        )
+        for index, description in enumerate(tasks):
+            task, options = _task_from_dict(index, description)
+            await executor.add_task(task, **options)
+        return await executor.execute_all()
+
+    async def close(self) -> None:
+        await self._scheduler.close()
+
+    async def __aenter__(self) -> AsyncAssistant:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncAssistant model={self.model_name!r} embedded {self._scheduler!r}>"
+
+
+async def get_async_assistant(
+    model_name: str | None = None,
+    max_parallel_tasks: int = 5,
+    address: str | None = None,
+) -> AsyncAssistant:
+    """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon."""
+    address = address or os.environ.get("DUKAT_ADDRESS") or None
+    if address is not None:
+        raise NotImplementedError(
+            f"running through dukatd at {address!r} needs the daemon client, which this "
+            "version does not have yet; leave address and DUKAT_ADDRESS unset to run embedded"
+        )
+    return AsyncAssistant(model_name=model_name, max_parallel_tasks=max_parallel_tasks)
+
+
+def _task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, dict[str, Any]]:
+    """Turn one task dict into a `Task` and the options for `add_task`."""
+    task_id = description.get("task_id", f"task_{index}")
+    where = f"task {task_id!r} (tasks[{index}])"
+    unknown = set(description) - _TASK_KEYS
+    if unknown:
+        raise ValidationError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_TASK_KEYS))}",
+            task_id=task_id,
+        )
+    func = description.get("func")
+    if inspect.iscoroutine(func):
+        func.close()  # never awaited: say so clearly instead of warning later
+        raise ValidationError(
+            f"{where}: 'func' is a coroutine object; pass the async function itself",
+            task_id=task_id,
+        )
+    if not callable(func):
+        raise ValidationError(f"{where}: 'func' must be callable, not {func!r}", task_id=task_id)
+    task = Task(
+        task_id=task_id,
+        func=func,
+        description=description.get("description", ""),
+        args=tuple(description.get("args", ())),
+        kwargs=description.get("kwargs"),
+    )
+    options: dict[str, Any] = {
+        key: description[key]
+        for key in ("circuit_breaker", "timeout", "priority", "trigger_rule", "wait_for_breaker",
+                    "labels")
+        if key in description
+    }
+    options["dependencies"] = list(description.get("dependencies") or ())
+    options["resource_requirements"] = _requirements(where, description.get("resource_requirements"))
+    if description.get("retry") is not None:
+        options["retry"] = _retry(where, description["retry"])
+    return task, options
+
+
+def _requirements(where: str, value: Any) -> list[ResourceRequirement]:
+    """A list of `ResourceRequirement`, or a mapping {ResourceType or name: amount}."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        requirements = []
+        for resource, amount in value.items():
+            if isinstance(resource, ResourceType):
+                requirements.append(ResourceRequirement(resource, amount))
+            elif resource in {t.value for t in ResourceType if t is not ResourceType.CUSTOM}:
+                requirements.append(ResourceRequirement(ResourceType(resource), amount))
+            else:
+                requirements.append(ResourceRequirement(ResourceType.CUSTOM, amount, name=resource))
+        return requirements
+    requirements = list(value)
+    for requirement in requirements:
+        if not isinstance(requirement, ResourceRequirement):
+            raise ValidationError(f"{where}: bad resource requirement {requirement!r}")
+    return requirements
+
+
+def _retry(where: str, value: Any) -> RetryPolicy:
+    """A `RetryPolicy`, a number of attempts, or a mapping of RetryPolicy fields."""
+    if isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return RetryPolicy(max_attempts=value)
+    if isinstance(value, Mapping):
+        try:
+            return RetryPolicy(**value)
+        except TypeError as error:
+            raise ValidationError(f"{where}: bad retry {dict(value)!r}: {error}") from None
+    raise ValidationError(f"{where}: retry must be a RetryPolicy, an int or a dict, not {value!r}")

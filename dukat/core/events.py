@@ -1,0 +1,148 @@
+"""Events: every state change, progress report and output line of a job, numbered.
+
+Each job has an `EventLog`: a bounded list of its events with consecutive sequence numbers
+starting at 1. A watcher is a cursor (the last sequence it saw) into that log, never a queue
+of its own, so a slow watcher costs nothing but falls behind. When the log has been trimmed
+past a watcher's cursor, the watcher is given a `Snapshot` of the whole job instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dukat.core.states import JobState, TaskState
+
+if TYPE_CHECKING:
+    from dukat.core.results import JobSnapshot
+
+__all__ = [
+    "Event",
+    "EventLog",
+    "JobStateChanged",
+    "Snapshot",
+    "TaskOutput",
+    "TaskProgress",
+    "TaskStateChanged",
+]
+
+# Events are made on the scheduler's hot path, so they are plain slotted dataclasses rather
+# than frozen ones (which cost twice as much to build). Treat them as read-only.
+
+
+@dataclass(slots=True)
+class Event:
+    sequence: int
+    """Position in the job's log, from 1, without gaps."""
+    job_id: str
+    time: float
+    """Wall-clock seconds since the epoch."""
+
+
+@dataclass(slots=True)
+class JobStateChanged(Event):
+    state: JobState
+    message: str = ""
+
+
+@dataclass(slots=True)
+class TaskStateChanged(Event):
+    task_id: str
+    state: TaskState
+    attempt: int
+    message: str = ""
+    """Why: the error of a failed attempt, the upstream that failed, ..."""
+
+
+@dataclass(slots=True)
+class TaskProgress(Event):
+    task_id: str
+    fraction: float | None
+    """0.0 to 1.0, or None when the task only says what it is doing."""
+    message: str = ""
+
+
+@dataclass(slots=True)
+class TaskOutput(Event):
+    task_id: str
+    stream: str
+    """'stdout' or 'stderr'."""
+    text: str
+
+
+@dataclass(slots=True)
+class Snapshot(Event):
+    """The whole job at `sequence`; given to a watcher whose cursor fell out of the log."""
+
+    job: JobSnapshot
+
+
+class EventLog:
+    """A job's events, the newest `limit` of them at least, and a way to wait for more."""
+
+    __slots__ = ("_events", "_first", "_limit", "_waiters", "closed", "last_sequence")
+
+    def __init__(self, limit: int = 10_000) -> None:
+        if limit < 1:
+            raise ValueError(f"an event log keeps at least one event, not {limit!r}")
+        self._limit = limit
+        self._events: list[Event] = []
+        self._first = 1  # sequence of _events[0]
+        self.last_sequence = 0
+        self.closed = False  # no event will follow
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def append(self, event: Event) -> None:
+        self._events.append(event)
+        self.last_sequence = event.sequence
+        # Trim in chunks so that appending stays O(1) amortised.
+        if len(self._events) >= 2 * self._limit:
+            drop = len(self._events) - self._limit
+            del self._events[:drop]
+            self._first += drop
+        if self._waiters:
+            self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    @property
+    def first_sequence(self) -> int:
+        """The oldest sequence still held (1 until the log is trimmed)."""
+        return self._first
+
+    def read(self, after: int, limit: int | None = None) -> list[Event] | None:
+        """Events with sequence > `after`, at most `limit`; None if some were trimmed away."""
+        if after + 1 < self._first:
+            return None
+        start = after + 1 - self._first
+        end = len(self._events) if limit is None else start + limit
+        return self._events[start:end]
+
+    async def wait(self, after: int) -> None:
+        """Return once there is an event after `after`, or the log is closed."""
+        while self.last_sequence <= after and not self.closed:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            try:
+                await future
+            finally:
+                if future in self._waiters:
+                    self._waiters.remove(future)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __repr__(self) -> str:
+        return (
+            f"<EventLog {self._first}..{self.last_sequence} held:{len(self._events)}"
+            f" watchers:{len(self._waiters)}{' closed' if self.closed else ''}>"
+        )

@@ -1,0 +1,77 @@
+"""What the engine reports back: a task's result, a task's status, a snapshot of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dukat.core.states import JobState, TaskState
+
+__all__ = ["JobSnapshot", "TaskResult", "TaskStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """How a task ended, as `ParallelTaskExecutor.execute_all()` returns it."""
+
+    task_id: str
+    state: TaskState
+    result: Any = None
+    """The return value of the last attempt, when it succeeded."""
+    error: BaseException | None = None
+    """The exception of the last attempt, when the task FAILED."""
+    attempts: int = 0
+    started_at: float | None = None
+    """Wall-clock start of the first attempt (seconds since the epoch)."""
+    finished_at: float | None = None
+    message: str = ""
+    """Why the task ended as it did, in words (`upstream 'fetch' failed`, ...)."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is TaskState.SUCCEEDED
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A task at one moment: what `GetJob` and snapshots show."""
+
+    id: str
+    state: TaskState
+    attempts: int = 0
+    error: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float | None = None
+    progress_message: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A job at one moment, with every task."""
+
+    job_id: str
+    state: JobState
+    tasks: tuple[TaskStatus, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: float | None = None
+    finished_at: float | None = None
+    last_sequence: int = 0
+    message: str = ""
+
+    def task(self, task_id: str) -> TaskStatus:
+        for status in self.tasks:
+            if status.id == task_id:
+                return status
+        raise KeyError(f"job {self.job_id!r} has no task {task_id!r}")
+
+    def count(self, state: TaskState) -> int:
+        return sum(1 for status in self.tasks if status.state is state)

@@ -1,0 +1,71 @@
+"""Runners: how the scheduler turns a task's action into something it can await.
+
+The scheduler knows nothing about what actions are. It looks up the runner registered for
+the type of a task's action and awaits `runner.run(context)`. The engine ships the in-process
+runner for Python callables; the daemon adds runners for subprocesses and remote workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from dukat.core.context import TaskContext
+
+__all__ = ["CallableAction", "InProcessRunner", "Runner"]
+
+
+class Runner(Protocol):
+    """Runs one attempt of a task; returns its result or raises its error.
+
+    Cancellation arrives as `asyncio.CancelledError` in `run`; a runner must stop what it
+    started (a process, a remote call) before letting it propagate.
+    """
+
+    async def run(self, context: TaskContext) -> Any: ...
+
+
+class CallableAction:
+    """Call `func(*args, **kwargs)`: awaited if it is a coroutine function, else in a thread."""
+
+    __slots__ = ("args", "func", "is_async", "kwargs")
+
+    def __init__(
+        self, func: Callable[..., Any], args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"a task's func must be callable, not {func!r}")
+        self.func = func
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.is_async = _is_coroutine_function(func)
+
+    def __repr__(self) -> str:
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        return f"<CallableAction {name}{' async' if self.is_async else ''}>"
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - a callable object with async __call__
+    )
+
+
+class InProcessRunner:
+    """Runs `CallableAction`s in this process."""
+
+    async def run(self, context: TaskContext) -> Any:
+        action: CallableAction = context.action
+        if action.is_async:
+            return await action.func(*action.args, **action.kwargs)
+        # to_thread copies the context, so report_progress() works from the thread too.
+        return await asyncio.to_thread(action.func, *action.args, **action.kwargs)
+
+    def __repr__(self) -> str:
+        return "<InProcessRunner>"

@@ -1,0 +1,733 @@
+"""The scheduler: one long-lived object that runs many jobs' DAGs at once.
+
+How a task moves (every change passes through `_transition`, which checks the table in
+`states.py` and appends the event):
+
+    PENDING --(upstreams done)--> READY --(picked, breaker allows, resources taken)--> RUNNING
+    RUNNING --> SUCCEEDED | FAILED | CANCELLED, or RETRYING --(backoff)--> READY
+
+Work per task is O(1) amortised plus its out-degree: a counter of unfinished upstreams per
+task, a heap of ready tasks per job ordered by (priority, arrival), and a heap of jobs that
+have ready tasks ordered by (best priority, virtual time) — the virtual time is what gives
+jobs of equal priority a fair share, so a 100k-task job cannot starve a 3-task one.
+
+Execution slots are `max_concurrency` worker coroutines, started on demand, that pick the
+next runnable task and run its attempt through the runner registered for its action type.
+A task waiting for resources or for its breaker waits outside the slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from functools import partial
+from typing import Any
+
+from dukat.core._runs import JobRun, TaskRun, Worker
+from dukat.core.breaker import BreakerRegistry, BreakerTransition
+from dukat.core.clock import Clock, SystemClock
+from dukat.core.context import TaskContext, _current
+from dukat.core.events import (
+    Event,
+    JobStateChanged,
+    Snapshot,
+    TaskOutput,
+    TaskProgress,
+    TaskStateChanged,
+)
+from dukat.core.resources import ResourcePool
+from dukat.core.results import JobSnapshot, TaskResult
+from dukat.core.runners import CallableAction, InProcessRunner, Runner
+from dukat.core.spec import JobSpec, validate_job
+from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
+from dukat.errors import (
+    CircuitBreakerError,
+    FieldViolation,
+    NotFoundError,
+    TaskTimeoutError,
+    ValidationError,
+)
+
+__all__ = ["Scheduler"]
+
+EventListener = Callable[[Event], None]
+
+_TIMEOUT = "timeout"
+_CANCELLED = "cancelled"
+
+
+class Scheduler:
+    """Runs jobs: DAGs of tasks under a global concurrency limit, resources and breakers."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 64,
+        resources: ResourcePool | None = None,
+        breakers: BreakerRegistry | None = None,
+        runners: Mapping[type, Runner] | None = None,
+        clock: Clock | None = None,
+        max_tasks_per_job: int = 1_000_000,
+        event_log_limit: int = 10_000,
+        retain_finished_jobs: int = 1_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValidationError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        self.clock: Clock = clock or SystemClock()
+        self.resources = resources or ResourcePool()
+        self.breakers = breakers or BreakerRegistry(clock=self.clock)
+        self.breakers.add_listener(self._on_breaker_transition)
+        self._runners: dict[type, Runner] = {CallableAction: InProcessRunner(), **(runners or {})}
+        self.max_tasks_per_job = max_tasks_per_job
+        self._event_log_limit = event_log_limit
+        self._retain_finished = retain_finished_jobs
+        self._rng = rng or random.Random()
+
+        self._jobs: dict[str, JobRun] = {}
+        self._finished: deque[str] = deque()  # finished job ids, oldest first
+        self._live_jobs = 0
+        self._arrival = itertools.count()
+        self._job_order = itertools.count()
+        self._ready_jobs: list[tuple[int, int, int, int, JobRun]] = []
+        self._vtime = 0
+        self._granted: deque[TaskRun] = deque()  # hold their resources, wait for a slot
+        self._queued = 0  # entries in the jobs' ready heaps and in _granted
+        self._parked: dict[str, list[TaskRun]] = {}  # breaker name -> tasks waiting for it
+        self._breaker_timers: dict[str, Any] = {}
+        self._workers: set[Worker] = set()
+        self._idle: deque[asyncio.Future[bool]] = deque()
+        self._wake_scheduled = False
+        self.running = 0  # attempts in progress
+        self._listeners: list[EventListener] = []
+        self._closed = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    def add_runner(self, action_type: type, runner: Runner) -> None:
+        """Run actions of `action_type` with `runner`."""
+        self._runners[action_type] = runner
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call `listener(event)` for every event of every job (metrics, journals, logs)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        self._listeners.remove(listener)
+
+    def submit(self, spec: JobSpec, *, job_id: str | None = None) -> str:
+        """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid."""
+        if self._closed:
+            raise RuntimeError("the scheduler is closed")
+        order = validate_job(spec, max_tasks=self.max_tasks_per_job)
+        runners = self._check_tasks(spec)
+        job_id = job_id or uuid.uuid4().hex
+        if job_id in self._jobs:
+            raise ValidationError(f"a job with id {job_id!r} already exists",
+                                  violations=[FieldViolation("job_id", "already exists")])
+
+        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
+        tasks = job.tasks
+        for task_spec, runner in zip(spec.tasks, runners, strict=True):
+            run = TaskRun(task_spec, job, runner)
+            if task_spec.circuit_breaker is not None:
+                run.breaker = self.breakers.get(task_spec.circuit_breaker)
+            tasks[task_spec.id] = run
+        for task_id in order:
+            run = tasks[task_id]
+            for dep in dict.fromkeys(run.spec.dependencies):
+                upstream = tasks[dep]
+                run.upstreams.append(upstream)
+                upstream.dependents.append(run)
+            run.waiting_on = len(run.upstreams)
+        job.remaining = len(tasks)
+        self._jobs[job_id] = job
+        self._live_jobs += 1
+        self._transition_job(job, JobState.RUNNING, f"{len(tasks)} tasks")
+        for task_id in order:
+            run = tasks[task_id]
+            if run.waiting_on == 0:
+                self._make_ready(run)
+        return job_id
+
+    async def wait(self, job_id: str) -> JobSnapshot:
+        """Wait until the job is finished; return its final snapshot."""
+        job = self._job(job_id)
+        if not job.state.is_terminal:
+            if job.done is None:
+                job.done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(job.done)
+        return job.snapshot()
+
+    def cancel(self, job_id: str, task_ids: Iterable[str] = ()) -> int:
+        """Cancel a whole job, or the given tasks with everything downstream of them.
+
+        Idempotent; returns how many tasks this call cancelled. Running attempts are
+        interrupted (`CancelledError`); their slots and resources come back when they stop.
+        """
+        job = self._job(job_id)
+        task_ids = list(task_ids)
+        if not task_ids:
+            job.cancel_requested = True
+            return self._cancel_runs(job, list(job.tasks.values()), "job cancelled")
+        unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
+        if unknown:
+            raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
+        targets: dict[str, TaskRun] = {}
+        stack = [job.tasks[task_id] for task_id in task_ids]
+        while stack:
+            run = stack.pop()
+            if run.id not in targets:
+                targets[run.id] = run
+                stack.extend(run.dependents)
+        return self._cancel_runs(job, list(targets.values()), "cancelled")
+
+    def get_job(self, job_id: str) -> JobSnapshot:
+        return self._job(job_id).snapshot()
+
+    def job_state(self, job_id: str) -> JobState:
+        """The job's state, without building a snapshot of every task."""
+        return self._job(job_id).state
+
+    def jobs(
+        self, *, state: JobState | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[JobSnapshot]:
+        """The jobs held (live and recently finished), oldest first, without their tasks."""
+        found = []
+        for job in self._jobs.values():
+            if state is not None and job.state is not state:
+                continue
+            if labels and any(job.labels.get(k) != v for k, v in labels.items()):
+                continue
+            found.append(job.snapshot(with_tasks=False))
+        return found
+
+    def results(self, job_id: str) -> dict[str, TaskResult]:
+        """Every task's outcome so far, by id."""
+        return {task_id: run.outcome() for task_id, run in self._job(job_id).tasks.items()}
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job from memory."""
+        job = self._job(job_id)
+        if not job.state.is_terminal:
+            raise ValueError(f"job {job_id!r} is still {job.state.value}; cancel it first")
+        del self._jobs[job_id]
+        if job_id in self._finished:
+            self._finished.remove(job_id)
+
+    async def watch(
+        self, job_id: str, after_sequence: int = 0, *, max_batch: int = 1_000
+    ) -> AsyncIterator[list[Event]]:
+        """The job's events after `after_sequence`, in batches, live until the job ends.
+
+        A watcher whose cursor fell out of the bounded log gets a `Snapshot` first.
+        """
+        if after_sequence < 0:
+            raise ValidationError(f"after_sequence must be 0 or more, not {after_sequence!r}")
+        job = self._job(job_id)
+        log = job.log
+        cursor = after_sequence
+        while True:
+            batch = log.read(cursor, max_batch)
+            if batch is None:
+                snapshot = job.snapshot()
+                cursor = snapshot.last_sequence
+                yield [Snapshot(cursor, job.id, self.clock.wall(), snapshot)]
+            elif batch:
+                cursor = batch[-1].sequence
+                yield batch
+            elif log.closed:
+                return
+            else:
+                await log.wait(cursor)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Cancel every job, wait up to `grace` seconds for running tasks, stop the workers."""
+        self._closed = True
+        for job in list(self._jobs.values()):
+            if not job.state.is_terminal:
+                self.cancel(job.id)
+        self._retire_idle()
+        tasks = [worker.task for worker in self._workers if worker.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    async def __aenter__(self) -> Scheduler:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scheduler running:{self.running}/{self.max_concurrency} "
+            f"jobs:{self._live_jobs} live, {len(self._jobs)} held queued:{self._queued}>"
+        )
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _check_tasks(self, spec: JobSpec) -> list[Runner]:
+        runners = []
+        for index, task in enumerate(spec.tasks):
+            runner = self._runners.get(type(task.action))
+            if runner is None:
+                raise ValidationError(
+                    f"task {task.id!r}: no runner for actions of type {type(task.action).__name__}",
+                    task_id=task.id,
+                    violations=[FieldViolation(f"tasks[{index}].action", "no runner for it")],
+                )
+            runners.append(runner)
+            if task.resources:
+                try:
+                    self.resources.check(task.resources, task_id=task.id)
+                except ValidationError as error:
+                    raise ValidationError(
+                        str(error),
+                        task_id=task.id,
+                        violations=[
+                            FieldViolation(f"tasks[{index}].{v.field}", v.description)
+                            for v in error.violations
+                        ],
+                    ) from None
+        return runners
+
+    # -- state changes ----------------------------------------------------------------------
+
+    def _emit(self, job: JobRun, event: Event) -> None:
+        job.log.append(event)
+        for listener in self._listeners:
+            listener(event)
+
+    def _transition(self, run: TaskRun, to: TaskState, message: str = "") -> None:
+        """The one place a task changes state: check the table, swap, append the event."""
+        if to not in TASK_TRANSITIONS[run.state]:
+            raise RuntimeError(f"task {run.id!r}: {run.state.name} -> {to.name} is not allowed")
+        run.state = to
+        job = run.job
+        job.sequence += 1
+        self._emit(
+            job,
+            TaskStateChanged(
+                job.sequence, job.id, self.clock.wall(), run.id, to, run.attempts, message
+            ),
+        )
+
+    def _transition_job(self, job: JobRun, to: JobState, message: str = "") -> None:
+        if to not in JOB_TRANSITIONS[job.state]:
+            raise RuntimeError(f"job {job.id!r}: {job.state.name} -> {to.name} is not allowed")
+        job.state = to
+        job.message = message
+        job.sequence += 1
+        self._emit(job, JobStateChanged(job.sequence, job.id, self.clock.wall(), to, message))
+
+    def _report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
+        """Progress and output from inside an attempt (ignored once the attempt is over)."""
+        if run.state is not TaskState.RUNNING or run.attempts != attempt:
+            return
+        job = run.job
+        job.sequence += 1
+        if kind == "progress":
+            run.progress, run.progress_message = payload
+            event: Event = TaskProgress(job.sequence, job.id, self.clock.wall(), run.id, *payload)
+        else:
+            event = TaskOutput(job.sequence, job.id, self.clock.wall(), run.id, *payload)
+        self._emit(job, event)
+
+    # -- ready queues and fair share --------------------------------------------------------
+
+    def _make_ready(self, run: TaskRun, message: str = "") -> None:
+        self._transition(run, TaskState.READY, message)
+        job = run.job
+        heapq.heappush(job.ready, (-run.spec.priority, next(self._arrival), run))
+        self._queued += 1
+        self._offer(job)
+        self._schedule_wake()
+
+    def _offer(self, job: JobRun) -> None:
+        """Put the job in the heap of jobs with ready tasks, if it may run one more."""
+        if not job.ready or job.active >= job.limit:
+            return
+        head = job.ready[0][0]
+        if job.in_heap and head >= job.heap_priority:
+            return  # its entry in the heap is already as good
+        job.vpass = max(job.vpass, self._vtime)
+        job.heap_token += 1
+        job.heap_priority = head
+        job.in_heap = True
+        heapq.heappush(self._ready_jobs, (head, job.vpass, job.order, job.heap_token, job))
+
+    def _pop_ready(self) -> TaskRun | None:
+        """The next ready task, by job fair share then (priority, arrival); marks it in flight."""
+        ready_jobs = self._ready_jobs
+        while ready_jobs:
+            _, vpass, _, token, job = heapq.heappop(ready_jobs)
+            if token != job.heap_token:
+                continue  # superseded by a newer entry for this job
+            job.in_heap = False
+            if job.active >= job.limit:
+                continue  # offered again when one of its tasks leaves flight
+            ready = job.ready
+            while ready:
+                run = heapq.heappop(ready)[2]
+                self._queued -= 1
+                if run.state is TaskState.READY:
+                    self._vtime = vpass
+                    job.vpass = vpass + 1
+                    job.active += 1
+                    run.in_flight = True
+                    self._offer(job)
+                    return run
+        return None
+
+    def _next_runnable(self) -> TaskRun | None:
+        """The next task that can start now, holding its breaker permit and its resources."""
+        while True:
+            if self._granted:
+                run = self._granted.popleft()
+                self._queued -= 1
+                if run.state is TaskState.READY:
+                    return run
+                continue
+            run = self._pop_ready()
+            if run is None:
+                return None
+            if run.breaker is not None and not run.permit:
+                if not run.breaker.allow_request():
+                    self._leave_flight(run)
+                    self._refused_by_breaker(run)
+                    continue
+                run.permit = True
+            if run.need:
+                future = self.resources.reserve(
+                    run.pool_key, run.spec.resources, priority=run.spec.priority
+                )
+                if not future.done():
+                    run.reservation = future
+                    future.add_done_callback(partial(self._on_granted, run))
+                    continue
+                run.holds_resources = True
+            return run
+
+    def _on_granted(self, run: TaskRun, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        run.reservation = None
+        if run.state is not TaskState.READY:  # cancelled while the grant was on its way
+            self.resources.release_nowait(run.pool_key)
+            return
+        run.holds_resources = True
+        self._granted.append(run)
+        self._queued += 1
+        self._schedule_wake()
+
+    def _leave_flight(self, run: TaskRun) -> None:
+        if run.in_flight:
+            run.in_flight = False
+            run.job.active -= 1
+            self._offer(run.job)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _schedule_wake(self) -> None:
+        # Deferred to the end of the current loop step: a worker that just finished a task
+        # picks up the next one itself, and only the work left over wakes the idle ones.
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake_workers)
+
+    def _wake_workers(self) -> None:
+        self._wake_scheduled = False
+        wanted = self._queued
+        while wanted > 0 and self._idle:
+            future = self._idle.popleft()
+            if not future.done():
+                future.set_result(True)
+                wanted -= 1
+        loop = asyncio.get_running_loop()
+        while wanted > 0 and len(self._workers) < self.max_concurrency and not self._closed:
+            worker = Worker()
+            worker.task = loop.create_task(self._work(worker), name="dukat-worker")
+            self._workers.add(worker)
+            wanted -= 1
+
+    def _retire_idle(self) -> None:
+        while self._idle:
+            future = self._idle.popleft()
+            if not future.done():
+                future.set_result(False)
+
+    async def _work(self, worker: Worker) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                run = self._next_runnable()
+                if run is not None:
+                    await self._execute(run, worker)
+                    continue
+                if not self._live_jobs or self._closed:
+                    return
+                idle: asyncio.Future[bool] = loop.create_future()
+                self._idle.append(idle)
+                if not await idle:
+                    return
+        finally:
+            self._workers.discard(worker)
+
+    # -- running an attempt -----------------------------------------------------------------
+
+    async def _execute(self, run: TaskRun, worker: Worker) -> None:
+        run.attempts += 1
+        attempt = run.attempts
+        clock = self.clock
+        if run.started_at is None:
+            run.started_at = clock.wall()
+        run.stop_reason = None
+        run.worker = worker
+        self.running += 1
+        self._transition(run, TaskState.RUNNING)
+        job = run.job
+        context = TaskContext(
+            job_id=job.id,
+            task_id=run.id,
+            attempt=attempt,
+            action=run.spec.action,
+            labels=run.spec.labels,
+            upstream=run.upstream_results,
+            report=partial(self._report, run, attempt),
+        )
+        timeout = run.spec.timeout
+        timer = clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
+        worker.run = run
+        token = _current.set(context)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = await run.runner.run(context)
+        except asyncio.CancelledError as cancelled:
+            if run.stop_reason is None:
+                # Not ours: the worker itself is being torn down (loop shutdown, close()).
+                run.stop_reason = _CANCELLED
+                self._end_attempt(run, None, cancelled)
+                raise
+            error = cancelled
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let go
+            self._end_attempt(run, None, exc)
+            raise
+        finally:
+            _current.reset(token)
+            worker.run = None
+            run.worker = None
+            if timer is not None:
+                timer.cancel()
+        if run.stop_reason is not None and worker.task is not None:
+            worker.task.uncancel()  # we asked for that cancellation; it is handled here
+        self._end_attempt(run, result, error)
+
+    def _time_out(self, run: TaskRun, attempt: int) -> None:
+        if run.state is TaskState.RUNNING and run.attempts == attempt:
+            self._stop(run, _TIMEOUT)
+
+    def _stop(self, run: TaskRun, reason: str) -> None:
+        """Interrupt a running attempt; a cancel overrides an earlier timeout."""
+        first = run.stop_reason is None
+        if first or reason == _CANCELLED:
+            run.stop_reason = reason
+        if first and run.worker is not None and run.worker.task is not None:
+            run.worker.task.cancel()
+
+    def _end_attempt(self, run: TaskRun, result: Any, error: BaseException | None) -> None:
+        self.running -= 1
+        if run.holds_resources:
+            run.holds_resources = False
+            self.resources.release_nowait(run.pool_key)
+        breaker, had_permit = run.breaker, run.permit
+        run.permit = False
+        self._leave_flight(run)
+        stop_reason = run.stop_reason
+        if stop_reason == _CANCELLED:
+            if had_permit:
+                breaker.release()  # type: ignore[union-attr]
+            self._finish(run, TaskState.CANCELLED, message=run.message or "cancelled")
+        elif stop_reason == _TIMEOUT or error is not None:
+            if stop_reason == _TIMEOUT:
+                error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
+            if had_permit:
+                breaker.failure(error)  # type: ignore[union-attr]
+            self._attempt_failed(run, error)  # type: ignore[arg-type]
+        else:
+            if had_permit:
+                breaker.success()  # type: ignore[union-attr]
+            run.result = result
+            self._finish(run, TaskState.SUCCEEDED)
+        if had_permit:
+            self._unpark(breaker.name)  # type: ignore[union-attr]
+
+    def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
+        run.error = error
+        message = f"{type(error).__name__}: {error}"
+        policy = run.spec.retry
+        if policy is not None and not run.job.cancel_requested and policy.should_retry(
+            error, run.attempts
+        ):
+            delay = policy.backoff(run.attempts, self._rng)
+            self._transition(run, TaskState.RETRYING, f"{message}; retrying in {delay:.3g}s")
+            run.timer = self.clock.call_later(delay, self._retry_now, run)
+        else:
+            self._finish(run, TaskState.FAILED, message=message)
+
+    def _retry_now(self, run: TaskRun) -> None:
+        if run.state is TaskState.RETRYING:
+            run.timer = None
+            self._make_ready(run)
+
+    # -- breakers ---------------------------------------------------------------------------
+
+    def _refused_by_breaker(self, run: TaskRun) -> None:
+        breaker = run.breaker
+        assert breaker is not None
+        if not run.spec.wait_for_breaker:
+            run.attempts += 1
+            self._attempt_failed(run, CircuitBreakerError(breaker.name, breaker.retry_after))
+            return
+        run.parked = True
+        self._parked.setdefault(breaker.name, []).append(run)
+        if breaker.name not in self._breaker_timers:
+            delay = breaker.retry_after
+            if delay > 0:  # OPEN: look again when it is due to half-open
+                self._breaker_timers[breaker.name] = self.clock.call_later(
+                    delay, self._breaker_due, breaker.name
+                )
+
+    def _breaker_due(self, name: str) -> None:
+        self._breaker_timers.pop(name, None)
+        breaker = self.breakers.find(name)
+        if breaker is not None:
+            _ = breaker.state  # an elapsed timeout moves it to HALF_OPEN and tells us
+        self._unpark(name)
+
+    def _on_breaker_transition(self, transition: BreakerTransition) -> None:
+        self._unpark(transition.name)
+
+    def _unpark(self, name: str) -> None:
+        parked = self._parked.pop(name, None)
+        if not parked:
+            return
+        timer = self._breaker_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        for run in parked:
+            run.parked = False
+            if run.state is TaskState.READY:
+                heapq.heappush(run.job.ready, (-run.spec.priority, next(self._arrival), run))
+                self._queued += 1
+                self._offer(run.job)
+        self._schedule_wake()
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
+        """Move a task to a terminal state and let go of whatever it held."""
+        if run.timer is not None:
+            run.timer.cancel()
+            run.timer = None
+        if run.reservation is not None:
+            run.reservation.cancel()
+            run.reservation = None
+        if run.holds_resources:
+            run.holds_resources = False
+            self.resources.release_nowait(run.pool_key)
+        if run.permit:
+            run.permit = False
+            run.breaker.release()  # type: ignore[union-attr]
+        self._leave_flight(run)
+        run.message = message
+        run.finished_at = self.clock.wall()
+        self._transition(run, state, message)
+        job = run.job
+        job.remaining -= 1
+        job.counts[state] += 1
+
+    def _finish(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
+        """End a task and propagate: ready or skip its dependents; maybe end the job."""
+        self._terminate(run, state, message=message)
+        job = run.job
+        stack = [run]
+        while stack:
+            done = stack.pop()
+            succeeded = done.state is TaskState.SUCCEEDED
+            for dependent in done.dependents:
+                if dependent.state is not TaskState.PENDING:
+                    continue
+                dependent.waiting_on -= 1
+                if succeeded or dependent.all_done:
+                    if dependent.waiting_on == 0:
+                        self._make_ready(dependent)
+                else:
+                    reason = f"upstream {done.id!r} {done.state.value}"
+                    self._terminate(dependent, TaskState.SKIPPED, message=reason)
+                    stack.append(dependent)
+        if state is TaskState.FAILED and job.spec.fail_fast and not job.cancel_requested:
+            job.cancel_requested = True
+            self._cancel_runs(job, list(job.tasks.values()), f"fail_fast: task {run.id!r} failed")
+        self._maybe_finish_job(job)
+
+    def _cancel_runs(self, job: JobRun, runs: list[TaskRun], reason: str) -> int:
+        cancelled = 0
+        for run in runs:
+            if run.state.is_terminal:
+                continue
+            cancelled += 1
+            if run.state is TaskState.RUNNING:
+                run.message = reason
+                self._stop(run, _CANCELLED)
+            else:
+                self._terminate(run, TaskState.CANCELLED, message=reason)
+        self._maybe_finish_job(job)
+        return cancelled
+
+    def _maybe_finish_job(self, job: JobRun) -> None:
+        if job.remaining or job.state.is_terminal:
+            return
+        counts = job.counts
+        if counts[TaskState.FAILED]:
+            state = JobState.FAILED
+            message = f"{counts[TaskState.FAILED]} of {len(job.tasks)} tasks failed"
+        elif counts[TaskState.CANCELLED] or job.cancel_requested:
+            state = JobState.CANCELLED
+            message = f"{counts[TaskState.CANCELLED]} of {len(job.tasks)} tasks cancelled"
+        else:
+            state = JobState.SUCCEEDED
+            message = f"{len(job.tasks)} tasks succeeded"
+        job.finished_at = self.clock.wall()
+        self._transition_job(job, state, message)
+        job.log.close()
+        if job.done is not None and not job.done.done():
+            job.done.set_result(None)
+        self._live_jobs -= 1
+        self._finished.append(job.id)
+        while len(self._finished) > self._retain_finished:
+            self._jobs.pop(self._finished.popleft(), None)
+        if not self._live_jobs:
+            self._retire_idle()
+
+    def _job(self, job_id: str) -> JobRun:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        return job
+

@@ -1,0 +1,103 @@
+"""Every error dukat raises, in one place.
+
+    DukatError
+     ├── ValidationError (ValueError)     bad input: a job, a task, a requirement, an option;
+     │    │                               `.violations` lists (field, description) pairs and
+     │    │                               `.task_id` names the offending task when there is one
+     │    └── CycleError                  the dependencies close a loop; `.cycle` is the path
+     ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
+     ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
+     ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
+     └── NotFoundError (LookupError)      an unknown job or task id
+
+A task that is SKIPPED because an upstream failed, or CANCELLED, is an outcome recorded in its
+result, not an exception: `TaskResult.state` says so and `TaskResult.message` says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "CircuitBreakerError",
+    "CycleError",
+    "DukatError",
+    "FieldViolation",
+    "NotFoundError",
+    "TaskInterruptedError",
+    "TaskTimeoutError",
+    "ValidationError",
+]
+
+
+class DukatError(Exception):
+    """Base class of every error raised by dukat."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One thing wrong with the input: the field's path and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class ValidationError(DukatError, ValueError):
+    """The input cannot be accepted; nothing of it was applied.
+
+    `violations` holds every problem found (`tasks[3].dependencies`, ...); the message is the
+    first of them, or all of them when there are a few.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        violations: Iterable[FieldViolation] = (),
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+
+class CycleError(ValidationError):
+    """The dependencies form a cycle; `cycle` is the path, first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str], *, field: str = "dependencies") -> None:
+        self.cycle: tuple[str, ...] = tuple(cycle)
+        path = " -> ".join(self.cycle)
+        super().__init__(
+            f"dependency cycle: {path}",
+            task_id=self.cycle[0] if self.cycle else None,
+            violations=[FieldViolation(field, f"dependency cycle: {path}")],
+        )
+
+
+class CircuitBreakerError(DukatError):
+    """A call was refused because the breaker `name` is open (or half-open and full)."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(
+            f"circuit breaker {name!r} is open; next trial call in {self.retry_after:.1f}s"
+        )
+
+
+class TaskTimeoutError(DukatError, TimeoutError):
+    """An attempt of a task ran longer than its `timeout`."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        super().__init__(f"task {task_id!r} timed out after {timeout:g}s")
+
+
+class TaskInterruptedError(DukatError):
+    """An attempt was lost through no fault of the task (its worker went away); retried by policy."""
+
+
+class NotFoundError(DukatError, LookupError):
+    """An unknown job or task id."""
