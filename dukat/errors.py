@@ -96,7 +96,7 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 
 class TaskInterruptedError(DukatError):
-    """An attempt was lost through no fault of the task (its worker went away); retried by policy."""
+    """An attempt was lost through no fault of the task (its worker left); retried by policy."""
 
 
 class NotFoundError(DukatError, LookupError):

@@ -159,8 +159,9 @@ class JobRun:
         "vpass",
     )
 
-    def __init__(self, job_id: str, spec: JobSpec, order: int, created_at: float,
-                 log_limit: int) -> None:
+    def __init__(
+        self, job_id: str, spec: JobSpec, order: int, created_at: float, log_limit: int
+    ) -> None:
         self.id = job_id
         self.spec = spec
         self.labels = dict(spec.labels)

@@ -29,9 +29,22 @@ from dukat.errors import ValidationError
 __all__ = ["AsyncAssistant", "get_async_assistant"]
 
 _TASK_KEYS = frozenset(
-    {"func", "task_id", "description", "dependencies", "resource_requirements",
-     "circuit_breaker", "retry", "timeout", "args", "kwargs", "priority", "trigger_rule",
-     "wait_for_breaker", "labels"}
+    {
+        "func",
+        "task_id",
+        "description",
+        "dependencies",
+        "resource_requirements",
+        "circuit_breaker",
+        "retry",
+        "timeout",
+        "args",
+        "kwargs",
+        "priority",
+        "trigger_rule",
+        "wait_for_breaker",
+        "labels",
+    }
 )
 
 
@@ -61,7 +74,9 @@ class AsyncAssistant:
         """Run the tasks as one job, dependencies respected; return results by task id."""
         labels = {"model": self.model_name} if self.model_name else {}
         executor = ParallelTaskExecutor(
-            scheduler=self._scheduler, labels=labels, fail_fast=fail_fast,
+            scheduler=self._scheduler,
+            labels=labels,
+            fail_fast=fail_fast,
             on_event=self._on_event,
         )
         for index, description in enumerate(tasks):
@@ -126,12 +141,20 @@ def _task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, d
     )
     options: dict[str, Any] = {
         key: description[key]
-        for key in ("circuit_breaker", "timeout", "priority", "trigger_rule", "wait_for_breaker",
-                    "labels")
+        for key in (
+            "circuit_breaker",
+            "timeout",
+            "priority",
+            "trigger_rule",
+            "wait_for_breaker",
+            "labels",
+        )
         if key in description
     }
     options["dependencies"] = list(description.get("dependencies") or ())
-    options["resource_requirements"] = _requirements(where, description.get("resource_requirements"))
+    options["resource_requirements"] = _requirements(
+        where, description.get("resource_requirements")
+    )
     if description.get("retry") is not None:
         options["retry"] = _retry(where, description["retry"])
     return task, options

@@ -261,7 +261,9 @@ class CircuitBreaker:
         """The one place a state changes: validate, swap, and return the event to publish."""
         from_state = self._state
         if to not in _ALLOWED_TRANSITIONS[from_state]:
-            raise RuntimeError(f"breaker {self.name!r}: {from_state.name} -> {to.name} is not allowed")
+            raise RuntimeError(
+                f"breaker {self.name!r}: {from_state.name} -> {to.name} is not allowed"
+            )
         self._state = to
         self._clear_counters()
         if to is CircuitBreakerState.OPEN:

@@ -42,11 +42,9 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock: `time.monotonic`, `time.time` and the running loop's timers."""
 
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
+    # The C functions themselves, not wrappers: the scheduler reads the clock for every event.
+    now = staticmethod(time.monotonic)
+    wall = staticmethod(time.time)
 
     def call_later(
         self, delay: float, callback: Callable[..., Any], *args: Any
@@ -61,7 +59,7 @@ class SystemClock:
 
 
 class _ManualTimer:
-    __slots__ = ("_callback", "_args", "cancelled")
+    __slots__ = ("_args", "_callback", "cancelled")
 
     def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self._callback = callback

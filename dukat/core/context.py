@@ -10,46 +10,51 @@ having a context object passed in:
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dukat.core._runs import TaskRun
+    from dukat.core.scheduler import Scheduler
 
 __all__ = ["TaskContext", "current_task", "report_progress"]
 
 
 class TaskContext:
-    """The attempt being run: ids, the action, upstream results, and a way to report."""
+    """One attempt of a task: its ids, its action, upstream results, and a way to report.
 
-    __slots__ = ("_loop", "_loop_thread", "_report", "_upstream", "action", "attempt", "job_id",
-                 "labels", "task_id")
+    Made for every attempt, so it is only a view over the scheduler's record of the task.
+    """
 
-    def __init__(
-        self,
-        *,
-        job_id: str,
-        task_id: str,
-        attempt: int,
-        action: Any,
-        labels: Mapping[str, str],
-        upstream: Callable[[], Mapping[str, Any]],
-        report: Callable[[str, Any], None],
-    ) -> None:
-        self.job_id = job_id
-        self.task_id = task_id
+    __slots__ = ("_run", "_scheduler", "attempt")
+
+    def __init__(self, scheduler: Scheduler, run: TaskRun, attempt: int) -> None:
+        self._scheduler = scheduler
+        self._run = run
         self.attempt = attempt
-        self.action = action
-        self.labels = labels
-        self._upstream = upstream
-        self._report = report
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+
+    @property
+    def job_id(self) -> str:
+        return self._run.job.id
+
+    @property
+    def task_id(self) -> str:
+        return self._run.id
+
+    @property
+    def action(self) -> Any:
+        return self._run.spec.action
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self._run.spec.labels
 
     @property
     def upstream_results(self) -> Mapping[str, Any]:
         """Results of the upstream tasks that succeeded, by task id."""
-        return self._upstream()
+        return self._run.upstream_results()
 
     def report_progress(self, fraction: float | None = None, message: str = "") -> None:
         """Say how far the task is (0.0 to 1.0) and/or what it is doing. Thread-safe."""
@@ -64,10 +69,13 @@ class TaskContext:
         self._send("output", (stream, text))
 
     def _send(self, kind: str, payload: Any) -> None:
-        if threading.get_ident() == self._loop_thread:
-            self._report(kind, payload)
+        scheduler = self._scheduler
+        if threading.get_ident() == scheduler.loop_thread:
+            scheduler.report(self._run, self.attempt, kind, payload)
         else:
-            self._loop.call_soon_threadsafe(self._report, kind, payload)
+            scheduler.loop.call_soon_threadsafe(
+                scheduler.report, self._run, self.attempt, kind, payload
+            )
 
     def __repr__(self) -> str:
         return f"<TaskContext {self.job_id}/{self.task_id} attempt {self.attempt}>"

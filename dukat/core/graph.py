@@ -75,8 +75,10 @@ class DependencyGraph:
 
     def get_ready_tasks(self, completed_tasks: Collection[str]) -> set[str]:
         """Tasks not in `completed_tasks` whose dependencies all are."""
-        completed = completed_tasks if isinstance(completed_tasks, (set, frozenset)) else set(
+        completed = (
             completed_tasks
+            if isinstance(completed_tasks, (set, frozenset))
+            else set(completed_tasks)
         )
         return {
             task

@@ -71,8 +71,16 @@ class Task:
 
 
 _OPTIONS = frozenset(
-    {"priority", "retry", "timeout", "circuit_breaker", "wait_for_breaker", "trigger_rule",
-     "labels", "description"}
+    {
+        "priority",
+        "retry",
+        "timeout",
+        "circuit_breaker",
+        "wait_for_breaker",
+        "trigger_rule",
+        "labels",
+        "description",
+    }
 )
 
 
@@ -132,8 +140,9 @@ class ParallelTaskExecutor:
                 task_id=task.task_id,
                 violations=[FieldViolation("task_id", "duplicate")],
             )
-        spec = self._spec(task, list(dependencies or ()), list(resource_requirements or ()),
-                          options)
+        spec = self._spec(
+            task, list(dependencies or ()), list(resource_requirements or ()), options
+        )
         self._graph.add_task(spec.id)
         for dep in spec.dependencies:
             self._graph.add_dependency(spec.id, dep)  # raises CycleError as soon as one closes
@@ -206,10 +215,10 @@ class ParallelTaskExecutor:
         resources: list[ResourceRequirement],
         options: Mapping[str, Any],
     ) -> TaskSpec:
-        def option(name: str) -> Any:
-            return options.get(name, getattr(task, name))
-
-        breaker = option("circuit_breaker")
+        given = {
+            name: options[name] if name in options else getattr(task, name) for name in _OPTIONS
+        }
+        breaker = given["circuit_breaker"]
         if isinstance(breaker, CircuitBreaker):
             breaker = self._scheduler.breakers.register(breaker).name
         for requirement in resources:
@@ -226,16 +235,16 @@ class ParallelTaskExecutor:
         return TaskSpec(
             id=task.task_id,
             action=CallableAction(task.func, task.args, task.kwargs),
-            description=option("description"),
+            description=given["description"],
             dependencies=tuple(dict.fromkeys(dependencies)),
             resources=tuple(resources),
             circuit_breaker=breaker,
-            wait_for_breaker=option("wait_for_breaker"),
-            retry=option("retry"),
-            timeout=option("timeout"),
-            priority=option("priority"),
-            trigger_rule=option("trigger_rule"),
-            labels=dict(option("labels")),
+            wait_for_breaker=given["wait_for_breaker"],
+            retry=given["retry"],
+            timeout=given["timeout"],
+            priority=given["priority"],
+            trigger_rule=given["trigger_rule"],
+            labels=dict(given["labels"]),
         )
 
     def _listen(self, job_id: str) -> Callable[[Event], None] | None:

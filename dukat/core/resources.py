@@ -80,7 +80,11 @@ class ResourceUsage:
 
 
 def _to_milli(amount: float, key: str) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, (int, float))
+        or not math.isfinite(amount)
+    ):
         raise ValidationError(f"amount of {key!r} must be a finite number, not {amount!r}")
     if amount <= 0:
         raise ValidationError(f"amount of {key!r} must be positive, not {amount!r}")
@@ -93,8 +97,13 @@ def _to_milli(amount: float, key: str) -> int:
 class _Waiter:
     __slots__ = ("future", "need", "order", "task_id")
 
-    def __init__(self, task_id: str, need: dict[str, int], order: tuple[int, int],
-                 future: asyncio.Future[dict[str, float]]) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        need: dict[str, int],
+        order: tuple[int, int],
+        future: asyncio.Future[dict[str, float]],
+    ) -> None:
         self.task_id = task_id
         self.need = need
         self.order = order  # (-priority, arrival): smaller goes first

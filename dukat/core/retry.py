@@ -46,7 +46,9 @@ class RetryPolicy:
         }
         for field, ok in problems.items():
             if not ok:
-                raise ValidationError(f"retry {field} {_RULES[field]}, not {getattr(self, field)!r}")
+                raise ValidationError(
+                    f"retry {field} {_RULES[field]}, not {getattr(self, field)!r}"
+                )
         if not (callable(self.retry_on) or isinstance(self.retry_on, tuple)):
             raise ValidationError("retry retry_on must be a tuple of exception types or a callable")
 

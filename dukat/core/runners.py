@@ -34,7 +34,9 @@ class CallableAction:
     __slots__ = ("args", "func", "is_async", "kwargs")
 
     def __init__(
-        self, func: Callable[..., Any], args: tuple[Any, ...] = (),
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(func):
@@ -50,11 +52,22 @@ class CallableAction:
 
 
 def _is_coroutine_function(func: Any) -> bool:
+    # Many tasks share one function, and inspecting it costs more than the rest of a task.
+    try:
+        return _is_coroutine_function_cached(func)
+    except TypeError:  # unhashable callable
+        return _inspect_coroutine_function(func)
+
+
+def _inspect_coroutine_function(func: Any) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - a callable object with async __call__
     )
+
+
+_is_coroutine_function_cached = functools.lru_cache(maxsize=512)(_inspect_coroutine_function)
 
 
 class InProcessRunner:

@@ -22,6 +22,7 @@ import asyncio
 import heapq
 import itertools
 import random
+import threading
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -107,6 +108,8 @@ class Scheduler:
         self.running = 0  # attempts in progress
         self._listeners: list[EventListener] = []
         self._closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the tasks run on
+        self.loop_thread = 0  # and its thread, to tell a report from a worker thread
 
     # -- public API -------------------------------------------------------------------------
 
@@ -125,12 +128,15 @@ class Scheduler:
         """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid."""
         if self._closed:
             raise RuntimeError("the scheduler is closed")
+        self._bind_loop()
         order = validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = self._check_tasks(spec)
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._jobs:
-            raise ValidationError(f"a job with id {job_id!r} already exists",
-                                  violations=[FieldViolation("job_id", "already exists")])
+            raise ValidationError(
+                f"a job with id {job_id!r} already exists",
+                violations=[FieldViolation("job_id", "already exists")],
+            )
 
         job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
         tasks = job.tasks
@@ -156,14 +162,14 @@ class Scheduler:
                 self._make_ready(run)
         return job_id
 
-    async def wait(self, job_id: str) -> JobSnapshot:
-        """Wait until the job is finished; return its final snapshot."""
+    async def wait(self, job_id: str) -> JobState:
+        """Wait until the job is finished; return its final state."""
         job = self._job(job_id)
         if not job.state.is_terminal:
             if job.done is None:
                 job.done = asyncio.get_running_loop().create_future()
             await asyncio.shield(job.done)
-        return job.snapshot()
+        return job.state
 
     def cancel(self, job_id: str, task_ids: Iterable[str] = ()) -> int:
         """Cancel a whole job, or the given tasks with everything downstream of them.
@@ -277,6 +283,13 @@ class Scheduler:
             f"jobs:{self._live_jobs} live, {len(self._jobs)} held queued:{self._queued}>"
         )
 
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop, self.loop_thread = loop, threading.get_ident()
+        elif loop is not self.loop:
+            raise RuntimeError("a Scheduler serves the event loop it was first used on")
+
     # -- validation -------------------------------------------------------------------------
 
     def _check_tasks(self, spec: JobSpec) -> list[Runner]:
@@ -333,7 +346,7 @@ class Scheduler:
         job.sequence += 1
         self._emit(job, JobStateChanged(job.sequence, job.id, self.clock.wall(), to, message))
 
-    def _report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
+    def report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
         """Progress and output from inside an attempt (ignored once the attempt is over)."""
         if run.state is not TaskState.RUNNING or run.attempts != attempt:
             return
@@ -446,7 +459,7 @@ class Scheduler:
         # picks up the next one itself, and only the work left over wakes the idle ones.
         if not self._wake_scheduled:
             self._wake_scheduled = True
-            asyncio.get_running_loop().call_soon(self._wake_workers)
+            self.loop.call_soon(self._wake_workers)  # type: ignore[union-attr]
 
     def _wake_workers(self) -> None:
         self._wake_scheduled = False
@@ -456,7 +469,8 @@ class Scheduler:
             if not future.done():
                 future.set_result(True)
                 wanted -= 1
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        assert loop is not None
         while wanted > 0 and len(self._workers) < self.max_concurrency and not self._closed:
             worker = Worker()
             worker.task = loop.create_task(self._work(worker), name="dukat-worker")
@@ -498,16 +512,7 @@ class Scheduler:
         run.worker = worker
         self.running += 1
         self._transition(run, TaskState.RUNNING)
-        job = run.job
-        context = TaskContext(
-            job_id=job.id,
-            task_id=run.id,
-            attempt=attempt,
-            action=run.spec.action,
-            labels=run.spec.labels,
-            upstream=run.upstream_results,
-            report=partial(self._report, run, attempt),
-        )
+        context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
         timer = clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
         worker.run = run
@@ -581,8 +586,10 @@ class Scheduler:
         run.error = error
         message = f"{type(error).__name__}: {error}"
         policy = run.spec.retry
-        if policy is not None and not run.job.cancel_requested and policy.should_retry(
-            error, run.attempts
+        if (
+            policy is not None
+            and not run.job.cancel_requested
+            and policy.should_retry(error, run.attempts)
         ):
             delay = policy.backoff(run.attempts, self._rng)
             self._transition(run, TaskState.RETRYING, f"{message}; retrying in {delay:.3g}s")
@@ -730,4 +737,3 @@ class Scheduler:
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         return job
-

@@ -99,13 +99,21 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> list[str]:
             problem(task.id, f"{where}.action", "a task needs an action")
         for position, dep in enumerate(task.dependencies):
             if dep == task.id:
-                problem(task.id, f"{where}.dependencies[{position}]", "a task cannot depend on itself")
+                problem(
+                    task.id, f"{where}.dependencies[{position}]", "a task cannot depend on itself"
+                )
             elif dep not in index_of:
                 problem(task.id, f"{where}.dependencies[{position}]", f"unknown task {dep!r}")
         if task.timeout is not None and not (
-            isinstance(task.timeout, (int, float)) and math.isfinite(task.timeout) and task.timeout > 0
+            isinstance(task.timeout, (int, float))
+            and math.isfinite(task.timeout)
+            and task.timeout > 0
         ):
-            problem(task.id, f"{where}.timeout", f"must be a positive number of seconds, not {task.timeout!r}")
+            problem(
+                task.id,
+                f"{where}.timeout",
+                f"must be a positive number of seconds, not {task.timeout!r}",
+            )
         if task.retry is not None and not isinstance(task.retry, RetryPolicy):
             problem(task.id, f"{where}.retry", f"must be a RetryPolicy, not {task.retry!r}")
         if not isinstance(task.priority, int) or isinstance(task.priority, bool):

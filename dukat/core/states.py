@@ -23,6 +23,10 @@ class TaskState(enum.Enum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # an upstream task did not succeed
 
+    # Members are singletons: hashing by identity keeps the scheduler's table lookups in C
+    # (Enum's own __hash__ is Python code, and it runs several times per task).
+    __hash__ = object.__hash__
+
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL_TASK_STATES
@@ -36,6 +40,8 @@ class JobState(enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    __hash__ = object.__hash__
 
     @property
     def is_terminal(self) -> bool:
