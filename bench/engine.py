@@ -5,7 +5,9 @@
         ParallelTaskExecutor vs a graphlib.TopologicalSorter-driven asyncio loop, and dask.get
     (c) the same DAG at 10,000 and 100,000 tasks: how the time scales
 
-Absolute times on shared machines are noisy; the ratios are what to read. Each figure is the
+Times are the CPU time of this process (everything here runs on one thread), which is what
+the scheduling costs; wall time on a shared 2-core machine swings with the neighbours. Even
+so absolute figures drift between machines: the ratios are what to read. Each figure is the
 median of several runs, alternating the contenders, each run after a full garbage collection.
 
     python bench/engine.py [--quick]
@@ -122,11 +124,11 @@ def dask_get(graph: Graph) -> None:
 
 def timed(run: Callable[[], Awaitable[None]] | Callable[[], None]) -> float:
     gc.collect()
-    start = time.perf_counter()
+    start = time.process_time()
     result = run()
     if asyncio.iscoroutine(result):
         asyncio.run(result)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def median_times(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dukat.core._ready import ReadyQueue
 from dukat.core.events import EventLog
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.states import JobState, TaskState, TriggerRule
@@ -62,23 +63,23 @@ class TaskRun:
         "state",
         "stop_reason",
         "timer",
-        "upstreams",
         "waiting_on",
         "worker",
     )
 
-    def __init__(self, spec: TaskSpec, job: JobRun, runner: Runner) -> None:
+    def __init__(
+        self, spec: TaskSpec, job: JobRun, runner: Runner, breaker: CircuitBreaker | None
+    ) -> None:
         self.spec = spec
         self.id = spec.id
         self.job = job
         self.runner = runner
+        self.breaker = breaker
         self.state = TaskState.PENDING
         self.all_done = spec.trigger_rule is TriggerRule.ALL_DONE
         self.attempts = 0
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
-        self.upstreams: list[TaskRun] = []
         self.dependents: list[TaskRun] = []
-        self.breaker: CircuitBreaker | None = None
         self.need = bool(spec.resources)
         self.pool_key = f"{job.id}/{spec.id}" if spec.resources else ""
         # READY: where the task waits once dispatched
@@ -102,7 +103,12 @@ class TaskRun:
         self.progress_message = ""
 
     def upstream_results(self) -> Mapping[str, Any]:
-        return {up.id: up.result for up in self.upstreams if up.state is TaskState.SUCCEEDED}
+        tasks = self.job.tasks
+        return {
+            dep: tasks[dep].result
+            for dep in self.spec.dependencies
+            if tasks[dep].state is TaskState.SUCCEEDED
+        }
 
     def status(self) -> TaskStatus:
         return TaskStatus(
@@ -118,15 +124,16 @@ class TaskRun:
         )
 
     def outcome(self) -> TaskResult:
+        state = self.state
         return TaskResult(
-            task_id=self.id,
-            state=self.state,
-            result=self.result if self.state is TaskState.SUCCEEDED else None,
-            error=self.error if self.state is TaskState.FAILED else None,
-            attempts=self.attempts,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            message=self.message,
+            self.id,
+            state,
+            self.result if state is TaskState.SUCCEEDED else None,
+            self.error if state is TaskState.FAILED else None,
+            self.attempts,
+            self.started_at,
+            self.finished_at,
+            self.message,
         )
 
     def __repr__(self) -> str:
@@ -141,6 +148,7 @@ class JobRun:
         "created_at",
         "done",
         "finished_at",
+        "gc_hold",
         "heap_priority",
         "heap_token",
         "id",
@@ -168,14 +176,14 @@ class JobRun:
         self.state = JobState.PENDING
         self.order = order  # arrival among jobs: the tie-breaker of fair share
         self.tasks: dict[str, TaskRun] = {}
-        self.ready: list[tuple[int, int, TaskRun]] = []  # heap of (-priority, arrival, task)
+        self.ready: ReadyQueue[TaskRun] = ReadyQueue()
         self.limit = spec.max_concurrency or UNLIMITED
         self.active = 0  # dispatched tasks: waiting for resources, or running
         self.remaining = 0  # tasks not yet terminal
         self.counts = dict.fromkeys(TaskState, 0)
         self.cancel_requested = False
         self.message = ""
-        self.log = EventLog(log_limit)
+        self.log = EventLog(job_id, log_limit)
         self.sequence = 0
         self.done: asyncio.Future[None] | None = None
         self.created_at = created_at
@@ -185,6 +193,7 @@ class JobRun:
         self.heap_token = 0
         self.heap_priority = 0
         self.in_heap = False
+        self.gc_hold: Any = None  # a big job keeps the collector off its records while live
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
         return JobSnapshot(

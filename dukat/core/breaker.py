@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,7 +26,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from dukat.core.clock import Clock, SystemClock
-from dukat.errors import CircuitBreakerError, ValidationError
+from dukat.errors import CircuitBreakerError, FieldViolation, ValidationError
 
 __all__ = [
     "BreakerRegistry",
@@ -37,6 +38,8 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_log = logging.getLogger(__name__)
 
 
 class CircuitBreakerState(enum.IntEnum):
@@ -75,7 +78,10 @@ class CircuitBreakerConfig:
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ValidationError:
             value = getattr(self, field)
-            return ValidationError(f"circuit breaker {field} {why}, not {value!r}")
+            return ValidationError(
+                f"circuit breaker {field} {why}, not {value!r}",
+                violations=[FieldViolation(field, f"{why}, not {value!r}")],
+            )
 
         if self.failure_threshold < 1:
             raise bad("failure_threshold", "must be at least 1")
@@ -86,8 +92,12 @@ class CircuitBreakerConfig:
         if self.success_threshold < 1:
             raise bad("success_threshold", "must be at least 1")
         if (self.failure_rate_threshold is None) != (self.window_size is None):
+            given, missing = "failure_rate_threshold", "window_size"
+            if self.window_size is not None:
+                given, missing = missing, given
             raise ValidationError(
-                "circuit breaker failure_rate_threshold and window_size go together"
+                "circuit breaker failure_rate_threshold and window_size go together",
+                violations=[FieldViolation(missing, f"required with {given}")],
             )
         if self.failure_rate_threshold is not None and not 0 < self.failure_rate_threshold <= 1:
             raise bad("failure_rate_threshold", "must be in (0, 1]")
@@ -107,6 +117,16 @@ class BreakerTransition:
 
 
 Listener = Callable[[BreakerTransition], None]
+
+
+def _notify(listeners: list[Listener], event: BreakerTransition) -> None:
+    # A listener's bug must not escape into the breaker's caller: by now the state has changed
+    # and a permit may have been taken (allow_request), which nobody would ever give back.
+    for listener in list(listeners):
+        try:
+            listener(event)
+        except Exception:
+            _log.exception("listener %r failed on %s", listener, event)
 
 
 class CircuitBreaker:
@@ -272,8 +292,7 @@ class CircuitBreaker:
 
     def _publish(self, event: BreakerTransition | None) -> None:
         if event is not None:
-            for listener in list(self._listeners):
-                listener(event)
+            _notify(self._listeners, event)
 
     def _half_open_if_due(self) -> BreakerTransition | None:
         if (
@@ -302,7 +321,8 @@ class CircuitBreaker:
         threshold = self._config.failure_rate_threshold
         if threshold is None or len(self._window) < (self._config.window_size or 0):
             return False
-        return self._window_failures >= threshold * len(self._window)
+        # Divide rather than multiply: 7/25 == 0.28 exactly, but 0.28 * 25 == 7.000000000000001.
+        return self._window_failures / len(self._window) >= threshold
 
     # -- ways to guard a call ---------------------------------------------------------------
 
@@ -391,8 +411,7 @@ class BreakerRegistry:
         self._listeners.remove(listener)
 
     def _forward(self, event: BreakerTransition) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+        _notify(self._listeners, event)
 
     def __iter__(self) -> Iterator[CircuitBreaker]:
         return iter(list(self._breakers.values()))

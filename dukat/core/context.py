@@ -28,12 +28,13 @@ class TaskContext:
     Made for every attempt, so it is only a view over the scheduler's record of the task.
     """
 
-    __slots__ = ("_run", "_scheduler", "attempt")
+    __slots__ = ("_run", "_scheduler", "action", "attempt")
 
     def __init__(self, scheduler: Scheduler, run: TaskRun, attempt: int) -> None:
         self._scheduler = scheduler
         self._run = run
         self.attempt = attempt
+        self.action: Any = run.spec.action
 
     @property
     def job_id(self) -> str:
@@ -42,10 +43,6 @@ class TaskContext:
     @property
     def task_id(self) -> str:
         return self._run.id
-
-    @property
-    def action(self) -> Any:
-        return self._run.spec.action
 
     @property
     def labels(self) -> Mapping[str, str]:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
+from dukat.core._gc import GcHold, hold_gc
 from dukat.core.breaker import CircuitBreaker
 from dukat.core.clock import Clock
 from dukat.core.events import Event
@@ -29,7 +31,7 @@ from dukat.core.runners import CallableAction
 from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState, TriggerRule
-from dukat.errors import FieldViolation, ValidationError
+from dukat.errors import CycleError, FieldViolation, ValidationError
 
 __all__ = [
     "DependencyGraph",
@@ -70,6 +72,9 @@ class Task:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+_GC_BATCH = 5_000
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
 _OPTIONS = frozenset(
     {
         "priority",
@@ -107,7 +112,8 @@ class ParallelTaskExecutor:
         self.labels = dict(labels or {})
         self._on_event = on_event
         self._specs: dict[str, TaskSpec] = {}
-        self._graph = DependencyGraph()
+        self._referenced: set[str] = set()  # ids named as dependencies so far
+        self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
         self._cancel_before_start: set[str] | None = None
 
@@ -128,25 +134,58 @@ class ParallelTaskExecutor:
         **options: Any,
     ) -> None:
         """Add a task. A duplicate id, a cycle or an impossible requirement fails here."""
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise TypeError(
-                f"add_task() got unknown option(s) {', '.join(sorted(unknown))} for task "
-                f"{task.task_id!r}; known: {', '.join(sorted(_OPTIONS))}"
-            )
-        if task.task_id in self._specs:
+        task_id = task.task_id
+        if not isinstance(task_id, str) or not task_id:
+            raise ValidationError(f"a task needs a non-empty string id, not {task_id!r}")
+        if task_id in self._specs:
             raise ValidationError(
-                f"duplicate task id {task.task_id!r}",
-                task_id=task.task_id,
+                f"duplicate task id {task_id!r}",
+                task_id=task_id,
                 violations=[FieldViolation("task_id", "duplicate")],
             )
-        spec = self._spec(
-            task, list(dependencies or ()), list(resource_requirements or ()), options
-        )
-        self._graph.add_task(spec.id)
-        for dep in spec.dependencies:
-            self._graph.add_dependency(spec.id, dep)  # raises CycleError as soon as one closes
-        self._specs[spec.id] = spec
+        if options and not options.keys() <= _OPTIONS:
+            unknown = ", ".join(sorted(set(options) - _OPTIONS))
+            raise TypeError(
+                f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
+                f"known: {', '.join(sorted(_OPTIONS))}"
+            )
+        deps = tuple(dict.fromkeys(dependencies)) if dependencies else ()
+        spec = self._spec(task, deps, tuple(resource_requirements or ()), options)
+        if task_id in self._referenced or task_id in deps:
+            self._check_no_cycle(task_id, deps)
+        self._referenced.update(deps)
+        self._specs[task_id] = spec
+        self._hold_gc_while_growing()
+
+    def _check_no_cycle(self, task_id: str, deps: tuple[str, ...]) -> None:
+        """Raise CycleError if `task_id`, already depended upon, reaches itself through `deps`.
+
+        Only tasks added after something named them as a dependency get here: building in
+        topological order, the common case, never does.
+        """
+        parent: dict[str, str] = {}
+        stack = [dep for dep in deps if dep == task_id or dep in self._specs]
+        for dep in stack:
+            parent[dep] = task_id
+        while stack:
+            node = stack.pop()
+            if node == task_id:
+                path = [node]
+                while (node := parent[node]) != task_id:
+                    path.append(node)
+                raise CycleError([task_id, *reversed(path)])
+            for upstream in self._specs[node].dependencies if node in self._specs else ():
+                if upstream not in parent:
+                    parent[upstream] = node
+                    stack.append(upstream)
+
+    def _hold_gc_while_growing(self) -> None:
+        # Many specs waiting for execute_all() are long-lived objects: see dukat.core._gc.
+        if len(self._specs) % _GC_BATCH == 0:
+            if self._gc_hold is None:
+                self._gc_hold = hold_gc()
+            else:
+                self._gc_hold.refresh()
 
     async def execute_all(self) -> dict[str, TaskResult]:
         """Run every added task; return each one's result by id. Task failures do not raise.
@@ -154,7 +193,15 @@ class ParallelTaskExecutor:
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
         anything runs. Cancelling the caller cancels the job.
         """
-        specs, self._specs, self._graph = self._specs, {}, DependencyGraph()
+        specs, self._specs, self._referenced = self._specs, {}, set()
+        gc_hold, self._gc_hold = self._gc_hold, None
+        try:
+            return await self._execute(specs)
+        finally:
+            if gc_hold is not None:
+                gc_hold.release()
+
+    async def _execute(self, specs: dict[str, TaskSpec]) -> dict[str, TaskResult]:
         if not specs:
             return {}
         scheduler = self._scheduler
@@ -211,40 +258,37 @@ class ParallelTaskExecutor:
     def _spec(
         self,
         task: Task,
-        dependencies: list[str],
-        resources: list[ResourceRequirement],
+        dependencies: tuple[str, ...],
+        resources: tuple[ResourceRequirement, ...],
         options: Mapping[str, Any],
     ) -> TaskSpec:
-        given = {
-            name: options[name] if name in options else getattr(task, name) for name in _OPTIONS
-        }
-        breaker = given["circuit_breaker"]
+        if options:  # the per-call options win over the Task's own fields
+            task = replace(task, **options)
+        breaker = task.circuit_breaker
         if isinstance(breaker, CircuitBreaker):
             breaker = self._scheduler.breakers.register(breaker).name
-        for requirement in resources:
-            if not isinstance(requirement, ResourceRequirement):
-                raise ValidationError(
-                    f"task {task.task_id!r}: resource requirements must be ResourceRequirement,"
-                    f" not {requirement!r}",
-                    task_id=task.task_id,
-                )
         if resources:
+            for requirement in resources:
+                if not isinstance(requirement, ResourceRequirement):
+                    raise ValidationError(
+                        f"task {task.task_id!r}: resource requirements must be "
+                        f"ResourceRequirement, not {requirement!r}",
+                        task_id=task.task_id,
+                    )
             self._scheduler.resources.check(resources, task_id=task.task_id)
-        if not isinstance(task.task_id, str) or not task.task_id:
-            raise ValidationError(f"a task needs a non-empty string id, not {task.task_id!r}")
         return TaskSpec(
-            id=task.task_id,
-            action=CallableAction(task.func, task.args, task.kwargs),
-            description=given["description"],
-            dependencies=tuple(dict.fromkeys(dependencies)),
-            resources=tuple(resources),
-            circuit_breaker=breaker,
-            wait_for_breaker=given["wait_for_breaker"],
-            retry=given["retry"],
-            timeout=given["timeout"],
-            priority=given["priority"],
-            trigger_rule=given["trigger_rule"],
-            labels=dict(given["labels"]),
+            task.task_id,
+            CallableAction(task.func, task.args, task.kwargs),
+            task.description,
+            dependencies,
+            resources,
+            breaker,
+            task.wait_for_breaker,
+            task.retry,
+            task.timeout,
+            task.priority,
+            task.trigger_rule,
+            dict(task.labels) if task.labels else _NO_LABELS,
         )
 
     def _listen(self, job_id: str) -> Callable[[Event], None] | None:

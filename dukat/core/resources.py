@@ -76,7 +76,8 @@ class ResourceUsage:
 
     @property
     def available(self) -> float:
-        return self.capacity - self.used
+        # In milli-units, like the pool: 1.0 - 0.9 in floats is 0.09999999999999998.
+        return (round(self.capacity * MILLI) - round(self.used * MILLI)) / MILLI
 
 
 def _to_milli(amount: float, key: str) -> int:
@@ -145,6 +146,7 @@ class ResourcePool:
         such a request could never be granted, so it must not wait.
         """
         need: dict[str, int] = {}
+        last_index: dict[str, int] = {}  # the requirement that brought each total to its value
         whose = f"task {task_id!r} " if task_id is not None else ""
         for index, requirement in enumerate(requirements):
             key = requirement.key
@@ -156,8 +158,10 @@ class ResourcePool:
                     violations=[FieldViolation(f"resources[{index}].name", f"unknown {key!r}")],
                 )
             need[key] = need.get(key, 0) + _to_milli(requirement.amount, key)
-        for index, (key, amount) in enumerate(need.items()):
+            last_index[key] = index
+        for key, amount in need.items():
             if amount > self._capacity[key]:
+                index = last_index[key]
                 raise ValidationError(
                     f"{whose}needs {amount / MILLI:g} of {key!r} but its capacity is "
                     f"{self._capacity[key] / MILLI:g}",
@@ -242,7 +246,8 @@ class ResourcePool:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
+        """Requests queued and not withdrawn."""
+        return sum(1 for waiter in self._waiters if not waiter.future.done())
 
     def add_listener(self, listener: Callable[[ResourcePool], None]) -> None:
         """Call `listener(pool)` after every allocation and release (metrics, invariants)."""
@@ -254,11 +259,15 @@ class ResourcePool:
             for key, capacity in self._capacity.items()
             if self._used[key] or key not in _BUILTIN_KEYS
         ]
-        return f"<ResourcePool {' '.join(parts) or 'idle'} waiters:{len(self._waiters)}>"
+        return f"<ResourcePool {' '.join(parts) or 'idle'} waiters:{self.waiting}>"
 
     # -- inside -----------------------------------------------------------------------------
 
     def _check_not_holding(self, task_id: str) -> None:
+        if task_id in self._waiting_ids:
+            # Its request may have been withdrawn (future cancelled) and not yet forgotten:
+            # `_forget` runs a loop iteration later. Purging now lets it ask again at once.
+            self._grant_waiters()
         if task_id in self._held or task_id in self._waiting_ids:
             raise ValueError(f"task {task_id!r} already holds or awaits resources; release first")
 
@@ -269,7 +278,11 @@ class ResourcePool:
     def _can_take_now(self, need: dict[str, int], order: tuple[float, float]) -> bool:
         if not self._fits(need):
             return False
-        return all(w.order > order or need.keys().isdisjoint(w.need) for w in self._waiters)
+        # A withdrawn waiter (cancelled future, `_forget` not yet run) blocks nobody.
+        return all(
+            w.order > order or w.future.done() or need.keys().isdisjoint(w.need)
+            for w in self._waiters
+        )
 
     def _take(self, task_id: str, need: dict[str, int]) -> dict[str, float]:
         for key, amount in need.items():

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from dukat.core.states import JobState, TaskState
 
 __all__ = ["JobSnapshot", "TaskResult", "TaskStatus"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
-    """How a task ended, as `ParallelTaskExecutor.execute_all()` returns it."""
+class TaskResult(NamedTuple):
+    """How a task ended, as `ParallelTaskExecutor.execute_all()` returns it.
+
+    Immutable; a NamedTuple because one is built per task (a quarter of a dataclass's cost).
+    """
 
     task_id: str
     state: TaskState
@@ -39,9 +41,8 @@ class TaskResult:
         return self.finished_at - self.started_at
 
 
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
-    """A task at one moment: what `GetJob` and snapshots show."""
+class TaskStatus(NamedTuple):
+    """A task at one moment: what `GetJob` and snapshots show (one per task, hence a tuple)."""
 
     id: str
     state: TaskState

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from dukat.core.context import TaskContext
@@ -19,13 +19,14 @@ __all__ = ["CallableAction", "InProcessRunner", "Runner"]
 
 
 class Runner(Protocol):
-    """Runs one attempt of a task; returns its result or raises its error.
+    """Makes the awaitable that runs one attempt of a task: its result, or its error.
 
-    Cancellation arrives as `asyncio.CancelledError` in `run`; a runner must stop what it
-    started (a process, a remote call) before letting it propagate.
+    `run` may be a coroutine function or return any awaitable. Cancellation arrives as
+    `asyncio.CancelledError` in that awaitable; a runner must stop what it started (a
+    process, a remote call) before letting it propagate.
     """
 
-    async def run(self, context: TaskContext) -> Any: ...
+    def run(self, context: TaskContext) -> Awaitable[Any]: ...
 
 
 class CallableAction:
@@ -73,12 +74,13 @@ _is_coroutine_function_cached = functools.lru_cache(maxsize=512)(_inspect_corout
 class InProcessRunner:
     """Runs `CallableAction`s in this process."""
 
-    async def run(self, context: TaskContext) -> Any:
+    def run(self, context: TaskContext) -> Awaitable[Any]:
+        # The task's own coroutine, not one wrapped around it: this runs for every task.
         action: CallableAction = context.action
         if action.is_async:
-            return await action.func(*action.args, **action.kwargs)
+            return action.func(*action.args, **action.kwargs)
         # to_thread copies the context, so report_progress() works from the thread too.
-        return await asyncio.to_thread(action.func, *action.args, **action.kwargs)
+        return asyncio.to_thread(action.func, *action.args, **action.kwargs)
 
     def __repr__(self) -> str:
         return "<InProcessRunner>"

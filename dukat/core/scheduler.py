@@ -7,7 +7,7 @@ How a task moves (every change passes through `_transition`, which checks the ta
     RUNNING --> SUCCEEDED | FAILED | CANCELLED, or RETRYING --(backoff)--> READY
 
 Work per task is O(1) amortised plus its out-degree: a counter of unfinished upstreams per
-task, a heap of ready tasks per job ordered by (priority, arrival), and a heap of jobs that
+task, a queue of ready tasks per job ordered by (priority, arrival), and a heap of jobs that
 have ready tasks ordered by (best priority, virtual time) — the virtual time is what gives
 jobs of equal priority a fair share, so a 100k-task job cannot starve a 3-task one.
 
@@ -29,7 +29,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-from dukat.core._runs import JobRun, TaskRun, Worker
+from dukat.core._gc import gc_paused, hold_gc
+from dukat.core._runs import UNLIMITED, JobRun, TaskRun, Worker
 from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
@@ -41,6 +42,7 @@ from dukat.core.events import (
     TaskProgress,
     TaskStateChanged,
 )
+from dukat.core.graph import find_cycle
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
@@ -48,6 +50,7 @@ from dukat.core.spec import JobSpec, validate_job
 from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
 from dukat.errors import (
     CircuitBreakerError,
+    CycleError,
     FieldViolation,
     NotFoundError,
     TaskTimeoutError,
@@ -77,11 +80,14 @@ class Scheduler:
         event_log_limit: int = 10_000,
         retain_finished_jobs: int = 1_000,
         rng: random.Random | None = None,
+        gc_hold_min_tasks: int | None = 5_000,
     ) -> None:
+        """`gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector."""
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValidationError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
         self.max_concurrency = max_concurrency
         self.clock: Clock = clock or SystemClock()
+        self._wall = self.clock.wall
         self.resources = resources or ResourcePool()
         self.breakers = breakers or BreakerRegistry(clock=self.clock)
         self.breakers.add_listener(self._on_breaker_transition)
@@ -90,16 +96,16 @@ class Scheduler:
         self._event_log_limit = event_log_limit
         self._retain_finished = retain_finished_jobs
         self._rng = rng or random.Random()
+        self._gc_hold_min_tasks = UNLIMITED if gc_hold_min_tasks is None else gc_hold_min_tasks
 
         self._jobs: dict[str, JobRun] = {}
         self._finished: deque[str] = deque()  # finished job ids, oldest first
         self._live_jobs = 0
-        self._arrival = itertools.count()
         self._job_order = itertools.count()
         self._ready_jobs: list[tuple[int, int, int, int, JobRun]] = []
         self._vtime = 0
         self._granted: deque[TaskRun] = deque()  # hold their resources, wait for a slot
-        self._queued = 0  # entries in the jobs' ready heaps and in _granted
+        self._queued = 0  # entries in the jobs' ready queues and in _granted
         self._parked: dict[str, list[TaskRun]] = {}  # breaker name -> tasks waiting for it
         self._breaker_timers: dict[str, Any] = {}
         self._workers: set[Worker] = set()
@@ -129,7 +135,7 @@ class Scheduler:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
-        order = validate_job(spec, max_tasks=self.max_tasks_per_job)
+        validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = self._check_tasks(spec)
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._jobs:
@@ -137,30 +143,50 @@ class Scheduler:
                 f"a job with id {job_id!r} already exists",
                 violations=[FieldViolation("job_id", "already exists")],
             )
-
-        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
-        tasks = job.tasks
-        for task_spec, runner in zip(spec.tasks, runners, strict=True):
-            run = TaskRun(task_spec, job, runner)
-            if task_spec.circuit_breaker is not None:
-                run.breaker = self.breakers.get(task_spec.circuit_breaker)
-            tasks[task_spec.id] = run
-        for task_id in order:
-            run = tasks[task_id]
-            for dep in dict.fromkeys(run.spec.dependencies):
-                upstream = tasks[dep]
-                run.upstreams.append(upstream)
-                upstream.dependents.append(run)
-            run.waiting_on = len(run.upstreams)
-        job.remaining = len(tasks)
+        big = len(spec.tasks) >= self._gc_hold_min_tasks
+        with gc_paused(big):  # building many long-lived records: collecting now is waste
+            job = self._build_job(job_id, spec, runners)
         self._jobs[job_id] = job
         self._live_jobs += 1
-        self._transition_job(job, JobState.RUNNING, f"{len(tasks)} tasks")
-        for task_id in order:
-            run = tasks[task_id]
+        if big:
+            job.gc_hold = hold_gc()
+        self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
+        for run in job.tasks.values():
             if run.waiting_on == 0:
                 self._make_ready(run)
         return job_id
+
+    def _build_job(self, job_id: str, spec: JobSpec, runners: list[Runner]) -> JobRun:
+        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
+        tasks = job.tasks
+        breakers = self.breakers
+        for task_spec, runner in zip(spec.tasks, runners, strict=True):
+            name = task_spec.circuit_breaker
+            breaker = None if name is None else breakers.get(name)
+            tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker)
+        for run in tasks.values():
+            for dep in run.spec.dependencies:
+                tasks[dep].dependents.append(run)
+        self._check_acyclic(spec, tasks)
+        job.remaining = len(tasks)
+        return job
+
+    @staticmethod
+    def _check_acyclic(spec: JobSpec, tasks: dict[str, TaskRun]) -> None:
+        """Kahn's algorithm over the records' own counters; a leftover task means a cycle."""
+        order = [run for run in tasks.values() if run.waiting_on == 0]
+        for run in order:  # grows while iterating
+            for dependent in run.dependents:
+                dependent.waiting_on -= 1
+                if dependent.waiting_on == 0:
+                    order.append(dependent)
+        if len(order) < len(tasks):
+            stuck = {task_id for task_id, run in tasks.items() if run.waiting_on > 0}
+            cycle = find_cycle({t.id: t.dependencies for t in spec.tasks if t.id in stuck}, stuck)
+            index = next(i for i, t in enumerate(spec.tasks) if t.id == cycle[0])
+            raise CycleError(cycle, field=f"tasks[{index}].dependencies")
+        for run in order:
+            run.waiting_on = len(run.spec.dependencies)
 
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
@@ -216,7 +242,8 @@ class Scheduler:
 
     def results(self, job_id: str) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id."""
-        return {task_id: run.outcome() for task_id, run in self._job(job_id).tasks.items()}
+        outcome = TaskRun.outcome
+        return {task_id: outcome(run) for task_id, run in self._job(job_id).tasks.items()}
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
@@ -319,24 +346,27 @@ class Scheduler:
 
     # -- state changes ----------------------------------------------------------------------
 
-    def _emit(self, job: JobRun, event: Event) -> None:
-        job.log.append(event)
-        for listener in self._listeners:
-            listener(event)
+    def _record(self, job: JobRun, record: tuple[Any, ...]) -> None:
+        """Append `(EventClass, sequence, time, *fields)` to the job's log; tell listeners."""
+        job.log.append(record)
+        if self._listeners:
+            event = job.log.event(record)
+            for listener in self._listeners:
+                listener(event)
 
     def _transition(self, run: TaskRun, to: TaskState, message: str = "") -> None:
-        """The one place a task changes state: check the table, swap, append the event."""
+        """The one place a task changes state: check the table, swap, record the event."""
         if to not in TASK_TRANSITIONS[run.state]:
             raise RuntimeError(f"task {run.id!r}: {run.state.name} -> {to.name} is not allowed")
         run.state = to
         job = run.job
-        job.sequence += 1
-        self._emit(
-            job,
-            TaskStateChanged(
-                job.sequence, job.id, self.clock.wall(), run.id, to, run.attempts, message
-            ),
-        )
+        job.sequence = sequence = job.sequence + 1
+        record = (TaskStateChanged, sequence, self._wall(), run.id, to, run.attempts, message)
+        job.log.append(record)
+        if self._listeners:  # _record's work, inline: three of these happen for every task
+            event = job.log.event(record)
+            for listener in self._listeners:
+                listener(event)
 
     def _transition_job(self, job: JobRun, to: JobState, message: str = "") -> None:
         if to not in JOB_TRANSITIONS[job.state]:
@@ -344,7 +374,7 @@ class Scheduler:
         job.state = to
         job.message = message
         job.sequence += 1
-        self._emit(job, JobStateChanged(job.sequence, job.id, self.clock.wall(), to, message))
+        self._record(job, (JobStateChanged, job.sequence, self._wall(), to, message))
 
     def report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
         """Progress and output from inside an attempt (ignored once the attempt is over)."""
@@ -354,26 +384,32 @@ class Scheduler:
         job.sequence += 1
         if kind == "progress":
             run.progress, run.progress_message = payload
-            event: Event = TaskProgress(job.sequence, job.id, self.clock.wall(), run.id, *payload)
+            kind_of_event: type[Event] = TaskProgress
         else:
-            event = TaskOutput(job.sequence, job.id, self.clock.wall(), run.id, *payload)
-        self._emit(job, event)
+            kind_of_event = TaskOutput
+        self._record(job, (kind_of_event, job.sequence, self._wall(), run.id, *payload))
 
     # -- ready queues and fair share --------------------------------------------------------
 
     def _make_ready(self, run: TaskRun, message: str = "") -> None:
         self._transition(run, TaskState.READY, message)
+        self._enqueue(run)
+        if not self._wake_scheduled:
+            self._schedule_wake()
+
+    def _enqueue(self, run: TaskRun) -> None:
         job = run.job
-        heapq.heappush(job.ready, (-run.spec.priority, next(self._arrival), run))
+        priority = run.spec.priority
+        job.ready.push(run, priority)
         self._queued += 1
-        self._offer(job)
-        self._schedule_wake()
+        if not job.in_heap or -priority < job.heap_priority:
+            self._offer(job)
 
     def _offer(self, job: JobRun) -> None:
         """Put the job in the heap of jobs with ready tasks, if it may run one more."""
-        if not job.ready or job.active >= job.limit:
+        if not job.ready.size or job.active >= job.limit:
             return
-        head = job.ready[0][0]
+        head = -job.ready.top_priority
         if job.in_heap and head >= job.heap_priority:
             return  # its entry in the heap is already as good
         job.vpass = max(job.vpass, self._vtime)
@@ -383,26 +419,43 @@ class Scheduler:
         heapq.heappush(self._ready_jobs, (head, job.vpass, job.order, job.heap_token, job))
 
     def _pop_ready(self) -> TaskRun | None:
-        """The next ready task, by job fair share then (priority, arrival); marks it in flight."""
+        """The next ready task, by job fair share then (priority, arrival); marks it in flight.
+
+        Entries of the job heap are never removed when they go stale (a newer entry for the
+        same job, or a job that reached its limit): they are skipped when they surface.
+        """
         ready_jobs = self._ready_jobs
         while ready_jobs:
-            _, vpass, _, token, job = heapq.heappop(ready_jobs)
-            if token != job.heap_token:
-                continue  # superseded by a newer entry for this job
-            job.in_heap = False
-            if job.active >= job.limit:
-                continue  # offered again when one of its tasks leaves flight
+            _, vpass, order, token, job = ready_jobs[0]
+            if token != job.heap_token or job.active >= job.limit:
+                heapq.heappop(ready_jobs)
+                if token == job.heap_token:
+                    job.in_heap = False  # offered again when one of its tasks leaves flight
+                continue
             ready = job.ready
-            while ready:
-                run = heapq.heappop(ready)[2]
+            run = None
+            while ready.size:
+                candidate = ready.pop()
                 self._queued -= 1
-                if run.state is TaskState.READY:
-                    self._vtime = vpass
-                    job.vpass = vpass + 1
-                    job.active += 1
-                    run.in_flight = True
-                    self._offer(job)
-                    return run
+                if candidate.state is TaskState.READY:  # else cancelled while it waited
+                    run = candidate
+                    break
+            if run is None:
+                heapq.heappop(ready_jobs)
+                job.in_heap = False
+                continue
+            self._vtime = vpass
+            job.vpass = vpass + 1
+            job.active += 1
+            run.in_flight = True
+            if ready.size and job.active < job.limit:  # stays in the heap, one turn later
+                job.heap_token += 1
+                job.heap_priority = head = -ready.top_priority
+                heapq.heapreplace(ready_jobs, (head, vpass + 1, order, job.heap_token, job))
+            else:
+                heapq.heappop(ready_jobs)
+                job.in_heap = False
+            return run
         return None
 
     def _next_runnable(self) -> TaskRun | None:
@@ -449,8 +502,10 @@ class Scheduler:
     def _leave_flight(self, run: TaskRun) -> None:
         if run.in_flight:
             run.in_flight = False
-            run.job.active -= 1
-            self._offer(run.job)
+            job = run.job
+            job.active -= 1
+            if job.ready.size and not job.in_heap:
+                self._offer(job)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -488,60 +543,60 @@ class Scheduler:
         try:
             while True:
                 run = self._next_runnable()
-                if run is not None:
-                    await self._execute(run, worker)
+                if run is None:
+                    if not self._live_jobs or self._closed:
+                        return
+                    idle: asyncio.Future[bool] = loop.create_future()
+                    self._idle.append(idle)
+                    if not await idle:
+                        return
                     continue
-                if not self._live_jobs or self._closed:
-                    return
-                idle: asyncio.Future[bool] = loop.create_future()
-                self._idle.append(idle)
-                if not await idle:
-                    return
+                # One attempt. Inline, not a coroutine of its own: this loop is the hot path.
+                context, timer, token = self._begin_attempt(run, worker)
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = await run.runner.run(context)
+                except asyncio.CancelledError as cancelled:
+                    if run.stop_reason is None:
+                        # Not ours: the worker itself is being torn down (loop shutdown).
+                        run.stop_reason = _CANCELLED
+                        self._end_attempt(run, None, cancelled)
+                        raise
+                    error = cancelled
+                except Exception as exc:
+                    error = exc
+                except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, let go
+                    self._end_attempt(run, None, exc)
+                    raise
+                finally:
+                    _current.reset(token)
+                    worker.run = None
+                    run.worker = None
+                    if timer is not None:
+                        timer.cancel()
+                if run.stop_reason is not None and worker.task is not None:
+                    worker.task.uncancel()  # we asked for that cancellation; it is handled
+                self._end_attempt(run, result, error)
         finally:
             self._workers.discard(worker)
 
     # -- running an attempt -----------------------------------------------------------------
 
-    async def _execute(self, run: TaskRun, worker: Worker) -> None:
+    def _begin_attempt(self, run: TaskRun, worker: Worker) -> tuple[TaskContext, Any, Any]:
         run.attempts += 1
         attempt = run.attempts
-        clock = self.clock
         if run.started_at is None:
-            run.started_at = clock.wall()
+            run.started_at = self._wall()
         run.stop_reason = None
         run.worker = worker
+        worker.run = run
         self.running += 1
         self._transition(run, TaskState.RUNNING)
         context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
-        timer = clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
-        worker.run = run
-        token = _current.set(context)
-        result: Any = None
-        error: BaseException | None = None
-        try:
-            result = await run.runner.run(context)
-        except asyncio.CancelledError as cancelled:
-            if run.stop_reason is None:
-                # Not ours: the worker itself is being torn down (loop shutdown, close()).
-                run.stop_reason = _CANCELLED
-                self._end_attempt(run, None, cancelled)
-                raise
-            error = cancelled
-        except Exception as exc:
-            error = exc
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let go
-            self._end_attempt(run, None, exc)
-            raise
-        finally:
-            _current.reset(token)
-            worker.run = None
-            run.worker = None
-            if timer is not None:
-                timer.cancel()
-        if run.stop_reason is not None and worker.task is not None:
-            worker.task.uncancel()  # we asked for that cancellation; it is handled here
-        self._end_attempt(run, result, error)
+        timer = self.clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
+        return context, timer, _current.set(context)
 
     def _time_out(self, run: TaskRun, attempt: int) -> None:
         if run.state is TaskState.RUNNING and run.attempts == attempt:
@@ -562,7 +617,8 @@ class Scheduler:
             self.resources.release_nowait(run.pool_key)
         breaker, had_permit = run.breaker, run.permit
         run.permit = False
-        self._leave_flight(run)
+        if run.in_flight:
+            self._leave_flight(run)
         stop_reason = run.stop_reason
         if stop_reason == _CANCELLED:
             if had_permit:
@@ -640,9 +696,7 @@ class Scheduler:
         for run in parked:
             run.parked = False
             if run.state is TaskState.READY:
-                heapq.heappush(run.job.ready, (-run.spec.priority, next(self._arrival), run))
-                self._queued += 1
-                self._offer(run.job)
+                self._enqueue(run)
         self._schedule_wake()
 
     # -- endings ----------------------------------------------------------------------------
@@ -661,9 +715,10 @@ class Scheduler:
         if run.permit:
             run.permit = False
             run.breaker.release()  # type: ignore[union-attr]
-        self._leave_flight(run)
+        if run.in_flight:
+            self._leave_flight(run)
         run.message = message
-        run.finished_at = self.clock.wall()
+        run.finished_at = self._wall()
         self._transition(run, state, message)
         job = run.job
         job.remaining -= 1
@@ -673,6 +728,23 @@ class Scheduler:
         """End a task and propagate: ready or skip its dependents; maybe end the job."""
         self._terminate(run, state, message=message)
         job = run.job
+        if state is TaskState.SUCCEEDED:  # the common case, kept short
+            for dependent in run.dependents:
+                if dependent.state is TaskState.PENDING:
+                    dependent.waiting_on -= 1
+                    if dependent.waiting_on == 0:
+                        self._make_ready(dependent)
+        else:
+            self._propagate_failure(run)
+            if state is TaskState.FAILED and job.spec.fail_fast and not job.cancel_requested:
+                job.cancel_requested = True
+                reason = f"fail_fast: task {run.id!r} failed"
+                self._cancel_runs(job, list(job.tasks.values()), reason)
+        if not job.remaining:
+            self._maybe_finish_job(job)
+
+    def _propagate_failure(self, run: TaskRun) -> None:
+        """Dependents of a task that did not succeed: SKIPPED, transitively, unless ALL_DONE."""
         stack = [run]
         while stack:
             done = stack.pop()
@@ -688,10 +760,6 @@ class Scheduler:
                     reason = f"upstream {done.id!r} {done.state.value}"
                     self._terminate(dependent, TaskState.SKIPPED, message=reason)
                     stack.append(dependent)
-        if state is TaskState.FAILED and job.spec.fail_fast and not job.cancel_requested:
-            job.cancel_requested = True
-            self._cancel_runs(job, list(job.tasks.values()), f"fail_fast: task {run.id!r} failed")
-        self._maybe_finish_job(job)
 
     def _cancel_runs(self, job: JobRun, runs: list[TaskRun], reason: str) -> int:
         cancelled = 0
@@ -723,6 +791,9 @@ class Scheduler:
         job.finished_at = self.clock.wall()
         self._transition_job(job, state, message)
         job.log.close()
+        if job.gc_hold is not None:
+            job.gc_hold.release()
+            job.gc_hold = None
         if job.done is not None and not job.done.done():
             job.done.set_result(None)
         self._live_jobs -= 1
