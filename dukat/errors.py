@@ -34,6 +34,18 @@ __all__ = [
 class DukatError(Exception):
     """Base class of every error raised by dukat."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickle and copy rebuild an exception as `cls(*self.args)`, but our subclasses take
+        # other arguments than their message (CycleError(cycle), TaskTimeoutError(task_id,
+        # timeout)). Rebuild without calling __init__; the attributes travel in __dict__.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[DukatError], args: tuple[object, ...]) -> DukatError:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
@@ -78,12 +90,16 @@ class CycleError(ValidationError):
 class CircuitBreakerError(DukatError):
     """A call was refused because the breaker `name` is open (or half-open and full)."""
 
-    def __init__(self, name: str, retry_after: float) -> None:
+    def __init__(self, name: str, retry_after: float, *, half_open: bool = False) -> None:
         self.name = name
         self.retry_after = max(0.0, retry_after)
-        super().__init__(
-            f"circuit breaker {name!r} is open; next trial call in {self.retry_after:.1f}s"
-        )
+        self.half_open = half_open
+        if half_open:
+            message = f"circuit breaker {name!r} is half-open and its trial calls are taken"
+        else:
+            wait = f"{self.retry_after:.1f}s"
+            message = f"circuit breaker {name!r} is open; next trial call in {wait}"
+        super().__init__(message)
 
 
 class TaskTimeoutError(DukatError, TimeoutError):

@@ -29,11 +29,12 @@ UNLIMITED = sys.maxsize
 class Worker:
     """One of the scheduler's execution slots: an asyncio task running attempts in turn."""
 
-    __slots__ = ("run", "task")
+    __slots__ = ("cancel_sent", "run", "task")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
         self.run: TaskRun | None = None  # the attempt in progress, if any
+        self.cancel_sent = False  # we cancelled the task to stop that attempt
 
 
 class TaskRun:
@@ -86,7 +87,7 @@ class TaskRun:
         self.in_flight = False  # dispatched: counts against the job's limit
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
-        self.permit = False  # holds a breaker's permission for one call
+        self.permit: int | None = None  # a breaker's permission for one call (its generation)
         self.parked = False  # waiting for its breaker to half-open
         # RUNNING
         self.worker: Worker | None = None

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -171,6 +172,8 @@ class CircuitBreaker:
         self._window_failures = 0
         self._trials_in_flight = 0
         self._trial_successes = 0
+        self._generation = 0  # bumped by every transition; permits carry it
+        self._permits: ContextVar[tuple[int, ...]] = ContextVar(f"breaker_{name}", default=())
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -183,6 +186,7 @@ class CircuitBreaker:
         new = replace(config or self._config, **changes)
         with self._lock:
             self._config = new
+            self._generation += 1  # calls in flight were let in under the old rules
             self._clear_counters()
             self._window = deque(maxlen=new.window_size or 1)
 
@@ -210,26 +214,37 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self._config.timeout_seconds - self._clock.now())
 
-    def allow_request(self) -> bool:
-        """Ask to make one call. True means go ahead, then report `success()` or `failure()`."""
+    def acquire(self) -> int | None:
+        """Ask to make one call: a permit to hand back with the outcome, or None if refused.
+
+        The permit names the breaker's state generation it was given in. An outcome reported
+        with a permit from an earlier generation (a call that began before the breaker opened
+        and ended after it half-opened) is ignored: it was not one of the trial calls.
+        """
         with self._lock:
             event = self._half_open_if_due()
-            if self._state is CircuitBreakerState.CLOSED:
-                allowed = True
-            elif self._state is CircuitBreakerState.HALF_OPEN:
-                allowed = self._trials_in_flight < self._config.half_open_max_calls
-                if allowed:
+            permit: int | None = self._generation
+            if self._state is CircuitBreakerState.HALF_OPEN:
+                if self._trials_in_flight < self._config.half_open_max_calls:
                     self._trials_in_flight += 1
-            else:
-                allowed = False
+                else:
+                    permit = None
+            elif self._state is CircuitBreakerState.OPEN:
+                permit = None
         self._publish(event)
-        return allowed
+        return permit
 
-    def success(self) -> None:
+    def allow_request(self) -> bool:
+        """Ask to make one call. True means go ahead, then report `success()` or `failure()`."""
+        return self.acquire() is not None
+
+    def success(self, *, permit: int | None = None) -> None:
         """The call that was allowed succeeded."""
         with self._lock:
             event = None
-            if self._state is CircuitBreakerState.HALF_OPEN:
+            if self._stale(permit):
+                pass
+            elif self._state is CircuitBreakerState.HALF_OPEN:
                 self._trials_in_flight = max(0, self._trials_in_flight - 1)
                 self._trial_successes += 1
                 if self._trial_successes >= self._config.success_threshold:
@@ -239,12 +254,14 @@ class CircuitBreaker:
                 self._record_in_window(failed=False)
         self._publish(event)
 
-    def failure(self, exc: BaseException | None = None) -> None:
+    def failure(self, exc: BaseException | None = None, *, permit: int | None = None) -> None:
         """The call that was allowed failed (`exc` is kept only for the transition's reason)."""
         reason = f": {type(exc).__name__}: {exc}" if exc is not None else ""
         with self._lock:
             event = None
-            if self._state is CircuitBreakerState.HALF_OPEN:
+            if self._stale(permit):
+                pass
+            elif self._state is CircuitBreakerState.HALF_OPEN:
                 self._trials_in_flight = max(0, self._trials_in_flight - 1)
                 event = self._transition(CircuitBreakerState.OPEN, "trial call failed" + reason)
             elif self._state is CircuitBreakerState.CLOSED:
@@ -262,11 +279,14 @@ class CircuitBreaker:
                     )
         self._publish(event)
 
-    def release(self) -> None:
+    def release(self, *, permit: int | None = None) -> None:
         """The allowed call was abandoned (cancelled) and counts neither way."""
         with self._lock:
-            if self._state is CircuitBreakerState.HALF_OPEN:
+            if self._state is CircuitBreakerState.HALF_OPEN and not self._stale(permit):
                 self._trials_in_flight = max(0, self._trials_in_flight - 1)
+
+    def _stale(self, permit: int | None) -> bool:
+        return permit is not None and permit != self._generation
 
     def reset(self) -> None:
         """Back to CLOSED with clean counters, whatever the state."""
@@ -285,6 +305,7 @@ class CircuitBreaker:
                 f"breaker {self.name!r}: {from_state.name} -> {to.name} is not allowed"
             )
         self._state = to
+        self._generation += 1  # permits given before this are stale from now on
         self._clear_counters()
         if to is CircuitBreakerState.OPEN:
             self._opened_at = self._clock.now()
@@ -326,12 +347,17 @@ class CircuitBreaker:
 
     # -- ways to guard a call ---------------------------------------------------------------
 
-    def _refused(self) -> CircuitBreakerError:
-        return CircuitBreakerError(self.name, self.retry_after)
+    def refused(self) -> CircuitBreakerError:
+        """The error for a call this breaker did not allow, saying why."""
+        half_open = self.state is CircuitBreakerState.HALF_OPEN
+        return CircuitBreakerError(self.name, self.retry_after, half_open=half_open)
 
     async def __aenter__(self) -> CircuitBreaker:
-        if not self.allow_request():
-            raise self._refused()
+        permit = self.acquire()
+        if permit is None:
+            raise self.refused()
+        # The permit travels with the calling task (nested blocks stack), not on self.
+        self._permits.set((*self._permits.get(), permit))
         return self
 
     async def __aexit__(
@@ -340,12 +366,14 @@ class CircuitBreaker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        *outer, permit = self._permits.get()
+        self._permits.set(tuple(outer))
         if exc is None:
-            self.success()
+            self.success(permit=permit)
         elif isinstance(exc, Exception):
-            self.failure(exc)
+            self.failure(exc, permit=permit)
         else:  # cancelled or interrupted: says nothing about the downstream
-            self.release()
+            self.release(permit=permit)
 
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """Decorate a coroutine function so that every call goes through this breaker."""

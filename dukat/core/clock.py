@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -115,6 +116,8 @@ class ManualClock:
         """Move time forward by `seconds`, firing every timer that comes due on the way."""
         if seconds < 0:
             raise ValueError(f"cannot move a clock backwards (advance({seconds!r}))")
+        if not math.isfinite(seconds):  # NaN would pass the check above and poison now()
+            raise ValueError(f"advance() needs a finite number of seconds, not {seconds!r}")
         target = self._now + seconds
         await settle()
         while self._timers and self._timers[0][0] <= target:

@@ -31,7 +31,7 @@ from dukat.core.runners import CallableAction
 from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState, TriggerRule
-from dukat.errors import CycleError, FieldViolation, ValidationError
+from dukat.errors import CycleError, FieldViolation, NotFoundError, ValidationError
 
 __all__ = [
     "DependencyGraph",
@@ -115,7 +115,10 @@ class ParallelTaskExecutor:
         self._referenced: set[str] = set()  # ids named as dependencies so far
         self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
-        self._cancel_before_start: set[str] | None = None
+        self._running: str | None = None  # the job execute_all() is waiting for
+        # cancel() before execute_all(): applied as soon as the job starts
+        self._cancel_at_start: set[str] = set()
+        self._cancel_all_at_start = False
 
     @property
     def scheduler(self) -> Scheduler:
@@ -195,13 +198,17 @@ class ParallelTaskExecutor:
         """
         specs, self._specs, self._referenced = self._specs, {}, set()
         gc_hold, self._gc_hold = self._gc_hold, None
+        cancel_all, self._cancel_all_at_start = self._cancel_all_at_start, False
+        cancel_some, self._cancel_at_start = self._cancel_at_start, set()
         try:
-            return await self._execute(specs)
+            return await self._execute(specs, cancel_all, cancel_some)
         finally:
             if gc_hold is not None:
                 gc_hold.release()
 
-    async def _execute(self, specs: dict[str, TaskSpec]) -> dict[str, TaskResult]:
+    async def _execute(
+        self, specs: dict[str, TaskSpec], cancel_all: bool, cancel_some: set[str]
+    ) -> dict[str, TaskResult]:
         if not specs:
             return {}
         scheduler = self._scheduler
@@ -214,33 +221,41 @@ class ParallelTaskExecutor:
             if listener is not None:
                 scheduler.remove_listener(listener)
             raise
-        self._job_id = job_id
+        self._job_id = self._running = job_id
         try:
-            if self._cancel_before_start is not None:
-                scheduler.cancel(job_id, self._cancel_before_start)
-                self._cancel_before_start = None
+            if cancel_all:
+                scheduler.cancel(job_id)
+            elif cancel_some:
+                scheduler.cancel(job_id, cancel_some)
             try:
-                await scheduler.wait(job_id)
+                return await scheduler.wait_results(job_id)
             except asyncio.CancelledError:
                 scheduler.cancel(job_id)
                 await asyncio.shield(scheduler.wait(job_id))
                 raise
-            return scheduler.results(job_id)
         finally:
+            self._running = None
             if listener is not None:
                 scheduler.remove_listener(listener)
-            if scheduler.job_state(job_id).is_terminal:
+            if job_id in scheduler and scheduler.job_state(job_id).is_terminal:
                 scheduler.forget(job_id)
 
     def cancel(self, *task_ids: str) -> int:
         """Cancel the running job, or the given tasks and everything downstream of them.
 
-        Before `execute_all()` starts, the cancellation is applied as soon as it does.
-        Returns how many tasks were cancelled (0 when deferred).
+        Before `execute_all()` starts, the cancellation is applied as soon as it does (for
+        the whole job: whatever tasks it has by then). Returns how many tasks were cancelled
+        (0 when deferred). An id that was never added is a `NotFoundError`.
         """
-        if self._job_id is not None and self._job_id in self._scheduler:
-            return self._scheduler.cancel(self._job_id, task_ids)
-        self._cancel_before_start = set(task_ids) or set(self._specs)
+        if self._running is not None:
+            return self._scheduler.cancel(self._running, task_ids)
+        unknown = [task_id for task_id in task_ids if task_id not in self._specs]
+        if unknown:
+            raise NotFoundError(f"no task {unknown[0]!r} was added to this executor")
+        if task_ids:
+            self._cancel_at_start.update(task_ids)
+        else:
+            self._cancel_all_at_start = True
         return 0
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from dukat.errors import FieldViolation, ValidationError
 
 __all__ = ["ResourcePool", "ResourceRequirement", "ResourceType", "ResourceUsage"]
+
+_log = logging.getLogger(__name__)
 
 MILLI = 1000  # resources are counted in thousandths: 0.001 is the smallest amount
 
@@ -321,5 +324,10 @@ class ResourcePool:
         self._waiters = still_waiting
 
     def _notify(self) -> None:
+        # A listener that raises must not leave a grant half made (resources taken, future
+        # never resolved): log it and go on.
         for listener in self._listeners:
-            listener(self)
+            try:
+                listener(self)
+            except Exception:
+                _log.exception("resource pool listener %r failed", listener)

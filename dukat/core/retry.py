@@ -6,8 +6,9 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
-from dukat.errors import ValidationError
+from dukat.errors import FieldViolation, ValidationError
 
 __all__ = ["RetryPolicy"]
 
@@ -38,19 +39,29 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         problems = {
-            "max_attempts": isinstance(self.max_attempts, int) and self.max_attempts >= 1,
+            "max_attempts": isinstance(self.max_attempts, int)
+            and not isinstance(self.max_attempts, bool)
+            and self.max_attempts >= 1,
             "initial_backoff": _finite(self.initial_backoff) and self.initial_backoff >= 0,
-            "max_backoff": _finite(self.max_backoff) and self.max_backoff >= self.initial_backoff,
+            # Compared only when both are numbers; a bad initial_backoff is reported first.
+            "max_backoff": _finite(self.max_backoff)
+            and _finite(self.initial_backoff)
+            and self.max_backoff >= self.initial_backoff,
             "multiplier": _finite(self.multiplier) and self.multiplier >= 1,
             "jitter": _finite(self.jitter) and 0 <= self.jitter <= 1,
         }
         for field, ok in problems.items():
             if not ok:
-                raise ValidationError(
-                    f"retry {field} {_RULES[field]}, not {getattr(self, field)!r}"
-                )
-        if not (callable(self.retry_on) or isinstance(self.retry_on, tuple)):
-            raise ValidationError("retry retry_on must be a tuple of exception types or a callable")
+                _invalid(field, f"{_RULES[field]}, not {getattr(self, field)!r}")
+        retry_on = self.retry_on
+        if _is_exception_type(retry_on):
+            # A class is callable too; `retry_on=OSError` means the type, not a predicate.
+            object.__setattr__(self, "retry_on", (retry_on,))
+        elif isinstance(retry_on, tuple):
+            if not all(_is_exception_type(kind) for kind in retry_on):
+                _invalid("retry_on", f"must hold exception types only, not {retry_on!r}")
+        elif not callable(retry_on):
+            _invalid("retry_on", f"must be exception types or a predicate, not {retry_on!r}")
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """Whether `error`, raised by attempt number `attempt`, earns another attempt."""
@@ -62,10 +73,14 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt number `attempt` (1-based) failed."""
+        if not self.initial_backoff:
+            return 0.0
         try:
-            base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+            # float: an int multiplier would compute 2**(10**9) exactly before overflowing.
+            growth = float(self.multiplier) ** (attempt - 1)
         except OverflowError:
-            base = self.max_backoff
+            growth = math.inf
+        base = min(self.max_backoff, self.initial_backoff * growth)
         if self.jitter:
             base *= 1 + self.jitter * (2 * (rng or random).random() - 1)
         return min(self.max_backoff, max(0.0, base))
@@ -78,6 +93,14 @@ _RULES = {
     "multiplier": "must be at least 1",
     "jitter": "must be between 0 and 1",
 }
+
+
+def _invalid(field: str, rule: str) -> NoReturn:
+    raise ValidationError(f"retry {field} {rule}", violations=[FieldViolation(field, rule)])
+
+
+def _is_exception_type(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)
 
 
 def _finite(value: object) -> bool:

@@ -49,7 +49,6 @@ from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, validate_job
 from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
 from dukat.errors import (
-    CircuitBreakerError,
     CycleError,
     FieldViolation,
     NotFoundError,
@@ -109,7 +108,7 @@ class Scheduler:
         self._parked: dict[str, list[TaskRun]] = {}  # breaker name -> tasks waiting for it
         self._breaker_timers: dict[str, Any] = {}
         self._workers: set[Worker] = set()
-        self._idle: deque[asyncio.Future[bool]] = deque()
+        self._idle: deque[tuple[asyncio.Future[bool], Worker]] = deque()
         self._wake_scheduled = False
         self.running = 0  # attempts in progress
         self._listeners: list[EventListener] = []
@@ -191,11 +190,24 @@ class Scheduler:
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
         job = self._job(job_id)
+        await self._until_done(job)
+        return job.state
+
+    async def wait_results(self, job_id: str) -> dict[str, TaskResult]:
+        """Wait until the job is finished; return every task's outcome by id.
+
+        Holds on to the job while waiting, so its results are there even if retention has
+        dropped the job from the scheduler by the time this caller runs again.
+        """
+        job = self._job(job_id)
+        await self._until_done(job)
+        return _outcomes(job)
+
+    async def _until_done(self, job: JobRun) -> None:
         if not job.state.is_terminal:
             if job.done is None:
                 job.done = asyncio.get_running_loop().create_future()
             await asyncio.shield(job.done)
-        return job.state
 
     def cancel(self, job_id: str, task_ids: Iterable[str] = ()) -> int:
         """Cancel a whole job, or the given tasks with everything downstream of them.
@@ -242,8 +254,7 @@ class Scheduler:
 
     def results(self, job_id: str) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id."""
-        outcome = TaskRun.outcome
-        return {task_id: outcome(run) for task_id, run in self._job(job_id).tasks.items()}
+        return _outcomes(self._job(job_id))
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
@@ -459,32 +470,40 @@ class Scheduler:
         return None
 
     def _next_runnable(self) -> TaskRun | None:
-        """The next task that can start now, holding its breaker permit and its resources."""
+        """The next task that can start now, holding its resources and its breaker permit.
+
+        Resources first, the breaker last: a permit is only taken for a call about to start,
+        so a task waiting for resources never holds one of the few half-open trial places.
+        """
         while True:
             if self._granted:
                 run = self._granted.popleft()
                 self._queued -= 1
-                if run.state is TaskState.READY:
-                    return run
-                continue
-            run = self._pop_ready()
-            if run is None:
-                return None
-            if run.breaker is not None and not run.permit:
-                if not run.breaker.allow_request():
+                if run.state is not TaskState.READY:
+                    continue
+            else:
+                run = self._pop_ready()
+                if run is None:
+                    return None
+                if run.need:
+                    future = self.resources.reserve(
+                        run.pool_key, run.spec.resources, priority=run.spec.priority
+                    )
+                    if not future.done():
+                        run.reservation = future
+                        future.add_done_callback(partial(self._on_granted, run))
+                        continue
+                    run.holds_resources = True
+            if run.breaker is not None:
+                permit = run.breaker.acquire()
+                if permit is None:
+                    if run.holds_resources:
+                        run.holds_resources = False
+                        self.resources.release_nowait(run.pool_key)
                     self._leave_flight(run)
                     self._refused_by_breaker(run)
                     continue
-                run.permit = True
-            if run.need:
-                future = self.resources.reserve(
-                    run.pool_key, run.spec.resources, priority=run.spec.priority
-                )
-                if not future.done():
-                    run.reservation = future
-                    future.add_done_callback(partial(self._on_granted, run))
-                    continue
-                run.holds_resources = True
+                run.permit = permit
             return run
 
     def _on_granted(self, run: TaskRun, future: asyncio.Future[Any]) -> None:
@@ -520,7 +539,7 @@ class Scheduler:
         self._wake_scheduled = False
         wanted = self._queued
         while wanted > 0 and self._idle:
-            future = self._idle.popleft()
+            future, _ = self._idle.popleft()
             if not future.done():
                 future.set_result(True)
                 wanted -= 1
@@ -534,7 +553,10 @@ class Scheduler:
 
     def _retire_idle(self) -> None:
         while self._idle:
-            future = self._idle.popleft()
+            future, worker = self._idle.popleft()
+            # Gone from the count now, not when its coroutine gets to run: a job submitted
+            # in the meantime must be able to start new workers.
+            self._workers.discard(worker)
             if not future.done():
                 future.set_result(False)
 
@@ -547,7 +569,7 @@ class Scheduler:
                     if not self._live_jobs or self._closed:
                         return
                     idle: asyncio.Future[bool] = loop.create_future()
-                    self._idle.append(idle)
+                    self._idle.append((idle, worker))
                     if not await idle:
                         return
                     continue
@@ -575,8 +597,9 @@ class Scheduler:
                     run.worker = None
                     if timer is not None:
                         timer.cancel()
-                if run.stop_reason is not None and worker.task is not None:
-                    worker.task.uncancel()  # we asked for that cancellation; it is handled
+                if worker.cancel_sent:
+                    worker.cancel_sent = False
+                    worker.task.uncancel()  # type: ignore[union-attr]  # ours, handled here
                 self._end_attempt(run, result, error)
         finally:
             self._workers.discard(worker)
@@ -607,32 +630,48 @@ class Scheduler:
         first = run.stop_reason is None
         if first or reason == _CANCELLED:
             run.stop_reason = reason
-        if first and run.worker is not None and run.worker.task is not None:
-            run.worker.task.cancel()
+        worker = run.worker
+        if not first or worker is None or worker.task is None:
+            return
+        if worker.task is asyncio.current_task():
+            # The task is stopping itself (it cancelled its own job). Cancelling the running
+            # task now would leave the request pending past the attempt if it returns without
+            # awaiting, to strike whatever its worker runs next; so ask from the loop instead.
+            self.loop.call_soon(self._cancel_if_still_running, run, run.attempts)  # type: ignore[union-attr]
+        else:
+            worker.cancel_sent = True
+            worker.task.cancel()
+
+    def _cancel_if_still_running(self, run: TaskRun, attempt: int) -> None:
+        worker = run.worker
+        if run.state is TaskState.RUNNING and run.attempts == attempt and worker is not None:
+            worker.cancel_sent = True
+            worker.task.cancel()  # type: ignore[union-attr]
 
     def _end_attempt(self, run: TaskRun, result: Any, error: BaseException | None) -> None:
         self.running -= 1
         if run.holds_resources:
             run.holds_resources = False
             self.resources.release_nowait(run.pool_key)
-        breaker, had_permit = run.breaker, run.permit
-        run.permit = False
+        breaker, permit = run.breaker, run.permit
+        run.permit = None
+        had_permit = permit is not None
         if run.in_flight:
             self._leave_flight(run)
         stop_reason = run.stop_reason
         if stop_reason == _CANCELLED:
             if had_permit:
-                breaker.release()  # type: ignore[union-attr]
+                breaker.release(permit=permit)  # type: ignore[union-attr]
             self._finish(run, TaskState.CANCELLED, message=run.message or "cancelled")
         elif stop_reason == _TIMEOUT or error is not None:
             if stop_reason == _TIMEOUT:
                 error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
             if had_permit:
-                breaker.failure(error)  # type: ignore[union-attr]
+                breaker.failure(error, permit=permit)  # type: ignore[union-attr]
             self._attempt_failed(run, error)  # type: ignore[arg-type]
         else:
             if had_permit:
-                breaker.success()  # type: ignore[union-attr]
+                breaker.success(permit=permit)  # type: ignore[union-attr]
             run.result = result
             self._finish(run, TaskState.SUCCEEDED)
         if had_permit:
@@ -665,7 +704,7 @@ class Scheduler:
         assert breaker is not None
         if not run.spec.wait_for_breaker:
             run.attempts += 1
-            self._attempt_failed(run, CircuitBreakerError(breaker.name, breaker.retry_after))
+            self._attempt_failed(run, breaker.refused())
             return
         run.parked = True
         self._parked.setdefault(breaker.name, []).append(run)
@@ -707,14 +746,15 @@ class Scheduler:
             run.timer.cancel()
             run.timer = None
         if run.reservation is not None:
-            run.reservation.cancel()
+            if not run.reservation.cancel():  # granted, its callback not run yet
+                self.resources.release_nowait(run.pool_key)
             run.reservation = None
         if run.holds_resources:
             run.holds_resources = False
             self.resources.release_nowait(run.pool_key)
-        if run.permit:
-            run.permit = False
-            run.breaker.release()  # type: ignore[union-attr]
+        if run.permit is not None:
+            run.breaker.release(permit=run.permit)  # type: ignore[union-attr]
+            run.permit = None
         if run.in_flight:
             self._leave_flight(run)
         run.message = message
@@ -764,8 +804,8 @@ class Scheduler:
     def _cancel_runs(self, job: JobRun, runs: list[TaskRun], reason: str) -> int:
         cancelled = 0
         for run in runs:
-            if run.state.is_terminal:
-                continue
+            if run.state.is_terminal or run.stop_reason == _CANCELLED:
+                continue  # already over, or already being stopped
             cancelled += 1
             if run.state is TaskState.RUNNING:
                 run.message = reason
@@ -808,3 +848,8 @@ class Scheduler:
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         return job
+
+
+def _outcomes(job: JobRun) -> dict[str, TaskResult]:
+    outcome = TaskRun.outcome
+    return {task_id: outcome(run) for task_id, run in job.tasks.items()}

@@ -1,0 +1,801 @@
+"""Behaviour of the Scheduler, driven through JobSpec / TaskSpec / CallableAction."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from dukat.core import (
+    CallableAction,
+    CircuitBreakerConfig,
+    CircuitBreakerState,
+    JobSpec,
+    JobState,
+    JobStateChanged,
+    ManualClock,
+    ResourcePool,
+    ResourceRequirement,
+    ResourceType,
+    RetryPolicy,
+    Scheduler,
+    Snapshot,
+    TaskProgress,
+    TaskSpec,
+    TaskState,
+    TaskStateChanged,
+    TriggerRule,
+    current_task,
+    report_progress,
+)
+from dukat.core.events import Event
+from dukat.errors import (
+    CircuitBreakerError,
+    CycleError,
+    NotFoundError,
+    TaskTimeoutError,
+    ValidationError,
+)
+from tests.helpers import Gauge, Probe, finished, settle, wait_for
+
+S = TaskState
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def spec(task_id: str, func: Callable[..., Any], *deps: str, **options: Any) -> TaskSpec:
+    return TaskSpec(id=task_id, action=CallableAction(func), dependencies=deps, **options)
+
+
+def job(*tasks: TaskSpec, **options: Any) -> JobSpec:
+    return JobSpec(tasks=tasks, **options)
+
+
+async def noop() -> None:
+    return None
+
+
+async def boom() -> None:
+    raise ValueError("boom")
+
+
+def returning(value: Any) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        return value
+
+    return run
+
+
+def record(calls: list[str], name: str) -> Callable[[], Awaitable[str]]:
+    async def run() -> str:
+        calls.append(name)
+        return name
+
+    return run
+
+
+def task_state(scheduler: Scheduler, job_id: str, task_id: str) -> TaskState:
+    return scheduler.get_job(job_id).task(task_id).state
+
+
+async def collect(scheduler: Scheduler, job_id: str, after: int = 0) -> list[Event]:
+    async def read() -> list[Event]:
+        return [event async for batch in scheduler.watch(job_id, after) for event in batch]
+
+    return await asyncio.wait_for(read(), 10)  # a watch that never ends fails the test
+
+
+def task_states(events: list[Event], task_id: str) -> list[TaskState]:
+    return [e.state for e in events if isinstance(e, TaskStateChanged) and e.task_id == task_id]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
+    """Build schedulers on the manual clock (max_concurrency 4 unless said); closed after."""
+    made: list[Scheduler] = []
+
+    def factory(**options: Any) -> Scheduler:
+        options.setdefault("clock", clock)
+        options.setdefault("max_concurrency", 4)
+        made.append(Scheduler(**options))
+        return made[-1]
+
+    yield factory
+    for scheduler in made:
+        await asyncio.wait_for(scheduler.close(), 10)  # a close that hangs fails instead
+
+
+# -- dependencies, limits, order ------------------------------------------------------------
+
+
+async def test_tasks_start_only_after_their_dependencies_succeeded(make):
+    s = make()
+    log: list[tuple[str, str]] = []
+
+    def step(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            log.append(("start", name))
+            await asyncio.sleep(0)
+            log.append(("end", name))
+
+        return run
+
+    edges = {"d": ("b", "c"), "b": ("a",), "c": ("a",), "a": ()}
+    j = s.submit(job(*(spec(t, step(t), *deps) for t, deps in edges.items())))
+    assert await finished(s, j) is JobState.SUCCEEDED
+    for task, deps in edges.items():
+        for dep in deps:
+            assert log.index(("end", dep)) < log.index(("start", task))
+
+
+async def test_global_max_concurrency_holds_across_jobs(make):
+    s = make(max_concurrency=3)
+    gauge = Gauge()
+
+    async def work() -> None:
+        with gauge.hold():
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    jobs = [s.submit(job(*(spec(f"t{i}", work) for i in range(10)))) for _ in range(2)]
+    for j in jobs:
+        assert await finished(s, j) is JobState.SUCCEEDED
+    assert gauge.peak == 3
+
+
+async def test_job_max_concurrency_limits_only_that_job(make):
+    s = make(max_concurrency=10)
+    limited, free = Gauge(), Gauge()
+
+    def work(gauge: Gauge) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            with gauge.hold():
+                for _ in range(5):
+                    await asyncio.sleep(0)
+
+        return run
+
+    a = s.submit(job(*(spec(f"t{i}", work(limited)) for i in range(8)), max_concurrency=2))
+    b = s.submit(job(*(spec(f"t{i}", work(free)) for i in range(8))))
+    assert await finished(s, a) is await finished(s, b) is JobState.SUCCEEDED
+    assert limited.peak == 2
+    assert free.peak > 2
+
+
+async def test_ready_tasks_run_by_priority_then_arrival(make):
+    s = make(max_concurrency=1)
+    order: list[str] = []
+    priorities = {"t0": 1, "t1": 5, "t2": 3, "t3": 5, "t4": 0}
+    j = s.submit(job(*(spec(t, record(order, t), priority=p) for t, p in priorities.items())))
+    await finished(s, j)
+    assert order == ["t1", "t3", "t2", "t0", "t4"]
+
+
+async def test_tasks_of_a_higher_priority_job_run_first(make):
+    s = make(max_concurrency=1)
+    order: list[str] = []
+    low = s.submit(job(*(spec(f"lo{i}", record(order, f"lo{i}")) for i in range(3))))
+    high = s.submit(job(*(spec(f"hi{i}", record(order, f"hi{i}"), priority=5) for i in range(3))))
+    await finished(s, low)
+    await finished(s, high)
+    assert order == ["hi0", "hi1", "hi2", "lo0", "lo1", "lo2"]
+
+
+async def test_small_job_is_not_starved_by_a_big_job_of_equal_priority(make):
+    s = make(max_concurrency=2)
+    big_done = 0
+
+    async def big_task() -> None:
+        nonlocal big_done
+        await asyncio.sleep(0)
+        big_done += 1
+
+    big = s.submit(job(*(spec(f"b{i}", big_task) for i in range(1000))))
+    await wait_for(lambda: big_done >= 10)
+    small = s.submit(job(*(spec(f"s{i}", noop) for i in range(3))))
+    assert await finished(s, small) is JobState.SUCCEEDED
+    assert big_done < 100  # without fair share all ~1000 big tasks would come first
+    assert s.job_state(big) is JobState.RUNNING
+    assert await finished(s, big) is JobState.SUCCEEDED
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+async def test_failure_skips_dependents_and_independent_branches_go_on(make):
+    s = make()
+    calls: list[str] = []
+    j = s.submit(
+        job(
+            spec("a", boom),
+            spec("b", record(calls, "b"), "a"),
+            spec("c", record(calls, "c"), "b"),
+            spec("d", returning(4)),
+        )
+    )
+    assert await finished(s, j) is JobState.FAILED
+    r = s.results(j)
+    assert r["a"].state is S.FAILED and isinstance(r["a"].error, ValueError)
+    assert r["b"].state is S.SKIPPED and "upstream 'a'" in r["b"].message
+    assert r["c"].state is S.SKIPPED and "upstream 'b'" in r["c"].message
+    assert (r["d"].state, r["d"].result) == (S.SUCCEEDED, 4)
+    assert calls == []
+
+
+async def test_fail_fast_cancels_the_rest_of_the_job(make):
+    s = make()
+    probe = Probe()
+
+    async def fail_once_slow_runs() -> None:
+        await wait_for(lambda: probe.started)
+        raise ValueError("boom")
+
+    j = s.submit(
+        job(
+            spec("slow", probe.task("slow")),
+            spec("after", noop, "slow"),
+            spec("boom", fail_once_slow_runs),
+            fail_fast=True,
+        )
+    )
+    assert await finished(s, j) is JobState.FAILED
+    r = s.results(j)
+    assert probe.cancelled == ["slow"]
+    assert (r["boom"].state, r["slow"].state, r["after"].state) == (
+        S.FAILED,
+        S.CANCELLED,
+        S.CANCELLED,
+    )
+    assert "'boom'" in r["slow"].message
+
+
+async def test_all_done_task_runs_after_failed_and_skipped_upstreams(make):
+    s = make()
+    calls: list[str] = []
+    cleanup = spec("cleanup", record(calls, "cleanup"), "a", "b", trigger_rule=TriggerRule.ALL_DONE)
+    j = s.submit(job(spec("a", boom), spec("b", record(calls, "b"), "a"), cleanup))
+    assert await finished(s, j) is JobState.FAILED
+    assert calls == ["cleanup"]
+    assert s.results(j)["cleanup"].state is S.SUCCEEDED
+
+
+# -- retries and timeouts -------------------------------------------------------------------
+
+
+async def test_retries_wait_out_exponential_backoff(make, clock):
+    s = make()
+    events: list[Event] = []
+    s.add_listener(events.append)
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ConnectionError(f"attempt {attempts}")
+        return "ok"
+
+    policy = RetryPolicy(max_attempts=3, initial_backoff=1.0, multiplier=2.0, jitter=0.0)
+    j = s.submit(job(spec("t", flaky, retry=policy)))
+    await wait_for(lambda: task_state(s, j, "t") is S.RETRYING)
+    await clock.advance(0.99)
+    assert attempts == 1
+    await clock.advance(0.01)
+    await wait_for(lambda: attempts == 2 and task_state(s, j, "t") is S.RETRYING)
+    await clock.advance(1.99)  # the second wait is twice the first
+    assert attempts == 2
+    await clock.advance(0.01)
+    assert await finished(s, j) is JobState.SUCCEEDED
+    r = s.results(j)["t"]
+    assert (r.attempts, r.result) == (3, "ok")
+    retrying = [e for e in events if isinstance(e, TaskStateChanged) and e.state is S.RETRYING]
+    assert [e.attempt for e in retrying] == [1, 2]
+    assert "ConnectionError: attempt 1" in retrying[0].message
+
+
+async def test_task_fails_once_its_attempts_are_used_up(make, clock):
+    s = make()
+    policy = RetryPolicy(max_attempts=2, initial_backoff=1.0, jitter=0.0)
+    all_cpu = (ResourceRequirement(ResourceType.CPU, 1.0),)
+    j = s.submit(job(spec("t", boom, retry=policy, resources=all_cpu)))
+    await wait_for(lambda: task_state(s, j, "t") is S.RETRYING)
+    assert s.resources.usage()["cpu"].used == 0  # nothing held while waiting out the backoff
+    await clock.advance(1)
+    assert await finished(s, j) is JobState.FAILED
+    r = s.results(j)["t"]
+    assert r.attempts == 2 and isinstance(r.error, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "error", "attempts"),
+    [
+        ((ConnectionError,), ConnectionError("down"), 3),
+        ((ConnectionError,), ValueError("bad input"), 1),
+        (lambda e: "transient" in str(e), RuntimeError("transient glitch"), 3),
+        (lambda e: "transient" in str(e), RuntimeError("fatal"), 1),
+    ],
+    ids=["listed-type", "other-type", "predicate-yes", "predicate-no"],
+)
+async def test_retry_on_chooses_which_errors_are_retried(make, clock, retry_on, error, attempts):
+    s = make()
+
+    async def failing() -> None:
+        raise error
+
+    policy = RetryPolicy(max_attempts=3, initial_backoff=1.0, jitter=0.0, retry_on=retry_on)
+    j = s.submit(job(spec("t", failing, retry=policy)))
+    for _ in range(4):
+        await clock.advance(10)
+    assert await finished(s, j) is JobState.FAILED
+    assert s.results(j)["t"].attempts == attempts
+
+
+async def test_attempt_times_out_when_the_clock_passes_its_timeout(make, clock):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("t", probe.task("t"), timeout=5.0)))
+    await wait_for(lambda: probe.started)
+    await clock.advance(4.9)
+    assert task_state(s, j, "t") is S.RUNNING
+    await clock.advance(0.1)
+    assert await finished(s, j) is JobState.FAILED
+    r = s.results(j)["t"]
+    assert isinstance(r.error, TaskTimeoutError) and r.error.timeout == 5.0
+    assert probe.cancelled == ["t"]
+
+
+async def test_timed_out_attempt_is_retried_by_policy(make, clock):
+    s = make()
+    hang = asyncio.Event()
+    attempts = 0
+
+    async def slow_then_fast() -> int:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await hang.wait()
+        return attempts
+
+    policy = RetryPolicy(max_attempts=2, initial_backoff=1.0, jitter=0.0, retry_on=(TimeoutError,))
+    j = s.submit(job(spec("t", slow_then_fast, timeout=5.0, retry=policy)))
+    await wait_for(lambda: attempts == 1)
+    await clock.advance(5)
+    assert task_state(s, j, "t") is S.RETRYING
+    await clock.advance(1)
+    assert await finished(s, j) is JobState.SUCCEEDED
+    assert (s.results(j)["t"].attempts, s.results(j)["t"].result) == (2, 2)
+
+
+# -- circuit breakers -----------------------------------------------------------------------
+
+
+def open_breaker(s: Scheduler, name: str = "api", timeout: float = 30.0):
+    breaker = s.breakers.configure(
+        name, CircuitBreakerConfig(failure_threshold=1, timeout_seconds=timeout)
+    )
+    breaker.failure(ConnectionError("down"))
+    assert breaker.state is CircuitBreakerState.OPEN
+    return breaker
+
+
+async def test_task_behind_an_open_breaker_fails_fast_without_running(make):
+    s = make()
+    open_breaker(s)
+    calls: list[str] = []
+    events: list[Event] = []
+    s.add_listener(events.append)
+    j = s.submit(job(spec("t", record(calls, "t"), circuit_breaker="api")))
+    assert await finished(s, j) is JobState.FAILED
+    error = s.results(j)["t"].error
+    assert isinstance(error, CircuitBreakerError) and error.name == "api"
+    assert calls == []
+    assert S.RUNNING not in task_states(events, "t")
+
+
+async def test_failing_tasks_trip_their_breaker_for_the_next_ones(make):
+    s = make(max_concurrency=1)
+    s.breakers.configure("api", CircuitBreakerConfig(failure_threshold=2, timeout_seconds=30))
+    calls: list[str] = []
+
+    async def failing() -> None:
+        calls.append(current_task().task_id)
+        raise ConnectionError("down")
+
+    j = s.submit(job(*(spec(f"t{i}", failing, circuit_breaker="api") for i in range(4))))
+    assert await finished(s, j) is JobState.FAILED
+    assert calls == ["t0", "t1"]
+    assert isinstance(s.results(j)["t3"].error, CircuitBreakerError)
+
+
+async def test_task_waiting_for_its_breaker_frees_its_slot_and_runs_once_half_open(make, clock):
+    s = make(max_concurrency=1)
+    breaker = open_breaker(s, timeout=30.0)
+    calls: list[str] = []
+    guarded = spec(
+        "guarded",
+        record(calls, "guarded"),
+        circuit_breaker="api",
+        wait_for_breaker=True,
+        priority=9,
+    )
+    others = [spec(f"other{i}", record(calls, f"other{i}")) for i in range(3)]
+    j = s.submit(job(guarded, *others))
+    await wait_for(lambda: len(calls) == 3)  # the only slot was free for the others
+    await clock.advance(29.9)
+    assert "guarded" not in calls and task_state(s, j, "guarded") is S.READY
+    await clock.advance(0.1)
+    assert await finished(s, j) is JobState.SUCCEEDED
+    assert calls[-1] == "guarded"
+    assert breaker.state is CircuitBreakerState.CLOSED
+
+
+async def test_parked_tasks_wait_again_when_the_trial_call_fails(make, clock):
+    s = make()
+    breaker = open_breaker(s, timeout=30.0)
+    calls = 0
+
+    async def call_api() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("still down")
+
+    parked = [spec(f"t{i}", call_api, circuit_breaker="api", wait_for_breaker=True) for i in "01"]
+    j = s.submit(job(*parked))
+    await settle()
+    await clock.advance(30)
+    await wait_for(lambda: calls == 1)  # one trial call only, and it fails
+    await settle()
+    assert calls == 1 and breaker.state is CircuitBreakerState.OPEN
+    await clock.advance(30)
+    assert await finished(s, j) is JobState.FAILED
+    assert calls == 2
+    assert [r.state for r in s.results(j).values()] == [S.FAILED, S.SUCCEEDED]
+
+
+async def test_cancelled_task_parked_on_its_breaker_never_runs(make, clock):
+    s = make()
+    breaker = open_breaker(s, timeout=30.0)
+    calls: list[str] = []
+    j = s.submit(job(spec("t", record(calls, "t"), circuit_breaker="api", wait_for_breaker=True)))
+    await settle()
+    assert s.cancel(j) == 1
+    assert await finished(s, j) is JobState.CANCELLED
+    await clock.advance(30)
+    assert calls == []
+    assert breaker.allow_request()  # the half-open trial is still there for someone else
+
+
+# -- resources ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cpu", "peak"), [(0.6, 1), (0.5, 2), (0.3, 3)])
+async def test_cpu_shares_bound_how_many_tasks_overlap(make, cpu, peak):
+    s = make(max_concurrency=4)
+    gauge = Gauge()
+
+    async def work() -> None:
+        with gauge.hold():
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    need = (ResourceRequirement(ResourceType.CPU, cpu),)
+    j = s.submit(job(*(spec(f"t{i}", work, resources=need) for i in range(6))))
+    assert await finished(s, j) is JobState.SUCCEEDED
+    assert gauge.peak == peak
+    assert s.resources.usage()["cpu"].used == 0
+
+
+async def test_custom_resource_of_capacity_two_is_a_concurrency_group(make):
+    s = make(max_concurrency=8, resources=ResourcePool({"licence": 2}))
+    gauge = Gauge()
+
+    async def work() -> None:
+        with gauge.hold():
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    seat = (ResourceRequirement(ResourceType.CUSTOM, 1, name="licence"),)
+    j = s.submit(job(*(spec(f"t{i}", work, resources=seat) for i in range(6))))
+    assert await finished(s, j) is JobState.SUCCEEDED
+    assert gauge.peak == 2
+    assert {key: u.used for key, u in s.resources.usage().items() if u.used} == {}
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def test_cancelling_a_job_interrupts_it_and_gives_everything_back(make):
+    s = make(max_concurrency=2, resources=ResourcePool({"licence": 1}))
+    probe = Probe()
+    seat = (ResourceRequirement(ResourceType.CUSTOM, 1, name="licence"),)
+    j = s.submit(
+        job(
+            spec("a", probe.task("a"), resources=seat),
+            spec("b", probe.task("b")),
+            spec("c", noop, "a"),
+            spec("d", probe.task("d"), resources=seat),
+        )
+    )
+    await wait_for(lambda: len(probe.started) == 2)
+    assert s.cancel(j) == 4
+    assert await finished(s, j) is JobState.CANCELLED
+    assert sorted(probe.cancelled) == ["a", "b"]
+    assert {r.state for r in s.results(j).values()} == {S.CANCELLED}
+    assert s.running == 0 and s.resources.waiting == 0
+    assert all(u.used == 0 for u in s.resources.usage().values())
+    assert s.cancel(j) == 0
+    after = s.submit(job(spec("x", noop), spec("y", noop, resources=seat)))
+    assert await finished(s, after) is JobState.SUCCEEDED  # slots and the seat are usable again
+
+
+async def test_cancelled_task_withdraws_its_waiting_resource_request(make):
+    s = make(resources=ResourcePool({"licence": 1}))
+    probe = Probe()
+    seat = (ResourceRequirement(ResourceType.CUSTOM, 1, name="licence"),)
+    holder = s.submit(job(spec("holder", probe.task("holder"), resources=seat)))
+    await wait_for(lambda: probe.started)
+    waiting = s.submit(job(spec("w", probe.task("w"), resources=seat)))
+    await wait_for(lambda: s.resources.waiting == 1)
+    assert s.cancel(waiting) == 1
+    assert await finished(s, waiting) is JobState.CANCELLED
+    assert s.resources.waiting == 0
+    probe.gate.set()
+    assert await finished(s, holder) is JobState.SUCCEEDED
+    assert probe.started == ["holder"]
+    assert s.resources.usage()["licence"].used == 0
+
+
+async def test_second_cancel_before_the_task_stopped_cancels_nothing_more(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a"))))
+    await wait_for(lambda: probe.started)
+    assert s.cancel(j) == 1
+    assert s.cancel(j) == 0
+    assert await finished(s, j) is JobState.CANCELLED
+
+
+async def test_cancelling_a_task_cancels_it_and_its_downstream_only(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(
+        job(
+            spec("a", probe.task("a")),
+            spec("b", noop, "a"),
+            spec("c", noop, "b"),
+            spec("d", probe.task("d", result="d")),
+        )
+    )
+    await wait_for(lambda: len(probe.started) == 2)
+    assert s.cancel(j, ["a"]) == 3
+    await wait_for(lambda: task_state(s, j, "a") is S.CANCELLED)
+    probe.gate.set()
+    await finished(s, j)
+    r = s.results(j)
+    assert {t: r[t].state for t in "abcd"} == {
+        "a": S.CANCELLED,
+        "b": S.CANCELLED,
+        "c": S.CANCELLED,
+        "d": S.SUCCEEDED,
+    }
+    assert probe.cancelled == ["a"] and r["d"].result == "d"
+
+
+async def test_a_task_cancelling_its_own_job_leaves_other_jobs_alone(make):
+    s = make(max_concurrency=1)
+
+    async def quit_job() -> None:
+        s.cancel(current_task().job_id)
+
+    async def bystander() -> str:
+        await asyncio.sleep(0)
+        return "fine"
+
+    quitter = s.submit(job(spec("quitter", quit_job)))
+    other = s.submit(job(spec("bystander", bystander)))
+    assert await finished(s, quitter) is JobState.CANCELLED
+    assert await finished(s, other) is JobState.SUCCEEDED
+
+
+# -- events and progress --------------------------------------------------------------------
+
+
+async def test_events_number_every_state_change_in_order(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a")), spec("b", noop, "a")))
+    await wait_for(lambda: probe.started)
+    assert task_state(s, j, "b") is S.PENDING
+    probe.gate.set()
+    await finished(s, j)
+    events = await collect(s, j)
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert task_states(events, "a") == task_states(events, "b") == [S.READY, S.RUNNING, S.SUCCEEDED]
+    jobs = [e for e in events if isinstance(e, JobStateChanged)]
+    assert [e.state for e in jobs] == [JobState.RUNNING, JobState.SUCCEEDED]
+    assert events[-1] is jobs[-1]
+    a_done = next(e for e in events if getattr(e, "task_id", "") == "a" and e.state is S.SUCCEEDED)
+    b_ready = next(e for e in events if getattr(e, "task_id", "") == "b" and e.state is S.READY)
+    assert a_done.sequence < b_ready.sequence
+
+
+async def test_watch_replays_after_a_sequence_then_follows_live_until_the_end(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a"))))
+    await wait_for(lambda: probe.started)
+    seen: list[Event] = []
+
+    async def watcher() -> None:
+        async for batch in s.watch(j, after_sequence=1):
+            seen.extend(batch)
+
+    watching = asyncio.create_task(watcher())
+    await wait_for(lambda: len(seen) == 2)
+    assert [(e.sequence, e.state) for e in seen] == [(2, S.READY), (3, S.RUNNING)]
+    probe.gate.set()
+    await asyncio.wait_for(watching, timeout=5)  # ends by itself after the job's end
+    assert [e.sequence for e in seen] == [2, 3, 4, 5]
+    assert isinstance(seen[-1], JobStateChanged) and seen[-1].state is JobState.SUCCEEDED
+
+
+async def test_watcher_behind_a_trimmed_log_resumes_from_a_snapshot(make):
+    s = make(event_log_limit=2)
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a")), *(spec(f"t{i}", noop, "a") for i in range(5))))
+    await wait_for(lambda: probe.started)
+    stream = s.watch(j)
+    first = await anext(stream)
+    assert [e.sequence for e in first] == [1, 2, 3]
+    probe.gate.set()
+    await finished(s, j)  # the log moves on and is trimmed past the watcher
+    [snapshot] = await asyncio.wait_for(anext(stream), 10)
+    assert isinstance(snapshot, Snapshot)
+    assert snapshot.job.state is JobState.SUCCEEDED and snapshot.job.count(S.SUCCEEDED) == 6
+    assert snapshot.sequence == s.get_job(j).last_sequence
+    with pytest.raises(StopAsyncIteration):  # the snapshot already holds the job's end
+        await asyncio.wait_for(anext(stream), 10)
+
+
+async def _halfway() -> str:
+    report_progress(0.5, "halfway")
+    return "done"
+
+
+def _halfway_in_a_thread() -> str:
+    report_progress(0.5, "halfway")
+    return "done"
+
+
+@pytest.mark.parametrize("func", [_halfway, _halfway_in_a_thread], ids=["async", "thread"])
+async def test_progress_reported_inside_a_task_becomes_an_event(make, func):
+    s = make()
+    events: list[Event] = []
+    s.add_listener(events.append)
+    j = s.submit(job(spec("t", func)))
+    assert await finished(s, j) is JobState.SUCCEEDED
+    progress = [e for e in events if isinstance(e, TaskProgress)]
+    assert [(e.task_id, e.fraction, e.message) for e in progress] == [("t", 0.5, "halfway")]
+    done = next(e for e in events if isinstance(e, TaskStateChanged) and e.state is S.SUCCEEDED)
+    assert progress[0].sequence < done.sequence
+    assert s.get_job(j).task("t").progress == 0.5
+
+
+async def test_a_task_sees_its_upstream_results(make):
+    s = make()
+
+    async def total() -> tuple[dict[str, Any], str, int]:
+        context = current_task()
+        return dict(context.upstream_results), context.task_id, context.attempt
+
+    j = s.submit(
+        job(spec("a", returning(1)), spec("b", returning(2)), spec("sum", total, "a", "b"))
+    )
+    await finished(s, j)
+    assert s.results(j)["sum"].result == ({"a": 1, "b": 2}, "sum", 1)
+    with pytest.raises(RuntimeError, match="inside a task"):
+        current_task()
+
+
+# -- validation and lookups -----------------------------------------------------------------
+
+CPU_TOO_MUCH = (ResourceRequirement(ResourceType.CPU, 1.5),)
+GHOST_SEAT = (ResourceRequirement(ResourceType.CUSTOM, 1, name="ghost"),)
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        (("a", (), {}), "duplicate"),
+        (("b", ("ghost",), {}), "'ghost'"),
+        (("b", (), {"resources": CPU_TOO_MUCH}), "capacity"),
+        (("b", (), {"resources": GHOST_SEAT}), "'ghost'"),
+        (("b", (), {"timeout": -1}), "timeout"),
+        (("b", (), {"timeout": math.nan}), "timeout"),
+    ],
+    ids=["duplicate", "unknown-dependency", "too-much", "unknown-resource", "neg-timeout", "nan"],
+)
+async def test_invalid_job_is_rejected_naming_the_task_and_nothing_is_kept(make, bad, words):
+    s = make()
+    s.submit(job(spec("earlier", noop)), job_id="earlier")
+    calls: list[str] = []
+    task_id, deps, options = bad
+    tasks = (spec("a", record(calls, "a")), spec(task_id, record(calls, task_id), *deps, **options))
+    with pytest.raises(ValidationError) as caught:
+        s.submit(job(*tasks), job_id="bad")
+    assert caught.value.task_id == task_id
+    assert repr(task_id) in str(caught.value) and words in str(caught.value)
+    assert [j.job_id for j in s.jobs()] == ["earlier"]
+    await settle()
+    assert calls == []
+
+
+async def test_empty_job_is_rejected(make):
+    s = make()
+    with pytest.raises(ValidationError, match="at least one task"):
+        s.submit(JobSpec(tasks=()))
+    assert s.jobs() == []
+
+
+async def test_cycle_is_rejected_with_its_path(make):
+    s = make()
+    deps = {"a": ("c",), "b": ("a",), "c": ("b",), "free": ()}
+    with pytest.raises(CycleError) as caught:
+        s.submit(job(*(spec(t, noop, *d) for t, d in deps.items())))
+    cycle = caught.value.cycle
+    assert len(cycle) == 4 and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert all(up in deps[down] for down, up in itertools.pairwise(cycle))
+    assert " -> ".join(cycle) in str(caught.value)
+    assert caught.value.task_id in {"a", "b", "c"}
+    assert s.jobs() == []
+
+
+async def test_unknown_job_and_task_ids_raise_not_found(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a"))))
+    for call in (lambda: s.get_job("nope"), lambda: s.cancel("nope"), lambda: s.results("nope")):
+        with pytest.raises(NotFoundError, match="'nope'"):
+            call()
+    with pytest.raises(NotFoundError, match="'nope'"):
+        await s.wait("nope")
+    with pytest.raises(NotFoundError, match="'nope'"):
+        await anext(s.watch("nope"))
+    with pytest.raises(NotFoundError, match="'ghost'"):
+        s.cancel(j, ["a", "ghost"])
+    assert task_state(s, j, "a") in {S.READY, S.RUNNING}  # nothing was cancelled
+
+
+async def test_only_the_newest_finished_jobs_are_retained(make):
+    s = make(retain_finished_jobs=2)
+    probe = Probe()
+    live = s.submit(job(spec("a", probe.task("a"))))
+    done: list[str] = []
+    for _ in range(4):
+        done.append(s.submit(job(spec("a", noop))))
+        await finished(s, done[-1])
+    assert [snap.job_id for snap in s.jobs()] == [live, *done[2:]]
+    with pytest.raises(NotFoundError):
+        s.get_job(done[0])
+
+
+async def test_close_cancels_running_work(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a")), spec("b", noop, "a")))
+    await wait_for(lambda: probe.started)
+    await asyncio.wait_for(s.close(), 10)
+    assert probe.cancelled == ["a"]
+    assert s.job_state(j) is JobState.CANCELLED and s.running == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        s.submit(job(spec("x", noop)))

@@ -1,0 +1,204 @@
+"""dukat.errors: one tree of errors, each catchable as the builtin it resembles."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+
+import pytest
+
+import dukat.errors as errors
+from dukat.errors import (
+    CircuitBreakerError,
+    CycleError,
+    DukatError,
+    FieldViolation,
+    NotFoundError,
+    TaskInterruptedError,
+    TaskTimeoutError,
+    ValidationError,
+)
+
+
+def test_public_surface_is_pinned():
+    assert errors.__all__ == [
+        "CircuitBreakerError",
+        "CycleError",
+        "DukatError",
+        "FieldViolation",
+        "NotFoundError",
+        "TaskInterruptedError",
+        "TaskTimeoutError",
+        "ValidationError",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "parents"),
+    [
+        (ValidationError, (DukatError, ValueError)),
+        (CycleError, (ValidationError, DukatError, ValueError)),
+        (CircuitBreakerError, (DukatError,)),
+        (TaskTimeoutError, (DukatError, TimeoutError)),
+        (TaskInterruptedError, (DukatError,)),
+        (NotFoundError, (DukatError, LookupError)),
+    ],
+)
+def test_hierarchy(error, parents):
+    for parent in parents:
+        assert issubclass(error, parent), f"{error.__name__} is not a {parent.__name__}"
+
+
+def test_every_dukat_error_is_an_exception_and_nothing_more_fundamental():
+    assert issubclass(DukatError, Exception)
+    assert not issubclass(DukatError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("error", "unrelated"),
+    [
+        (CircuitBreakerError("db", 1), ValueError),
+        (TaskTimeoutError("t", 1), ValueError),
+        (NotFoundError("job"), ValueError),
+        (ValidationError("bad"), LookupError),
+        (TaskInterruptedError("gone"), TimeoutError),
+    ],
+)
+def test_errors_are_not_caught_by_unrelated_builtins(error, unrelated):
+    assert not isinstance(error, unrelated)
+
+
+def test_every_public_error_is_in_the_tree_drawn_in_the_module_docstring():
+    for name in errors.__all__:
+        if name != "FieldViolation":
+            assert name in errors.__doc__
+
+
+# -- ValidationError ------------------------------------------------------------------------
+
+
+def test_validation_error_carries_message_task_and_violations():
+    violation = FieldViolation("tasks[3].dependencies", "unknown task 'x'")
+    error = ValidationError("bad job", task_id="t3", violations=[violation])
+    assert str(error) == "bad job"
+    assert error.task_id == "t3"
+    assert error.violations == (violation,)
+
+
+def test_validation_error_defaults_to_no_task_and_no_violations():
+    error = ValidationError("bad")
+    assert error.task_id is None
+    assert error.violations == ()
+
+
+def test_validation_error_keeps_violations_from_any_iterable_as_a_tuple():
+    error = ValidationError("bad", violations=(FieldViolation(f"f{i}", "x") for i in range(3)))
+    assert [v.field for v in error.violations] == ["f0", "f1", "f2"]
+
+
+def test_field_violation_is_a_frozen_value():
+    violation = FieldViolation("timeout", "must be positive")
+    assert violation == FieldViolation("timeout", "must be positive")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        violation.field = "other"  # type: ignore[misc]
+
+
+# -- CycleError -----------------------------------------------------------------------------
+
+
+def test_cycle_error_gives_the_path_in_message_and_attribute():
+    error = CycleError(["a", "b", "c", "a"])
+    assert error.cycle == ("a", "b", "c", "a")
+    assert str(error) == "dependency cycle: a -> b -> c -> a"
+
+
+def test_cycle_error_names_the_first_task_and_the_field():
+    error = CycleError(["a", "b", "a"], field="tasks[0].dependencies")
+    assert error.task_id == "a"
+    assert error.violations == (
+        FieldViolation("tasks[0].dependencies", "dependency cycle: a -> b -> a"),
+    )
+
+
+def test_cycle_error_field_defaults_to_dependencies():
+    assert CycleError(["a", "a"]).violations[0].field == "dependencies"
+
+
+def test_cycle_error_is_caught_as_value_error():
+    with pytest.raises(ValueError, match="a -> a"):
+        raise CycleError(["a", "a"])
+
+
+def test_cycle_error_copies_the_path_it_was_given():
+    path = ["a", "b", "a"]
+    error = CycleError(path)
+    path.append("c")
+    assert error.cycle == ("a", "b", "a")
+
+
+# -- the others -----------------------------------------------------------------------------
+
+
+def test_circuit_breaker_error_names_the_breaker_and_when_to_try_again():
+    error = CircuitBreakerError("db", 12.34)
+    assert error.name == "db"
+    assert error.retry_after == 12.34
+    assert str(error) == "circuit breaker 'db' is open; next trial call in 12.3s"
+
+
+def test_circuit_breaker_error_when_half_open_says_the_trial_calls_are_taken():
+    assert CircuitBreakerError("db", 5).half_open is False
+    error = CircuitBreakerError("db", 0, half_open=True)
+    assert error.half_open is True
+    assert str(error) == "circuit breaker 'db' is half-open and its trial calls are taken"
+
+
+def test_circuit_breaker_error_never_says_to_wait_a_negative_time():
+    error = CircuitBreakerError("db", -3)
+    assert error.retry_after == 0.0
+    assert "in 0.0s" in str(error)
+
+
+def test_task_timeout_error_names_the_task_and_the_timeout():
+    error = TaskTimeoutError("fetch", 1.5)
+    assert error.task_id == "fetch"
+    assert error.timeout == 1.5
+    assert str(error) == "task 'fetch' timed out after 1.5s"
+
+
+def test_task_timeout_error_is_caught_by_except_timeout_error():
+    with pytest.raises(TimeoutError):
+        raise TaskTimeoutError("fetch", 30)
+
+
+def test_not_found_error_is_caught_as_lookup_error():
+    with pytest.raises(LookupError, match="job 'j1'"):
+        raise NotFoundError("unknown job 'j1'")
+
+
+def test_task_interrupted_error_keeps_its_message():
+    assert str(TaskInterruptedError("worker w1 left")) == "worker w1 left"
+
+
+# -- errors travel: pickled to another process, copied --------------------------------------
+
+TRAVELLERS = [
+    ValidationError("bad", task_id="t", violations=[FieldViolation("timeout", "must be > 0")]),
+    CycleError(["a", "b", "a"], field="tasks[0].dependencies"),
+    CircuitBreakerError("db", 2.5),
+    CircuitBreakerError("db", 0, half_open=True),
+    TaskTimeoutError("fetch", 1.5),
+    TaskInterruptedError("worker w1 left"),
+    NotFoundError("unknown job 'j1'"),
+]
+
+
+@pytest.mark.parametrize("error", TRAVELLERS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("carry", [lambda e: pickle.loads(pickle.dumps(e)), copy.copy])
+def test_an_error_survives_pickle_and_copy_with_message_and_attributes(error, carry):
+    carried = carry(error)
+    assert type(carried) is type(error)
+    assert str(carried) == str(error)
+    assert carried.args == error.args
+    assert vars(carried) == vars(error)

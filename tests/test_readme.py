@@ -1,0 +1,30 @@
+"""The README's Python snippets run as written (each is a whole program)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_the_readme_has_python_snippets() -> None:
+    assert len(SNIPPETS) >= 3
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
+def test_snippet_runs(snippet: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=README.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "a snippet should show its result"
