@@ -11,8 +11,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,daemon,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,daemon]'
 	touch $(STAMP)
+
+# The benchmark's baselines (dask) are not needed to build or test.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
 
 run: install
 	$(BIN)/python examples/async_processing.py
@@ -24,7 +29,7 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest
 
-bench: install
+bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/engine.py
 
 clean:
