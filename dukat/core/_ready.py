@@ -21,22 +21,24 @@ class ReadyQueue(Generic[T]):
         self._priorities: list[int] = []  # heap of -priority, one per non-empty FIFO
         self.size = 0
 
+    # An emptied FIFO is kept for its priority's next item (queues often drain to empty and
+    # refill one task at a time); only the heap of priorities forgets it.
+
     def push(self, item: T, priority: int) -> None:
         fifo = self._fifos.get(priority)
         if fifo is None:
             fifo = self._fifos[priority] = deque()
+        if not fifo:
             heapq.heappush(self._priorities, -priority)
         fifo.append(item)
         self.size += 1
 
     def pop(self) -> T:
         """The oldest item of the highest priority; IndexError when empty."""
-        priority = -self._priorities[0]
-        fifo = self._fifos[priority]
+        fifo = self._fifos[-self._priorities[0]]
         item = fifo.popleft()
         if not fifo:
             heapq.heappop(self._priorities)
-            del self._fifos[priority]
         self.size -= 1
         return item
 
@@ -51,4 +53,5 @@ class ReadyQueue(Generic[T]):
         return self.size
 
     def __repr__(self) -> str:
-        return f"<ReadyQueue {self.size} at priorities {sorted(self._fifos, reverse=True)}>"
+        present = sorted((p for p, fifo in self._fifos.items() if fifo), reverse=True)
+        return f"<ReadyQueue {self.size} at priorities {present}>"

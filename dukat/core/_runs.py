@@ -39,7 +39,6 @@ class Worker:
 
 class TaskRun:
     __slots__ = (
-        "all_done",
         "attempts",
         "breaker",
         "dependents",
@@ -50,12 +49,8 @@ class TaskRun:
         "in_flight",
         "job",
         "message",
-        "need",
         "parked",
         "permit",
-        "pool_key",
-        "progress",
-        "progress_message",
         "reservation",
         "result",
         "runner",
@@ -77,12 +72,9 @@ class TaskRun:
         self.runner = runner
         self.breaker = breaker
         self.state = TaskState.PENDING
-        self.all_done = spec.trigger_rule is TriggerRule.ALL_DONE
         self.attempts = 0
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
         self.dependents: list[TaskRun] = []
-        self.need = bool(spec.resources)
-        self.pool_key = f"{job.id}/{spec.id}" if spec.resources else ""
         # READY: where the task waits once dispatched
         self.in_flight = False  # dispatched: counts against the job's limit
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
@@ -100,8 +92,17 @@ class TaskRun:
         self.message = ""
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.progress: float | None = None
-        self.progress_message = ""
+
+    # Rarely needed, so derived rather than stored: every stored field costs every task.
+
+    @property
+    def pool_key(self) -> str:
+        """The name this task holds resources under in the (shared) pool."""
+        return f"{self.job.id}/{self.id}"
+
+    @property
+    def all_done(self) -> bool:
+        return self.spec.trigger_rule is TriggerRule.ALL_DONE
 
     def upstream_results(self) -> Mapping[str, Any]:
         tasks = self.job.tasks
@@ -119,8 +120,8 @@ class TaskRun:
             error=self.message if self.state is not TaskState.SUCCEEDED else "",
             started_at=self.started_at,
             finished_at=self.finished_at,
-            progress=self.progress,
-            progress_message=self.progress_message,
+            progress=self.job.progress.get(self.id, (None, ""))[0],
+            progress_message=self.job.progress.get(self.id, (None, ""))[1],
             description=self.spec.description,
         )
 
@@ -159,6 +160,7 @@ class JobRun:
         "log",
         "message",
         "order",
+        "progress",
         "ready",
         "remaining",
         "sequence",
@@ -182,6 +184,7 @@ class JobRun:
         self.active = 0  # dispatched tasks: waiting for resources, or running
         self.remaining = 0  # tasks not yet terminal
         self.counts = dict.fromkeys(TaskState, 0)
+        self.progress: dict[str, tuple[float | None, str]] = {}  # last report of each task
         self.cancel_requested = False
         self.message = ""
         self.log = EventLog(job_id, log_limit)

@@ -88,41 +88,43 @@ class EventLog:
     most events of a big job are never read by anybody, and a tuple costs a fifth as much.
     """
 
-    __slots__ = (
-        "_first",
-        "_limit",
-        "_records",
-        "_trim_at",
-        "_waiters",
-        "closed",
-        "job_id",
-        "last_sequence",
-    )
+    __slots__ = ("_first", "_limit", "closed", "job_id", "records", "trim_at", "waiters")
 
     def __init__(self, job_id: str, limit: int = 10_000) -> None:
         if limit < 1:
             raise ValueError(f"an event log keeps at least one event, not {limit!r}")
         self.job_id = job_id
         self._limit = limit
-        self._trim_at = 2 * limit
-        self._records: list[Record] = []
-        self._first = 1  # sequence of _records[0]
-        self.last_sequence = 0
+        self.trim_at = 2 * limit
+        # The records, oldest first. Append-only for everybody but the log itself; the
+        # scheduler appends to it directly on its hottest path, then calls `appended()` when
+        # the log is due for trimming or has `waiters` to wake (see `append`).
+        self.records: list[Record] = []
+        self._first = 1  # sequence of records[0]
         self.closed = False  # no event will follow
-        self._waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[None]] = []
 
     def append(self, record: Record) -> None:
         """Add `(EventClass, sequence, time, *fields)`; sequences must follow each other."""
-        records = self._records
+        records = self.records
         records.append(record)
-        self.last_sequence = record[1]
-        # Trim in chunks so that appending stays O(1) amortised.
-        if len(records) >= self._trim_at:
+        if len(records) >= self.trim_at or self.waiters:
+            self.appended()
+
+    def appended(self) -> None:
+        """Trim (in chunks, so appending stays O(1) amortised) and wake the watchers."""
+        records = self.records
+        if len(records) >= self.trim_at:
             drop = len(records) - self._limit
             del records[:drop]
             self._first += drop
-        if self._waiters:
+        if self.waiters:
             self._wake()
+
+    @property
+    def last_sequence(self) -> int:
+        """The newest sequence (0 before the first event)."""
+        return self._first + len(self.records) - 1
 
     def event(self, record: Record) -> Event:
         """The `Event` a record stands for."""
@@ -142,33 +144,33 @@ class EventLog:
         if after + 1 < self._first:
             return None
         start = max(0, after + 1 - self._first)
-        end = len(self._records) if limit is None else start + limit
+        end = len(self.records) if limit is None else start + limit
         job_id = self.job_id
-        return [r[0](r[1], job_id, *r[2:]) for r in self._records[start:end]]
+        return [r[0](r[1], job_id, *r[2:]) for r in self.records[start:end]]
 
     async def wait(self, after: int) -> None:
         """Return once there is an event after `after`, or the log is closed."""
         while self.last_sequence <= after and not self.closed:
             future = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
+            self.waiters.append(future)
             try:
                 await future
             finally:
-                if future in self._waiters:
-                    self._waiters.remove(future)
+                if future in self.waiters:
+                    self.waiters.remove(future)
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
+        waiters, self.waiters = self.waiters, []
         for future in waiters:
             if not future.done():
                 future.set_result(None)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self.records)
 
     def __repr__(self) -> str:
         return (
             f"<EventLog {self.job_id} {self._first}..{self.last_sequence} "
-            f"held:{len(self._records)} watchers:{len(self._waiters)}"
+            f"held:{len(self.records)} watchers:{len(self.waiters)}"
             f"{' closed' if self.closed else ''}>"
         )

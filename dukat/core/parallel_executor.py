@@ -152,13 +152,17 @@ class ParallelTaskExecutor:
                 f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        deps = tuple(dict.fromkeys(dependencies)) if dependencies else ()
-        spec = self._spec(task, deps, tuple(resource_requirements or ()), options)
-        if task_id in self._referenced or task_id in deps:
-            self._check_no_cycle(task_id, deps)
-        self._referenced.update(deps)
-        self._specs[task_id] = spec
-        self._hold_gc_while_growing()
+        deps = tuple(dependencies) if dependencies else ()  # repeats are harmless downstream
+        resources = tuple(resource_requirements) if resource_requirements else ()
+        spec = self._spec(task, deps, resources, options)
+        if deps:
+            if task_id in self._referenced or task_id in deps:
+                self._check_no_cycle(task_id, deps)
+            self._referenced.update(deps)
+        specs = self._specs
+        specs[task_id] = spec
+        if len(specs) % _GC_BATCH == 0:
+            self._hold_gc_while_growing()
 
     def _check_no_cycle(self, task_id: str, deps: tuple[str, ...]) -> None:
         """Raise CycleError if `task_id`, already depended upon, reaches itself through `deps`.
@@ -184,11 +188,10 @@ class ParallelTaskExecutor:
 
     def _hold_gc_while_growing(self) -> None:
         # Many specs waiting for execute_all() are long-lived objects: see dukat.core._gc.
-        if len(self._specs) % _GC_BATCH == 0:
-            if self._gc_hold is None:
-                self._gc_hold = hold_gc()
-            else:
-                self._gc_hold.refresh()
+        if self._gc_hold is None:
+            self._gc_hold = hold_gc()
+        else:
+            self._gc_hold.refresh()
 
     async def execute_all(self) -> dict[str, TaskResult]:
         """Run every added task; return each one's result by id. Task failures do not raise.

@@ -163,10 +163,18 @@ class Scheduler:
             name = task_spec.circuit_breaker
             breaker = None if name is None else breakers.get(name)
             tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker)
-        for run in tasks.values():
+        # Wire each task to its dependents, noting whether every dependency comes before its
+        # task: such a job (the usual one) is in topological order, so it has no cycle.
+        seen: set[str] = set()
+        ordered = True
+        for task_id, run in tasks.items():
             for dep in run.spec.dependencies:
                 tasks[dep].dependents.append(run)
-        self._check_acyclic(spec, tasks)
+                if dep not in seen:
+                    ordered = False
+            seen.add(task_id)
+        if not ordered:
+            self._check_acyclic(spec, tasks)
         job.remaining = len(tasks)
         return job
 
@@ -373,8 +381,12 @@ class Scheduler:
         job = run.job
         job.sequence = sequence = job.sequence + 1
         record = (TaskStateChanged, sequence, self._wall(), run.id, to, run.attempts, message)
-        job.log.append(record)
-        if self._listeners:  # _record's work, inline: three of these happen for every task
+        log = job.log
+        records = log.records  # EventLog.append, inline: three of these happen for every task
+        records.append(record)
+        if len(records) >= log.trim_at or log.waiters:
+            log.appended()
+        if self._listeners:  # _record's work, inline too
             event = job.log.event(record)
             for listener in self._listeners:
                 listener(event)
@@ -394,7 +406,7 @@ class Scheduler:
         job = run.job
         job.sequence += 1
         if kind == "progress":
-            run.progress, run.progress_message = payload
+            job.progress[run.id] = payload
             kind_of_event: type[Event] = TaskProgress
         else:
             kind_of_event = TaskOutput
@@ -423,11 +435,17 @@ class Scheduler:
         head = -job.ready.top_priority
         if job.in_heap and head >= job.heap_priority:
             return  # its entry in the heap is already as good
+        ready_jobs = self._ready_jobs
+        if len(ready_jobs) == 1:  # a lone job's entry may have a stale key (see _pop_ready)
+            alone = ready_jobs[0][4]
+            if alone is not job and ready_jobs[0][3] == alone.heap_token and alone.ready.size:
+                alone.heap_priority = alone_head = -alone.ready.top_priority
+                ready_jobs[0] = (alone_head, alone.vpass, alone.order, alone.heap_token, alone)
         job.vpass = max(job.vpass, self._vtime)
         job.heap_token += 1
         job.heap_priority = head
         job.in_heap = True
-        heapq.heappush(self._ready_jobs, (head, job.vpass, job.order, job.heap_token, job))
+        heapq.heappush(ready_jobs, (head, job.vpass, job.order, job.heap_token, job))
 
     def _pop_ready(self) -> TaskRun | None:
         """The next ready task, by job fair share then (priority, arrival); marks it in flight.
@@ -437,7 +455,7 @@ class Scheduler:
         """
         ready_jobs = self._ready_jobs
         while ready_jobs:
-            _, vpass, order, token, job = ready_jobs[0]
+            token, job = ready_jobs[0][3:]
             if token != job.heap_token or job.active >= job.limit:
                 heapq.heappop(ready_jobs)
                 if token == job.heap_token:
@@ -455,14 +473,18 @@ class Scheduler:
                 heapq.heappop(ready_jobs)
                 job.in_heap = False
                 continue
+            vpass = job.vpass  # the entry's copy may be stale: see below
             self._vtime = vpass
             job.vpass = vpass + 1
             job.active += 1
             run.in_flight = True
-            if ready.size and job.active < job.limit:  # stays in the heap, one turn later
-                job.heap_token += 1
-                job.heap_priority = head = -ready.top_priority
-                heapq.heapreplace(ready_jobs, (head, vpass + 1, order, job.heap_token, job))
+            if ready.size and job.active < job.limit:
+                if len(ready_jobs) > 1:  # others are waiting: this job's next turn is later
+                    job.heap_token += 1
+                    job.heap_priority = head = -ready.top_priority
+                    heapq.heapreplace(ready_jobs, (head, vpass + 1, job.order, job.heap_token, job))
+                # Alone in the heap its entry can stay as it is, whatever its key says;
+                # _offer brings the key up to date before another job joins.
             else:
                 heapq.heappop(ready_jobs)
                 job.in_heap = False
@@ -485,7 +507,7 @@ class Scheduler:
                 run = self._pop_ready()
                 if run is None:
                     return None
-                if run.need:
+                if run.spec.resources:
                     future = self.resources.reserve(
                         run.pool_key, run.spec.resources, priority=run.spec.priority
                     )
@@ -609,13 +631,13 @@ class Scheduler:
     def _begin_attempt(self, run: TaskRun, worker: Worker) -> tuple[TaskContext, Any, Any]:
         run.attempts += 1
         attempt = run.attempts
-        if run.started_at is None:
-            run.started_at = self._wall()
         run.stop_reason = None
         run.worker = worker
         worker.run = run
         self.running += 1
         self._transition(run, TaskState.RUNNING)
+        if run.started_at is None:
+            run.started_at = self._wall()
         context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
         timer = self.clock.call_later(timeout, self._time_out, run, attempt) if timeout else None

@@ -69,64 +69,66 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> None:
     """
     problems: list[tuple[str | None, FieldViolation]] = []
 
-    def problem(task_id: str | None, field_path: str, description: str) -> None:
-        problems.append((task_id, FieldViolation(field_path, description)))
+    def problem(task_id: str | None, index: int | None, field: str, description: str) -> None:
+        path = field if index is None else f"tasks[{index}].{field}"
+        problems.append((task_id, FieldViolation(path, description)))
 
-    if not spec.tasks:
-        problem(None, "tasks", "a job needs at least one task")
-    elif len(spec.tasks) > max_tasks:
-        problem(None, "tasks", f"{len(spec.tasks)} tasks is over the limit of {max_tasks}")
+    tasks = spec.tasks
+    if not tasks:
+        problem(None, None, "tasks", "a job needs at least one task")
+    elif len(tasks) > max_tasks:
+        problem(None, None, "tasks", f"{len(tasks)} tasks is over the limit of {max_tasks}")
     if spec.max_concurrency is not None and not (
         isinstance(spec.max_concurrency, int) and spec.max_concurrency >= 1
     ):
-        problem(None, "max_concurrency", f"must be at least 1, not {spec.max_concurrency!r}")
+        problem(None, None, "max_concurrency", f"must be at least 1, not {spec.max_concurrency!r}")
     if problems:
         _raise(problems)
 
+    # This runs for every task of every job: the common, valid case costs a few comparisons.
     index_of: dict[str, int] = {}
-    for index, task in enumerate(spec.tasks):
-        where = f"tasks[{index}]"
-        if not isinstance(task.id, str) or not task.id:
-            problem(None, f"{where}.id", "a task needs a non-empty id")
+    for index, task in enumerate(tasks):
+        task_id = task.id
+        if not isinstance(task_id, str) or not task_id:
+            problem(None, index, "id", "a task needs a non-empty id")
             continue
-        if len(task.id) > MAX_ID_LENGTH:
-            problem(task.id, f"{where}.id", f"longer than {MAX_ID_LENGTH} characters")
-        if task.id in index_of:
-            problem(task.id, f"{where}.id", f"duplicate task id {task.id!r}")
+        if len(task_id) > MAX_ID_LENGTH:
+            problem(task_id, index, "id", f"longer than {MAX_ID_LENGTH} characters")
+        if task_id in index_of:
+            problem(task_id, index, "id", f"duplicate task id {task_id!r}")
             continue
-        index_of[task.id] = index
+        index_of[task_id] = index
 
-    for index, task in enumerate(spec.tasks):
-        where = f"tasks[{index}]"
+    for index, task in enumerate(tasks):
+        task_id = task.id
         if task.action is None:
-            problem(task.id, f"{where}.action", "a task needs an action")
+            problem(task_id, index, "action", "a task needs an action")
         for position, dep in enumerate(task.dependencies):
-            if dep == task.id:
+            if dep not in index_of:
+                problem(task_id, index, f"dependencies[{position}]", f"unknown task {dep!r}")
+            elif dep == task_id:
                 problem(
-                    task.id, f"{where}.dependencies[{position}]", "a task cannot depend on itself"
+                    task_id, index, f"dependencies[{position}]", "a task cannot depend on itself"
                 )
-            elif dep not in index_of:
-                problem(task.id, f"{where}.dependencies[{position}]", f"unknown task {dep!r}")
-        if task.timeout is not None and not (
-            isinstance(task.timeout, (int, float))
-            and math.isfinite(task.timeout)
-            and task.timeout > 0
+        timeout = task.timeout
+        if timeout is not None and not (
+            isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0
         ):
             problem(
-                task.id,
-                f"{where}.timeout",
-                f"must be a positive number of seconds, not {task.timeout!r}",
+                task_id, index, "timeout", f"must be a positive number of seconds, not {timeout!r}"
             )
         if task.retry is not None and not isinstance(task.retry, RetryPolicy):
-            problem(task.id, f"{where}.retry", f"must be a RetryPolicy, not {task.retry!r}")
-        if not isinstance(task.priority, int) or isinstance(task.priority, bool):
-            problem(task.id, f"{where}.priority", f"must be a whole number, not {task.priority!r}")
-        if not isinstance(task.trigger_rule, TriggerRule):
-            problem(task.id, f"{where}.trigger_rule", f"unknown trigger rule {task.trigger_rule!r}")
-        if task.circuit_breaker is not None and not (
-            isinstance(task.circuit_breaker, str) and task.circuit_breaker
+            problem(task_id, index, "retry", f"must be a RetryPolicy, not {task.retry!r}")
+        priority = task.priority
+        if priority.__class__ is not int and (
+            not isinstance(priority, int) or isinstance(priority, bool)
         ):
-            problem(task.id, f"{where}.circuit_breaker", "must be a breaker name")
+            problem(task_id, index, "priority", f"must be a whole number, not {priority!r}")
+        if task.trigger_rule.__class__ is not TriggerRule:
+            problem(task_id, index, "trigger_rule", f"unknown trigger rule {task.trigger_rule!r}")
+        breaker = task.circuit_breaker
+        if breaker is not None and not (isinstance(breaker, str) and breaker):
+            problem(task_id, index, "circuit_breaker", "must be a breaker name")
     if problems:
         _raise(problems)
 
