@@ -29,11 +29,10 @@ UNLIMITED = sys.maxsize
 class Worker:
     """One of the scheduler's execution slots: an asyncio task running attempts in turn."""
 
-    __slots__ = ("cancel_sent", "run", "task")
+    __slots__ = ("cancel_sent", "task")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
-        self.run: TaskRun | None = None  # the attempt in progress, if any
         self.cancel_sent = False  # we cancelled the task to stop that attempt
 
 

@@ -615,7 +615,6 @@ class Scheduler:
                     raise
                 finally:
                     _current.reset(token)
-                    worker.run = None
                     run.worker = None
                     if timer is not None:
                         timer.cancel()
@@ -631,9 +630,7 @@ class Scheduler:
     def _begin_attempt(self, run: TaskRun, worker: Worker) -> tuple[TaskContext, Any, Any]:
         run.attempts += 1
         attempt = run.attempts
-        run.stop_reason = None
         run.worker = worker
-        worker.run = run
         self.running += 1
         self._transition(run, TaskState.RUNNING)
         if run.started_at is None:
@@ -681,6 +678,8 @@ class Scheduler:
         if run.in_flight:
             self._leave_flight(run)
         stop_reason = run.stop_reason
+        if stop_reason is not None:
+            run.stop_reason = None  # spent: a retry starts afresh
         if stop_reason == _CANCELLED:
             if had_permit:
                 breaker.release(permit=permit)  # type: ignore[union-attr]
@@ -762,8 +761,8 @@ class Scheduler:
 
     # -- endings ----------------------------------------------------------------------------
 
-    def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
-        """Move a task to a terminal state and let go of whatever it held."""
+    def _let_go(self, run: TaskRun) -> None:
+        """Give back whatever a task that is not running holds or waits for."""
         if run.timer is not None:
             run.timer.cancel()
             run.timer = None
@@ -779,6 +778,9 @@ class Scheduler:
             run.permit = None
         if run.in_flight:
             self._leave_flight(run)
+
+    def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
+        """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""
         run.message = message
         run.finished_at = self._wall()
         self._transition(run, state, message)
@@ -833,6 +835,7 @@ class Scheduler:
                 run.message = reason
                 self._stop(run, _CANCELLED)
             else:
+                self._let_go(run)
                 self._terminate(run, TaskState.CANCELLED, message=reason)
         self._maybe_finish_job(job)
         return cancelled
