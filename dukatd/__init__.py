@@ -1,0 +1,1 @@
+"""dukatd: the dukat sidecar daemon."""
