@@ -1,0 +1,50 @@
+"""The one place where protobuf (dukat.v1) meets the engine's types (dukat.core).
+
+Servicers call these and nothing else to cross the edge (ARCHITECTURE.md, "Layers"). Every
+proto enum has ONE table here mapping it to its engine enum; both directions are derived
+from it, and tests walk every member both ways.
+
+Validation that only the wire needs (a oneof left unset, an empty argv, an enum number the
+engine has no member for) happens here and raises the engine's `ValidationError`, with field
+paths as a client wrote them (`job.tasks[3].exec.argv`). Everything else (ids, cycles,
+capacities, retry values) is the engine's to check; `at_path` moves its paths under the
+request field they came from, so every path a client sees is a proto path.
+
+A package only to keep each file small: import from `dukatd.convert`, never its parts.
+"""
+
+from dukatd.convert._jobs import (
+    event_from_proto,
+    event_to_proto,
+    job_from_proto,
+    job_to_proto,
+    task_status_to_proto,
+)
+from dukatd.convert._specs import at_path, job_spec_from_proto, job_spec_to_proto
+from dukatd.convert._tables import (
+    BREAKER_STATES,
+    JOB_STATES,
+    OUTPUT_STREAMS,
+    RESOURCE_TYPES,
+    TASK_STATES,
+    TRIGGER_RULES,
+    EnumTable,
+)
+
+__all__ = [
+    "BREAKER_STATES",
+    "JOB_STATES",
+    "OUTPUT_STREAMS",
+    "RESOURCE_TYPES",
+    "TASK_STATES",
+    "TRIGGER_RULES",
+    "EnumTable",
+    "at_path",
+    "event_from_proto",
+    "event_to_proto",
+    "job_from_proto",
+    "job_spec_from_proto",
+    "job_spec_to_proto",
+    "job_to_proto",
+    "task_status_to_proto",
+]

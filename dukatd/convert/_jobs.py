@@ -1,0 +1,173 @@
+"""Jobs, task statuses and events as they stand: engine -> proto, and back for clients."""
+
+from __future__ import annotations
+
+from dukat.core.breaker import BreakerTransition
+from dukat.core.events import (
+    Event,
+    JobStateChanged,
+    Snapshot,
+    TaskOutput,
+    TaskProgress,
+    TaskStateChanged,
+)
+from dukat.core.results import JobSnapshot, TaskStatus
+from dukat.core.states import TaskState
+from dukat.v1 import breaker_pb2, event_pb2, job_pb2
+from dukatd.convert._tables import (
+    BREAKER_STATES,
+    JOB_STATES,
+    OUTPUT_STREAMS,
+    TASK_STATES,
+    seconds_of,
+    time_or_none,
+    timestamp,
+)
+
+# -- jobs and tasks as they stand -------------------------------------------------------------
+
+_COUNT_FIELDS = {state: state.value for state in TaskState}  # TaskCounts field per state
+
+
+def job_to_proto(snapshot: JobSnapshot, *, with_tasks: bool = True) -> job_pb2.Job:
+    """A Job message; `task_counts` come from the snapshot's tasks, which it must hold."""
+    job = job_pb2.Job(
+        job_id=snapshot.job_id,
+        state=JOB_STATES.to_proto(snapshot.state),
+        labels=dict(snapshot.labels),
+        last_sequence=snapshot.last_sequence,
+        message=snapshot.message,
+    )
+    counts = dict.fromkeys(TaskState, 0)
+    for status in snapshot.tasks:
+        counts[status.state] += 1
+    for state, count in counts.items():
+        setattr(job.task_counts, _COUNT_FIELDS[state], count)
+    if with_tasks:
+        job.tasks.extend(task_status_to_proto(status) for status in snapshot.tasks)
+    if snapshot.created_at is not None:
+        job.created_at.CopyFrom(timestamp(snapshot.created_at))
+    if snapshot.finished_at is not None:
+        job.finished_at.CopyFrom(timestamp(snapshot.finished_at))
+    return job
+
+
+def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
+    message = job_pb2.TaskStatus(
+        id=status.id,
+        state=TASK_STATES.to_proto(status.state),
+        attempts=status.attempts,
+        error=status.error,
+        progress_message=status.progress_message,
+        description=status.description,
+    )
+    if status.started_at is not None:
+        message.started_at.CopyFrom(timestamp(status.started_at))
+    if status.finished_at is not None:
+        message.finished_at.CopyFrom(timestamp(status.finished_at))
+    if status.progress is not None:
+        message.progress = status.progress
+    return message
+
+
+def job_from_proto(job: job_pb2.Job) -> JobSnapshot:
+    return JobSnapshot(
+        job_id=job.job_id,
+        state=JOB_STATES.from_proto(job.state, "state"),
+        tasks=tuple(_task_status_from_proto(task) for task in job.tasks),
+        labels=dict(job.labels),
+        created_at=time_or_none(job, "created_at"),
+        finished_at=time_or_none(job, "finished_at"),
+        last_sequence=job.last_sequence,
+        message=job.message,
+    )
+
+
+def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
+    return TaskStatus(
+        id=task.id,
+        state=TASK_STATES.from_proto(task.state, "state"),
+        attempts=task.attempts,
+        error=task.error,
+        started_at=time_or_none(task, "started_at"),
+        finished_at=time_or_none(task, "finished_at"),
+        progress=task.progress if task.HasField("progress") else None,
+        progress_message=task.progress_message,
+        description=task.description,
+    )
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def event_to_proto(event: Event | BreakerTransition) -> event_pb2.Event:
+    """An Event message for any engine event, or a breaker transition (which has no job)."""
+    if isinstance(event, BreakerTransition):
+        return event_pb2.Event(
+            time=timestamp(event.time),
+            breaker_state=breaker_pb2.BreakerStateChanged(
+                name=event.name,
+                from_state=BREAKER_STATES.to_proto(event.from_state),
+                to_state=BREAKER_STATES.to_proto(event.to_state),
+                reason=event.reason,
+            ),
+        )
+    message = event_pb2.Event(
+        sequence=event.sequence, job_id=event.job_id, time=timestamp(event.time)
+    )
+    if isinstance(event, TaskStateChanged):
+        kind = message.task_state
+        kind.task_id = event.task_id
+        kind.state = TASK_STATES.to_proto(event.state)
+        kind.attempt = event.attempt
+        kind.message = event.message
+    elif isinstance(event, JobStateChanged):
+        message.job_state.state = JOB_STATES.to_proto(event.state)
+        message.job_state.message = event.message
+    elif isinstance(event, TaskProgress):
+        message.progress.task_id = event.task_id
+        message.progress.message = event.message
+        if event.fraction is not None:
+            message.progress.fraction = event.fraction
+    elif isinstance(event, TaskOutput):
+        message.output.task_id = event.task_id
+        message.output.stream = OUTPUT_STREAMS.to_proto(event.stream)
+        message.output.text = event.text
+    elif isinstance(event, Snapshot):
+        message.snapshot.job.CopyFrom(job_to_proto(event.job))
+    else:
+        raise TypeError(f"no wire form for event {event!r}")
+    return message
+
+
+def event_from_proto(message: event_pb2.Event) -> Event | BreakerTransition | None:
+    """The engine event for an Event message; None for a kind this code does not know."""
+    kind = message.WhichOneof("kind")
+    time = seconds_of(message.time)
+    head = (message.sequence, message.job_id, time)
+    if kind == "task_state":
+        change = message.task_state
+        state = TASK_STATES.from_proto(change.state, "task_state.state")
+        return TaskStateChanged(*head, change.task_id, state, change.attempt, change.message)
+    if kind == "job_state":
+        job_state = JOB_STATES.from_proto(message.job_state.state, "job_state.state")
+        return JobStateChanged(*head, job_state, message.job_state.message)
+    if kind == "progress":
+        progress = message.progress
+        fraction = progress.fraction if progress.HasField("fraction") else None
+        return TaskProgress(*head, progress.task_id, fraction, progress.message)
+    if kind == "output":
+        stream = OUTPUT_STREAMS.from_proto(message.output.stream, "output.stream")
+        return TaskOutput(*head, message.output.task_id, stream, message.output.text)
+    if kind == "snapshot":
+        return Snapshot(*head, job_from_proto(message.snapshot.job))
+    if kind == "breaker_state":
+        change = message.breaker_state
+        return BreakerTransition(
+            name=change.name,
+            from_state=BREAKER_STATES.from_proto(change.from_state, "from_state"),
+            to_state=BREAKER_STATES.from_proto(change.to_state, "to_state"),
+            reason=change.reason,
+            time=time,
+        )
+    return None  # a newer daemon's kind: clients skip what they do not know (event.proto)

@@ -1,0 +1,243 @@
+"""Job and task specs: proto -> engine (with the wire's own validation) and back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dukat.core.resources import ResourceRequirement, ResourceType
+from dukat.core.retry import RetryPolicy
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import TriggerRule
+from dukat.errors import FieldViolation, ValidationError
+from dukat.v1 import job_pb2
+from dukatd.convert._tables import (
+    DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_JITTER,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_MULTIPLIER,
+    RESOURCE_TYPES,
+    TRIGGER_RULES,
+    duration,
+    seconds,
+)
+from dukatd.dispatch import DispatchAction
+from dukatd.exec_runner import ExecAction
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def at_path(error: ValidationError, prefix: str) -> ValidationError:
+    """`error` with its field paths moved under `prefix` (`tasks[3].id` -> `job.tasks[3].id`).
+
+    The engine validates a JobSpec and names fields relative to it; a client sent the spec as
+    field `job` of a SubmitRequest, so that is where its paths start.
+    """
+    violations = [FieldViolation(f"{prefix}.{v.field}", v.description) for v in error.violations]
+    moved = ValidationError(str(error), task_id=error.task_id, violations=violations)
+    moved.__cause__ = error
+    return moved
+
+
+class _Problems:
+    """Every wire-level problem of a job, reported together like the engine reports its own."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str | None, FieldViolation]] = []
+
+    def add(self, task_id: str | None, field: str, description: str) -> None:
+        self.found.append((task_id or None, FieldViolation(field, description)))
+
+    def raise_if_any(self) -> None:
+        if not self.found:
+            return
+        task_id, first = self.found[0]
+        subject = f"task {task_id!r}: " if task_id else ""
+        message = f"{subject}{first.field}: {first.description}"
+        more = len(self.found) - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ValidationError(message, task_id=task_id, violations=[v for _, v in self.found])
+
+
+# -- specs: proto -> engine -------------------------------------------------------------------
+
+
+def job_spec_from_proto(job: job_pb2.JobSpec, *, path: str = "job") -> JobSpec:
+    """The engine's JobSpec for a proto one; ValidationError for what the wire alone gets wrong.
+
+    Paths in the error start at `path`, the request field holding the job.
+    """
+    problems = _Problems()
+    tasks = tuple(
+        _task_from_proto(task, f"{path}.tasks[{index}]", problems)
+        for index, task in enumerate(job.tasks)
+    )
+    problems.raise_if_any()
+    return JobSpec(
+        tasks=tasks,
+        labels=dict(job.labels),
+        fail_fast=job.fail_fast,
+        # 0 is "no limit of its own"; a negative number goes on for the engine to reject.
+        max_concurrency=job.max_concurrency or None,
+    )
+
+
+def _task_from_proto(task: job_pb2.TaskSpec, path: str, problems: _Problems) -> TaskSpec:
+    def problem(field: str, description: str) -> None:
+        problems.add(task.id, f"{path}.{field}", description)
+
+    kind = task.WhichOneof("action")
+    action: Any
+    if kind == "exec":
+        action = _exec_from_proto(task.exec, problem)
+    elif kind == "dispatch":
+        dispatch = task.dispatch
+        if not dispatch.queue:
+            problem("dispatch.queue", "a dispatch task needs a queue")
+        action = DispatchAction(dispatch.queue, dispatch.payload, dispatch.content_type)
+    else:
+        problem("action", "a task needs an action: set exec or dispatch")
+        action = None
+    resources = tuple(
+        _resource_from_proto(requirement, f"resources[{index}]", problem)
+        for index, requirement in enumerate(task.resources)
+    )
+    trigger_rule = TriggerRule.ALL_SUCCESS
+    if task.trigger_rule:
+        try:
+            trigger_rule = TRIGGER_RULES.from_proto(task.trigger_rule, f"{path}.trigger_rule")
+        except ValidationError as error:
+            problem("trigger_rule", error.violations[0].description)
+    return TaskSpec(
+        id=task.id,
+        action=action,
+        description=task.description,
+        dependencies=tuple(task.dependencies),
+        resources=tuple(r for r in resources if r is not None),
+        circuit_breaker=task.circuit_breaker or None,
+        wait_for_breaker=task.wait_for_breaker,
+        retry=_retry_from_proto(task.retry, problem) if task.HasField("retry") else None,
+        # Set but zero or negative goes on as it is: the engine rejects it with its own words.
+        timeout=seconds(task.timeout) if task.HasField("timeout") else None,
+        priority=task.priority,
+        trigger_rule=trigger_rule,
+        labels=dict(task.labels),
+    )
+
+
+def _exec_from_proto(
+    action: job_pb2.ExecAction, problem: Callable[[str, str], None]
+) -> ExecAction | None:
+    # ExecAction checks itself (argv, env names, NULs); its paths go under `exec.`.
+    try:
+        return ExecAction(
+            argv=tuple(action.argv),
+            env=dict(action.env),
+            cwd=action.cwd or None,
+            stdin=action.stdin,
+        )
+    except ValidationError as error:
+        for violation in error.violations:
+            problem(f"exec.{violation.field}", violation.description)
+        return None
+
+
+def _resource_from_proto(
+    requirement: job_pb2.ResourceRequirement, path: str, problem: Callable[[str, str], None]
+) -> ResourceRequirement | None:
+    try:
+        kind = RESOURCE_TYPES.from_proto(requirement.type, f"{path}.type")
+    except ValidationError as error:
+        problem(f"{path}.type", error.violations[0].description)
+        return None
+    name = requirement.name or None
+    if kind is ResourceType.CUSTOM and name is None:
+        problem(f"{path}.name", "a CUSTOM resource needs a name")
+        return None
+    if kind is not ResourceType.CUSTOM and name is not None:
+        problem(f"{path}.name", f"only CUSTOM resources take a name, not {kind.name}")
+        return None
+    try:
+        return ResourceRequirement(kind, requirement.amount, name)
+    except ValidationError as error:  # the name is checked above: what is left is the amount
+        problem(f"{path}.amount", str(error))
+        return None
+
+
+def _retry_from_proto(
+    retry: job_pb2.RetryPolicy, problem: Callable[[str, str], None]
+) -> RetryPolicy | None:
+    try:
+        return RetryPolicy(
+            max_attempts=retry.max_attempts or 1,
+            initial_backoff=(
+                seconds(retry.initial_backoff)
+                if retry.HasField("initial_backoff")
+                else DEFAULT_INITIAL_BACKOFF
+            ),
+            max_backoff=(
+                seconds(retry.max_backoff) if retry.HasField("max_backoff") else DEFAULT_MAX_BACKOFF
+            ),
+            multiplier=retry.multiplier or DEFAULT_MULTIPLIER,
+            jitter=retry.jitter if retry.HasField("jitter") else DEFAULT_JITTER,
+        )
+    except ValidationError as error:
+        for violation in error.violations:
+            problem(f"retry.{violation.field}", violation.description)
+        return None
+
+
+# -- specs: engine -> proto (for clients and tests) ------------------------------------------
+
+
+def job_spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
+    """The proto JobSpec for an engine one whose actions are ExecAction or DispatchAction."""
+    return job_pb2.JobSpec(
+        tasks=[_task_to_proto(task) for task in spec.tasks],
+        labels=dict(spec.labels),
+        fail_fast=spec.fail_fast,
+        max_concurrency=spec.max_concurrency or 0,
+    )
+
+
+def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
+    message = job_pb2.TaskSpec(
+        id=task.id,
+        description=task.description,
+        dependencies=task.dependencies,
+        circuit_breaker=task.circuit_breaker or "",
+        wait_for_breaker=task.wait_for_breaker,
+        priority=task.priority,
+        trigger_rule=TRIGGER_RULES.to_proto(task.trigger_rule),
+        labels=dict(task.labels),
+    )
+    for requirement in task.resources:
+        message.resources.add(
+            type=RESOURCE_TYPES.to_proto(requirement.type),
+            amount=requirement.amount,
+            name=requirement.name or "",
+        )
+    if task.retry is not None:
+        retry = message.retry
+        retry.max_attempts = task.retry.max_attempts
+        retry.initial_backoff.CopyFrom(duration(task.retry.initial_backoff))
+        retry.max_backoff.CopyFrom(duration(task.retry.max_backoff))
+        retry.multiplier = task.retry.multiplier
+        retry.jitter = task.retry.jitter
+    if task.timeout is not None:
+        message.timeout.CopyFrom(duration(task.timeout))
+    action = task.action
+    if isinstance(action, DispatchAction):
+        message.dispatch.queue = action.queue
+        message.dispatch.payload = action.payload
+        message.dispatch.content_type = action.content_type
+    elif isinstance(action, ExecAction):
+        exec_action = message.exec
+        exec_action.argv.extend(action.argv)
+        exec_action.env.update(action.env)
+        exec_action.cwd = action.cwd or ""
+        exec_action.stdin = action.stdin
+    else:
+        raise TypeError(f"task {task.id!r}: {action!r} has no wire form (exec or dispatch)")
+    return message

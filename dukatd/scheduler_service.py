@@ -1,0 +1,271 @@
+"""dukat.v1.SchedulerService over the engine's Scheduler: validate, convert, call, convert back.
+
+Conversions are `dukatd.convert`'s and the error statuses `dukatd.status`'s; what is left
+here is what only the service knows: idempotent Submit, the exec switch, watch streams and
+their limits, and ListJobs paging. `Work` (worker streams) is not served yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+from collections.abc import Iterator
+
+import grpc
+
+from dukat.core.results import JobSnapshot
+from dukat.core.scheduler import Scheduler
+from dukat.errors import FieldViolation, ValidationError
+from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
+from dukatd import convert
+from dukatd.event_ring import EventRing
+from dukatd.status import Refusal, rpc_errors
+
+__all__ = ["SchedulerService"]
+
+
+class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
+    """The scheduler's RPCs. One per daemon, sharing the daemon's one `Scheduler`."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        allow_exec: bool = False,
+        watch_batch: int = 500,
+        max_watchers: int = 1_000,
+        watch_all_capacity: int = 100_000,
+        default_page_size: int = 100,
+        max_page_size: int = 1_000,
+    ) -> None:
+        """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
+        `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED.
+        `watch_all_capacity`: events of all jobs held for watchers of every job (see
+        `dukatd.event_ring`); the default takes the burst of a 100,000-task Submit (one
+        READY event per task at once) in about 10 MB, and is held only while such a
+        watcher is open. Page sizes are for ListJobs.
+        """
+        self.scheduler = scheduler
+        self.allow_exec = allow_exec
+        self.watch_batch = watch_batch
+        self.max_watchers = max_watchers
+        self.watchers = 0
+        self.ring = EventRing(scheduler, watch_all_capacity)
+        self.request_ids = RequestIds(scheduler)
+        self.default_page_size = default_page_size
+        self.max_page_size = max_page_size
+
+    @rpc_errors
+    async def Submit(
+        self, request: scheduler_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.SubmitResponse:
+        # No await between looking the request id up and remembering it: two retries of one
+        # request cannot both get through on the one loop.
+        earlier = self.request_ids.get(request.request_id)
+        if earlier is not None:
+            return scheduler_pb2.SubmitResponse(job_id=earlier)
+        if not self.allow_exec:
+            _refuse_exec(request.job)
+        spec = convert.job_spec_from_proto(request.job, path="job")
+        try:
+            job_id = self.scheduler.submit(spec)
+        except ValidationError as error:
+            raise convert.at_path(error, "job") from None
+        self.request_ids.add(request.request_id, job_id)
+        return scheduler_pb2.SubmitResponse(job_id=job_id)
+
+    @rpc_errors
+    async def Watch(
+        self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        with self._watcher():
+            if request.job_id:
+                await self._watch_job(request, context)
+            else:
+                await self._watch_all(request, context)
+
+    async def _watch_job(
+        self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        # The engine's cursor over its bounded per-job log: a watcher that stalls in
+        # context.write (flow control) holds only its place; past the log's end it gets a
+        # snapshot. aclosing: a cancelled call must not leave the generator to the GC.
+        batches = self.scheduler.watch(
+            request.job_id, request.after_sequence, max_batch=self.watch_batch
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                events = [convert.event_to_proto(event) for event in batch]
+                await context.write(scheduler_pb2.WatchResponse(events=events))
+
+    async def _watch_all(
+        self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        if request.after_sequence:
+            raise ValidationError(
+                "after_sequence numbers one job's events; a watch of every job (empty job_id) "
+                "starts now and takes none",
+                violations=[FieldViolation("after_sequence", "must be 0 when job_id is empty")],
+            )
+        with self.ring.open() as cursor:
+            # Headers once the cursor is open: a client that has them misses no later event.
+            await context.send_initial_metadata(())
+            while True:
+                batch = await cursor.next_batch(self.watch_batch)
+                events = [convert.event_to_proto(event) for event in batch]
+                await context.write(scheduler_pb2.WatchResponse(events=events))
+
+    @contextlib.contextmanager
+    def _watcher(self) -> Iterator[None]:
+        if self.watchers >= self.max_watchers:
+            raise Refusal(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.watchers} watch streams are open, the daemon's limit; close one first",
+            )
+        self.watchers += 1
+        try:
+            yield
+        finally:
+            self.watchers -= 1
+
+    @rpc_errors
+    async def Cancel(
+        self, request: scheduler_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.CancelResponse:
+        _require_job_id(request.job_id)
+        # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
+        cancelled = self.scheduler.cancel(request.job_id, request.task_ids)
+        return scheduler_pb2.CancelResponse(cancelled_count=cancelled)
+
+    @rpc_errors
+    async def GetJob(
+        self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.GetJobResponse:
+        _require_job_id(request.job_id)
+        snapshot = self.scheduler.get_job(request.job_id)
+        return scheduler_pb2.GetJobResponse(job=convert.job_to_proto(snapshot))
+
+    @rpc_errors
+    async def ListJobs(
+        self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ListJobsResponse:
+        states = {
+            convert.JOB_STATES.from_proto(number, f"states[{index}]")
+            for index, number in enumerate(request.states)
+        }
+        if request.page_size < 0:
+            raise ValidationError(
+                f"page_size must be 0 or more, not {request.page_size}",
+                violations=[FieldViolation("page_size", "must be 0 or more")],
+            )
+        size = min(request.page_size or self.default_page_size, self.max_page_size)
+        jobs = self.scheduler.jobs(labels=dict(request.labels))  # oldest first, no tasks
+        newest_first = [job for job in reversed(jobs) if not states or job.state in states]
+        start = _page_start(newest_first, request.page_token)
+        page = newest_first[start : start + size]
+        more = start + size < len(newest_first)
+        return scheduler_pb2.ListJobsResponse(
+            jobs=[self._listed(job) for job in page],
+            next_page_token=_page_token(page[-1]) if more and page else "",
+        )
+
+    def _listed(self, job: JobSnapshot) -> job_pb2.Job:
+        # Job.task_counts must always be filled, and the engine's task-less snapshot has no
+        # counts: take the full one. TODO(engine): counts on JobSnapshot would make this O(1).
+        with contextlib.suppress(LookupError):  # dropped by retention since the listing
+            job = self.scheduler.get_job(job.job_id)
+        return convert.job_to_proto(job, with_tasks=False)
+
+    async def Work(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "this daemon does not serve workers yet: dispatch tasks wait READY for a worker",
+        )
+
+
+def _refuse_exec(job: job_pb2.JobSpec) -> None:
+    for index, task in enumerate(job.tasks):
+        if task.WhichOneof("action") == "exec":
+            raise Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
+                "tasks; start it with --allow-exec, or use a dispatch task and a worker",
+            )
+
+
+def _require_job_id(job_id: str) -> None:
+    if not job_id:
+        raise ValidationError(
+            "job_id is empty", violations=[FieldViolation("job_id", "name the job")]
+        )
+
+
+class RequestIds:
+    """request_id -> job_id of a Submit, kept only while the scheduler still holds the job.
+
+    Memory stays proportional to the jobs the scheduler retains (its own bound): whenever the
+    table has doubled since the last sweep, entries of jobs the scheduler has dropped go.
+    Each sweep is paid for by the entries added since, so adding stays O(1) amortised.
+    """
+
+    __slots__ = ("_jobs", "_scheduler", "_sweep_at")
+
+    MIN_SWEEP = 64
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._jobs: dict[str, str] = {}
+        self._sweep_at = self.MIN_SWEEP
+
+    def get(self, request_id: str) -> str | None:
+        job_id = self._jobs.get(request_id) if request_id else None
+        if job_id is not None and job_id not in self._scheduler:
+            del self._jobs[request_id]
+            return None
+        return job_id
+
+    def add(self, request_id: str, job_id: str) -> None:
+        if not request_id:
+            return
+        self._jobs[request_id] = job_id
+        if len(self._jobs) >= self._sweep_at:
+            held = self._scheduler
+            self._jobs = {r: j for r, j in self._jobs.items() if j in held}
+            self._sweep_at = max(self.MIN_SWEEP, 2 * len(self._jobs))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+# ListJobs page tokens: opaque to clients, (created_at, job_id) of the last job of the page
+# inside. The job id finds the place in the listing; if retention has dropped that job by
+# the next call, the time still does (jobs are listed newest first, in submission order).
+
+
+def _page_token(job: JobSnapshot) -> str:
+    raw = json.dumps([job.created_at, job.job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _page_start(jobs: list[JobSnapshot], token: str) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        created_at, job_id = json.loads(raw)
+        if not isinstance(job_id, str) or not isinstance(created_at, (int, float)):
+            raise ValueError(token)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationError(
+            "page_token is not one this daemon gave out; pass next_page_token as it came",
+            violations=[FieldViolation("page_token", "not a token from ListJobs")],
+        ) from None
+    for index, job in enumerate(jobs):
+        if job.job_id == job_id:
+            return index + 1
+    for index, job in enumerate(jobs):
+        if job.created_at is not None and job.created_at < created_at:
+            return index
+    return len(jobs)
