@@ -61,6 +61,7 @@ __all__ = ["Scheduler"]
 EventListener = Callable[[Event], None]
 
 _TIMEOUT = "timeout"
+_YIELD_EVERY = 64
 _CANCELLED = "cancelled"
 
 
@@ -584,8 +585,15 @@ class Scheduler:
 
     async def _work(self, worker: Worker) -> None:
         loop = asyncio.get_running_loop()
+        in_a_row = 0  # attempts run since this worker last let the event loop in
         try:
             while True:
+                in_a_row += 1
+                if in_a_row >= _YIELD_EVERY:
+                    # Attempts that never suspend would otherwise keep the loop to this worker
+                    # for a whole job: watchers, RPCs and timers must get their turn.
+                    in_a_row = 0
+                    await asyncio.sleep(0)
                 run = self._next_runnable()
                 if run is None:
                     if not self._live_jobs or self._closed:

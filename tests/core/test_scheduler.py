@@ -117,6 +117,20 @@ async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
 # -- dependencies, limits, order ------------------------------------------------------------
 
 
+async def test_tasks_that_never_suspend_still_let_the_event_loop_in(make):
+    # A job of instant tasks must not hold the loop for its whole run: a watcher, an RPC
+    # or a timer elsewhere gets turns while it runs.
+    scheduler = make(max_concurrency=1)
+    job_id = scheduler.submit(job(*(spec(f"t{i}", noop) for i in range(2_000))))
+    seen_mid_job: list[int] = []
+    while scheduler.job_state(job_id) is JobState.RUNNING:
+        done = scheduler.get_job(job_id).count(S.SUCCEEDED)
+        if 0 < done < 2_000:
+            seen_mid_job.append(done)
+        await asyncio.sleep(0)
+    assert len(seen_mid_job) > 5
+
+
 async def test_tasks_start_only_after_their_dependencies_succeeded(make):
     s = make()
     log: list[tuple[str, str]] = []
