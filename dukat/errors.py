@@ -8,6 +8,8 @@
      ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
      ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
+     ├── TaskProcessError                 a task's process could not start, exited non-zero or
+     │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
      └── NotFoundError (LookupError)      an unknown job or task id
 
 A task that is SKIPPED because an upstream failed, or CANCELLED, is an outcome recorded in its
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from signal import Signals
 
 __all__ = [
     "CircuitBreakerError",
@@ -26,6 +29,7 @@ __all__ = [
     "FieldViolation",
     "NotFoundError",
     "TaskInterruptedError",
+    "TaskProcessError",
     "TaskTimeoutError",
     "ValidationError",
 ]
@@ -113,6 +117,55 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 class TaskInterruptedError(DukatError):
     """An attempt was lost through no fault of the task (its worker left); retried by policy."""
+
+
+class TaskProcessError(DukatError):
+    """A task's process failed: it could not start, exited non-zero, or was killed by a signal.
+
+    Exactly one of `exit_code` (1-255), `signal` (its number) or `spawn_error` (why it could
+    not start) is set. `stderr_tail` is the end of what it wrote to stderr; the message names
+    the program and ends with the last line of it, which is usually the one that says why.
+    """
+
+    def __init__(
+        self,
+        program: str,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        spawn_error: str | None = None,
+        stderr_tail: bytes = b"",
+    ) -> None:
+        if (exit_code is None) + (signal is None) + (spawn_error is None) != 2:
+            raise ValueError("give exactly one of exit_code, signal and spawn_error")
+        self.program = program
+        self.exit_code = exit_code
+        self.signal = signal
+        self.spawn_error = spawn_error
+        self.stderr_tail = stderr_tail
+        if spawn_error is not None:
+            message = f"{program!r} could not start: {spawn_error}"
+        elif signal is not None:
+            message = f"{program!r} was killed by signal {signal} ({_signal_name(signal)})"
+        else:
+            message = f"{program!r} exited with code {exit_code}"
+        last = _last_line(stderr_tail)
+        super().__init__(f"{message}: {last}" if last else message)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _last_line(tail: bytes, limit: int = 200) -> str:
+    for line in reversed(tail.decode("utf-8", "replace").splitlines()):
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
 
 
 class NotFoundError(DukatError, LookupError):

@@ -16,6 +16,7 @@ from dukat.errors import (
     FieldViolation,
     NotFoundError,
     TaskInterruptedError,
+    TaskProcessError,
     TaskTimeoutError,
     ValidationError,
 )
@@ -29,6 +30,7 @@ def test_public_surface_is_pinned():
         "FieldViolation",
         "NotFoundError",
         "TaskInterruptedError",
+        "TaskProcessError",
         "TaskTimeoutError",
         "ValidationError",
     ]
@@ -42,6 +44,7 @@ def test_public_surface_is_pinned():
         (CircuitBreakerError, (DukatError,)),
         (TaskTimeoutError, (DukatError, TimeoutError)),
         (TaskInterruptedError, (DukatError,)),
+        (TaskProcessError, (DukatError,)),
         (NotFoundError, (DukatError, LookupError)),
     ],
 )
@@ -63,6 +66,7 @@ def test_every_dukat_error_is_an_exception_and_nothing_more_fundamental():
         (NotFoundError("job"), ValueError),
         (ValidationError("bad"), LookupError),
         (TaskInterruptedError("gone"), TimeoutError),
+        (TaskProcessError("sh", exit_code=1), OSError),
     ],
 )
 def test_errors_are_not_caught_by_unrelated_builtins(error, unrelated):
@@ -181,6 +185,41 @@ def test_task_interrupted_error_keeps_its_message():
     assert str(TaskInterruptedError("worker w1 left")) == "worker w1 left"
 
 
+def test_task_process_error_names_the_program_and_the_exit_code_with_the_last_stderr_line():
+    error = TaskProcessError("make", exit_code=2, stderr_tail=b"cc ...\nerror: no rule\n\n")
+    assert (error.program, error.exit_code, error.signal, error.spawn_error) == (
+        "make",
+        2,
+        None,
+        None,
+    )
+    assert error.stderr_tail == b"cc ...\nerror: no rule\n\n"
+    assert str(error) == "'make' exited with code 2: error: no rule"
+
+
+def test_task_process_error_names_the_signal():
+    assert str(TaskProcessError("sleep", signal=15)) == "'sleep' was killed by signal 15 (SIGTERM)"
+    assert str(TaskProcessError("x", signal=200)) == "'x' was killed by signal 200 (unknown signal)"
+
+
+def test_task_process_error_says_why_a_program_could_not_start():
+    error = TaskProcessError("nope", spawn_error="No such file or directory: 'nope'")
+    assert str(error) == "'nope' could not start: No such file or directory: 'nope'"
+
+
+def test_task_process_error_keeps_the_message_short_when_stderr_has_a_long_last_line():
+    error = TaskProcessError("x", exit_code=1, stderr_tail=b"y" * 1000)
+    assert str(error) == "'x' exited with code 1: " + "y" * 199 + "…"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"exit_code": 1, "signal": 9}, {"signal": 9, "spawn_error": "no"}]
+)
+def test_task_process_error_takes_exactly_one_cause(kwargs):
+    with pytest.raises(ValueError, match="exactly one of"):
+        TaskProcessError("x", **kwargs)
+
+
 # -- errors travel: pickled to another process, copied --------------------------------------
 
 TRAVELLERS = [
@@ -190,6 +229,9 @@ TRAVELLERS = [
     CircuitBreakerError("db", 0, half_open=True),
     TaskTimeoutError("fetch", 1.5),
     TaskInterruptedError("worker w1 left"),
+    TaskProcessError("sh", exit_code=3, stderr_tail=b"fatal\n"),
+    TaskProcessError("sh", signal=9),
+    TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
     NotFoundError("unknown job 'j1'"),
 ]
 
