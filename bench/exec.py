@@ -38,9 +38,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dukat.actions import ExecAction
 from dukat.core import JobSpec, JobState, Scheduler, TaskSpec
 from dukatd.exec_groups import GroupLedger
-from dukatd.exec_runner import ExecAction, ExecRunner
+from dukatd.exec_runner import ExecRunner
 
 CONCURRENCY = 8
 PROGRAM = "/bin/true"

@@ -66,10 +66,10 @@ import math
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
+from dukat.actions import ExecAction
 from dukat.core.context import TaskContext
 from dukat.errors import FieldViolation, TaskInterruptedError, TaskProcessError, ValidationError
 from dukatd.exec_groups import GroupLedger
@@ -78,7 +78,6 @@ from dukatd.exec_process import Child
 
 __all__ = [
     "BASE_ENV_NAMES",
-    "ExecAction",
     "ExecOptions",
     "ExecResult",
     "ExecRunner",
@@ -96,70 +95,6 @@ def default_base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]
     base = {name: environ[name] for name in BASE_ENV_NAMES if name in environ}
     base.setdefault("PATH", DEFAULT_PATH)
     return base
-
-
-@dataclass(frozen=True, slots=True)
-class ExecAction:
-    """Run `argv` as a subprocess of the daemon."""
-
-    argv: tuple[str, ...]
-    """The program (looked up in the task's PATH) and its arguments."""
-    env: Mapping[str, str] = field(default_factory=dict)
-    """Variables laid over the runner's base env (see the module docstring)."""
-    cwd: str | None = None
-    """Working directory; None: the daemon's."""
-    stdin: bytes = b""
-    """Written to the process's stdin, which is then closed; empty: stdin is /dev/null."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        argv = self.argv
-        if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
-            problems.append(FieldViolation("argv", f"must be a sequence of strings, not {argv!r}"))
-            argv = ()
-        elif not argv:
-            problems.append(FieldViolation("argv", "must name a program: argv is empty"))
-        for index, arg in enumerate(argv):
-            if not isinstance(arg, str) or "\0" in arg:
-                problems.append(
-                    FieldViolation(f"argv[{index}]", f"not a string without NUL: {arg!r}")
-                )
-        if argv and argv[0] == "":
-            problems.append(FieldViolation("argv[0]", "the program name is empty"))
-        env = self.env
-        if not isinstance(env, Mapping):
-            problems.append(FieldViolation("env", f"must be a mapping, not {env!r}"))
-            env = {}
-        for key, value in env.items():
-            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-                problems.append(FieldViolation("env", f"bad variable name {key!r}"))
-            elif not isinstance(value, str) or "\0" in value:
-                problems.append(
-                    FieldViolation(f"env[{key!r}]", f"not a string without NUL: {value!r}")
-                )
-        if self.cwd is not None and (
-            not isinstance(self.cwd, str) or not self.cwd or "\0" in self.cwd
-        ):
-            problems.append(
-                FieldViolation("cwd", f"must be a directory path or None, not {self.cwd!r}")
-            )
-        if not isinstance(self.stdin, (bytes, bytearray, memoryview)):
-            problems.append(
-                FieldViolation("stdin", f"must be bytes, not {type(self.stdin).__name__}")
-            )
-        if problems:
-            first = problems[0]
-            raise ValidationError(
-                f"ExecAction {first.field}: {first.description}", violations=problems
-            )
-        # Frozen means frozen: copies, so a caller's list or dict changed later changes nothing.
-        object.__setattr__(self, "argv", tuple(argv))
-        object.__setattr__(self, "env", MappingProxyType(dict(env)))
-        object.__setattr__(self, "stdin", bytes(self.stdin))
-
-    @property
-    def program(self) -> str:
-        return self.argv[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """dukat.v1.SchedulerService over the engine's Scheduler: validate, convert, call, convert back.
 
-Conversions are `dukatd.convert`'s and the error statuses `dukatd.status`'s; what is left
+Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
 here is what only the service knows: idempotent Submit, the exec switch, watch streams and
 their limits, and ListJobs paging. `Work` (worker streams) is not served yet.
 """
@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import grpc
 
+from dukat import convert
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
-from dukatd import convert
 from dukatd.event_ring import EventRing
 from dukatd.status import Refusal, rpc_errors
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from dukat.actions import ExecAction
 from dukat.core import JobSpec, JobState, RetryPolicy, Scheduler, TaskSpec, TaskState
 from dukat.core.events import TaskOutput, TaskProgress
 from dukat.errors import (
@@ -37,7 +38,6 @@ from dukatd.exec_groups import GroupLedger
 from dukatd.exec_output import dropped_marker
 from dukatd.exec_runner import (
     DEFAULT_PATH,
-    ExecAction,
     ExecOptions,
     ExecResult,
     ExecRunner,

@@ -16,12 +16,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from dukat.actions import DispatchAction, ExecAction
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.core.states import JobState
 from dukat.v1 import event_pb2, job_pb2, scheduler_pb2, scheduler_pb2_grpc
-from dukatd.dispatch import DispatchAction
-from dukatd.exec_runner import ExecAction, ExecRunner
+from dukatd.exec_runner import ExecRunner
 from dukatd.scheduler_service import RequestIds, SchedulerService
 from dukatd.server import create_server
 from tests.helpers import finished, wait_for

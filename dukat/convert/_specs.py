@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dukat.core.resources import ResourceRequirement, ResourceType
-from dukat.core.retry import RetryPolicy
-from dukat.core.spec import JobSpec, TaskSpec
-from dukat.core.states import TriggerRule
-from dukat.errors import FieldViolation, ValidationError
-from dukat.v1 import job_pb2
-from dukatd.convert._tables import (
+from dukat.actions import DispatchAction, ExecAction
+from dukat.convert._tables import (
     DEFAULT_INITIAL_BACKOFF,
     DEFAULT_JITTER,
     DEFAULT_MAX_BACKOFF,
@@ -21,8 +16,12 @@ from dukatd.convert._tables import (
     duration,
     seconds,
 )
-from dukatd.dispatch import DispatchAction
-from dukatd.exec_runner import ExecAction
+from dukat.core.resources import ResourceRequirement, ResourceType
+from dukat.core.retry import RetryPolicy
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import TriggerRule
+from dukat.errors import FieldViolation, ValidationError
+from dukat.v1 import job_pb2
 
 # -- errors -----------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The one place where protobuf (dukat.v1) meets the engine's types (dukat.core).
 
-Servicers call these and nothing else to cross the edge (ARCHITECTURE.md, "Layers"). Every
+The daemon's servicers and the Python client call these and nothing else to cross the edge
+(ARCHITECTURE.md, "Layers"): it lives in `dukat`, not `dukatd`, so that both can. Every
 proto enum has ONE table here mapping it to its engine enum; both directions are derived
 from it, and tests walk every member both ways.
 
@@ -10,18 +11,18 @@ paths as a client wrote them (`job.tasks[3].exec.argv`). Everything else (ids, c
 capacities, retry values) is the engine's to check; `at_path` moves its paths under the
 request field they came from, so every path a client sees is a proto path.
 
-A package only to keep each file small: import from `dukatd.convert`, never its parts.
+A package only to keep each file small: import from `dukat.convert`, never its parts.
 """
 
-from dukatd.convert._jobs import (
+from dukat.convert._jobs import (
     event_from_proto,
     event_to_proto,
     job_from_proto,
     job_to_proto,
     task_status_to_proto,
 )
-from dukatd.convert._specs import at_path, job_spec_from_proto, job_spec_to_proto
-from dukatd.convert._tables import (
+from dukat.convert._specs import at_path, job_spec_from_proto, job_spec_to_proto
+from dukat.convert._tables import (
     BREAKER_STATES,
     JOB_STATES,
     OUTPUT_STREAMS,

@@ -1,4 +1,4 @@
-"""dukatd.convert: both directions, every enum member, and wire-level validation paths."""
+"""dukat.convert: both directions, every enum member, and wire-level validation paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from dukat import convert
+from dukat.actions import DispatchAction, ExecAction
 from dukat.core.breaker import BreakerTransition, CircuitBreakerState
 from dukat.core.events import (
     JobStateChanged,
@@ -21,9 +23,6 @@ from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState, TriggerRule
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import breaker_pb2, event_pb2, job_pb2
-from dukatd import convert
-from dukatd.dispatch import DispatchAction
-from dukatd.exec_runner import ExecAction
 
 TABLES = [
     (convert.JOB_STATES, list(JobState), job_pb2.JobState),

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from dukat.convert._tables import (
+    BREAKER_STATES,
+    JOB_STATES,
+    OUTPUT_STREAMS,
+    TASK_STATES,
+    seconds_of,
+    time_or_none,
+    timestamp,
+)
 from dukat.core.breaker import BreakerTransition
 from dukat.core.events import (
     Event,
@@ -14,15 +23,6 @@ from dukat.core.events import (
 from dukat.core.results import JobSnapshot, TaskStatus
 from dukat.core.states import TaskState
 from dukat.v1 import breaker_pb2, event_pb2, job_pb2
-from dukatd.convert._tables import (
-    BREAKER_STATES,
-    JOB_STATES,
-    OUTPUT_STREAMS,
-    TASK_STATES,
-    seconds_of,
-    time_or_none,
-    timestamp,
-)
 
 # -- jobs and tasks as they stand -------------------------------------------------------------
 
