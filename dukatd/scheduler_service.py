@@ -22,6 +22,7 @@ from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.status import Refusal, rpc_errors
+from dukatd.streams import LiveStreams
 
 __all__ = ["SchedulerService"]
 
@@ -56,6 +57,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.request_ids = RequestIds(scheduler)
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
+        self.streams = LiveStreams()
+        """Open Watch streams; the daemon's drain ends them with UNAVAILABLE."""
 
     @rpc_errors
     async def Submit(
@@ -80,7 +83,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Watch(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        with self._watcher():
+        with self._watcher(), self.streams.track(context):
             if request.job_id:
                 await self._watch_job(request, context)
             else:
