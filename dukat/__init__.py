@@ -1,7 +1,8 @@
 """dukat: run many tasks at once, in the right order, within limits.
 
 The engine lives in `dukat.core` (embedded, in-process); its most used names are re-exported
-here. Errors live in `dukat.errors`.
+here. Errors live in `dukat.errors`. `dukat.connect` opens a client to the daemon
+(`dukat.client`); it is loaded on first use, so that `import dukat` alone never imports grpc.
 """
 
 from dukat.core import (
@@ -62,7 +63,22 @@ __all__ = [
     "TriggerRule",
     "ValidationError",
     "__version__",
+    "connect",
     "current_task",
     "get_async_assistant",
     "report_progress",
 ]
+
+# Names served from modules that import grpc: loaded by __getattr__ on first use only.
+_LAZY = {"connect": "dukat.client"}
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dukat' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # once loaded, a plain attribute like the others
+    return value

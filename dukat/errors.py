@@ -10,7 +10,23 @@
      ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
      │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
-     └── NotFoundError (LookupError)      an unknown job or task id
+     ├── NotFoundError (LookupError)      an unknown job or task id
+     └── DaemonError                      the daemon (over gRPC) answered with an error status;
+          │                               `.code` is the status's name ("NOT_FOUND"), `.details`
+          │                               its message; raised by `dukat.client` only
+          ├── InvalidArgumentError          INVALID_ARGUMENT; also a ValidationError, with the
+          │                                 `violations` of the status's google.rpc.BadRequest
+          ├── DaemonNotFoundError           NOT_FOUND; also a NotFoundError
+          ├── PermissionDeniedError         PERMISSION_DENIED (exec tasks on a daemon without exec)
+          ├── UnauthenticatedError          UNAUTHENTICATED (no token, or the wrong one)
+          ├── ResourceExhaustedError        RESOURCE_EXHAUSTED (a limit of the daemon)
+          ├── FailedPreconditionError       FAILED_PRECONDITION
+          ├── DeadlineExceededError         DEADLINE_EXCEEDED; also a TimeoutError
+          └── DaemonUnavailableError        UNAVAILABLE: not reachable, or draining (after the
+                                            client's own reconnects); also a ConnectionError
+
+The gRPC status code of a `DaemonError` is a plain string, so that this module (and whoever
+catches its errors) needs no grpc import; `dukat.client` holds the one code -> class table.
 
 A task that is SKIPPED because an upstream failed, or CANCELLED, is an outcome recorded in its
 result, not an exception: `TaskResult.state` says so and `TaskResult.message` says why.
@@ -25,12 +41,21 @@ from signal import Signals
 __all__ = [
     "CircuitBreakerError",
     "CycleError",
+    "DaemonError",
+    "DaemonNotFoundError",
+    "DaemonUnavailableError",
+    "DeadlineExceededError",
     "DukatError",
+    "FailedPreconditionError",
     "FieldViolation",
+    "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
     "TaskInterruptedError",
     "TaskProcessError",
     "TaskTimeoutError",
+    "UnauthenticatedError",
     "ValidationError",
 ]
 
@@ -170,3 +195,70 @@ def _last_line(tail: bytes, limit: int = 200) -> str:
 
 class NotFoundError(DukatError, LookupError):
     """An unknown job or task id."""
+
+
+# -- errors the daemon answers with (raised by dukat.client) ---------------------------------
+
+
+class DaemonError(DukatError):
+    """The daemon answered a call with an error status.
+
+    `code` is the gRPC status code's name (`"NOT_FOUND"`, as `grpc.StatusCode.NOT_FOUND.name`
+    spells it) and `details` the status message, which is also the error's message.
+    """
+
+    def __init__(self, details: str, *, code: str = "UNKNOWN") -> None:
+        # Cooperative: for InvalidArgumentError this runs ValidationError.__init__ next.
+        super().__init__(details or f"the daemon answered {code}")
+        self.code = code
+        self.details = details
+
+
+class InvalidArgumentError(DaemonError, ValidationError):
+    """INVALID_ARGUMENT: the daemon rejected the request; nothing of it was applied.
+
+    A `ValidationError` like the engine's own: `violations` are the field violations the
+    daemon sent (google.rpc.BadRequest), with paths as the request names them
+    (`job.tasks[3].dependencies[0]`).
+    """
+
+    def __init__(
+        self,
+        details: str,
+        *,
+        code: str = "INVALID_ARGUMENT",
+        task_id: str | None = None,
+        violations: Iterable[FieldViolation] = (),
+    ) -> None:
+        super().__init__(details, code=code)
+        self.task_id = task_id
+        self.violations = tuple(violations)
+
+
+class DaemonNotFoundError(DaemonError, NotFoundError):
+    """NOT_FOUND: an unknown job, task or breaker (or one the daemon no longer holds)."""
+
+
+class PermissionDeniedError(DaemonError):
+    """PERMISSION_DENIED: the daemon does not allow this (exec tasks when exec is off)."""
+
+
+class UnauthenticatedError(DaemonError):
+    """UNAUTHENTICATED: the daemon wants a bearer token, and none or the wrong one came."""
+
+
+class ResourceExhaustedError(DaemonError):
+    """RESOURCE_EXHAUSTED: a limit of the daemon (message size, open watch streams, ...)."""
+
+
+class FailedPreconditionError(DaemonError):
+    """FAILED_PRECONDITION: the request does not fit the state things are in."""
+
+
+class DeadlineExceededError(DaemonError, TimeoutError):
+    """DEADLINE_EXCEEDED: the call ran past its deadline."""
+
+
+class DaemonUnavailableError(DaemonError, ConnectionError):
+    """UNAVAILABLE: the daemon cannot be reached, or is draining, and stayed so through the
+    client's reconnect attempts."""

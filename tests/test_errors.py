@@ -12,12 +12,21 @@ import dukat.errors as errors
 from dukat.errors import (
     CircuitBreakerError,
     CycleError,
+    DaemonError,
+    DaemonNotFoundError,
+    DaemonUnavailableError,
+    DeadlineExceededError,
     DukatError,
+    FailedPreconditionError,
     FieldViolation,
+    InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
     TaskInterruptedError,
     TaskProcessError,
     TaskTimeoutError,
+    UnauthenticatedError,
     ValidationError,
 )
 
@@ -26,12 +35,21 @@ def test_public_surface_is_pinned():
     assert errors.__all__ == [
         "CircuitBreakerError",
         "CycleError",
+        "DaemonError",
+        "DaemonNotFoundError",
+        "DaemonUnavailableError",
+        "DeadlineExceededError",
         "DukatError",
+        "FailedPreconditionError",
         "FieldViolation",
+        "InvalidArgumentError",
         "NotFoundError",
+        "PermissionDeniedError",
+        "ResourceExhaustedError",
         "TaskInterruptedError",
         "TaskProcessError",
         "TaskTimeoutError",
+        "UnauthenticatedError",
         "ValidationError",
     ]
 
@@ -46,6 +64,15 @@ def test_public_surface_is_pinned():
         (TaskInterruptedError, (DukatError,)),
         (TaskProcessError, (DukatError,)),
         (NotFoundError, (DukatError, LookupError)),
+        (DaemonError, (DukatError,)),
+        (InvalidArgumentError, (DaemonError, ValidationError, ValueError)),
+        (DaemonNotFoundError, (DaemonError, NotFoundError, LookupError)),
+        (PermissionDeniedError, (DaemonError,)),
+        (UnauthenticatedError, (DaemonError,)),
+        (ResourceExhaustedError, (DaemonError,)),
+        (FailedPreconditionError, (DaemonError,)),
+        (DeadlineExceededError, (DaemonError, TimeoutError)),
+        (DaemonUnavailableError, (DaemonError, ConnectionError)),
     ],
 )
 def test_hierarchy(error, parents):
@@ -233,6 +260,12 @@ TRAVELLERS = [
     TaskProcessError("sh", signal=9),
     TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
     NotFoundError("unknown job 'j1'"),
+    DaemonError("odd", code="INTERNAL"),
+    InvalidArgumentError(
+        "task 'a': bad", task_id="a", violations=[FieldViolation("job.tasks[0].id", "bad")]
+    ),
+    DaemonNotFoundError("unknown job 'j1'", code="NOT_FOUND"),
+    DaemonUnavailableError("connection refused", code="UNAVAILABLE"),
 ]
 
 
@@ -244,3 +277,38 @@ def test_an_error_survives_pickle_and_copy_with_message_and_attributes(error, ca
     assert str(carried) == str(error)
     assert carried.args == error.args
     assert vars(carried) == vars(error)
+
+
+# -- the daemon's errors --------------------------------------------------------------------
+
+
+def test_a_daemon_error_carries_code_and_details_as_plain_strings():
+    error = PermissionDeniedError("exec is off", code="PERMISSION_DENIED")
+    assert (error.code, error.details, str(error)) == (
+        "PERMISSION_DENIED",
+        "exec is off",
+        "exec is off",
+    )
+
+
+def test_a_daemon_error_without_details_says_the_code():
+    assert str(DaemonError("", code="INTERNAL")) == "the daemon answered INTERNAL"
+
+
+def test_invalid_argument_is_a_validation_error_with_violations():
+    violation = FieldViolation("job.tasks", "a job needs at least one task")
+    error = InvalidArgumentError("job.tasks: empty", violations=[violation])
+    assert error.code == "INVALID_ARGUMENT"
+    assert error.violations == (violation,)
+    assert error.task_id is None
+    with pytest.raises(ValidationError):
+        raise error
+
+
+def test_the_errors_module_imports_no_grpc():
+    import subprocess
+    import sys
+
+    code = "import sys, dukat.errors; print('grpc' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert shown.stdout.strip() == "False"

@@ -46,10 +46,14 @@ DUKAT_ALL = [
     "TriggerRule",
     "ValidationError",
     "__version__",
+    "connect",
     "current_task",
     "get_async_assistant",
     "report_progress",
 ]
+
+# Exported by dukat but loaded on first use (module __getattr__), because they import grpc.
+DUKAT_LAZY = {"connect": "dukat.client"}
 
 CORE_ALL = [
     "AsyncAssistant",
@@ -131,8 +135,10 @@ def public_members(module: types.ModuleType) -> list[str]:
 def test_all_is_pinned_sorted_and_complete(module: types.ModuleType, expected: list[str]) -> None:
     assert module.__all__ == expected
     assert module.__all__ == sorted(set(module.__all__))
-    # Like httpx: everything public at the top is exported, and nothing else is there.
-    assert public_members(module) == module.__all__
+    # Like httpx: everything public at the top is exported, and nothing else is there (lazy
+    # names show up at the top only once used).
+    lazy = DUKAT_LAZY if module is dukat else {}
+    assert sorted(set(public_members(module)) | set(lazy)) == module.__all__
 
 
 @pytest.mark.parametrize(
@@ -146,7 +152,10 @@ def test_every_exported_name_imports(module: types.ModuleType, expected: list[st
 
 def test_dukat_reexports_the_engine_objects_themselves() -> None:
     for name in dukat.__all__:
-        if name in dukat.core.__all__:
+        if name in DUKAT_LAZY:
+            module = importlib.import_module(DUKAT_LAZY[name])
+            assert getattr(dukat, name) is getattr(module, name), name
+        elif name in dukat.core.__all__:
             assert getattr(dukat, name) is getattr(dukat.core, name), name
         elif name != "__version__":
             assert getattr(dukat, name) is getattr(dukat.errors, name), name
@@ -308,3 +317,19 @@ def test_the_engine_imports_nothing_from_the_wire_metrics_or_daemon() -> None:
         if any(module == banned or module.startswith(f"{banned}.") for banned in FORBIDDEN_IN_CORE)
     ]
     assert not leaked
+
+
+def test_importing_dukat_imports_no_grpc_until_connect_is_used() -> None:
+    code = (
+        "import sys, dukat; print('grpc' in sys.modules); "
+        "dukat.connect; print('grpc' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split() == ["False", "True"]
+
+
+def test_an_unknown_attribute_of_dukat_is_still_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dukat.nope  # noqa: B018

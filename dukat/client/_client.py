@@ -1,0 +1,117 @@
+"""`connect()` and `Client`: the daemon's scheduler from Python, in the engine's words."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+import grpc
+
+from dukat import convert
+from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection
+from dukat.client._jobs import JobHandle
+from dukat.client._reconnect import Reconnect
+from dukat.core.results import JobSnapshot
+from dukat.core.spec import JobSpec
+from dukat.core.states import JobState
+from dukat.v1 import scheduler_pb2
+
+__all__ = ["Client", "connect"]
+
+
+class Client:
+    """A connection to one dukatd. Made by `connect()`, which also closes it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @property
+    def address(self) -> str:
+        return self._connection.address
+
+    async def submit(self, job: JobSpec, *, request_id: str | None = None) -> JobHandle:
+        """Submit a whole job; the daemon accepts all of it or raises InvalidArgumentError.
+
+        `request_id` (default: a fresh one per call) makes the Submit safe to repeat: this
+        client retries it when the daemon is briefly unreachable, and the daemon answers a
+        repeat with the job it made the first time.
+        """
+        if not isinstance(job, JobSpec):
+            raise TypeError(f"submit takes a dukat.JobSpec, not {type(job).__name__}")
+        request = scheduler_pb2.SubmitRequest(
+            job=convert.job_spec_to_proto(job), request_id=request_id or uuid.uuid4().hex
+        )
+        response = await self._connection.call(self._connection.scheduler.Submit, request)
+        return JobHandle(self._connection, response.job_id)
+
+    def job(self, job_id: str) -> JobHandle:
+        """A handle to a job by id (no call is made; a wrong id shows on first use)."""
+        return JobHandle(self._connection, job_id)
+
+    async def get_job(self, job_id: str) -> JobSnapshot:
+        """The job now, with every task; DaemonNotFoundError for an id the daemon lacks."""
+        return await self.job(job_id).get()
+
+    async def jobs(
+        self,
+        state: JobState | Iterable[JobState] | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        page_size: int = 0,
+    ) -> AsyncIterator[JobSnapshot]:
+        """Jobs newest first, without their tasks, a page (ListJobs) fetched at a time.
+
+        `state`: one state or several; `labels`: jobs having every one of them.
+        `page_size`: jobs per call (0: the daemon's default).
+        """
+        states = [state] if isinstance(state, JobState) else list(state or ())
+        request = scheduler_pb2.ListJobsRequest(
+            states=[convert.JOB_STATES.to_proto(s) for s in states],
+            labels=dict(labels or {}),
+            page_size=page_size,
+        )
+        while True:
+            response = await self._connection.call(self._connection.scheduler.ListJobs, request)
+            for job in response.jobs:
+                yield convert.job_from_proto(job)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    async def close(self) -> None:
+        """Close the channel; calls still running end with an error."""
+        await self._connection.close()
+
+    def __repr__(self) -> str:
+        return f"<dukat.Client {self.address}>"
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    address: str,
+    *,
+    token: str | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    reconnect: Reconnect | None = None,
+) -> AsyncIterator[Client]:
+    """Open a client to the daemon at `address`; `async with dukat.connect(...) as client:`.
+
+    `address`: `unix:/path/to/dukatd.sock` or `host:port`. `token`: sent as
+    `authorization: Bearer <token>` on every call. `credentials`: TLS for a TCP address.
+    `reconnect`: how long calls safe to repeat ride out an unreachable daemon (default
+    `Reconnect()`: up to 30 s). No call is made on entry: a daemon that is not there shows
+    on the first call, as DaemonUnavailableError once the reconnect policy gives up.
+    """
+    connection = Connection(
+        address,
+        token=token,
+        credentials=credentials,
+        max_message_bytes=max_message_bytes,
+        reconnect=reconnect or Reconnect(),
+    )
+    try:
+        yield Client(connection)
+    finally:
+        await connection.close()

@@ -1,0 +1,105 @@
+"""`JobHandle`: one job on the daemon, its events (resumed across reconnects), its end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from dukat import convert
+from dukat.client._connection import Connection
+from dukat.client._errors import from_rpc_error
+from dukat.client._reconnect import Backoff
+from dukat.core.events import Event
+from dukat.core.results import JobSnapshot
+from dukat.v1 import scheduler_pb2
+
+__all__ = ["JobHandle"]
+
+
+class JobHandle:
+    """A job submitted to the daemon (or looked up by id): watch it, wait for it, cancel it.
+
+    Cheap to make (`client.job(job_id)` makes no call); two handles to one job are equal.
+    """
+
+    __slots__ = ("_connection", "job_id")
+
+    def __init__(self, connection: Connection, job_id: str) -> None:
+        if not job_id:
+            raise ValueError("a JobHandle needs the id of a job, not an empty string")
+        self._connection = connection
+        self.job_id = job_id
+
+    async def get(self) -> JobSnapshot:
+        """The job now, with every task (GetJob)."""
+        request = scheduler_pb2.GetJobRequest(job_id=self.job_id)
+        response = await self._connection.call(self._connection.scheduler.GetJob, request)
+        return convert.job_from_proto(response.job)
+
+    async def cancel(self, *task_ids: str, reason: str = "") -> int:
+        """Cancel the whole job, or `task_ids` and everything downstream of them.
+
+        Idempotent; returns how many tasks this call cancelled (0 when all had ended).
+        """
+        request = scheduler_pb2.CancelRequest(
+            job_id=self.job_id, task_ids=list(task_ids), reason=reason
+        )
+        response = await self._connection.call(self._connection.scheduler.Cancel, request)
+        return response.cancelled_count
+
+    async def events(self, after_sequence: int = 0) -> AsyncIterator[Event]:
+        """The job's events after `after_sequence`, live, ending after its terminal event.
+
+        Engine events (`dukat.core.events`). When the daemon goes away (UNAVAILABLE: a
+        restart, a new socket) the watch is opened again, by the client's `Reconnect`
+        policy, after the last sequence yielded: no event twice, none missed. Events the
+        daemon no longer holds come as one `Snapshot` of the whole job, as with the engine.
+        """
+        if after_sequence < 0:
+            raise ValueError(f"after_sequence must be 0 or more, not {after_sequence!r}")
+        last = after_sequence
+        backoff = Backoff(self._connection.reconnect)
+        while True:
+            call = self._connection.scheduler.Watch(
+                scheduler_pb2.WatchRequest(job_id=self.job_id, after_sequence=last),
+                metadata=self._connection.metadata,
+            )
+            try:
+                async for response in call:
+                    backoff.reset()
+                    for message in response.events:
+                        if message.sequence <= last:
+                            continue  # a replay overlapping what was yielded: never twice
+                        last = message.sequence
+                        event = convert.event_from_proto(message)
+                        if event is not None and not isinstance(event, Event):
+                            continue  # breaker transitions come only to watchers of all jobs
+                        if event is not None:  # None: a kind newer than this client
+                            yield event
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.UNAVAILABLE and await backoff.wait():
+                    continue
+                raise from_rpc_error(error) from error
+            finally:
+                call.cancel()  # the consumer stopped early: end the stream on the daemon too
+
+    async def wait(self) -> JobSnapshot:
+        """Wait for the job to end (its terminal event on Watch); the job then (GetJob)."""
+        job = await self.get()
+        if job.state.is_terminal:
+            return job
+        # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
+        async for _ in self.events(job.last_sequence):
+            pass
+        return await self.get()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other.job_id == self.job_id
+
+    def __hash__(self) -> int:
+        return hash(self.job_id)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id} at {self._connection.address}>"

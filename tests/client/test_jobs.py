@@ -1,0 +1,164 @@
+"""Submit, events, wait, cancel, get_job and jobs() against a real daemon on a unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import dukat
+from dukat.actions import DispatchAction
+from dukat.client import Client, JobHandle, Reconnect
+from dukat.core.events import JobStateChanged, TaskStateChanged
+from dukat.core.results import JobSnapshot
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import JobState, TaskState
+from tests.client.daemon import Daemon
+from tests.helpers import wait_for
+
+
+def task(task_id: str, payload: bytes = b"ok", **fields: object) -> TaskSpec:
+    return TaskSpec(task_id, DispatchAction("q", payload), **fields)  # type: ignore[arg-type]
+
+
+def job(*tasks: TaskSpec, **fields: object) -> JobSpec:
+    return JobSpec(tasks=tasks, **fields)  # type: ignore[arg-type]
+
+
+async def test_a_submitted_job_runs_and_wait_gives_its_snapshot(client: Client) -> None:
+    handle = await client.submit(job(task("a"), task("b", dependencies=("a",))))
+    assert isinstance(handle, JobHandle)
+    snapshot = await asyncio.wait_for(handle.wait(), 10)
+    assert isinstance(snapshot, JobSnapshot)
+    assert snapshot.state is JobState.SUCCEEDED
+    assert [(t.id, t.state) for t in snapshot.tasks] == [
+        ("a", TaskState.SUCCEEDED),
+        ("b", TaskState.SUCCEEDED),
+    ]
+    assert await client.get_job(handle.job_id) == snapshot
+    # wait() on a finished job answers at once.
+    assert (await handle.wait()).state is JobState.SUCCEEDED
+
+
+async def test_events_are_engine_events_in_sequence_ending_with_the_terminal_one(
+    client: Client,
+) -> None:
+    handle = await client.submit(job(task("a"), task("b", b"fail")))
+    events = [event async for event in handle.events()]
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert all(e.job_id == handle.job_id for e in events)
+    assert isinstance(events[-1], JobStateChanged) and events[-1].state is JobState.FAILED
+    failed = [e for e in events if isinstance(e, TaskStateChanged) and e.state is TaskState.FAILED]
+    assert [e.task_id for e in failed] == ["b"] and "asked to fail" in failed[0].message
+    tail = [event async for event in handle.events(after_sequence=3)]
+    assert tail == events[3:]
+
+
+async def test_events_follow_a_live_job_and_stop_when_the_consumer_stops(
+    client: Client, daemon: Daemon
+) -> None:
+    handle = await client.submit(job(task("wait", b"gate"), task("then", dependencies=("wait",))))
+    seen: list[object] = []
+
+    async def consume() -> None:
+        async for event in handle.events():
+            seen.append(event)
+
+    consumer = asyncio.create_task(consume())
+    await wait_for(
+        lambda: any(isinstance(e, TaskStateChanged) and e.state is TaskState.RUNNING for e in seen)
+    )
+    assert not consumer.done()
+    daemon.runner.gate.set()
+    await asyncio.wait_for(consumer, 10)
+    assert isinstance(seen[-1], JobStateChanged) and seen[-1].state is JobState.SUCCEEDED
+
+    # Breaking out of the loop ends the watch on the daemon as well.
+    events = handle.events()
+    async for _ in events:
+        break
+    await events.aclose()
+
+
+async def test_a_repeated_request_id_gives_the_same_job(client: Client) -> None:
+    first = await client.submit(job(task("a")), request_id="r-1")
+    again = await client.submit(job(task("a")), request_id="r-1")
+    other = await client.submit(job(task("a")))
+    assert first == again and first != other
+
+
+async def test_cancel_a_task_and_its_downstream_then_the_job(
+    client: Client, daemon: Daemon
+) -> None:
+    handle = await client.submit(
+        job(task("slow", b"gate"), task("after", dependencies=("slow",)), task("other", b"gate"))
+    )
+    await wait_for(
+        lambda: daemon.scheduler.get_job(handle.job_id).task("slow").state is TaskState.RUNNING
+    )
+    assert await handle.cancel("slow") == 2
+    assert await handle.cancel("slow") == 0  # idempotent
+    snapshot = await handle.get()
+    assert snapshot.task("slow").state is TaskState.CANCELLED
+    assert snapshot.task("after").state is TaskState.CANCELLED
+    assert snapshot.task("other").state is not TaskState.CANCELLED
+    assert await handle.cancel() == 1
+    assert (await handle.wait()).state is JobState.CANCELLED
+
+
+async def test_jobs_lists_every_page_newest_first_filtered_by_state_and_labels(
+    client: Client,
+) -> None:
+    handles = []
+    for index in range(7):
+        colour = "red" if index % 2 else "blue"
+        handles.append(await client.submit(job(task("a"), labels={"colour": colour})))
+    for handle in handles:
+        await handle.wait()
+    failed = await client.submit(job(task("a", b"fail"), labels={"colour": "red"}))
+    await failed.wait()
+
+    listed = [j async for j in client.jobs(page_size=2)]
+    assert [j.job_id for j in listed] == [h.job_id for h in [*handles, failed]][::-1]
+    assert all(j.tasks == () for j in listed)  # listings come without tasks
+    red = [j.job_id async for j in client.jobs(labels={"colour": "red"}, page_size=2)]
+    assert red == [failed.job_id, *reversed([h.job_id for h in handles[1::2]])]
+    only_failed = [j.job_id async for j in client.jobs(JobState.FAILED)]
+    assert only_failed == [failed.job_id]
+    both = [j.job_id async for j in client.jobs([JobState.FAILED, JobState.SUCCEEDED])]
+    assert len(both) == 8
+
+
+async def test_client_job_makes_a_handle_without_a_call(client: Client) -> None:
+    handle = client.job("no-such-job")
+    assert handle.job_id == "no-such-job" and "no-such-job" in repr(handle)
+    with pytest.raises(ValueError, match="needs the id"):
+        client.job("")
+
+
+async def test_events_resume_after_the_daemon_restarts_without_duplicates_or_gaps(
+    daemon: Daemon,
+) -> None:
+    reconnect = Reconnect(initial_backoff=0.01, max_backoff=0.1, give_up_after=10)
+    async with dukat.connect(daemon.address, reconnect=reconnect) as client:
+        handle = await client.submit(
+            job(task("wait", b"gate"), *(task(f"t{i}", dependencies=("wait",)) for i in range(5)))
+        )
+        seen: list[object] = []
+
+        async def consume() -> None:
+            async for event in handle.events():
+                seen.append(event)
+
+        consumer = asyncio.create_task(consume())
+        await wait_for(lambda: len(seen) >= 3)
+        await daemon.stop()
+        # While nobody can watch, the job moves on: these events must come after the restart.
+        daemon.runner.gate.set()
+        await daemon.scheduler.wait(handle.job_id)
+        await daemon.restart()
+        await asyncio.wait_for(consumer, 10)
+
+    last = daemon.scheduler.get_job(handle.job_id).last_sequence
+    assert [e.sequence for e in seen] == list(range(1, last + 1))
+    assert isinstance(seen[-1], JobStateChanged) and seen[-1].state is JobState.SUCCEEDED
