@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import grpc
 
 from dukat import convert
+from dukat.client._breaker import RemoteBreaker
 from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection
 from dukat.client._jobs import JobHandle
 from dukat.client._reconnect import Reconnect
+from dukat.client._worker import Handler, Worker
 from dukat.core.results import JobSnapshot
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
@@ -25,6 +27,7 @@ class Client:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._breakers: dict[str, RemoteBreaker] = {}
 
     @property
     def address(self) -> str:
@@ -78,6 +81,42 @@ class Client:
             if not response.next_page_token:
                 return
             request.page_token = response.next_page_token
+
+    def breaker(self, name: str) -> RemoteBreaker:
+        """The daemon's circuit breaker `name`, shared by every process on the host.
+
+        The engine's `CircuitBreaker` API with async methods (each is a call to the daemon):
+        `async with client.breaker("db"):` and `@client.breaker("db")` work as the engine's.
+        One object per name and client, so that `allow_request()` and then `success()` on
+        `client.breaker("db")` twice report on the same permit.
+        """
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = self._breakers[name] = RemoteBreaker(self._connection, name)
+        return breaker
+
+    def worker(
+        self,
+        queues: str | Sequence[str],
+        handler: Handler,
+        concurrency: int = 1,
+        *,
+        worker_id: str = "",
+        retryable: Callable[[BaseException], bool] | None = None,
+    ) -> Worker:
+        """A worker serving the dispatch tasks of `queues` with `handler`, `concurrency` at once.
+
+        `async def handler(task: DispatchTask) -> bytes`. Serve with `async with
+        client.worker(...):` (in the background for the block) or `await worker.run()`.
+        """
+        return Worker(
+            self._connection,
+            [queues] if isinstance(queues, str) else list(queues),
+            handler,
+            concurrency,
+            worker_id=worker_id,
+            retryable=retryable,
+        )
 
     async def close(self) -> None:
         """Close the channel; calls still running end with an error."""

@@ -49,6 +49,13 @@ class Daemon:
         """A new server (and service) on the same socket, over the same scheduler."""
         self.service = SchedulerService(self.scheduler, **self.service_options)
         self.server = await create_server(self.scheduler, [self.address], service=self.service)
+        with contextlib.suppress(ImportError):  # served once dukatd.breaker_service lands
+            from dukat.v1 import breaker_pb2_grpc
+            from dukatd.breaker_service import BreakerService
+
+            breaker_pb2_grpc.add_CircuitBreakerServiceServicer_to_server(
+                BreakerService(self.scheduler.breakers), self.server
+            )
         await self.server.start()
 
 

@@ -1,0 +1,263 @@
+"""`Worker`: serve dispatch tasks over SchedulerService.Work (the contract: work.proto).
+
+One stream at a time: a hello, the daemon's welcome, then assignments and cancels come in
+while results, progress and heartbeats go out, batched both ways. Everything that ended or
+progressed since the last update goes in the next one; an empty update is sent when nothing
+happened for the welcome's heartbeat interval. When the stream breaks (UNAVAILABLE, or the
+daemon ended it while draining) the daemon has taken our tasks back and will retry them by
+their policy, so the handlers still running are cancelled (their results would be for
+attempts no longer current), and the worker says hello again after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+
+from dukat.client._connection import Connection
+from dukat.client._dispatch import DispatchTask
+from dukat.client._errors import from_rpc_error
+from dukat.client._reconnect import Backoff
+from dukat.errors import DaemonUnavailableError
+from dukat.v1 import scheduler_pb2, work_pb2
+
+__all__ = ["Handler", "Worker"]
+
+Handler = Callable[[DispatchTask], Awaitable[bytes]]
+Key = tuple[str, str, int]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT = 5.0
+"""Seconds between heartbeats when the welcome names no interval."""
+
+
+class Worker:
+    """Runs `handler` for dispatch tasks of `queues`, `concurrency` at once.
+
+    `await worker.run()` serves until cancelled; `async with worker:` serves in the
+    background for the block. A handler that raises fails the attempt; it is retried by the
+    task's policy when `retryable(exception)` says so (default: always).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        queues: Sequence[str],
+        handler: Handler,
+        concurrency: int = 1,
+        *,
+        worker_id: str = "",
+        retryable: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        if isinstance(queues, str):
+            queues = [queues]
+        if not queues or not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"a worker serves at least one named queue, not {queues!r}")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
+        if not callable(handler):
+            raise TypeError(f"handler must be an async function of a DispatchTask: {handler!r}")
+        self._connection = connection
+        self.queues = tuple(queues)
+        self.handler = handler
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._retryable = retryable or (lambda error: True)
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._results: list[work_pb2.WorkResult] = []
+        self._progress: dict[Key, work_pb2.WorkProgress] = {}
+        self._wake = asyncio.Event()
+        self._max_result_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        """Set while a stream is open and welcomed (tests and health checks wait on it)."""
+        self.completed = 0
+        """Attempts whose result was handed to the stream."""
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled, reconnecting by the client's `Reconnect` policy."""
+        backoff = Backoff(self._connection.reconnect)
+        while True:
+            try:
+                await self._serve_stream(backoff)
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise from_rpc_error(error) from error
+                _log.info("worker %s: stream lost (%s); reconnecting", self.worker_id, error)
+            finally:
+                self.connected.clear()
+                await self._abandon_running()
+            if not await backoff.wait():
+                raise _gave_up(self._connection.address)
+
+    async def __aenter__(self) -> Worker:
+        self._task = asyncio.create_task(self.run(), name=f"dukat worker {self.worker_id}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop serving; attempts still running are cancelled (the daemon retries them)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # we were cancelled ourselves, not just the worker
+
+    # -- one stream ---------------------------------------------------------------------------
+
+    async def _serve_stream(self, backoff: Backoff) -> None:
+        call = self._connection.scheduler.Work(metadata=self._connection.metadata)
+        try:
+            hello = work_pb2.WorkerHello(
+                worker_id=self.worker_id, queues=self.queues, max_in_flight=self.concurrency
+            )
+            await call.write(scheduler_pb2.WorkRequest(hello=hello))
+            first = await call.read()
+            if first is grpc.aio.EOF:
+                await _raise_status(call)
+                return
+            welcome = first.welcome
+            interval = _seconds(welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
+            self._max_result_bytes = welcome.max_result_bytes
+            self.connected.set()
+            backoff.reset()
+            self._take(first)
+            sender = asyncio.create_task(self._send_updates(call, interval))
+            try:
+                while True:
+                    response = await call.read()
+                    if response is grpc.aio.EOF:
+                        break
+                    self._take(response)
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            await _raise_status(call)
+        finally:
+            call.cancel()
+
+    def _take(self, response: scheduler_pb2.WorkResponse) -> None:
+        for assignment in response.assignments:
+            task = DispatchTask.from_proto(assignment, self._on_progress)
+            if task.key in self._running:
+                continue  # the same attempt twice: never run it twice
+            self._running[task.key] = asyncio.create_task(self._run_one(task))
+        for cancel in response.cancels:
+            running = self._running.get((cancel.job_id, cancel.task_id, cancel.attempt))
+            if running is not None:
+                running.cancel(cancel.reason or "cancelled by the daemon")
+
+    async def _run_one(self, task: DispatchTask) -> None:
+        result = work_pb2.WorkResult(job_id=task.job_id, task_id=task.task_id, attempt=task.attempt)
+        try:
+            payload = await self.handler(task)
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"a worker's handler returns bytes, not {type(payload).__name__} "
+                    f"(task {task.task_id!r})"
+                )
+            payload = bytes(payload)
+            if self._max_result_bytes and len(payload) > self._max_result_bytes:
+                result.error.CopyFrom(
+                    work_pb2.WorkError(
+                        message=f"result of {len(payload)} bytes is over the daemon's limit "
+                        f"of {self._max_result_bytes}",
+                        type="ResultTooLarge",
+                        retryable=False,
+                    )
+                )
+            else:
+                result.success.payload = payload
+        except asyncio.CancelledError:
+            # The daemon took the attempt back (cancel, timeout) and still waits for a result
+            # to free the slot; when the stream is gone, nobody will read it and that is fine.
+            result.error.CopyFrom(work_pb2.WorkError(message="cancelled", type="CancelledError"))
+        except Exception as error:
+            result.error.CopyFrom(
+                work_pb2.WorkError(
+                    message=str(error) or type(error).__name__,
+                    type=type(error).__name__,
+                    retryable=bool(self._retryable(error)),
+                )
+            )
+        finally:
+            self._running.pop(task.key, None)
+            self._progress.pop(task.key, None)
+        self._results.append(result)
+        self._wake.set()
+
+    def _on_progress(self, task: DispatchTask, fraction: float | None, message: str) -> None:
+        if task.key not in self._running:
+            return  # the attempt ended: a late report says nothing
+        progress = work_pb2.WorkProgress(
+            job_id=task.job_id, task_id=task.task_id, attempt=task.attempt, message=message
+        )
+        if fraction is not None:
+            progress.fraction = fraction
+        self._progress[task.key] = progress  # the latest per attempt is all that matters
+        self._wake.set()
+
+    async def _send_updates(self, call: grpc.aio.StreamStreamCall, interval: float) -> None:
+        while True:
+            # Nothing happened for a whole interval: the empty update is the heartbeat.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+            results, self._results = self._results, []
+            progress, self._progress = list(self._progress.values()), {}
+            update = work_pb2.WorkerUpdate(results=results, progress=progress)
+            await call.write(scheduler_pb2.WorkRequest(update=update))
+            self.completed += len(results)
+
+    async def _abandon_running(self) -> None:
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        # Results and progress of the lost stream are for attempts the daemon gave up.
+        self._results.clear()
+        self._progress.clear()
+        self._running.clear()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected.is_set() else "not connected"
+        return (
+            f"<Worker {self.worker_id} queues:{','.join(self.queues)} "
+            f"running:{len(self._running)}/{self.concurrency} {state}>"
+        )
+
+
+async def _raise_status(call: grpc.aio.StreamStreamCall) -> None:
+    """The stream ended: an error status raises; OK (a daemon ending it) is UNAVAILABLE-like."""
+    code = await call.code()
+    if code is not grpc.StatusCode.OK:
+        details = await call.details()
+        raise grpc.aio.AioRpcError(
+            code, await call.initial_metadata(), await call.trailing_metadata(), details
+        )
+
+
+def _gave_up(address: str) -> DaemonUnavailableError:
+    return DaemonUnavailableError(
+        f"no daemon at {address} took the worker back within the reconnect policy",
+        code="UNAVAILABLE",
+    )
+
+
+def _seconds(duration: object) -> float:
+    return duration.seconds + duration.nanos / 1e9  # type: ignore[attr-defined]
