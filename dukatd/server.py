@@ -13,13 +13,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dukat.core.scheduler import Scheduler
-from dukat.v1 import scheduler_pb2
+from dukat.v1 import breaker_pb2, scheduler_pb2
+from dukatd.breaker_service import BreakerService
 from dukatd.handlers import add_service
 from dukatd.scheduler_service import SchedulerService
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SCHEDULER_SERVICE", "create_server", "server_options"]
+__all__ = [
+    "BREAKER_SERVICE",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "SCHEDULER_SERVICE",
+    "create_server",
+    "server_options",
+]
 
 SCHEDULER_SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+BREAKER_SERVICE = breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"].full_name
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Room for a Submit of a 100,000-task job (~40 bytes a small task) with margin."""
 
@@ -63,6 +71,8 @@ async def create_server(
     service: SchedulerService | None = None,
     health_servicer: health.aio.HealthServicer | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    breaker_service: BreakerService | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
     """A grpc.aio server for `scheduler` bound to `addresses`, not started yet.
 
@@ -70,9 +80,12 @@ async def create_server(
     uvloop, or a test's loop). Serves:
 
     - `dukat.v1.SchedulerService` (`service`, or one made with `allow_exec`);
+    - `dukat.v1.CircuitBreakerService` (`breaker_service`, or one over `scheduler.breakers`);
     - `grpc.health.v1.Health`, SERVING for "" and `dukat.v1.SchedulerService` (pass
       `health_servicer` to keep a handle on it: draining sets NOT_SERVING through it);
     - server reflection, listing those services.
+
+    `interceptors` run around every call, in order (`dukatd.metrics.DaemonMetrics.grpc`).
 
     `addresses`: `unix:/path/to.sock` (or `unix:relative`), or `host:port` (port 0 picks
     one). TCP is bound with `credentials` when given, else insecure; choosing when insecure
@@ -91,14 +104,24 @@ async def create_server(
         raise ValueError("the service given serves another scheduler than the one given")
     if health_servicer is None:
         health_servicer = health.aio.HealthServicer()
+    if breaker_service is None:
+        breaker_service = BreakerService(scheduler.breakers)
+    elif breaker_service.registry is not scheduler.breakers:
+        raise ValueError("the breaker service given serves another scheduler's breakers")
 
-    server = grpc.aio.server(options=server_options(max_message_bytes))
+    server = grpc.aio.server(
+        options=server_options(max_message_bytes), interceptors=list(interceptors) or None
+    )
     add_service(server, scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"], service)
+    add_service(
+        server, breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"], breaker_service
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SCHEDULER_SERVICE):
+    for name in ("", SCHEDULER_SERVICE, BREAKER_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (SCHEDULER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SCHEDULER_SERVICE, BREAKER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
     )
     for address in addresses:
         _bind(server, address, credentials)

@@ -31,6 +31,7 @@ TABLES = [
     (convert.RESOURCE_TYPES, list(ResourceType), job_pb2.ResourceType),
     (convert.OUTPUT_STREAMS, ["stdout", "stderr"], event_pb2.OutputStream),
     (convert.BREAKER_STATES, list(CircuitBreakerState), breaker_pb2.CircuitBreakerState),
+    (convert.CALL_OUTCOMES, ["success", "failure", "release"], breaker_pb2.CallOutcome),
 ]
 
 

@@ -14,6 +14,12 @@ request field they came from, so every path a client sees is a proto path.
 A package only to keep each file small: import from `dukat.convert`, never its parts.
 """
 
+from dukat.convert._breakers import (
+    acquire_to_proto,
+    breaker_config_from_proto,
+    breaker_config_to_proto,
+    breaker_to_proto,
+)
 from dukat.convert._jobs import (
     event_from_proto,
     event_to_proto,
@@ -24,6 +30,7 @@ from dukat.convert._jobs import (
 from dukat.convert._specs import at_path, job_spec_from_proto, job_spec_to_proto
 from dukat.convert._tables import (
     BREAKER_STATES,
+    CALL_OUTCOMES,
     JOB_STATES,
     OUTPUT_STREAMS,
     RESOURCE_TYPES,
@@ -31,21 +38,36 @@ from dukat.convert._tables import (
     TRIGGER_RULES,
     EnumTable,
 )
+from dukat.convert._work import (
+    task_assignment_to_proto,
+    upstream_result_to_proto,
+    worker_hello_from_proto,
+    worker_welcome_to_proto,
+)
 
 __all__ = [
     "BREAKER_STATES",
+    "CALL_OUTCOMES",
     "JOB_STATES",
     "OUTPUT_STREAMS",
     "RESOURCE_TYPES",
     "TASK_STATES",
     "TRIGGER_RULES",
     "EnumTable",
+    "acquire_to_proto",
     "at_path",
+    "breaker_config_from_proto",
+    "breaker_config_to_proto",
+    "breaker_to_proto",
     "event_from_proto",
     "event_to_proto",
     "job_from_proto",
     "job_spec_from_proto",
     "job_spec_to_proto",
     "job_to_proto",
+    "task_assignment_to_proto",
     "task_status_to_proto",
+    "upstream_result_to_proto",
+    "worker_hello_from_proto",
+    "worker_welcome_to_proto",
 ]

@@ -97,6 +97,16 @@ BREAKER_STATES = EnumTable(
         CircuitBreakerState.HALF_OPEN: breaker_pb2.CIRCUIT_BREAKER_STATE_HALF_OPEN,
     },
 )
+# The wire's CallOutcome (breaker.proto) has no engine enum: the engine has one method per
+# outcome (success, failure, release), and these are their names.
+CALL_OUTCOMES = EnumTable(
+    "CallOutcome",
+    {
+        "success": breaker_pb2.CALL_OUTCOME_SUCCESS,
+        "failure": breaker_pb2.CALL_OUTCOME_FAILURE,
+        "release": breaker_pb2.CALL_OUTCOME_RELEASE,
+    },
+)
 
 # The defaults job.proto documents for fields left at zero or unset.
 DEFAULT_INITIAL_BACKOFF = 1.0

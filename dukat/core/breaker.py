@@ -208,6 +208,16 @@ class CircuitBreaker:
         return self._state
 
     @property
+    def generation(self) -> int:
+        """The state generation: bumped by every transition and reconfiguration (the permit)."""
+        return self._generation
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures in a row counted while CLOSED."""
+        return self._consecutive_failures
+
+    @property
     def retry_after(self) -> float:
         """Seconds until an open breaker lets a trial call through (0 unless OPEN)."""
         if self.state is not CircuitBreakerState.OPEN:

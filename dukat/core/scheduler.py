@@ -46,7 +46,7 @@ from dukat.core.graph import find_cycle
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
-from dukat.core.spec import JobSpec, validate_job
+from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
 from dukat.errors import (
     CycleError,
@@ -89,7 +89,8 @@ class Scheduler:
         self.clock: Clock = clock or SystemClock()
         self._wall = self.clock.wall
         self.resources = resources or ResourcePool()
-        self.breakers = breakers or BreakerRegistry(clock=self.clock)
+        # `is None`, not `or`: an empty registry is falsy (it has a __len__) and is still meant.
+        self.breakers = breakers if breakers is not None else BreakerRegistry(clock=self.clock)
         self.breakers.add_listener(self._on_breaker_transition)
         self._runners: dict[type, Runner] = {CallableAction: InProcessRunner(), **(runners or {})}
         self.max_tasks_per_job = max_tasks_per_job
@@ -247,6 +248,10 @@ class Scheduler:
     def job_state(self, job_id: str) -> JobState:
         """The job's state, without building a snapshot of every task."""
         return self._job(job_id).state
+
+    def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
+        """A task's spec, in O(1): for listeners that label by action (metrics)."""
+        return self._job(job_id).tasks[task_id].spec
 
     def jobs(
         self, *, state: JobState | None = None, labels: Mapping[str, str] | None = None
