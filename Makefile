@@ -19,8 +19,10 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
+# The daemon in the foreground on its defaults (socket in $XDG_RUNTIME_DIR, else /tmp/dukatd-$UID;
+# journal in ~/.local/state/dukatd). Ctrl-C drains and stops it; `dukatd --help` lists the options.
 run: install
-	$(BIN)/python examples/async_processing.py
+	$(BIN)/dukatd
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,321 @@
+"""dukatd as a process: claim its sockets, build the scheduler, serve, drain on SIGTERM.
+
+The daemon is a library too (STYLE.md habit 11): `await serve(config)` inside a running loop,
+or `run(config)`, which makes the loop. `python -m dukatd` only parses the arguments and runs
+`serve` on uvloop. Start-up, in order:
+
+1. signal handlers (a SIGTERM during start-up drains once serving, instead of killing us);
+2. the locks: the state directory (unless `--ephemeral`), then each unix socket — a second
+   daemon stops here with the holder's pid, before touching anything of the first's;
+3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
+   process groups a crashed predecessor left behind;
+4. the scheduler, its service and the server, bound under `socket_umask()` (sockets 0660);
+5. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
+
+The drain is `dukatd.drain`'s. `serve` returns the exit status: 0 after a drain, 1 when the
+daemon could not start (the reason is logged).
+
+`GRPC_ENABLE_FORK_SUPPORT=0` must be in the environment before grpc is first imported (grpc
+reads it once, at import): `python -m dukatd` sets it before importing this module; a program
+that embeds the daemon and imports grpc itself must set it first. The exec runner spawns with
+vfork, which runs no atfork handlers, so this only keeps grpc's fork machinery out of the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health
+
+from dukat.actions import ExecAction
+from dukat.core.breaker import BreakerRegistry
+from dukat.core.resources import ResourcePool
+from dukat.core.scheduler import Scheduler
+from dukat.errors import DukatError
+from dukatd.config import Config, ConfigError
+from dukatd.drain import drain
+from dukatd.exec_groups import GroupLedger
+from dukatd.exec_runner import ExecOptions, ExecRunner
+from dukatd.lock import (
+    LockError,
+    LockFile,
+    UnixSocketClaim,
+    claim_state_dir,
+    claim_unix_socket,
+    socket_umask,
+)
+from dukatd.notify import Notifier
+from dukatd.scheduler_service import SchedulerService
+from dukatd.server import create_server
+
+__all__ = ["Daemon", "StartError", "run", "serve"]
+
+_log = logging.getLogger("dukatd")
+
+EXIT_OK = 0
+EXIT_START_FAILED = 1
+LEDGER_DIR = "exec-groups"
+"""Directory in the state dir where the exec runner records live task process groups."""
+
+
+class StartError(DukatError):
+    """The daemon cannot start with this configuration; the message says why and what to do."""
+
+
+class Daemon:
+    """One daemon: what `serve` built, and the handle that stops it (`stop`)."""
+
+    def __init__(self, config: Config, notifier: Notifier) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.state_lock: LockFile | None = None
+        self.claims: list[UnixSocketClaim] = []
+        self.ledger: GroupLedger | None = None
+        self.scheduler: Scheduler | None = None
+        self.exec_runner: ExecRunner | None = None
+        self.service: SchedulerService | None = None
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.watchdog: asyncio.Task[None] | None = None
+        self.stop_requested = asyncio.Event()
+        self.fast = asyncio.Event()
+        """Set by a second stop (a second SIGTERM or Ctrl-C): the drain skips its waits."""
+
+    def stop(self, *, fast: bool = False) -> None:
+        """Begin the drain; a second call, or `fast=True`, takes the fast path."""
+        if fast or self.stop_requested.is_set():
+            self.fast.set()
+        self.stop_requested.set()
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Take the locks and, with exec on, kill what a crashed predecessor left running."""
+        config = self.config
+        if config.token_file is not None:
+            # Serving without the token check would open the daemon to whoever reaches it.
+            raise StartError(
+                f"{config.sources.get('token_file', '--token-file')}: bearer tokens are not "
+                "enforced by this build of dukatd yet; refusing to start rather than serve "
+                "without the check. Leave the token out and rely on the socket's permissions"
+            )
+        if not config.ephemeral:
+            self.state_lock = claim_state_dir(config.state_dir)
+        for path in config.unix_socket_paths:
+            self.claims.append(claim_unix_socket(path))
+        if config.allow_exec and not config.ephemeral:
+            self.ledger = GroupLedger.open(config.state_dir / LEDGER_DIR)
+            if self.ledger.killed:
+                _log.warning(
+                    "killed %d process(es) of tasks left running by an earlier dukatd: %s",
+                    len(self.ledger.killed),
+                    ", ".join(map(str, self.ledger.killed)),
+                )
+
+    async def start(self) -> None:
+        """Build the scheduler and the server, bind every address, start serving."""
+        config = self.config
+        self.scheduler, self.exec_runner = build_scheduler(config, ledger=self.ledger)
+        self.service = SchedulerService(self.scheduler, allow_exec=config.allow_exec)
+        # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes
+        # while binding and starting get mode 0660, not the daemon's umask's.
+        with socket_umask():
+            self.server = await create_server(
+                self.scheduler,
+                config.listen,
+                service=self.service,
+                health_servicer=self.health,
+                max_message_bytes=config.max_message_bytes,
+                credentials=tls_credentials(config),
+            )
+            await self.server.start()
+        for address in config.listen:
+            _log.info("listening on %s", address)
+        if config.metrics_listen is not None:
+            # TODO(metrics): dukatd.metrics serves /metrics; wire it here when it lands.
+            _log.info("metrics on %s: not served by this build yet", config.metrics_listen)
+        exec_state = "on" if config.allow_exec else "off"
+        self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
+        self.watchdog = self.notifier.start_watchdog()
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def reload(self, read_config: Callable[[], Config] | None) -> None:
+        """SIGHUP: apply the breakers of a freshly read configuration.
+
+        Only the breakers change live (`BreakerRegistry.configure` keeps each breaker's
+        state); the resource pool cannot change capacity under granted holdings yet, and
+        the rest (addresses, exec, limits) needs a restart: such changes are logged.
+        """
+        if read_config is None or self.scheduler is None:
+            _log.warning("SIGHUP: reloading is not available here; restart to change settings")
+            return
+        self.notifier.reloading()
+        try:
+            fresh = read_config()
+        except (ConfigError, OSError) as error:
+            _log.error("SIGHUP: not reloaded, the configuration is invalid: %s", error)
+        else:
+            for name, settings in fresh.breakers.items():
+                self.scheduler.breakers.configure(name, settings)
+            _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
+            changed = [
+                option
+                for option in ("listen", "allow_exec", "max_concurrency", "resources", "ephemeral")
+                if getattr(fresh, option) != getattr(self.config, option)
+            ]
+            if changed:
+                _log.warning("SIGHUP: %s changed; restart dukatd to apply", ", ".join(changed))
+        self.notifier.ready()
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def close_now(self) -> None:
+        """The last word, after a drain or a failed start: stop whatever still runs, let go
+        of every lock. Idempotent, and never waits on tasks."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await self.server.stop(None)
+        if self.exec_runner is not None:
+            self.exec_runner.kill_all_now()
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                await self.scheduler.close(0)
+        # Sockets first (each removed while its lock is still held), then the state lock.
+        for claim in self.claims:
+            claim.release()
+        if self.state_lock is not None:
+            self.state_lock.release()
+        self.notifier.close()
+
+    def __repr__(self) -> str:
+        state = "fast stop" if self.fast.is_set() else "stopping" if self.stopping else "up"
+        return f"<Daemon {', '.join(self.config.listen)} {state}>"
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requested.is_set()
+
+
+def build_scheduler(
+    config: Config, *, ledger: GroupLedger | None = None
+) -> tuple[Scheduler, ExecRunner | None]:
+    """The daemon's one scheduler, with the exec runner when exec is allowed."""
+    breakers = BreakerRegistry()
+    for name, settings in config.breakers.items():
+        breakers.configure(name, settings)
+    exec_runner = None
+    runners: dict[type, object] = {}
+    if config.allow_exec:
+        options = ExecOptions(
+            term_grace=config.kill_grace,
+            # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
+            tail_bytes=max(1, config.output_tail_bytes),
+        )
+        exec_runner = ExecRunner(options, ledger=ledger)
+        runners[ExecAction] = exec_runner
+    # TODO(engine): finished_job_ttl has no counterpart in the engine yet (retention by count).
+    scheduler = Scheduler(
+        max_concurrency=config.max_concurrency,
+        resources=ResourcePool(dict(config.resources)),
+        breakers=breakers,
+        runners=runners,  # type: ignore[arg-type]
+        max_tasks_per_job=config.max_tasks_per_job,
+        event_log_limit=config.event_log_length,
+        retain_finished_jobs=config.retain_finished_jobs,
+    )
+    return scheduler, exec_runner
+
+
+def tls_credentials(config: Config) -> grpc.ServerCredentials | None:
+    """Server credentials for the TCP addresses from the PEM files, or None without TLS."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    pem: dict[str, bytes] = {}
+    for option in ("tls_cert_file", "tls_key_file"):
+        path: Path = getattr(config, option)
+        try:
+            pem[option] = path.read_bytes()
+        except OSError as error:
+            where = config.sources.get(option, option)
+            raise StartError(f"{where}: cannot read {str(path)!r}: {error.strerror}") from None
+    return grpc.ssl_server_credentials([(pem["tls_key_file"], pem["tls_cert_file"])])
+
+
+async def serve(
+    config: Config,
+    *,
+    install_signal_handlers: bool = True,
+    ready: Callable[[Daemon], object] | None = None,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
+    """Run the daemon in the running loop until it is stopped; the exit status.
+
+    `install_signal_handlers`: SIGTERM and SIGINT drain (a second one takes the fast path),
+    SIGHUP reloads with `reload_config` (which re-reads the configuration; without it SIGHUP
+    only logs). Without the handlers, stop the daemon with `Daemon.stop()`: `ready(daemon)`
+    is called once it serves.
+    """
+    notifier = Notifier.from_environ(unset=True)
+    daemon = Daemon(config, notifier)
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    if install_signal_handlers:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _on_stop_signal, daemon, signum)
+            handled.append(signum)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload, reload_config)
+        handled.append(signal.SIGHUP)
+    try:
+        try:
+            daemon.claim()
+            await daemon.start()
+        except (StartError, LockError, ConfigError, OSError) as error:
+            _log.error("cannot start: %s", error)
+            return EXIT_START_FAILED
+        if ready is not None:
+            ready(daemon)
+        await daemon.stop_requested.wait()
+        await drain(daemon)
+        return EXIT_OK
+    finally:
+        await daemon.close_now()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def _on_stop_signal(daemon: Daemon, signum: signal.Signals) -> None:
+    if daemon.stopping:
+        _log.warning("%s again: stopping now, without waiting for tasks", signum.name)
+        daemon.stop(fast=True)
+    else:
+        _log.info("%s: draining (send it again to stop at once)", signum.name)
+        daemon.stop()
+
+
+def run(
+    config: Config,
+    *,
+    install_signal_handlers: bool = True,
+    ready: Callable[[Daemon], object] | None = None,
+    reload_config: Callable[[], Config] | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> int:
+    """`serve` in a loop of its own (from `loop_factory`, e.g. `uvloop.new_event_loop`)."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(
+            serve(
+                config,
+                install_signal_handlers=install_signal_handlers,
+                ready=ready,
+                reload_config=reload_config,
+            )
+        )

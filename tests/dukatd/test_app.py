@@ -1,0 +1,92 @@
+"""dukatd.app as a library: serve() in the test's loop, stopped through its Daemon handle."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dukat.actions import ExecAction
+from dukat.core.breaker import CircuitBreakerConfig
+from dukatd.app import EXIT_OK, EXIT_START_FAILED, Daemon, build_scheduler, serve
+from dukatd.config import Config
+
+
+def config_for(directory: Path, **options: object) -> Config:
+    defaults: dict[str, object] = {
+        "listen": (f"unix:{directory}/d.sock",),
+        "ephemeral": True,
+        "metrics_listen": None,
+    }
+    return Config(**{**defaults, **options})
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def test_serve_until_stopped_then_releases_everything(short_tmp: Path):
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    config = config_for(short_tmp)
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    async with grpc.aio.insecure_channel(config.listen[0]) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert (short_tmp / "d.sock").stat().st_mode & 0o777 == 0o660
+
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    assert names(short_tmp) == []
+
+
+async def test_a_token_file_is_refused_until_tokens_are_enforced(short_tmp: Path, caplog):
+    token = short_tmp / "token"
+    token.write_text("secret\n")
+    config = config_for(short_tmp, token_file=token)
+    assert await serve(config, install_signal_handlers=False) == EXIT_START_FAILED
+    assert "bearer tokens are not enforced" in caplog.text
+    assert names(short_tmp) == ["token"]
+
+
+async def test_the_state_dir_is_locked_and_holds_the_exec_ledger(short_tmp: Path):
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    state = short_tmp / "state"
+    config = config_for(short_tmp, ephemeral=False, state_dir=state, allow_exec=True)
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    assert (state / "dukatd.lock").exists()
+    assert daemon.ledger is not None and daemon.ledger.directory == state / "exec-groups"
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    assert not (state / "dukatd.lock").exists()
+
+
+@pytest.mark.parametrize("allow_exec", [False, True])
+async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: bool):
+    breaker = CircuitBreakerConfig(failure_threshold=3)
+    config = config_for(
+        short_tmp,
+        max_concurrency=3,
+        resources={"cpu": 2.0, "seats": 4.0},
+        breakers={"payments": breaker},
+        allow_exec=allow_exec,
+        kill_grace=0.25,
+    )
+    scheduler, exec_runner = build_scheduler(config)
+    assert scheduler.max_concurrency == 3
+    assert scheduler.resources.capacities["seats"] == 4.0
+    assert scheduler.resources.capacities["cpu"] == 2.0
+    assert scheduler.breakers.get("payments").config == breaker
+    assert (exec_runner is not None) is allow_exec
+    if exec_runner is not None:
+        assert exec_runner.options.term_grace == 0.25
+        assert scheduler._runners[ExecAction] is exec_runner
+    await scheduler.close()
