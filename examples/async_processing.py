@@ -1,6 +1,10 @@
 """A tour of dukat's embedded engine, printing what happens as it happens.
 
     python examples/async_processing.py
+    DUKAT_ADDRESS=unix:$XDG_RUNTIME_DIR/dukatd.sock python examples/async_processing.py
+
+With DUKAT_ADDRESS set, section 6 runs through that dukatd daemon (the AsyncAssistant's
+remote mode: the daemon schedules, the callables still run here) and prints the same.
 
 1. a DAG with dependencies and resources, with progress reported from inside the tasks
 2. retries with exponential backoff
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from dukat.core import (
@@ -178,7 +183,9 @@ async def cancellation() -> None:
 
 
 async def assistant() -> None:
-    say("6. the same engine through the AsyncAssistant's task dicts")
+    where = os.environ.get("DUKAT_ADDRESS")
+    how = f"through dukatd at {where}" if where else "embedded"
+    say(f"6. the same engine through the AsyncAssistant's task dicts ({how})")
 
     async def plan() -> list[str]:
         await asyncio.sleep(0.02)

@@ -196,8 +196,9 @@ class Worker:
                 )
             )
         finally:
+            # Its last progress report stays queued: it goes in the same update as the
+            # result, and the daemon applies progress first (dukatd.work_hub).
             self._running.pop(task.key, None)
-            self._progress.pop(task.key, None)
         self._results.append(result)
         self._wake.set()
 

@@ -8,7 +8,9 @@
         ])
 
 With no address (and no `DUKAT_ADDRESS` in the environment) the assistant runs the embedded
-engine in this process; `model_name` is carried as the job label `model`.
+engine in this process; with one, the same tasks run through that dukatd daemon, their
+callables still in this process (`dukat.client._assistant.RemoteAssistant`), with the same
+results. `model_name` is carried as the job label `model`.
 """
 
 from __future__ import annotations
@@ -105,10 +107,13 @@ async def get_async_assistant(
     """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon."""
     address = address or os.environ.get("DUKAT_ADDRESS") or None
     if address is not None:
-        raise NotImplementedError(
-            f"running through dukatd at {address!r} needs the daemon client, which this "
-            "version does not have yet; leave address and DUKAT_ADDRESS unset to run embedded"
+        # Imported here: dukat.core must not import grpc (or the client) at import time.
+        from dukat.client._assistant import RemoteAssistant
+
+        remote = RemoteAssistant(
+            address, model_name=model_name, max_parallel_tasks=max_parallel_tasks
         )
+        return await remote.open()  # type: ignore[return-value]
     return AsyncAssistant(model_name=model_name, max_parallel_tasks=max_parallel_tasks)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,13 +50,15 @@ class Daemon:
         """A new server (and service) on the same socket, over the same scheduler."""
         self.service = SchedulerService(self.scheduler, **self.service_options)
         self.server = await create_server(self.scheduler, [self.address], service=self.service)
-        with contextlib.suppress(ImportError):  # served once dukatd.breaker_service lands
-            from dukat.v1 import breaker_pb2_grpc
-            from dukatd.breaker_service import BreakerService
+        # Served by create_server itself once dukatd.breaker_service is part of it.
+        if "breaker_service" not in inspect.signature(create_server).parameters:
+            with contextlib.suppress(ImportError):
+                from dukat.v1 import breaker_pb2_grpc
+                from dukatd.breaker_service import BreakerService
 
-            breaker_pb2_grpc.add_CircuitBreakerServiceServicer_to_server(
-                BreakerService(self.scheduler.breakers), self.server
-            )
+                breaker_pb2_grpc.add_CircuitBreakerServiceServicer_to_server(
+                    BreakerService(self.scheduler.breakers), self.server
+                )
         await self.server.start()
 
 

@@ -189,10 +189,11 @@ async def test_leaving_the_context_closes_the_assistant():
         await assistant.execute_tasks_in_parallel([{"func": noop, "task_id": "a"}])
 
 
-async def test_remote_mode_is_not_implemented_yet(monkeypatch):
-    monkeypatch.setenv("DUKAT_ADDRESS", "unix:///run/dukat.sock")
-    with pytest.raises(NotImplementedError, match="dukatd"):
-        await get_async_assistant(model_name="m")
+async def test_an_address_or_dukat_address_gives_the_remote_assistant(monkeypatch):
+    # Remote mode itself is tested against a daemon in tests/client/test_assistant.py.
+    monkeypatch.setenv("DUKAT_ADDRESS", "unix:///nonexistent/dukat.sock")
+    async with await get_async_assistant(model_name="m") as assistant:
+        assert "remote unix:///nonexistent/dukat.sock" in repr(assistant)
     monkeypatch.delenv("DUKAT_ADDRESS")
-    with pytest.raises(NotImplementedError):
-        await get_async_assistant(address="localhost:5000")
+    async with await get_async_assistant(address="unix:///nonexistent/other.sock") as assistant:
+        assert "remote" in repr(assistant)

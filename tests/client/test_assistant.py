@@ -1,0 +1,120 @@
+"""End to end through a real daemon's Work: client.worker and the AsyncAssistant's remote mode.
+
+Needs the daemon's side of Work (dukatd.work_hub); skipped until it is in the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import dukat
+from dukat.actions import DispatchAction
+from dukat.client import Client, DispatchTask
+from dukat.core import report_progress
+from dukat.core.async_assistant import get_async_assistant
+from dukat.core.scheduler import Scheduler
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import JobState, TaskState
+from dukat.errors import TaskTimeoutError
+from tests.client.daemon import Daemon, running_daemon
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+work_hub = pytest.importorskip("dukatd.work_hub", reason="the daemon does not serve Work yet")
+
+
+@pytest.fixture
+async def daemon() -> AsyncIterator[Daemon]:
+    scheduler = Scheduler(max_concurrency=32)
+    hub = work_hub.WorkerHub(scheduler)
+    async with running_daemon(scheduler=scheduler, work_hub=hub) as d:
+        yield d
+
+
+@pytest.fixture
+async def client(daemon: Daemon) -> AsyncIterator[Client]:
+    async with dukat.connect(daemon.address) as c:
+        yield c
+
+
+async def test_a_worker_serves_a_dag_and_sees_upstream_results(client: Client) -> None:
+    async def handler(task: DispatchTask) -> bytes:
+        task.report_progress(0.5, "working")
+        return task.payload + b"".join(u.payload for u in task.upstream_results)
+
+    spec = JobSpec(
+        tasks=(
+            TaskSpec("a", DispatchAction("q", b"A")),
+            TaskSpec("b", DispatchAction("q", b"B"), dependencies=("a",)),
+        )
+    )
+    async with client.worker("q", handler, 4):
+        handle = await client.submit(spec)
+        snapshot = await asyncio.wait_for(handle.wait(), 10)
+    assert snapshot.state is JobState.SUCCEEDED
+    events = [e async for e in handle.events()]
+    assert any(getattr(e, "message", "") == "working" for e in events)
+
+
+async def test_the_remote_assistant_gives_what_embedded_mode_gives(daemon: Daemon) -> None:
+    tries = 0
+
+    async def flaky() -> dict:
+        nonlocal tries
+        tries += 1
+        if tries < 2:
+            raise ConnectionError("reset")
+        report_progress(1.0, "done")
+        return {"rows": 3}
+
+    async def broken() -> None:
+        raise ValueError("bad row")
+
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    def plain(x: int) -> int:
+        return x * 2
+
+    tasks = [
+        {"task_id": "flaky", "func": flaky, "retry": {"max_attempts": 3, "initial_backoff": 0}},
+        {"task_id": "plain", "func": plain, "args": (21,), "dependencies": ["flaky"]},
+        {"task_id": "broken", "func": broken, "retry": {"max_attempts": 3, "retry_on": KeyError}},
+        {"task_id": "after", "func": plain, "args": (1,), "dependencies": ["broken"]},
+        {"task_id": "slow", "func": slow, "timeout": 0.2},
+    ]
+    async with await get_async_assistant(model_name="m", address=daemon.address) as remote:
+        results = await asyncio.wait_for(remote.execute_tasks_in_parallel(tasks), 20)
+    flaky_result = results["flaky"]
+    assert (flaky_result.state, flaky_result.result, flaky_result.attempts) == (
+        TaskState.SUCCEEDED,
+        {"rows": 3},
+        2,
+    )
+    assert results["plain"].result == 42
+    assert results["broken"].state is TaskState.FAILED
+    assert isinstance(results["broken"].error, ValueError)  # the exception itself
+    assert results["broken"].attempts == 1  # retry_on KeyError: a ValueError is not retried
+    assert results["after"].state is TaskState.SKIPPED
+    assert results["slow"].state is TaskState.FAILED
+    assert isinstance(results["slow"].error, TaskTimeoutError) or "time" in results["slow"].message
+
+
+async def test_the_example_runs_its_assistant_section_through_the_daemon(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("tour", EXAMPLES / "async_processing.py")
+    assert spec is not None and spec.loader is not None
+    tour = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tour)
+    monkeypatch.setenv("DUKAT_ADDRESS", daemon.address)
+    await asyncio.wait_for(tour.assistant(), 20)
+    out = capsys.readouterr().out
+    assert f"through dukatd at {daemon.address}" in out
+    assert "plan           succeeded  attempts=1  ['search', 'summarise']" in out
+    assert "act            succeeded  attempts=1  done" in out
