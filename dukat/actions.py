@@ -1,8 +1,9 @@
 """The actions a daemon task can have: the shared vocabulary of the daemon and its clients.
 
 `ExecAction` is run by the daemon itself as a subprocess (`dukatd.exec_runner`);
-`DispatchAction` is handed to a worker serving its queue over `SchedulerService.Work`. They
-live here, beside the engine rather than in the daemon, because clients build them too.
+`DispatchAction` is handed to a worker serving its queue over `SchedulerService.Work`, and a
+successful attempt's result is the worker's `DispatchResult`. They live here, beside the
+engine rather than in the daemon, because clients build them too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from types import MappingProxyType
 
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["DispatchAction", "ExecAction"]
+__all__ = ["DispatchAction", "DispatchResult", "ExecAction"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,5 +86,17 @@ class DispatchAction:
     """Hand the task to a worker serving `queue`; `payload` and `content_type` pass untouched."""
 
     queue: str
+    payload: bytes = b""
+    content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What a worker sent back for a dispatch task that succeeded (its WorkSuccess).
+
+    The task's result in the engine, and what its dependents are given as an UpstreamResult:
+    a result object rather than bare bytes, because the media type has to travel with them.
+    """
+
     payload: bytes = b""
     content_type: str = ""

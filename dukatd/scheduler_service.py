@@ -2,7 +2,8 @@
 
 Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
 here is what only the service knows: idempotent Submit, the exec switch, watch streams and
-their limits, and ListJobs paging. `Work` (worker streams) is not served yet.
+their limits, and ListJobs paging. `Work` (worker streams) is the `WorkerHub`'s
+(`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when one is given.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import base64
 import binascii
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 
@@ -21,8 +23,10 @@ from dukat.core.scheduler import Scheduler
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
+from dukatd.handlers import Undecodable
 from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
+from dukatd.work_hub import WorkerHub
 
 __all__ = ["SchedulerService"]
 
@@ -40,13 +44,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         watch_all_capacity: int = 100_000,
         default_page_size: int = 100,
         max_page_size: int = 1_000,
+        work_hub: WorkerHub | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
         `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED.
         `watch_all_capacity`: events of all jobs held for watchers of every job (see
         `dukatd.event_ring`); the default takes the burst of a 100,000-task Submit (one
         READY event per task at once) in about 10 MB, and is held only while such a
-        watcher is open. Page sizes are for ListJobs.
+        watcher is open. Page sizes are for ListJobs. `work_hub`: serves `Work`, and must
+        be the hub of this scheduler (`WorkerHub(scheduler)`); None: Work is UNIMPLEMENTED.
         """
         self.scheduler = scheduler
         self.allow_exec = allow_exec
@@ -57,6 +63,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.request_ids = RequestIds(scheduler)
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
+        if work_hub is not None and work_hub.scheduler is not scheduler:
+            raise ValueError("the work hub given serves another scheduler than the one given")
+        self.work_hub = work_hub
         self.streams = LiveStreams()
         """Open Watch streams; the daemon's drain ends them with UNAVAILABLE."""
 
@@ -181,11 +190,37 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             job = self.scheduler.get_job(job.job_id)
         return convert.job_to_proto(job, with_tasks=False)
 
-    async def Work(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "this daemon does not serve workers yet: dispatch tasks wait READY for a worker",
-        )
+    @rpc_errors
+    async def Work(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> None:
+        hub = self.work_hub
+        if hub is None:
+            raise Refusal(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "this daemon does not serve workers: it has no dispatch runner",
+            )
+        with self.streams.track(context):
+            requests = aiter(request_iterator)
+            first = await anext(requests, None)
+            if first is None:
+                return  # closed before saying anything: nothing to serve
+            if isinstance(first, Undecodable):
+                raise Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {first.message_name}: {first.reason}",
+                )
+            if first.WhichOneof("kind") != "hello":
+                raise Refusal(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "the first WorkRequest must be a hello (queues, max_in_flight)",
+                )
+            session = hub.connect(first.hello)
+            try:
+                await context.write(hub.welcome(session))
+                await session.serve(requests, context.write)
+            finally:
+                hub.disconnect(session, "left")
 
 
 def _refuse_exec(job: job_pb2.JobSpec) -> None:

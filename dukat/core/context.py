@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dukat.core._runs import TaskRun
+    from dukat.core.results import TaskResult
     from dukat.core.scheduler import Scheduler
 
 __all__ = ["TaskContext", "current_task", "report_progress"]
@@ -52,6 +53,22 @@ class TaskContext:
     def upstream_results(self) -> Mapping[str, Any]:
         """Results of the upstream tasks that succeeded, by task id."""
         return self._run.upstream_results()
+
+    @property
+    def upstream_outcomes(self) -> tuple[TaskResult, ...]:
+        """How each dependency ended, in the order of the task's `dependencies`.
+
+        Unlike `upstream_results`, dependencies that did not succeed are there too (a task
+        with trigger rule ALL_DONE runs after them): a remote worker is told about each.
+        """
+        run = self._run
+        tasks = run.job.tasks
+        return tuple(tasks[dep].outcome() for dep in run.spec.dependencies)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds this attempt may run (the task's `timeout`); None: no limit."""
+        return self._run.spec.timeout
 
     def report_progress(self, fraction: float | None = None, message: str = "") -> None:
         """Say how far the task is (0.0 to 1.0) and/or what it is doing. Thread-safe."""

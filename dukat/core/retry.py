@@ -22,6 +22,8 @@ class RetryPolicy:
     The wait before attempt n+1 is `initial_backoff * multiplier**(n-1)`, capped at
     `max_backoff`, then spread by ±`jitter` (a fraction) so retries of many tasks do not
     arrive together — and never above `max_backoff`.
+
+    An error with an attribute `retryable` that is `False` is never retried.
     """
 
     max_attempts: int = 1
@@ -66,6 +68,10 @@ class RetryPolicy:
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """Whether `error`, raised by attempt number `attempt`, earns another attempt."""
         if attempt >= self.max_attempts or not isinstance(error, Exception):
+            return False
+        if getattr(error, "retryable", True) is False:
+            # The error knows no attempt can help (a worker's WorkError with retryable=false,
+            # a result over the size limit): final, whatever the policy would retry.
             return False
         if isinstance(self.retry_on, tuple):
             return isinstance(error, self.retry_on)

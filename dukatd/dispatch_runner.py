@@ -1,0 +1,93 @@
+"""Dispatch tasks, run by workers over `SchedulerService.Work`.
+
+    hub = WorkerHub(scheduler)   # also registers DispatchRunner(hub) for DispatchAction
+    service = SchedulerService(scheduler, work_hub=hub)
+
+An attempt of a dispatch task is an assignment on its queue (`dukatd.work_hub`); the engine
+awaits the result that a worker serving the queue sends back. Success gives the task a
+`dukat.actions.DispatchResult` (payload and content type: its dependents get both). A
+`WorkError` becomes `TaskFailedRemotely`, whose `retryable` the engine's `RetryPolicy` obeys
+(false: the task fails now, whatever attempts are left). A worker that leaves or falls silent
+fails its attempts with `TaskInterruptedError`, retried by the task's policy, maybe elsewhere.
+
+Slots: an attempt that waits for a worker holds one of the scheduler's `max_concurrency`
+slots, and the task shows RUNNING meanwhile (its timeout counts from then too). Keeping it
+READY outside the slots (as resources and breakers do) needs an admission hook in the
+engine's picking loop; until then, give the daemon more slots than its workers' combined
+`max_in_flight` plus its exec concurrency, and a job's `max_concurrency` bounds how many of
+its tasks can sit on a queue nobody serves.
+
+The protocol a worker must follow (the Python client's `client.worker(...)` implements it):
+
+1. Open `Work`; send one `WorkRequest{hello}`: at least one queue, `max_in_flight` >= 1 (the
+   daemon clamps it to its own cap, `WorkerHub.max_in_flight_cap`, and never says so: it
+   just never sends more). An empty `worker_id` gets a made-up one.
+2. Read `WorkResponse{welcome}`: `heartbeat_interval`, `heartbeat_timeout`,
+   `max_result_bytes`. Send a `WorkerUpdate` at least every `heartbeat_interval` (an empty
+   one when idle); silent past `heartbeat_timeout`, the stream ends with DEADLINE_EXCEEDED
+   and every attempt it held is given up (retried by policy).
+3. Every later `WorkResponse` may carry many `assignments` and `cancels`; read the
+   assignments first. Never more than `max_in_flight` assignments are outstanding: one is
+   outstanding from when it is sent until its `WorkResult` arrives (also after a cancel).
+   A message's assignments total about `WorkerHub.max_batch_bytes` of payload, but one
+   big assignment travels alone: raise the channel's receive limit (grpc's default is
+   4 MiB) to the daemon's message limit if payloads or upstream results can be large.
+4. Send results and progress batched: everything ready, in one `WorkerUpdate`. Echo
+   `(job_id, task_id, attempt)` exactly. A result for an attempt the daemon gave up
+   (cancelled, timed out) is ignored but frees its slot; a result or progress report for
+   an attempt never assigned on this stream whose job the daemon still holds is ignored
+   (fencing); for a job it does not know, the stream ends with FAILED_PRECONDITION.
+5. A `TaskCancel`: stop the attempt, then send a `WorkResult` for it (an error will do).
+6. Results belong to the stream their assignment came on: after a reconnect, drop what is
+   unsent from the old stream (the daemon gave those attempts up when it ended) and say
+   hello again.
+7. Misuse ends the stream, the daemon keeps serving others: no hello first or a second
+   hello (FAILED_PRECONDITION); a bad hello, a result without an outcome or with empty
+   ids, a progress fraction outside 0..1, undecodable bytes (INVALID_ARGUMENT). A success
+   payload over `max_result_bytes` fails that attempt (not retryable) and keeps the stream.
+   A worker that half-closes its side ends the stream (status OK); what it held is given up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from dukat.actions import DispatchResult
+from dukat.core.context import TaskContext
+from dukat.errors import DukatError
+
+if TYPE_CHECKING:
+    from dukatd.work_hub import WorkerHub
+
+__all__ = ["DispatchRunner", "TaskFailedRemotely"]
+
+
+class TaskFailedRemotely(DukatError):
+    """A worker reported that an attempt failed (a WorkError), or its result was refused.
+
+    `retryable` False tells the engine's RetryPolicy not to retry, whatever attempts are left.
+    `type` is the error's kind as the worker named it (an exception class name).
+    TODO: move to dukat.errors so the Python client can raise the same class.
+    """
+
+    def __init__(self, message: str, *, type: str = "", retryable: bool = True) -> None:
+        self.type = type
+        self.retryable = retryable
+        super().__init__(f"{type}: {message}" if type else message)
+
+
+class DispatchRunner:
+    """The engine's Runner for `DispatchAction`: an attempt is an assignment to a worker."""
+
+    __slots__ = ("hub",)
+
+    def __init__(self, hub: WorkerHub) -> None:
+        self.hub = hub
+
+    def run(self, context: TaskContext) -> Awaitable[DispatchResult]:
+        # The hub's coroutine itself, not one wrapped around it: this runs for every task.
+        return self.hub.dispatch(context)
+
+    def __repr__(self) -> str:
+        return f"<DispatchRunner {self.hub!r}>"

@@ -1,0 +1,352 @@
+"""The daemon's side of dispatch: attempts waiting on queues, the workers that take them.
+
+Every attempt of a dispatch task is an `_Attempt`: WAITING on its queue until a worker with
+credit takes it, ASSIGNED while that worker holds it, then DONE (a result, or the worker
+lost) or GIVEN_UP (the engine stopped waiting: job cancelled, timeout). The protocol as a
+worker sees it is in `dukatd.dispatch_runner`.
+
+Invariants:
+
+- credit: a worker session never holds more than its `max_in_flight` attempts. An attempt
+  counts from assignment until its result arrives, also after a cancel, because the worker
+  may still be running it (work.proto, TaskCancel).
+- fencing: an attempt is found by `(job_id, task_id, attempt)` in the session it was
+  assigned on, and leaves it with its first result; a second result, or one for an attempt
+  given up and assigned again, finds nothing and is ignored. A future is resolved once.
+- fairness: a queue's waiting attempts go round-robin to the workers with credit, the turn
+  carried from one hand-out to the next.
+- batching: attempts that become ready in one turn of the loop are handed out in one pass
+  (`_pump`, deferred with call_soon), and each session's writer sends everything it has
+  when it gets to write (up to `max_batch`), so the stream carries few, large messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import grpc
+
+from dukat import convert
+from dukat.actions import DispatchAction, DispatchResult
+from dukat.core.context import TaskContext
+from dukat.core.scheduler import Scheduler
+from dukat.errors import FieldViolation, TaskInterruptedError, ValidationError
+from dukat.v1 import scheduler_pb2, work_pb2
+from dukatd.dispatch_runner import DispatchRunner, TaskFailedRemotely
+from dukatd.status import Refusal
+from dukatd.work_session import WorkerSession
+
+__all__ = ["WorkerHub"]
+
+_log = logging.getLogger(__name__)
+
+WAITING, ASSIGNED, DONE, GIVEN_UP = range(4)
+_Key = tuple[str, str, int]
+
+
+class _Attempt:
+    """One attempt of a dispatch task on its way to a worker and back."""
+
+    __slots__ = ("action", "context", "deadline", "future", "key", "sent", "session", "state")
+
+    def __init__(
+        self, context: TaskContext, future: asyncio.Future[DispatchResult], deadline: float | None
+    ) -> None:
+        self.context = context
+        self.action: DispatchAction = context.action
+        self.key: _Key = (context.job_id, context.task_id, context.attempt)
+        self.future = future
+        self.deadline = deadline
+        self.state = WAITING
+        self.session: WorkerSession | None = None
+        self.sent = False
+
+    def to_proto(self, now: float) -> tuple[work_pb2.TaskAssignment, int]:
+        """The assignment, and roughly its size in bytes (for the batch's byte cap)."""
+        upstream = [
+            convert.upstream_result_to_proto(outcome) for outcome in self.context.upstream_outcomes
+        ]
+        size = 64 + len(self.action.payload) + sum(len(u.payload) for u in upstream)
+        job_id, task_id, number = self.key
+        timeout = None if self.deadline is None else self.deadline - now
+        message = convert.task_assignment_to_proto(
+            job_id, task_id, number, self.action, upstream, timeout
+        )
+        return message, size
+
+    def __repr__(self) -> str:
+        state = ("WAITING", "ASSIGNED", "DONE", "GIVEN_UP")[self.state]
+        return f"<_Attempt {'/'.join(map(str, self.key))} {state}>"
+
+
+class WorkerHub:
+    """Connected workers, and the dispatch attempts waiting for them, of one scheduler."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        heartbeat_interval: float = 10.0,
+        heartbeat_timeout: float = 30.0,
+        max_result_bytes: int = 1024 * 1024,
+        max_batch: int = 1_000,
+        max_batch_bytes: int = 1024 * 1024,
+        max_in_flight_cap: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        install: bool = True,
+    ) -> None:
+        """`install`: register a `DispatchRunner` on `scheduler` for `DispatchAction`.
+
+        `heartbeat_*`: the terms each worker is welcomed with (seconds). `max_result_bytes`:
+        the largest WorkSuccess payload taken. `max_batch` / `max_batch_bytes`: the most
+        assignments, and about the most payload bytes, in one WorkResponse (one assignment
+        always goes, however big). `max_in_flight_cap`: a worker asking for more slots
+        gets this many, so one hello cannot make the daemon hold unbounded work for it.
+        """
+        if not 0 < heartbeat_interval < heartbeat_timeout:
+            raise ValueError(
+                "need 0 < heartbeat_interval < heartbeat_timeout, not "
+                f"{heartbeat_interval!r} and {heartbeat_timeout!r}"
+            )
+        for name, value in (
+            ("max_result_bytes", max_result_bytes),
+            ("max_batch", max_batch),
+            ("max_batch_bytes", max_batch_bytes),
+            ("max_in_flight_cap", max_in_flight_cap),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        self.scheduler = scheduler
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_result_bytes = max_result_bytes
+        self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.max_in_flight_cap = max_in_flight_cap
+        self.clock = clock
+        self.sessions: set[WorkerSession] = set()
+        self._waiting: dict[str, deque[_Attempt]] = {}  # queue -> attempts, oldest first
+        self._stale: dict[str, int] = {}  # queue -> given-up attempts still in _waiting
+        self._serving: dict[str, list[WorkerSession]] = {}  # queue -> its workers
+        self._turn: dict[str, int] = {}  # queue -> round-robin position
+        self._dirty: set[str] = set()  # queues with something new: waiting work or credit
+        self._pump_handle: asyncio.Handle | None = None
+        self._names = itertools.count(1)
+        if install:
+            scheduler.add_runner(DispatchAction, DispatchRunner(self))
+
+    # -- the engine's side --------------------------------------------------------------------
+
+    async def dispatch(self, context: TaskContext) -> DispatchResult:
+        """Run one attempt: wait for a worker on the task's queue, then for its result."""
+        loop = asyncio.get_running_loop()
+        timeout = context.timeout
+        deadline = None if timeout is None else self.clock() + timeout
+        attempt = _Attempt(context, loop.create_future(), deadline)
+        queue = attempt.action.queue
+        waiting = self._waiting.get(queue)
+        if waiting is None:
+            waiting = self._waiting[queue] = deque()
+        waiting.append(attempt)
+        if queue in self._serving:
+            self._mark(queue)
+        try:
+            return await attempt.future
+        except asyncio.CancelledError:
+            # Job or task cancelled, or past its timeout: take the assignment back.
+            self._give_up(attempt)
+            raise
+
+    def _give_up(self, attempt: _Attempt) -> None:
+        state = attempt.state
+        attempt.state = GIVEN_UP
+        if state == WAITING:
+            # Left in the deque (removing from the middle is O(n)); skipped when reached,
+            # and the deque is rebuilt when most of it is such leftovers (a job cancelled
+            # while nobody serves its queue must not leave its tasks behind forever).
+            queue = attempt.action.queue
+            stale = self._stale.get(queue, 0) + 1
+            waiting = self._waiting[queue]
+            if stale > 64 and 2 * stale > len(waiting):
+                self._waiting[queue] = deque(a for a in waiting if a.state == WAITING)
+                stale = 0
+            self._stale[queue] = stale
+        elif state == ASSIGNED and attempt.session is not None:
+            attempt.session.take_back(attempt, "the daemon stopped the attempt")
+
+    # -- handing out --------------------------------------------------------------------------
+
+    def _mark(self, queue: str) -> None:
+        self._dirty.add(queue)
+        if self._pump_handle is None:
+            self._pump_handle = asyncio.get_running_loop().call_soon(self._pump)
+
+    def credit_freed(self, session: WorkerSession) -> None:
+        """`session` has room again: look for work on its queues."""
+        for queue in session.queues:
+            self._mark(queue)
+
+    def _pump(self) -> None:
+        self._pump_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for queue in dirty:
+            waiting = self._waiting.get(queue)
+            if not waiting:
+                continue
+            workers = [s for s in self._serving.get(queue, ()) if s.credit > 0]
+            turn = self._turn.get(queue, 0)
+            while waiting and workers:
+                attempt = waiting.popleft()
+                if attempt.state != WAITING:
+                    self._stale[queue] -= 1
+                    continue
+                index = turn % len(workers)
+                session = workers[index]
+                session.assign(attempt)
+                if session.credit > 0:
+                    turn = index + 1
+                else:
+                    workers.pop(index)  # the next worker moves into this place
+                    turn = index
+            self._turn[queue] = turn
+            if not waiting:
+                del self._waiting[queue]
+                self._stale.pop(queue, None)
+
+    # -- worker sessions ----------------------------------------------------------------------
+
+    def connect(self, hello: work_pb2.WorkerHello) -> WorkerSession:
+        """A session for a worker's hello (ValidationError for a bad one)."""
+        worker_id, queues, max_in_flight = convert.worker_hello_from_proto(hello)
+        worker_id = worker_id or f"worker-{next(self._names)}"
+        session = WorkerSession(self, worker_id, queues, min(max_in_flight, self.max_in_flight_cap))
+        self.sessions.add(session)
+        for queue in queues:
+            self._serving.setdefault(queue, []).append(session)
+            self._mark(queue)
+        _log.info("worker %r connected: queues %s, %d in flight", worker_id, queues, max_in_flight)
+        return session
+
+    def welcome(self, session: WorkerSession) -> scheduler_pb2.WorkResponse:
+        return scheduler_pb2.WorkResponse(
+            welcome=convert.worker_welcome_to_proto(
+                session.worker_id,
+                self.heartbeat_interval,
+                self.heartbeat_timeout,
+                self.max_result_bytes,
+            )
+        )
+
+    def disconnect(self, session: WorkerSession, reason: str) -> None:
+        """The session is over: the attempts it holds fail as interrupted. Idempotent."""
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        for queue in session.queues:
+            serving = self._serving.get(queue)
+            if serving is not None:
+                serving.remove(session)
+                if not serving:
+                    del self._serving[queue]
+        lost = 0
+        for attempt in session.outstanding.values():
+            if attempt.state == ASSIGNED:
+                attempt.state = DONE
+                if not attempt.future.done():
+                    lost += 1
+                    attempt.future.set_exception(
+                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}")
+                    )
+        session.outstanding.clear()
+        session.to_send.clear()
+        _log.info("worker %r %s; %d attempts given up", session.worker_id, reason, lost)
+
+    # -- what workers send --------------------------------------------------------------------
+
+    def apply(self, session: WorkerSession, update: work_pb2.WorkerUpdate) -> None:
+        """Results and progress from `session`'s worker."""
+        outstanding = session.outstanding
+        freed = False
+        # Progress first: an update may carry the progress and the result of one attempt.
+        for progress in update.progress:
+            attempt = outstanding.get((progress.job_id, progress.task_id, progress.attempt))
+            if attempt is None:
+                self._unmatched(progress.job_id, progress.task_id, progress.attempt)
+                continue
+            fraction = progress.fraction if progress.HasField("fraction") else None
+            if fraction is not None and not 0.0 <= fraction <= 1.0:  # NaN too
+                raise ValidationError(
+                    f"progress fraction must be between 0 and 1, not {fraction!r}",
+                    violations=[FieldViolation("update.progress.fraction", "0.0 to 1.0")],
+                )
+            if attempt.state == ASSIGNED:
+                attempt.context.report_progress(fraction, progress.message)
+        for result in update.results:
+            outcome = result.WhichOneof("outcome")
+            if outcome is None:
+                raise ValidationError(
+                    f"result for {result.job_id}/{result.task_id} attempt {result.attempt} "
+                    "has no outcome: set success or error",
+                    violations=[FieldViolation("update.results.outcome", "set one")],
+                )
+            attempt = outstanding.pop((result.job_id, result.task_id, result.attempt), None)
+            if attempt is None:
+                self._unmatched(result.job_id, result.task_id, result.attempt)
+                continue
+            freed = True
+            if attempt.state != ASSIGNED:
+                continue  # given up: its slot is free now, its outcome means nothing
+            attempt.state = DONE
+            future = attempt.future
+            if future.done():
+                continue
+            if outcome == "success":
+                success = result.success
+                size = len(success.payload)
+                if size > self.max_result_bytes:
+                    future.set_exception(
+                        TaskFailedRemotely(
+                            f"the worker's result is {size} bytes, over the daemon's "
+                            f"max_result_bytes ({self.max_result_bytes})",
+                            type="ResultTooLarge",
+                            retryable=False,
+                        )
+                    )
+                else:
+                    future.set_result(DispatchResult(success.payload, success.content_type))
+            else:
+                error = result.error
+                future.set_exception(
+                    TaskFailedRemotely(
+                        error.message or "the worker said no more",
+                        type=error.type,
+                        retryable=error.retryable,
+                    )
+                )
+        if freed:
+            self.credit_freed(session)
+
+    def _unmatched(self, job_id: str, task_id: str, attempt: int) -> None:
+        """A report for nothing this session holds: stale (ignored) or nonsense (refused)."""
+        if not job_id or not task_id or attempt < 1:
+            raise ValidationError(
+                f"a report names job {job_id!r}, task {task_id!r}, attempt {attempt}: echo "
+                "the ids and attempt of the assignment",
+                violations=[FieldViolation("update", "job_id, task_id and attempt >= 1")],
+            )
+        if job_id not in self.scheduler:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"a report for job {job_id!r}, which this daemon does not hold: report only "
+                "attempts assigned on this stream",
+            )
+        _log.debug("ignored a report for %s/%s attempt %d: not current", job_id, task_id, attempt)
+
+    def __repr__(self) -> str:
+        waiting = sum(len(w) for w in self._waiting.values()) - sum(self._stale.values())
+        return f"<WorkerHub workers:{len(self.sessions)} waiting:{waiting}>"

@@ -1,0 +1,313 @@
+"""SchedulerService.Work over real gRPC: raw-stub workers serving dispatch tasks."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from dukat.actions import DispatchResult
+from dukat.core.retry import RetryPolicy
+from dukat.core.states import JobState, TaskState
+from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc, work_pb2
+from tests.dukatd.work_worker import dispatch, failure, success, work_daemon
+from tests.helpers import finished, settle, wait_for
+
+RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.0, jitter=0.0)
+
+
+async def test_a_worker_serves_tasks_and_the_job_succeeds_with_their_payloads() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(worker_id="w1")
+        assert worker.welcome.worker_id == "w1"
+        assert worker.welcome.max_result_bytes == 1024 * 1024
+        job_id = await daemon.submit(*(dispatch(f"t{i}", b"p%d" % i) for i in range(5)))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        got = await daemon.stub.GetJob(scheduler_pb2.GetJobRequest(job_id=job_id))
+        assert got.job.state == job_pb2.JOB_STATE_SUCCEEDED
+        assert got.job.task_counts.succeeded == 5
+        results = daemon.scheduler.results(job_id)
+        assert results["t3"].result == DispatchResult(b"p3", "text/plain")
+        events = [
+            event
+            async for response in daemon.stub.Watch(scheduler_pb2.WatchRequest(job_id=job_id))
+            for event in response.events
+        ]
+        assert events[-1].job_state.state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_dependents_get_their_upstream_results_in_order() -> None:
+    def handler(assignment: work_pb2.TaskAssignment) -> work_pb2.WorkResult:
+        joined = b"+".join(up.payload for up in assignment.upstream_results)
+        return success(assignment, assignment.payload + joined)
+
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(handler=handler)
+        job_id = await daemon.submit(
+            dispatch("a", b"A"), dispatch("b", b"B"), dispatch("c", b"C", dependencies=("b", "a"))
+        )
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        (c,) = [a for a in worker.assignments if a.task_id == "c"]
+        assert [up.task_id for up in c.upstream_results] == ["b", "a"]
+        assert c.upstream_results[0].content_type == "text/plain"
+        assert c.upstream_results[0].state == job_pb2.TASK_STATE_SUCCEEDED
+        assert daemon.scheduler.results(job_id)["c"].result.payload == b"CB+A"
+
+
+async def test_retryable_errors_are_retried_and_others_fail_at_once() -> None:
+    def handler(assignment: work_pb2.TaskAssignment) -> work_pb2.WorkResult:
+        if assignment.payload == b"flaky" and assignment.attempt == 1:
+            return failure(assignment, "try again", retryable=True)
+        if assignment.payload == b"broken":
+            return failure(assignment, "bad input", retryable=False)
+        return success(assignment)
+
+    async with work_daemon() as daemon:
+        await daemon.worker(handler=handler)
+        job_id = await daemon.submit(
+            dispatch("flaky", b"flaky", retry=RETRY), dispatch("broken", b"broken", retry=RETRY)
+        )
+        assert await finished(daemon.scheduler, job_id) is JobState.FAILED
+        results = daemon.scheduler.results(job_id)
+        assert results["flaky"].state is TaskState.SUCCEEDED
+        assert results["flaky"].attempts == 2
+        assert results["broken"].state is TaskState.FAILED
+        assert results["broken"].attempts == 1  # not retryable: two attempts left unused
+        assert "ValueError: bad input" in results["broken"].message
+
+
+async def test_progress_reports_become_progress_events() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(handler=lambda assignment: None)
+        job_id = await daemon.submit(dispatch("t"))
+        await wait_for(lambda: worker.held)
+        (assignment,) = worker.held.values()
+        key = {"job_id": job_id, "task_id": "t", "attempt": assignment.attempt}
+        worker.send(
+            [success(assignment)],
+            [work_pb2.WorkProgress(**key, fraction=0.5, message="halfway")],
+        )
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        events = [
+            event
+            async for response in daemon.stub.Watch(scheduler_pb2.WatchRequest(job_id=job_id))
+            for event in response.events
+        ]
+        (progress,) = [e.progress for e in events if e.WhichOneof("kind") == "progress"]
+        assert (progress.task_id, progress.fraction, progress.message) == ("t", 0.5, "halfway")
+
+
+async def test_many_tasks_travel_in_few_messages_both_ways() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(max_in_flight=500)
+        job_id = await daemon.submit(*(dispatch(f"t{i}") for i in range(400)))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert len(worker.assignments) == 400
+        assert worker.messages <= 40, worker.messages  # batched: not one message per task
+
+
+async def test_a_worker_never_holds_more_than_its_max_in_flight() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(max_in_flight=3, handler=lambda assignment: None)
+        job_id = await daemon.submit(*(dispatch(f"t{i}") for i in range(10)))
+        await wait_for(lambda: len(worker.held) == 3)
+        await settle()
+        assert len(worker.assignments) == 3
+        first = next(iter(worker.held.values()))
+        worker.send([success(first)])  # one result: room for exactly one more
+        await wait_for(lambda: len(worker.assignments) == 4)
+        await settle()
+        assert len(worker.assignments) == 4
+        worker.handler = success
+        worker.send([success(a) for a in list(worker.held.values())])
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert worker.peak == 3
+
+
+async def test_work_is_shared_round_robin_between_workers() -> None:
+    async with work_daemon() as daemon:
+        one = await daemon.worker(handler=lambda assignment: None)
+        two = await daemon.worker(handler=lambda assignment: None)
+        await daemon.submit(*(dispatch(f"t{i}") for i in range(10)))
+        await wait_for(lambda: len(one.held) + len(two.held) == 10)
+        assert len(one.held) == len(two.held) == 5
+
+
+async def test_a_killed_worker_loses_its_tasks_to_another() -> None:
+    async with work_daemon() as daemon:
+        doomed = await daemon.worker(handler=lambda assignment: None)
+        job_id = await daemon.submit(*(dispatch(f"t{i}", retry=RETRY) for i in range(4)))
+        await wait_for(lambda: len(doomed.held) == 4)
+        await doomed.close()
+        survivor = await daemon.worker()
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert sorted(a.task_id for a in survivor.assignments) == ["t0", "t1", "t2", "t3"]
+        assert all(a.attempt == 2 for a in survivor.assignments)
+        assert all(r.attempts == 2 for r in daemon.scheduler.results(job_id).values())
+
+
+async def test_a_worker_lost_without_a_retry_policy_fails_its_task() -> None:
+    async with work_daemon() as daemon:
+        doomed = await daemon.worker(handler=lambda assignment: None)
+        job_id = await daemon.submit(dispatch("t"))
+        await wait_for(lambda: doomed.held)
+        await doomed.close()
+        assert await finished(daemon.scheduler, job_id) is JobState.FAILED
+        assert "TaskInterruptedError" in daemon.scheduler.results(job_id)["t"].message
+
+
+async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
+    async with work_daemon(heartbeat_interval=0.05, heartbeat_timeout=0.3) as daemon:
+        silent = await daemon.worker(handler=lambda assignment: None)
+        assert silent.welcome.heartbeat_timeout.ToMilliseconds() == 300
+        job_id = await daemon.submit(*(dispatch(f"t{i}", retry=RETRY) for i in range(3)))
+        await wait_for(lambda: len(silent.held) == 3)
+        silent.stop_heartbeats()
+        await wait_for(lambda: silent.status is not None)
+        assert silent.status is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "heartbeat_timeout" in silent.details
+        survivor = await daemon.worker()
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert len(survivor.assignments) == 3
+
+
+async def test_a_late_result_of_an_old_attempt_is_ignored() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(max_in_flight=2, handler=lambda assignment: None)
+        job_id = await daemon.submit(dispatch("t", b"x", timeout=0.2, retry=RETRY))
+        await wait_for(lambda: len(worker.assignments) == 2)  # attempt 1 timed out, then 2
+        first, second = worker.assignments
+        assert (first.attempt, second.attempt) == (1, 2)
+        assert [(c.task_id, c.attempt) for c in worker.cancels] == [("t", 1)]
+        worker.send([success(first, b"late")])
+        worker.send([success(second, b"fresh")])
+        worker.send([success(second, b"again")])  # a duplicate: never applied twice
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        await settle()
+        result = daemon.scheduler.results(job_id)["t"]
+        assert (result.result.payload, result.attempts) == (b"fresh", 2)
+        assert worker.status is None  # stale reports are ignored, not punished
+
+
+async def test_cancelling_a_job_sends_task_cancel_to_the_worker() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(handler=lambda assignment: None)
+        job_id = await daemon.submit(dispatch("t"))
+        await wait_for(lambda: worker.held)
+        await daemon.stub.Cancel(scheduler_pb2.CancelRequest(job_id=job_id))
+        await wait_for(lambda: worker.cancels)
+        (cancel,) = worker.cancels
+        assert (cancel.job_id, cancel.task_id, cancel.attempt) == (job_id, "t", 1)
+        assert await finished(daemon.scheduler, job_id) is JobState.CANCELLED
+        # The slot is free only once the worker answers the cancel.
+        (session,) = daemon.hub.sessions
+        assert session.credit == 99
+        worker.send([failure(next(iter(worker.held.values())), "stopped", retryable=False)])
+        await wait_for(lambda: session.credit == 100)
+
+
+async def test_an_oversize_result_fails_the_task_and_the_stream_stays_up() -> None:
+    def handler(assignment: work_pb2.TaskAssignment) -> work_pb2.WorkResult:
+        return success(assignment, b"x" * (2000 if assignment.payload == b"big" else 10))
+
+    async with work_daemon(max_result_bytes=1000) as daemon:
+        worker = await daemon.worker(handler=handler)
+        job_id = await daemon.submit(dispatch("big", b"big", retry=RETRY))
+        assert await finished(daemon.scheduler, job_id) is JobState.FAILED
+        result = daemon.scheduler.results(job_id)["big"]
+        assert result.attempts == 1
+        assert "max_result_bytes (1000)" in result.message
+        job_id = await daemon.submit(dispatch("small"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert worker.status is None
+
+
+async def _refused(address: str, *requests: scheduler_pb2.WorkRequest) -> grpc.aio.AioRpcError:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).Work(iter(requests))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+        return caught.value
+
+
+def _update(*results: work_pb2.WorkResult) -> scheduler_pb2.WorkRequest:
+    return scheduler_pb2.WorkRequest(update=work_pb2.WorkerUpdate(results=results))
+
+
+HELLO = scheduler_pb2.WorkRequest(hello=work_pb2.WorkerHello(queues=["q"], max_in_flight=1))
+STRANGER = work_pb2.WorkResult(
+    job_id="nope", task_id="t", attempt=1, success=work_pb2.WorkSuccess()
+)
+
+
+@pytest.mark.parametrize(
+    ("requests", "code", "words"),
+    [
+        ((_update(STRANGER),), grpc.StatusCode.FAILED_PRECONDITION, "first WorkRequest"),
+        ((HELLO, _update(STRANGER)), grpc.StatusCode.FAILED_PRECONDITION, "'nope'"),
+        ((HELLO, HELLO), grpc.StatusCode.FAILED_PRECONDITION, "second hello"),
+        (
+            (scheduler_pb2.WorkRequest(hello=work_pb2.WorkerHello(max_in_flight=1)),),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "hello.queues",
+        ),
+        (
+            (HELLO, _update(work_pb2.WorkResult(job_id="j", task_id="t", attempt=1))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no outcome",
+        ),
+        ((HELLO, scheduler_pb2.WorkRequest()), grpc.StatusCode.INVALID_ARGUMENT, "neither"),
+    ],
+    ids=["update-first", "unknown-job", "second-hello", "no-queues", "no-outcome", "empty"],
+)
+async def test_protocol_errors_end_the_stream_and_the_daemon_serves_on(
+    requests: tuple[scheduler_pb2.WorkRequest, ...], code: grpc.StatusCode, words: str
+) -> None:
+    async with work_daemon() as daemon:
+        error = await _refused(daemon.address, *requests)
+        assert error.code() == code
+        assert words in error.details()
+        await daemon.worker()
+        job_id = await daemon.submit(dispatch("t"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
+async def test_garbage_bytes_end_the_stream_with_invalid_argument() -> None:
+    async with work_daemon() as daemon, grpc.aio.insecure_channel(daemon.address) as channel:
+        raw = channel.stream_stream(
+            "/dukat.v1.SchedulerService/Work",
+            request_serializer=lambda data: data,
+            response_deserializer=lambda data: data,
+        )
+        hello = HELLO.SerializeToString()
+        for requests in ([b"\xff\xff\xff"], [hello, b"\x12\xff\xff"]):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in raw(iter(requests)):
+                    pass
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await daemon.worker()
+        job_id = await daemon.submit(dispatch("t"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
+async def test_tasks_on_a_queue_nobody_serves_wait_for_a_worker() -> None:
+    async with work_daemon() as daemon:
+        job_id = await daemon.submit(dispatch("t", b"x"))
+        await settle()
+        assert daemon.scheduler.job_state(job_id) is JobState.RUNNING
+        assert "waiting:1" in repr(daemon.hub)
+        await daemon.worker()
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
+async def test_cancelled_tasks_that_never_reached_a_worker_leave_nothing_behind() -> None:
+    async with work_daemon() as daemon:
+        job_id = await daemon.submit(*(dispatch(f"t{i}") for i in range(200)))
+        await wait_for(lambda: "waiting:200" in repr(daemon.hub))
+        await daemon.stub.Cancel(scheduler_pb2.CancelRequest(job_id=job_id))
+        assert await finished(daemon.scheduler, job_id) is JobState.CANCELLED
+        await settle()
+        worker = await daemon.worker()
+        await settle()
+        assert worker.assignments == []
+        assert "waiting:0" in repr(daemon.hub)
