@@ -1,0 +1,43 @@
+"""The README's daemon section and the Dockerfile agree with the daemon they describe."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from dukatd.options import OPTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def test_the_readme_lists_every_flag_with_its_variable_and_default():
+    section = README[README.index("## Running the daemon") :]
+    rows = {
+        match[1]: (match[2], match[3].strip())
+        for match in re.finditer(
+            r"^\| `(--[a-z-]+)[^`]*` \| `([A-Z_]+)` \|([^|]*)\|", section, re.M
+        )
+    }
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        assert option.flag in rows, f"{option.flag} is missing from the README's table"
+        env, default = rows[option.flag]
+        assert env == option.env
+        assert option.help.endswith(f"Default: {default}"), (option.flag, default)
+
+
+def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["dukatd"] == "dukatd.__main__:main"
+    assert 'ENTRYPOINT ["dukatd"]' in DOCKERFILE
+    assert "STOPSIGNAL SIGTERM" in DOCKERFILE
+    assert '"-m", "dukatd.health"' in DOCKERFILE
+    assert (ROOT / "dukatd" / "health.py").exists()
+    # The image is built from the packages setuptools finds, and the readme pyproject names.
+    for copied in ("COPY dukat ./dukat", "COPY dukatd ./dukatd", "README.md"):
+        assert copied in DOCKERFILE
+    assert "pip install '.[daemon]'" in DOCKERFILE
