@@ -50,9 +50,11 @@ from dukatd.lock import (
     claim_unix_socket,
     socket_umask,
 )
+from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.notify import Notifier
 from dukatd.scheduler_service import SchedulerService
 from dukatd.server import create_server
+from dukatd.work_hub import WorkerHub
 
 __all__ = ["Daemon", "StartError", "run", "serve"]
 
@@ -80,6 +82,9 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.exec_runner: ExecRunner | None = None
         self.service: SchedulerService | None = None
+        self.work_hub: WorkerHub | None = None
+        self.metrics: DaemonMetrics | None = None
+        self.metrics_http: MetricsServer | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
@@ -122,7 +127,13 @@ class Daemon:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
         self.scheduler, self.exec_runner = build_scheduler(config, ledger=self.ledger)
-        self.service = SchedulerService(self.scheduler, allow_exec=config.allow_exec)
+        # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
+        self.work_hub = WorkerHub(self.scheduler, max_result_bytes=config.max_result_bytes)
+        self.service = SchedulerService(
+            self.scheduler, allow_exec=config.allow_exec, work_hub=self.work_hub
+        )
+        self.metrics = DaemonMetrics()
+        self.metrics.attach(self.scheduler)
         # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes
         # while binding and starting get mode 0660, not the daemon's umask's.
         with socket_umask():
@@ -133,13 +144,18 @@ class Daemon:
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
                 credentials=tls_credentials(config),
+                interceptors=[self.metrics.grpc],
             )
             await self.server.start()
         for address in config.listen:
             _log.info("listening on %s", address)
-        if config.metrics_listen is not None:
-            # TODO(metrics): dukatd.metrics serves /metrics; wire it here when it lands.
-            _log.info("metrics on %s: not served by this build yet", config.metrics_listen)
+        metrics_address = config.metrics_address
+        if metrics_address is not None:
+            self.metrics_http = await start_metrics_server(
+                self.metrics.registry, metrics_address.host, metrics_address.port
+            )
+            http = self.metrics_http
+            _log.info("metrics on http://%s:%d/metrics", http.host, http.port)
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
@@ -189,6 +205,12 @@ class Daemon:
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 await self.scheduler.close(0)
+        if self.metrics_http is not None:
+            self.metrics_http.close()
+            with contextlib.suppress(Exception):
+                await self.metrics_http.wait_closed()
+        if self.metrics is not None:
+            self.metrics.detach()
         # Sockets first (each removed while its lock is still held), then the state lock.
         for claim in self.claims:
             claim.release()

@@ -45,6 +45,25 @@ async def test_serve_until_stopped_then_releases_everything(short_tmp: Path):
     assert names(short_tmp) == []
 
 
+async def test_metrics_are_served_over_http_while_the_daemon_runs(short_tmp: Path):
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    config = config_for(short_tmp, metrics_listen="127.0.0.1:0")
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    assert daemon.metrics_http is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.metrics_http.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    body = (await asyncio.wait_for(reader.read(), 10)).decode()
+    writer.close()
+    await writer.wait_closed()
+    assert body.startswith("HTTP/1.1 200")
+    assert "dukat_jobs_submitted_total" in body
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+
+
 async def test_a_token_file_is_refused_until_tokens_are_enforced(short_tmp: Path, caplog):
     token = short_tmp / "token"
     token.write_text("secret\n")
