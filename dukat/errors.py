@@ -8,6 +8,8 @@
      ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
      ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
+     ├── TaskFailedRemotely               a worker reported the attempt failed; `.type` names the
+     │                                    worker's error, `.retryable` False stops the retries
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
      │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
      ├── NotFoundError (LookupError)      an unknown job or task id
@@ -52,6 +54,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "TaskFailedRemotely",
     "TaskInterruptedError",
     "TaskProcessError",
     "TaskTimeoutError",
@@ -142,6 +145,21 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 class TaskInterruptedError(DukatError):
     """An attempt was lost through no fault of the task (its worker left); retried by policy."""
+
+
+class TaskFailedRemotely(DukatError):
+    """A worker reported that an attempt of a dispatch task failed, or its result was refused.
+
+    `type` is the error's kind as the worker named it (an exception class name, may be empty).
+    `retryable` False tells the engine's RetryPolicy not to retry, whatever attempts are left:
+    the worker knows when no attempt can help. It lives here, not in the daemon, so that the
+    Python client and the engine raise and catch the same class.
+    """
+
+    def __init__(self, message: str, *, type: str = "", retryable: bool = True) -> None:
+        self.type = type
+        self.retryable = retryable
+        super().__init__(f"{type}: {message}" if type else message)
 
 
 class TaskProcessError(DukatError):

@@ -6,9 +6,10 @@
 An attempt of a dispatch task is an assignment on its queue (`dukatd.work_hub`); the engine
 awaits the result that a worker serving the queue sends back. Success gives the task a
 `dukat.actions.DispatchResult` (payload and content type: its dependents get both). A
-`WorkError` becomes `TaskFailedRemotely`, whose `retryable` the engine's `RetryPolicy` obeys
-(false: the task fails now, whatever attempts are left). A worker that leaves or falls silent
-fails its attempts with `TaskInterruptedError`, retried by the task's policy, maybe elsewhere.
+`WorkError` becomes `dukat.errors.TaskFailedRemotely`, whose `retryable` the engine's
+`RetryPolicy` obeys (false: the task fails now, whatever attempts are left). A worker that
+leaves or falls silent fails its attempts with `TaskInterruptedError`, retried by the task's
+policy, maybe elsewhere.
 
 Slots: an attempt that waits for a worker holds one of the scheduler's `max_concurrency`
 slots, and the task shows RUNNING meanwhile (its timeout counts from then too). Keeping it
@@ -55,26 +56,11 @@ from typing import TYPE_CHECKING
 
 from dukat.actions import DispatchResult
 from dukat.core.context import TaskContext
-from dukat.errors import DukatError
 
 if TYPE_CHECKING:
     from dukatd.work_hub import WorkerHub
 
-__all__ = ["DispatchRunner", "TaskFailedRemotely"]
-
-
-class TaskFailedRemotely(DukatError):
-    """A worker reported that an attempt failed (a WorkError), or its result was refused.
-
-    `retryable` False tells the engine's RetryPolicy not to retry, whatever attempts are left.
-    `type` is the error's kind as the worker named it (an exception class name).
-    TODO: move to dukat.errors so the Python client can raise the same class.
-    """
-
-    def __init__(self, message: str, *, type: str = "", retryable: bool = True) -> None:
-        self.type = type
-        self.retryable = retryable
-        super().__init__(f"{type}: {message}" if type else message)
+__all__ = ["DispatchRunner"]
 
 
 class DispatchRunner:

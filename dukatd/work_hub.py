@@ -35,9 +35,14 @@ from dukat import convert
 from dukat.actions import DispatchAction, DispatchResult
 from dukat.core.context import TaskContext
 from dukat.core.scheduler import Scheduler
-from dukat.errors import FieldViolation, TaskInterruptedError, ValidationError
+from dukat.errors import (
+    FieldViolation,
+    TaskFailedRemotely,
+    TaskInterruptedError,
+    ValidationError,
+)
 from dukat.v1 import scheduler_pb2, work_pb2
-from dukatd.dispatch_runner import DispatchRunner, TaskFailedRemotely
+from dukatd.dispatch_runner import DispatchRunner
 from dukatd.status import Refusal
 from dukatd.work_session import WorkerSession
 

@@ -23,6 +23,7 @@ from dukat.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    TaskFailedRemotely,
     TaskInterruptedError,
     TaskProcessError,
     TaskTimeoutError,
@@ -46,6 +47,7 @@ def test_public_surface_is_pinned():
         "NotFoundError",
         "PermissionDeniedError",
         "ResourceExhaustedError",
+        "TaskFailedRemotely",
         "TaskInterruptedError",
         "TaskProcessError",
         "TaskTimeoutError",
@@ -62,6 +64,7 @@ def test_public_surface_is_pinned():
         (CircuitBreakerError, (DukatError,)),
         (TaskTimeoutError, (DukatError, TimeoutError)),
         (TaskInterruptedError, (DukatError,)),
+        (TaskFailedRemotely, (DukatError,)),
         (TaskProcessError, (DukatError,)),
         (NotFoundError, (DukatError, LookupError)),
         (DaemonError, (DukatError,)),
@@ -256,6 +259,7 @@ TRAVELLERS = [
     CircuitBreakerError("db", 0, half_open=True),
     TaskTimeoutError("fetch", 1.5),
     TaskInterruptedError("worker w1 left"),
+    TaskFailedRemotely("no such user", type="KeyError", retryable=False),
     TaskProcessError("sh", exit_code=3, stderr_tail=b"fatal\n"),
     TaskProcessError("sh", signal=9),
     TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
@@ -312,3 +316,11 @@ def test_the_errors_module_imports_no_grpc():
     code = "import sys, dukat.errors; print('grpc' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert shown.stdout.strip() == "False"
+
+
+def test_task_failed_remotely_names_the_workers_error_and_says_whether_to_retry():
+    error = TaskFailedRemotely("no such user", type="KeyError", retryable=False)
+    assert str(error) == "KeyError: no such user"
+    assert (error.type, error.retryable) == ("KeyError", False)
+    assert str(TaskFailedRemotely("boom")) == "boom"
+    assert TaskFailedRemotely("boom").retryable is True

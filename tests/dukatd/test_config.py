@@ -449,3 +449,11 @@ def test_every_config_field_is_an_option_and_every_option_a_field():
 
 def test_build_parser_leaves_out_flags_not_given():
     assert vars(build_parser().parse_args([])) == {}
+
+
+def test_the_task_limit_help_names_the_status_the_daemon_answers():
+    # Over --max-tasks-per-job, Submit fails INVALID_ARGUMENT (tests/dukatd/
+    # test_scheduler_service.py, "over the per-job task limit"), not RESOURCE_EXHAUSTED.
+    (option,) = [o for o in OPTIONS if o.field == "max_tasks_per_job"]
+    assert "INVALID_ARGUMENT" in option.help
+    assert "RESOURCE_EXHAUSTED" not in option.help
