@@ -5,7 +5,8 @@ or `run(config)`, which makes the loop. `python -m dukatd` only parses the argum
 `serve` on uvloop. Start-up, in order:
 
 1. signal handlers (a SIGTERM during start-up drains once serving, instead of killing us);
-2. the locks: the state directory (unless `--ephemeral`), then each unix socket — a second
+2. the bearer token, when `--token-file` is given (`dukatd.auth`; health needs none);
+   then the locks: the state directory (unless `--ephemeral`), then each unix socket — a second
    daemon stops here with the holder's pid, before touching anything of the first's;
 3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
    process groups a crashed predecessor left behind;
@@ -38,6 +39,7 @@ from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.errors import DukatError
+from dukatd.auth import BearerTokenAuth
 from dukatd.config import Config, ConfigError
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
@@ -85,6 +87,7 @@ class Daemon:
         self.work_hub: WorkerHub | None = None
         self.metrics: DaemonMetrics | None = None
         self.metrics_http: MetricsServer | None = None
+        self.auth: BearerTokenAuth | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
@@ -103,13 +106,14 @@ class Daemon:
     def claim(self) -> None:
         """Take the locks and, with exec on, kill what a crashed predecessor left running."""
         config = self.config
-        if config.token_file is not None:
-            # Serving without the token check would open the daemon to whoever reaches it.
-            raise StartError(
-                f"{config.sources.get('token_file', '--token-file')}: bearer tokens are not "
-                "enforced by this build of dukatd yet; refusing to start rather than serve "
-                "without the check. Leave the token out and rely on the socket's permissions"
-            )
+        # Read first: a missing or empty token file stops the start before any lock is taken.
+        token = config.read_token()
+        if token is not None:
+            try:
+                self.auth = BearerTokenAuth(token)
+            except ValueError as error:
+                where = config.sources.get("token_file", "--token-file")
+                raise StartError(f"{where}: {error}") from None
         if not config.ephemeral:
             self.state_lock = claim_state_dir(config.state_dir)
         for path in config.unix_socket_paths:
@@ -144,7 +148,8 @@ class Daemon:
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
                 credentials=tls_credentials(config),
-                interceptors=[self.metrics.grpc],
+                # Metrics outermost: they count the calls the token check refuses too.
+                interceptors=[self.metrics.grpc, *([self.auth] if self.auth else [])],
             )
             await self.server.start()
         for address in config.listen:

@@ -9,8 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import dukat
 from dukat.actions import ExecAction
 from dukat.core.breaker import CircuitBreakerConfig
+from dukat.errors import UnauthenticatedError
 from dukatd.app import EXIT_OK, EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
 
@@ -64,12 +66,38 @@ async def test_metrics_are_served_over_http_while_the_daemon_runs(short_tmp: Pat
     assert await asyncio.wait_for(serving, 10) == EXIT_OK
 
 
-async def test_a_token_file_is_refused_until_tokens_are_enforced(short_tmp: Path, caplog):
+async def test_with_a_token_file_calls_need_the_token_and_health_does_not(short_tmp: Path):
     token = short_tmp / "token"
-    token.write_text("secret\n")
+    token.write_text("secret\n")  # the newline an editor adds is not part of the token
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    config = config_for(short_tmp, token_file=token)
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    async with grpc.aio.insecure_channel(config.listen[0]) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    async with dukat.connect(config.listen[0], token="secret") as client:
+        assert [job async for job in client.jobs()] == []
+    async with dukat.connect(config.listen[0]) as client:
+        with pytest.raises(UnauthenticatedError):
+            await client.get_job("nope")
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [("\n", "is empty"), ("two words\n", "printable ASCII without spaces")]
+)
+async def test_a_token_no_client_could_send_stops_the_start_before_any_lock(
+    short_tmp: Path, caplog, text: str, says: str
+):
+    token = short_tmp / "token"
+    token.write_text(text)
     config = config_for(short_tmp, token_file=token)
     assert await serve(config, install_signal_handlers=False) == EXIT_START_FAILED
-    assert "bearer tokens are not enforced" in caplog.text
+    assert says in caplog.text
     assert names(short_tmp) == ["token"]
 
 

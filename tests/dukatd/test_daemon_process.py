@@ -208,6 +208,21 @@ async def test_the_health_probe_says_serving_then_unavailable(daemons):
     assert done.returncode == 1
 
 
+async def test_with_token_file_only_callers_with_the_token_get_through(daemons, short_tmp: Path):
+    token_file = short_tmp / "token"
+    token_file.write_text("0123abcd\n")
+    daemon = await daemons("--token-file", str(token_file)).serving()  # health: no token
+    async with grpc.aio.insecure_channel(daemon.address) as channel:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+        request = scheduler_pb2.ListJobsRequest()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListJobs(request)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "bearer token" in (caught.value.details() or "")
+        reply = await stub.ListJobs(request, metadata=(("authorization", "Bearer 0123abcd"),))
+        assert list(reply.jobs) == []
+
+
 def test_the_entry_point_sets_grpc_fork_support_off_before_grpc_loads():
     script = (
         "import os, sys\n"
