@@ -249,7 +249,6 @@ def build_scheduler(
         )
         exec_runner = ExecRunner(options, ledger=ledger)
         runners[ExecAction] = exec_runner
-    # TODO(engine): finished_job_ttl has no counterpart in the engine yet (retention by count).
     scheduler = Scheduler(
         max_concurrency=config.max_concurrency,
         resources=ResourcePool(dict(config.resources)),
@@ -258,6 +257,7 @@ def build_scheduler(
         max_tasks_per_job=config.max_tasks_per_job,
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
+        retain_finished_for=config.finished_job_ttl,
     )
     return scheduler, exec_runner
 

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any
 
 from dukat.core._gc import gc_paused, hold_gc
+from dukat.core._retention import FinishedJobs
 from dukat.core._runs import UNLIMITED, JobRun, TaskRun, Worker
 from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
@@ -79,10 +80,14 @@ class Scheduler:
         max_tasks_per_job: int = 1_000_000,
         event_log_limit: int = 10_000,
         retain_finished_jobs: int = 1_000,
+        retain_finished_for: float | None = None,
         rng: random.Random | None = None,
         gc_hold_min_tasks: int | None = 5_000,
     ) -> None:
-        """`gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector."""
+        """`retain_finished_jobs` / `retain_finished_for`: finished jobs stay for `get_job`,
+        `watch` and `jobs` until more than that many finished after them, or that many
+        seconds of `clock` passed (None: no time limit); see `dukat.core._retention`.
+        `gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector."""
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValidationError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
         self.max_concurrency = max_concurrency
@@ -95,12 +100,11 @@ class Scheduler:
         self._runners: dict[type, Runner] = {CallableAction: InProcessRunner(), **(runners or {})}
         self.max_tasks_per_job = max_tasks_per_job
         self._event_log_limit = event_log_limit
-        self._retain_finished = retain_finished_jobs
         self._rng = rng or random.Random()
         self._gc_hold_min_tasks = UNLIMITED if gc_hold_min_tasks is None else gc_hold_min_tasks
 
         self._jobs: dict[str, JobRun] = {}
-        self._finished: deque[str] = deque()  # finished job ids, oldest first
+        self._finished = FinishedJobs(retain_finished_jobs, retain_finished_for)
         self._live_jobs = 0
         self._job_order = itertools.count()
         self._ready_jobs: list[tuple[int, int, int, int, JobRun]] = []
@@ -120,6 +124,16 @@ class Scheduler:
 
     # -- public API -------------------------------------------------------------------------
 
+    @property
+    def retain_finished_jobs(self) -> int:
+        """How many finished jobs are held at most (the newest)."""
+        return self._finished.limit
+
+    @property
+    def retain_finished_for(self) -> float | None:
+        """Seconds a finished job is held at most, or None for no time limit."""
+        return self._finished.ttl
+
     def add_runner(self, action_type: type, runner: Runner) -> None:
         """Run actions of `action_type` with `runner`."""
         self._runners[action_type] = runner
@@ -136,6 +150,7 @@ class Scheduler:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
+        self._evict_finished()
         validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = self._check_tasks(spec)
         job_id = job_id or uuid.uuid4().hex
@@ -243,6 +258,7 @@ class Scheduler:
         return self._cancel_runs(job, list(targets.values()), "cancelled")
 
     def get_job(self, job_id: str) -> JobSnapshot:
+        self._evict_finished()
         return self._job(job_id).snapshot()
 
     def job_state(self, job_id: str) -> JobState:
@@ -257,6 +273,7 @@ class Scheduler:
         self, *, state: JobState | None = None, labels: Mapping[str, str] | None = None
     ) -> list[JobSnapshot]:
         """The jobs held (live and recently finished), oldest first, without their tasks."""
+        self._evict_finished()
         found = []
         for job in self._jobs.values():
             if state is not None and job.state is not state:
@@ -276,8 +293,7 @@ class Scheduler:
         if not job.state.is_terminal:
             raise ValueError(f"job {job_id!r} is still {job.state.value}; cancel it first")
         del self._jobs[job_id]
-        if job_id in self._finished:
-            self._finished.remove(job_id)
+        self._finished.discard(job_id)
 
     async def watch(
         self, job_id: str, after_sequence: int = 0, *, max_batch: int = 1_000
@@ -875,11 +891,14 @@ class Scheduler:
         if job.done is not None and not job.done.done():
             job.done.set_result(None)
         self._live_jobs -= 1
-        self._finished.append(job.id)
-        while len(self._finished) > self._retain_finished:
-            self._jobs.pop(self._finished.popleft(), None)
+        self._finished.add(job.id, self.clock.now())
+        self._evict_finished()
         if not self._live_jobs:
             self._retire_idle()
+
+    def _evict_finished(self) -> None:
+        for job_id in self._finished.evict(self.clock.now()):
+            self._jobs.pop(job_id, None)
 
     def _job(self, job_id: str) -> JobRun:
         job = self._jobs.get(job_id)

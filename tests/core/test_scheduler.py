@@ -803,6 +803,76 @@ async def test_only_the_newest_finished_jobs_are_retained(make):
         s.get_job(done[0])
 
 
+async def test_finished_jobs_are_dropped_once_their_ttl_passed(make, clock):
+    s = make(retain_finished_for=60)
+    old = s.submit(job(spec("a", noop)))
+    await finished(s, old)
+    await clock.advance(30)
+    young = s.submit(job(spec("a", noop)))
+    await finished(s, young)
+    await clock.advance(29.5)
+    assert [snap.job_id for snap in s.jobs()] == [old, young]
+    await clock.advance(0.5)  # old finished 60 s ago: gone at the next look
+    assert [snap.job_id for snap in s.jobs()] == [young]
+    with pytest.raises(NotFoundError):
+        s.get_job(old)
+    await clock.advance(30)
+    with pytest.raises(NotFoundError):
+        s.get_job(young)
+    assert clock.pending_timers == 0  # lazy eviction: no timer per job
+    assert (s.retain_finished_jobs, s.retain_finished_for) == (1_000, 60)
+
+
+async def test_the_ttl_counts_from_the_finish_and_spares_live_jobs(make, clock):
+    s = make(retain_finished_for=10)
+    probe = Probe()
+    live = s.submit(job(spec("a", probe.task("a"))))
+    await clock.advance(100)  # running for longer than the TTL: still held
+    done = s.submit(job(spec("a", noop)))
+    await finished(s, done)
+    await clock.advance(10)
+    assert [snap.job_id for snap in s.jobs()] == [live]
+    probe.gate.set()
+    await finished(s, live)
+    assert s.get_job(live).state is JobState.SUCCEEDED
+
+
+async def test_the_count_and_the_ttl_both_bound_retention(make, clock):
+    s = make(retain_finished_jobs=1, retain_finished_for=60)
+    first = s.submit(job(spec("a", noop)))
+    await finished(s, first)
+    second = s.submit(job(spec("a", noop)))
+    await finished(s, second)
+    assert [snap.job_id for snap in s.jobs()] == [second]  # the count, long before the TTL
+
+
+async def test_a_ttl_of_zero_drops_a_job_as_it_finishes_but_its_waiters_get_it(make):
+    s = make(retain_finished_for=0)
+    j = s.submit(job(spec("a", returning(7))))
+    results = await asyncio.wait_for(s.wait_results(j), 10)
+    assert results["a"].result == 7
+    with pytest.raises(NotFoundError):
+        s.get_job(j)
+
+
+@pytest.mark.parametrize("ttl", [-1, math.inf, math.nan, "60"])
+def test_a_ttl_must_be_a_finite_number_of_seconds(ttl):
+    with pytest.raises(ValidationError, match="retain_finished_for"):
+        Scheduler(retain_finished_for=ttl)
+
+
+async def test_forget_drops_a_finished_job_and_its_id_can_be_used_again(make, clock):
+    s = make(retain_finished_for=60)
+    j = s.submit(job(spec("a", noop)), job_id="nightly")
+    await finished(s, j)
+    s.forget(j)
+    await clock.advance(30)
+    again = s.submit(job(spec("a", noop)), job_id="nightly")
+    await finished(s, again)
+    await clock.advance(45)  # the first run would be past its TTL now, the second is not
+    assert s.get_job("nightly").state is JobState.SUCCEEDED
+
+
 async def test_close_cancels_running_work(make):
     s = make()
     probe = Probe()

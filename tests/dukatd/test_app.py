@@ -126,9 +126,12 @@ async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: boo
         breakers={"payments": breaker},
         allow_exec=allow_exec,
         kill_grace=0.25,
+        retain_finished_jobs=7,
+        finished_job_ttl=90.0,
     )
     scheduler, exec_runner = build_scheduler(config)
     assert scheduler.max_concurrency == 3
+    assert (scheduler.retain_finished_jobs, scheduler.retain_finished_for) == (7, 90.0)
     assert scheduler.resources.capacities["seats"] == 4.0
     assert scheduler.resources.capacities["cpu"] == 2.0
     assert scheduler.breakers.get("payments").config == breaker
