@@ -147,6 +147,9 @@ class Daemon:
                 service=self.service,
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
+                keepalive_time=config.keepalive_time,
+                keepalive_timeout=config.keepalive_timeout,
+                min_client_ping_interval=config.keepalive_min_client_interval,
                 credentials=tls_credentials(config),
                 # Metrics outermost: they count the calls the token check refuses too.
                 interceptors=[self.metrics.grpc, *([self.auth] if self.auth else [])],

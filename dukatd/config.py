@@ -208,25 +208,21 @@ class Config:
     def grpc_server_options(self) -> list[tuple[str, int]]:
         """Channel arguments for `grpc.aio.server(options=...)`: sizes and keepalive.
 
-        Clients (dukat.client and the others) must send keepalive pings no more often than
-        `keepalive_min_client_interval`, or the server answers GOAWAY "too_many_pings".
+        The very list `dukatd.server.create_server` builds from these options (one table of
+        them, in `dukatd.server.server_options`). Clients (dukat.client and the others) must
+        send keepalive pings no more often than `keepalive_min_client_interval`, or the
+        server answers GOAWAY "too_many_pings".
         """
-        return [
-            ("grpc.max_receive_message_length", self.max_message_bytes),
-            ("grpc.max_send_message_length", self.max_message_bytes),
-            # Off so that a second daemon cannot share our TCP port behind our back; the lock
-            # files cover unix sockets (ARCHITECTURE, "The daemon").
-            ("grpc.so_reuseport", 0),
-            ("grpc.keepalive_time_ms", _ms(self.keepalive_time)),
-            ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout)),
-            # Watch and Work streams may be idle for long: allow pings without data both ways.
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
-            (
-                "grpc.http2.min_ping_interval_without_data_ms",
-                _ms(self.keepalive_min_client_interval),
-            ),
-        ]
+        # Imported here: dukatd.server loads grpc and the generated code, which parsing the
+        # options (and `dukatd --help`, and a bad flag's exit 2) has no need to wait for.
+        from dukatd.server import server_options
+
+        return server_options(
+            self.max_message_bytes,
+            keepalive_time=self.keepalive_time,
+            keepalive_timeout=self.keepalive_timeout,
+            min_client_ping_interval=self.keepalive_min_client_interval,
+        )
 
     def read_token(self) -> str | None:
         """The bearer token from `token_file` (surrounding whitespace dropped), or None."""
@@ -243,10 +239,6 @@ class Config:
 
     def _error(self, option: str, problem: str) -> ConfigError:
         return ConfigError(problem, option=option, source=self.sources.get(option))
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 # -- validation: the one place ----------------------------------------------------------------

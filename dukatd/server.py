@@ -43,19 +43,39 @@ MIN_CLIENT_PING_INTERVAL_MS = 10_000
 MAX_PING_STRIKES = 2
 
 
-def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
-    """The channel arguments of the server (see the constants above for why each)."""
+def server_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    keepalive_time: float = KEEPALIVE_TIME_MS / 1000,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT_MS / 1000,
+    min_client_ping_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
+) -> list[tuple[str, int]]:
+    """The channel arguments of the server (see the constants above for why each).
+
+    Times in seconds (dukatd's `--keepalive-time`, `--keepalive-timeout` and
+    `--keepalive-min-client-interval`); grpc takes whole milliseconds, at least 1.
+    """
     if max_message_bytes < 1024:
         raise ValueError(f"max_message_bytes must be at least 1024, not {max_message_bytes!r}")
+    for name, seconds in (
+        ("keepalive_time", keepalive_time),
+        ("keepalive_timeout", keepalive_timeout),
+    ):
+        if not seconds > 0:  # also refuses NaN
+            raise ValueError(f"{name} must be more than 0 seconds, not {seconds!r}")
+    if not min_client_ping_interval >= 0:
+        raise ValueError(
+            f"min_client_ping_interval must be 0 seconds or more, not {min_client_ping_interval!r}"
+        )
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_time_ms", _ms(keepalive_time)),
+        ("grpc.keepalive_timeout_ms", _ms(keepalive_timeout)),
         # 0: the server's own keepalive pings go on while a stream is quiet (an idle Watch).
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(min_client_ping_interval * 1000)),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
         # Two daemons must never share a TCP port silently (ARCHITECTURE, "The daemon").
         ("grpc.so_reuseport", 0),
@@ -73,6 +93,9 @@ async def create_server(
     credentials: grpc.ServerCredentials | None = None,
     breaker_service: BreakerService | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    keepalive_time: float = KEEPALIVE_TIME_MS / 1000,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT_MS / 1000,
+    min_client_ping_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
 ) -> grpc.aio.Server:
     """A grpc.aio server for `scheduler` bound to `addresses`, not started yet.
 
@@ -93,8 +116,10 @@ async def create_server(
 
     Limits (`server_options`): requests and responses up to `max_message_bytes` (default 64
     MiB; bigger ones fail with RESOURCE_EXHAUSTED); keepalive pings from the server every
-    60 s on an idle connection, answered within 20 s or the connection is dropped; pings
-    from clients accepted at most every 10 s, also without calls, two strikes then GOAWAY.
+    `keepalive_time` (default 60 s) on an idle connection, answered within `keepalive_timeout`
+    (default 20 s) or the connection is dropped; pings from clients accepted at most every
+    `min_client_ping_interval` (default 10 s; dukat's client pings every 30 s), also without
+    calls, two strikes then GOAWAY. dukatd passes its `--keepalive-*` options here.
     """
     if not addresses:
         raise ValueError("create_server needs at least one address to listen on")
@@ -109,9 +134,13 @@ async def create_server(
     elif breaker_service.registry is not scheduler.breakers:
         raise ValueError("the breaker service given serves another scheduler's breakers")
 
-    server = grpc.aio.server(
-        options=server_options(max_message_bytes), interceptors=list(interceptors) or None
+    options = server_options(
+        max_message_bytes,
+        keepalive_time=keepalive_time,
+        keepalive_timeout=keepalive_timeout,
+        min_client_ping_interval=min_client_ping_interval,
     )
+    server = grpc.aio.server(options=options, interceptors=list(interceptors) or None)
     add_service(server, scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"], service)
     add_service(
         server, breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"], breaker_service
@@ -126,6 +155,10 @@ async def create_server(
     for address in addresses:
         _bind(server, address, credentials)
     return server
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:

@@ -101,6 +101,37 @@ async def test_a_token_no_client_could_send_stops_the_start_before_any_lock(
     assert names(short_tmp) == ["token"]
 
 
+async def test_the_keepalive_and_size_options_reach_the_grpc_server(short_tmp: Path, monkeypatch):
+    made: list[dict[str, object]] = []
+    real_server = grpc.aio.server
+
+    def spy(*args: object, **kwargs: object) -> grpc.aio.Server:
+        made.append(dict(kwargs["options"]))  # type: ignore[call-overload]
+        return real_server(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(grpc.aio, "server", spy)
+    config = config_for(
+        short_tmp,
+        keepalive_time=45.0,
+        keepalive_timeout=5.0,
+        keepalive_min_client_interval=20.0,
+        max_message_bytes=8 * 1024 * 1024,
+    )
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    (options,) = made
+    assert options["grpc.keepalive_time_ms"] == 45_000
+    assert options["grpc.keepalive_timeout_ms"] == 5_000
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 20_000
+    assert options["grpc.max_receive_message_length"] == 8 * 1024 * 1024
+    assert options == dict(config.grpc_server_options())
+
+
 async def test_the_state_dir_is_locked_and_holds_the_exec_ledger(short_tmp: Path):
     started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     state = short_tmp / "state"

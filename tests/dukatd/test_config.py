@@ -404,6 +404,7 @@ def test_grpc_options_carry_the_limits():
     assert options["grpc.keepalive_time_ms"] == 20_000
     assert options["grpc.so_reuseport"] == 0
     assert options["grpc.http2.min_ping_interval_without_data_ms"] == 10_000
+    assert options["grpc.http2.max_ping_strikes"] == 2
 
 
 def test_read_token(tmp_path):
