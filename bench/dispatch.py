@@ -14,7 +14,8 @@ unix socket, and a client in a subprocess (a second process, as a real worker is
                      task, never batched (what dispatch would cost without batching)
 
 The target: dukat/dispatch >= 10,000 tasks/s, and above raw/round-trip. Figures are the
-median of the rounds, tasks per second of wall-clock time.
+median of the rounds, tasks per second of wall-clock time: the work is split between this
+process and the client's, so this process's CPU time would miss half of it.
 """
 
 from __future__ import annotations
