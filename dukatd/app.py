@@ -138,6 +138,8 @@ class Daemon:
         )
         self.metrics = DaemonMetrics()
         self.metrics.attach(self.scheduler)
+        # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
+        self.work_hub.add_listener(self.metrics.workers_connected.set)
         # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes
         # while binding and starting get mode 0660, not the daemon's umask's.
         with socket_umask():

@@ -46,7 +46,10 @@ from dukatd.dispatch_runner import DispatchRunner
 from dukatd.status import Refusal
 from dukatd.work_session import WorkerSession
 
-__all__ = ["WorkerHub"]
+__all__ = ["WorkerHub", "WorkersListener"]
+
+WorkersListener = Callable[[int], object]
+"""Told the number of workers connected whenever it changes (`WorkerHub.add_listener`)."""
 
 _log = logging.getLogger(__name__)
 
@@ -142,6 +145,7 @@ class WorkerHub:
         self._dirty: set[str] = set()  # queues with something new: waiting work or credit
         self._pump_handle: asyncio.Handle | None = None
         self._names = itertools.count(1)
+        self._listeners: list[WorkersListener] = []
         if install:
             scheduler.add_runner(DispatchAction, DispatchRunner(self))
 
@@ -225,6 +229,21 @@ class WorkerHub:
 
     # -- worker sessions ----------------------------------------------------------------------
 
+    def add_listener(self, listener: WorkersListener) -> None:
+        """Call `listener(n)` with the number of workers connected, after each connect and
+        disconnect (metrics: `dukat_workers_connected`). The count, not +1/-1, so that a
+        listener added late, or one that missed a call, is right again at the next."""
+        self._listeners.append(listener)
+        listener(len(self.sessions))
+
+    def remove_listener(self, listener: WorkersListener) -> None:
+        self._listeners.remove(listener)
+
+    def _workers_changed(self) -> None:
+        connected = len(self.sessions)
+        for listener in self._listeners:
+            listener(connected)
+
     def connect(self, hello: work_pb2.WorkerHello) -> WorkerSession:
         """A session for a worker's hello (ValidationError for a bad one)."""
         worker_id, queues, max_in_flight = convert.worker_hello_from_proto(hello)
@@ -235,6 +254,7 @@ class WorkerHub:
             self._serving.setdefault(queue, []).append(session)
             self._mark(queue)
         _log.info("worker %r connected: queues %s, %d in flight", worker_id, queues, max_in_flight)
+        self._workers_changed()
         return session
 
     def welcome(self, session: WorkerSession) -> scheduler_pb2.WorkResponse:
@@ -270,6 +290,7 @@ class WorkerHub:
         session.outstanding.clear()
         session.to_send.clear()
         _log.info("worker %r %s; %d attempts given up", session.worker_id, reason, lost)
+        self._workers_changed()
 
     # -- what workers send --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dukat.core.breaker import CircuitBreakerConfig
 from dukat.errors import UnauthenticatedError
 from dukatd.app import EXIT_OK, EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
+from tests.dukatd.work_worker import RawWorker
 
 
 def config_for(directory: Path, **options: object) -> Config:
@@ -62,6 +63,10 @@ async def test_metrics_are_served_over_http_while_the_daemon_runs(short_tmp: Pat
     await writer.wait_closed()
     assert body.startswith("HTTP/1.1 200")
     assert "dukat_jobs_submitted_total" in body
+    worker = await RawWorker(config.listen[0]).start()
+    assert daemon.metrics is not None
+    assert daemon.metrics.registry.get_sample_value("dukat_workers_connected") == 1
+    await worker.close()
     daemon.stop()
     assert await asyncio.wait_for(serving, 10) == EXIT_OK
 

@@ -9,6 +9,7 @@ from dukat.actions import DispatchResult
 from dukat.core.retry import RetryPolicy
 from dukat.core.states import JobState, TaskState
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc, work_pb2
+from dukatd.metrics import DaemonMetrics
 from tests.dukatd.work_worker import dispatch, failure, success, work_daemon
 from tests.helpers import finished, settle, wait_for
 
@@ -311,3 +312,27 @@ async def test_cancelled_tasks_that_never_reached_a_worker_leave_nothing_behind(
         await settle()
         assert worker.assignments == []
         assert "waiting:0" in repr(daemon.hub)
+
+
+async def test_the_hub_tells_its_listeners_how_many_workers_are_connected() -> None:
+    async with work_daemon() as daemon:
+        metrics = DaemonMetrics()
+        counts: list[int] = []
+        daemon.hub.add_listener(counts.append)
+        daemon.hub.add_listener(metrics.workers_connected.set)
+
+        def gauge() -> float | None:
+            return metrics.registry.get_sample_value("dukat_workers_connected")
+
+        one = await daemon.worker()
+        two = await daemon.worker()
+        assert gauge() == 2
+        await one.close()
+        await wait_for(lambda: gauge() == 1)
+        await two.close()
+        await wait_for(lambda: gauge() == 0)
+        assert counts == [0, 1, 2, 1, 0]  # told the count at once when added
+        daemon.hub.remove_listener(counts.append)
+        await (await daemon.worker()).close()
+        await wait_for(lambda: gauge() == 0)
+        assert counts == [0, 1, 2, 1, 0]
