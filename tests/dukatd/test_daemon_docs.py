@@ -30,6 +30,14 @@ def test_the_readme_lists_every_flag_with_its_variable_and_default():
         assert option.help.endswith(f"Default: {default}"), (option.flag, default)
 
 
+def test_the_readme_describes_the_token_and_the_ttl_as_enforced():
+    section = README[README.index("## Running the daemon") : README.index("## The Python client")]
+    assert "Not yet" not in section  # both were refused or ignored once, and said so here
+    assert "| UNAUTHENTICATED |" in section
+    assert "authorization: Bearer <token>" in section
+    assert "--finished-job-ttl" in section.split("| flag |")[1].split("**Stopping")[0]
+
+
 def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["dukatd"] == "dukatd.__main__:main"
