@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["DispatchAction", "DispatchResult", "ExecAction"]
+__all__ = ["DispatchAction", "DispatchResult", "ExecAction", "ExecResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +100,18 @@ class DispatchResult:
 
     payload: bytes = b""
     content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """What a successful exec attempt gives: the exit code (0) and the tail of each stream.
+
+    Made by the daemon's exec runner (`dukatd.exec_runner`), read back by clients from
+    GetJob: here, beside `DispatchResult`, because both sides use it.
+    """
+
+    exit_code: int
+    stdout: bytes
+    """The last `ExecOptions.tail_bytes` the process wrote to stdout."""
+    stderr: bytes
+    """The last `ExecOptions.tail_bytes` the process wrote to stderr."""

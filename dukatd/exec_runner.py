@@ -69,7 +69,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from dukat.actions import ExecAction
+from dukat.actions import ExecAction, ExecResult  # ExecResult re-exported: its old home
 from dukat.core.context import TaskContext
 from dukat.errors import FieldViolation, TaskInterruptedError, TaskProcessError, ValidationError
 from dukatd.exec_groups import GroupLedger
@@ -95,17 +95,6 @@ def default_base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]
     base = {name: environ[name] for name in BASE_ENV_NAMES if name in environ}
     base.setdefault("PATH", DEFAULT_PATH)
     return base
-
-
-@dataclass(frozen=True, slots=True)
-class ExecResult:
-    """What a successful attempt gives: the exit code (0) and the tail of each stream."""
-
-    exit_code: int
-    stdout: bytes
-    """The last `ExecOptions.tail_bytes` the process wrote to stdout."""
-    stderr: bytes
-    """The last `ExecOptions.tail_bytes` the process wrote to stderr."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import grpc
 from dukat import convert
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
-from dukat.errors import FieldViolation, ValidationError
+from dukat.errors import FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
@@ -28,7 +28,11 @@ from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
-__all__ = ["SchedulerService"]
+__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService"]
+
+# A quarter of the default message limit (64 MiB, on both sides): a GetJob of a job whose
+# results together are far bigger still fits, with room for the tasks' other fields.
+DEFAULT_RESULT_BUDGET = 16 * 1024 * 1024
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -45,6 +49,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         default_page_size: int = 100,
         max_page_size: int = 1_000,
         work_hub: WorkerHub | None = None,
+        result_budget: int = DEFAULT_RESULT_BUDGET,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
         `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED.
@@ -53,6 +58,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         READY event per task at once) in about 10 MB, and is held only while such a
         watcher is open. Page sizes are for ListJobs. `work_hub`: serves `Work`, and must
         be the hub of this scheduler (`WorkerHub(scheduler)`); None: Work is UNIMPLEMENTED.
+        `result_budget`: bytes of task results one GetJob response carries at most; the rest
+        are marked `result_omitted`, for the client to ask for by `task_ids`.
         """
         self.scheduler = scheduler
         self.allow_exec = allow_exec
@@ -63,6 +70,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.request_ids = RequestIds(scheduler)
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
+        self.result_budget = result_budget
         if work_hub is not None and work_hub.scheduler is not scheduler:
             raise ValueError("the work hub given serves another scheduler than the one given")
         self.work_hub = work_hub
@@ -157,7 +165,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> scheduler_pb2.GetJobResponse:
         _require_job_id(request.job_id)
         snapshot = self.scheduler.get_job(request.job_id)
-        return scheduler_pb2.GetJobResponse(job=convert.job_to_proto(snapshot))
+        if request.task_ids:
+            known = {status.id for status in snapshot.tasks}
+            unknown = [task_id for task_id in request.task_ids if task_id not in known]
+            if unknown:
+                raise NotFoundError(f"job {request.job_id!r} has no task {unknown[0]!r}")
+        job = convert.job_to_proto(
+            snapshot, result_budget=self.result_budget, task_ids=request.task_ids
+        )
+        return scheduler_pb2.GetJobResponse(job=job)
 
     @rpc_errors
     async def ListJobs(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dukat import convert
-from dukat.actions import DispatchAction, ExecAction
+from dukat.actions import DispatchAction, DispatchResult, ExecAction, ExecResult
 from dukat.core.breaker import BreakerTransition, CircuitBreakerState
 from dukat.core.events import (
     JobStateChanged,
@@ -236,6 +236,51 @@ def test_job_snapshot_round_trip_and_counts() -> None:
     assert not message.tasks[1].HasField("progress")
     listed = convert.job_to_proto(snapshot(), with_tasks=False)
     assert not listed.tasks and listed.task_counts == counts
+
+
+def with_results(budget: int | None) -> tuple[JobSnapshot, job_pb2.Job]:
+    tasks = (
+        TaskStatus("d", TaskState.SUCCEEDED, 1, result=DispatchResult(b"\x00\xff", "app/x")),
+        TaskStatus("e", TaskState.SUCCEEDED, 1, result=ExecResult(0, b"out\n", b"err\n")),
+        TaskStatus("p", TaskState.SUCCEEDED, 1, result=object()),  # in-process: no wire form
+        TaskStatus("f", TaskState.FAILED, 1, "boom"),
+    )
+    job = JobSnapshot("j2", JobState.FAILED, tasks)
+    wire = job_pb2.Job.FromString(
+        convert.job_to_proto(job, result_budget=budget).SerializeToString()
+    )
+    return job, wire
+
+
+def test_dispatch_and_exec_results_round_trip_within_the_budget() -> None:
+    job, wire = with_results(budget=1_000)
+    assert [t.WhichOneof("kind") for t in (t.result for t in wire.tasks[:2])] == [
+        "dispatch",
+        "exec",
+    ]
+    assert not any(t.result_omitted for t in wire.tasks)
+    back = convert.job_from_proto(wire)
+    assert back.tasks[:2] == job.tasks[:2]
+    assert back.task("p").result is None and back.task("f").result is None
+
+
+def test_results_over_the_budget_are_marked_omitted_and_none_go_without_one() -> None:
+    _, wire = with_results(budget=20)  # the dispatch result (13 bytes) fits, then no more
+    assert [(t.HasField("result"), t.result_omitted) for t in wire.tasks] == [
+        (True, False),
+        (False, True),
+        (False, False),
+        (False, False),
+    ]
+    _, unbudgeted = with_results(budget=None)  # Watch snapshots, ListJobs: no results at all
+    assert not any(t.HasField("result") or t.result_omitted for t in unbudgeted.tasks)
+    only = convert.job_to_proto(with_results(None)[0], result_budget=100, task_ids=["e"])
+    assert [t.id for t in only.tasks] == ["e"] and only.task_counts.succeeded == 3
+
+
+def test_a_result_kind_this_code_does_not_know_is_no_result() -> None:
+    assert convert.task_result_from_proto(job_pb2.TaskResultValue()) is None
+    assert convert.task_result_to_proto(b"bare bytes") is None
 
 
 EVENTS = [

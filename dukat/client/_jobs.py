@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,8 +12,8 @@ from dukat.client._connection import Connection
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff
 from dukat.core.events import Event
-from dukat.core.results import JobSnapshot
-from dukat.v1 import scheduler_pb2
+from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.v1 import job_pb2, scheduler_pb2
 
 __all__ = ["JobHandle"]
 
@@ -32,10 +33,50 @@ class JobHandle:
         self.job_id = job_id
 
     async def get(self) -> JobSnapshot:
-        """The job now, with every task (GetJob)."""
-        request = scheduler_pb2.GetJobRequest(job_id=self.job_id)
+        """The job now, with every task (GetJob), results included."""
+        job = await self._get_job()
+        snapshot = convert.job_from_proto(job)
+        missing = [task.id for task in job.tasks if task.result_omitted]
+        if not missing:
+            return snapshot
+        fetched = await self._fetch_results(missing)
+        tasks = tuple(
+            status._replace(result=fetched[status.id]) if status.id in fetched else status
+            for status in snapshot.tasks
+        )
+        return dataclasses.replace(snapshot, tasks=tasks)
+
+    async def results(self) -> dict[str, TaskResult]:
+        """Every task's outcome so far, by id, as the embedded `Scheduler.results()` gives.
+
+        A succeeded dispatch task's `result` is its `DispatchResult`, an exec task's its
+        `ExecResult`. `error` stays None: the daemon sends a failure as words, in `message`.
+        """
+        return {status.id: _outcome(status) for status in (await self.get()).tasks}
+
+    async def _get_job(self, task_ids: list[str] | None = None) -> job_pb2.Job:
+        request = scheduler_pb2.GetJobRequest(job_id=self.job_id, task_ids=task_ids or [])
         response = await self._connection.call(self._connection.scheduler.GetJob, request)
-        return convert.job_from_proto(response.job)
+        return response.job
+
+    async def _fetch_results(self, task_ids: list[str]) -> dict[str, object]:
+        """The results a GetJob left out (over the daemon's budget), asked for by task id.
+
+        Each answer brings as many as fit; one that brings none (a single result bigger
+        than the budget) ends the loop rather than asking forever.
+        """
+        fetched: dict[str, object] = {}
+        while task_ids:
+            job = await self._get_job(task_ids)
+            task_ids = []
+            for task in job.tasks:
+                if task.result_omitted:
+                    task_ids.append(task.id)
+                elif task.HasField("result"):
+                    fetched[task.id] = convert.task_result_from_proto(task.result)
+            if len(task_ids) == len(job.tasks):
+                break
+        return fetched
 
     async def cancel(self, *task_ids: str, reason: str = "") -> int:
         """Cancel the whole job, or `task_ids` and everything downstream of them.
@@ -103,3 +144,16 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} at {self._connection.address}>"
+
+
+def _outcome(status: TaskStatus) -> TaskResult:
+    return TaskResult(
+        status.id,
+        status.state,
+        status.result,
+        None,
+        status.attempts,
+        status.started_at,
+        status.finished_at,
+        status.error,
+    )

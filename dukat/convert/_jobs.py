@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from dukat.convert._results import task_result_from_proto, task_result_to_proto
 from dukat.convert._tables import (
     BREAKER_STATES,
     JOB_STATES,
@@ -29,8 +32,20 @@ from dukat.v1 import breaker_pb2, event_pb2, job_pb2
 _COUNT_FIELDS = {state: state.value for state in TaskState}  # TaskCounts field per state
 
 
-def job_to_proto(snapshot: JobSnapshot, *, with_tasks: bool = True) -> job_pb2.Job:
-    """A Job message; `task_counts` come from the snapshot's tasks, which it must hold."""
+def job_to_proto(
+    snapshot: JobSnapshot,
+    *,
+    with_tasks: bool = True,
+    result_budget: int | None = None,
+    task_ids: Collection[str] = (),
+) -> job_pb2.Job:
+    """A Job message; `task_counts` come from the snapshot's tasks, which it must hold.
+
+    `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs); a
+    number of bytes fills results, in task order, while they fit in it, and marks the ones
+    that did not `result_omitted` (GetJob: a job's results together are unbounded, a message
+    is not). `task_ids`: only these tasks in `tasks` (all of them when empty).
+    """
     job = job_pb2.Job(
         job_id=snapshot.job_id,
         state=JOB_STATES.to_proto(snapshot.state),
@@ -44,7 +59,25 @@ def job_to_proto(snapshot: JobSnapshot, *, with_tasks: bool = True) -> job_pb2.J
     for state, count in counts.items():
         setattr(job.task_counts, _COUNT_FIELDS[state], count)
     if with_tasks:
-        job.tasks.extend(task_status_to_proto(status) for status in snapshot.tasks)
+        statuses = snapshot.tasks
+        if task_ids:
+            wanted = set(task_ids)
+            statuses = tuple(status for status in statuses if status.id in wanted)
+        if result_budget is None:
+            job.tasks.extend(task_status_to_proto(status) for status in statuses)
+        else:
+            left = result_budget
+            for status in statuses:
+                message = task_status_to_proto(status)
+                result = task_result_to_proto(status.result)
+                if result is not None:
+                    size = result.ByteSize()
+                    if size <= left:
+                        left -= size
+                        message.result.CopyFrom(result)
+                    else:
+                        message.result_omitted = True
+                job.tasks.append(message)
     if snapshot.created_at is not None:
         job.created_at.CopyFrom(timestamp(snapshot.created_at))
     if snapshot.finished_at is not None:
@@ -53,6 +86,7 @@ def job_to_proto(snapshot: JobSnapshot, *, with_tasks: bool = True) -> job_pb2.J
 
 
 def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
+    """A TaskStatus message without its result (`job_to_proto` adds results within a budget)."""
     message = job_pb2.TaskStatus(
         id=status.id,
         state=TASK_STATES.to_proto(status.state),
@@ -94,6 +128,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         progress=task.progress if task.HasField("progress") else None,
         progress_message=task.progress_message,
         description=task.description,
+        result=task_result_from_proto(task.result) if task.HasField("result") else None,
     )
 
 

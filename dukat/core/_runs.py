@@ -112,16 +112,19 @@ class TaskRun:
         }
 
     def status(self) -> TaskStatus:
+        succeeded = self.state is TaskState.SUCCEEDED
+        progress, progress_message = self.job.progress.get(self.id, (None, ""))
         return TaskStatus(
             id=self.id,
             state=self.state,
             attempts=self.attempts,
-            error=self.message if self.state is not TaskState.SUCCEEDED else "",
+            error="" if succeeded else self.message,
             started_at=self.started_at,
             finished_at=self.finished_at,
-            progress=self.job.progress.get(self.id, (None, ""))[0],
-            progress_message=self.job.progress.get(self.id, (None, ""))[1],
+            progress=progress,
+            progress_message=progress_message,
             description=self.spec.description,
+            result=self.result if succeeded else None,
         )
 
     def outcome(self) -> TaskResult:

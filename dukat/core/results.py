@@ -53,6 +53,9 @@ class TaskStatus(NamedTuple):
     progress: float | None = None
     progress_message: str = ""
     description: str = ""
+    result: Any = None
+    """The return value of the last attempt, when the task SUCCEEDED (as `TaskResult.result`):
+    a `dukat.actions.DispatchResult` or `ExecResult` for the daemon's tasks."""
 
 
 @dataclass(frozen=True, slots=True)

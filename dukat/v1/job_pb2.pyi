@@ -641,6 +641,8 @@ class TaskStatus(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     PROGRESS_MESSAGE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    RESULT_OMITTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
@@ -657,6 +659,11 @@ class TaskStatus(_message.Message):
     """The message of the latest progress report."""
     description: _builtins.str
     """The task's description, as submitted."""
+    result_omitted: _builtins.bool
+    """True when the task has a result that this GetJob response left out, because the
+    response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
+    naming fewer tasks to get it.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
         """When the first attempt started; unset until then."""
@@ -664,6 +671,14 @@ class TaskStatus(_message.Message):
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When the task reached its terminal state; unset until then."""
+
+    @_builtins.property
+    def result(self) -> Global___TaskResultValue:
+        """What the last attempt gave, when the task SUCCEEDED with an exec or dispatch action; unset
+        otherwise. Filled by GetJob only, never in Watch events or snapshots: one task's result is
+        bounded (a dispatch result by WorkerWelcome.max_result_bytes, an exec result by the
+        daemon's tail size) but a job's are not, and a watch stream is for fast, small events.
+        """
 
     def __init__(
         self,
@@ -677,16 +692,108 @@ class TaskStatus(_message.Message):
         progress: _builtins.float | None = ...,
         progress_message: _builtins.str = ...,
         description: _builtins.str = ...,
+        result: Global___TaskResultValue | None = ...,
+        result_omitted: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "finished_at", b"finished_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "finished_at", b"finished_at", "id", b"id", "progress", b"progress", "progress_message", b"progress_message", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "finished_at", b"finished_at", "id", b"id", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__progress) -> _WhichOneofReturnType__progress | None: ...
 
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
+
+@_typing.final
+class TaskResultValue(_message.Message):
+    """The result of a task that succeeded, by the kind of its action."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPATCH_FIELD_NUMBER: _builtins.int
+    EXEC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dispatch(self) -> Global___DispatchResult:
+        """What the worker sent back for a dispatch task."""
+
+    @_builtins.property
+    def exec(self) -> Global___ExecResult:
+        """How the process of an exec task ended."""
+
+    def __init__(
+        self,
+        *,
+        dispatch: Global___DispatchResult | None = ...,
+        exec: Global___ExecResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch", b"dispatch", "exec", b"exec", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dispatch", b"dispatch", "exec", b"exec", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["dispatch", "exec"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___TaskResultValue: _TypeAlias = TaskResultValue  # noqa: Y015
+
+@_typing.final
+class DispatchResult(_message.Message):
+    """What a worker sent back for a dispatch task (its WorkSuccess), passed through untouched."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    payload: _builtins.bytes
+    """The result, opaque to the daemon; at most WorkerWelcome.max_result_bytes."""
+    content_type: _builtins.str
+    """How to read payload (a media type), as the worker said."""
+    def __init__(
+        self,
+        *,
+        payload: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DispatchResult: _TypeAlias = DispatchResult  # noqa: Y015
+
+@_typing.final
+class ExecResult(_message.Message):
+    """How the process of an exec task that succeeded ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    exit_code: _builtins.int
+    """The exit status: 0, since only a process that exited 0 succeeded."""
+    stdout: _builtins.bytes
+    """The end of what the process wrote to standard output (the daemon keeps a bounded tail,
+    64 KiB by default).
+    """
+    stderr: _builtins.bytes
+    """The end of what the process wrote to standard error (bounded as stdout is)."""
+    def __init__(
+        self,
+        *,
+        exit_code: _builtins.int = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code", "stderr", b"stderr", "stdout", b"stdout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecResult: _TypeAlias = ExecResult  # noqa: Y015
 
 @_typing.final
 class TaskCounts(_message.Message):

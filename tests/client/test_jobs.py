@@ -7,13 +7,15 @@ import asyncio
 import pytest
 
 import dukat
-from dukat.actions import DispatchAction
+from dukat.actions import DispatchAction, DispatchResult, ExecAction, ExecResult
 from dukat.client import Client, JobHandle, Reconnect
 from dukat.core.events import JobStateChanged, TaskStateChanged
-from dukat.core.results import JobSnapshot
+from dukat.core.results import JobSnapshot, TaskResult
+from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState
-from tests.client.daemon import Daemon
+from dukatd.exec_runner import ExecRunner
+from tests.client.daemon import Daemon, running_daemon
 from tests.helpers import wait_for
 
 
@@ -162,3 +164,43 @@ async def test_events_resume_after_the_daemon_restarts_without_duplicates_or_gap
     last = daemon.scheduler.get_job(handle.job_id).last_sequence
     assert [e.sequence for e in seen] == list(range(1, last + 1))
     assert isinstance(seen[-1], JobStateChanged) and seen[-1].state is JobState.SUCCEEDED
+
+
+class ResultRunner:
+    """Dispatch tasks in the daemon that succeed with a DispatchResult, as a worker's do."""
+
+    async def run(self, context: object) -> DispatchResult:
+        payload = context.action.payload  # type: ignore[attr-defined]
+        if payload == b"fail":
+            raise RuntimeError("asked to fail")
+        return DispatchResult(payload.upper(), "text/plain")
+
+
+@pytest.mark.parametrize("budget", [16 * 1024 * 1024, 30], ids=["one-call", "over-budget"])
+async def test_results_gives_dispatch_and_exec_results_like_the_engine(budget: int) -> None:
+    # 30 bytes: one result per GetJob, so results() fetches the rest by task id.
+    scheduler = Scheduler(runners={DispatchAction: ResultRunner(), ExecAction: ExecRunner()})
+    async with (
+        running_daemon(scheduler=scheduler, allow_exec=True, result_budget=budget) as daemon,
+        dukat.connect(daemon.address) as client,
+    ):
+        echo = ExecAction(("sh", "-c", "echo out; echo err >&2"))
+        handle = await client.submit(
+            job(
+                task("d", b"abc"),
+                task("d2", b"xyz"),
+                TaskSpec("x", echo),
+                task("f", b"fail"),
+                task("s", dependencies=("f",)),
+            )
+        )
+        await asyncio.wait_for(handle.wait(), 10)
+        results = await handle.results()
+    assert all(isinstance(r, TaskResult) for r in results.values())
+    assert results["d"].result == DispatchResult(b"ABC", "text/plain")
+    assert results["d2"].result == DispatchResult(b"XYZ", "text/plain")
+    assert results["x"].result == ExecResult(0, b"out\n", b"err\n")
+    assert results["d"].succeeded and results["d"].attempts == 1 and results["d"].duration >= 0
+    assert results["f"].state is TaskState.FAILED and results["f"].result is None
+    assert "asked to fail" in results["f"].message
+    assert results["s"].state is TaskState.SKIPPED and "upstream 'f'" in results["s"].message

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from dukat.actions import DispatchAction, ExecAction
+from dukat.actions import DispatchAction, DispatchResult, ExecAction
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.core.states import JobState
@@ -42,6 +42,8 @@ class EchoRunner:
             raise RuntimeError("asked to fail")
         if payload == b"gate":
             await self.gate.wait()
+        if payload.startswith(b"result:"):  # what a worker's WorkSuccess becomes
+            return DispatchResult(payload.removeprefix(b"result:"), "text/plain")
         # Let the loop turn, as a real runner's I/O would: else a worker runs task after
         # task without ever yielding, and nothing else (a watcher) runs until the job ends.
         await asyncio.sleep(0)
@@ -178,6 +180,44 @@ async def test_an_exec_task_runs_when_exec_is_allowed(daemon):
     spec = job(job_pb2.TaskSpec(id="t", exec=job_pb2.ExecAction(argv=["true"])))
     job_id = await submit(daemon, spec)
     assert job_states(flat(await watch_to_end(daemon, job_id)))[-1] == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_get_job_carries_dispatch_and_exec_results_of_succeeded_tasks(daemon):
+    spec = job(
+        dispatch("d", b"result:42"),
+        job_pb2.TaskSpec(
+            id="x", exec=job_pb2.ExecAction(argv=["sh", "-c", "echo hi; echo no >&2"])
+        ),
+        dispatch("f", b"fail"),
+    )
+    job_id = await submit(daemon, spec)
+    events = flat(await watch_to_end(daemon, job_id))
+    # Watch carries no results: a stream of small events (job.proto, TaskStatus.result).
+    assert not any(e.snapshot.job.tasks for e in events if e.HasField("snapshot"))
+    got = (await daemon.stub.GetJob(scheduler_pb2.GetJobRequest(job_id=job_id))).job
+    d, x, f = got.tasks
+    assert d.result.dispatch == job_pb2.DispatchResult(payload=b"42", content_type="text/plain")
+    assert x.result.exec == job_pb2.ExecResult(exit_code=0, stdout=b"hi\n", stderr=b"no\n")
+    assert f.state == job_pb2.TASK_STATE_FAILED and not f.HasField("result")
+
+
+async def test_get_job_keeps_results_within_its_budget_and_fetches_by_task_id(daemon):
+    daemon.service.result_budget = 19  # a takes 20 bytes on the wire: left out; b takes 18
+    job_id = await submit(daemon, job(dispatch("a", b"result:1234"), dispatch("b", b"result:56")))
+    await watch_to_end(daemon, job_id)
+    got = (await daemon.stub.GetJob(scheduler_pb2.GetJobRequest(job_id=job_id))).job
+    assert [(t.HasField("result"), t.result_omitted) for t in got.tasks] == [
+        (False, True),
+        (True, False),
+    ]
+    daemon.service.result_budget = 100
+    request = scheduler_pb2.GetJobRequest(job_id=job_id, task_ids=["a"])
+    only = (await daemon.stub.GetJob(request)).job
+    assert [t.id for t in only.tasks] == ["a"] and only.tasks[0].result.dispatch.payload == b"1234"
+    assert only.task_counts.succeeded == 2
+    unknown = scheduler_pb2.GetJobRequest(job_id=job_id, task_ids=["a", "nope"])
+    error = await rpc_error(daemon.stub.GetJob(unknown))
+    assert error.code() is grpc.StatusCode.NOT_FOUND and "'nope'" in error.details()
 
 
 async def test_a_retried_submit_with_the_same_request_id_returns_the_same_job(daemon):

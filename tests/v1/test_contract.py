@@ -22,6 +22,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf.duration_pb2 import Duration
 
 import dukat.v1
+from dukat import actions
 from dukat.core import breaker as core_breaker
 from dukat.core import events as core_events
 from dukat.core import resources as core_resources
@@ -77,7 +78,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "WatchResponse": {"events": "repeated Event"},
     "CancelRequest": {"job_id": "string", "task_ids": "repeated string"},
     "CancelResponse": {"cancelled_count": "int32"},
-    "GetJobRequest": {"job_id": "string"},
+    "GetJobRequest": {"job_id": "string", "task_ids": "repeated string"},
     "GetJobResponse": {"job": "Job"},
     "ListJobsRequest": {
         "states": "repeated JobState",
@@ -150,7 +151,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "progress": "optional double",
         "progress_message": "string",
         "description": "string",
+        "result": "TaskResultValue",
+        "result_omitted": "bool",
     },
+    "TaskResultValue": {"dispatch": "DispatchResult", "exec": "ExecResult"},
+    "DispatchResult": {"payload": "bytes", "content_type": "string"},
+    "ExecResult": {"exit_code": "int32", "stdout": "bytes", "stderr": "bytes"},
     # event.proto
     "Event": {
         "sequence": "int64",
@@ -263,6 +269,7 @@ ONEOFS = {
     },
     "WorkRequest": {"kind": {"hello", "update"}},
     "WorkResult": {"outcome": {"success", "error"}},
+    "TaskResultValue": {"kind": {"dispatch", "exec"}},
 }
 
 # enum -> its values in order after `<ENUM>_UNSPECIFIED = 0` (values may be appended, never
@@ -455,6 +462,8 @@ def _fields_of(engine_type: type) -> set[str]:
         ("ResourceRequirement", core_resources.ResourceRequirement, {}, set()),
         ("RetryPolicy", core_retry.RetryPolicy, {}, {"retry_on"}),  # Python types
         ("TaskStatus", core_results.TaskStatus, {}, set()),
+        ("DispatchResult", actions.DispatchResult, {}, set()),
+        ("ExecResult", actions.ExecResult, {}, set()),
         ("Job", core_results.JobSnapshot, {}, set()),
         (
             "CircuitBreakerConfig",
