@@ -1,5 +1,10 @@
 """Prometheus metrics of the daemon, fed by the engine's listeners, served on /metrics.
 
+The per-task metrics (`dukatd.metrics_tasks`) take the scheduler's raw event records
+(`Scheduler.add_record_listener`) and keep plain counts that become metric families at
+scrape time: about a microsecond per task, where an `Event` per state change and
+prometheus-client's locked `observe()`/`inc()` cost several.
+
 Habit 5 (STYLE.md): the engine publishes events and metrics subscribe to them. Nothing in
 the scheduler, the pool or the breakers knows about Prometheus. Label values are bounded: no
 job or task ids, no dispatch queue names (AsyncAssistant makes a private queue per process).
@@ -48,19 +53,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from dukat.actions import DispatchAction, ExecAction
 from dukat.core.breaker import BreakerRegistry, BreakerTransition, CircuitBreakerState
-from dukat.core.events import Event, JobStateChanged, TaskStateChanged
+from dukat.core.events import JobStateChanged
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
-from dukat.core.states import JobState, TaskState
+from dukat.core.states import JobState
 from dukatd.grpc_metrics import GrpcServerMetrics
+from dukatd.metrics_tasks import TaskMetrics
 
 __all__ = ["JOB_BUCKETS", "DaemonMetrics", "MetricsServer", "start_metrics_server"]
 
@@ -73,9 +80,6 @@ JOB_BUCKETS = (
 )  # fmt: skip
 
 _KINDS = {ExecAction: "exec", DispatchAction: "dispatch"}
-_TASK_ENDS = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.SKIPPED}
-)
 
 
 class DaemonMetrics:
@@ -90,31 +94,6 @@ class DaemonMetrics:
         self.jobs_finished = Counter(
             "dukat_jobs_finished", "Jobs finished, by final state.", ["state"], registry=r
         )
-        self.tasks_finished = Counter(
-            "dukat_tasks_finished",
-            "Tasks finished, by final state and action kind.",
-            ["state", "kind"],
-            registry=r,
-        )
-        self.task_retries = Counter(
-            "dukat_task_retries", "Failed attempts that will be retried.", ["kind"], registry=r
-        )
-        self.task_duration = Histogram(
-            "dukat_task_duration_seconds",
-            "Duration of one task attempt, RUNNING to its end.",
-            ["kind"],
-            buckets=JOB_BUCKETS,
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "dukat_task_queue_wait_seconds",
-            "Time a task waited READY (slot, resources, breaker, worker) before RUNNING.",
-            ["kind"],
-            buckets=JOB_BUCKETS,
-            registry=r,
-        )
-        self.tasks_running = Gauge("dukat_tasks_running", "Task attempts running.", registry=r)
-        self.tasks_ready = Gauge("dukat_tasks_ready", "Tasks READY, waiting to run.", registry=r)
         self.resource_capacity = Gauge(
             "dukat_resource_capacity", "Capacity of each resource.", ["resource"], registry=r
         )
@@ -136,17 +115,13 @@ class DaemonMetrics:
         self.grpc = GrpcServerMetrics(r)
         """The grpc.aio.ServerInterceptor to pass to `create_server(interceptors=...)`."""
 
-        # (job_id, task_id) -> wall time it became READY / RUNNING. Bounded by the tasks that
-        # are READY or RUNNING right now; the gauges are their sizes.
-        self._ready_since: dict[tuple[str, str], float] = {}
-        self._running_since: dict[tuple[str, str], float] = {}
-        self.tasks_ready.set_function(lambda: len(self._ready_since))
-        self.tasks_running.set_function(lambda: len(self._running_since))
-        self._kinds: dict[str, _KindMetrics] = {}
+        self._scheduler: Scheduler | None = None
+        # Per-task metrics: plain counts, made into families at scrape (dukatd.metrics_tasks).
+        self.tasks = TaskMetrics(JOB_BUCKETS, self._kind, self._running)
+        r.register(self.tasks)
         self._breaker_states: dict[str, CircuitBreakerState] = {}
         self._breakers = _BreakerStates(self)
         r.register(self._breakers)
-        self._scheduler: Scheduler | None = None
 
     # -- subscribing --------------------------------------------------------------------------
 
@@ -155,7 +130,8 @@ class DaemonMetrics:
         if self._scheduler is not None:
             raise RuntimeError("these metrics already listen to a scheduler; detach() first")
         self._scheduler = scheduler
-        scheduler.add_listener(self.on_event)
+        scheduler.add_record_listener(self.on_job_record)
+        scheduler.add_record_listener(self.tasks.on_record)
         scheduler.resources.add_listener(self.on_pool)
         scheduler.breakers.add_listener(self.on_breaker)
         self._breakers.registry = scheduler.breakers
@@ -167,66 +143,35 @@ class DaemonMetrics:
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return
-        scheduler.remove_listener(self.on_event)
+        scheduler.remove_record_listener(self.on_job_record)
+        scheduler.remove_record_listener(self.tasks.on_record)
         scheduler.breakers.remove_listener(self.on_breaker)
         # ResourcePool has no remove_listener: the listener stays but does only gauge sets.
 
     # -- listeners (on the scheduler's hot path: keep them cheap) -----------------------------
 
-    def on_event(self, event: Event) -> None:
-        """Scheduler listener: every event of every job."""
-        if type(event) is TaskStateChanged:
-            self._on_task(event)
-        elif type(event) is JobStateChanged:
-            state = event.state
+    def on_job_record(self, job_id: str, record: tuple[Any, ...]) -> None:
+        """Scheduler record listener: counts jobs by their JobStateChanged records."""
+        if record[0] is JobStateChanged:
+            state = record[3]
             if state.is_terminal:
                 self.jobs_finished.labels(state.value).inc()
             elif state is JobState.RUNNING:  # a job's first event: submit starts it at once
                 self.jobs_submitted.inc()
 
-    def _on_task(self, event: TaskStateChanged) -> None:
-        key = (event.job_id, event.task_id)
-        state = event.state
-        now = event.time
-        if state is TaskState.READY:
-            self._ready_since[key] = now
-        elif state is TaskState.RUNNING:
-            kind = self._by_kind(event)
-            since = self._ready_since.pop(key, None)
-            if since is not None:
-                kind.queue_wait.observe(max(0.0, now - since))
-            self._running_since[key] = now
-        else:
-            self._ready_since.pop(key, None)  # cancelled, failed or refused while READY
-            since = self._running_since.pop(key, None)
-            if since is None and state is TaskState.PENDING:
-                return
-            kind = self._by_kind(event)
-            if since is not None:
-                kind.duration.observe(max(0.0, now - since))
-            if state is TaskState.RETRYING:
-                kind.retries.inc()
-            elif state in _TASK_ENDS:
-                kind.finished[state].inc()
-
-    def _by_kind(self, event: TaskStateChanged) -> _KindMetrics:
-        # The label children of a kind, resolved once: `labels()` takes a lock and builds a
-        # tuple each call, the biggest cost of this listener on the scheduler's hot path.
-        kind = self._kind(event)
-        metrics = self._kinds.get(kind)
-        if metrics is None:
-            metrics = self._kinds[kind] = _KindMetrics(self, kind)
-        return metrics
-
-    def _kind(self, event: TaskStateChanged) -> str:
+    def _kind(self, job_id: str, task_id: str) -> str:
         scheduler = self._scheduler
         if scheduler is None:
             return "unknown"
         try:
-            action = scheduler.task_spec(event.job_id, event.task_id).action
+            action = scheduler.task_spec(job_id, task_id).action
         except LookupError:  # the job is gone already; never a reason to break a listener
             return "unknown"
         return _KINDS.get(type(action), "callable")
+
+    def _running(self) -> int:
+        scheduler = self._scheduler
+        return 0 if scheduler is None else scheduler.running
 
     def on_pool(self, pool: ResourcePool) -> None:
         """Resource pool listener: after every allocation and release."""
@@ -240,20 +185,6 @@ class DaemonMetrics:
         self.breaker_transitions.labels(
             transition.name, transition.from_state.name.lower(), transition.to_state.name.lower()
         ).inc()
-
-
-class _KindMetrics:
-    """The label children of one action kind."""
-
-    __slots__ = ("duration", "finished", "queue_wait", "retries")
-
-    def __init__(self, metrics: DaemonMetrics, kind: str) -> None:
-        self.duration = metrics.task_duration.labels(kind)
-        self.queue_wait = metrics.queue_wait.labels(kind)
-        self.retries = metrics.task_retries.labels(kind)
-        self.finished = {
-            state: metrics.tasks_finished.labels(state.value, kind) for state in _TASK_ENDS
-        }
 
 
 class _BreakerStates(Collector):

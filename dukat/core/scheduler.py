@@ -60,6 +60,9 @@ from dukat.errors import (
 __all__ = ["Scheduler"]
 
 EventListener = Callable[[Event], None]
+RecordListener = Callable[[str, tuple[Any, ...]], None]
+"""`listener(job_id, record)`: an event in its compact form, `(EventClass, sequence, time,
+*the class's own fields)` (see `EventLog`), for listeners on the hot path (metrics)."""
 
 _TIMEOUT = "timeout"
 _YIELD_EVERY = 64
@@ -117,7 +120,8 @@ class Scheduler:
         self._idle: deque[tuple[asyncio.Future[bool], Worker]] = deque()
         self._wake_scheduled = False
         self.running = 0  # attempts in progress
-        self._listeners: list[EventListener] = []
+        self._listeners: list[RecordListener] = []  # event listeners too, adapted
+        self._event_listeners: dict[EventListener, RecordListener] = {}
         self._closed = False
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the tasks run on
         self.loop_thread = 0  # and its thread, to tell a report from a worker thread
@@ -139,10 +143,23 @@ class Scheduler:
         self._runners[action_type] = runner
 
     def add_listener(self, listener: EventListener) -> None:
-        """Call `listener(event)` for every event of every job (metrics, journals, logs)."""
-        self._listeners.append(listener)
+        """Call `listener(event)` for every event of every job (journals, logs, watchers)."""
+        self._event_listeners[listener] = adapter = partial(_as_event, listener)
+        self._listeners.append(adapter)
 
     def remove_listener(self, listener: EventListener) -> None:
+        self._listeners.remove(self._event_listeners.pop(listener))
+
+    def add_record_listener(self, listener: RecordListener) -> None:
+        """Call `listener(job_id, record)` for every event of every job, as its raw record.
+
+        For listeners that see every task go by and want little of each (metrics): an
+        `Event` object is built only for `add_listener`'s listeners, and building one costs
+        more than most such listeners do. Treat the record as read-only.
+        """
+        self._listeners.append(listener)
+
+    def remove_record_listener(self, listener: RecordListener) -> None:
         self._listeners.remove(listener)
 
     def submit(self, spec: JobSpec, *, job_id: str | None = None) -> str:
@@ -390,10 +407,8 @@ class Scheduler:
     def _record(self, job: JobRun, record: tuple[Any, ...]) -> None:
         """Append `(EventClass, sequence, time, *fields)` to the job's log; tell listeners."""
         job.log.append(record)
-        if self._listeners:
-            event = job.log.event(record)
-            for listener in self._listeners:
-                listener(event)
+        for listener in self._listeners:
+            listener(job.id, record)
 
     def _transition(self, run: TaskRun, to: TaskState, message: str = "") -> None:
         """The one place a task changes state: check the table, swap, record the event."""
@@ -408,10 +423,8 @@ class Scheduler:
         records.append(record)
         if len(records) >= log.trim_at or log.waiters:
             log.appended()
-        if self._listeners:  # _record's work, inline too
-            event = job.log.event(record)
-            for listener in self._listeners:
-                listener(event)
+        for listener in self._listeners:  # _record's work, inline too
+            listener(job.id, record)
 
     def _transition_job(self, job: JobRun, to: JobState, message: str = "") -> None:
         if to not in JOB_TRANSITIONS[job.state]:
@@ -905,6 +918,11 @@ class Scheduler:
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         return job
+
+
+def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
+    """An event listener behind the record listeners' list: builds the `Event` it wants."""
+    listener(record[0](record[1], job_id, *record[2:]))
 
 
 def _outcomes(job: JobRun) -> dict[str, TaskResult]:

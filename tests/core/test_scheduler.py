@@ -883,3 +883,34 @@ async def test_close_cancels_running_work(make):
     assert s.job_state(j) is JobState.CANCELLED and s.running == 0
     with pytest.raises(RuntimeError, match="closed"):
         s.submit(job(spec("x", noop)))
+
+
+# -- listeners --------------------------------------------------------------------------------
+
+
+async def test_record_listeners_get_the_raw_records_and_event_listeners_events(make):
+    scheduler = make()
+    records: list[tuple[str, tuple[Any, ...]]] = []
+    events: list[Event] = []
+
+    def on_record(job_id: str, record: tuple[Any, ...]) -> None:
+        records.append((job_id, record))
+
+    scheduler.add_record_listener(on_record)
+    scheduler.add_listener(events.append)
+    job_id = scheduler.submit(job(spec("a", noop)))
+    await scheduler.wait(job_id)
+    assert [r[1][0] for r in records] == [type(e) for e in events]
+    assert all(r[0] == job_id for r in records)
+    built = [cls(sequence, job_id, *rest) for _, (cls, sequence, *rest) in records]
+    assert built == events
+    assert [e.state for e in events if isinstance(e, TaskStateChanged)] == [
+        S.READY,
+        S.RUNNING,
+        S.SUCCEEDED,
+    ]
+    scheduler.remove_record_listener(on_record)
+    scheduler.remove_listener(events.append)
+    seen = len(events)
+    await scheduler.wait(scheduler.submit(job(spec("b", noop))))
+    assert len(events) == seen and len(records) == seen
