@@ -19,7 +19,6 @@ A task waiting for resources or for its breaker waits outside the slots.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import random
 import threading
@@ -29,6 +28,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
+from dukat.core._build import build_job, runners_for
+from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc
 from dukat.core._retention import FinishedJobs
 from dukat.core._runs import UNLIMITED, JobRun, TaskRun, Worker
@@ -43,14 +44,12 @@ from dukat.core.events import (
     TaskProgress,
     TaskStateChanged,
 )
-from dukat.core.graph import find_cycle
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
 from dukat.errors import (
-    CycleError,
     FieldViolation,
     NotFoundError,
     TaskTimeoutError,
@@ -110,10 +109,8 @@ class Scheduler:
         self._finished = FinishedJobs(retain_finished_jobs, retain_finished_for)
         self._live_jobs = 0
         self._job_order = itertools.count()
-        self._ready_jobs: list[tuple[int, int, int, int, JobRun]] = []
-        self._vtime = 0
+        self._fair = FairShare()
         self._granted: deque[TaskRun] = deque()  # hold their resources, wait for a slot
-        self._queued = 0  # entries in the jobs' ready queues and in _granted
         self._parked: dict[str, list[TaskRun]] = {}  # breaker name -> tasks waiting for it
         self._breaker_timers: dict[str, Any] = {}
         self._workers: set[Worker] = set()
@@ -169,7 +166,7 @@ class Scheduler:
         self._bind_loop()
         self._evict_finished()
         validate_job(spec, max_tasks=self.max_tasks_per_job)
-        runners = self._check_tasks(spec)
+        runners = runners_for(spec, self._runners, self.resources)
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._jobs:
             raise ValidationError(
@@ -177,8 +174,9 @@ class Scheduler:
                 violations=[FieldViolation("job_id", "already exists")],
             )
         big = len(spec.tasks) >= self._gc_hold_min_tasks
+        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
         with gc_paused(big):  # building many long-lived records: collecting now is waste
-            job = self._build_job(job_id, spec, runners)
+            build_job(job, runners, self.breakers)
         self._jobs[job_id] = job
         self._live_jobs += 1
         if big:
@@ -188,46 +186,6 @@ class Scheduler:
             if run.waiting_on == 0:
                 self._make_ready(run)
         return job_id
-
-    def _build_job(self, job_id: str, spec: JobSpec, runners: list[Runner]) -> JobRun:
-        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
-        tasks = job.tasks
-        breakers = self.breakers
-        for task_spec, runner in zip(spec.tasks, runners, strict=True):
-            name = task_spec.circuit_breaker
-            breaker = None if name is None else breakers.get(name)
-            tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker)
-        # Wire each task to its dependents, noting whether every dependency comes before its
-        # task: such a job (the usual one) is in topological order, so it has no cycle.
-        seen: set[str] = set()
-        ordered = True
-        for task_id, run in tasks.items():
-            for dep in run.spec.dependencies:
-                tasks[dep].dependents.append(run)
-                if dep not in seen:
-                    ordered = False
-            seen.add(task_id)
-        if not ordered:
-            self._check_acyclic(spec, tasks)
-        job.remaining = len(tasks)
-        return job
-
-    @staticmethod
-    def _check_acyclic(spec: JobSpec, tasks: dict[str, TaskRun]) -> None:
-        """Kahn's algorithm over the records' own counters; a leftover task means a cycle."""
-        order = [run for run in tasks.values() if run.waiting_on == 0]
-        for run in order:  # grows while iterating
-            for dependent in run.dependents:
-                dependent.waiting_on -= 1
-                if dependent.waiting_on == 0:
-                    order.append(dependent)
-        if len(order) < len(tasks):
-            stuck = {task_id for task_id, run in tasks.items() if run.waiting_on > 0}
-            cycle = find_cycle({t.id: t.dependencies for t in spec.tasks if t.id in stuck}, stuck)
-            index = next(i for i, t in enumerate(spec.tasks) if t.id == cycle[0])
-            raise CycleError(cycle, field=f"tasks[{index}].dependencies")
-        for run in order:
-            run.waiting_on = len(run.spec.dependencies)
 
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
@@ -365,7 +323,7 @@ class Scheduler:
     def __repr__(self) -> str:
         return (
             f"<Scheduler running:{self.running}/{self.max_concurrency} "
-            f"jobs:{self._live_jobs} live, {len(self._jobs)} held queued:{self._queued}>"
+            f"jobs:{self._live_jobs} live, {len(self._jobs)} held queued:{self._fair.queued}>"
         )
 
     def _bind_loop(self) -> None:
@@ -374,33 +332,6 @@ class Scheduler:
             self.loop, self.loop_thread = loop, threading.get_ident()
         elif loop is not self.loop:
             raise RuntimeError("a Scheduler serves the event loop it was first used on")
-
-    # -- validation -------------------------------------------------------------------------
-
-    def _check_tasks(self, spec: JobSpec) -> list[Runner]:
-        runners = []
-        for index, task in enumerate(spec.tasks):
-            runner = self._runners.get(type(task.action))
-            if runner is None:
-                raise ValidationError(
-                    f"task {task.id!r}: no runner for actions of type {type(task.action).__name__}",
-                    task_id=task.id,
-                    violations=[FieldViolation(f"tasks[{index}].action", "no runner for it")],
-                )
-            runners.append(runner)
-            if task.resources:
-                try:
-                    self.resources.check(task.resources, task_id=task.id)
-                except ValidationError as error:
-                    raise ValidationError(
-                        str(error),
-                        task_id=task.id,
-                        violations=[
-                            FieldViolation(f"tasks[{index}].{v.field}", v.description)
-                            for v in error.violations
-                        ],
-                    ) from None
-        return runners
 
     # -- state changes ----------------------------------------------------------------------
 
@@ -456,75 +387,7 @@ class Scheduler:
             self._schedule_wake()
 
     def _enqueue(self, run: TaskRun) -> None:
-        job = run.job
-        priority = run.spec.priority
-        job.ready.push(run, priority)
-        self._queued += 1
-        if not job.in_heap or -priority < job.heap_priority:
-            self._offer(job)
-
-    def _offer(self, job: JobRun) -> None:
-        """Put the job in the heap of jobs with ready tasks, if it may run one more."""
-        if not job.ready.size or job.active >= job.limit:
-            return
-        head = -job.ready.top_priority
-        if job.in_heap and head >= job.heap_priority:
-            return  # its entry in the heap is already as good
-        ready_jobs = self._ready_jobs
-        if len(ready_jobs) == 1:  # a lone job's entry may have a stale key (see _pop_ready)
-            alone = ready_jobs[0][4]
-            if alone is not job and ready_jobs[0][3] == alone.heap_token and alone.ready.size:
-                alone.heap_priority = alone_head = -alone.ready.top_priority
-                ready_jobs[0] = (alone_head, alone.vpass, alone.order, alone.heap_token, alone)
-        job.vpass = max(job.vpass, self._vtime)
-        job.heap_token += 1
-        job.heap_priority = head
-        job.in_heap = True
-        heapq.heappush(ready_jobs, (head, job.vpass, job.order, job.heap_token, job))
-
-    def _pop_ready(self) -> TaskRun | None:
-        """The next ready task, by job fair share then (priority, arrival); marks it in flight.
-
-        Entries of the job heap are never removed when they go stale (a newer entry for the
-        same job, or a job that reached its limit): they are skipped when they surface.
-        """
-        ready_jobs = self._ready_jobs
-        while ready_jobs:
-            token, job = ready_jobs[0][3:]
-            if token != job.heap_token or job.active >= job.limit:
-                heapq.heappop(ready_jobs)
-                if token == job.heap_token:
-                    job.in_heap = False  # offered again when one of its tasks leaves flight
-                continue
-            ready = job.ready
-            run = None
-            while ready.size:
-                candidate = ready.pop()
-                self._queued -= 1
-                if candidate.state is TaskState.READY:  # else cancelled while it waited
-                    run = candidate
-                    break
-            if run is None:
-                heapq.heappop(ready_jobs)
-                job.in_heap = False
-                continue
-            vpass = job.vpass  # the entry's copy may be stale: see below
-            self._vtime = vpass
-            job.vpass = vpass + 1
-            job.active += 1
-            run.in_flight = True
-            if ready.size and job.active < job.limit:
-                if len(ready_jobs) > 1:  # others are waiting: this job's next turn is later
-                    job.heap_token += 1
-                    job.heap_priority = head = -ready.top_priority
-                    heapq.heapreplace(ready_jobs, (head, vpass + 1, job.order, job.heap_token, job))
-                # Alone in the heap its entry can stay as it is, whatever its key says;
-                # _offer brings the key up to date before another job joins.
-            else:
-                heapq.heappop(ready_jobs)
-                job.in_heap = False
-            return run
-        return None
+        self._fair.push(run)
 
     def _next_runnable(self) -> TaskRun | None:
         """The next task that can start now, holding its resources and its breaker permit.
@@ -535,11 +398,10 @@ class Scheduler:
         while True:
             if self._granted:
                 run = self._granted.popleft()
-                self._queued -= 1
                 if run.state is not TaskState.READY:
                     continue
             else:
-                run = self._pop_ready()
+                run = self._fair.pop()
                 if run is None:
                     return None
                 if run.spec.resources:
@@ -572,7 +434,6 @@ class Scheduler:
             return
         run.holds_resources = True
         self._granted.append(run)
-        self._queued += 1
         self._schedule_wake()
 
     def _leave_flight(self, run: TaskRun) -> None:
@@ -581,7 +442,7 @@ class Scheduler:
             job = run.job
             job.active -= 1
             if job.ready.size and not job.in_heap:
-                self._offer(job)
+                self._fair.offer(job)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -594,7 +455,7 @@ class Scheduler:
 
     def _wake_workers(self) -> None:
         self._wake_scheduled = False
-        wanted = self._queued
+        wanted = self._fair.queued + len(self._granted)
         while wanted > 0 and self._idle:
             future, _ = self._idle.popleft()
             if not future.done():
@@ -798,7 +659,7 @@ class Scheduler:
         for run in parked:
             run.parked = False
             if run.state is TaskState.READY:
-                self._enqueue(run)
+                self._fair.push(run)
         self._schedule_wake()
 
     # -- endings ----------------------------------------------------------------------------

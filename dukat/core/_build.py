@@ -1,0 +1,89 @@
+"""Turning a validated `JobSpec` into the scheduler's records (`JobRun`, `TaskRun`).
+
+`validate_job` (spec.py) has checked every field; what is left needs the scheduler: a runner
+for each action, resources against the pool, and cycles, found on the records themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dukat.core._runs import JobRun, TaskRun
+from dukat.core.breaker import BreakerRegistry
+from dukat.core.graph import find_cycle
+from dukat.core.resources import ResourcePool
+from dukat.core.runners import Runner
+from dukat.core.spec import JobSpec
+from dukat.errors import CycleError, FieldViolation, ValidationError
+
+__all__ = ["build_job", "runners_for"]
+
+
+def runners_for(
+    spec: JobSpec, runners: Mapping[type, Runner], resources: ResourcePool
+) -> list[Runner]:
+    """The runner of each task's action, checking its resources can ever be granted."""
+    found = []
+    for index, task in enumerate(spec.tasks):
+        runner = runners.get(type(task.action))
+        if runner is None:
+            raise ValidationError(
+                f"task {task.id!r}: no runner for actions of type {type(task.action).__name__}",
+                task_id=task.id,
+                violations=[FieldViolation(f"tasks[{index}].action", "no runner for it")],
+            )
+        found.append(runner)
+        if task.resources:
+            try:
+                resources.check(task.resources, task_id=task.id)
+            except ValidationError as error:
+                raise ValidationError(
+                    str(error),
+                    task_id=task.id,
+                    violations=[
+                        FieldViolation(f"tasks[{index}].{v.field}", v.description)
+                        for v in error.violations
+                    ],
+                ) from None
+    return found
+
+
+def build_job(job: JobRun, runners: list[Runner], breakers: BreakerRegistry) -> JobRun:
+    """Fill `job` with a record per task, wired to its dependents; CycleError if any."""
+    spec = job.spec
+    tasks = job.tasks
+    for task_spec, runner in zip(spec.tasks, runners, strict=True):
+        name = task_spec.circuit_breaker
+        breaker = None if name is None else breakers.get(name)
+        tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker)
+    # Wire each task to its dependents, noting whether every dependency comes before its
+    # task: such a job (the usual one) is in topological order, so it has no cycle.
+    seen: set[str] = set()
+    ordered = True
+    for task_id, run in tasks.items():
+        for dep in run.spec.dependencies:
+            tasks[dep].dependents.append(run)
+            if dep not in seen:
+                ordered = False
+        seen.add(task_id)
+    if not ordered:
+        _check_acyclic(spec, tasks)
+    job.remaining = len(tasks)
+    return job
+
+
+def _check_acyclic(spec: JobSpec, tasks: dict[str, TaskRun]) -> None:
+    """Kahn's algorithm over the records' own counters; a leftover task means a cycle."""
+    order = [run for run in tasks.values() if run.waiting_on == 0]
+    for run in order:  # grows while iterating
+        for dependent in run.dependents:
+            dependent.waiting_on -= 1
+            if dependent.waiting_on == 0:
+                order.append(dependent)
+    if len(order) < len(tasks):
+        stuck = {task_id for task_id, run in tasks.items() if run.waiting_on > 0}
+        cycle = find_cycle({t.id: t.dependencies for t in spec.tasks if t.id in stuck}, stuck)
+        index = next(i for i, t in enumerate(spec.tasks) if t.id == cycle[0])
+        raise CycleError(cycle, field=f"tasks[{index}].dependencies")
+    for run in order:
+        run.waiting_on = len(run.spec.dependencies)
