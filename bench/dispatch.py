@@ -9,13 +9,18 @@ unix socket, and a client in a subprocess (a second process, as a real worker is
                      served by one Python worker on the raw stubs that answers each
                      WorkResponse with one WorkerUpdate of all its results (max_in_flight
                      --in-flight); timed from Submit to the job's end
+    dukatd/client    the same job, honestly: a real `python -m dukatd` process (`--ephemeral
+                     --metrics-listen off`, max_concurrency as above) and one worker process on
+                     the public `dukat.client` Worker (concurrency --in-flight, a no-op
+                     handler); submitted with `dukat.connect(...).submit`, timed from submit
+                     to `handle.wait()`
     raw/round-trip   N round trips on one raw grpc.aio bidi stream with bytes of the same
                      sizes as a TaskAssignment and a WorkResult: one message each way per
                      task, never batched (what dispatch would cost without batching)
 
-The target: dukat/dispatch >= 10,000 tasks/s, and above raw/round-trip. Figures are the
-median of the rounds, tasks per second of wall-clock time: the work is split between this
-process and the client's, so this process's CPU time would miss half of it.
+The target: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip.
+Figures are the median of the rounds, tasks per second of wall-clock time: the work is split
+between processes, so one process's CPU time would miss half of it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +102,19 @@ async def serve(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue) -> None:
             outbox.put_nowait(scheduler_pb2.WorkRequest(update=update))
 
 
+async def client_worker(address: str, in_flight: int) -> None:
+    """Serve the bench queue with the public client's Worker and a no-op until killed."""
+    import dukat
+
+    async def handler(_task: object) -> bytes:
+        return b""
+
+    async with dukat.connect(address) as client, client.worker(QUEUE, handler, in_flight) as w:
+        await w.connected.wait()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
 async def echo_client(address: str, n: int, request_size: int) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.stream_stream(ECHO, lambda b: b, lambda b: b)()
@@ -151,6 +171,56 @@ async def run_dispatch(n: int, in_flight: int) -> float:
     return n / elapsed
 
 
+def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
+    """`rounds` jobs through a real dukatd and a `dukat.client` worker, both started once."""
+    import dukat
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DUKATD_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
+    }
+    concurrency = str(max(in_flight * 2, 64))
+    action = DispatchAction(QUEUE)
+    spec = JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
+
+    async def job() -> float:
+        async with dukat.connect(address) as client:
+            started = time.perf_counter()
+            snapshot = await (await client.submit(spec)).wait()
+            elapsed = time.perf_counter() - started
+        if snapshot.state is not JobState.SUCCEEDED:
+            raise SystemExit(f"the benchmark job ended {snapshot.state.name}")
+        return n / elapsed
+
+    # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-bench-") as directory:
+        address = f"unix:{directory}/d.sock"
+        argv = [sys.executable, "-m", "dukatd", "--listen", address, "--ephemeral"]
+        argv += ["--metrics-listen", "off", "--max-concurrency", concurrency]
+        log = Path(directory) / "dukatd.log"
+        with log.open("wb") as out:
+            daemon = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "--client-worker", address, str(in_flight)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != b"ready":  # the client retries until up
+                raise SystemExit(f"the worker did not connect; dukatd:\n{log.read_text()}")
+            return [uvloop.run(job()) for _ in range(rounds)]
+        finally:
+            for process in (worker, daemon):
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
 async def run_round_trips(n: int, request_size: int, response_size: int) -> float:
     reply = b"y" * response_size
 
@@ -182,10 +252,14 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", nargs=2, metavar=("ADDRESS", "IN_FLIGHT"))
+    parser.add_argument("--client-worker", nargs=2, metavar=("ADDRESS", "IN_FLIGHT"))
     parser.add_argument("--echo", nargs=3, metavar=("ADDRESS", "N", "SIZE"))
     args = parser.parse_args()
     if args.worker:
         uvloop.run(dispatch_worker(args.worker[0], int(args.worker[1])))
+        return
+    if args.client_worker:
+        uvloop.run(client_worker(args.client_worker[0], int(args.client_worker[1])))
         return
     if args.echo:
         uvloop.run(echo_client(args.echo[0], int(args.echo[1]), int(args.echo[2])))
@@ -194,7 +268,9 @@ def main() -> None:
     n = args.tasks
     request_size, response_size = sample_sizes()
     print(f"dispatch: {n:,} no-op tasks, one worker, max_in_flight {args.in_flight}")
-    rates: dict[str, list[float]] = {"dukat/dispatch": [], "raw/round-trip": []}
+    rates: dict[str, list[float]] = {"dukat/dispatch": [], "dukatd/client": []}
+    rates["raw/round-trip"] = []
+    rates["dukatd/client"] = run_daemon(n, args.in_flight, args.rounds)
     for _ in range(args.rounds):
         rates["dukat/dispatch"].append(uvloop.run(run_dispatch(n, args.in_flight)))
         rates["raw/round-trip"].append(uvloop.run(run_round_trips(n, request_size, response_size)))
@@ -202,8 +278,9 @@ def main() -> None:
     for name, value in median.items():
         spread = ", ".join(f"{v:,.0f}" for v in rates[name])
         print(f"  {name:<16} {value:>9,.0f} tasks/s   (rounds: {spread})")
-    ratio = median["dukat/dispatch"] / median["raw/round-trip"]
-    print(f"  dukat/dispatch vs raw/round-trip: {ratio:.2f}x  (target >= 10,000 tasks/s and > 1x)")
+    for name in ("dukat/dispatch", "dukatd/client"):
+        ratio = median[name] / median["raw/round-trip"]
+        print(f"  {name} vs raw/round-trip: {ratio:.2f}x  (target >= 10,000 tasks/s and > 1x)")
 
 
 if __name__ == "__main__":
