@@ -7,6 +7,7 @@ for each action, resources against the pool, and cycles, found on the records th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from dukat.core._runs import JobRun, TaskRun
 from dukat.core.breaker import BreakerRegistry
@@ -52,10 +53,16 @@ def build_job(job: JobRun, runners: list[Runner], breakers: BreakerRegistry) -> 
     """Fill `job` with a record per task, wired to its dependents; CycleError if any."""
     spec = job.spec
     tasks = job.tasks
+    # The optional `admit` hook, looked up once per runner: the picking loop then tests one
+    # field, and tasks of runners without the hook pay nothing more.
+    hooks: dict[int, Any] = {}
     for task_spec, runner in zip(spec.tasks, runners, strict=True):
         name = task_spec.circuit_breaker
         breaker = None if name is None else breakers.get(name)
-        tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker)
+        key = id(runner)
+        if key not in hooks:
+            hooks[key] = getattr(runner, "admit", None)
+        tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker, hooks[key])
     # Wire each task to its dependents, noting whether every dependency comes before its
     # task: such a job (the usual one) is in topological order, so it has no cycle.
     seen: set[str] = set()

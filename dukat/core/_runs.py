@@ -18,8 +18,11 @@ from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.states import JobState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dukat.core.breaker import CircuitBreaker
     from dukat.core.clock import TimerHandle
+    from dukat.core.context import TaskContext
     from dukat.core.runners import Runner
     from dukat.core.spec import JobSpec, TaskSpec
 
@@ -38,11 +41,14 @@ class Worker:
 
 class TaskRun:
     __slots__ = (
+        "admission",
+        "admit",
         "attempts",
         "breaker",
         "dependents",
         "error",
         "finished_at",
+        "gated",
         "holds_resources",
         "id",
         "in_flight",
@@ -63,12 +69,20 @@ class TaskRun:
     )
 
     def __init__(
-        self, spec: TaskSpec, job: JobRun, runner: Runner, breaker: CircuitBreaker | None
+        self,
+        spec: TaskSpec,
+        job: JobRun,
+        runner: Runner,
+        breaker: CircuitBreaker | None,
+        admit: Callable[[TaskContext], asyncio.Future[Any] | None] | None = None,
     ) -> None:
         self.spec = spec
         self.id = spec.id
         self.job = job
         self.runner = runner
+        self.admit = admit  # the runner's optional admission hook, looked up once per runner
+        # Something to pass before a slot runs it (admission, resources): one test when picked.
+        self.gated = admit is not None or bool(spec.resources)
         self.breaker = breaker
         self.state = TaskState.PENDING
         self.attempts = 0
@@ -76,6 +90,7 @@ class TaskRun:
         self.dependents: list[TaskRun] = []
         # READY: where the task waits once dispatched
         self.in_flight = False  # dispatched: counts against the job's limit
+        self.admission: asyncio.Future[Any] | None = None  # waiting for its runner to admit it
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
         self.permit: int | None = None  # a breaker's permission for one call (its generation)

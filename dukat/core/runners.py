@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from dukat.core.context import TaskContext
 
-__all__ = ["CallableAction", "InProcessRunner", "Runner"]
+__all__ = ["AdmittingRunner", "CallableAction", "InProcessRunner", "Runner"]
 
 
 class Runner(Protocol):
@@ -24,9 +24,31 @@ class Runner(Protocol):
     `run` may be a coroutine function or return any awaitable. Cancellation arrives as
     `asyncio.CancelledError` in that awaitable; a runner must stop what it started (a
     process, a remote call) before letting it propagate.
+
+    Optional: `admit(context) -> asyncio.Future | None` (see `AdmittingRunner`). A runner
+    without it has every task go to a slot as soon as it is picked, as always.
     """
 
     def run(self, context: TaskContext) -> Awaitable[Any]: ...
+
+
+class AdmittingRunner(Runner, Protocol):
+    """A runner whose attempts may have to wait for something outside the scheduler (a
+    remote worker with room): they wait READY, holding no slot, instead of RUNNING in one.
+
+    `admit(context)` is called when the task is picked, before its resources and breaker,
+    with the context its next attempt will get. None: go now. A future: the task stays
+    READY, in flight for its job's `max_concurrency` but holding no slot and no resources,
+    and goes on to them when the future is done (however it ended: a runner that drops its
+    waiters must not strand them; `run` then says what is wrong). If the task is cancelled
+    meanwhile, the scheduler cancels the future: a runner keeping waiters should skip
+    cancelled ones. Admission is a hint, not a reservation: `run` must still cope with
+    the capacity being gone when it comes. An exception from `admit` fails the attempt.
+
+    The scheduler looks the hook up once per runner, when a job is submitted.
+    """
+
+    def admit(self, context: TaskContext) -> asyncio.Future[Any] | None: ...
 
 
 class CallableAction:

@@ -13,7 +13,8 @@ jobs of equal priority a fair share, so a 100k-task job cannot starve a 3-task o
 
 Execution slots are `max_concurrency` worker coroutines, started on demand, that pick the
 next runnable task and run its attempt through the runner registered for its action type.
-A task waiting for resources or for its breaker waits outside the slots.
+A task waiting for its runner's admission (`runners.Runner`), for resources or for its
+breaker waits outside the slots, READY: its RUNNING state and its timeout start in a slot.
 """
 
 from __future__ import annotations
@@ -392,27 +393,26 @@ class Scheduler:
     def _next_runnable(self) -> TaskRun | None:
         """The next task that can start now, holding its resources and its breaker permit.
 
-        Resources first, the breaker last: a permit is only taken for a call about to start,
-        so a task waiting for resources never holds one of the few half-open trial places.
+        Its runner's admission first, then resources, the breaker last: a task waiting for a
+        remote worker holds no resources, and a permit is only taken for a call about to
+        start, so a waiting task never holds one of the few half-open trial places. A task
+        that waits for any of them stays READY outside the slots (in flight for its job's
+        limit) and comes back through `_granted`.
         """
         while True:
             if self._granted:
                 run = self._granted.popleft()
                 if run.state is not TaskState.READY:
                     continue
+                # Back from admission, it may have resources still to take.
+                if not run.holds_resources and run.spec.resources and not self._reserve(run):
+                    continue
             else:
                 run = self._fair.pop()
                 if run is None:
                     return None
-                if run.spec.resources:
-                    future = self.resources.reserve(
-                        run.pool_key, run.spec.resources, priority=run.spec.priority
-                    )
-                    if not future.done():
-                        run.reservation = future
-                        future.add_done_callback(partial(self._on_granted, run))
-                        continue
-                    run.holds_resources = True
+                if run.gated and not self._pass_gates(run):
+                    continue
             if run.breaker is not None:
                 permit = run.breaker.acquire()
                 if permit is None:
@@ -424,6 +424,44 @@ class Scheduler:
                     continue
                 run.permit = permit
             return run
+
+    def _pass_gates(self, run: TaskRun) -> bool:
+        """Admission, then resources; False: the task waits for one of them (or failed)."""
+        admit = run.admit
+        if admit is not None:
+            try:
+                admission = admit(TaskContext(self, run, run.attempts + 1))
+            except Exception as error:  # the runner's bug: this attempt fails, not the worker
+                self._leave_flight(run)
+                run.attempts += 1
+                self._attempt_failed(run, error)
+                return False
+            if admission is not None and not admission.done():
+                run.admission = admission
+                admission.add_done_callback(partial(self._on_admitted, run))
+                return False
+        return not run.spec.resources or self._reserve(run)
+
+    def _on_admitted(self, run: TaskRun, admission: asyncio.Future[Any]) -> None:
+        if run.admission is not admission:
+            return  # let go while it waited (`_let_go` cancelled it): nothing to undo
+        run.admission = None
+        # However it ended, it admits: a runner that drops its waiters (shutting down) must
+        # not strand their tasks, and the attempt's `run` reports what is really wrong.
+        self._granted.append(run)
+        self._schedule_wake()
+
+    def _reserve(self, run: TaskRun) -> bool:
+        """Take the task's resources (True), or leave it waiting for them (False)."""
+        future = self.resources.reserve(
+            run.pool_key, run.spec.resources, priority=run.spec.priority
+        )
+        if not future.done():
+            run.reservation = future
+            future.add_done_callback(partial(self._on_granted, run))
+            return False
+        run.holds_resources = True
+        return True
 
     def _on_granted(self, run: TaskRun, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
@@ -669,6 +707,9 @@ class Scheduler:
         if run.timer is not None:
             run.timer.cancel()
             run.timer = None
+        if run.admission is not None:
+            admission, run.admission = run.admission, None
+            admission.cancel()  # the runner stops counting it among its waiters
         if run.reservation is not None:
             if not run.reservation.cancel():  # granted, its callback not run yet
                 self.resources.release_nowait(run.pool_key)
