@@ -30,6 +30,7 @@ from dukat.v1 import breaker_pb2, event_pb2, job_pb2
 # -- jobs and tasks as they stand -------------------------------------------------------------
 
 _COUNT_FIELDS = {state: state.value for state in TaskState}  # TaskCounts field per state
+_TASK_WIRE = TASK_STATES.to_wire  # TaskState -> wire number, for the per-task hot paths
 
 
 def job_to_proto(
@@ -87,21 +88,18 @@ def job_to_proto(
 
 def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
     """A TaskStatus message without its result (`job_to_proto` adds results within a budget)."""
-    message = job_pb2.TaskStatus(
+    started_at, finished_at = status.started_at, status.finished_at
+    return job_pb2.TaskStatus(
         id=status.id,
-        state=TASK_STATES.to_proto(status.state),
+        state=_TASK_WIRE[status.state],
         attempts=status.attempts,
         error=status.error,
         progress_message=status.progress_message,
         description=status.description,
+        started_at=None if started_at is None else timestamp(started_at),
+        finished_at=None if finished_at is None else timestamp(finished_at),
+        progress=status.progress,
     )
-    if status.started_at is not None:
-        message.started_at.CopyFrom(timestamp(status.started_at))
-    if status.finished_at is not None:
-        message.finished_at.CopyFrom(timestamp(status.finished_at))
-    if status.progress is not None:
-        message.progress = status.progress
-    return message
 
 
 def job_from_proto(job: job_pb2.Job) -> JobSnapshot:
@@ -145,6 +143,18 @@ def event_to_proto(event: Event | BreakerTransition) -> event_pb2.Event:
                 from_state=BREAKER_STATES.to_proto(event.from_state),
                 to_state=BREAKER_STATES.to_proto(event.to_state),
                 reason=event.reason,
+            ),
+        )
+    if type(event) is TaskStateChanged:  # most events: one constructor call
+        return event_pb2.Event(
+            sequence=event.sequence,
+            job_id=event.job_id,
+            time=timestamp(event.time),
+            task_state=event_pb2.TaskStateChanged(
+                task_id=event.task_id,
+                state=_TASK_WIRE[event.state],
+                attempt=event.attempt,
+                message=event.message,
             ),
         )
     message = event_pb2.Event(
