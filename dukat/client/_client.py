@@ -46,7 +46,8 @@ class Client:
             job=convert.job_spec_to_proto(job), request_id=request_id or uuid.uuid4().hex
         )
         response = await self._connection.call(self._connection.scheduler.Submit, request)
-        return JobHandle(self._connection, response.job_id)
+        probe = job.tasks[0].id if job.tasks else ""
+        return JobHandle(self._connection, response.job_id, probe=probe)
 
     def job(self, job_id: str) -> JobHandle:
         """A handle to a job by id (no call is made; a wrong id shows on first use)."""

@@ -24,13 +24,16 @@ class JobHandle:
     Cheap to make (`client.job(job_id)` makes no call); two handles to one job are equal.
     """
 
-    __slots__ = ("_connection", "job_id")
+    __slots__ = ("_connection", "_probe", "job_id")
 
-    def __init__(self, connection: Connection, job_id: str) -> None:
+    def __init__(self, connection: Connection, job_id: str, *, probe: str = "") -> None:
+        """`probe`: the id of one of the job's tasks, when known (from submit), so that
+        `wait` can ask for the job's state without all of its tasks."""
         if not job_id:
             raise ValueError("a JobHandle needs the id of a job, not an empty string")
         self._connection = connection
         self.job_id = job_id
+        self._probe = probe
 
     async def get(self) -> JobSnapshot:
         """The job now, with every task (GetJob), results included."""
@@ -128,12 +131,20 @@ class JobHandle:
 
     async def wait(self) -> JobSnapshot:
         """Wait for the job to end (its terminal event on Watch); the job then (GetJob)."""
-        job = await self.get()
-        if job.state.is_terminal:
-            return job
-        # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
-        async for _ in self.events(job.last_sequence):
-            pass
+        if self._probe:
+            # Its state and sequence only (one task, not every task): the job just started.
+            job = await self._get_job([self._probe])
+            state = convert.JOB_STATES.from_proto(job.state, "state")
+            last_sequence = job.last_sequence
+        else:
+            snapshot = await self.get()
+            if snapshot.state.is_terminal:
+                return snapshot
+            state, last_sequence = snapshot.state, snapshot.last_sequence
+        if not state.is_terminal:
+            # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
+            async for _ in self.events(last_sequence):
+                pass
         return await self.get()
 
     def __eq__(self, other: object) -> bool:
