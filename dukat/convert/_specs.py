@@ -199,6 +199,9 @@ def _retry_from_proto(
 # -- specs: engine -> proto (for clients and tests) ------------------------------------------
 
 
+_TRIGGER_WIRE = TRIGGER_RULES.to_wire
+
+
 def job_spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
     """The proto JobSpec for an engine one whose actions are ExecAction or DispatchAction."""
     return job_pb2.JobSpec(
@@ -210,16 +213,46 @@ def job_spec_to_proto(spec: JobSpec) -> job_pb2.JobSpec:
 
 
 def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
+    action = task.action
+    # A dispatch task (most of a big job's) in one constructor call; empty fields left unset.
+    dispatch = exec_action = None
+    if isinstance(action, DispatchAction):
+        dispatch = job_pb2.DispatchAction(
+            queue=action.queue, payload=action.payload, content_type=action.content_type
+        )
+    elif isinstance(action, ExecAction):
+        exec_action = job_pb2.ExecAction(
+            argv=action.argv, env=action.env, cwd=action.cwd or "", stdin=action.stdin
+        )
+    else:
+        raise TypeError(f"task {task.id!r}: {action!r} has no wire form (exec or dispatch)")
     message = job_pb2.TaskSpec(
         id=task.id,
         description=task.description,
-        dependencies=task.dependencies,
+        dependencies=task.dependencies or None,
         circuit_breaker=task.circuit_breaker or "",
         wait_for_breaker=task.wait_for_breaker,
         priority=task.priority,
-        trigger_rule=TRIGGER_RULES.to_proto(task.trigger_rule),
-        labels=dict(task.labels),
+        trigger_rule=_TRIGGER_WIRE[task.trigger_rule],
+        labels=dict(task.labels) if task.labels else None,
+        timeout=None if task.timeout is None else duration(task.timeout),
+        dispatch=dispatch,
+        exec=exec_action,
     )
+    for requirement in task.resources:
+        message.resources.add(
+            type=RESOURCE_TYPES.to_proto(requirement.type),
+            amount=requirement.amount,
+            name=requirement.name or "",
+        )
+    if task.retry is not None:
+        retry = message.retry
+        retry.max_attempts = task.retry.max_attempts
+        retry.initial_backoff.CopyFrom(duration(task.retry.initial_backoff))
+        retry.max_backoff.CopyFrom(duration(task.retry.max_backoff))
+        retry.multiplier = task.retry.multiplier
+        retry.jitter = task.retry.jitter
+    return message
     for requirement in task.resources:
         message.resources.add(
             type=RESOURCE_TYPES.to_proto(requirement.type),
@@ -235,8 +268,9 @@ def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
         retry.jitter = task.retry.jitter
     if task.timeout is not None:
         message.timeout.CopyFrom(duration(task.timeout))
-    action = task.action
-    if isinstance(action, DispatchAction):
+    if dispatch is not None:
+        pass
+    elif isinstance(action, DispatchAction):
         message.dispatch.queue = action.queue
         message.dispatch.payload = action.payload
         message.dispatch.content_type = action.content_type
