@@ -11,12 +11,12 @@ awaits the result that a worker serving the queue sends back. Success gives the 
 leaves or falls silent fails its attempts with `TaskInterruptedError`, retried by the task's
 policy, maybe elsewhere.
 
-Slots: an attempt that waits for a worker holds one of the scheduler's `max_concurrency`
-slots, and the task shows RUNNING meanwhile (its timeout counts from then too). Keeping it
-READY outside the slots (as resources and breakers do) needs an admission hook in the
-engine's picking loop; until then, give the daemon more slots than its workers' combined
-`max_in_flight` plus its exec concurrency, and a job's `max_concurrency` bounds how many of
-its tasks can sit on a queue nobody serves.
+Slots: a dispatch task waits for a worker READY, outside the scheduler's `max_concurrency`
+slots (`DispatchRunner.admit`, the engine's admission hook): it goes to a slot, shows RUNNING
+and starts its timeout only once a worker serving its queue has credit for it. While it
+waits it counts against its job's `max_concurrency`, so that bounds how many of a job's
+tasks sit on a queue nobody serves. Admission is a hint: if that credit goes to another
+attempt first, this one waits in its slot, RUNNING, for the next (it is not sent back).
 
 The protocol a worker must follow (the Python client's `client.worker(...)` implements it):
 
@@ -51,6 +51,7 @@ The protocol a worker must follow (the Python client's `client.worker(...)` impl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,11 @@ class DispatchRunner:
 
     def __init__(self, hub: WorkerHub) -> None:
         self.hub = hub
+
+    def admit(self, context: TaskContext) -> asyncio.Future[None] | None:
+        # The engine's optional hook: keep the task READY, out of a slot, until a worker can
+        # take it (`WorkerHub.admit`).
+        return self.hub.admit(context)
 
     def run(self, context: TaskContext) -> Awaitable[DispatchResult]:
         # The hub's coroutine itself, not one wrapped around it: this runs for every task.

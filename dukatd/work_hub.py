@@ -18,6 +18,11 @@ Invariants:
 - batching: attempts that become ready in one turn of the loop are handed out in one pass
   (`_pump`, deferred with call_soon), and each session's writer sends everything it has
   when it gets to write (up to `max_batch`), so the stream carries few, large messages.
+- admission (`admit`, the engine's hook): a task goes to a scheduler slot only once a
+  worker serving its queue has spare credit (credit beyond the attempts already waiting);
+  until then it waits READY in `_admitting`, FIFO per queue, and the pump admits as many
+  as there is spare credit when credit appears. A hint, not a reservation: credit that
+  goes between admission and assignment leaves the attempt WAITING here, as before.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import grpc
 
@@ -142,6 +148,8 @@ class WorkerHub:
         self._stale: dict[str, int] = {}  # queue -> given-up attempts still in _waiting
         self._serving: dict[str, list[WorkerSession]] = {}  # queue -> its workers
         self._turn: dict[str, int] = {}  # queue -> round-robin position
+        self._admitting: dict[str, deque[asyncio.Future[None]]] = {}  # queue -> tasks, FIFO
+        self._dropped: dict[str, int] = {}  # queue -> cancelled futures still in _admitting
         self._dirty: set[str] = set()  # queues with something new: waiting work or credit
         self._pump_handle: asyncio.Handle | None = None
         self._names = itertools.count(1)
@@ -150,6 +158,67 @@ class WorkerHub:
             scheduler.add_runner(DispatchAction, DispatchRunner(self))
 
     # -- the engine's side --------------------------------------------------------------------
+
+    def admit(self, context: TaskContext) -> asyncio.Future[None] | None:
+        """None if a worker on the task's queue has spare credit; else a future the pump
+        resolves when one has (the engine keeps the task READY, outside its slots)."""
+        queue = context.action.queue
+        admitting = self._admitting.get(queue)
+        if not admitting and self._spare(queue, 1):
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(partial(self._admission_dropped, queue))
+        if admitting is None:
+            admitting = self._admitting[queue] = deque()
+        admitting.append(future)
+        if queue in self._serving:
+            self._mark(queue)  # behind earlier waiters, but credit may be there for it too
+        return future
+
+    def _spare(self, queue: str, wanted: int) -> int:
+        """Credit on `queue` beyond the attempts already waiting on it, up to `wanted`."""
+        waiting = self._waiting.get(queue)
+        live = len(waiting) - self._stale.get(queue, 0) if waiting else 0
+        enough = live + wanted
+        credit = 0
+        for session in self._serving.get(queue, ()):
+            if session.credit > 0:
+                credit += session.credit
+                if credit >= enough:  # mostly at the first worker: no need to add them all
+                    return wanted
+        return max(0, credit - live)
+
+    def _admit_waiting(self, queue: str) -> None:
+        admitting = self._admitting[queue]
+        spare = self._spare(queue, len(admitting))
+        while spare and admitting:
+            future = admitting.popleft()
+            if not future.done():  # else cancelled: the engine let its task go
+                future.set_result(None)
+            spare -= 1
+        if not admitting:
+            del self._admitting[queue]
+            self._dropped.pop(queue, None)
+
+    def _admission_dropped(self, queue: str, future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            return
+        # The engine let the task go (cancelled): as `_give_up` does for attempts, leave it in
+        # the deque, and rebuild the deque when most of it is such leftovers. The count is
+        # only that heuristic's: the pump may have dropped this one already.
+        admitting = self._admitting.get(queue)
+        if admitting is None:
+            return
+        dropped = self._dropped.get(queue, 0) + 1
+        if dropped > 64 and 2 * dropped > len(admitting):
+            admitting = deque(f for f in admitting if not f.done())
+            dropped = 0
+            if not admitting:
+                del self._admitting[queue]
+                self._dropped.pop(queue, None)
+                return
+            self._admitting[queue] = admitting
+        self._dropped[queue] = dropped
 
     async def dispatch(self, context: TaskContext) -> DispatchResult:
         """Run one attempt: wait for a worker on the task's queue, then for its result."""
@@ -206,6 +275,8 @@ class WorkerHub:
         for queue in dirty:
             waiting = self._waiting.get(queue)
             if not waiting:
+                if queue in self._admitting:
+                    self._admit_waiting(queue)
                 continue
             workers = [s for s in self._serving.get(queue, ()) if s.credit > 0]
             turn = self._turn.get(queue, 0)
@@ -226,6 +297,8 @@ class WorkerHub:
             if not waiting:
                 del self._waiting[queue]
                 self._stale.pop(queue, None)
+                if queue in self._admitting:  # credit left over once every attempt went
+                    self._admit_waiting(queue)
 
     # -- worker sessions ----------------------------------------------------------------------
 
@@ -375,4 +448,5 @@ class WorkerHub:
 
     def __repr__(self) -> str:
         waiting = sum(len(w) for w in self._waiting.values()) - sum(self._stale.values())
-        return f"<WorkerHub workers:{len(self.sessions)} waiting:{waiting}>"
+        admitting = sum(not f.done() for a in self._admitting.values() for f in a)
+        return f"<WorkerHub workers:{len(self.sessions)} waiting:{waiting} admitting:{admitting}>"

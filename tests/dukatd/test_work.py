@@ -296,22 +296,43 @@ async def test_tasks_on_a_queue_nobody_serves_wait_for_a_worker() -> None:
         job_id = await daemon.submit(dispatch("t", b"x"))
         await settle()
         assert daemon.scheduler.job_state(job_id) is JobState.RUNNING
-        assert "waiting:1" in repr(daemon.hub)
+        # READY, outside the scheduler's slots, until a worker can take it
+        assert daemon.scheduler.get_job(job_id).task("t").state is TaskState.READY
+        assert daemon.scheduler.running == 0
+        assert "waiting:0 admitting:1" in repr(daemon.hub)
         await daemon.worker()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
+async def test_a_dispatch_task_takes_a_slot_only_when_a_worker_has_room_for_it() -> None:
+    async with work_daemon() as daemon:
+        worker = await daemon.worker(max_in_flight=3, handler=lambda assignment: None)
+        job_id = await daemon.submit(*(dispatch(f"t{i}") for i in range(10)))
+        await wait_for(lambda: len(worker.held) == 3)
+        await settle()
+        states = [task.state for task in daemon.scheduler.get_job(job_id).tasks]
+        assert states.count(TaskState.RUNNING) == 3 == daemon.scheduler.running
+        assert states.count(TaskState.READY) == 7  # waiting for the worker, in no slot
+        assert "waiting:0 admitting:7" in repr(daemon.hub)
+        first = next(iter(worker.held.values()))
+        worker.send([success(first)])  # room for one more: one more is admitted and sent
+        await wait_for(lambda: len(worker.assignments) == 4)
+        await settle()
+        assert daemon.scheduler.running == 3 and len(worker.assignments) == 4
 
 
 async def test_cancelled_tasks_that_never_reached_a_worker_leave_nothing_behind() -> None:
     async with work_daemon() as daemon:
         job_id = await daemon.submit(*(dispatch(f"t{i}") for i in range(200)))
-        await wait_for(lambda: "waiting:200" in repr(daemon.hub))
+        await wait_for(lambda: "admitting:200" in repr(daemon.hub))
         await daemon.stub.Cancel(scheduler_pb2.CancelRequest(job_id=job_id))
         assert await finished(daemon.scheduler, job_id) is JobState.CANCELLED
         await settle()
         worker = await daemon.worker()
         await settle()
         assert worker.assignments == []
-        assert "waiting:0" in repr(daemon.hub)
+        assert "waiting:0 admitting:0" in repr(daemon.hub)
+        assert not daemon.hub._admitting  # rebuilt away, not left for the next worker to skip
 
 
 async def test_the_hub_tells_its_listeners_how_many_workers_are_connected() -> None:
