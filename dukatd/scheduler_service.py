@@ -12,12 +12,13 @@ import base64
 import binascii
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import grpc
 
 from dukat import convert
+from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
 from dukat.errors import FieldViolation, NotFoundError, ValidationError
@@ -117,8 +118,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
         async with contextlib.aclosing(batches):
             async for batch in batches:
-                events = [convert.event_to_proto(event) for event in batch]
-                await context.write(scheduler_pb2.WatchResponse(events=events))
+                events = _wire_events(batch, request.job_events_only)
+                if events:
+                    await context.write(scheduler_pb2.WatchResponse(events=events))
 
     async def _watch_all(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
@@ -134,8 +136,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             await context.send_initial_metadata(())
             while True:
                 batch = await cursor.next_batch(self.watch_batch)
-                events = [convert.event_to_proto(event) for event in batch]
-                await context.write(scheduler_pb2.WatchResponse(events=events))
+                events = _wire_events(batch, request.job_events_only)
+                if events:
+                    await context.write(scheduler_pb2.WatchResponse(events=events))
 
     @contextlib.contextmanager
     def _watcher(self) -> Iterator[None]:
@@ -296,6 +299,16 @@ class RequestIds:
 # ListJobs page tokens: opaque to clients, (created_at, job_id) of the last job of the page
 # inside. The job id finds the place in the listing; if retention has dropped that job by
 # the next call, the time still does (jobs are listed newest first, in submission order).
+
+
+_TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput)
+
+
+def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:
+    """A Watch batch as Event messages; without task events for `job_events_only`."""
+    if job_events_only:
+        return [convert.event_to_proto(e) for e in batch if not isinstance(e, _TASK_EVENTS)]
+    return [convert.event_to_proto(event) for event in batch]
 
 
 def _page_token(job: JobSnapshot) -> str:

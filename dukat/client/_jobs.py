@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -102,11 +103,25 @@ class JobHandle:
         """
         if after_sequence < 0:
             raise ValueError(f"after_sequence must be 0 or more, not {after_sequence!r}")
+        # aclosing: a consumer that stops early ends the stream on the daemon now, not at GC.
+        async with contextlib.aclosing(self._events(after_sequence)) as events:
+            async for event in events:
+                yield event
+
+    async def _events(
+        self, after_sequence: int, *, job_events_only: bool = False
+    ) -> AsyncIterator[Event]:
+        """`events`; `job_events_only`: the daemon leaves out task events (`wait` needs none).
+
+        A daemon older than that field sends every event: the same end, only more of it.
+        """
         last = after_sequence
         backoff = Backoff(self._connection.reconnect)
         while True:
             call = self._connection.scheduler.Watch(
-                scheduler_pb2.WatchRequest(job_id=self.job_id, after_sequence=last),
+                scheduler_pb2.WatchRequest(
+                    job_id=self.job_id, after_sequence=last, job_events_only=job_events_only
+                ),
                 metadata=self._connection.metadata,
             )
             try:
@@ -143,7 +158,7 @@ class JobHandle:
             state, last_sequence = snapshot.state, snapshot.last_sequence
         if not state.is_terminal:
             # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
-            async for _ in self.events(last_sequence):
+            async for _ in self._events(last_sequence, job_events_only=True):
                 pass
         return await self.get()
 

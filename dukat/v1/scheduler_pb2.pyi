@@ -84,6 +84,7 @@ class WatchRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    JOB_EVENTS_ONLY_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job to watch; empty: every job, from now on (live events only)."""
     after_sequence: _builtins.int
@@ -91,15 +92,22 @@ class WatchRequest(_message.Message):
     to follow on from a snapshot, the last sequence seen to resume after a reconnect. Events
     no longer held are replaced by one snapshot event.
     """
+    job_events_only: _builtins.bool
+    """Leave the task events out (state changes, progress, output): job state changes, snapshots
+    and breaker transitions only. For waiting for a job's end, which then costs a few
+    messages rather than two events per task. Sequences still number every event, so they
+    jump; resuming after the last one seen works as ever.
+    """
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
+        job_events_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "job_events_only", b"job_events_only", "job_id", b"job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,6 +42,19 @@ async def test_a_submitted_job_runs_and_wait_gives_its_snapshot(client: Client) 
     assert (await handle.wait()).state is JobState.SUCCEEDED
 
 
+async def test_wait_follows_a_live_job_from_submit_and_from_an_id(
+    client: Client, daemon: Daemon
+) -> None:
+    handle = await client.submit(job(task("wait", b"gate"), task("then", dependencies=("wait",))))
+    waiters = [asyncio.create_task(h.wait()) for h in (handle, client.job(handle.job_id))]
+    await wait_for(lambda: daemon.service.watchers == 2)  # both watching the job's events
+    assert not any(w.done() for w in waiters)
+    daemon.runner.gate.set()
+    first, second = await asyncio.wait_for(asyncio.gather(*waiters), 10)
+    assert first == second and first.state is JobState.SUCCEEDED
+    assert [t.state for t in first.tasks] == [TaskState.SUCCEEDED] * 2
+
+
 async def test_events_are_engine_events_in_sequence_ending_with_the_terminal_one(
     client: Client,
 ) -> None:

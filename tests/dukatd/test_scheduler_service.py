@@ -146,6 +146,15 @@ async def test_a_job_runs_and_its_watch_replays_then_ends_after_the_terminal_eve
     assert [e.sequence for e in tail] == [e.sequence for e in events[3:]]
 
 
+async def test_a_watch_of_job_events_only_leaves_the_task_events_out(daemon):
+    job_id = await submit(daemon, job(dispatch("a"), dispatch("b", dependencies=["a"])))
+    everything = flat(await watch_to_end(daemon, job_id))
+    request = scheduler_pb2.WatchRequest(job_id=job_id, job_events_only=True)
+    only = [e async for response in daemon.stub.Watch(request) for e in response.events]
+    assert only == [e for e in everything if e.WhichOneof("kind") == "job_state"]
+    assert job_states(only)[-1] == job_pb2.JOB_STATE_SUCCEEDED
+
+
 async def test_watch_follows_a_live_job(daemon):
     job_id = await submit(
         daemon, job(dispatch("wait", b"gate"), dispatch("then", dependencies=["wait"]))

@@ -74,7 +74,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     # scheduler.proto
     "SubmitRequest": {"job": "JobSpec", "request_id": "string"},
     "SubmitResponse": {"job_id": "string"},
-    "WatchRequest": {"job_id": "string", "after_sequence": "int64"},
+    "WatchRequest": {"job_id": "string", "after_sequence": "int64", "job_events_only": "bool"},
     "WatchResponse": {"events": "repeated Event"},
     "CancelRequest": {"job_id": "string", "task_ids": "repeated string"},
     "CancelResponse": {"cancelled_count": "int32"},
