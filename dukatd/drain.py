@@ -8,17 +8,18 @@
 4. `server.stop(shutdown_grace)`: no new calls; calls in progress get the grace, then are
    cancelled by grpc.
 5. Running tasks get the same grace, counted from the same moment (grace and kill grace add
-   up to the stop time that the systemd unit and Docker must leave room for): the drain waits
-   until none runs or the grace is over. Then `Scheduler.close` cancels every job: an exec
-   task's process group gets SIGTERM, and SIGKILL `kill_grace` later.
+   up to the stop time that the systemd unit and Docker must leave room for):
+   `Scheduler.drain` starts nothing new and waits until none runs or the grace is over, then
+   cancels what still runs. Then `Scheduler.close` cancels every job: an exec task's process
+   group gets SIGTERM, and SIGKILL `kill_grace` later.
 6. `ExecRunner.kill_all`: what is left of any task process group gets the same treatment
    (normally nothing is; this covers an attempt that outlived its worker).
 7. Then `Daemon.close_now` (in `serve`'s finally): socket files and locks are released.
 
 A second signal during the drain sets `Daemon.fast`: every wait that is left ends at once,
 grpc cancels every call, tasks are cancelled and their groups get SIGKILL without a grace.
-Tasks that start during the grace (dependents of tasks that finished in it) are cancelled
-with the rest: the engine has no way yet to hold its ready queue.
+Tasks that become ready during the grace (dependents of tasks that finished in it, dispatch
+tasks a worker could now take) do not start: they wait READY and are cancelled with the rest.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ _log = logging.getLogger("dukatd")
 # Scheduler.close waits this long beyond the kill grace for cancelled attempts to end: a
 # process group that got SIGKILL still has to be reaped and its pipes drained.
 _CLOSE_MARGIN = 1.0
-# How often the drain looks whether tasks are still running. A shutdown path, not a hot one.
-_POLL = 0.05
 
 
 async def drain(daemon: Daemon) -> None:
@@ -64,8 +63,9 @@ async def drain(daemon: Daemon) -> None:
     )
     stopping_server = asyncio.ensure_future(server.stop(grace))
 
-    if not await _unless_fast(daemon, _no_task_running(daemon), grace) and scheduler.running:
-        _log.info("draining: cancelling %d running task(s)", scheduler.running)
+    draining = asyncio.ensure_future(scheduler.drain(grace))
+    if await _unless_fast(daemon, draining, None) and _cancelled(draining):
+        _log.info("draining: grace over, cancelled %d running task(s)", draining.result())
     close_grace = 0.0 if daemon.fast.is_set() else config.kill_grace + _CLOSE_MARGIN
     if daemon.fast.is_set() and daemon.exec_runner is not None:
         daemon.exec_runner.kill_all_now()  # fast: SIGKILL before asking anything to stop
@@ -82,12 +82,11 @@ async def drain(daemon: Daemon) -> None:
     _log.info("drained in %.2fs", loop.time() - began)
 
 
-async def _no_task_running(daemon: Daemon) -> None:
-    scheduler = daemon.scheduler
-    assert scheduler is not None
-    # The engine has no "now idle" signal to wait on; a shutdown path can afford to poll.
-    while scheduler.running:  # noqa: ASYNC110
-        await asyncio.sleep(_POLL)
+def _cancelled(draining: asyncio.Future[int]) -> int:
+    """How many attempts `Scheduler.drain` cancelled; 0 if it failed (logged already)."""
+    if draining.cancelled() or draining.exception() is not None:
+        return 0
+    return draining.result()
 
 
 async def _unless_fast(daemon: Daemon, awaitable: Awaitable[Any], within: float | None) -> bool:

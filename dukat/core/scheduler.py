@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import threading
 import uuid
@@ -121,6 +122,10 @@ class Scheduler:
         self._listeners: list[RecordListener] = []  # event listeners too, adapted
         self._event_listeners: dict[EventListener, RecordListener] = {}
         self._closed = False
+        self._draining = False
+        # What a worker calls to pick its next task. `drain` swaps in one that finds nothing:
+        # a switch the hot path reads anyway, where a flag would cost every pick.
+        self._pick: Callable[[], TaskRun | None] = self._next_runnable
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the tasks run on
         self.loop_thread = 0  # and its thread, to tell a report from a worker thread
 
@@ -296,6 +301,40 @@ class Scheduler:
                 return
             else:
                 await log.wait(cursor)
+
+    async def drain(self, grace: float) -> int:
+        """Start nothing new; let running attempts end within `grace` seconds of the clock,
+        then cancel those still running. Returns how many it cancelled.
+
+        Ready tasks stay READY, and so do tasks that become ready meanwhile (their
+        upstreams finished, a retry's backoff ran out, their runner admitted them): nothing
+        new starts from here on, and jobs may still be submitted, to wait likewise. Returns
+        once no attempt runs, or once the grace is over and the running ones were asked to
+        stop (without waiting for them: `close` does, within its own grace). Then `close`.
+        """
+        if not isinstance(grace, int | float) or not grace >= 0 or not math.isfinite(grace):
+            raise ValidationError(f"grace must be a finite number of seconds >= 0, not {grace!r}")
+        self._draining = True
+        self._pick = _nothing_to_pick
+        self._retire_idle()  # idle workers end now; busy ones after their attempt
+        busy = {worker.task for worker in self._workers if worker.task is not None}
+        if busy:
+            over = asyncio.get_running_loop().create_future()
+            timer = self.clock.call_later(grace, _resolve, over)
+            try:
+                while busy and not over.done():
+                    _, busy = await asyncio.wait(busy | {over}, return_when=asyncio.FIRST_COMPLETED)
+                    busy.discard(over)
+            finally:
+                timer.cancel()
+        cancelled = 0
+        for job in list(self._jobs.values()):
+            if job.state.is_terminal:
+                continue
+            running = [run for run in job.tasks.values() if run.state is TaskState.RUNNING]
+            if running:
+                cancelled += self._cancel_runs(job, running, "cancelled: the drain's grace ran out")
+        return cancelled
 
     async def close(self, grace: float | None = None) -> None:
         """Cancel every job, wait up to `grace` seconds for running tasks, stop the workers."""
@@ -501,6 +540,8 @@ class Scheduler:
                 wanted -= 1
         loop = self.loop
         assert loop is not None
+        if self._draining:
+            return  # new workers would find nothing to start
         while wanted > 0 and len(self._workers) < self.max_concurrency and not self._closed:
             worker = Worker()
             worker.task = loop.create_task(self._work(worker), name="dukat-worker")
@@ -527,9 +568,9 @@ class Scheduler:
                     # for a whole job: watchers, RPCs and timers must get their turn.
                     in_a_row = 0
                     await asyncio.sleep(0)
-                run = self._next_runnable()
+                run = self._pick()
                 if run is None:
-                    if not self._live_jobs or self._closed:
+                    if not self._live_jobs or self._closed or self._draining:
                         return
                     idle: asyncio.Future[bool] = loop.create_future()
                     self._idle.append((idle, worker))
@@ -820,6 +861,16 @@ class Scheduler:
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         return job
+
+
+def _nothing_to_pick() -> None:
+    """A draining scheduler's `_pick`: whatever is ready waits."""
+    return None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
