@@ -763,6 +763,9 @@ class Scheduler:
             run.permit = None
         if run.in_flight:
             self._leave_flight(run)
+            # Its job may have been at its limit with tasks ready, and no worker busy to come
+            # back for them (nothing need run while a task waits for admission).
+            self._schedule_wake()
 
     def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
         """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""

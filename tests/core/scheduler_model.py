@@ -15,6 +15,7 @@ import asyncio
 import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from dukat.core import (
     CallableAction,
     Event,
+    InProcessRunner,
     JobSpec,
     JobState,
     JobStateChanged,
@@ -31,6 +33,7 @@ from dukat.core import (
     ResourceType,
     RetryPolicy,
     Scheduler,
+    TaskContext,
     TaskSpec,
     TaskState,
     TaskStateChanged,
@@ -75,6 +78,8 @@ class TaskPlan:
     cancels: tuple[str, ...] | None = None
     """At the end of its first attempt the task itself cancels these tasks of its job (() for
     the whole job, itself included); None: it cancels nothing."""
+    admission: int = 0
+    """Loop turns its runner takes to admit each attempt (`Runner.admit`); 0: no admission."""
 
     @property
     def resources(self) -> tuple[ResourceRequirement, ...]:
@@ -84,6 +89,11 @@ class TaskPlan:
         if self.licences:
             resources.append(ResourceRequirement(ResourceType.CUSTOM, self.licences, LICENCE))
         return tuple(resources)
+
+    @property
+    def waits_when_picked(self) -> bool:
+        """It may be READY yet picked: waiting for its resources or its admission."""
+        return bool(self.cpu or self.licences or self.admission)
 
     @property
     def retry(self) -> RetryPolicy | None:
@@ -101,13 +111,45 @@ class TaskPlan:
     def spec(self, probe: Probe, job_id: str) -> TaskSpec:
         return TaskSpec(
             id=self.id,
-            action=CallableAction(attempt, (probe, job_id, self.id)),
+            action=(
+                AdmittedCall(attempt, (probe, job_id, self.id), turns=self.admission)
+                if self.admission
+                else CallableAction(attempt, (probe, job_id, self.id))
+            ),
             dependencies=self.deps,
             resources=self.resources,
             retry=self.retry,
             priority=self.priority,
             trigger_rule=self.trigger_rule,
         )
+
+
+class AdmittedCall(CallableAction):
+    """A callable whose runner admits each attempt `turns` loop turns after it is picked."""
+
+    __slots__ = ("turns",)
+
+    def __init__(self, func: Any, args: tuple[Any, ...], *, turns: int) -> None:
+        super().__init__(func, args)
+        self.turns = turns
+
+
+class AdmittingRunner(InProcessRunner):
+    """The in-process runner behind an admission that takes a few loop turns."""
+
+    def admit(self, context: TaskContext) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        _admit_later(future, context.action.turns)
+        return future
+
+
+def _admit_later(future: asyncio.Future[None], turns: int) -> None:
+    if future.done():  # cancelled: the task was let go while it waited
+        return
+    if turns:
+        asyncio.get_running_loop().call_soon(_admit_later, future, turns - 1)
+    else:
+        future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -187,6 +229,7 @@ def task_plans(draw: st.DrawFn, index: int, licences: int) -> TaskPlan:
         licences=draw(st.integers(0, licences)),
         priority=draw(st.integers(-2, 2)),
         all_done=draw(st.sampled_from([False, False, False, True])),
+        admission=draw(st.sampled_from([0, 0, 0, 1, 3])),
     )
 
 
@@ -246,7 +289,11 @@ class Probe:
         self.scenario = scenario
         self.pool = ResourcePool({LICENCE: scenario.licences})
         self.capacity = {key: round(c * 1000) for key, c in self.pool.capacities.items()}
-        self.scheduler = Scheduler(max_concurrency=scenario.max_concurrency, resources=self.pool)
+        self.scheduler = Scheduler(
+            max_concurrency=scenario.max_concurrency,
+            resources=self.pool,
+            runners={AdmittedCall: AdmittingRunner()},
+        )
         self.scheduler.add_listener(self.on_event)
         self.pool.add_listener(self.on_pool_change)
         self.violations: list[str] = []
@@ -398,12 +445,13 @@ class Probe:
             self.violation(
                 f"{key} made {self.running[job_id]} running in a job limited to {plan.limit}"
             )
-        if not task.cpu and not task.licences:
+        if not task.waits_when_picked:
             # A task without resources comes straight off its job's ready queue, so no READY
             # task of the job that also needs nothing may outrank it. (Tasks with resources
-            # may be READY yet dispatched, waiting for their grant, so they are left out.)
+            # or an admission may be READY yet dispatched, waiting for their grant, so they
+            # are left out.)
             for other in plan.tasks:
-                if self.state[job_id, other.id] is not ST.READY or other.cpu or other.licences:
+                if self.state[job_id, other.id] is not ST.READY or other.waits_when_picked:
                     continue
                 if other.priority > task.priority:
                     self.violation(

@@ -213,3 +213,16 @@ async def test_an_admit_that_raises_fails_the_attempt(make):
     j = s.submit(JobSpec(tasks=(remote("r"),)))
     assert await finished(s, j) is JobState.FAILED
     assert "no admission today" in s.results(j)["r"].message
+
+
+async def test_cancelling_a_waiting_task_lets_its_job_run_its_next_one(make, gated):
+    # Found by the properties: the job at its limit, the only worker idle, nothing to wake it.
+    s = make(max_concurrency=1)
+    probe = Probe()
+    j = s.submit(JobSpec(tasks=(remote("r"), local("l", probe.task("l"))), max_concurrency=1))
+    await wait_for(lambda: "r" in gated.waiting)
+    await settle()
+    s.cancel(j, ["r"])
+    await wait_for(lambda: probe.started == ["l"])
+    probe.gate.set()
+    assert await finished(s, j) is JobState.CANCELLED
