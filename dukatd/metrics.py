@@ -21,7 +21,7 @@ Wiring, for the daemon (`dukatd.app`)::
     http.close(); await http.wait_closed()
     metrics.detach()
 
-    metrics.workers_connected.inc() / .dec()       # the Work service, per worker stream
+    hub.add_listener(metrics.workers_connected.set)  # WorkerHub reports the count it has
 
 `start_metrics_server` serves GET /metrics on the running loop (collection reads engine
 state, which belongs to the loop's thread) and binds 127.0.0.1 unless told otherwise:

@@ -253,33 +253,3 @@ def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
         retry.multiplier = task.retry.multiplier
         retry.jitter = task.retry.jitter
     return message
-    for requirement in task.resources:
-        message.resources.add(
-            type=RESOURCE_TYPES.to_proto(requirement.type),
-            amount=requirement.amount,
-            name=requirement.name or "",
-        )
-    if task.retry is not None:
-        retry = message.retry
-        retry.max_attempts = task.retry.max_attempts
-        retry.initial_backoff.CopyFrom(duration(task.retry.initial_backoff))
-        retry.max_backoff.CopyFrom(duration(task.retry.max_backoff))
-        retry.multiplier = task.retry.multiplier
-        retry.jitter = task.retry.jitter
-    if task.timeout is not None:
-        message.timeout.CopyFrom(duration(task.timeout))
-    if dispatch is not None:
-        pass
-    elif isinstance(action, DispatchAction):
-        message.dispatch.queue = action.queue
-        message.dispatch.payload = action.payload
-        message.dispatch.content_type = action.content_type
-    elif isinstance(action, ExecAction):
-        exec_action = message.exec
-        exec_action.argv.extend(action.argv)
-        exec_action.env.update(action.env)
-        exec_action.cwd = action.cwd or ""
-        exec_action.stdin = action.stdin
-    else:
-        raise TypeError(f"task {task.id!r}: {action!r} has no wire form (exec or dispatch)")
-    return message
