@@ -188,7 +188,14 @@ class JobRun:
     )
 
     def __init__(
-        self, job_id: str, spec: JobSpec, order: int, created_at: float, log_limit: int
+        self,
+        job_id: str,
+        spec: JobSpec,
+        order: int,
+        created_at: float,
+        log_limit: int,
+        *,
+        held: bool = False,
     ) -> None:
         self.id = job_id
         self.spec = spec
@@ -204,7 +211,7 @@ class JobRun:
         self.progress: dict[str, tuple[float | None, str]] = {}  # last report of each task
         self.cancel_requested = False
         self.message = ""
-        self.log = EventLog(job_id, log_limit)
+        self.log = EventLog(job_id, log_limit, held=held)
         self.sequence = 0
         self.done: asyncio.Future[None] | None = None
         self.created_at = created_at

@@ -4,6 +4,10 @@ Each job has an `EventLog`: a bounded list of its events with consecutive sequen
 starting at 1. A watcher is a cursor (the last sequence it saw) into that log, never a queue
 of its own, so a slow watcher costs nothing but falls behind. When the log has been trimmed
 past a watcher's cursor, the watcher is given a `Snapshot` of the whole job instead.
+
+A log may be *held*: its events are readable only up to the sequence its owner has
+published (`publish`). A daemon with a journal holds every log until the events are on
+disk, so no watcher ever sees a state change that a crash could take back.
 """
 
 from __future__ import annotations
@@ -88,9 +92,18 @@ class EventLog:
     most events of a big job are never read by anybody, and a tuple costs a fifth as much.
     """
 
-    __slots__ = ("_first", "_limit", "closed", "job_id", "records", "trim_at", "waiters")
+    __slots__ = (
+        "_first",
+        "_limit",
+        "closed",
+        "job_id",
+        "published",
+        "records",
+        "trim_at",
+        "waiters",
+    )
 
-    def __init__(self, job_id: str, limit: int = 10_000) -> None:
+    def __init__(self, job_id: str, limit: int = 10_000, *, held: bool = False) -> None:
         if limit < 1:
             raise ValueError(f"an event log keeps at least one event, not {limit!r}")
         self.job_id = job_id
@@ -103,6 +116,8 @@ class EventLog:
         self._first = 1  # sequence of records[0]
         self.closed = False  # no event will follow
         self.waiters: list[asyncio.Future[None]] = []
+        # Held: readers see events up to this sequence only. None: not held, they see all.
+        self.published: int | None = 0 if held else None
 
     def append(self, record: Record) -> None:
         """Add `(EventClass, sequence, time, *fields)`; sequences must follow each other."""
@@ -126,6 +141,32 @@ class EventLog:
         """The newest sequence (0 before the first event)."""
         return self._first + len(self.records) - 1
 
+    @property
+    def visible_sequence(self) -> int:
+        """The newest sequence readers may see: the last, or the last published if held."""
+        last = self._first + len(self.records) - 1
+        published = self.published
+        return last if published is None or published > last else published
+
+    def publish(self, sequence: int) -> None:
+        """Let readers of a held log see the events up to `sequence` (never fewer than now)."""
+        if self.published is not None and sequence > self.published:
+            self.published = sequence
+            self._wake()
+
+    def restore(self, records: list[Record], last_sequence: int) -> None:
+        """Start from the tail of a log kept elsewhere (a journal), its events all published.
+
+        `records` are the newest events, in order and without gaps, ending at
+        `last_sequence`; older ones are gone, so a reader from before them gets a snapshot.
+        """
+        if records and (records[-1][1] != last_sequence or len(records) > last_sequence):
+            raise ValueError(f"records do not end at sequence {last_sequence}")
+        self.records = list(records)
+        self._first = last_sequence - len(records) + 1
+        if self.published is not None:
+            self.published = last_sequence
+
     def event(self, record: Record) -> Event:
         """The `Event` a record stands for."""
         return record[0](record[1], self.job_id, *record[2:])
@@ -144,13 +185,20 @@ class EventLog:
         if after + 1 < self._first:
             return None
         start = max(0, after + 1 - self._first)
-        end = len(self.records) if limit is None else start + limit
+        end = self.visible_sequence + 1 - self._first
+        if limit is not None:
+            end = min(end, start + limit)
         job_id = self.job_id
         return [r[0](r[1], job_id, *r[2:]) for r in self.records[start:end]]
 
+    @property
+    def ended(self) -> bool:
+        """Closed, and every event visible: a reader at the end has seen them all."""
+        return self.closed and self.visible_sequence == self.last_sequence
+
     async def wait(self, after: int) -> None:
-        """Return once there is an event after `after`, or the log is closed."""
-        while self.last_sequence <= after and not self.closed:
+        """Return once there is a visible event after `after`, or the log has `ended`."""
+        while self.visible_sequence <= after and not self.ended:
             future = asyncio.get_running_loop().create_future()
             self.waiters.append(future)
             try:

@@ -26,13 +26,20 @@ import random
 import threading
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from dukat.core._build import build_job, runners_for
 from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc
+from dukat.core._restore import (
+    JobEnding,
+    PreparedJob,
+    apply_outcomes,
+    failed_upstream,
+    settle_pending,
+)
 from dukat.core._retention import FinishedJobs
 from dukat.core._runs import UNLIMITED, JobRun, TaskRun, Worker
 from dukat.core.breaker import BreakerRegistry, BreakerTransition
@@ -47,18 +54,19 @@ from dukat.core.events import (
     TaskStateChanged,
 )
 from dukat.core.resources import ResourcePool
-from dukat.core.results import JobSnapshot, TaskResult
+from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
 from dukat.errors import (
     FieldViolation,
     NotFoundError,
+    TaskInterruptedError,
     TaskTimeoutError,
     ValidationError,
 )
 
-__all__ = ["Scheduler"]
+__all__ = ["JobEnding", "PreparedJob", "Scheduler"]
 
 EventListener = Callable[[Event], None]
 RecordListener = Callable[[str, tuple[Any, ...]], None]
@@ -87,11 +95,14 @@ class Scheduler:
         retain_finished_for: float | None = None,
         rng: random.Random | None = None,
         gc_hold_min_tasks: int | None = 5_000,
+        hold_events: bool = False,
     ) -> None:
         """`retain_finished_jobs` / `retain_finished_for`: finished jobs stay for `get_job`,
         `watch` and `jobs` until more than that many finished after them, or that many
         seconds of `clock` passed (None: no time limit); see `dukat.core._retention`.
-        `gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector."""
+        `gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector.
+        `hold_events`: watchers see a job's events only once `publish` says they may (a
+        journal publishes what it has written); listeners see them at once."""
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValidationError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
         self.max_concurrency = max_concurrency
@@ -121,6 +132,8 @@ class Scheduler:
         self.running = 0  # attempts in progress
         self._listeners: list[RecordListener] = []  # event listeners too, adapted
         self._event_listeners: dict[EventListener, RecordListener] = {}
+        self._drop_listeners: list[Callable[[str], None]] = []
+        self._hold_events = hold_events
         self._closed = False
         self._draining = False
         # What a worker calls to pick its next task. `drain` swaps in one that finds nothing:
@@ -165,33 +178,99 @@ class Scheduler:
     def remove_record_listener(self, listener: RecordListener) -> None:
         self._listeners.remove(listener)
 
+    def add_drop_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(job_id)` when a finished job is dropped (retention, `forget`)."""
+        self._drop_listeners.append(listener)
+
     def submit(self, spec: JobSpec, *, job_id: str | None = None) -> str:
         """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid."""
+        return self.start(self.prepare(spec, job_id=job_id))
+
+    def prepare(self, spec: JobSpec, *, job_id: str | None = None) -> PreparedJob:
+        """Validate a whole job and build it, without starting it: `start` does.
+
+        For a host that must make the job durable before anything of it runs. A prepared
+        job that is never started is simply dropped.
+        """
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
         self._evict_finished()
-        validate_job(spec, max_tasks=self.max_tasks_per_job)
-        runners = runners_for(spec, self._runners, self.resources)
         job_id = job_id or uuid.uuid4().hex
-        if job_id in self._jobs:
-            raise ValidationError(
-                f"a job with id {job_id!r} already exists",
-                violations=[FieldViolation("job_id", "already exists")],
-            )
-        big = len(spec.tasks) >= self._gc_hold_min_tasks
-        job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
-        with gc_paused(big):  # building many long-lived records: collecting now is waste
-            build_job(job, runners, self.breakers)
-        self._jobs[job_id] = job
-        self._live_jobs += 1
-        if big:
-            job.gc_hold = hold_gc()
+        self._check_new_id(job_id)
+        job = self._build(spec, job_id, self.clock.wall())
+        return PreparedJob(job_id, spec, job)
+
+    def start(self, prepared: PreparedJob) -> str:
+        """Start a job made by `prepare`; returns its id."""
+        if self._closed:
+            raise RuntimeError("the scheduler is closed")
+        job = prepared.job
+        self._check_new_id(job.id)
+        self._admit_job(job)
         self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
         for run in job.tasks.values():
             if run.waiting_on == 0:
                 self._make_ready(run)
+        return job.id
+
+    def restore(
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str,
+        created_at: float,
+        tasks: Iterable[TaskStatus] = (),
+        events: Sequence[tuple[Any, ...]] = (),
+        last_sequence: int = 0,
+        ended: JobEnding | None = None,
+    ) -> str:
+        """Bring back a job that a previous scheduler ran (a daemon's journal, after a restart).
+
+        `tasks`: what is known of each task — a terminal one keeps its outcome and never
+        runs again; one that was RUNNING or RETRYING at its `attempts` lost that attempt,
+        which counts against its retry policy (`TaskInterruptedError`, "interrupted by
+        daemon restart"); the others start over. `events`: the tail of its event log, as
+        records, ending at `last_sequence`; new events continue from there. `ended`: the
+        job had finished (it is held for retention, as it was). See `dukat.core._restore`.
+        """
+        if self._closed:
+            raise RuntimeError("the scheduler is closed")
+        self._bind_loop()
+        self._check_new_id(job_id)
+        job = self._build(spec, job_id, created_at)
+        job.log.restore(list(events), last_sequence)
+        job.sequence = last_sequence
+        job.state = JobState.RUNNING  # whatever it was, it had started
+        interrupted = apply_outcomes(job, tasks)
+        if ended is not None:
+            self._restore_ended(job, ended)
+            return job_id
+        self._admit_job(job)
+        settled = settle_pending(job)
+        for run in interrupted:
+            self._resume_interrupted(run)
+        for run in settled:
+            if run.state is not TaskState.PENDING:
+                continue  # ended by what an interrupted task's failure propagated
+            upstream = failed_upstream(run)
+            if upstream is None or run.all_done:
+                self._make_ready(run)
+            else:
+                reason = f"upstream {upstream.id!r} {upstream.state.value}"
+                self._terminate(run, TaskState.SKIPPED, message=reason)
+                self._propagate_failure(run)
+        if job.counts[TaskState.FAILED] and job.spec.fail_fast and not job.cancel_requested:
+            job.cancel_requested = True
+            self._cancel_runs(job, list(job.tasks.values()), "fail_fast: a task had failed")
+        self._maybe_finish_job(job)
         return job_id
+
+    def publish(self, job_id: str, sequence: int) -> None:
+        """Let watchers of a held job (`hold_events`) see its events up to `sequence`."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.log.publish(sequence)
 
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
@@ -275,6 +354,8 @@ class Scheduler:
             raise ValueError(f"job {job_id!r} is still {job.state.value}; cancel it first")
         del self._jobs[job_id]
         self._finished.discard(job_id)
+        for listener in self._drop_listeners:
+            listener(job_id)
 
     async def watch(
         self, job_id: str, after_sequence: int = 0, *, max_batch: int = 1_000
@@ -293,11 +374,13 @@ class Scheduler:
             if batch is None:
                 snapshot = job.snapshot()
                 cursor = snapshot.last_sequence
+                while log.visible_sequence < cursor:  # held: show no state before it is
+                    await log.wait(log.visible_sequence)
                 yield [Snapshot(cursor, job.id, self.clock.wall(), snapshot)]
             elif batch:
                 cursor = batch[-1].sequence
                 yield batch
-            elif log.closed:
+            elif log.ended:
                 return
             else:
                 await log.wait(cursor)
@@ -695,6 +778,17 @@ class Scheduler:
         else:
             self._finish(run, TaskState.FAILED, message=message)
 
+    def _resume_interrupted(self, run: TaskRun) -> None:
+        """A restored task whose attempt a restart cut off: again at once if its policy lets
+        it (no backoff: the task did not fail), else FAILED."""
+        run.error = error = TaskInterruptedError("interrupted by daemon restart")
+        policy = run.spec.retry
+        if policy is not None and policy.should_retry(error, run.attempts):
+            self._transition(run, TaskState.RETRYING, f"{error}; retrying now")
+            self._make_ready(run)
+        else:
+            self._finish(run, TaskState.FAILED, message=f"{type(error).__name__}: {error}")
+
     def _retry_now(self, run: TaskRun) -> None:
         if run.state is TaskState.RETRYING:
             run.timer = None
@@ -857,7 +951,48 @@ class Scheduler:
 
     def _evict_finished(self) -> None:
         for job_id in self._finished.evict(self.clock.now()):
-            self._jobs.pop(job_id, None)
+            if self._jobs.pop(job_id, None) is not None:
+                for listener in self._drop_listeners:
+                    listener(job_id)
+
+    def _check_new_id(self, job_id: str) -> None:
+        if job_id in self._jobs:
+            raise ValidationError(
+                f"a job with id {job_id!r} already exists",
+                violations=[FieldViolation("job_id", "already exists")],
+            )
+
+    def _build(self, spec: JobSpec, job_id: str, created_at: float) -> JobRun:
+        """A job's records from its spec, validated; nothing registered yet."""
+        validate_job(spec, max_tasks=self.max_tasks_per_job)
+        runners = runners_for(spec, self._runners, self.resources)
+        job = JobRun(
+            job_id,
+            spec,
+            next(self._job_order),
+            created_at,
+            self._event_log_limit,
+            held=self._hold_events,
+        )
+        with gc_paused(len(spec.tasks) >= self._gc_hold_min_tasks):
+            build_job(job, runners, self.breakers)  # many long-lived records: no collecting
+        return job
+
+    def _admit_job(self, job: JobRun) -> None:
+        """Register a built job as live."""
+        self._jobs[job.id] = job
+        self._live_jobs += 1
+        if len(job.tasks) >= self._gc_hold_min_tasks:
+            job.gc_hold = hold_gc()
+
+    def _restore_ended(self, job: JobRun, ended: JobEnding) -> None:
+        """Hold a restored finished job for retention, as if it had just finished then."""
+        job.state, job.message, job.finished_at = ended.state, ended.message, ended.finished_at
+        job.log.close()
+        self._jobs[job.id] = job
+        # The retention clock is monotonic: place the finish as far back as the wall says.
+        age = max(0.0, self.clock.wall() - ended.finished_at)
+        self._finished.add(job.id, self.clock.now() - age)
 
     def _job(self, job_id: str) -> JobRun:
         job = self._jobs.get(job_id)

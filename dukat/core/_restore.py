@@ -1,0 +1,93 @@
+"""Jobs that come back: built but not started yet, or restored from what a journal kept.
+
+A host that must make a job durable before any of it runs prepares it (`PreparedJob`),
+writes it down, then starts it. After a restart it restores each job from its journal: the
+tasks that had ended keep their outcomes, and the scheduler decides what the others do
+(`Scheduler.restore`). This module only puts the known outcomes back on the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from dukat.core._runs import JobRun, TaskRun
+from dukat.core.results import TaskStatus
+from dukat.core.spec import JobSpec
+from dukat.core.states import JobState, TaskState
+
+__all__ = ["JobEnding", "PreparedJob", "apply_outcomes", "failed_upstream", "settle_pending"]
+
+_INTERRUPTIBLE = frozenset({TaskState.RUNNING, TaskState.RETRYING})
+
+
+class PreparedJob(NamedTuple):
+    """A validated job, built but not started: `Scheduler.start` runs it."""
+
+    job_id: str
+    spec: JobSpec
+    job: JobRun
+
+
+class JobEnding(NamedTuple):
+    """How a restored job had finished."""
+
+    state: JobState
+    finished_at: float
+    message: str = ""
+
+
+def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
+    """Put each known task back as it was; returns the tasks whose attempt was interrupted.
+
+    A terminal task gets its state, result and message, silently (its events are in the
+    restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for the
+    scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
+    """
+    tasks = job.tasks
+    interrupted = []
+    for status in statuses:
+        run = tasks.get(status.id)
+        if run is None:
+            continue
+        run.attempts = status.attempts
+        run.started_at = status.started_at
+        state = status.state
+        if state.is_terminal:
+            run.state = state
+            run.message = status.error
+            run.finished_at = status.finished_at
+            if state is TaskState.SUCCEEDED:
+                run.result = status.result
+            job.remaining -= 1
+            job.counts[state] += 1
+        elif state in _INTERRUPTIBLE and status.attempts > 0:
+            run.state = TaskState.RUNNING
+            interrupted.append(run)
+    return interrupted
+
+
+def settle_pending(job: JobRun) -> list[TaskRun]:
+    """Count each PENDING task's unfinished upstreams again; those with none, in job order.
+
+    Each of those is to become READY, or SKIPPED when an upstream did not succeed.
+    """
+    tasks = job.tasks
+    settled = []
+    for run in tasks.values():
+        if run.state is not TaskState.PENDING:
+            continue
+        run.waiting_on = sum(1 for dep in run.spec.dependencies if not tasks[dep].state.is_terminal)
+        if run.waiting_on == 0:
+            settled.append(run)
+    return settled
+
+
+def failed_upstream(run: TaskRun) -> TaskRun | None:
+    """The first upstream of `run` that ended without succeeding, if any."""
+    tasks = run.job.tasks
+    for dep in run.spec.dependencies:
+        upstream = tasks[dep]
+        if upstream.state is not TaskState.SUCCEEDED:
+            return upstream
+    return None

@@ -1,0 +1,313 @@
+"""What a journal needs of the engine: prepare then start, restore after a restart, held logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from dukat.core import (
+    CallableAction,
+    JobSpec,
+    JobState,
+    ManualClock,
+    RetryPolicy,
+    Scheduler,
+    TaskSpec,
+    TaskState,
+    TriggerRule,
+)
+from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
+from dukat.core.results import TaskStatus
+from dukat.core.scheduler import JobEnding
+from dukat.errors import ValidationError
+from tests.helpers import finished, settle, wait_for
+
+S = TaskState
+
+
+def recorder(calls: list[str], name: str) -> Callable[[], Any]:
+    async def run() -> str:
+        calls.append(name)
+        return f"{name}-result"
+
+    return run
+
+
+def spec(calls: list[str], task_id: str, *deps: str, **options: Any) -> TaskSpec:
+    return TaskSpec(
+        id=task_id, action=CallableAction(recorder(calls, task_id)), dependencies=deps, **options
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
+    made: list[Scheduler] = []
+
+    def factory(**options: Any) -> Scheduler:
+        options.setdefault("clock", clock)
+        made.append(Scheduler(**options))
+        return made[-1]
+
+    yield factory
+    for scheduler in made:
+        await asyncio.wait_for(scheduler.close(), 10)
+
+
+def states(s: Scheduler, job_id: str) -> dict[str, TaskState]:
+    return {task.id: task.state for task in s.get_job(job_id).tasks}
+
+
+# -- prepare, then start --------------------------------------------------------------------
+
+
+async def test_a_prepared_job_runs_nothing_until_started(make):
+    calls: list[str] = []
+    s = make()
+    prepared = s.prepare(JobSpec(tasks=(spec(calls, "a"), spec(calls, "b", "a"))))
+    await settle()
+    assert calls == [] and prepared.job_id not in s
+    job_id = s.start(prepared)
+    assert job_id == prepared.job_id
+    assert await finished(s, job_id) is JobState.SUCCEEDED
+    assert calls == ["a", "b"]
+
+
+async def test_prepare_validates_the_whole_job_and_keeps_nothing(make):
+    s = make()
+    with pytest.raises(ValidationError, match="'b'"):
+        s.prepare(JobSpec(tasks=(spec([], "a", "b"),)))
+    assert s.jobs() == []
+
+
+async def test_a_prepared_job_never_started_leaves_no_trace(make):
+    s = make()
+    s.prepare(JobSpec(tasks=(spec([], "a"),)), job_id="j")
+    assert "j" not in s and s.jobs() == []
+    s.submit(JobSpec(tasks=(spec([], "a"),)), job_id="j")  # the id is still free
+    assert await finished(s, "j") is JobState.SUCCEEDED
+
+
+# -- restore --------------------------------------------------------------------------------
+
+
+def diamond(calls: list[str], **options: Any) -> JobSpec:
+    # a -> (b, c) -> d
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.0, jitter=0.0)
+    return JobSpec(
+        tasks=(
+            spec(calls, "a", retry=retry),
+            spec(calls, "b", "a", retry=retry),
+            spec(calls, "c", "a", retry=retry),
+            spec(calls, "d", "b", "c", retry=retry),
+        ),
+        **options,
+    )
+
+
+def done(task_id: str, state: TaskState = S.SUCCEEDED, **fields: Any) -> TaskStatus:
+    fields.setdefault("attempts", 1)
+    if state is S.SUCCEEDED:
+        fields.setdefault("result", f"{task_id}-result")
+    return TaskStatus(id=task_id, state=state, finished_at=1.0, started_at=0.5, **fields)
+
+
+async def test_restored_tasks_that_ended_keep_their_outcome_and_never_run_again(make):
+    calls: list[str] = []
+    s = make()
+    s.restore(
+        diamond(calls), job_id="j", created_at=1.0, tasks=[done("a"), done("b")], last_sequence=9
+    )
+    assert await finished(s, "j") is JobState.SUCCEEDED
+    assert sorted(calls) == ["c", "d"]
+    results = s.results("j")
+    assert results["a"].result == "a-result" and results["a"].attempts == 1
+    assert results["d"].result == "d-result"
+
+
+async def test_an_interrupted_attempt_counts_and_the_task_runs_again(make):
+    calls: list[str] = []
+    s = make()
+    running = TaskStatus(id="b", state=S.RUNNING, attempts=1, started_at=0.5)
+    s.restore(
+        diamond(calls), job_id="j", created_at=1.0, tasks=[done("a"), running], last_sequence=5
+    )
+    assert await finished(s, "j") is JobState.SUCCEEDED
+    assert sorted(calls) == ["b", "c", "d"]
+    assert s.results("j")["b"].attempts == 2
+
+
+async def test_an_interrupted_task_without_attempts_left_fails_and_skips_downstream(make):
+    calls: list[str] = []
+    s = make()
+    job = JobSpec(tasks=(spec(calls, "a"), spec(calls, "b", "a"), spec(calls, "c")))
+    running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
+    s.restore(job, job_id="j", created_at=1.0, tasks=[running], last_sequence=3)
+    assert await finished(s, "j") is JobState.FAILED
+    assert calls == ["c"]
+    results = s.results("j")
+    assert results["a"].state is S.FAILED
+    assert "interrupted by daemon restart" in results["a"].message
+    assert results["b"].state is S.SKIPPED and "'a'" in results["b"].message
+
+
+async def test_events_continue_from_the_restored_sequence_without_gap(make):
+    calls: list[str] = []
+    s = make()
+    tail = [
+        (JobStateChanged, 1, 1.0, JobState.RUNNING, "4 tasks"),
+        (TaskStateChanged, 2, 1.0, "a", S.READY, 0, ""),
+        (TaskStateChanged, 3, 1.0, "a", S.RUNNING, 1, ""),
+    ]
+    running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
+    s.restore(
+        diamond(calls), job_id="j", created_at=1.0, tasks=[running], events=tail, last_sequence=3
+    )
+    assert await finished(s, "j") is JobState.SUCCEEDED
+    seen = [event async for batch in s.watch("j", 0) for event in batch]
+    assert [event.sequence for event in seen] == list(range(1, len(seen) + 1))
+    retry = seen[3]
+    assert isinstance(retry, TaskStateChanged) and retry.task_id == "a"
+    assert retry.state is S.RETRYING and "interrupted by daemon restart" in retry.message
+
+
+async def test_a_watcher_from_before_the_restored_tail_gets_a_snapshot(make):
+    s = make()
+    tail = [(TaskStateChanged, 7, 1.0, "a", S.READY, 0, "")]
+    s.restore(diamond([]), job_id="j", created_at=1.0, events=tail, last_sequence=7)
+    first = await anext(s.watch("j", 2))
+    assert isinstance(first[0], Snapshot)
+    later = await anext(s.watch("j", 6))
+    assert later[0].sequence == 7
+
+
+async def test_downstream_of_a_restored_failure_is_skipped_and_all_done_runs(make):
+    calls: list[str] = []
+    s = make()
+    job = JobSpec(
+        tasks=(
+            spec(calls, "a"),
+            spec(calls, "b", "a"),
+            spec(calls, "cleanup", "a", trigger_rule=TriggerRule.ALL_DONE),
+        )
+    )
+    s.restore(
+        job,
+        job_id="j",
+        created_at=1.0,
+        tasks=[done("a", S.FAILED, error="boom")],
+        last_sequence=4,
+    )
+    assert await finished(s, "j") is JobState.FAILED
+    assert calls == ["cleanup"]
+    assert states(s, "j") == {"a": S.FAILED, "b": S.SKIPPED, "cleanup": S.SUCCEEDED}
+    assert s.results("j")["a"].message == "boom"
+
+
+async def test_a_fail_fast_job_with_a_restored_failure_cancels_the_rest(make):
+    calls: list[str] = []
+    s = make()
+    job = JobSpec(tasks=(spec(calls, "a"), spec(calls, "b")), fail_fast=True)
+    s.restore(job, job_id="j", created_at=1.0, tasks=[done("a", S.FAILED)], last_sequence=2)
+    assert await finished(s, "j") is JobState.FAILED
+    assert calls == []
+    assert states(s, "j")["b"] is S.CANCELLED
+
+
+async def test_a_job_whose_tasks_had_all_ended_finishes_at_once(make):
+    s = make()
+    tasks = [done(task_id) for task_id in "abcd"]
+    s.restore(diamond([]), job_id="j", created_at=1.0, tasks=tasks, last_sequence=13)
+    assert await finished(s, "j") is JobState.SUCCEEDED
+    assert s.get_job("j").last_sequence == 14  # one new event: the job's end
+
+
+async def test_a_restored_finished_job_is_held_for_retention_and_watchable(make, clock):
+    s = make(retain_finished_for=60.0)
+    tail = [(JobStateChanged, 13, 1.0, JobState.SUCCEEDED, "4 tasks succeeded")]
+    ended = JobEnding(JobState.SUCCEEDED, clock.wall() - 50.0, "4 tasks succeeded")
+    tasks = [done(task_id) for task_id in "abcd"]
+    s.restore(
+        diamond([]),
+        job_id="j",
+        created_at=1.0,
+        tasks=tasks,
+        events=tail,
+        last_sequence=13,
+        ended=ended,
+    )
+    assert await finished(s, "j") is JobState.SUCCEEDED
+    assert s.get_job("j").message == "4 tasks succeeded"
+    assert (await anext(s.watch("j", 12)))[0].sequence == 13
+    dropped: list[str] = []
+    s.add_drop_listener(dropped.append)
+    await clock.advance(11.0)  # 61 s after it finished, by the wall clock it finished at
+    assert s.jobs() == [] and dropped == ["j"]
+
+
+async def test_restore_refuses_an_id_already_held(make):
+    s = make()
+    s.submit(diamond([]), job_id="j")
+    with pytest.raises(ValidationError, match="already exists"):
+        s.restore(diamond([]), job_id="j", created_at=1.0)
+
+
+# -- held logs and drops --------------------------------------------------------------------
+
+
+async def test_watchers_of_a_held_scheduler_see_only_published_events(make):
+    calls: list[str] = []
+    s = make(hold_events=True)
+    job_id = s.submit(JobSpec(tasks=(spec(calls, "a"),)))
+    assert await finished(s, job_id) is JobState.SUCCEEDED
+    watcher = s.watch(job_id, 0)
+    pending = asyncio.ensure_future(anext(watcher))
+    await settle()
+    assert not pending.done()  # everything happened, nothing is published
+    s.publish(job_id, 2)
+    batch = await asyncio.wait_for(pending, 5)
+    assert [event.sequence for event in batch] == [1, 2]
+    last = s.get_job(job_id).last_sequence
+    s.publish(job_id, last)
+    rest = [event for b in [b async for b in watcher] for event in b]
+    assert [event.sequence for event in rest] == list(range(3, last + 1))
+
+
+async def test_a_held_watcher_does_not_end_before_the_last_event_is_published(make):
+    s = make(hold_events=True)
+    job_id = s.submit(JobSpec(tasks=(spec([], "a"),)))
+    await finished(s, job_id)
+    last = s.get_job(job_id).last_sequence
+    s.publish(job_id, last - 1)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for batch in s.watch(job_id, 0):
+            seen.extend(event.sequence for event in batch)
+
+    watching = asyncio.ensure_future(watch())
+    await wait_for(lambda: len(seen) == last - 1)
+    assert not watching.done()
+    s.publish(job_id, last)
+    await asyncio.wait_for(watching, 5)
+    assert seen == list(range(1, last + 1))
+
+
+async def test_forgetting_and_retention_tell_the_drop_listeners(make):
+    s = make(retain_finished_jobs=1)
+    dropped: list[str] = []
+    s.add_drop_listener(dropped.append)
+    first = s.submit(JobSpec(tasks=(spec([], "a"),)))
+    await finished(s, first)
+    second = s.submit(JobSpec(tasks=(spec([], "a"),)))
+    await finished(s, second)
+    assert dropped == [first]
+    s.forget(second)
+    assert dropped == [first, second]
