@@ -9,9 +9,11 @@ or `run(config)`, which makes the loop. `python -m dukatd` only parses the argum
    then the locks: the state directory (unless `--ephemeral`), then each unix socket — a second
    daemon stops here with the holder's pid, before touching anything of the first's;
 3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
-   process groups a crashed predecessor left behind;
-4. the scheduler, its service and the server, bound under `socket_umask()` (sockets 0660);
-5. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
+   process groups a crashed predecessor left behind; then the journal is opened and checked
+   (`dukatd.journal`: a damaged one stops the start here, with what to do);
+4. the scheduler, and recovery of every job the journal kept (`dukatd.recovery`);
+5. its service and the server, bound under `socket_umask()` (sockets 0660);
+6. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
 
 The drain is `dukatd.drain`'s. `serve` returns the exit status: 0 after a drain, 1 when the
 daemon could not start (the reason is logged).
@@ -35,15 +37,17 @@ import grpc
 from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
-from dukat.core.breaker import BreakerRegistry
+from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.errors import DukatError
 from dukatd.auth import BearerTokenAuth
+from dukatd.breaker_service import BreakerService
 from dukatd.config import Config, ConfigError
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
 from dukatd.exec_runner import ExecOptions, ExecRunner
+from dukatd.journal import JOURNAL_FILE, Journal, JournalError
 from dukatd.lock import (
     LockError,
     LockFile,
@@ -54,6 +58,7 @@ from dukatd.lock import (
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.notify import Notifier
+from dukatd.recovery import decode_result, encode_result, recover
 from dukatd.scheduler_service import SchedulerService
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
@@ -81,6 +86,7 @@ class Daemon:
         self.state_lock: LockFile | None = None
         self.claims: list[UnixSocketClaim] = []
         self.ledger: GroupLedger | None = None
+        self.journal: Journal | None = None
         self.scheduler: Scheduler | None = None
         self.exec_runner: ExecRunner | None = None
         self.service: SchedulerService | None = None
@@ -126,15 +132,34 @@ class Daemon:
                     len(self.ledger.killed),
                     ", ".join(map(str, self.ledger.killed)),
                 )
+        if not config.ephemeral:
+            try:
+                self.journal = Journal.open(
+                    config.state_dir / JOURNAL_FILE,
+                    encode_result=encode_result,
+                    decode_result=decode_result,
+                    sync=config.journal_sync,
+                    max_bytes=config.journal_max_bytes or None,
+                    event_tail=config.event_log_length,
+                )
+            except JournalError as error:
+                raise StartError(str(error)) from None
 
     async def start(self) -> None:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
-        self.scheduler, self.exec_runner = build_scheduler(config, ledger=self.ledger)
+        self.scheduler, self.exec_runner = build_scheduler(
+            config, ledger=self.ledger, hold_events=self.journal is not None
+        )
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         self.work_hub = WorkerHub(self.scheduler, max_result_bytes=config.max_result_bytes)
+        request_ids = self.recover() if self.journal is not None else {}
         self.service = SchedulerService(
-            self.scheduler, allow_exec=config.allow_exec, work_hub=self.work_hub
+            self.scheduler,
+            allow_exec=config.allow_exec,
+            work_hub=self.work_hub,
+            journal=self.journal,
+            request_ids=request_ids,
         )
         self.metrics = DaemonMetrics()
         self.metrics.attach(self.scheduler)
@@ -147,6 +172,7 @@ class Daemon:
                 self.scheduler,
                 config.listen,
                 service=self.service,
+                breaker_service=BreakerService(self.scheduler.breakers, journal=self.journal),
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
                 keepalive_time=config.keepalive_time,
@@ -169,6 +195,34 @@ class Daemon:
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
+
+    def recover(self) -> dict[str, str]:
+        """Start the journal and bring back what it kept; the request ids of those jobs."""
+        journal, scheduler = self.journal, self.scheduler
+        assert journal is not None and scheduler is not None
+        try:
+            jobs, breakers = journal.load()
+        except JournalError as error:
+            raise StartError(str(error)) from None
+        for name, settings in breakers.items():
+            if name not in self.config.breakers:  # the file's settings win over the API's
+                scheduler.breakers.configure(name, CircuitBreakerConfig(**settings))
+        journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
+        # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
+        scheduler.add_record_listener(journal.on_record)
+        scheduler.add_drop_listener(journal.drop)
+        recovered = recover(scheduler, journal, jobs)
+        if jobs:
+            _log.info(
+                "recovered %d job(s) from %s: %d unfinished (%d task(s) interrupted, "
+                "re-queued by their retry policy), %d finished",
+                recovered.live + recovered.finished,
+                journal.path,
+                recovered.live,
+                recovered.interrupted,
+                recovered.finished,
+            )
+        return recovered.request_ids
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -212,9 +266,14 @@ class Daemon:
                 await self.server.stop(None)
         if self.exec_runner is not None:
             self.exec_runner.kill_all_now()
+        if self.journal is not None:
+            self.journal.freeze()  # closing cancels every job: not something to remember
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 await self.scheduler.close(0)
+        if self.journal is not None:
+            with contextlib.suppress(Exception):
+                await self.journal.close()
         if self.metrics_http is not None:
             self.metrics_http.close()
             with contextlib.suppress(Exception):
@@ -238,7 +297,7 @@ class Daemon:
 
 
 def build_scheduler(
-    config: Config, *, ledger: GroupLedger | None = None
+    config: Config, *, ledger: GroupLedger | None = None, hold_events: bool = False
 ) -> tuple[Scheduler, ExecRunner | None]:
     """The daemon's one scheduler, with the exec runner when exec is allowed."""
     breakers = BreakerRegistry()
@@ -263,6 +322,7 @@ def build_scheduler(
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
         retain_finished_for=config.finished_job_ttl,
+        hold_events=hold_events,
     )
     return scheduler, exec_runner
 

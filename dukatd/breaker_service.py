@@ -17,6 +17,7 @@ Wiring, for the daemon:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import grpc
@@ -25,6 +26,7 @@ from dukat import convert
 from dukat.core.breaker import BreakerRegistry, CircuitBreaker, CircuitBreakerConfig
 from dukat.errors import FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc
+from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 
 __all__ = ["MAX_BREAKERS", "MAX_NAME_LENGTH", "BreakerService", "apply_breaker_config"]
@@ -52,9 +54,18 @@ def apply_breaker_config(
 class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
     """The breaker RPCs; one per daemon, over the scheduler's registry."""
 
-    def __init__(self, registry: BreakerRegistry, *, max_breakers: int = MAX_BREAKERS) -> None:
+    def __init__(
+        self,
+        registry: BreakerRegistry,
+        *,
+        max_breakers: int = MAX_BREAKERS,
+        journal: Journal | None = None,
+    ) -> None:
+        """`journal`: ConfigureBreaker answers once the settings are on disk, and a
+        restarted daemon configures the breaker so again (`dukatd.recovery`)."""
         self.registry = registry
         self.max_breakers = max_breakers
+        self.journal = journal
 
     @rpc_errors
     async def ListBreakers(
@@ -81,6 +92,15 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
         config = convert.breaker_config_from_proto(request.config, path="config")
         breaker = self._get_or_create(request.name)
         breaker.configure(config)
+        if self.journal is not None:
+            self.journal.configure_breaker(request.name, dataclasses.asdict(config))
+            try:
+                await self.journal.sync()
+            except JournalWriteError as error:
+                raise Refusal(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{error}; the breaker is configured until the daemon restarts",
+                ) from None
         return breaker_pb2.ConfigureBreakerResponse(breaker=convert.breaker_to_proto(breaker))
 
     @rpc_errors

@@ -164,6 +164,10 @@ class Config:
     """Largest result a worker may return for one task (max_message_bytes bounds it too)."""
     output_tail_bytes: int = 64 * 1024
     """Bytes of each exec task's stdout and stderr kept after it ends."""
+    journal_sync: str = "full"
+    """'full': each journal commit is fsynced; 'normal': it survives a crash of dukatd only."""
+    journal_max_bytes: int = 0
+    """Largest size of the journal file (0: no limit); past it Submit is refused."""
     event_log_length: int = 10_000
     """Events kept per job for replay; a watcher behind that gets a snapshot."""
     retain_finished_jobs: int = 1_000
@@ -294,6 +298,7 @@ def _validate(config: Config) -> None:
         "max_message_bytes": 1024,
         "max_result_bytes": 0,
         "output_tail_bytes": 0,
+        "journal_max_bytes": 0,
         "event_log_length": 1,
         "retain_finished_jobs": 0,
     }
@@ -331,6 +336,8 @@ def _validate(config: Config) -> None:
             fail("breakers", f"{name!r} must be a CircuitBreakerConfig, not {settings!r}")
     put("breakers", MappingProxyType(breakers))
 
+    if config.journal_sync not in ("full", "normal"):
+        fail("journal_sync", f"must be 'full' or 'normal', not {config.journal_sync!r}")
     level = config.log_level.upper() if isinstance(config.log_level, str) else config.log_level
     if level not in LOG_LEVELS:
         fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")

@@ -11,7 +11,9 @@
    up to the stop time that the systemd unit and Docker must leave room for):
    `Scheduler.drain` starts nothing new and waits until none runs or the grace is over, then
    cancels what still runs. Then `Scheduler.close` cancels every job: an exec task's process
-   group gets SIGTERM, and SIGKILL `kill_grace` later.
+   group gets SIGTERM, and SIGKILL `kill_grace` later. The journal stops recording when the
+   grace is over: what is cancelled from there runs again when the daemon is back, and
+   tasks still waiting stay as they were. It is flushed and closed after step 6.
 6. `ExecRunner.kill_all`: what is left of any task process group gets the same treatment
    (normally nothing is; this covers an attempt that outlived its worker).
 7. Then `Daemon.close_now` (in `serve`'s finally): socket files and locks are released.
@@ -63,9 +65,14 @@ async def drain(daemon: Daemon) -> None:
     )
     stopping_server = asyncio.ensure_future(server.stop(grace))
 
-    draining = asyncio.ensure_future(scheduler.drain(grace))
+    journal = daemon.journal
+    # What the drain cancels from here on must run again after a restart: not journaled.
+    freeze = journal.freeze if journal is not None else None
+    draining = asyncio.ensure_future(scheduler.drain(grace, before_cancel=freeze))
     if await _unless_fast(daemon, draining, None) and _cancelled(draining):
         _log.info("draining: grace over, cancelled %d running task(s)", draining.result())
+    if journal is not None:
+        journal.freeze()  # the fast path skipped the drain's own call
     close_grace = 0.0 if daemon.fast.is_set() else config.kill_grace + _CLOSE_MARGIN
     if daemon.fast.is_set() and daemon.exec_runner is not None:
         daemon.exec_runner.kill_all_now()  # fast: SIGKILL before asking anything to stop
@@ -75,6 +82,8 @@ async def drain(daemon: Daemon) -> None:
         left = await _step("killing task processes", daemon.exec_runner.kill_all(kill_grace))
         if left:
             _log.warning("draining: %d task process group(s) outlived their task", left)
+    if journal is not None:
+        await _step("flushing the journal", journal.close())
 
     if not await _unless_fast(daemon, asyncio.shield(stopping_server), None):
         await _step("cancelling calls", server.stop(None))

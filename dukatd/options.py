@@ -244,6 +244,27 @@ OPTIONS: tuple[Option, ...] = (
         from_toml=_toml_bool,
     ),
     Option(
+        field="journal_sync",
+        flag="--journal-sync",
+        env="DUKATD_JOURNAL_SYNC",
+        help="'full': each journal commit is fsynced and survives power loss; 'normal': it "
+        "survives a crash or kill of dukatd, and the last commits may be lost on power loss. "
+        "Default: full",
+        metavar="MODE",
+        from_text=str,
+        from_toml=_toml_str,
+    ),
+    Option(
+        field="journal_max_bytes",
+        flag="--journal-max-bytes",
+        env="DUKATD_JOURNAL_MAX_BYTES",
+        help="largest size of the journal; past it Submit fails with RESOURCE_EXHAUSTED, as "
+        "on a full disk. 0: no limit. Default: 0",
+        metavar="SIZE",
+        from_text=_text_size,
+        from_toml=_toml_size,
+    ),
+    Option(
         field="allow_exec",
         flag="--allow-exec",
         env="DUKATD_ALLOW_EXEC",

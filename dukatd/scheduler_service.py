@@ -8,6 +8,7 @@ their limits, and ListJobs paging. `Work` (worker streams) is the `WorkerHub`'s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -25,6 +26,7 @@ from dukat.errors import FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
+from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
@@ -51,6 +53,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         max_page_size: int = 1_000,
         work_hub: WorkerHub | None = None,
         result_budget: int = DEFAULT_RESULT_BUDGET,
+        journal: Journal | None = None,
+        request_ids: dict[str, str] | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
         `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED.
@@ -61,6 +65,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         be the hub of this scheduler (`WorkerHub(scheduler)`); None: Work is UNIMPLEMENTED.
         `result_budget`: bytes of task results one GetJob response carries at most; the rest
         are marked `result_omitted`, for the client to ask for by `task_ids`.
+        `journal`: when given, Submit and Cancel answer once what they did is on disk, and
+        GetJob and ListJobs once what they show is (`dukatd.journal`); the scheduler must
+        hold events for it. `request_ids`: those of the jobs recovered from it.
         """
         self.scheduler = scheduler
         self.allow_exec = allow_exec
@@ -69,6 +76,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.watchers = 0
         self.ring = EventRing(scheduler, watch_all_capacity)
         self.request_ids = RequestIds(scheduler)
+        for request_id, job_id in (request_ids or {}).items():
+            self.request_ids.add(request_id, job_id)
+        self.journal = journal
+        self._submitting: dict[str, asyncio.Future[str]] = {}  # request id -> its job id
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self.result_budget = result_budget
@@ -84,18 +95,59 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> scheduler_pb2.SubmitResponse:
         # No await between looking the request id up and remembering it: two retries of one
         # request cannot both get through on the one loop.
-        earlier = self.request_ids.get(request.request_id)
+        request_id = request.request_id
+        earlier = self.request_ids.get(request_id)
         if earlier is not None:
             return scheduler_pb2.SubmitResponse(job_id=earlier)
+        if request_id in self._submitting:  # its twin is being written to the journal
+            return scheduler_pb2.SubmitResponse(
+                job_id=await asyncio.shield(self._submitting[request_id])
+            )
         if not self.allow_exec:
             _refuse_exec(request.job)
         spec = convert.job_spec_from_proto(request.job, path="job")
         try:
-            job_id = self.scheduler.submit(spec)
+            prepared = self.scheduler.prepare(spec)
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
-        self.request_ids.add(request.request_id, job_id)
+        if self.journal is not None:
+            await self._make_durable(request, prepared.job_id, prepared.job.created_at)
+        try:
+            job_id = self.scheduler.start(prepared)
+        except RuntimeError:  # closed by the drain while the journal was writing
+            raise Refusal(
+                grpc.StatusCode.UNAVAILABLE,
+                "dukatd is shutting down; the job is kept and runs when it is back (Submit "
+                "again with the same request_id to get its id)",
+            ) from None
+        self.request_ids.add(request_id, job_id)
         return scheduler_pb2.SubmitResponse(job_id=job_id)
+
+    async def _make_durable(
+        self, request: scheduler_pb2.SubmitRequest, job_id: str, created_at: float
+    ) -> None:
+        """Write the job to the journal; nothing of it has run, and on failure nothing will."""
+        journal = self.journal
+        assert journal is not None
+        twin: asyncio.Future[str] | None = None
+        if request.request_id:
+            twin = asyncio.get_running_loop().create_future()
+            self._submitting[request.request_id] = twin
+        try:
+            journal.accept(job_id, request.request_id, request.job.SerializeToString(), created_at)
+            await _durable(journal, "the job was not accepted")
+        except BaseException as error:
+            journal.drop(job_id)  # in case a later commit would write it after all
+            if twin is not None:
+                twin.set_exception(error)
+                twin.exception()  # retrieved: a twin may never come to read it
+            raise
+        else:
+            if twin is not None:
+                twin.set_result(job_id)
+        finally:
+            if request.request_id:
+                del self._submitting[request.request_id]
 
     @rpc_errors
     async def Watch(
@@ -160,6 +212,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         _require_job_id(request.job_id)
         # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
         cancelled = self.scheduler.cancel(request.job_id, request.task_ids)
+        if self.journal is not None and cancelled:
+            self.journal.cancel(request.job_id, request.task_ids)
+            await _durable(self.journal, "the cancel may not survive a restart")
         return scheduler_pb2.CancelResponse(cancelled_count=cancelled)
 
     @rpc_errors
@@ -173,6 +228,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             unknown = [task_id for task_id in request.task_ids if task_id not in known]
             if unknown:
                 raise NotFoundError(f"job {request.job_id!r} has no task {unknown[0]!r}")
+        if self.journal is not None:  # show nothing a crash could take back
+            await _durable(self.journal, "the job's state cannot be vouched for")
         job = convert.job_to_proto(
             snapshot, result_budget=self.result_budget, task_ids=request.task_ids
         )
@@ -197,10 +254,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         start = _page_start(newest_first, request.page_token)
         page = newest_first[start : start + size]
         more = start + size < len(newest_first)
-        return scheduler_pb2.ListJobsResponse(
+        response = scheduler_pb2.ListJobsResponse(
             jobs=[self._listed(job) for job in page],
             next_page_token=_page_token(page[-1]) if more and page else "",
         )
+        if self.journal is not None:  # show nothing a crash could take back
+            await _durable(self.journal, "the jobs' states cannot be vouched for")
+        return response
 
     def _listed(self, job: JobSnapshot) -> job_pb2.Job:
         # Job.task_counts must always be filled, and the engine's task-less snapshot has no
@@ -250,6 +310,16 @@ def _refuse_exec(job: job_pb2.JobSpec) -> None:
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
+
+
+async def _durable(journal: Journal, consequence: str) -> None:
+    """Wait until the journal has written everything so far; a status saying `consequence`
+    if it cannot: RESOURCE_EXHAUSTED when it is full, else UNAVAILABLE."""
+    try:
+        await journal.sync()
+    except JournalWriteError as error:
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
+        raise Refusal(code, f"{error}; {consequence}") from None
 
 
 def _require_job_id(job_id: str) -> None:

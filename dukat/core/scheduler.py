@@ -241,12 +241,15 @@ class Scheduler:
         job = self._build(spec, job_id, created_at)
         job.log.restore(list(events), last_sequence)
         job.sequence = last_sequence
-        job.state = JobState.RUNNING  # whatever it was, it had started
+        if last_sequence:
+            job.state = JobState.RUNNING  # it had started: its log says so already
         interrupted = apply_outcomes(job, tasks)
         if ended is not None:
             self._restore_ended(job, ended)
             return job_id
         self._admit_job(job)
+        if job.state is JobState.PENDING:  # accepted, and gone before it started
+            self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
         settled = settle_pending(job)
         for run in interrupted:
             self._resume_interrupted(run)
@@ -325,6 +328,10 @@ class Scheduler:
         """The job's state, without building a snapshot of every task."""
         return self._job(job_id).state
 
+    def task_result(self, job_id: str, task_id: str) -> Any:
+        """A task's result (None unless it SUCCEEDED), in O(1): for listeners (a journal)."""
+        return self._job(job_id).tasks[task_id].result
+
     def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
         """A task's spec, in O(1): for listeners that label by action (metrics)."""
         return self._job(job_id).tasks[task_id].spec
@@ -385,9 +392,14 @@ class Scheduler:
             else:
                 await log.wait(cursor)
 
-    async def drain(self, grace: float) -> int:
+    async def drain(
+        self, grace: float, *, before_cancel: Callable[[], object] | None = None
+    ) -> int:
         """Start nothing new; let running attempts end within `grace` seconds of the clock,
         then cancel those still running. Returns how many it cancelled.
+
+        `before_cancel()` is called once the waiting is over, before anything is cancelled
+        (a journal stops recording there: the cancelled attempts are to run again later).
 
         Ready tasks stay READY, and so do tasks that become ready meanwhile (their
         upstreams finished, a retry's backoff ran out, their runner admitted them): nothing
@@ -410,6 +422,8 @@ class Scheduler:
                     busy.discard(over)
             finally:
                 timer.cancel()
+        if before_cancel is not None:
+            before_cancel()
         cancelled = 0
         for job in list(self._jobs.values()):
             if job.state.is_terminal:

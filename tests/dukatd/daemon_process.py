@@ -28,7 +28,8 @@ _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"
 
 
 class DaemonProcess:
-    """One daemon on `<directory>/<name>.sock`, with `--ephemeral --metrics-listen off`."""
+    """One daemon on `<directory>/<name>.sock`, with `--metrics-listen off`, and
+    `--ephemeral` unless a `state_dir` is given (then its journal lives there)."""
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class DaemonProcess:
         *,
         env: Mapping[str, str] | None = None,
         name: str = "d",
+        state_dir: Path | None = None,
     ) -> None:
         self.socket = directory / f"{name}.sock"
         self.address = f"unix:{self.socket}"
@@ -47,7 +49,7 @@ class DaemonProcess:
             "dukatd",
             "--listen",
             self.address,
-            "--ephemeral",
+            *(["--ephemeral"] if state_dir is None else ["--state-dir", str(state_dir)]),
             "--metrics-listen",
             "off",
             *args,
@@ -132,11 +134,17 @@ def short_tmp() -> Iterator[Path]:
 
 @pytest.fixture
 def daemons(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """`daemons(*args, env=..., name=...)` starts a daemon; all are killed at teardown."""
+    """`daemons(*args, env=..., name=..., state_dir=...)` starts a daemon; all are killed at
+    teardown."""
     started: list[DaemonProcess] = []
 
-    def start(*args: str, env: Mapping[str, str] | None = None, name: str = "d") -> DaemonProcess:
-        daemon = DaemonProcess(short_tmp, args, env=env, name=name)
+    def start(
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        name: str = "d",
+        state_dir: Path | None = None,
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(short_tmp, args, env=env, name=name, state_dir=state_dir)
         started.append(daemon)
         return daemon.start()
 

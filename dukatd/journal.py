@@ -1,0 +1,707 @@
+"""The journal: what dukatd has accepted and done, in SQLite, so a restart loses nothing.
+
+One database file, `journal.sqlite3` in the state directory, in WAL mode, written by one
+thread of its own. The event loop never waits on the disk: the scheduler's listener appends
+each event to a queue (a deque append, no lock), and the writer thread takes what has
+gathered every `commit_delay` seconds and commits it as one transaction — a group commit, so
+a burst of ten thousand events is a handful of commits. Callers that must not answer before
+something is on disk await `sync()`, which returns once everything queued before it is
+committed. What is kept:
+
+- `jobs`: every accepted job with its spec (the `dukat.v1.JobSpec` message as submitted),
+  request id, creation time, and its state, end and last event sequence as they change;
+- `tasks`: a row per task that has started or ended — state, attempts, times, message and,
+  when it succeeded, its result (encoded by the caller's `encode_result`);
+- `events`: the newest `event_tail` events of each job, in a ring keyed by sequence modulo
+  the tail (an insert replaces the event it pushes out, so nothing grows and nothing is
+  deleted while a job runs), for watchers that resume after a restart;
+- `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
+  died must not run again); `breakers`: breaker settings configured over the API.
+
+The engine holds every job's events back from watchers until the writer has committed them
+(`Scheduler(hold_events=True)`, published from `_committed`): no client can have seen a state
+that a crash takes back, so sequence numbers after a restart continue without a gap.
+
+Durability: `sync="full"` (the default) fsyncs the WAL at each commit, so a commit survives
+power loss as well as `kill -9`; `"normal"` survives a crash of the daemon but may lose the last
+commits on power loss. A commit that fails (a full disk, `max_bytes` reached, an I/O error)
+is retried with backoff; the jobs in it were never started, so their Submits fail instead
+(`JournalWriteError`), and nothing else is lost while the writer keeps trying.
+
+Finished jobs leave the journal when the scheduler drops them (its retention); freed pages go
+back to the file system a chunk at a time (incremental vacuum), and the WAL is truncated at
+each checkpoint beyond `journal_size_limit`, so the file stays bounded under a steady load.
+The schema is versioned (`PRAGMA user_version`) and upgraded in place by `_MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dukat.core.events import JobStateChanged, TaskOutput, TaskProgress, TaskStateChanged
+from dukat.core.results import TaskStatus
+from dukat.core.states import JobState, TaskState
+
+__all__ = [
+    "JOURNAL_FILE",
+    "SCHEMA_VERSION",
+    "Journal",
+    "JournalError",
+    "JournalWriteError",
+    "RecoveredJob",
+]
+
+_log = logging.getLogger("dukatd.journal")
+
+JOURNAL_FILE = "journal.sqlite3"
+
+# Each migration takes the schema from its index to the next version. Append only: a
+# released step never changes, since journals out there were written by it.
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: jobs, the tasks that started or ended, the ring of each job's newest events.
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL UNIQUE,
+        request_id TEXT,
+        spec BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        finished_at REAL,
+        message TEXT NOT NULL DEFAULT '',
+        last_sequence INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE tasks (
+        job INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        message TEXT NOT NULL DEFAULT '',
+        result BLOB,
+        PRIMARY KEY (job, task_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        job INTEGER NOT NULL,
+        slot INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        time REAL NOT NULL,
+        kind INTEGER NOT NULL,
+        task_id TEXT,
+        state TEXT,
+        number REAL,
+        text TEXT,
+        PRIMARY KEY (job, slot)
+    ) WITHOUT ROWID;
+    """,
+    # 2: cancel requests (replayed on recovery) and breakers configured over the API.
+    """
+    CREATE TABLE cancels (
+        job INTEGER NOT NULL,
+        task_ids TEXT NOT NULL
+    );
+    CREATE INDEX cancels_by_job ON cancels (job);
+    CREATE TABLE breakers (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# events.kind
+_JOB, _TASK, _PROGRESS, _OUTPUT = range(4)
+
+# queued operations: (kind, ...)
+_EVENT, _ACCEPT, _CANCEL, _DROP, _BREAKER = range(5)
+
+_RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
+_VACUUM_CHUNK_PAGES = 2048
+
+
+class JournalError(Exception):
+    """The journal cannot be used; the daemon must not start on it. The message says why
+    and what to do."""
+
+
+class JournalWriteError(Exception):
+    """What was asked to be made durable could not be written (`full`: the disk, or the
+    journal's size limit, is full)."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
+
+
+@dataclass(slots=True)
+class RecoveredJob:
+    """One job as the journal kept it: enough for `Scheduler.restore`."""
+
+    job_id: str
+    request_id: str
+    spec: bytes
+    created_at: float
+    state: JobState
+    finished_at: float | None
+    message: str
+    last_sequence: int
+    tasks: list[TaskStatus] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    cancels: list[tuple[str, ...]] = field(default_factory=list)
+    """Cancel requests in order; an empty tuple cancelled the whole job."""
+
+
+class Journal:
+    """The daemon's journal; see the module docstring. `Journal.open` makes one."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: Path,
+        *,
+        encode_result: Callable[[Any], bytes | None],
+        decode_result: Callable[[bytes], Any],
+        event_tail: int,
+        commit_delay: float,
+    ) -> None:
+        self.path = path
+        self._db = connection
+        self._encode_result = encode_result
+        self._decode_result = decode_result
+        self.event_tail = event_tail
+        self.commit_delay = commit_delay
+        self._keys: dict[str, int] = {}  # job id -> jobs.id; the writer's once it runs
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._queued = 0  # operations queued so far (the loop's count)
+        self._committed = 0  # of those, committed (the loop's copy, set by `_on_commit`)
+        self._signalled = False
+        self._wake = threading.Event()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._frozen = False
+        self._closing = False
+        self._failure: JournalWriteError | None = None  # the last commit's, until one works
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publish: Callable[[str, int], None] | None = None
+        self._result_of: Callable[[str, str], Any] | None = None
+        self.commits = 0  # for tests and the benchmark: transactions written
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        encode_result: Callable[[Any], bytes | None],
+        decode_result: Callable[[bytes], Any],
+        sync: str = "full",
+        max_bytes: int | None = None,
+        event_tail: int = 10_000,
+        commit_delay: float = 0.002,
+    ) -> Journal:
+        """Open (or create) the journal at `path`, checked and upgraded to this schema.
+
+        Raises `JournalError` when it cannot be used: not a database, corrupt, written by a
+        newer dukatd, or not readable.
+        """
+        if sync not in ("full", "normal"):
+            raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
+        path = Path(path)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot open the journal {str(path)!r}: {error}") from None
+        try:
+            _prepare(db, path, sync=sync, max_bytes=max_bytes)
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise JournalError(_corrupt(path, str(error))) from None
+        except JournalError:
+            db.close()
+            raise
+        return cls(
+            db,
+            path,
+            encode_result=encode_result,
+            decode_result=decode_result,
+            event_tail=event_tail,
+            commit_delay=commit_delay,
+        )
+
+    def load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
+        """Every job kept (oldest first) and the breakers configured over the API.
+
+        Call once, before `start`. Raises `JournalError` if what is read is corrupt.
+        """
+        try:
+            return self._load()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(_corrupt(self.path, str(error))) from None
+
+    def _load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
+        db = self._db
+        jobs: dict[int, RecoveredJob] = {}
+        for row in db.execute(
+            "SELECT id, job_id, request_id, spec, created_at, state, finished_at, message, "
+            "last_sequence FROM jobs ORDER BY id"
+        ):
+            key, job_id, request_id, spec, created, state, finished, message, last = row
+            self._keys[job_id] = key
+            jobs[key] = RecoveredJob(
+                job_id, request_id or "", spec, created, JobState(state), finished, message, last
+            )
+        decode = self._decode_result
+        for key, task_id, state, attempts, started, finished, message, result in db.execute(
+            "SELECT job, task_id, state, attempts, started_at, finished_at, message, result "
+            "FROM tasks"
+        ):
+            job = jobs.get(key)
+            if job is not None:
+                value = decode(result) if result is not None else None
+                job.tasks.append(
+                    TaskStatus(
+                        id=task_id,
+                        state=TaskState(state),
+                        attempts=attempts,
+                        error=message,
+                        started_at=started,
+                        finished_at=finished,
+                        result=value,
+                    )
+                )
+        for key, rows in _grouped(
+            db.execute(
+                "SELECT job, sequence, time, kind, task_id, state, number, text FROM events "
+                "ORDER BY job, sequence"
+            )
+        ):
+            job = jobs.get(key)
+            if job is not None:
+                job.events = _contiguous_tail([_record(row) for row in rows], job.last_sequence)
+        for key, task_ids in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
+            job = jobs.get(key)
+            if job is not None:
+                job.cancels.append(tuple(json.loads(task_ids)))
+        breakers = {
+            name: json.loads(settings)
+            for name, settings in db.execute("SELECT name, settings FROM breakers")
+        }
+        return list(jobs.values()), breakers
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        publish: Callable[[str, int], None],
+        result_of: Callable[[str, str], Any],
+    ) -> None:
+        """Start the writer thread. Call in the running loop, after `load`.
+
+        `publish(job_id, sequence)`: events up to there are on disk (`Scheduler.publish`).
+        `result_of(job_id, task_id)`: a succeeded task's result, read when its event comes.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._publish = publish
+        self._result_of = result_of
+        self._thread = threading.Thread(target=self._write_forever, name="dukatd-journal")
+        self._thread.start()
+
+    def on_record(self, job_id: str, record: tuple[Any, ...]) -> None:
+        """The scheduler's record listener: queue an event (and a succeeded task's result)."""
+        if self._frozen:
+            return
+        if record[0] is TaskStateChanged and record[4] is TaskState.SUCCEEDED:
+            result = self._result_of(job_id, record[3])  # type: ignore[misc]
+        else:
+            result = None
+        self._put((_EVENT, job_id, record, result))
+
+    def accept(self, job_id: str, request_id: str, spec: bytes, created_at: float) -> None:
+        """Queue a job that was submitted; `await sync()` before starting it."""
+        self._put((_ACCEPT, job_id, request_id or None, spec, created_at))
+
+    def cancel(self, job_id: str, task_ids: Sequence[str]) -> None:
+        """Queue a cancel request (empty `task_ids`: the whole job)."""
+        self._put((_CANCEL, job_id, json.dumps(list(task_ids))))
+
+    def drop(self, job_id: str) -> None:
+        """Queue the removal of a job: a finished one the scheduler let go
+        (`add_drop_listener`), or one accepted whose `sync` failed (it never started)."""
+        self._put((_DROP, job_id))
+
+    def configure_breaker(self, name: str, settings: dict[str, Any]) -> None:
+        """Queue a breaker's settings, as configured over the API."""
+        self._put((_BREAKER, name, json.dumps(settings, sort_keys=True)))
+
+    async def sync(self) -> None:
+        """Return once everything queued so far is committed.
+
+        Raises `JournalWriteError` while commits fail (the writer keeps retrying).
+        """
+        target = self._queued
+        if self._committed >= target:
+            return
+        if self._failure is not None:
+            raise self._failure
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await future
+
+    def freeze(self) -> None:
+        """Record nothing more: what happens from here is the shutdown's doing (tasks that
+        the drain cancels must run again after the restart, not end CANCELLED)."""
+        self._frozen = True
+
+    async def close(self) -> None:
+        """Freeze, commit what is queued, stop the writer, checkpoint and close the file."""
+        self.freeze()
+        self._closing = True
+        thread = self._thread
+        if thread is not None:
+            self._wake.set()
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+            self._thread = None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def _put(self, operation: tuple[Any, ...]) -> None:
+        if self._frozen and operation[0] != _BREAKER:
+            return
+        self._queue.append(operation)
+        self._queued += 1
+        if not self._signalled:
+            self._signalled = True
+            self._wake.set()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        retained: list[tuple[Any, ...]] = []  # of a failed commit, tried again
+        uncounted = 0  # operations taken since the last commit that worked
+        backoff = 0.05
+        while True:
+            self._wake.wait()
+            if not self._closing:
+                time.sleep(self.commit_delay)  # let a group gather
+            self._wake.clear()
+            self._signalled = False  # before taking: what comes after wakes us again
+            queue = self._queue
+            taken = [queue.popleft() for _ in range(len(queue))]
+            uncounted += len(taken)
+            operations = retained + taken
+            if not operations:
+                if self._closing:
+                    return
+                continue
+            try:
+                marks = self._commit(operations)
+            except sqlite3.Error as error:
+                failure = JournalWriteError(
+                    f"the journal {str(self.path)!r} cannot be written: {error}",
+                    full=getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
+                )
+                _log.error("%s; retrying in %.2gs", failure, backoff)
+                # Jobs in it were never started: their Submits fail (and are not tried
+                # again); the rest waits for a commit that works.
+                retained = [op for op in operations if op[0] != _ACCEPT]
+                self._call_loop(self._on_failure, failure)
+                if self._closing:
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                self._wake.set()
+                continue
+            retained = []
+            backoff = 0.05
+            self.commits += 1
+            self._call_loop(self._on_commit, uncounted, marks)
+            uncounted = 0
+            if self._closing and not self._queue:
+                return
+
+    def _call_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[union-attr]
+
+    def _commit(self, operations: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Write `operations` in one transaction; the last sequence written per job."""
+        db = self._db
+        keys = self._keys
+        tail = self.event_tail
+        events: list[tuple[Any, ...]] = []
+        tasks: dict[tuple[int, str], list[Any]] = {}
+        jobs: dict[int, list[Any]] = {}  # key -> [last sequence, state, message, finished]
+        marks: dict[str, int] = {}
+        added: list[str] = []
+        dropped: list[tuple[str, int]] = []
+        encode = self._encode_result
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for operation in operations:
+                kind = operation[0]
+                if kind == _EVENT:
+                    _, job_id, record, result = operation
+                    key = keys.get(job_id)
+                    if key is None:
+                        continue  # dropped already, or accepted by a failed commit
+                    sequence, moment = record[1], record[2]
+                    event_class = record[0]
+                    events.append((key, sequence % tail, *_event_row(record)))
+                    update = jobs.get(key)
+                    if update is None:
+                        jobs[key] = update = [sequence, None, None, None]
+                    update[0] = sequence
+                    marks[job_id] = sequence
+                    if event_class is TaskStateChanged:
+                        state = record[4]
+                        if state in _RECOVERY_STATES:
+                            _merge_task(tasks, key, record, state, moment, result, encode)
+                    elif event_class is JobStateChanged:
+                        state = record[3]
+                        update[1], update[2] = state.value, record[4]
+                        if state.is_terminal:
+                            update[3] = moment
+                elif kind == _ACCEPT:
+                    _, job_id, request_id, spec, created_at = operation
+                    cursor = db.execute(
+                        "INSERT INTO jobs (job_id, request_id, spec, created_at, state) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (job_id, request_id, spec, created_at, JobState.PENDING.value),
+                    )
+                    keys[job_id] = cursor.lastrowid  # type: ignore[assignment]
+                    added.append(job_id)
+                elif kind == _CANCEL:
+                    key = keys.get(operation[1])
+                    if key is not None:
+                        db.execute("INSERT INTO cancels VALUES (?, ?)", (key, operation[2]))
+                elif kind == _DROP:
+                    key = keys.pop(operation[1], None)
+                    if key is not None:
+                        dropped.append((operation[1], key))
+                        # Writes of this batch for it go first, then all of it.
+                        _flush(db, events, tasks, jobs)
+                        events, tasks, jobs = [], {}, {}
+                        for table in ("events", "tasks", "cancels"):
+                            db.execute(f"DELETE FROM {table} WHERE job = ?", (key,))
+                        db.execute("DELETE FROM jobs WHERE id = ?", (key,))
+                elif kind == _BREAKER:
+                    db.execute(
+                        "INSERT INTO breakers VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings",
+                        operation[1:],
+                    )
+            _flush(db, events, tasks, jobs)
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            for job_id in added:  # not in the file after all
+                keys.pop(job_id, None)
+            keys.update(dropped)  # still in the file
+            raise
+        if dropped:
+            self._vacuum_some()
+        return marks
+
+    def _vacuum_some(self) -> None:
+        """Give freed pages back to the file system once a good share of the file is free."""
+        db = self._db
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        if free >= _VACUUM_CHUNK_PAGES and free * 4 >= pages:
+            db.execute(f"PRAGMA incremental_vacuum({free})")
+
+    # -- back on the loop -------------------------------------------------------------------
+
+    def _on_commit(self, count: int, marks: dict[str, int]) -> None:
+        self._failure = None
+        self._committed += count
+        publish = self._publish
+        for job_id, sequence in marks.items():
+            publish(job_id, sequence)  # type: ignore[misc]
+        self._wake_waiters()
+
+    def _on_failure(self, failure: JournalWriteError) -> None:
+        self._failure = failure
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(failure)
+        self._waiters.clear()
+
+    def _wake_waiters(self) -> None:
+        committed = self._committed
+        waiting = []
+        for target, future in self._waiters:
+            if target <= committed:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((target, future))
+        self._waiters = waiting
+
+    def __repr__(self) -> str:
+        return (
+            f"<Journal {str(self.path)!r} queued:{self._queued} committed:{self._committed}"
+            f"{' frozen' if self._frozen else ''}>"
+        )
+
+
+def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | None) -> None:
+    """Check the file, set it up for the writer, and upgrade its schema."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {str(path)!r} was written by a newer dukatd (schema version "
+            f"{version}; this one knows up to {SCHEMA_VERSION}): run that version, or move "
+            "the state directory aside to start empty"
+        )
+    if version == 0 and not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        # A new file: incremental vacuum must be chosen before the first table exists.
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError("; ".join(problems))
+    if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+        raise JournalError(f"the journal {str(path)!r} cannot use WAL mode on this file system")
+    db.execute(f"PRAGMA synchronous = {sync.upper()}")
+    db.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
+    if max_bytes:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+    for step in range(version, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _statements(_MIGRATIONS[step]):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {step + 1}")
+        db.execute("COMMIT")
+        if step:
+            _log.info("journal %s: schema upgraded to version %d", path, step + 1)
+
+
+def _statements(script: str) -> Iterable[str]:
+    return (part.strip() for part in script.split(";") if part.strip())
+
+
+def _corrupt(path: Path, detail: str) -> str:
+    return (
+        f"the journal {str(path)!r} is damaged ({detail}). dukatd will not start on it, "
+        "so that no accepted job is silently lost. Restore it from a backup, or move it "
+        f"aside (mv {path} {path}.damaged) to start with an empty journal; "
+        f"`sqlite3 {path}.damaged .recover` may save what is left of it"
+    )
+
+
+def _event_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(sequence, time, kind, task_id, state, number, text) of an event record."""
+    event_class, sequence, moment = record[0], record[1], record[2]
+    if event_class is TaskStateChanged:
+        _, _, _, task_id, state, attempt, message = record
+        return (sequence, moment, _TASK, task_id, state.value, attempt, message)
+    if event_class is JobStateChanged:
+        return (sequence, moment, _JOB, None, record[3].value, None, record[4])
+    if event_class is TaskProgress:
+        _, _, _, task_id, fraction, message = record
+        return (sequence, moment, _PROGRESS, task_id, None, fraction, message)
+    _, _, _, task_id, stream, text = record  # TaskOutput
+    return (sequence, moment, _OUTPUT, task_id, stream, None, text)
+
+
+def _record(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An event record back from its row (job, sequence, time, kind, task, state, n, text)."""
+    _, sequence, moment, kind, task_id, state, number, text = row
+    if kind == _TASK:
+        return (TaskStateChanged, sequence, moment, task_id, TaskState(state), int(number), text)
+    if kind == _JOB:
+        return (JobStateChanged, sequence, moment, JobState(state), text)
+    if kind == _PROGRESS:
+        return (TaskProgress, sequence, moment, task_id, number, text)
+    return (TaskOutput, sequence, moment, task_id, state, text)
+
+
+def _contiguous_tail(records: list[tuple[Any, ...]], last: int) -> list[tuple[Any, ...]]:
+    """The run of records ending at sequence `last` without a gap (the ring may hold stale
+    slots from a longer tail of an earlier configuration)."""
+    if not records or records[-1][1] != last:
+        return []
+    start = len(records) - 1
+    while start > 0 and records[start - 1][1] == records[start][1] - 1:
+        start -= 1
+    return records[start:]
+
+
+def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[int, list[tuple[Any, ...]]]]:
+    key: int | None = None
+    group: list[tuple[Any, ...]] = []
+    for row in rows:
+        if row[0] != key:
+            if group:
+                yield key, group  # type: ignore[misc]
+            key, group = row[0], []
+        group.append(row)
+    if group:
+        yield key, group  # type: ignore[misc]
+
+
+def _merge_task(
+    tasks: dict[tuple[int, str], list[Any]],
+    key: int,
+    record: tuple[Any, ...],
+    state: TaskState,
+    moment: float,
+    result: Any,
+    encode: Callable[[Any], bytes | None],
+) -> None:
+    """Fold a task's state change into this batch's row for it (the last one wins)."""
+    task_id, attempt, message = record[3], record[5], record[6]
+    row = tasks.get((key, task_id))
+    if row is None:
+        tasks[(key, task_id)] = row = [state.value, attempt, None, None, "", None]
+    row[0], row[1] = state.value, attempt
+    if state is TaskState.RUNNING:
+        if row[2] is None:
+            row[2] = moment
+    else:
+        row[3], row[4] = moment, message
+        row[5] = encode(result) if result is not None else None
+
+
+def _flush(
+    db: sqlite3.Connection,
+    events: list[tuple[Any, ...]],
+    tasks: dict[tuple[int, str], list[Any]],
+    jobs: dict[int, list[Any]],
+) -> None:
+    if events:
+        db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+    if tasks:
+        db.executemany(
+            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (job, task_id) DO UPDATE SET state = excluded.state, "
+            "attempts = excluded.attempts, "
+            "started_at = coalesce(tasks.started_at, excluded.started_at), "
+            "finished_at = excluded.finished_at, message = excluded.message, "
+            "result = excluded.result",
+            [(key, task_id, *row) for (key, task_id), row in tasks.items()],
+        )
+    if jobs:
+        db.executemany(
+            "UPDATE jobs SET last_sequence = ?, state = coalesce(?, state), "
+            "message = coalesce(?, message), finished_at = coalesce(?, finished_at) "
+            "WHERE id = ?",
+            [(*update, key) for key, update in jobs.items()],
+        )

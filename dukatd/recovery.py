@@ -1,0 +1,93 @@
+"""Recovery: put the jobs the journal kept back into a fresh scheduler, before serving.
+
+Runs at start, after the exec ledger has killed what a dead predecessor left running and
+before `READY=1`. Each kept job comes back as `Scheduler.restore` describes: tasks that had
+ended keep their outcome and never run again, those that were running lose that attempt
+("interrupted by daemon restart", counted against their retry policy), the rest start over;
+finished jobs are held for their retention as before. Cancel requests are replayed, so a
+task that was being cancelled when the daemon died stays cancelled. Dispatch tasks wait
+READY for their workers, which reconnect by themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from dukat import convert
+from dukat.core.scheduler import JobEnding, Scheduler
+from dukat.errors import DukatError
+from dukat.v1 import job_pb2
+from dukatd.journal import Journal, RecoveredJob
+
+__all__ = ["Recovered", "decode_result", "encode_result", "recover"]
+
+_log = logging.getLogger("dukatd")
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What recovery brought back."""
+
+    live: int = 0
+    finished: int = 0
+    interrupted: int = 0
+    """Tasks whose running attempt the restart cut off."""
+    request_ids: dict[str, str] = field(default_factory=dict)
+    """Submit request ids of the jobs brought back -> their job ids."""
+
+
+def encode_result(value: Any) -> bytes | None:
+    """A task's result as the journal keeps it: a `dukat.v1.TaskResultValue`."""
+    message = convert.task_result_to_proto(value)
+    return None if message is None else message.SerializeToString()
+
+
+def decode_result(data: bytes) -> Any:
+    return convert.task_result_from_proto(job_pb2.TaskResultValue.FromString(data))
+
+
+def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) -> Recovered:
+    """Restore `jobs` (as `Journal.load` gave them) into `scheduler`."""
+    recovered = Recovered()
+    # Finished jobs first, in the order they finished: retention drops the oldest first.
+    ended = sorted((j for j in jobs if j.state.is_terminal), key=lambda j: j.finished_at or 0.0)
+    live = [job for job in jobs if not job.state.is_terminal]
+    for job in [*ended, *live]:
+        try:
+            _restore(scheduler, job)
+        except (DukatError, DecodeError, ValueError) as error:
+            # Only a journal from a dukatd that accepted what this one refuses gets here.
+            _log.error("job %s could not be restored and is dropped: %s", job.job_id, error)
+            journal.drop(job.job_id)
+            continue
+        if job.state.is_terminal:
+            recovered.finished += 1
+        else:
+            recovered.live += 1
+            recovered.interrupted += sum(1 for t in job.tasks if not t.state.is_terminal)
+        if job.request_id:
+            recovered.request_ids[job.request_id] = job.job_id
+    return recovered
+
+
+def _restore(scheduler: Scheduler, job: RecoveredJob) -> None:
+    spec = convert.job_spec_from_proto(job_pb2.JobSpec.FromString(job.spec), path="job")
+    ending = None
+    if job.state.is_terminal:
+        ending = JobEnding(job.state, job.finished_at or job.created_at, job.message)
+    scheduler.restore(
+        spec,
+        job_id=job.job_id,
+        created_at=job.created_at,
+        tasks=job.tasks,
+        events=job.events,
+        last_sequence=job.last_sequence,
+        ended=ending,
+    )
+    if ending is None:
+        for task_ids in job.cancels:
+            scheduler.cancel(job.job_id, task_ids)
