@@ -9,7 +9,9 @@ with an empty job id reads this ring instead:
   at most one batch.
 - A scheduler listener fills it, attached only while some watcher is open: with a listener
   the scheduler builds an `Event` object for every record of every job, which its hot path
-  otherwise skips (it stores compact tuples).
+  otherwise skips (it stores compact tuples). A daemon with a journal fills it from the
+  journal instead, with events once they are committed (`source`), as the per-job logs
+  show them: no watcher sees a state that a crash could take back.
 - Appending never waits and never fails, so a stalled watcher cannot slow the scheduler.
   A watcher whose position the ring has overwritten has lost events: its next read raises
   `FellBehind`, and the servicer ends its stream with RESOURCE_EXHAUSTED. Not a snapshot:
@@ -21,8 +23,9 @@ with an empty job id reads this ring instead:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dukat.core.breaker import BreakerTransition
 from dukat.core.events import Event
@@ -33,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["EventRing", "FellBehind", "RingCursor"]
 
 RingItem = Event | BreakerTransition
+
+
+class EventSource(Protocol):
+    def add_listener(self, listener: Callable[[Event], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None: ...
 
 
 class FellBehind(Exception):
@@ -50,10 +59,15 @@ class FellBehind(Exception):
 class EventRing:
     """The newest `capacity` events of every job, shared by the watchers of all jobs."""
 
-    def __init__(self, scheduler: Scheduler, capacity: int = 10_000) -> None:
+    def __init__(
+        self, scheduler: Scheduler, capacity: int = 10_000, *, source: EventSource | None = None
+    ) -> None:
+        """`source`: where the jobs' events come from (`add_listener`/`remove_listener`):
+        the scheduler (the default), or the journal, which tells them once committed."""
         if capacity < 1:
             raise ValueError(f"an event ring holds at least one event, not {capacity!r}")
         self.scheduler = scheduler
+        self.source: EventSource = source if source is not None else scheduler
         self.capacity = capacity
         self._slots: list[RingItem | None] = [None] * capacity
         self.end = 0  # position the next event gets; positions count from 0 and never wrap
@@ -81,7 +95,7 @@ class EventRing:
     def open(self) -> RingCursor:
         """A cursor at the end: it sees events from now on."""
         if not self.cursors:
-            self.scheduler.add_listener(self.append)
+            self.source.add_listener(self.append)
             self.scheduler.breakers.add_listener(self.append)
         cursor = RingCursor(self, self.end)
         self.cursors.add(cursor)
@@ -90,7 +104,7 @@ class EventRing:
     def _close(self, cursor: RingCursor) -> None:
         self.cursors.discard(cursor)
         if not self.cursors:
-            self.scheduler.remove_listener(self.append)
+            self.source.remove_listener(self.append)
             self.scheduler.breakers.remove_listener(self.append)
             self._slots = [None] * self.capacity  # let the events go with the last watcher
 

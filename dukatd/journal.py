@@ -49,7 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dukat.core.events import JobStateChanged, TaskOutput, TaskProgress, TaskStateChanged
+from dukat.core.events import (
+    Event,
+    JobStateChanged,
+    TaskOutput,
+    TaskProgress,
+    TaskStateChanged,
+)
 from dukat.core.results import TaskStatus
 from dukat.core.states import JobState, TaskState
 
@@ -191,11 +197,11 @@ class Journal:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._frozen = False
         self._closing = False
-        self._failure: JournalWriteError | None = None  # the last commit's, until one works
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publish: Callable[[str, int], None] | None = None
         self._result_of: Callable[[str, str], Any] | None = None
+        self._event_listeners: list[Callable[[Event], None]] = []
         self.commits = 0  # for tests and the benchmark: transactions written
 
     # -- opening ----------------------------------------------------------------------------
@@ -350,16 +356,22 @@ class Journal:
     async def sync(self) -> None:
         """Return once everything queued so far is committed.
 
-        Raises `JournalWriteError` while commits fail (the writer keeps retrying).
+        Raises `JournalWriteError` if the commit that was to hold them failed (the writer
+        keeps trying with what it can: all but the jobs accepted in it).
         """
         target = self._queued
         if self._committed >= target:
             return
-        if self._failure is not None:
-            raise self._failure
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future))
         await future
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` for each event of every job once it is committed."""
+        self._event_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        self._event_listeners.remove(listener)
 
     def freeze(self) -> None:
         """Record nothing more: what happens from here is the shutdown's doing (tasks that
@@ -405,6 +417,9 @@ class Journal:
             uncounted += len(taken)
             operations = retained + taken
             if not operations:
+                if uncounted:  # only refused jobs since the last commit: settled too
+                    self._call_loop(self._on_commit, uncounted, {}, ())
+                    uncounted = 0
                 if self._closing:
                     return
                 continue
@@ -419,7 +434,7 @@ class Journal:
                 # Jobs in it were never started: their Submits fail (and are not tried
                 # again); the rest waits for a commit that works.
                 retained = [op for op in operations if op[0] != _ACCEPT]
-                self._call_loop(self._on_failure, failure)
+                self._call_loop(self._on_failure, failure, uncounted)
                 if self._closing:
                     return
                 time.sleep(backoff)
@@ -429,7 +444,9 @@ class Journal:
             retained = []
             backoff = 0.05
             self.commits += 1
-            self._call_loop(self._on_commit, uncounted, marks)
+            # Read without a lock: a listener added meanwhile hears from the next commit on.
+            events = [op for op in operations if op[0] == _EVENT] if self._event_listeners else ()
+            self._call_loop(self._on_commit, uncounted, marks, events)
             uncounted = 0
             if self._closing and not self._queue:
                 return
@@ -528,20 +545,32 @@ class Journal:
 
     # -- back on the loop -------------------------------------------------------------------
 
-    def _on_commit(self, count: int, marks: dict[str, int]) -> None:
-        self._failure = None
+    def _on_commit(
+        self, count: int, marks: dict[str, int], events: Sequence[tuple[Any, ...]]
+    ) -> None:
         self._committed += count
         publish = self._publish
         for job_id, sequence in marks.items():
             publish(job_id, sequence)  # type: ignore[misc]
+        listeners = self._event_listeners
+        if listeners:
+            for _, job_id, record, _ in events:
+                event = record[0](record[1], job_id, *record[2:])
+                for listener in listeners:
+                    listener(event)
         self._wake_waiters()
 
-    def _on_failure(self, failure: JournalWriteError) -> None:
-        self._failure = failure
-        for _, future in self._waiters:
-            if not future.done():
+    def _on_failure(self, failure: JournalWriteError, uncounted: int) -> None:
+        """The commit of everything up to `uncounted` operations past the last one that
+        worked failed: whoever waits for those hears why; later ones wait on."""
+        failed_upto = self._committed + uncounted
+        waiting = []
+        for target, future in self._waiters:
+            if target > failed_upto:
+                waiting.append((target, future))
+            elif not future.done():
                 future.set_exception(failure)
-        self._waiters.clear()
+        self._waiters = waiting
 
     def _wake_waiters(self) -> None:
         committed = self._committed

@@ -74,7 +74,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.watch_batch = watch_batch
         self.max_watchers = max_watchers
         self.watchers = 0
-        self.ring = EventRing(scheduler, watch_all_capacity)
+        self.ring = EventRing(scheduler, watch_all_capacity, source=journal)
         self.request_ids = RequestIds(scheduler)
         for request_id, job_id in (request_ids or {}).items():
             self.request_ids.add(request_id, job_id)

@@ -1,0 +1,300 @@
+"""The journal on its own: a real SQLite file, a real scheduler writing through it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dukat.core import CallableAction, JobSpec, JobState, Scheduler, TaskSpec, TaskState
+from dukat.core.events import JobStateChanged, TaskStateChanged
+from dukatd.journal import (
+    JOURNAL_FILE,
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    JournalWriteError,
+)
+from tests.helpers import finished
+
+
+def encode(value: Any) -> bytes:
+    return repr(value).encode()
+
+
+def decode(data: bytes) -> str:
+    return data.decode()
+
+
+def open_journal(directory: Path, **options: Any) -> Journal:
+    options.setdefault("commit_delay", 0.001)
+    return Journal.open(
+        directory / JOURNAL_FILE, encode_result=encode, decode_result=decode, **options
+    )
+
+
+def returning(value: Any) -> Callable[[], Any]:
+    async def run() -> Any:
+        return value
+
+    return run
+
+
+def chain(length: int, *, payload: str = "") -> JobSpec:
+    return JobSpec(
+        tasks=tuple(
+            TaskSpec(
+                id=f"t{i}",
+                action=CallableAction(returning(f"r{i}{payload}")),
+                dependencies=(f"t{i - 1}",) if i else (),
+            )
+            for i in range(length)
+        )
+    )
+
+
+class Host:
+    """What dukatd does with a journal, in a few lines: the scheduler writes through it."""
+
+    def __init__(self, journal: Journal, **options: Any) -> None:
+        self.journal = journal
+        self.scheduler = Scheduler(hold_events=True, **options)
+        journal.start(publish=self.scheduler.publish, result_of=self.scheduler.task_result)
+        self.scheduler.add_record_listener(journal.on_record)
+        self.scheduler.add_drop_listener(journal.drop)
+
+    async def submit(self, spec: JobSpec, *, request_id: str = "", wire: bytes = b"spec") -> str:
+        prepared = self.scheduler.prepare(spec)
+        self.journal.accept(prepared.job_id, request_id, wire, prepared.job.created_at)
+        await self.journal.sync()
+        return self.scheduler.start(prepared)
+
+    async def close(self) -> None:
+        self.journal.freeze()
+        await self.scheduler.close()
+        await self.journal.close()
+
+
+@pytest.fixture
+async def hosts(tmp_path: Path) -> AsyncIterator[Callable[..., Host]]:
+    made: list[Host] = []
+
+    def make(**options: Any) -> Host:
+        journal_options = {
+            k: options.pop(k) for k in ("event_tail", "max_bytes", "sync") if k in options
+        }
+        made.append(Host(open_journal(tmp_path, **journal_options), **options))
+        return made[-1]
+
+    yield make
+    for host in made:
+        if host.journal._thread is not None:
+            await host.close()
+
+
+async def test_a_job_comes_back_whole_after_the_journal_is_reopened(hosts, tmp_path):
+    host = hosts()
+    job_id = await host.submit(chain(3), request_id="req-1", wire=b"the spec")
+    assert await finished(host.scheduler, job_id) is JobState.SUCCEEDED
+    last = host.scheduler.get_job(job_id).last_sequence
+    await host.close()
+
+    reopened = open_journal(tmp_path)
+    jobs, breakers = reopened.load()
+    reopened._db.close()
+    (job,) = jobs
+    assert (job.job_id, job.request_id, job.spec) == (job_id, "req-1", b"the spec")
+    assert job.state is JobState.SUCCEEDED and job.finished_at is not None
+    assert job.last_sequence == last
+    assert [event[1] for event in job.events] == list(range(1, last + 1))
+    assert job.events[-1][0] is JobStateChanged and job.events[-1][3] is JobState.SUCCEEDED
+    tasks = {task.id: task for task in job.tasks}
+    assert {t.state for t in tasks.values()} == {TaskState.SUCCEEDED}
+    assert tasks["t2"].result == "'r2'" and tasks["t2"].attempts == 1
+    assert tasks["t2"].started_at is not None and tasks["t2"].finished_at is not None
+    assert breakers == {}
+
+
+async def test_watchers_see_an_event_only_once_it_is_committed(hosts):
+    host = hosts()
+    prepared = host.scheduler.prepare(chain(2))
+    host.journal.accept(prepared.job_id, "", b"spec", 0.0)
+    await host.journal.sync()
+    job_id = host.scheduler.start(prepared)
+    log = host.scheduler._jobs[job_id].log
+    assert log.last_sequence >= 2  # RUNNING and the first READY, in memory
+    assert log.visible_sequence == 0  # and none of it on disk yet
+    await host.journal.sync()
+    assert log.visible_sequence == log.last_sequence
+
+
+async def test_the_events_kept_per_job_are_a_bounded_ring(hosts, tmp_path):
+    host = hosts(event_tail=5)
+    job_id = await host.submit(chain(10))
+    await finished(host.scheduler, job_id)
+    await host.journal.sync()
+    rows = host.journal._db.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert rows == 5
+    await host.close()
+    reopened = open_journal(tmp_path, event_tail=5)
+    (job,) = reopened.load()[0]
+    reopened._db.close()
+    assert [event[1] for event in job.events] == list(
+        range(job.last_sequence - 4, job.last_sequence + 1)
+    )
+
+
+async def test_a_dropped_job_leaves_nothing_behind(hosts):
+    host = hosts(retain_finished_jobs=0)
+    job_id = await host.submit(chain(3))
+    await finished(host.scheduler, job_id)
+    host.scheduler.jobs()  # retention runs on lookups: the job is dropped
+    await host.journal.sync()
+    db = host.journal._db
+    for table in ("jobs", "tasks", "events", "cancels"):
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+async def test_the_file_stays_bounded_under_a_steady_stream_of_jobs(hosts, tmp_path):
+    host = hosts(retain_finished_jobs=3)
+    path = tmp_path / JOURNAL_FILE
+    sizes = []
+    for _round in range(4):
+        for _ in range(15):
+            job_id = await host.submit(chain(40, payload="x" * 2000), wire=b"s" * 20_000)
+            await finished(host.scheduler, job_id)
+        await host.journal.sync()
+        sizes.append(path.stat().st_size)
+    # Each job is ~100 KB in the file; 60 went through, 3 are kept. The file holds what is
+    # kept plus what is free for reuse, not the history.
+    assert sizes[-1] <= sizes[0] * 1.5, sizes
+
+
+async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
+    host = hosts()
+    gate = asyncio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    spec = JobSpec(
+        tasks=(
+            TaskSpec(id="a", action=CallableAction(wait)),
+            TaskSpec(id="b", action=CallableAction(wait)),
+        )
+    )
+    job_id = await host.submit(spec)
+    host.journal.cancel(job_id, ["b"])
+    host.journal.cancel(job_id, [])
+    host.journal.configure_breaker("api", {"failure_threshold": 3})
+    await host.journal.sync()
+    gate.set()
+    await host.close()
+    reopened = open_journal(tmp_path)
+    (job,), breakers = reopened.load()
+    reopened._db.close()
+    assert job.cancels == [("b",), ()]
+    assert breakers == {"api": {"failure_threshold": 3}}
+
+
+async def test_nothing_is_recorded_once_frozen(hosts):
+    host = hosts()
+    job_id = await host.submit(chain(1))
+    await host.journal.sync()
+    host.journal.freeze()
+    queued = host.journal._queued
+    await finished(host.scheduler, job_id)
+    host.journal.cancel(job_id, [])
+    assert host.journal._queued == queued
+    await host.journal.sync()  # returns at once: nothing is waiting to be written
+
+
+async def test_a_job_over_the_size_limit_is_refused_and_the_journal_goes_on(hosts, tmp_path):
+    host = hosts(max_bytes=256 * 1024)
+    with pytest.raises(JournalWriteError) as refused:
+        await host.submit(chain(1), wire=b"x" * 1024 * 1024)
+    assert refused.value.full
+    assert host.scheduler.jobs() == []  # never started
+    job_id = await host.submit(chain(2), wire=b"small")  # the next one fits
+    assert await finished(host.scheduler, job_id) is JobState.SUCCEEDED
+    await host.close()
+    reopened = open_journal(tmp_path)
+    jobs, _ = reopened.load()
+    reopened._db.close()
+    assert [job.job_id for job in jobs] == [job_id]
+
+
+# -- refusing to start ----------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_journal_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / JOURNAL_FILE).write_bytes(b"this is not a database, it is a note\n" * 100)
+    with pytest.raises(JournalError) as refused:
+        open_journal(tmp_path)
+    message = str(refused.value)
+    assert "damaged" in message and "mv " in message and "backup" in message
+
+
+async def test_a_journal_with_damaged_pages_is_refused(hosts, tmp_path):
+    host = hosts()
+    for _ in range(5):
+        job_id = await host.submit(chain(30, payload="y" * 500), wire=b"z" * 10_000)
+        await finished(host.scheduler, job_id)
+    await host.close()
+    path = tmp_path / JOURNAL_FILE
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    for offset in range(2 * page, len(data) - page, 3 * page):  # every third page, not page 1
+        data[offset : offset + page] = b"\xa5" * page
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match="damaged"):
+        journal = open_journal(tmp_path)
+        try:
+            journal.load()
+        finally:
+            journal._db.close()
+
+
+def test_a_journal_from_a_newer_dukatd_is_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match="newer dukatd"):
+        open_journal(tmp_path)
+
+
+def test_a_new_journal_is_in_wal_mode_at_the_current_schema(tmp_path):
+    open_journal(tmp_path)._db.close()
+    db = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    db.close()
+
+
+async def test_the_interrupted_state_of_a_running_task_is_kept(hosts, tmp_path):
+    host = hosts()
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job_id = await host.submit(JobSpec(tasks=(TaskSpec(id="a", action=CallableAction(hang)),)))
+    await started.wait()
+    await host.journal.sync()
+    await host.close()  # frozen first: the cancel at close is not recorded
+    reopened = open_journal(tmp_path)
+    (job,) = reopened.load()[0]
+    reopened._db.close()
+    (task,) = job.tasks
+    assert (task.state, task.attempts) == (TaskState.RUNNING, 1)
+    assert job.state is JobState.RUNNING
+    states = [e[4] for e in job.events if e[0] is TaskStateChanged]
+    assert states == [TaskState.READY, TaskState.RUNNING]
+    assert job.job_id == job_id
