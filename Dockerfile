@@ -2,7 +2,8 @@
 # tools: a plain `pip install '.[daemon]'` of this checkout.
 #
 #   docker build -t dukatd .
-#   docker run -d --name dukatd -v dukatd-run:/run/dukatd dukatd
+#   docker run -d --name dukatd -v dukatd-run:/run/dukatd -v dukatd-state:/var/lib/dukatd dukatd
+#   # the journal (jobs survive restarts and upgrades) is in the volume /var/lib/dukatd
 #   # clients in other containers mount the same volume and dial unix:/run/dukatd/dukatd.sock
 #   # (the socket is mode 0660: run them as uid/gid 10001, or in group 10001)
 #

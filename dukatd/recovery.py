@@ -4,8 +4,8 @@ Runs at start, after the exec ledger has killed what a dead predecessor left run
 before `READY=1`. Each kept job comes back as `Scheduler.restore` describes: tasks that had
 ended keep their outcome and never run again, those that were running lose that attempt
 ("interrupted by daemon restart", counted against their retry policy), the rest start over;
-finished jobs are held for their retention as before. Cancel requests are replayed, so a
-task that was being cancelled when the daemon died stays cancelled. Dispatch tasks wait
+finished jobs are held for their retention as before. Cancel requests are applied again
+first, so a task that was being cancelled when the daemon died ends CANCELLED. Dispatch tasks wait
 READY for their workers, which reconnect by themselves.
 """
 
@@ -87,7 +87,5 @@ def _restore(scheduler: Scheduler, job: RecoveredJob) -> None:
         events=job.events,
         last_sequence=job.last_sequence,
         ended=ending,
+        cancels=job.cancels,
     )
-    if ending is None:
-        for task_ids in job.cancels:
-            scheduler.cancel(job.job_id, task_ids)

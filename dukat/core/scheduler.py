@@ -224,6 +224,7 @@ class Scheduler:
         events: Sequence[tuple[Any, ...]] = (),
         last_sequence: int = 0,
         ended: JobEnding | None = None,
+        cancels: Iterable[Sequence[str]] = (),
     ) -> str:
         """Bring back a job that a previous scheduler ran (a daemon's journal, after a restart).
 
@@ -232,7 +233,10 @@ class Scheduler:
         which counts against its retry policy (`TaskInterruptedError`, "interrupted by
         daemon restart"); the others start over. `events`: the tail of its event log, as
         records, ending at `last_sequence`; new events continue from there. `ended`: the
-        job had finished (it is held for retention, as it was). See `dukat.core._restore`.
+        job had finished (it is held for retention, as it was). `cancels`: the cancel
+        requests it had had (task ids, or none for the whole job), applied before anything
+        runs: a task that was being cancelled ends CANCELLED, not interrupted. See
+        `dukat.core._restore`.
         """
         if self._closed:
             raise RuntimeError("the scheduler is closed")
@@ -250,9 +254,12 @@ class Scheduler:
         self._admit_job(job)
         if job.state is JobState.PENDING:  # accepted, and gone before it started
             self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
+        for task_ids in cancels:
+            self._cancel_restored(job, task_ids)
         settled = settle_pending(job)
         for run in interrupted:
-            self._resume_interrupted(run)
+            if run.state is TaskState.RUNNING:  # not cancelled just now
+                self._resume_interrupted(run)
         for run in settled:
             if run.state is not TaskState.PENDING:
                 continue  # ended by what an interrupted task's failure propagated
@@ -311,14 +318,7 @@ class Scheduler:
         unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
         if unknown:
             raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
-        targets: dict[str, TaskRun] = {}
-        stack = [job.tasks[task_id] for task_id in task_ids]
-        while stack:
-            run = stack.pop()
-            if run.id not in targets:
-                targets[run.id] = run
-                stack.extend(run.dependents)
-        return self._cancel_runs(job, list(targets.values()), "cancelled")
+        return self._cancel_runs(job, _downstream(job, task_ids), "cancelled")
 
     def get_job(self, job_id: str) -> JobSnapshot:
         self._evict_finished()
@@ -792,6 +792,18 @@ class Scheduler:
         else:
             self._finish(run, TaskState.FAILED, message=message)
 
+    def _cancel_restored(self, job: JobRun, task_ids: Sequence[str]) -> None:
+        """Apply a cancel request again to a restored job, before anything of it runs."""
+        if task_ids:
+            runs = _downstream(job, [task_id for task_id in task_ids if task_id in job.tasks])
+            reason = "cancelled"
+        else:
+            job.cancel_requested = True
+            runs, reason = list(job.tasks.values()), "job cancelled"
+        for run in runs:
+            if not run.state.is_terminal:  # an interrupted one holds nothing
+                self._terminate(run, TaskState.CANCELLED, message=reason)
+
     def _resume_interrupted(self, run: TaskRun) -> None:
         """A restored task whose attempt a restart cut off: again at once if its policy lets
         it (no backoff: the task did not fail), else FAILED."""
@@ -1028,6 +1040,18 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
     """An event listener behind the record listeners' list: builds the `Event` it wants."""
     listener(record[0](record[1], job_id, *record[2:]))
+
+
+def _downstream(job: JobRun, task_ids: Iterable[str]) -> list[TaskRun]:
+    """The tasks named and every task downstream of them."""
+    targets: dict[str, TaskRun] = {}
+    stack = [job.tasks[task_id] for task_id in task_ids]
+    while stack:
+        run = stack.pop()
+        if run.id not in targets:
+            targets[run.id] = run
+            stack.extend(run.dependents)
+    return list(targets.values())
 
 
 def _outcomes(job: JobRun) -> dict[str, TaskResult]:

@@ -311,3 +311,36 @@ async def test_forgetting_and_retention_tell_the_drop_listeners(make):
     assert dropped == [first]
     s.forget(second)
     assert dropped == [first, second]
+
+
+async def test_cancel_requests_apply_before_anything_runs_again(make):
+    calls: list[str] = []
+    s = make()
+    running = TaskStatus(id="b", state=S.RUNNING, attempts=1)
+    s.restore(
+        diamond(calls),
+        job_id="j",
+        created_at=1.0,
+        tasks=[done("a"), running],
+        last_sequence=6,
+        cancels=[("b",)],
+    )
+    assert await finished(s, "j") is JobState.CANCELLED
+    assert calls == ["c"]  # b was being cancelled, d is downstream of it
+    assert states(s, "j") == {
+        "a": S.SUCCEEDED,
+        "b": S.CANCELLED,
+        "c": S.SUCCEEDED,
+        "d": S.CANCELLED,
+    }
+
+
+async def test_a_job_being_cancelled_ends_cancelled_without_running_anything(make):
+    calls: list[str] = []
+    s = make()
+    running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
+    s.restore(
+        diamond(calls), job_id="j", created_at=1.0, tasks=[running], last_sequence=3, cancels=[()]
+    )
+    assert await finished(s, "j") is JobState.CANCELLED
+    assert calls == [] and set(states(s, "j").values()) == {S.CANCELLED}

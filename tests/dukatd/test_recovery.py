@@ -1,0 +1,142 @@
+"""Recovery: what a daemon restarted on the same state directory brings back.
+
+The crash tests (test_durability.py) kill real daemon processes; these run `serve` in the
+test's loop, stopping it gracefully, and call `recover` directly where a state is hard to
+reach through a live daemon (a task being cancelled at the moment of the crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+
+from dukat.core import JobState, Scheduler, TaskState
+from dukat.core.results import TaskStatus
+from dukat.v1 import breaker_pb2, breaker_pb2_grpc, job_pb2, scheduler_pb2, scheduler_pb2_grpc
+from dukatd.app import EXIT_OK, Daemon, serve
+from dukatd.config import Config
+from dukatd.journal import JOURNAL_FILE, Journal, RecoveredJob
+from dukatd.recovery import decode_result, encode_result, recover
+from dukatd.work_hub import WorkerHub
+from tests.helpers import wait_for
+
+
+def config_for(directory: Path) -> Config:
+    return Config(
+        listen=(f"unix:{directory}/d.sock",),
+        state_dir=directory / "state",
+        metrics_listen=None,
+    )
+
+
+class Running:
+    """A daemon served in this loop, stopped gracefully on exit."""
+
+    def __init__(self, directory: Path) -> None:
+        self.config = config_for(directory)
+
+    async def __aenter__(self) -> Running:
+        started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+        self.serving = asyncio.create_task(
+            serve(self.config, install_signal_handlers=False, ready=started.set_result)
+        )
+        self.daemon = await asyncio.wait_for(started, 10)
+        self.channel = grpc.aio.insecure_channel(self.config.listen[0])
+        self.jobs = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
+        self.breakers = breaker_pb2_grpc.CircuitBreakerServiceStub(self.channel)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.channel.close()
+        self.daemon.stop()
+        assert await asyncio.wait_for(self.serving, 15) == EXIT_OK
+
+
+def dispatch_job(*task_ids: str) -> job_pb2.JobSpec:
+    return job_pb2.JobSpec(
+        tasks=[
+            job_pb2.TaskSpec(id=task_id, dispatch=job_pb2.DispatchAction(queue="nobody-serves"))
+            for task_id in task_ids
+        ]
+    )
+
+
+async def test_jobs_request_ids_and_breaker_settings_come_back(short_tmp: Path):
+    async with Running(short_tmp) as first:
+        submitted = await first.jobs.Submit(
+            scheduler_pb2.SubmitRequest(job=dispatch_job("a", "b"), request_id="req-7")
+        )
+        await first.breakers.ConfigureBreaker(
+            breaker_pb2.ConfigureBreakerRequest(
+                name="api", config=breaker_pb2.CircuitBreakerConfig(failure_threshold=7)
+            )
+        )
+        await first.jobs.Cancel(
+            scheduler_pb2.CancelRequest(job_id=submitted.job_id, task_ids=["b"])
+        )
+
+    async with Running(short_tmp) as second:
+        again = await second.jobs.Submit(
+            scheduler_pb2.SubmitRequest(job=dispatch_job("a", "b"), request_id="req-7")
+        )
+        assert again.job_id == submitted.job_id
+        job = (await second.jobs.GetJob(scheduler_pb2.GetJobRequest(job_id=again.job_id))).job
+        states = {task.id: task.state for task in job.tasks}
+        assert states["b"] == job_pb2.TASK_STATE_CANCELLED
+        assert states["a"] == job_pb2.TASK_STATE_READY  # waiting for a worker, as before
+        breaker = await second.breakers.GetBreaker(breaker_pb2.GetBreakerRequest(name="api"))
+        assert breaker.breaker.config.failure_threshold == 7
+
+
+async def test_a_finished_job_is_listed_and_watchable_after_a_restart(short_tmp: Path):
+    async with Running(short_tmp) as first:
+        submitted = await first.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("a")))
+        await first.jobs.Cancel(scheduler_pb2.CancelRequest(job_id=submitted.job_id))
+        before = (await first.jobs.GetJob(scheduler_pb2.GetJobRequest(job_id=submitted.job_id))).job
+
+    async with Running(short_tmp) as second:
+        listed = await second.jobs.ListJobs(scheduler_pb2.ListJobsRequest())
+        assert [job.job_id for job in listed.jobs] == [submitted.job_id]
+        after = (await second.jobs.GetJob(scheduler_pb2.GetJobRequest(job_id=submitted.job_id))).job
+        assert after.state == before.state == job_pb2.JOB_STATE_CANCELLED
+        assert after.last_sequence == before.last_sequence
+        sequences = [
+            event.sequence
+            async for reply in second.jobs.Watch(
+                scheduler_pb2.WatchRequest(job_id=submitted.job_id)
+            )
+            for event in reply.events
+        ]
+        assert sequences == list(range(1, before.last_sequence + 1))
+
+
+async def test_a_task_being_cancelled_when_the_daemon_died_stays_cancelled(tmp_path: Path):
+    journal = Journal.open(
+        tmp_path / JOURNAL_FILE, encode_result=encode_result, decode_result=decode_result
+    )
+    scheduler = Scheduler(hold_events=True)
+    WorkerHub(scheduler)  # the dispatch runner; no worker ever comes
+    spec = dispatch_job("a", "b").SerializeToString()
+    kept = RecoveredJob(
+        job_id="j",
+        request_id="",
+        spec=spec,
+        created_at=1.0,
+        state=JobState.RUNNING,
+        finished_at=None,
+        message="",
+        last_sequence=4,
+        tasks=[TaskStatus(id="a", state=TaskState.RUNNING, attempts=1)],
+        cancels=[("a",)],
+    )
+    try:
+        recovered = recover(scheduler, journal, [kept])
+        assert (recovered.live, recovered.interrupted) == (1, 1)
+        await wait_for(lambda: scheduler.get_job("j").task("a").state.is_terminal)
+        states = {task.id: task.state for task in scheduler.get_job("j").tasks}
+        assert states["a"] is TaskState.CANCELLED
+    finally:
+        await scheduler.close()
+        journal._db.close()
