@@ -57,6 +57,7 @@ from dukatd.lock import (
     socket_umask,
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
+from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
 from dukatd.recovery import decode_result, encode_result, recover
 from dukatd.scheduler_service import SchedulerService
@@ -163,6 +164,8 @@ class Daemon:
         )
         self.metrics = DaemonMetrics()
         self.metrics.attach(self.scheduler)
+        if self.journal is not None:
+            self.metrics.registry.register(JournalMetrics(self.journal))
         # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
         self.work_hub.add_listener(self.metrics.workers_connected.set)
         # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes

@@ -37,6 +37,7 @@ The schema is versioned (`PRAGMA user_version`) and upgraded in place by `_MIGRA
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -202,7 +203,10 @@ class Journal:
         self._publish: Callable[[str, int], None] | None = None
         self._result_of: Callable[[str, str], Any] | None = None
         self._event_listeners: list[Callable[[Event], None]] = []
-        self.commits = 0  # for tests and the benchmark: transactions written
+        # Written by the writer thread only, read at scrape time (dukatd.metrics_journal).
+        self.commits = 0
+        self.write_errors = 0
+        self.commit_seconds = CommitTimes()
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -423,9 +427,11 @@ class Journal:
                 if self._closing:
                     return
                 continue
+            began = time.perf_counter()
             try:
                 marks = self._commit(operations)
             except sqlite3.Error as error:
+                self.write_errors += 1
                 failure = JournalWriteError(
                     f"the journal {str(self.path)!r} cannot be written: {error}",
                     full=getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
@@ -444,6 +450,7 @@ class Journal:
             retained = []
             backoff = 0.05
             self.commits += 1
+            self.commit_seconds.observe(time.perf_counter() - began)
             # Read without a lock: a listener added meanwhile hears from the next commit on.
             events = [op for op in operations if op[0] == _EVENT] if self._event_listeners else ()
             self._call_loop(self._on_commit, uncounted, marks, events)
@@ -583,11 +590,40 @@ class Journal:
                 waiting.append((target, future))
         self._waiters = waiting
 
+    @property
+    def backlog(self) -> int:
+        """Operations queued and not committed yet."""
+        return self._queued - self._committed
+
+    def size(self) -> int:
+        """Bytes on disk: the database file and its WAL."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
+
     def __repr__(self) -> str:
         return (
             f"<Journal {str(self.path)!r} queued:{self._queued} committed:{self._committed}"
             f"{' frozen' if self._frozen else ''}>"
         )
+
+
+class CommitTimes:
+    """A histogram of commit durations, kept by the writer thread without a lock (one
+    writer; readers at scrape time may see one observation half counted, never a wrong one
+    for long)."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last one: +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        self.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
 
 def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | None) -> None:

@@ -20,22 +20,24 @@ from dukatd.config import Config
 from dukatd.journal import JOURNAL_FILE, Journal, RecoveredJob
 from dukatd.recovery import decode_result, encode_result, recover
 from dukatd.work_hub import WorkerHub
+from tests.dukatd.test_metrics import scrape
 from tests.helpers import wait_for
 
 
-def config_for(directory: Path) -> Config:
-    return Config(
-        listen=(f"unix:{directory}/d.sock",),
-        state_dir=directory / "state",
-        metrics_listen=None,
-    )
+def config_for(directory: Path, **options: object) -> Config:
+    defaults: dict[str, object] = {
+        "listen": (f"unix:{directory}/d.sock",),
+        "state_dir": directory / "state",
+        "metrics_listen": None,
+    }
+    return Config(**{**defaults, **options})
 
 
 class Running:
     """A daemon served in this loop, stopped gracefully on exit."""
 
-    def __init__(self, directory: Path) -> None:
-        self.config = config_for(directory)
+    def __init__(self, directory: Path, **options: object) -> None:
+        self.config = config_for(directory, **options)
 
     async def __aenter__(self) -> Running:
         started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
@@ -140,3 +142,16 @@ async def test_a_task_being_cancelled_when_the_daemon_died_stays_cancelled(tmp_p
     finally:
         await scheduler.close()
         journal._db.close()
+
+
+async def test_the_journal_reports_its_commits_size_and_backlog_on_metrics(short_tmp: Path):
+    async with Running(short_tmp, metrics_listen="127.0.0.1:0") as running:
+        await running.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("a", "b")))
+        http = running.daemon.metrics_http
+        assert http is not None
+        scraped = await scrape(http)
+        assert scraped.get("dukat_journal_commits_total") >= 1
+        assert scraped.get("dukat_journal_commit_seconds_count") >= 1
+        assert scraped.get("dukat_journal_bytes") > 0
+        assert scraped.get("dukat_journal_write_errors_total") == 0
+        assert "dukat_journal_backlog" in {sample.name for sample in scraped.samples}
