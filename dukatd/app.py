@@ -54,7 +54,7 @@ from dukatd.lock import (
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.notify import Notifier
-from dukatd.scheduler_service import SchedulerService
+from dukatd.scheduler_service import SchedulerService, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
@@ -134,7 +134,11 @@ class Daemon:
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         self.work_hub = WorkerHub(self.scheduler, max_result_bytes=config.max_result_bytes)
         self.service = SchedulerService(
-            self.scheduler, allow_exec=config.allow_exec, work_hub=self.work_hub
+            self.scheduler,
+            allow_exec=config.allow_exec,
+            work_hub=self.work_hub,
+            # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
+            result_budget=result_budget_for(config.max_message_bytes),
         )
         self.metrics = DaemonMetrics()
         self.metrics.attach(self.scheduler)
