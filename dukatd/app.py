@@ -140,10 +140,18 @@ class Daemon:
             # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
             result_budget=result_budget_for(config.max_message_bytes),
         )
-        self.metrics = DaemonMetrics()
-        self.metrics.attach(self.scheduler)
-        # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
-        self.work_hub.add_listener(self.metrics.workers_connected.set)
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        # Only /metrics reads the registry: with it off, no listener or interceptor pays its
+        # cost on every task and call for numbers nobody can scrape.
+        if config.metrics_address is not None:
+            self.metrics = DaemonMetrics()
+            self.metrics.attach(self.scheduler)
+            # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
+            self.work_hub.add_listener(self.metrics.workers_connected.set)
+            # Metrics outermost: they count the calls the token check refuses too.
+            interceptors.append(self.metrics.grpc)
+        if self.auth is not None:
+            interceptors.append(self.auth)
         # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes
         # while binding and starting get mode 0660, not the daemon's umask's.
         with socket_umask():
@@ -157,14 +165,13 @@ class Daemon:
                 keepalive_timeout=config.keepalive_timeout,
                 min_client_ping_interval=config.keepalive_min_client_interval,
                 credentials=tls_credentials(config),
-                # Metrics outermost: they count the calls the token check refuses too.
-                interceptors=[self.metrics.grpc, *([self.auth] if self.auth else [])],
+                interceptors=interceptors,
             )
             await self.server.start()
         for address in config.listen:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address
-        if metrics_address is not None:
+        if self.metrics is not None and metrics_address is not None:
             self.metrics_http = await start_metrics_server(
                 self.metrics.registry, metrics_address.host, metrics_address.port
             )
