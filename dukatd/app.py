@@ -10,7 +10,8 @@ or `run(config)`, which makes the loop. `python -m dukatd` only parses the argum
    daemon stops here with the holder's pid, before touching anything of the first's;
 3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
    process groups a crashed predecessor left behind;
-4. the scheduler, its service and the server, bound under `socket_umask()` (sockets 0660);
+4. a warning if `--keepalive-min-client-interval` is longer than dukat's clients' pings;
+   the scheduler, its service and the server, bound under `socket_umask()` (sockets 0660);
 5. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
 
 The drain is `dukatd.drain`'s. `serve` returns the exit status: 0 after a drain, 1 when the
@@ -35,6 +36,7 @@ import grpc
 from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
+from dukat.client import channel_options
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
@@ -130,6 +132,7 @@ class Daemon:
     async def start(self) -> None:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
+        warn_of_client_pings(config)
         self.scheduler, self.exec_runner = build_scheduler(config, ledger=self.ledger)
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         self.work_hub = WorkerHub(self.scheduler, max_result_bytes=config.max_result_bytes)
@@ -276,6 +279,30 @@ def build_scheduler(
         retain_finished_for=config.finished_job_ttl,
     )
     return scheduler, exec_runner
+
+
+def warn_of_client_pings(config: Config) -> None:
+    """Log a warning when dukat's own clients would ping more often than the daemon allows.
+
+    They keep idle connections alive with a ping every `keepalive_time_ms` (dukat.client);
+    the third ping that comes sooner than `--keepalive-min-client-interval` after the last
+    ends the connection with GOAWAY too_many_pings, and an idle worker would lose its
+    stream over and over. Only a warning: other clients may ping less often.
+    """
+    client_interval = dict(channel_options())["grpc.keepalive_time_ms"] / 1000
+    if config.keepalive_min_client_interval > client_interval:
+        where = config.sources.get(
+            "keepalive_min_client_interval", "--keepalive-min-client-interval"
+        )
+        _log.warning(
+            "%s is %gs, longer than the %gs between the keepalive pings of dukat's own "
+            "clients: the daemon would end their connections with GOAWAY too_many_pings; "
+            "set it to %gs or less",
+            where,
+            config.keepalive_min_client_interval,
+            client_interval,
+            client_interval,
+        )
 
 
 def tls_credentials(config: Config) -> grpc.ServerCredentials | None:

@@ -235,3 +235,29 @@ async def test_with_metrics_off_nothing_listens_for_them_and_the_daemon_works(
             await client.get_job("nope")
     daemon.stop()
     assert await asyncio.wait_for(serving, 10) == EXIT_OK
+
+
+@pytest.mark.parametrize("interval", [10.0, 30.0, 45.0])
+async def test_a_min_client_interval_longer_than_our_clients_pings_is_warned_of(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture, interval: float
+):
+    # dukat.client pings every 30 s: a daemon that wants 45 s between pings would end its
+    # clients' idle connections with GOAWAY too_many_pings.
+    sources = {"keepalive_min_client_interval": "DUKATD_KEEPALIVE_MIN_CLIENT_INTERVAL"}
+    config = config_for(short_tmp, keepalive_min_client_interval=interval, sources=sources)
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    warnings = [r for r in caplog.records if "too_many_pings" in r.getMessage()]
+    if interval <= 30:
+        assert warnings == []
+    else:
+        (record,) = warnings
+        assert record.levelname == "WARNING"
+        warning = record.getMessage()
+        assert "DUKATD_KEEPALIVE_MIN_CLIENT_INTERVAL is 45s" in warning
+        assert "the 30s between the keepalive pings of dukat's own clients" in warning
