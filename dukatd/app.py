@@ -11,7 +11,8 @@ or `run(config)`, which makes the loop. `python -m dukatd` only parses the argum
 3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
    process groups a crashed predecessor left behind; then the journal is opened and checked
    (`dukatd.journal`: a damaged one stops the start here, with what to do);
-4. the scheduler, and recovery of every job the journal kept (`dukatd.recovery`);
+4. a warning if `--keepalive-min-client-interval` is longer than dukat's clients' pings;
+   the scheduler, and recovery of every job the journal kept (`dukatd.recovery`);
 5. its service and the server, bound under `socket_umask()` (sockets 0660);
 6. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
 
@@ -37,6 +38,7 @@ import grpc
 from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
+from dukat.client import channel_options
 from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
@@ -60,7 +62,7 @@ from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
 from dukatd.recovery import decode_result, encode_result, recover
-from dukatd.scheduler_service import SchedulerService
+from dukatd.scheduler_service import SchedulerService, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
@@ -149,6 +151,7 @@ class Daemon:
     async def start(self) -> None:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
+        warn_of_client_pings(config)
         self.scheduler, self.exec_runner = build_scheduler(
             config, ledger=self.ledger, hold_events=self.journal is not None
         )
@@ -161,13 +164,23 @@ class Daemon:
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,
+            # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
+            result_budget=result_budget_for(config.max_message_bytes),
         )
-        self.metrics = DaemonMetrics()
-        self.metrics.attach(self.scheduler)
-        if self.journal is not None:
-            self.metrics.registry.register(JournalMetrics(self.journal))
-        # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
-        self.work_hub.add_listener(self.metrics.workers_connected.set)
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        # Only /metrics reads the registry: with it off, no listener or interceptor pays its
+        # cost on every task and call for numbers nobody can scrape.
+        if config.metrics_address is not None:
+            self.metrics = DaemonMetrics()
+            self.metrics.attach(self.scheduler)
+            if self.journal is not None:
+                self.metrics.registry.register(JournalMetrics(self.journal))
+            # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
+            self.work_hub.add_listener(self.metrics.workers_connected.set)
+            # Metrics outermost: they count the calls the token check refuses too.
+            interceptors.append(self.metrics.grpc)
+        if self.auth is not None:
+            interceptors.append(self.auth)
         # The umask is process-wide, and nothing else runs yet: the sockets that grpc makes
         # while binding and starting get mode 0660, not the daemon's umask's.
         with socket_umask():
@@ -182,14 +195,13 @@ class Daemon:
                 keepalive_timeout=config.keepalive_timeout,
                 min_client_ping_interval=config.keepalive_min_client_interval,
                 credentials=tls_credentials(config),
-                # Metrics outermost: they count the calls the token check refuses too.
-                interceptors=[self.metrics.grpc, *([self.auth] if self.auth else [])],
+                interceptors=interceptors,
             )
             await self.server.start()
         for address in config.listen:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address
-        if metrics_address is not None:
+        if self.metrics is not None and metrics_address is not None:
             self.metrics_http = await start_metrics_server(
                 self.metrics.registry, metrics_address.host, metrics_address.port
             )
@@ -328,6 +340,30 @@ def build_scheduler(
         hold_events=hold_events,
     )
     return scheduler, exec_runner
+
+
+def warn_of_client_pings(config: Config) -> None:
+    """Log a warning when dukat's own clients would ping more often than the daemon allows.
+
+    They keep idle connections alive with a ping every `keepalive_time_ms` (dukat.client);
+    the third ping that comes sooner than `--keepalive-min-client-interval` after the last
+    ends the connection with GOAWAY too_many_pings, and an idle worker would lose its
+    stream over and over. Only a warning: other clients may ping less often.
+    """
+    client_interval = dict(channel_options())["grpc.keepalive_time_ms"] / 1000
+    if config.keepalive_min_client_interval > client_interval:
+        where = config.sources.get(
+            "keepalive_min_client_interval", "--keepalive-min-client-interval"
+        )
+        _log.warning(
+            "%s is %gs, longer than the %gs between the keepalive pings of dukat's own "
+            "clients: the daemon would end their connections with GOAWAY too_many_pings; "
+            "set it to %gs or less",
+            where,
+            config.keepalive_min_client_interval,
+            client_interval,
+            client_interval,
+        )
 
 
 def tls_credentials(config: Config) -> grpc.ServerCredentials | None:

@@ -9,14 +9,14 @@ Habit 5 (STYLE.md): the engine publishes events and metrics subscribe to them. N
 the scheduler, the pool or the breakers knows about Prometheus. Label values are bounded: no
 job or task ids, no dispatch queue names (AsyncAssistant makes a private queue per process).
 
-Wiring, for the daemon (`dukatd.app`)::
+Wiring, for the daemon (`dukatd.app`), only when /metrics is served (`--metrics-listen off`
+makes none of it: nothing else reads the registry, and the listeners cost on every task)::
 
+    address = config.metrics_address               # None when --metrics-listen off
     metrics = DaemonMetrics()                      # its own CollectorRegistry, not the global
     metrics.attach(scheduler)                      # scheduler events, pool, breaker registry
     server = await create_server(scheduler, addresses, interceptors=[metrics.grpc])
-    address = config.metrics_address()             # None when --metrics-listen off
-    if address is not None:
-        http = await start_metrics_server(metrics.registry, address.host, address.port)
+    http = await start_metrics_server(metrics.registry, address.host, address.port)
     ...
     http.close(); await http.wait_closed()
     metrics.detach()

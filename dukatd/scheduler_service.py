@@ -31,11 +31,17 @@ from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
-__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService"]
+__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService", "result_budget_for"]
 
-# A quarter of the default message limit (64 MiB, on both sides): a GetJob of a job whose
-# results together are far bigger still fits, with room for the tasks' other fields.
-DEFAULT_RESULT_BUDGET = 16 * 1024 * 1024
+
+def result_budget_for(max_message_bytes: int) -> int:
+    """GetJob's share of a message for task results: a quarter, so that a job whose results
+    together are far bigger still fits, with room for the tasks' other fields."""
+    return max_message_bytes // 4
+
+
+# Of the default message limit (64 MiB, on both sides).
+DEFAULT_RESULT_BUDGET = result_budget_for(64 * 1024 * 1024)
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):

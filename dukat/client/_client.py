@@ -13,7 +13,7 @@ from dukat.client._breaker import RemoteBreaker
 from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection
 from dukat.client._jobs import JobHandle
 from dukat.client._reconnect import Reconnect
-from dukat.client._worker import Handler, Worker
+from dukat.client._worker import WORKER_RECONNECT, Handler, Worker
 from dukat.core.results import JobSnapshot
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
@@ -104,11 +104,17 @@ class Client:
         *,
         worker_id: str = "",
         retryable: Callable[[BaseException], bool] | None = None,
+        reconnect: Reconnect = WORKER_RECONNECT,
     ) -> Worker:
         """A worker serving the dispatch tasks of `queues` with `handler`, `concurrency` at once.
 
         `async def handler(task: DispatchTask) -> bytes`. Serve with `async with
         client.worker(...):` (in the background for the block) or `await worker.run()`.
+        The worker outlives its daemon: when the stream breaks it cancels the handlers still
+        running (the daemon retries those attempts by their policy) and says hello again at
+        the same address, waiting `reconnect` between tries (default: 0.1 s doubling to 5 s,
+        jittered, until the worker is stopped). A wrong token, a refused hello or a daemon
+        serving no workers ends it with the `dukat.errors` error instead.
         """
         return Worker(
             self._connection,
@@ -117,6 +123,7 @@ class Client:
             concurrency,
             worker_id=worker_id,
             retryable=retryable,
+            reconnect=reconnect,
         )
 
     async def close(self) -> None:

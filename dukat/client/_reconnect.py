@@ -44,6 +44,11 @@ class Backoff:
         self._started: float | None = None
         self._next = policy.initial_backoff
 
+    @property
+    def retrying(self) -> bool:
+        """True from the first wait until a reset: an outage is being ridden out."""
+        return self._started is not None
+
     def reset(self) -> None:
         """The daemon answered: the next outage starts its own count."""
         self._started = None

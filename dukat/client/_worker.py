@@ -3,10 +3,16 @@
 One stream at a time: a hello, the daemon's welcome, then assignments and cancels come in
 while results, progress and heartbeats go out, batched both ways. Everything that ended or
 progressed since the last update goes in the next one; an empty update is sent when nothing
-happened for the welcome's heartbeat interval. When the stream breaks (UNAVAILABLE, or the
-daemon ended it while draining) the daemon has taken our tasks back and will retry them by
-their policy, so the handlers still running are cancelled (their results would be for
-attempts no longer current), and the worker says hello again after a backoff.
+happened for the welcome's heartbeat interval.
+
+A worker outlives its daemon (a restart, an upgrade): when the stream breaks (UNAVAILABLE:
+the daemon drains or the connection is lost; or no daemon answers at all) the daemon has
+taken our tasks back and will retry them by their policy, so the handlers still running are
+cancelled (their results would be for attempts no longer current, on a stream that is gone)
+and the worker says hello again at the same address after a backoff (`WORKER_RECONNECT`:
+0.1 s doubling to 5 s, jittered, from the start again once a daemon welcomes it), until its
+owner stops it. A status no new stream can change (`FATAL_CODES`: a wrong token, a refused
+or malformed hello, a daemon serving no workers) ends the worker with its `dukat.errors` error.
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ import grpc
 from dukat.client._connection import Connection
 from dukat.client._dispatch import DispatchTask
 from dukat.client._errors import from_rpc_error
-from dukat.client._reconnect import Backoff
+from dukat.client._reconnect import Backoff, Reconnect
 from dukat.errors import DaemonUnavailableError
 from dukat.v1 import scheduler_pb2, work_pb2
 
-__all__ = ["Handler", "Worker"]
+__all__ = ["FATAL_CODES", "WORKER_RECONNECT", "Handler", "Worker"]
 
 Handler = Callable[[DispatchTask], Awaitable[bytes]]
 Key = tuple[str, str, int]
@@ -37,6 +43,20 @@ _log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT = 5.0
 """Seconds between heartbeats when the welcome names no interval."""
 
+WORKER_RECONNECT = Reconnect(initial_backoff=0.1, max_backoff=5.0, give_up_after=None)
+"""A worker's default: first try 0.1 s after a loss, waits doubling to 5 s, never giving up."""
+
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+"""Statuses that end a worker: a new stream would get them again. Every other one (a daemon
+draining or gone, missed heartbeats, a call cut at shutdown) is retried."""
+
 
 class Worker:
     """Runs `handler` for dispatch tasks of `queues`, `concurrency` at once.
@@ -44,6 +64,12 @@ class Worker:
     `await worker.run()` serves until cancelled; `async with worker:` serves in the
     background for the block. A handler that raises fails the attempt; it is retried by the
     task's policy when `retryable(exception)` says so (default: always).
+
+    `reconnect`: the waits between tries to reach a daemon after the stream broke
+    (default `WORKER_RECONNECT`: 0.1 s doubling to 5 s with jitter, reset by a daemon's
+    welcome, never giving up; a `give_up_after` makes `run` raise DaemonUnavailableError
+    once that long has passed without a daemon). It is the worker's own: the client's
+    `reconnect` is for its calls.
     """
 
     def __init__(
@@ -55,6 +81,7 @@ class Worker:
         *,
         worker_id: str = "",
         retryable: Callable[[BaseException], bool] | None = None,
+        reconnect: Reconnect = WORKER_RECONNECT,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
@@ -64,12 +91,15 @@ class Worker:
             raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
         if not callable(handler):
             raise TypeError(f"handler must be an async function of a DispatchTask: {handler!r}")
+        if not isinstance(reconnect, Reconnect):
+            raise TypeError(f"reconnect must be a dukat.client.Reconnect, not {reconnect!r}")
         self._connection = connection
         self.queues = tuple(queues)
         self.handler = handler
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self._retryable = retryable or (lambda error: True)
+        self.reconnect = reconnect
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._results: list[work_pb2.WorkResult] = []
         self._progress: dict[Key, work_pb2.WorkProgress] = {}
@@ -84,18 +114,22 @@ class Worker:
     # -- life ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until cancelled, reconnecting by the client's `Reconnect` policy."""
-        backoff = Backoff(self._connection.reconnect)
+        """Serve until cancelled, through daemon restarts (see the module docstring)."""
+        backoff = Backoff(self.reconnect)
         while True:
             try:
                 await self._serve_stream(backoff)
+                lost = "the daemon ended the stream"
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                if error.code() in FATAL_CODES:
                     raise from_rpc_error(error) from error
-                _log.info("worker %s: stream lost (%s); reconnecting", self.worker_id, error)
+                lost = f"{error.code().name}: {error.details()}"
             finally:
                 self.connected.clear()
                 await self._abandon_running()
+            # Once per outage at WARNING: a daemon away for minutes is one line, not hundreds.
+            level = logging.DEBUG if backoff.retrying else logging.WARNING
+            _log.log(level, "worker %s: no stream (%s); reconnecting", self.worker_id, lost)
             if not await backoff.wait():
                 raise _gave_up(self._connection.address)
 
@@ -134,6 +168,8 @@ class Worker:
             welcome = first.welcome
             interval = _seconds(welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
             self._max_result_bytes = welcome.max_result_bytes
+            if backoff.retrying:
+                _log.info("worker %s: serving again", self.worker_id)
             self.connected.set()
             backoff.reset()
             self._take(first)

@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2
 
 import dukat
-from dukat.client import Client, DispatchTask, Reconnect, UpstreamResult
+from dukat import errors
+from dukat.client import Client, DispatchTask, Reconnect, UpstreamResult, _reconnect
 from dukat.core.states import TaskState
 from dukat.v1 import job_pb2, scheduler_pb2, work_pb2
 from tests.helpers import wait_for
@@ -31,6 +33,8 @@ class StandIn:
         self.updates: list[work_pb2.WorkerUpdate] = []
         self.outbox: asyncio.Queue[scheduler_pb2.WorkResponse | None] = asyncio.Queue()
         self.metadata: list[dict[str, str]] = []
+        self.end_code = grpc.StatusCode.UNAVAILABLE
+        """The status a stream ends with when the test puts None in the outbox."""
 
     async def Work(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
         self.metadata.append(dict(context.invocation_metadata() or ()))
@@ -46,7 +50,7 @@ class StandIn:
         async def pump() -> None:
             while (response := await self.outbox.get()) is not None:
                 await context.write(response)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "draining")
+            await context.abort(self.end_code, "ended by the test")
 
         pumping = asyncio.create_task(pump())
         try:
@@ -197,6 +201,85 @@ async def test_after_the_stream_breaks_the_worker_says_hello_again(stand_in) -> 
         daemon.outbox.put_nowait(scheduler_pb2.WorkResponse(assignments=[assign("s", b"x", 2)]))
         await wait_for(lambda: ("s", 2) in daemon.results())
     assert ("s", 1) not in daemon.results()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.DEADLINE_EXCEEDED,  # missed heartbeats (a stalled loop)
+        grpc.StatusCode.CANCELLED,  # a call cut at the end of a daemon's shutdown grace
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+    ],
+)
+async def test_a_stream_ended_by_any_other_status_is_retried(stand_in, code) -> None:
+    daemon, client = stand_in
+    daemon.end_code = code
+    async with client.worker("q", handler) as worker:
+        await asyncio.wait_for(worker.connected.wait(), 5)
+        daemon.outbox.put_nowait(None)
+        await wait_for(lambda: len(daemon.hellos) == 2)
+        await asyncio.wait_for(worker.connected.wait(), 5)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, errors.UnauthenticatedError),
+        (grpc.StatusCode.PERMISSION_DENIED, errors.PermissionDeniedError),
+        (grpc.StatusCode.INVALID_ARGUMENT, errors.InvalidArgumentError),
+        (grpc.StatusCode.UNIMPLEMENTED, errors.DaemonError),
+    ],
+)
+async def test_a_status_no_new_stream_can_change_ends_the_worker(stand_in, code, error) -> None:
+    daemon, client = stand_in
+    daemon.end_code = code
+    worker = client.worker("q", handler)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.connected.wait(), 5)
+    daemon.outbox.put_nowait(None)
+    with pytest.raises(error) as raised:
+        await asyncio.wait_for(running, 5)
+    assert raised.value.code == code.name
+    assert len(daemon.hellos) == 1
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The reconnect waits, recorded instead of slept (the rest of asyncio is left alone)."""
+    recorded: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        recorded.append(delay)
+        await asyncio.sleep(0)
+
+    fake = SimpleNamespace(sleep=sleep, get_running_loop=asyncio.get_running_loop)
+    monkeypatch.setattr(_reconnect, "asyncio", fake)
+    return recorded
+
+
+async def test_without_a_daemon_the_worker_keeps_trying_waiting_longer_each_time(waits) -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-work-") as directory:
+        async with (
+            dukat.connect(f"unix:{directory}/nobody.sock") as client,
+            client.worker("q", handler) as worker,
+        ):
+            await wait_for(lambda: len(waits) >= 9)
+            assert not worker.connected.is_set()
+    # WORKER_RECONNECT: 0.1 s doubling to a 5 s cap, each jittered down by up to a half.
+    for wait, cap in zip(waits, (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5, 5, 5), strict=False):
+        assert cap / 2 <= wait <= cap, waits
+
+
+async def test_a_welcome_starts_the_backoff_over(stand_in, waits) -> None:
+    daemon, client = stand_in
+    reconnect = Reconnect(initial_backoff=1, max_backoff=8, give_up_after=None)
+    async with client.worker("q", handler, reconnect=reconnect) as worker:
+        for hellos in (2, 3, 4):
+            await asyncio.wait_for(worker.connected.wait(), 5)
+            daemon.outbox.put_nowait(None)
+            await wait_for(lambda n=hellos: len(daemon.hellos) == n)
+    assert len(waits) == 3 and all(0.5 <= wait <= 1 for wait in waits), waits
 
 
 def test_dispatch_task_is_frozen_data_from_an_assignment() -> None:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from dukat.core import (
     CallableAction,
+    Clock,
     Event,
     InProcessRunner,
     JobSpec,
@@ -80,6 +81,9 @@ class TaskPlan:
     the whole job, itself included); None: it cancels nothing."""
     admission: int = 0
     """Loop turns its runner takes to admit each attempt (`Runner.admit`); 0: no admission."""
+    seconds: int = 0
+    """Seconds of the scheduler's clock each attempt also takes, after its yields (only the
+    drain's tests give any, on a ManualClock that they move)."""
 
     @property
     def resources(self) -> tuple[ResourceRequirement, ...]:
@@ -285,7 +289,7 @@ class Probe:
     handling, not the property), so violations are collected and asserted at the end.
     """
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, clock: Clock | None = None) -> None:
         self.scenario = scenario
         self.pool = ResourcePool({LICENCE: scenario.licences})
         self.capacity = {key: round(c * 1000) for key, c in self.pool.capacities.items()}
@@ -293,6 +297,7 @@ class Probe:
             max_concurrency=scenario.max_concurrency,
             resources=self.pool,
             runners={AdmittedCall: AdmittingRunner()},
+            clock=clock,
         )
         self.scheduler.add_listener(self.on_event)
         self.pool.add_listener(self.on_pool_change)
@@ -535,6 +540,8 @@ class Probe:
                     )
             for _ in range(task.yields):
                 await asyncio.sleep(0)
+            if task.seconds:
+                await self.scheduler.clock.sleep(task.seconds)
             if task.cancels is not None and context.attempt == 1:
                 # From inside: the task's own worker is the running asyncio task here.
                 self.seen["cancelled from inside a task"] += 1

@@ -8,13 +8,19 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import Gauge
 
 import dukat
-from dukat.actions import ExecAction
+from dukat.actions import DispatchAction, ExecAction
 from dukat.core.breaker import CircuitBreakerConfig
-from dukat.errors import UnauthenticatedError
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import JobState
+from dukat.errors import DaemonNotFoundError, UnauthenticatedError
+from dukatd import app
 from dukatd.app import EXIT_OK, EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
+from dukatd.metrics import DaemonMetrics
+from dukatd.metrics_tasks import TaskMetrics
 from tests.dukatd.work_worker import RawWorker
 
 
@@ -176,3 +182,82 @@ async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: boo
         assert exec_runner.options.term_grace == 0.25
         assert scheduler._runners[ExecAction] is exec_runner
     await scheduler.close()
+
+
+def metrics_listeners(daemon: Daemon) -> list[object]:
+    """What listens to the engine on the metrics' behalf (the listener lists are private)."""
+    assert daemon.scheduler is not None and daemon.work_hub is not None
+    scheduler = daemon.scheduler
+    listeners = [
+        *scheduler._listeners,
+        *scheduler.resources._listeners,
+        *scheduler.breakers._listeners,
+        *daemon.work_hub._listeners,
+    ]
+    owners = (DaemonMetrics, TaskMetrics, Gauge)
+    return [one for one in listeners if isinstance(getattr(one, "__self__", None), owners)]
+
+
+@pytest.mark.parametrize("metrics_listen", [None, "127.0.0.1:0"])
+async def test_with_metrics_off_nothing_listens_for_them_and_the_daemon_works(
+    short_tmp: Path, metrics_listen: str | None, monkeypatch
+):
+    server_options: dict[str, object] = {}
+    create_server = app.create_server
+
+    async def recording_create_server(*args: object, **options: object) -> grpc.aio.Server:
+        server_options.update(options)
+        return await create_server(*args, **options)
+
+    monkeypatch.setattr(app, "create_server", recording_create_server)
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    config = config_for(short_tmp, metrics_listen=metrics_listen)
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    if metrics_listen is None:
+        assert daemon.metrics is None and daemon.metrics_http is None
+        assert metrics_listeners(daemon) == []
+        assert server_options["interceptors"] == []
+    else:
+        assert len(metrics_listeners(daemon)) == 5
+        assert server_options["interceptors"] == [daemon.metrics.grpc]
+
+    async def shout(task: dukat.client.DispatchTask) -> bytes:
+        return task.payload.upper()
+
+    async with dukat.connect(config.listen[0]) as client, client.worker("q", shout):
+        handle = await client.submit(JobSpec(tasks=(TaskSpec("a", DispatchAction("q", b"hi")),)))
+        assert (await asyncio.wait_for(handle.wait(), 10)).state is JobState.SUCCEEDED
+        assert (await handle.get()).task("a").result.payload == b"HI"
+        with pytest.raises(DaemonNotFoundError):
+            await client.get_job("nope")
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+
+
+@pytest.mark.parametrize("interval", [10.0, 30.0, 45.0])
+async def test_a_min_client_interval_longer_than_our_clients_pings_is_warned_of(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture, interval: float
+):
+    # dukat.client pings every 30 s: a daemon that wants 45 s between pings would end its
+    # clients' idle connections with GOAWAY too_many_pings.
+    sources = {"keepalive_min_client_interval": "DUKATD_KEEPALIVE_MIN_CLIENT_INTERVAL"}
+    config = config_for(short_tmp, keepalive_min_client_interval=interval, sources=sources)
+    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve(config, install_signal_handlers=False, ready=started.set_result)
+    )
+    daemon = await asyncio.wait_for(started, 10)
+    daemon.stop()
+    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    warnings = [r for r in caplog.records if "too_many_pings" in r.getMessage()]
+    if interval <= 30:
+        assert warnings == []
+    else:
+        (record,) = warnings
+        assert record.levelname == "WARNING"
+        warning = record.getMessage()
+        assert "DUKATD_KEEPALIVE_MIN_CLIENT_INTERVAL is 45s" in warning
+        assert "the 30s between the keepalive pings of dukat's own clients" in warning

@@ -19,6 +19,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import dukat
+from dukat.actions import DispatchAction
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import JobState
 from dukat.v1 import event_pb2, job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.dukatd.daemon_process import REPO, DaemonProcess
 from tests.dukatd.processes import alive
@@ -243,3 +247,26 @@ def test_a_bad_option_exits_2_naming_it(short_tmp: Path):
     done = subprocess.run(daemon.argv, capture_output=True, text=True, env=daemon.env, cwd=REPO)
     assert done.returncode == 2
     assert "--max-concurrency" in done.stderr
+
+
+async def test_getjob_fits_a_small_max_message_bytes_whatever_the_results_add_up_to(daemons):
+    # 20 results of 5 KB are more than the daemon's 64 KiB messages: GetJob carries what
+    # fits in a quarter of one and marks the rest omitted; the client asks for those by id.
+    daemon = await daemons("--max-message-bytes", "64KiB", "--max-result-bytes", "8KiB").serving()
+    result = b"r" * 5_000
+
+    async def handler(task: dukat.client.DispatchTask) -> bytes:
+        return result
+
+    tasks = tuple(TaskSpec(f"t{i}", DispatchAction("q", b"")) for i in range(20))
+    async with dukat.connect(daemon.address) as client, client.worker("q", handler):
+        handle = await client.submit(JobSpec(tasks=tasks))
+        assert (await asyncio.wait_for(handle.wait(), 30)).state is JobState.SUCCEEDED
+        job = await handle.get()
+        assert [task.result.payload for task in job.tasks] == [result] * 20
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            reply = await stub.GetJob(scheduler_pb2.GetJobRequest(job_id=handle.job_id))
+    assert reply.ByteSize() < 64 * 1024
+    omitted = sum(task.result_omitted for task in reply.job.tasks)
+    assert omitted == 20 - 16 * 1024 // 5_000

@@ -1,0 +1,94 @@
+"""A worker outlives its daemon: real dukatd processes on one socket, one after the other.
+
+The worker is never restarted by the test: when its daemon drains and a new one starts on
+the same address, the same `Worker` says hello again and serves the new daemon's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import pytest
+
+import dukat
+from dukat.actions import DispatchAction
+from dukat.client import DispatchTask, Reconnect
+from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.states import JobState
+from dukat.errors import UnauthenticatedError
+from tests.dukatd.daemon_process import daemons, short_tmp
+from tests.helpers import wait_for
+
+__all__ = ["daemons", "short_tmp"]
+
+
+class Handler:
+    """Shouts the payload; b'hold' waits until cancelled, and says so."""
+
+    def __init__(self) -> None:
+        self.served: list[tuple[str, int]] = []
+        self.holding = asyncio.Event()
+        self.cancelled = 0
+
+    async def __call__(self, task: DispatchTask) -> bytes:
+        if task.payload == b"hold":
+            self.holding.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        self.served.append((task.task_id, task.attempt))
+        return task.payload.upper()
+
+
+# The client's calls give up quickly; the worker is not bound by their policy.
+IMPATIENT = Reconnect(initial_backoff=0.01, max_backoff=0.05, give_up_after=0.2)
+
+
+async def test_a_worker_serves_the_daemon_that_replaces_its_own(daemons, caplog) -> None:
+    caplog.set_level(logging.INFO, "dukat.client")
+    first = await daemons("--shutdown-grace", "200ms").serving()
+    handler = Handler()
+    async with (
+        dukat.connect(first.address, reconnect=IMPATIENT) as client,
+        client.worker("q", handler, 2) as worker,
+    ):
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        await client.submit(JobSpec(tasks=(TaskSpec("held", DispatchAction("q", b"hold")),)))
+        await asyncio.wait_for(handler.holding.wait(), 10)
+
+        first.signal(signal.SIGTERM)  # a restart, say for an upgrade
+        assert await first.exited() == 0
+        # The stream broke under the running attempt: its handler was cancelled.
+        await wait_for(lambda: handler.cancelled == 1)
+        assert not worker.connected.is_set()
+        # No daemon at all for longer than the client's own calls would wait.
+        await asyncio.sleep(1)
+
+        second = await daemons().serving()
+        assert second.address == first.address
+        task = TaskSpec("again", DispatchAction("q", b"hi"))
+        async with dukat.connect(second.address) as submitter:
+            handle = await submitter.submit(JobSpec(tasks=(task,)))
+            job = await asyncio.wait_for(handle.wait(), 30)
+        assert job.state is JobState.SUCCEEDED, job
+        assert job.task("again").result.payload == b"HI"
+        assert handler.served == [("again", 1)]
+        assert worker.connected.is_set()
+    lost = [r for r in caplog.records if "reconnecting" in r.getMessage()]
+    assert [r.levelno for r in lost if r.levelno >= logging.WARNING] == [logging.WARNING]
+    assert any("serving again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_wrong_token_ends_the_worker_with_its_error(daemons, short_tmp) -> None:
+    token = short_tmp / "token"
+    token.write_text("right\n")
+    daemon = await daemons("--token-file", str(token)).serving()
+    async with dukat.connect(daemon.address, token="wrong") as client:
+        worker = client.worker("q", Handler())
+        with pytest.raises(UnauthenticatedError):
+            await asyncio.wait_for(worker.run(), 10)
+        assert not worker.connected.is_set()
