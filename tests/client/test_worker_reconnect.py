@@ -15,8 +15,10 @@ import pytest
 import dukat
 from dukat.actions import DispatchAction
 from dukat.client import DispatchTask, Reconnect
+from dukat.core.events import TaskStateChanged
+from dukat.core.retry import RetryPolicy
 from dukat.core.spec import JobSpec, TaskSpec
-from dukat.core.states import JobState
+from dukat.core.states import JobState, TaskState
 from dukat.errors import UnauthenticatedError
 from tests.dukatd.daemon_process import daemons, short_tmp
 from tests.helpers import wait_for
@@ -92,3 +94,55 @@ async def test_a_wrong_token_ends_the_worker_with_its_error(daemons, short_tmp) 
         with pytest.raises(UnauthenticatedError):
             await asyncio.wait_for(worker.run(), 10)
         assert not worker.connected.is_set()
+
+
+class OnceHolding(Handler):
+    """Holds the first attempt of task 'held' (until the daemon under it dies), then serves."""
+
+    async def __call__(self, task: DispatchTask) -> bytes:
+        if task.task_id == "held" and task.attempt == 1:
+            self.holding.set()
+            await asyncio.sleep(60)
+        self.served.append((task.task_id, task.attempt))
+        return task.payload.upper()
+
+
+async def test_a_worker_served_job_goes_on_across_a_kill_of_its_daemon(daemons, short_tmp):
+    # With a journal: the job outlives the daemon; the worker, never told, serves the next.
+    state = short_tmp / "state"
+    first = await daemons(state_dir=state).serving()
+    handler = OnceHolding()
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    tasks = (
+        TaskSpec("first", DispatchAction("q", b"a")),
+        TaskSpec("held", DispatchAction("q", b"b"), dependencies=("first",), retry=retry),
+        TaskSpec("last", DispatchAction("q", b"c"), dependencies=("held",)),
+    )
+    async with (
+        dukat.connect(first.address, reconnect=IMPATIENT) as client,
+        client.worker("q", handler, 2) as worker,
+    ):
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        handle = await client.submit(JobSpec(tasks=tasks))
+        await asyncio.wait_for(handler.holding.wait(), 10)
+        reported = await client.get_job(handle.job_id)
+        assert reported.task("first").state is TaskState.SUCCEEDED
+
+        first.kill()  # SIGKILL: no drain, no goodbye to the worker
+        second = await daemons(state_dir=state).serving()
+        async with dukat.connect(second.address) as watcher:
+            job = await asyncio.wait_for(watcher.job(handle.job_id).wait(), 30)
+            events = [event async for event in watcher.job(handle.job_id).events()]
+        assert job.state is JobState.SUCCEEDED, job
+        assert job.task("held").attempts == 2
+        assert [event.sequence for event in events] == list(range(1, len(events) + 1))
+        interrupted = [
+            event
+            for event in events
+            if isinstance(event, TaskStateChanged) and event.state is TaskState.RETRYING
+        ]
+        assert [(e.task_id, e.attempt) for e in interrupted] == [("held", 1)]
+        assert "interrupted by daemon restart" in interrupted[0].message
+        assert job.task("last").result.payload == b"C"
+        # 'first' was reported done before the kill: it never ran again.
+        assert handler.served == [("first", 1), ("held", 2), ("last", 1)]
