@@ -99,9 +99,8 @@ class Scrape:
     """One /metrics body, parsed: look samples up by name and labels."""
 
     def __init__(self, text: str) -> None:
-        self.samples = [
-            sample for family in text_string_to_metric_families(text) for sample in family.samples
-        ]
+        self.families = list(text_string_to_metric_families(text))
+        self.samples = [sample for family in self.families for sample in family.samples]
 
     def get(self, name: str, **labels: str) -> float:
         found = [

@@ -8,6 +8,7 @@ reach through a live daemon (a task being cancelled at the moment of the crash).
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import grpc
@@ -155,3 +156,21 @@ async def test_the_journal_reports_its_commits_size_and_backlog_on_metrics(short
         assert scraped.get("dukat_journal_bytes") > 0
         assert scraped.get("dukat_journal_write_errors_total") == 0
         assert "dukat_journal_backlog" in {sample.name for sample in scraped.samples}
+
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+async def test_the_readme_lists_exactly_the_metrics_a_daemon_serves(short_tmp: Path):
+    listed = set(re.findall(r"^\| `((?:dukat|grpc)_[a-z_]+)` \|", README, re.M))
+    async with Running(short_tmp, metrics_listen="127.0.0.1:0") as running:
+        await running.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("a")))
+        http = running.daemon.metrics_http
+        assert http is not None
+        scraped = await scrape(http)
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in scraped.families
+        if not family.name.endswith("_created")  # prometheus-client's start times, not ours
+    }
+    assert listed == served
