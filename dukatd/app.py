@@ -156,7 +156,12 @@ class Daemon:
             config, ledger=self.ledger, hold_events=self.journal is not None
         )
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
-        self.work_hub = WorkerHub(self.scheduler, max_result_bytes=config.max_result_bytes)
+        # With a journal, no worker gets an attempt before its RUNNING state is on disk.
+        self.work_hub = WorkerHub(
+            self.scheduler,
+            max_result_bytes=config.max_result_bytes,
+            before_send=self.journal.sync if self.journal is not None else None,
+        )
         request_ids = self.recover() if self.journal is not None else {}
         self.service = SchedulerService(
             self.scheduler,

@@ -32,7 +32,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import grpc
@@ -113,8 +113,14 @@ class WorkerHub:
         max_in_flight_cap: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         install: bool = True,
+        before_send: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`install`: register a `DispatchRunner` on `scheduler` for `DispatchAction`.
+
+        `before_send`: awaited before each message of assignments goes out, which then holds
+        only attempts assigned before it was called: a journal's `sync`, so that no worker
+        runs an attempt whose RUNNING state a crash could take back (the restarted daemon
+        would run it again under the same number, not counted against its retries).
 
         `heartbeat_*`: the terms each worker is welcomed with (seconds). `max_result_bytes`:
         the largest WorkSuccess payload taken. `max_batch` / `max_batch_bytes`: the most
@@ -143,6 +149,7 @@ class WorkerHub:
         self.max_batch_bytes = max_batch_bytes
         self.max_in_flight_cap = max_in_flight_cap
         self.clock = clock
+        self.before_send = before_send
         self.sessions: set[WorkerSession] = set()
         self._waiting: dict[str, deque[_Attempt]] = {}  # queue -> attempts, oldest first
         self._stale: dict[str, int] = {}  # queue -> given-up attempts still in _waiting

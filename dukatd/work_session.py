@@ -113,7 +113,11 @@ class WorkerSession:
                 if self._failure is not None:
                     raise self._failure
                 if self.to_send or self.cancels:
-                    message = self._next_message()
+                    ready = len(self.to_send)  # assigned before the wait, so made durable
+                    before_send = self.hub.before_send
+                    if ready and before_send is not None:
+                        await before_send()
+                    message = self._next_message(ready)
                     if message is not None:
                         self._writing = True
                         await write(message)
@@ -129,14 +133,16 @@ class WorkerSession:
             self._timer.cancel()
             reader.cancel()
 
-    def _next_message(self) -> scheduler_pb2.WorkResponse | None:
+    def _next_message(self, ready: int) -> scheduler_pb2.WorkResponse | None:
+        """Cancels, and assignments from the first `ready` of `to_send`, as one message."""
         hub = self.hub
         batch = []
         size = 0
         freed = False
         to_send = self.to_send
         now = hub.clock()
-        while to_send and len(batch) < hub.max_batch and size < hub.max_batch_bytes:
+        while ready and to_send and len(batch) < hub.max_batch and size < hub.max_batch_bytes:
+            ready -= 1
             attempt = to_send.popleft()
             if attempt.state != ASSIGNED:  # given up before it went out
                 self.outstanding.pop(attempt.key, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -357,3 +359,24 @@ async def test_the_hub_tells_its_listeners_how_many_workers_are_connected() -> N
         await (await daemon.worker()).close()
         await wait_for(lambda: gauge() == 0)
         assert counts == [0, 1, 2, 1, 0]
+
+
+async def test_no_assignment_goes_out_before_before_send_returns() -> None:
+    # The daemon passes its journal's sync: no worker runs an attempt not yet on disk.
+    gate = asyncio.Event()
+    calls: list[int] = []
+
+    async def before_send() -> None:
+        calls.append(len(calls))
+        await gate.wait()
+
+    async with work_daemon(before_send=before_send) as daemon:
+        worker = await daemon.worker()
+        job_id = await daemon.submit(dispatch("a", b"A"))
+        await wait_for(lambda: calls == [0])
+        await settle()
+        assert worker.assignments == []  # held behind the wait
+        assert daemon.scheduler.get_job(job_id).task("a").state is TaskState.RUNNING
+        gate.set()
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+        assert [a.task_id for a in worker.assignments] == ["a"]
