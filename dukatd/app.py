@@ -153,7 +153,7 @@ class Daemon:
         config = self.config
         warn_of_client_pings(config)
         self.scheduler, self.exec_runner = build_scheduler(
-            config, ledger=self.ledger, hold_events=self.journal is not None
+            config, ledger=self.ledger, journal=self.journal
         )
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         # With a journal, no worker gets an attempt before its RUNNING state is on disk.
@@ -317,9 +317,13 @@ class Daemon:
 
 
 def build_scheduler(
-    config: Config, *, ledger: GroupLedger | None = None, hold_events: bool = False
+    config: Config, *, ledger: GroupLedger | None = None, journal: Journal | None = None
 ) -> tuple[Scheduler, ExecRunner | None]:
-    """The daemon's one scheduler, with the exec runner when exec is allowed."""
+    """The daemon's one scheduler, with the exec runner when exec is allowed.
+
+    With a `journal`, watchers see only what it has written (`hold_events`), and no task
+    process starts before its RUNNING state is written (a crash must not take back an
+    attempt that ran)."""
     breakers = BreakerRegistry()
     for name, settings in config.breakers.items():
         breakers.configure(name, settings)
@@ -331,7 +335,8 @@ def build_scheduler(
             # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
             tail_bytes=max(1, config.output_tail_bytes),
         )
-        exec_runner = ExecRunner(options, ledger=ledger)
+        before_spawn = journal.sync if journal is not None else None
+        exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)
         runners[ExecAction] = exec_runner
     scheduler = Scheduler(
         max_concurrency=config.max_concurrency,
@@ -342,7 +347,7 @@ def build_scheduler(
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
         retain_finished_for=config.finished_job_ttl,
-        hold_events=hold_events,
+        hold_events=journal is not None,
     )
     return scheduler, exec_runner
 

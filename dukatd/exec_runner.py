@@ -147,6 +147,9 @@ class ExecRunner:
 
     Tracks every live process group: `kill_all` ends them at shutdown, and a `ledger`
     (optional) records them so that the next daemon can end them after a crash.
+    `before_spawn` (optional) is awaited before each attempt's process starts: a journal's
+    `sync`, so that no process runs whose attempt a crash could take back (the restarted
+    daemon would run that attempt again, under the same number, even with no retry left).
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class ExecRunner:
         options: ExecOptions | None = None,
         *,
         ledger: GroupLedger | None = None,
+        before_spawn: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`clock`: monotonic seconds, for the output rate limit."""
@@ -161,6 +165,7 @@ class ExecRunner:
         base = default_base_env() if options.base_env is None else dict(options.base_env)
         self._base_env: dict[str, str] = base
         self._ledger = ledger
+        self._before_spawn = before_spawn
         self._clock = clock
         self._live: dict[int, Child] = {}  # pgid -> its leader; reaped ones leave at once
         self._closed = False
@@ -176,6 +181,8 @@ class ExecRunner:
 
     async def _run(self, context: TaskContext) -> ExecResult:
         action: ExecAction = context.action
+        if self._before_spawn is not None:
+            await self._before_spawn()
         if self._closed:
             raise TaskInterruptedError("the exec runner is shut down (the daemon is stopping)")
         options = self.options

@@ -26,7 +26,11 @@ Durability: `sync="full"` (the default) fsyncs the WAL at each commit, so a comm
 power loss as well as `kill -9`; `"normal"` survives a crash of the daemon but may lose the last
 commits on power loss. A commit that fails (a full disk, `max_bytes` reached, an I/O error)
 is retried with backoff; the jobs in it were never started, so their Submits fail instead
-(`JournalWriteError`), and nothing else is lost while the writer keeps trying.
+(`JournalWriteError`), and nothing else is lost while the writer keeps trying. With
+`max_bytes`, new jobs may fill only `ACCEPT_SHARE` of it: a job that would go beyond is left
+out of its commit (its Submit fails, `check_accepted`) and the rest is kept for the events of
+the jobs accepted before, which must still be written for them to finish — a journal filled
+up to its limit by Submits would refuse those too, and they could never end.
 
 Finished jobs leave the journal when the scheduler drops them (its retention); freed pages go
 back to the file system a chunk at a time (incremental vacuum), and the WAL is truncated at
@@ -61,6 +65,7 @@ from dukat.core.results import TaskStatus
 from dukat.core.states import JobState, TaskState
 
 __all__ = [
+    "ACCEPT_SHARE",
     "JOURNAL_FILE",
     "SCHEMA_VERSION",
     "Journal",
@@ -134,6 +139,9 @@ _JOB, _TASK, _PROGRESS, _OUTPUT = range(4)
 # queued operations: (kind, ...)
 _EVENT, _ACCEPT, _CANCEL, _DROP, _BREAKER = range(5)
 
+ACCEPT_SHARE = 0.75
+"""Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
+
 _RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
 _VACUUM_CHUNK_PAGES = 2048
 
@@ -182,7 +190,9 @@ class Journal:
         decode_result: Callable[[bytes], Any],
         event_tail: int,
         commit_delay: float,
+        accept_pages: int | None = None,
     ) -> None:
+        """`accept_pages`: pages in use beyond which no new job is accepted (None: no limit)."""
         self.path = path
         self._db = connection
         self._encode_result = encode_result
@@ -198,6 +208,8 @@ class Journal:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._frozen = False
         self._closing = False
+        self._accept_pages = accept_pages
+        self._refused: dict[str, JournalWriteError] = {}  # job id -> why it was left out
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publish: Callable[[str, int], None] | None = None
@@ -242,6 +254,10 @@ class Journal:
         except JournalError:
             db.close()
             raise
+        accept_pages = None
+        if max_bytes:
+            limit = db.execute("PRAGMA max_page_count").fetchone()[0]
+            accept_pages = int(limit * ACCEPT_SHARE)
         return cls(
             db,
             path,
@@ -249,6 +265,7 @@ class Journal:
             decode_result=decode_result,
             event_tail=event_tail,
             commit_delay=commit_delay,
+            accept_pages=accept_pages,
         )
 
     def load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
@@ -341,8 +358,16 @@ class Journal:
         self._put((_EVENT, job_id, record, result))
 
     def accept(self, job_id: str, request_id: str, spec: bytes, created_at: float) -> None:
-        """Queue a job that was submitted; `await sync()` before starting it."""
+        """Queue a job that was submitted; `await sync()`, then `check_accepted`, before
+        starting it."""
         self._put((_ACCEPT, job_id, request_id or None, spec, created_at))
+
+    def check_accepted(self, job_id: str) -> None:
+        """After `sync`: raise `JournalWriteError` if the job was left out for want of room
+        (see `ACCEPT_SHARE`); it is not in the journal, and must not start."""
+        refused = self._refused.pop(job_id, None)
+        if refused is not None:
+            raise refused
 
     def cancel(self, job_id: str, task_ids: Sequence[str]) -> None:
         """Queue a cancel request (empty `task_ids`: the whole job)."""
@@ -429,7 +454,7 @@ class Journal:
                 continue
             began = time.perf_counter()
             try:
-                marks = self._commit(operations)
+                marks, refused = self._commit(operations)
             except sqlite3.Error as error:
                 self.write_errors += 1
                 failure = JournalWriteError(
@@ -453,7 +478,7 @@ class Journal:
             self.commit_seconds.observe(time.perf_counter() - began)
             # Read without a lock: a listener added meanwhile hears from the next commit on.
             events = [op for op in operations if op[0] == _EVENT] if self._event_listeners else ()
-            self._call_loop(self._on_commit, uncounted, marks, events)
+            self._call_loop(self._on_commit, uncounted, marks, events, refused)
             uncounted = 0
             if self._closing and not self._queue:
                 return
@@ -462,8 +487,9 @@ class Journal:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[union-attr]
 
-    def _commit(self, operations: list[tuple[Any, ...]]) -> dict[str, int]:
-        """Write `operations` in one transaction; the last sequence written per job."""
+    def _commit(self, operations: list[tuple[Any, ...]]) -> tuple[dict[str, int], list[str]]:
+        """Write `operations` in one transaction; the last sequence written per job, and the
+        jobs left out for want of room (`accept_pages`)."""
         db = self._db
         keys = self._keys
         tail = self.event_tail
@@ -472,6 +498,7 @@ class Journal:
         jobs: dict[int, list[Any]] = {}  # key -> [last sequence, state, message, finished]
         marks: dict[str, int] = {}
         added: list[str] = []
+        refused: list[str] = []
         dropped: list[tuple[str, int]] = []
         encode = self._encode_result
         db.execute("BEGIN IMMEDIATE")
@@ -502,11 +529,20 @@ class Journal:
                             update[3] = moment
                 elif kind == _ACCEPT:
                     _, job_id, request_id, spec, created_at = operation
+                    if self._accept_pages is not None:
+                        db.execute("SAVEPOINT accept")
                     cursor = db.execute(
                         "INSERT INTO jobs (job_id, request_id, spec, created_at, state) "
                         "VALUES (?, ?, ?, ?, ?)",
                         (job_id, request_id, spec, created_at, JobState.PENDING.value),
                     )
+                    if self._accept_pages is not None:
+                        if _pages_in_use(db) > self._accept_pages:
+                            db.execute("ROLLBACK TO accept")
+                            db.execute("RELEASE accept")
+                            refused.append(job_id)
+                            continue
+                        db.execute("RELEASE accept")
                     keys[job_id] = cursor.lastrowid  # type: ignore[assignment]
                     added.append(job_id)
                 elif kind == _CANCEL:
@@ -540,7 +576,7 @@ class Journal:
             raise
         if dropped:
             self._vacuum_some()
-        return marks
+        return marks, refused
 
     def _vacuum_some(self) -> None:
         """Give freed pages back to the file system once a good share of the file is free."""
@@ -553,8 +589,19 @@ class Journal:
     # -- back on the loop -------------------------------------------------------------------
 
     def _on_commit(
-        self, count: int, marks: dict[str, int], events: Sequence[tuple[Any, ...]]
+        self,
+        count: int,
+        marks: dict[str, int],
+        events: Sequence[tuple[Any, ...]],
+        refused: Sequence[str] = (),
     ) -> None:
+        for job_id in refused:
+            self._refused[job_id] = JournalWriteError(
+                f"the journal {str(self.path)!r} is full: new jobs may take "
+                f"{ACCEPT_SHARE:.0%} of its size limit, the rest is kept for the jobs accepted "
+                "before (raise --journal-max-bytes, or let finished jobs go sooner)",
+                full=True,
+            )
         self._committed += count
         publish = self._publish
         for job_id, sequence in marks.items():
@@ -656,6 +703,11 @@ def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | 
         db.execute("COMMIT")
         if step:
             _log.info("journal %s: schema upgraded to version %d", path, step + 1)
+
+
+def _pages_in_use(db: sqlite3.Connection) -> int:
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    return pages - db.execute("PRAGMA freelist_count").fetchone()[0]
 
 
 def _statements(script: str) -> Iterable[str]:

@@ -258,8 +258,9 @@ OPTIONS: tuple[Option, ...] = (
         field="journal_max_bytes",
         flag="--journal-max-bytes",
         env="DUKATD_JOURNAL_MAX_BYTES",
-        help="largest size of the journal; past it Submit fails with RESOURCE_EXHAUSTED, as "
-        "on a full disk. 0: no limit. Default: 0",
+        help="largest size of the journal; new jobs may fill three quarters of it (the rest "
+        "is for the jobs accepted before to finish), past that Submit fails with "
+        "RESOURCE_EXHAUSTED, as on a full disk. 0: no limit. Default: 0",
         metavar="SIZE",
         from_text=_text_size,
         from_toml=_toml_size,

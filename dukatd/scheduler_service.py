@@ -141,7 +141,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             self._submitting[request.request_id] = twin
         try:
             journal.accept(job_id, request.request_id, request.job.SerializeToString(), created_at)
-            await _durable(journal, "the job was not accepted")
+            await _durable(journal, "the job was not accepted", accepted=job_id)
         except BaseException as error:
             journal.drop(job_id)  # in case a later commit would write it after all
             if twin is not None:
@@ -318,11 +318,14 @@ def _refuse_exec(job: job_pb2.JobSpec) -> None:
             )
 
 
-async def _durable(journal: Journal, consequence: str) -> None:
-    """Wait until the journal has written everything so far; a status saying `consequence`
-    if it cannot: RESOURCE_EXHAUSTED when it is full, else UNAVAILABLE."""
+async def _durable(journal: Journal, consequence: str, *, accepted: str = "") -> None:
+    """Wait until the journal has written everything so far (and the job `accepted`, if
+    given); a status saying `consequence` if it cannot: RESOURCE_EXHAUSTED when it is full,
+    else UNAVAILABLE."""
     try:
         await journal.sync()
+        if accepted:
+            journal.check_accepted(accepted)
     except JournalWriteError as error:
         code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
         raise Refusal(code, f"{error}; {consequence}") from None

@@ -478,14 +478,20 @@ class Scheduler:
         for listener in self._listeners:
             listener(job.id, record)
 
-    def _transition(self, run: TaskRun, to: TaskState, message: str = "") -> None:
-        """The one place a task changes state: check the table, swap, record the event."""
+    def _transition(
+        self, run: TaskRun, to: TaskState, message: str = "", moment: float | None = None
+    ) -> None:
+        """The one place a task changes state: check the table, swap, record the event.
+
+        `moment`: the time the task keeps for it (its start or end), to be the event's too:
+        a journal keeps the event's, and a restart must show the same time as before it."""
         if to not in TASK_TRANSITIONS[run.state]:
             raise RuntimeError(f"task {run.id!r}: {run.state.name} -> {to.name} is not allowed")
         run.state = to
         job = run.job
         job.sequence = sequence = job.sequence + 1
-        record = (TaskStateChanged, sequence, self._wall(), run.id, to, run.attempts, message)
+        moment = self._wall() if moment is None else moment
+        record = (TaskStateChanged, sequence, moment, run.id, to, run.attempts, message)
         log = job.log
         records = log.records  # EventLog.append, inline: three of these happen for every task
         records.append(record)
@@ -494,13 +500,16 @@ class Scheduler:
         for listener in self._listeners:  # _record's work, inline too
             listener(job.id, record)
 
-    def _transition_job(self, job: JobRun, to: JobState, message: str = "") -> None:
+    def _transition_job(
+        self, job: JobRun, to: JobState, message: str = "", moment: float | None = None
+    ) -> None:
         if to not in JOB_TRANSITIONS[job.state]:
             raise RuntimeError(f"job {job.id!r}: {job.state.name} -> {to.name} is not allowed")
         job.state = to
         job.message = message
         job.sequence += 1
-        self._record(job, (JobStateChanged, job.sequence, self._wall(), to, message))
+        moment = self._wall() if moment is None else moment
+        self._record(job, (JobStateChanged, job.sequence, moment, to, message))
 
     def report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
         """Progress and output from inside an attempt (ignored once the attempt is over)."""
@@ -711,9 +720,10 @@ class Scheduler:
         attempt = run.attempts
         run.worker = worker
         self.running += 1
-        self._transition(run, TaskState.RUNNING)
+        now = self._wall()
         if run.started_at is None:
-            run.started_at = self._wall()
+            run.started_at = now
+        self._transition(run, TaskState.RUNNING, moment=now)
         context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
         timer = self.clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
@@ -890,8 +900,8 @@ class Scheduler:
     def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
         """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""
         run.message = message
-        run.finished_at = self._wall()
-        self._transition(run, state, message)
+        run.finished_at = now = self._wall()
+        self._transition(run, state, message, now)
         job = run.job
         job.remaining -= 1
         job.counts[state] += 1
@@ -961,8 +971,8 @@ class Scheduler:
         else:
             state = JobState.SUCCEEDED
             message = f"{len(job.tasks)} tasks succeeded"
-        job.finished_at = self.clock.wall()
-        self._transition_job(job, state, message)
+        job.finished_at = now = self.clock.wall()
+        self._transition_job(job, state, message, now)
         job.log.close()
         if job.gc_hold is not None:
             job.gc_hold.release()

@@ -15,6 +15,7 @@ from dukat.core import (
     ManualClock,
     RetryPolicy,
     Scheduler,
+    SystemClock,
     TaskSpec,
     TaskState,
     TriggerRule,
@@ -93,6 +94,24 @@ async def test_a_prepared_job_never_started_leaves_no_trace(make):
     assert "j" not in s and s.jobs() == []
     s.submit(JobSpec(tasks=(spec([], "a"),)), job_id="j")  # the id is still free
     assert await finished(s, "j") is JobState.SUCCEEDED
+
+
+async def test_the_times_kept_are_the_times_of_their_events(make):
+    """A journal keeps the events' times: a restored job must show the times it showed."""
+    s = make(clock=SystemClock())  # a clock that moves between two readings
+    records: list[tuple[Any, ...]] = []
+    s.add_record_listener(lambda job_id, record: records.append(record))
+    job_id = s.submit(JobSpec(tasks=(spec([], "a"), spec([], "b", "a"))))
+    assert await finished(s, job_id) is JobState.SUCCEEDED
+    snapshot = s.get_job(job_id)
+    times = {(r[3], r[4]): r[2] for r in records if r[0] is TaskStateChanged}
+    for task in snapshot.tasks:
+        assert (task.started_at, task.finished_at) == (
+            times[task.id, S.RUNNING],
+            times[task.id, S.SUCCEEDED],
+        )
+    [ending] = [r for r in records if r[0] is JobStateChanged and r[3] is JobState.SUCCEEDED]
+    assert snapshot.finished_at == ending[2]
 
 
 # -- restore --------------------------------------------------------------------------------

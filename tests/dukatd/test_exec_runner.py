@@ -50,7 +50,7 @@ from tests.dukatd.processes import (
     my_children,
     no_child_left,  # noqa: F401 - an autouse fixture
 )
-from tests.helpers import finished, wait_for
+from tests.helpers import finished, settle, wait_for
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -140,6 +140,26 @@ async def test_success_gives_exit_code_tails_and_output_events_line_by_line() ->
     assert result.result == ExecResult(0, b"one\ntwo\nno newline", b"oops\n")
     assert run.output("stdout") == ["one", "two", "no newline"]
     assert run.output("stderr") == ["oops"]
+
+
+async def test_no_process_starts_before_before_spawn_returns(tmp_path) -> None:
+    """The daemon passes its journal's sync: no process runs whose attempt is not on disk."""
+    gate = asyncio.Event()
+    waited: list[bool] = []
+
+    async def before_spawn() -> None:
+        waited.append(True)
+        await gate.wait()
+
+    run = Run(ExecRunner(before_spawn=before_spawn))
+    marker = tmp_path / "ran"
+    run.submit(task(sh(f"touch {marker}")))
+    await wait_for(lambda: waited == [True])
+    await settle()
+    assert not marker.exists() and run.runner.live_groups == frozenset()
+    gate.set()
+    assert await run.finish() is JobState.SUCCEEDED
+    assert marker.exists()
 
 
 @on_both_loops

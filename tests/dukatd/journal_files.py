@@ -1,0 +1,58 @@
+"""Journals as older dukatds wrote them, made by hand with sqlite3, for the upgrade tests.
+
+Made from the migrations as released (`dukatd.journal._MIGRATIONS`, append only), so a file
+of schema version N is what a dukatd of version N left: the rows are those its writer made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from dukat.v1 import job_pb2
+from dukatd.journal import _MIGRATIONS
+
+__all__ = ["write_v1_journal"]
+
+
+def write_v1_journal(
+    path: Path,
+    *,
+    job_id: str,
+    spec: job_pb2.JobSpec,
+    tasks: Iterable[tuple[str, str, int, bytes | None]],
+    request_id: str = "",
+    last_sequence: int = 9,
+) -> None:
+    """A schema-1 journal holding one running job whose event tail was not kept.
+
+    `tasks`: (task id, state, attempts, stdout of a succeeded exec task or None).
+    """
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN")
+        for statement in _MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        cursor = db.execute(
+            "INSERT INTO jobs (job_id, request_id, spec, created_at, state, last_sequence) "
+            "VALUES (?, ?, ?, ?, 'running', ?)",
+            (job_id, request_id or None, spec.SerializeToString(), now - 60, last_sequence),
+        )
+        key = cursor.lastrowid
+        for task_id, state, attempts, stdout in tasks:
+            result = None
+            finished = None
+            if stdout is not None:
+                value = job_pb2.TaskResultValue(exec=job_pb2.ExecResult(stdout=stdout))
+                result, finished = value.SerializeToString(), now - 30
+            db.execute(
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, '', ?)",
+                (key, task_id, state, attempts, now - 50, finished, result),
+            )
+        db.execute("COMMIT")
