@@ -160,7 +160,7 @@ class Daemon:
         self.work_hub = WorkerHub(
             self.scheduler,
             max_result_bytes=config.max_result_bytes,
-            before_send=self.journal.sync if self.journal is not None else None,
+            before_send=self.journal.settled if self.journal is not None else None,
         )
         request_ids = self.recover() if self.journal is not None else {}
         self.service = SchedulerService(
@@ -335,7 +335,7 @@ def build_scheduler(
             # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
             tail_bytes=max(1, config.output_tail_bytes),
         )
-        before_spawn = journal.sync if journal is not None else None
+        before_spawn = journal.settled if journal is not None else None
         exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)
         runners[ExecAction] = exec_runner
     scheduler = Scheduler(

@@ -148,7 +148,7 @@ class ExecRunner:
     Tracks every live process group: `kill_all` ends them at shutdown, and a `ledger`
     (optional) records them so that the next daemon can end them after a crash.
     `before_spawn` (optional) is awaited before each attempt's process starts: a journal's
-    `sync`, so that no process runs whose attempt a crash could take back (the restarted
+    `settled`, so that no process runs whose attempt a crash could take back (the restarted
     daemon would run that attempt again, under the same number, even with no retry left).
     """
 

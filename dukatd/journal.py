@@ -205,7 +205,8 @@ class Journal:
         self._committed = 0  # of those, committed (the loop's copy, set by `_on_commit`)
         self._signalled = False
         self._wake = threading.Event()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # (target, future, patient): a patient waiter waits through failed commits.
+        self._waiters: list[tuple[int, asyncio.Future[None], bool]] = []
         self._frozen = False
         self._closing = False
         self._accept_pages = accept_pages
@@ -392,7 +393,21 @@ class Journal:
         if self._committed >= target:
             return
         future = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, future))
+        self._waiters.append((target, future, False))
+        await future
+
+    async def settled(self) -> None:
+        """Return once everything queued so far is committed, however long that takes.
+
+        For what must not go ahead before it is on disk but has nothing to answer either
+        (a task about to start): while commits fail (a full disk), it waits, and the task
+        waits with it, instead of failing.
+        """
+        target = self._queued
+        if self._committed >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future, True))
         await future
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
@@ -619,9 +634,10 @@ class Journal:
         worked failed: whoever waits for those hears why; later ones wait on."""
         failed_upto = self._committed + uncounted
         waiting = []
-        for target, future in self._waiters:
-            if target > failed_upto:
-                waiting.append((target, future))
+        for waiter in self._waiters:
+            target, future, patient = waiter
+            if patient or target > failed_upto:
+                waiting.append(waiter)
             elif not future.done():
                 future.set_exception(failure)
         self._waiters = waiting
@@ -629,12 +645,13 @@ class Journal:
     def _wake_waiters(self) -> None:
         committed = self._committed
         waiting = []
-        for target, future in self._waiters:
+        for waiter in self._waiters:
+            target, future, _ = waiter
             if target <= committed:
                 if not future.done():
                     future.set_result(None)
             else:
-                waiting.append((target, future))
+                waiting.append(waiter)
         self._waiters = waiting
 
     @property

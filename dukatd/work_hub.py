@@ -118,7 +118,7 @@ class WorkerHub:
         """`install`: register a `DispatchRunner` on `scheduler` for `DispatchAction`.
 
         `before_send`: awaited before each message of assignments goes out, which then holds
-        only attempts assigned before it was called: a journal's `sync`, so that no worker
+        only attempts assigned before it was called: a journal's `settled`, so that no worker
         runs an attempt whose RUNNING state a crash could take back (the restarted daemon
         would run it again under the same number, not counted against its retries).
 

@@ -298,3 +298,20 @@ async def test_the_interrupted_state_of_a_running_task_is_kept(hosts, tmp_path):
     states = [e[4] for e in job.events if e[0] is TaskStateChanged]
     assert states == [TaskState.READY, TaskState.RUNNING]
     assert job.job_id == job_id
+
+
+async def test_a_failed_commit_fails_sync_but_settled_waits_for_the_next_that_works(tmp_path):
+    journal = open_journal(tmp_path)  # not started: nothing is written until we say
+    journal._loop = asyncio.get_running_loop()
+    journal._publish = lambda job_id, sequence: None
+    journal.accept("j", "", b"spec", 0.0)
+    impatient = asyncio.ensure_future(journal.sync())
+    patient = asyncio.ensure_future(journal.settled())
+    await asyncio.sleep(0)
+    journal._on_failure(JournalWriteError("disk full", full=True), 1)
+    with pytest.raises(JournalWriteError, match="disk full"):
+        await impatient
+    assert not patient.done()
+    journal._on_commit(1, {}, ())
+    await asyncio.wait_for(patient, 5)
+    journal._db.close()
