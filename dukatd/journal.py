@@ -6,7 +6,10 @@ each event to a queue (a deque append, no lock), and the writer thread takes wha
 gathered every `commit_delay` seconds and commits it as one transaction — a group commit, so
 a burst of ten thousand events is a handful of commits. Callers that must not answer before
 something is on disk await `sync()`, which returns once everything queued before it is
-committed. What is kept:
+committed. While nobody awaits `sync()`, only events wait (watchers see them once committed),
+and the group gathers for up to `event_commit_delay` instead: a steady trickle of events (exec
+tasks, a few hundred a second) makes a commit per few tasks rather than one per task, and each
+commit is a WAL append and an fsync. What is kept:
 
 - `jobs`: every accepted job with its spec (the `dukat.v1.JobSpec` message as submitted),
   request id, creation time, and its state, end and last event sequence as they change;
@@ -175,6 +178,7 @@ class Journal:
         decode_result: Callable[[bytes], Any],
         event_tail: int,
         commit_delay: float,
+        event_commit_delay: float,
     ) -> None:
         self.path = path
         self._db = connection
@@ -182,12 +186,14 @@ class Journal:
         self._decode_result = decode_result
         self.event_tail = event_tail
         self.commit_delay = commit_delay
+        self.event_commit_delay = max(commit_delay, event_commit_delay)
         self._keys: dict[str, int] = {}  # job id -> jobs.id; the writer's once it runs
         self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0  # operations queued so far (the loop's count)
         self._committed = 0  # of those, committed (the loop's copy, set by `_on_commit`)
         self._signalled = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # someone awaits sync(): gather only commit_delay
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._frozen = False
         self._closing = False
@@ -211,6 +217,7 @@ class Journal:
         max_bytes: int | None = None,
         event_tail: int = 10_000,
         commit_delay: float = 0.002,
+        event_commit_delay: float = 0.01,
     ) -> Journal:
         """Open (or create) the journal at `path`, checked and upgraded to this schema.
 
@@ -239,6 +246,7 @@ class Journal:
             decode_result=decode_result,
             event_tail=event_tail,
             commit_delay=commit_delay,
+            event_commit_delay=event_commit_delay,
         )
 
     def load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
@@ -359,6 +367,8 @@ class Journal:
             raise self._failure
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future))
+        if not self._hurry.is_set():
+            self._hurry.set()
         await future
 
     def freeze(self) -> None:
@@ -398,7 +408,10 @@ class Journal:
             self._wake.wait()
             if not self._closing:
                 time.sleep(self.commit_delay)  # let a group gather
+                if not self._hurry.is_set():  # only events wait: longer, unless sync() comes
+                    self._hurry.wait(self.event_commit_delay - self.commit_delay)
             self._wake.clear()
+            self._hurry.clear()  # before taking: a sync() after the take hurries the next
             self._signalled = False  # before taking: what comes after wakes us again
             queue = self._queue
             taken = [queue.popleft() for _ in range(len(queue))]
