@@ -8,7 +8,11 @@ differ only in that:
 
     journal/full     the journal on, `--journal-sync full` (the default: fsync at each commit)
     journal/normal   the journal on, `--journal-sync normal` (exec only)
-    ephemeral        `--ephemeral`: no journal, the baseline
+    full/no-ledger   journal/full, but the exec-group ledger (`dukatd.exec_groups`: a file
+                     made and removed per exec task, on with a state dir and --allow-exec) is
+                     stubbed out (exec only): what the journal alone costs exec tasks; the
+                     same `dukatd.__main__.main`, started with `python -c` to stub it
+    ephemeral        `--ephemeral`: no journal (and no ledger), the baseline
 
     exec        one job of --exec-tasks `/bin/true` tasks (2,000) at --max-concurrency 8
                 (as bench/exec.py), submitted with `dukat.connect(...).submit`, timed from
@@ -68,12 +72,28 @@ TARGET_SECONDS = 5.0
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
-FULL, NORMAL, EPHEMERAL = "journal/full", "journal/normal", "ephemeral"
+FULL, NORMAL, NO_LEDGER = "journal/full", "journal/normal", "full/no-ledger"
+EPHEMERAL = "ephemeral"
 MODES = {
     FULL: ("--journal-sync", "full"),
     NORMAL: ("--journal-sync", "normal"),
+    NO_LEDGER: ("--journal-sync", "full"),
     EPHEMERAL: ("--ephemeral",),
 }
+# dukatd with GroupLedger.open making a ledger that records nothing (for NO_LEDGER).
+_WITHOUT_LEDGER = """
+import os, sys
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
+from dukatd.exec_groups import GroupLedger
+class NoLedger:
+    killed = []
+    def add(self, pgid): pass
+    def discard(self, pgid): pass
+    def __len__(self): return 0
+GroupLedger.open = classmethod(lambda cls, directory: NoLedger())
+from dukatd.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @dataclass
@@ -115,7 +135,8 @@ def running_daemon(mode: str, *options: str) -> Iterator[Daemon]:
         root = Path(directory)
         address = f"unix:{root}/d.sock"
         state_dir = None if mode == EPHEMERAL else root / "state"
-        argv = [sys.executable, "-m", "dukatd", "--listen", address, "--metrics-listen", "off"]
+        start = ("-c", _WITHOUT_LEDGER) if mode == NO_LEDGER else ("-m", "dukatd")
+        argv = [sys.executable, *start, "--listen", address, "--metrics-listen", "off"]
         argv += [*MODES[mode], *options]
         if state_dir is not None:
             argv += ["--state-dir", str(state_dir)]
@@ -190,8 +211,9 @@ def run_job(daemon: Daemon, spec: JobSpec) -> Sample:
 
 def alternate(daemons: dict[str, Daemon], spec: JobSpec, rounds: int) -> dict[str, list[Sample]]:
     """One job on each daemon per round, the order reversed every other round."""
+    warm_up = JobSpec(spec.tasks[: max(1, len(spec.tasks) // 10)])
     for daemon in daemons.values():
-        run_job(daemon, spec)  # warm-up: imports, the allocator, the file's first pages
+        run_job(daemon, warm_up)  # imports, the allocator, the file's first pages
     samples: dict[str, list[Sample]] = {name: [] for name in daemons}
     for round_ in range(rounds):
         names = list(daemons)
@@ -316,6 +338,8 @@ def main() -> None:
         args.exec_tasks, args.dispatch_tasks, args.submit_tasks = 20, 200, 1_000
         args.rounds = 1
     rounds = args.rounds
+    if args.quick:
+        print("--quick: a smoke run, tiny jobs; its figures mean nothing")
     print(
         f"journal: a real dukatd per configuration, medians of {rounds} rounds alternating; "
         f"{os.cpu_count()} CPUs, shared (other work may run): read the ratios, not single rounds"
@@ -326,7 +350,7 @@ def main() -> None:
     throughput_section(
         f"exec: {args.exec_tasks:,} x /bin/true, --max-concurrency {EXEC_CONCURRENCY}",
         "processes",
-        (FULL, NORMAL, EPHEMERAL),
+        (FULL, NORMAL, NO_LEDGER, EPHEMERAL),
         exec_spec,
         rounds,
         ("--allow-exec", "--max-concurrency", str(EXEC_CONCURRENCY)),
