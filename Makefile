@@ -80,7 +80,8 @@ protos-check: install
 
 # Each script prints its table with ratios against baselines measured in the same run, and
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
-# Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores.
+# Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores;
+# the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/engine.py
 	@echo
@@ -89,6 +90,8 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/dispatch.py
 	@echo
 	$(BIN)/python bench/submit.py
+	@echo
+	$(BIN)/python bench/journal.py
 
 # The same DAG on Dask distributed and Ray local (bench/peers.py). Their own venv: ray and
 # distributed pull in much that neither the project nor its CI needs. Not part of CI.

@@ -2,11 +2,14 @@
 
 One database file, `journal.sqlite3` in the state directory, in WAL mode, written by one
 thread of its own. The event loop never waits on the disk: the scheduler's listener appends
-each event to a queue (a deque append, no lock), and the writer thread takes what has
-gathered every `commit_delay` seconds and commits it as one transaction — a group commit, so
-a burst of ten thousand events is a handful of commits. Callers that must not answer before
-something is on disk await `sync()`, which returns once everything queued before it is
-committed. What is kept:
+each event to a queue (a deque append, no lock), and the writer thread commits what has
+gathered as one transaction — a group commit, so a burst of ten thousand events is a handful
+of commits. Callers that must not go on before something is on disk await `sync()` (or
+`settled()`), which returns once everything queued before it is committed; one waiting
+makes the writer commit at once, and what queues up meanwhile goes in the next commit. While
+nobody waits, only watchers do (they see events once committed), and a group gathers for up
+to `commit_delay`: a steady trickle of events makes a commit per many tasks rather than one
+per task, each a WAL append (and an fsync). What is kept:
 
 - `jobs`: every accepted job with its spec (the `dukat.v1.JobSpec` message as submitted),
   request id, creation time, and its state, end and last event sequence as they change;
@@ -205,6 +208,7 @@ class Journal:
         self._committed = 0  # of those, committed (the loop's copy, set by `_on_commit`)
         self._signalled = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # someone awaits what is queued: commit at once
         # (target, future, patient): a patient waiter waits through failed commits.
         self._waiters: list[tuple[int, asyncio.Future[None], bool]] = []
         self._frozen = False
@@ -233,7 +237,7 @@ class Journal:
         sync: str = "full",
         max_bytes: int | None = None,
         event_tail: int = 10_000,
-        commit_delay: float = 0.002,
+        commit_delay: float = 0.01,
     ) -> Journal:
         """Open (or create) the journal at `path`, checked and upgraded to this schema.
 
@@ -394,6 +398,7 @@ class Journal:
             return
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future, False))
+        self._hurry.set()
         await future
 
     async def settled(self) -> None:
@@ -408,6 +413,7 @@ class Journal:
             return
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future, True))
+        self._hurry.set()
         await future
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
@@ -452,9 +458,10 @@ class Journal:
         backoff = 0.05
         while True:
             self._wake.wait()
-            if not self._closing:
-                time.sleep(self.commit_delay)  # let a group gather
+            if not self._closing:  # only events wait: let a group gather, unless one hurries
+                self._hurry.wait(self.commit_delay)
             self._wake.clear()
+            self._hurry.clear()  # before taking: a sync() after the take hurries the next
             self._signalled = False  # before taking: what comes after wakes us again
             queue = self._queue
             taken = [queue.popleft() for _ in range(len(queue))]

@@ -128,8 +128,9 @@ async def test_watchers_see_an_event_only_once_it_is_committed(hosts):
     log = host.scheduler._jobs[job_id].log
     assert log.last_sequence >= 2  # RUNNING and the first READY, in memory
     assert log.visible_sequence == 0  # and none of it on disk yet
+    last = log.last_sequence
     await host.journal.sync()
-    assert log.visible_sequence == log.last_sequence
+    assert log.visible_sequence >= last  # (the tasks may have gone on meanwhile)
 
 
 async def test_the_events_kept_per_job_are_a_bounded_ring(hosts, tmp_path):
