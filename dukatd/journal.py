@@ -48,6 +48,7 @@ import bisect
 import contextlib
 import json
 import logging
+import marshal
 import sqlite3
 import threading
 import time
@@ -81,9 +82,42 @@ _log = logging.getLogger("dukatd.journal")
 
 JOURNAL_FILE = "journal.sqlite3"
 
+
 # Each migration takes the schema from its index to the next version. Append only: a
 # released step never changes, since journals out there were written by it.
-_MIGRATIONS: tuple[str, ...] = (
+def _pack_rows(db: sqlite3.Connection) -> None:
+    """Schema 3: events and task changes packed, a row per job and commit (`marshal` lists:
+    events as (sequence, time, kind, task, state, number, text), task changes as [task,
+    state, attempts, started, finished, message, result]); the rows of schema 1 moved in."""
+    db.execute(
+        "CREATE TABLE event_chunks (job INTEGER NOT NULL, first_sequence INTEGER NOT NULL, "
+        "last_sequence INTEGER NOT NULL, data BLOB NOT NULL)"
+    )
+    db.execute("CREATE INDEX event_chunks_by_job ON event_chunks (job, last_sequence)")
+    db.execute("CREATE TABLE task_changes (job INTEGER NOT NULL, data BLOB NOT NULL)")
+    db.execute("CREATE INDEX task_changes_by_job ON task_changes (job)")
+    rows = db.execute(
+        "SELECT job, task_id, state, attempts, started_at, finished_at, message, result "
+        "FROM tasks ORDER BY job"
+    ).fetchall()
+    for key, group in _grouped(rows):
+        changes = [list(row[1:]) for row in group]
+        db.execute("INSERT INTO task_changes VALUES (?, ?)", (key, marshal.dumps(changes)))
+    rows = db.execute(
+        "SELECT job, sequence, time, kind, task_id, state, number, text FROM events "
+        "ORDER BY job, sequence"
+    ).fetchall()
+    for key, group in _grouped(rows):
+        entries = [tuple(row[1:]) for row in group]
+        db.execute(
+            "INSERT INTO event_chunks VALUES (?, ?, ?, ?)",
+            (key, entries[0][0], entries[-1][0], marshal.dumps(entries)),
+        )
+    db.execute("DROP TABLE tasks")
+    db.execute("DROP TABLE events")
+
+
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: jobs, the tasks that started or ended, the ring of each job's newest events.
     """
     CREATE TABLE jobs (
@@ -133,6 +167,8 @@ _MIGRATIONS: tuple[str, ...] = (
         settings TEXT NOT NULL
     );
     """,
+    # 3: a row per commit and job instead of one per event and per task (`_pack_rows`).
+    _pack_rows,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -203,6 +239,7 @@ class Journal:
         self.event_tail = event_tail
         self.commit_delay = commit_delay
         self._keys: dict[str, int] = {}  # job id -> jobs.id; the writer's once it runs
+        self._trim_at: dict[int, int] = {}  # jobs.id -> sequence at which to trim its events
         self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0  # operations queued so far (the loop's count)
         self._committed = 0  # of those, committed (the loop's copy, set by `_on_commit`)
@@ -282,6 +319,8 @@ class Journal:
             return self._load()
         except sqlite3.DatabaseError as error:
             raise JournalError(_corrupt(self.path, str(error))) from None
+        except (ValueError, EOFError, TypeError, IndexError) as error:  # a damaged row
+            raise JournalError(_corrupt(self.path, f"unreadable record: {error}")) from None
 
     def _load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
         db = self._db
@@ -295,14 +334,20 @@ class Journal:
             jobs[key] = RecoveredJob(
                 job_id, request_id or "", spec, created, JobState(state), finished, message, last
             )
+        changes: dict[int, dict[str, list[Any]]] = {}
+        for key, data in db.execute("SELECT job, data FROM task_changes ORDER BY rowid"):
+            folded = changes.setdefault(key, {})
+            for change in marshal.loads(data):
+                earlier = folded.get(change[0])
+                if earlier is not None and change[3] is None:
+                    change[3] = earlier[3]  # started: the first attempt's start stays
+                folded[change[0]] = change
         decode = self._decode_result
-        for key, task_id, state, attempts, started, finished, message, result in db.execute(
-            "SELECT job, task_id, state, attempts, started_at, finished_at, message, result "
-            "FROM tasks"
-        ):
+        for key, folded in changes.items():
             job = jobs.get(key)
-            if job is not None:
-                value = decode(result) if result is not None else None
+            if job is None:
+                continue
+            for task_id, state, attempts, started, finished, message, result in folded.values():
                 job.tasks.append(
                     TaskStatus(
                         id=task_id,
@@ -311,18 +356,17 @@ class Journal:
                         error=message,
                         started_at=started,
                         finished_at=finished,
-                        result=value,
+                        result=decode(result) if result is not None else None,
                     )
                 )
-        for key, rows in _grouped(
-            db.execute(
-                "SELECT job, sequence, time, kind, task_id, state, number, text FROM events "
-                "ORDER BY job, sequence"
-            )
-        ):
+        chunks = db.execute("SELECT job, data FROM event_chunks ORDER BY job, first_sequence")
+        for key, rows in _grouped(chunks):
             job = jobs.get(key)
             if job is not None:
-                job.events = _contiguous_tail([_record(row) for row in rows], job.last_sequence)
+                records = [_record(entry) for _, data in rows for entry in marshal.loads(data)]
+                tail = _contiguous_tail(records, job.last_sequence)
+                job.events = tail[-self.event_tail :]
+                self._trim_at[key] = job.last_sequence + self.event_tail
         for key, task_ids in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
             job = jobs.get(key)
             if job is not None:
@@ -514,9 +558,8 @@ class Journal:
         jobs left out for want of room (`accept_pages`)."""
         db = self._db
         keys = self._keys
-        tail = self.event_tail
-        events: list[tuple[Any, ...]] = []
-        tasks: dict[tuple[int, str], list[Any]] = {}
+        events: dict[int, list[tuple[Any, ...]]] = {}  # key -> its events, in order
+        tasks: dict[int, dict[str, list[Any]]] = {}  # key -> task id -> its change
         jobs: dict[int, list[Any]] = {}  # key -> [last sequence, state, message, finished]
         marks: dict[str, int] = {}
         added: list[str] = []
@@ -534,16 +577,18 @@ class Journal:
                         continue  # dropped already, or accepted by a failed commit
                     sequence, moment = record[1], record[2]
                     event_class = record[0]
-                    events.append((key, sequence % tail, *_event_row(record)))
                     update = jobs.get(key)
                     if update is None:
                         jobs[key] = update = [sequence, None, None, None]
+                        events[key] = []
+                        tasks[key] = {}
+                    events[key].append(_event_row(record))
                     update[0] = sequence
                     marks[job_id] = sequence
                     if event_class is TaskStateChanged:
                         state = record[4]
                         if state in _RECOVERY_STATES:
-                            _merge_task(tasks, key, record, state, moment, result, encode)
+                            _merge_task(tasks[key], record, state, moment, result, encode)
                     elif event_class is JobStateChanged:
                         state = record[3]
                         update[1], update[2] = state.value, record[4]
@@ -576,9 +621,10 @@ class Journal:
                     if key is not None:
                         dropped.append((operation[1], key))
                         # Writes of this batch for it go first, then all of it.
-                        _flush(db, events, tasks, jobs)
-                        events, tasks, jobs = [], {}, {}
-                        for table in ("events", "tasks", "cancels"):
+                        self._flush(events, tasks, jobs)
+                        events, tasks, jobs = {}, {}, {}
+                        self._trim_at.pop(key, None)
+                        for table in ("event_chunks", "task_changes", "cancels"):
                             db.execute(f"DELETE FROM {table} WHERE job = ?", (key,))
                         db.execute("DELETE FROM jobs WHERE id = ?", (key,))
                 elif kind == _BREAKER:
@@ -587,7 +633,7 @@ class Journal:
                         "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings",
                         operation[1:],
                     )
-            _flush(db, events, tasks, jobs)
+            self._flush(events, tasks, jobs)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -599,6 +645,46 @@ class Journal:
         if dropped:
             self._vacuum_some()
         return marks, refused
+
+    def _flush(
+        self,
+        events: dict[int, list[tuple[Any, ...]]],
+        tasks: dict[int, dict[str, list[Any]]],
+        jobs: dict[int, list[Any]],
+    ) -> None:
+        """One row of events and one of task changes per job, whatever their number: a row
+        costs SQLite (and the loop, whose GIL each row's step gives up and takes back) far
+        more than packing does."""
+        db = self._db
+        if events:
+            db.executemany(
+                "INSERT INTO event_chunks VALUES (?, ?, ?, ?)",
+                [(k, e[0][0], e[-1][0], marshal.dumps(e)) for k, e in events.items() if e],
+            )
+        if tasks:
+            db.executemany(
+                "INSERT INTO task_changes VALUES (?, ?)",
+                [(k, marshal.dumps(list(c.values()))) for k, c in tasks.items() if c],
+            )
+        if jobs:
+            db.executemany(
+                "UPDATE jobs SET last_sequence = ?, state = coalesce(?, state), "
+                "message = coalesce(?, message), finished_at = coalesce(?, finished_at) "
+                "WHERE id = ?",
+                [(*update, key) for key, update in jobs.items()],
+            )
+            # Each job keeps its newest `event_tail` events, and at most twice that: old
+            # chunks go once the tail has moved on by as much again.
+            tail, trim_at = self.event_tail, self._trim_at
+            for key, update in jobs.items():
+                last = update[0]
+                due = trim_at.setdefault(key, last + tail)
+                if last >= due:
+                    db.execute(
+                        "DELETE FROM event_chunks WHERE job = ? AND last_sequence <= ?",
+                        (key, last - tail),
+                    )
+                    trim_at[key] = last + tail
 
     def _vacuum_some(self) -> None:
         """Give freed pages back to the file system once a good share of the file is free."""
@@ -721,8 +807,12 @@ def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | 
         db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
     for step in range(version, SCHEMA_VERSION):
         db.execute("BEGIN IMMEDIATE")
-        for statement in _statements(_MIGRATIONS[step]):
-            db.execute(statement)
+        migration = _MIGRATIONS[step]
+        if isinstance(migration, str):
+            for statement in _statements(migration):
+                db.execute(statement)
+        else:
+            migration(db)
         db.execute(f"PRAGMA user_version = {step + 1}")
         db.execute("COMMIT")
         if step:
@@ -762,9 +852,9 @@ def _event_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
     return (sequence, moment, _OUTPUT, task_id, stream, None, text)
 
 
-def _record(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An event record back from its row (job, sequence, time, kind, task, state, n, text)."""
-    _, sequence, moment, kind, task_id, state, number, text = row
+def _record(entry: Sequence[Any]) -> tuple[Any, ...]:
+    """An event record back from its entry (sequence, time, kind, task, state, n, text)."""
+    sequence, moment, kind, task_id, state, number, text = entry
     if kind == _TASK:
         return (TaskStateChanged, sequence, moment, task_id, TaskState(state), int(number), text)
     if kind == _JOB:
@@ -799,50 +889,23 @@ def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[int, list[tuple[
 
 
 def _merge_task(
-    tasks: dict[tuple[int, str], list[Any]],
-    key: int,
+    changes: dict[str, list[Any]],
     record: tuple[Any, ...],
     state: TaskState,
     moment: float,
     result: Any,
     encode: Callable[[Any], bytes | None],
 ) -> None:
-    """Fold a task's state change into this batch's row for it (the last one wins)."""
+    """Fold a task's state change into this batch's change for it (the last one wins):
+    [task id, state, attempts, started at, finished at, message, result]."""
     task_id, attempt, message = record[3], record[5], record[6]
-    row = tasks.get((key, task_id))
-    if row is None:
-        tasks[(key, task_id)] = row = [state.value, attempt, None, None, "", None]
-    row[0], row[1] = state.value, attempt
+    change = changes.get(task_id)
+    if change is None:
+        changes[task_id] = change = [task_id, state.value, attempt, None, None, "", None]
+    change[1], change[2] = state.value, attempt
     if state is TaskState.RUNNING:
-        if row[2] is None:
-            row[2] = moment
+        if change[3] is None:
+            change[3] = moment
     else:
-        row[3], row[4] = moment, message
-        row[5] = encode(result) if result is not None else None
-
-
-def _flush(
-    db: sqlite3.Connection,
-    events: list[tuple[Any, ...]],
-    tasks: dict[tuple[int, str], list[Any]],
-    jobs: dict[int, list[Any]],
-) -> None:
-    if events:
-        db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
-    if tasks:
-        db.executemany(
-            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (job, task_id) DO UPDATE SET state = excluded.state, "
-            "attempts = excluded.attempts, "
-            "started_at = coalesce(tasks.started_at, excluded.started_at), "
-            "finished_at = excluded.finished_at, message = excluded.message, "
-            "result = excluded.result",
-            [(key, task_id, *row) for (key, task_id), row in tasks.items()],
-        )
-    if jobs:
-        db.executemany(
-            "UPDATE jobs SET last_sequence = ?, state = coalesce(?, state), "
-            "message = coalesce(?, message), finished_at = coalesce(?, finished_at) "
-            "WHERE id = ?",
-            [(*update, key) for key, update in jobs.items()],
-        )
+        change[4], change[5] = moment, message
+        change[6] = encode(result) if result is not None else None
