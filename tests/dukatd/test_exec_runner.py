@@ -8,8 +8,8 @@ this process may be left, running or zombie.
 from __future__ import annotations
 
 import asyncio
-import gc
 import functools
+import gc
 import inspect
 import os
 import re
