@@ -13,16 +13,19 @@ per task, each a WAL append (and an fsync). What is kept:
 
 - `jobs`: every accepted job with its spec (the `dukat.v1.JobSpec` message as submitted),
   request id, creation time, and its state, end and last event sequence as they change;
-- `tasks`: a row per task that has started or ended — state, attempts, times, message and,
-  when it succeeded, its result (encoded by the caller's `encode_result`);
-- `events`: the newest `event_tail` events of each job, in a ring keyed by sequence modulo
-  the tail (an insert replaces the event it pushes out, so nothing grows and nothing is
-  deleted while a job runs), for watchers that resume after a restart;
+- `task_changes`: per job and commit, one row listing the tasks that started or ended in
+  it — state, attempts, times, message and, when it succeeded, its result (encoded by the
+  caller's `encode_result`); recovery folds them in order, the last change of a task wins;
+- `event_chunks`: per job and commit, one row of its events, for watchers that resume after
+  a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
+  Rows are `marshal`led lists of plain values: a row costs SQLite, and the loop whose GIL
+  each row's step gives up and takes back, far more than packing does (schema 3; schema 1
+  had a row per task and per event);
 - `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
   died must not run again); `breakers`: breaker settings configured over the API.
 
 The engine holds every job's events back from watchers until the writer has committed them
-(`Scheduler(hold_events=True)`, published from `_committed`): no client can have seen a state
+(`Scheduler(hold_events=True)`, published from `_on_commit`): no client can have seen a state
 that a crash takes back, so sequence numbers after a restart continue without a gap.
 
 Durability: `sync="full"` (the default) fsyncs the WAL at each commit, so a commit survives
