@@ -183,10 +183,10 @@ class Scheduler:
         job = JobRun(job_id, spec, next(self._job_order), self.clock.wall(), self._event_log_limit)
         with gc_paused(big):  # building many long-lived records: collecting now is waste
             build_job(job, runners, self.breakers)
+            if big:  # frozen before the collector is back, or its first pass walks them all
+                job.gc_hold = hold_gc()
         self._jobs[job_id] = job
         self._live_jobs += 1
-        if big:
-            job.gc_hold = hold_gc()
         self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
         for run in job.tasks.values():
             if run.waiting_on == 0:
