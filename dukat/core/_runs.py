@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 UNLIMITED = sys.maxsize
 
+# TaskState members as plain globals for the per-task paths: on CPython 3.11 `TaskState.X`
+# goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a global ~15.
+_PENDING, _SUCCEEDED, _FAILED = TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED
+
 
 class Worker:
     """One of the scheduler's execution slots: an asyncio task running attempts in turn."""
@@ -84,7 +88,7 @@ class TaskRun:
         # Something to pass before a slot runs it (admission, resources): one test when picked.
         self.gated = admit is not None or bool(spec.resources)
         self.breaker = breaker
-        self.state = TaskState.PENDING
+        self.state = _PENDING
         self.attempts = 0
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
         self.dependents: list[TaskRun] = []
@@ -147,8 +151,8 @@ class TaskRun:
         return TaskResult(
             self.id,
             state,
-            self.result if state is TaskState.SUCCEEDED else None,
-            self.error if state is TaskState.FAILED else None,
+            self.result if state is _SUCCEEDED else None,
+            self.error if state is _FAILED else None,
             self.attempts,
             self.started_at,
             self.finished_at,
