@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dukat.core._ready import ReadyQueue
@@ -31,6 +32,8 @@ UNLIMITED = sys.maxsize
 # TaskState members as plain globals for the per-task paths: on CPython 3.11 `TaskState.X`
 # goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a global ~15.
 _PENDING, _SUCCEEDED, _FAILED = TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED
+# One per task at the end of a job: built without NamedTuple's __new__, which is Python code.
+_new_result = partial(tuple.__new__, TaskResult)
 
 
 class Worker:
@@ -148,15 +151,17 @@ class TaskRun:
 
     def outcome(self) -> TaskResult:
         state = self.state
-        return TaskResult(
-            self.id,
-            state,
-            self.result if state is _SUCCEEDED else None,
-            self.error if state is _FAILED else None,
-            self.attempts,
-            self.started_at,
-            self.finished_at,
-            self.message,
+        return _new_result(
+            (
+                self.id,
+                state,
+                self.result if state is _SUCCEEDED else None,
+                self.error if state is _FAILED else None,
+                self.attempts,
+                self.started_at,
+                self.finished_at,
+                self.message,
+            )
         )
 
     def __repr__(self) -> str:

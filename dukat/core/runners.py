@@ -66,20 +66,16 @@ class CallableAction:
             raise TypeError(f"a task's func must be callable, not {func!r}")
         self.func = func
         self.args = tuple(args)
-        self.kwargs = dict(kwargs or {})
-        self.is_async = _is_coroutine_function(func)
+        self.kwargs = dict(kwargs) if kwargs else {}
+        # Many tasks share one function, and inspecting it costs more than the rest of a task.
+        try:
+            self.is_async = _is_coroutine_function_cached(func)
+        except TypeError:  # unhashable callable
+            self.is_async = _inspect_coroutine_function(func)
 
     def __repr__(self) -> str:
         name = getattr(self.func, "__qualname__", repr(self.func))
         return f"<CallableAction {name}{' async' if self.is_async else ''}>"
-
-
-def _is_coroutine_function(func: Any) -> bool:
-    # Many tasks share one function, and inspecting it costs more than the rest of a task.
-    try:
-        return _is_coroutine_function_cached(func)
-    except TypeError:  # unhashable callable
-        return _inspect_coroutine_function(func)
 
 
 def _inspect_coroutine_function(func: Any) -> bool:
@@ -100,7 +96,9 @@ class InProcessRunner:
         # The task's own coroutine, not one wrapped around it: this runs for every task.
         action: CallableAction = context.action
         if action.is_async:
-            return action.func(*action.args, **action.kwargs)
+            if action.kwargs:
+                return action.func(*action.args, **action.kwargs)
+            return action.func(*action.args)  # no `**{}`: that builds a dict per call
         # to_thread copies the context, so report_progress() works from the thread too.
         return asyncio.to_thread(action.func, *action.args, **action.kwargs)
 

@@ -431,12 +431,9 @@ class Scheduler:
 
     def _make_ready(self, run: TaskRun, message: str = "") -> None:
         self._transition(run, _READY, message)
-        self._enqueue(run)
+        self._fair.push(run)
         if not self._wake_scheduled:
             self._schedule_wake()
-
-    def _enqueue(self, run: TaskRun) -> None:
-        self._fair.push(run)
 
     def _next_runnable(self) -> TaskRun | None:
         """The next task that can start now, holding its resources and its breaker permit.
