@@ -61,7 +61,6 @@ class TaskRun:
         "in_flight",
         "job",
         "message",
-        "parked",
         "permit",
         "reservation",
         "result",
@@ -101,11 +100,10 @@ class TaskRun:
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
         self.permit: int | None = None  # a breaker's permission for one call (its generation)
-        self.parked = False  # waiting for its breaker to half-open
         # RUNNING
         self.worker: Worker | None = None
         self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop
-        # RETRYING (and parked): the timer that brings it back
+        # RETRYING: the timer that brings it back
         self.timer: TimerHandle | None = None
         # outcome
         self.result: Any = None

@@ -390,14 +390,21 @@ class Scheduler:
         for listener in self._listeners:
             listener(job.id, record)
 
-    def _transition(self, run: TaskRun, to: TaskState, message: str = "") -> None:
-        """The one place a task changes state: check the table, swap, record the event."""
+    def _transition(
+        self, run: TaskRun, to: TaskState, message: str = "", now: float | None = None
+    ) -> None:
+        """The one place a task changes state: check the table, swap, record the event.
+
+        `now`: the event's time, when the caller has just read the clock for its own stamp.
+        """
         if to not in TASK_TRANSITIONS[run.state]:
             raise RuntimeError(f"task {run.id!r}: {run.state.name} -> {to.name} is not allowed")
         run.state = to
         job = run.job
         job.sequence = sequence = job.sequence + 1
-        record = (TaskStateChanged, sequence, self._wall(), run.id, to, run.attempts, message)
+        if now is None:
+            now = self._wall()
+        record = (TaskStateChanged, sequence, now, run.id, to, run.attempts, message)
         log = job.log
         records = log.records  # EventLog.append, inline: three of these happen for every task
         records.append(record)
@@ -616,13 +623,13 @@ class Scheduler:
     # -- running an attempt -----------------------------------------------------------------
 
     def _begin_attempt(self, run: TaskRun, worker: Worker) -> tuple[TaskContext, Any, Any]:
-        run.attempts += 1
-        attempt = run.attempts
+        run.attempts = attempt = run.attempts + 1
         run.worker = worker
         self.running += 1
-        self._transition(run, _RUNNING)
+        now = self._wall()
+        self._transition(run, _RUNNING, "", now)
         if run.started_at is None:
-            run.started_at = self._wall()
+            run.started_at = now
         context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
         timer = self.clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
@@ -660,31 +667,31 @@ class Scheduler:
         if run.holds_resources:
             run.holds_resources = False
             self.resources.release_nowait(run.pool_key)
-        breaker, permit = run.breaker, run.permit
-        run.permit = None
-        had_permit = permit is not None
+        permit = run.permit  # the breaker's, if the task has one
+        if permit is not None:
+            run.permit = None
         if run.in_flight:
             self._leave_flight(run)
         stop_reason = run.stop_reason
-        if stop_reason is not None:
-            run.stop_reason = None  # spent: a retry starts afresh
-        if stop_reason == _CANCELLED:
-            if had_permit:
-                breaker.release(permit=permit)  # type: ignore[union-attr]
-            self._finish(run, TaskState.CANCELLED, message=run.message or "cancelled")
-        elif stop_reason == _TIMEOUT or error is not None:
-            if stop_reason == _TIMEOUT:
-                error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
-            if had_permit:
-                breaker.failure(error, permit=permit)  # type: ignore[union-attr]
-            self._attempt_failed(run, error)  # type: ignore[arg-type]
-        else:
-            if had_permit:
-                breaker.success(permit=permit)  # type: ignore[union-attr]
+        if stop_reason is None and error is None:  # it returned, unasked: the common case
+            if permit is not None:
+                run.breaker.success(permit=permit)  # type: ignore[union-attr]
             run.result = result
             self._finish(run, _SUCCEEDED)
-        if had_permit:
-            self._unpark(breaker.name)  # type: ignore[union-attr]
+        elif stop_reason == _CANCELLED:
+            run.stop_reason = None  # spent: a retry starts afresh
+            if permit is not None:
+                run.breaker.release(permit=permit)  # type: ignore[union-attr]
+            self._finish(run, TaskState.CANCELLED, message=run.message or "cancelled")
+        else:
+            run.stop_reason = None
+            if stop_reason == _TIMEOUT:
+                error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
+            if permit is not None:
+                run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
+            self._attempt_failed(run, error)  # type: ignore[arg-type]
+        if permit is not None:
+            self._unpark(run.breaker.name)  # type: ignore[union-attr]
 
     def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
         run.error = error
@@ -715,7 +722,6 @@ class Scheduler:
             run.attempts += 1
             self._attempt_failed(run, breaker.refused())
             return
-        run.parked = True
         self._parked.setdefault(breaker.name, []).append(run)
         if breaker.name not in self._breaker_timers:
             delay = breaker.retry_after
@@ -742,7 +748,6 @@ class Scheduler:
         if timer is not None:
             timer.cancel()
         for run in parked:
-            run.parked = False
             if run.state is TaskState.READY:
                 self._fair.push(run)
         self._schedule_wake()
@@ -776,8 +781,8 @@ class Scheduler:
     def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
         """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""
         run.message = message
-        run.finished_at = self._wall()
-        self._transition(run, state, message)
+        run.finished_at = now = self._wall()
+        self._transition(run, state, message, now)
         job = run.job
         job.remaining -= 1
         job.counts[state] += 1
