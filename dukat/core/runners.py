@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from dukat.core.context import TaskContext
@@ -51,6 +52,9 @@ class AdmittingRunner(Runner, Protocol):
     def admit(self, context: TaskContext) -> asyncio.Future[Any] | None: ...
 
 
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
 class CallableAction:
     """Call `func(*args, **kwargs)`: awaited if it is a coroutine function, else in a thread."""
 
@@ -66,7 +70,8 @@ class CallableAction:
             raise TypeError(f"a task's func must be callable, not {func!r}")
         self.func = func
         self.args = tuple(args)
-        self.kwargs = dict(kwargs) if kwargs else {}
+        # Most tasks have no kwargs: they share one read-only empty mapping, not a dict each.
+        self.kwargs: Mapping[str, Any] = dict(kwargs) if kwargs else _NO_KWARGS
         # Many tasks share one function, and inspecting it costs more than the rest of a task.
         try:
             self.is_async = _is_coroutine_function_cached(func)
