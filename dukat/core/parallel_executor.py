@@ -16,6 +16,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -73,6 +74,8 @@ class Task:
 
 
 _GC_BATCH = 5_000
+# A task's spec, built without NamedTuple's __new__, which is Python code: every field is given.
+_new_spec = partial(tuple.__new__, TaskSpec)
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 _OPTIONS = frozenset(
@@ -294,19 +297,21 @@ class ParallelTaskExecutor:
                         task_id=task.task_id,
                     )
             self._scheduler.resources.check(resources, task_id=task.task_id)
-        return TaskSpec(
-            task.task_id,
-            CallableAction(task.func, task.args, task.kwargs),
-            task.description,
-            dependencies,
-            resources,
-            breaker,
-            task.wait_for_breaker,
-            task.retry,
-            task.timeout,
-            task.priority,
-            task.trigger_rule,
-            dict(task.labels) if task.labels else _NO_LABELS,
+        return _new_spec(
+            (
+                task.task_id,
+                CallableAction(task.func, task.args, task.kwargs),
+                task.description,
+                dependencies,
+                resources,
+                breaker,
+                task.wait_for_breaker,
+                task.retry,
+                task.timeout,
+                task.priority,
+                task.trigger_rule,
+                dict(task.labels) if task.labels else _NO_LABELS,
+            )
         )
 
     def _listen(self, job_id: str) -> Callable[[Event], None] | None:

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from dukat.core.context import TaskContext
@@ -51,6 +52,9 @@ class AdmittingRunner(Runner, Protocol):
     def admit(self, context: TaskContext) -> asyncio.Future[Any] | None: ...
 
 
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
 class CallableAction:
     """Call `func(*args, **kwargs)`: awaited if it is a coroutine function, else in a thread."""
 
@@ -66,20 +70,17 @@ class CallableAction:
             raise TypeError(f"a task's func must be callable, not {func!r}")
         self.func = func
         self.args = tuple(args)
-        self.kwargs = dict(kwargs or {})
-        self.is_async = _is_coroutine_function(func)
+        # Most tasks have no kwargs: they share one read-only empty mapping, not a dict each.
+        self.kwargs: Mapping[str, Any] = dict(kwargs) if kwargs else _NO_KWARGS
+        # Many tasks share one function, and inspecting it costs more than the rest of a task.
+        try:
+            self.is_async = _is_coroutine_function_cached(func)
+        except TypeError:  # unhashable callable
+            self.is_async = _inspect_coroutine_function(func)
 
     def __repr__(self) -> str:
         name = getattr(self.func, "__qualname__", repr(self.func))
         return f"<CallableAction {name}{' async' if self.is_async else ''}>"
-
-
-def _is_coroutine_function(func: Any) -> bool:
-    # Many tasks share one function, and inspecting it costs more than the rest of a task.
-    try:
-        return _is_coroutine_function_cached(func)
-    except TypeError:  # unhashable callable
-        return _inspect_coroutine_function(func)
 
 
 def _inspect_coroutine_function(func: Any) -> bool:
@@ -100,7 +101,9 @@ class InProcessRunner:
         # The task's own coroutine, not one wrapped around it: this runs for every task.
         action: CallableAction = context.action
         if action.is_async:
-            return action.func(*action.args, **action.kwargs)
+            if action.kwargs:
+                return action.func(*action.args, **action.kwargs)
+            return action.func(*action.args)  # no `**{}`: that builds a dict per call
         # to_thread copies the context, so report_progress() works from the thread too.
         return asyncio.to_thread(action.func, *action.args, **action.kwargs)
 

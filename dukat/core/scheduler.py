@@ -77,6 +77,15 @@ _TIMEOUT = "timeout"
 _YIELD_EVERY = 64
 _CANCELLED = "cancelled"
 
+# TaskState members as plain globals for the per-task paths: on CPython 3.11 `TaskState.X`
+# goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a global ~15.
+_PENDING, _READY, _RUNNING, _SUCCEEDED = (
+    TaskState.PENDING,
+    TaskState.READY,
+    TaskState.RUNNING,
+    TaskState.SUCCEEDED,
+)
+
 
 class Scheduler:
     """Runs jobs: DAGs of tasks under a global concurrency limit, resources and breakers."""
@@ -114,7 +123,9 @@ class Scheduler:
         self.breakers.add_listener(self._on_breaker_transition)
         self._runners: dict[type, Runner] = {CallableAction: InProcessRunner(), **(runners or {})}
         self.max_tasks_per_job = max_tasks_per_job
-        self._event_log_limit = event_log_limit
+        # (length, held) of each job's event log. One attribute for two: past 30, CPython's
+        # instances lose their fast attribute lookups, and the hot path reads many.
+        self._log_settings = (event_log_limit, hold_events)
         self._rng = rng or random.Random()
         self._gc_hold_min_tasks = UNLIMITED if gc_hold_min_tasks is None else gc_hold_min_tasks
 
@@ -133,7 +144,6 @@ class Scheduler:
         self._listeners: list[RecordListener] = []  # event listeners too, adapted
         self._event_listeners: dict[EventListener, RecordListener] = {}
         self._drop_listeners: list[Callable[[str], None]] = []
-        self._hold_events = hold_events
         self._closed = False
         self._draining = False
         # What a worker calls to pick its next task. `drain` swaps in one that finds nothing:
@@ -184,7 +194,7 @@ class Scheduler:
 
     def submit(self, spec: JobSpec, *, job_id: str | None = None) -> str:
         """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid."""
-        return self.start(self.prepare(spec, job_id=job_id))
+        return self.start(self._prepare(spec, job_id, starting=True))
 
     def prepare(self, spec: JobSpec, *, job_id: str | None = None) -> PreparedJob:
         """Validate a whole job and build it, without starting it: `start` does.
@@ -192,13 +202,16 @@ class Scheduler:
         For a host that must make the job durable before anything of it runs. A prepared
         job that is never started is simply dropped.
         """
+        return self._prepare(spec, job_id, starting=False)
+
+    def _prepare(self, spec: JobSpec, job_id: str | None, *, starting: bool) -> PreparedJob:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
         self._evict_finished()
         job_id = job_id or uuid.uuid4().hex
         self._check_new_id(job_id)
-        job = self._build(spec, job_id, self.clock.wall())
+        job = self._build(spec, job_id, self.clock.wall(), hold_gc_now=starting)
         return PreparedJob(job_id, spec, job)
 
     def start(self, prepared: PreparedJob) -> str:
@@ -490,7 +503,8 @@ class Scheduler:
         run.state = to
         job = run.job
         job.sequence = sequence = job.sequence + 1
-        moment = self._wall() if moment is None else moment
+        if moment is None:
+            moment = self._wall()
         record = (TaskStateChanged, sequence, moment, run.id, to, run.attempts, message)
         log = job.log
         records = log.records  # EventLog.append, inline: three of these happen for every task
@@ -527,13 +541,10 @@ class Scheduler:
     # -- ready queues and fair share --------------------------------------------------------
 
     def _make_ready(self, run: TaskRun, message: str = "") -> None:
-        self._transition(run, TaskState.READY, message)
-        self._enqueue(run)
+        self._transition(run, _READY, message)
+        self._fair.push(run)
         if not self._wake_scheduled:
             self._schedule_wake()
-
-    def _enqueue(self, run: TaskRun) -> None:
-        self._fair.push(run)
 
     def _next_runnable(self) -> TaskRun | None:
         """The next task that can start now, holding its resources and its breaker permit.
@@ -716,14 +727,13 @@ class Scheduler:
     # -- running an attempt -----------------------------------------------------------------
 
     def _begin_attempt(self, run: TaskRun, worker: Worker) -> tuple[TaskContext, Any, Any]:
-        run.attempts += 1
-        attempt = run.attempts
+        run.attempts = attempt = run.attempts + 1
         run.worker = worker
         self.running += 1
         now = self._wall()
         if run.started_at is None:
             run.started_at = now
-        self._transition(run, TaskState.RUNNING, moment=now)
+        self._transition(run, _RUNNING, "", now)
         context = TaskContext(self, run, attempt)
         timeout = run.spec.timeout
         timer = self.clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
@@ -761,31 +771,31 @@ class Scheduler:
         if run.holds_resources:
             run.holds_resources = False
             self.resources.release_nowait(run.pool_key)
-        breaker, permit = run.breaker, run.permit
-        run.permit = None
-        had_permit = permit is not None
+        permit = run.permit  # the breaker's, if the task has one
+        if permit is not None:
+            run.permit = None
         if run.in_flight:
             self._leave_flight(run)
         stop_reason = run.stop_reason
-        if stop_reason is not None:
+        if stop_reason is None and error is None:  # it returned, unasked: the common case
+            if permit is not None:
+                run.breaker.success(permit=permit)  # type: ignore[union-attr]
+            run.result = result
+            self._finish(run, _SUCCEEDED)
+        elif stop_reason == _CANCELLED:
             run.stop_reason = None  # spent: a retry starts afresh
-        if stop_reason == _CANCELLED:
-            if had_permit:
-                breaker.release(permit=permit)  # type: ignore[union-attr]
+            if permit is not None:
+                run.breaker.release(permit=permit)  # type: ignore[union-attr]
             self._finish(run, TaskState.CANCELLED, message=run.message or "cancelled")
-        elif stop_reason == _TIMEOUT or error is not None:
+        else:
+            run.stop_reason = None
             if stop_reason == _TIMEOUT:
                 error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
-            if had_permit:
-                breaker.failure(error, permit=permit)  # type: ignore[union-attr]
+            if permit is not None:
+                run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
             self._attempt_failed(run, error)  # type: ignore[arg-type]
-        else:
-            if had_permit:
-                breaker.success(permit=permit)  # type: ignore[union-attr]
-            run.result = result
-            self._finish(run, TaskState.SUCCEEDED)
-        if had_permit:
-            self._unpark(breaker.name)  # type: ignore[union-attr]
+        if permit is not None:
+            self._unpark(run.breaker.name)  # type: ignore[union-attr]
 
     def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
         run.error = error
@@ -839,7 +849,6 @@ class Scheduler:
             run.attempts += 1
             self._attempt_failed(run, breaker.refused())
             return
-        run.parked = True
         self._parked.setdefault(breaker.name, []).append(run)
         if breaker.name not in self._breaker_timers:
             delay = breaker.retry_after
@@ -866,7 +875,6 @@ class Scheduler:
         if timer is not None:
             timer.cancel()
         for run in parked:
-            run.parked = False
             if run.state is TaskState.READY:
                 self._fair.push(run)
         self._schedule_wake()
@@ -910,9 +918,9 @@ class Scheduler:
         """End a task and propagate: ready or skip its dependents; maybe end the job."""
         self._terminate(run, state, message=message)
         job = run.job
-        if state is TaskState.SUCCEEDED:  # the common case, kept short
+        if state is _SUCCEEDED:  # the common case, kept short
             for dependent in run.dependents:
-                if dependent.state is TaskState.PENDING:
+                if dependent.state is _PENDING:
                     dependent.waiting_on -= 1
                     if dependent.waiting_on == 0:
                         self._make_ready(dependent)
@@ -998,8 +1006,14 @@ class Scheduler:
                 violations=[FieldViolation("job_id", "already exists")],
             )
 
-    def _build(self, spec: JobSpec, job_id: str, created_at: float) -> JobRun:
-        """A job's records from its spec, validated; nothing registered yet."""
+    def _build(
+        self, spec: JobSpec, job_id: str, created_at: float, *, hold_gc_now: bool = False
+    ) -> JobRun:
+        """A job's records from its spec, validated; nothing registered yet.
+
+        `hold_gc_now`: a big job about to start is frozen before the collector is back on,
+        or the collector's first pass walks all its records; one that may never start
+        (`prepare`) is frozen when it starts (`_admit_job`): a hold must be let go."""
         validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = runners_for(spec, self._runners, self.resources)
         job = JobRun(
@@ -1007,18 +1021,20 @@ class Scheduler:
             spec,
             next(self._job_order),
             created_at,
-            self._event_log_limit,
-            held=self._hold_events,
+            *self._log_settings,
         )
-        with gc_paused(len(spec.tasks) >= self._gc_hold_min_tasks):
+        big = len(spec.tasks) >= self._gc_hold_min_tasks
+        with gc_paused(big):
             build_job(job, runners, self.breakers)  # many long-lived records: no collecting
+            if big and hold_gc_now:
+                job.gc_hold = hold_gc()
         return job
 
     def _admit_job(self, job: JobRun) -> None:
         """Register a built job as live."""
         self._jobs[job.id] = job
         self._live_jobs += 1
-        if len(job.tasks) >= self._gc_hold_min_tasks:
+        if job.gc_hold is None and len(job.tasks) >= self._gc_hold_min_tasks:
             job.gc_hold = hold_gc()
 
     def _restore_ended(self, job: JobRun, ended: JobEnding) -> None:
