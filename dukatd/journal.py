@@ -11,16 +11,18 @@ nobody waits, only watchers do (they see events once committed), and a group gat
 to `commit_delay`: a steady trickle of events makes a commit per many tasks rather than one
 per task, each a WAL append (and an fsync). What is kept:
 
-- `jobs`: every accepted job with its spec (the `dukat.v1.JobSpec` message as submitted),
-  request id, creation time, and its state, end and last event sequence as they change;
+- `jobs`: every accepted job: request id, creation time, and its state, end and last event
+  sequence as they change; its spec (the `dukat.v1.JobSpec` message as submitted) in
+  `job_specs`, apart, since SQLite rewrites a whole row — blob included — at each update;
 - `task_changes`: per job and commit, one row listing the tasks that started or ended in
   it — state, attempts, times, message and, when it succeeded, its result (encoded by the
-  caller's `encode_result`); recovery folds them in order, the last change of a task wins;
+  caller's `encode_result` into plain values: bytes, str, numbers, tuples);
+  recovery folds them in order, the last change of a task wins;
 - `event_chunks`: per job and commit, one row of its events, for watchers that resume after
   a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
-  Rows are `marshal`led lists of plain values: a row costs SQLite, and the loop whose GIL
-  each row's step gives up and takes back, far more than packing does (schema 3; schema 1
-  had a row per task and per event);
+  A row holds a pickled list of the engine's own event records (`_pack`): a row costs
+  SQLite, and the loop whose GIL each row's step gives up and takes back, far more than
+  packing does (schema 3; schema 1 had a row per task and per event);
 - `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
   died must not run again); `breakers`: breaker settings configured over the API.
 
@@ -51,7 +53,7 @@ import bisect
 import contextlib
 import json
 import logging
-import marshal
+import pickle
 import sqlite3
 import threading
 import time
@@ -89,9 +91,9 @@ JOURNAL_FILE = "journal.sqlite3"
 # Each migration takes the schema from its index to the next version. Append only: a
 # released step never changes, since journals out there were written by it.
 def _pack_rows(db: sqlite3.Connection) -> None:
-    """Schema 3: events and task changes packed, a row per job and commit (`marshal` lists:
-    events as (sequence, time, kind, task, state, number, text), task changes as [task,
-    state, attempts, started, finished, message, result]); the rows of schema 1 moved in."""
+    """Schema 3: events and task changes packed, a row per job and commit (`_pack`), the
+    rows of schema 1 moved in; specs in a table of their own (updating a job's row rewrote
+    its spec too: SQLite writes a row whole)."""
     db.execute(
         "CREATE TABLE event_chunks (job INTEGER NOT NULL, first_sequence INTEGER NOT NULL, "
         "last_sequence INTEGER NOT NULL, data BLOB NOT NULL)"
@@ -104,20 +106,23 @@ def _pack_rows(db: sqlite3.Connection) -> None:
         "FROM tasks ORDER BY job"
     ).fetchall()
     for key, group in _grouped(rows):
-        changes = [list(row[1:]) for row in group]
-        db.execute("INSERT INTO task_changes VALUES (?, ?)", (key, marshal.dumps(changes)))
+        changes = [(row[1], TaskState(row[2]), *row[3:]) for row in group]
+        db.execute("INSERT INTO task_changes VALUES (?, ?)", (key, _pack(changes)))
     rows = db.execute(
         "SELECT job, sequence, time, kind, task_id, state, number, text FROM events "
         "ORDER BY job, sequence"
     ).fetchall()
     for key, group in _grouped(rows):
-        entries = [tuple(row[1:]) for row in group]
+        records = [_record(row[1:]) for row in group]
         db.execute(
             "INSERT INTO event_chunks VALUES (?, ?, ?, ?)",
-            (key, entries[0][0], entries[-1][0], marshal.dumps(entries)),
+            (key, records[0][1], records[-1][1], _pack(records)),
         )
     db.execute("DROP TABLE tasks")
     db.execute("DROP TABLE events")
+    db.execute("CREATE TABLE job_specs (job INTEGER PRIMARY KEY, spec BLOB NOT NULL)")
+    db.execute("INSERT INTO job_specs SELECT id, spec FROM jobs")
+    db.execute("ALTER TABLE jobs DROP COLUMN spec")
 
 
 _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -185,6 +190,7 @@ ACCEPT_SHARE = 0.75
 """Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
 
 _RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
+_RUNNING = TaskState.RUNNING
 _VACUUM_CHUNK_PAGES = 2048
 
 
@@ -228,8 +234,8 @@ class Journal:
         connection: sqlite3.Connection,
         path: Path,
         *,
-        encode_result: Callable[[Any], bytes | None],
-        decode_result: Callable[[bytes], Any],
+        encode_result: Callable[[Any], Any],
+        decode_result: Callable[[Any], Any],
         event_tail: int,
         commit_delay: float,
         accept_pages: int | None = None,
@@ -272,8 +278,8 @@ class Journal:
         cls,
         path: str | Path,
         *,
-        encode_result: Callable[[Any], bytes | None],
-        decode_result: Callable[[bytes], Any],
+        encode_result: Callable[[Any], Any],
+        decode_result: Callable[[Any], Any],
         sync: str = "full",
         max_bytes: int | None = None,
         event_tail: int = 10_000,
@@ -322,7 +328,7 @@ class Journal:
             return self._load()
         except sqlite3.DatabaseError as error:
             raise JournalError(_corrupt(self.path, str(error))) from None
-        except (ValueError, EOFError, TypeError, IndexError) as error:  # a damaged row
+        except (pickle.UnpicklingError, ValueError, EOFError, TypeError, LookupError) as error:
             raise JournalError(_corrupt(self.path, f"unreadable record: {error}")) from None
 
     def _load(self) -> tuple[list[RecoveredJob], dict[str, dict[str, Any]]]:
@@ -330,7 +336,7 @@ class Journal:
         jobs: dict[int, RecoveredJob] = {}
         for row in db.execute(
             "SELECT id, job_id, request_id, spec, created_at, state, finished_at, message, "
-            "last_sequence FROM jobs ORDER BY id"
+            "last_sequence FROM jobs JOIN job_specs ON job_specs.job = jobs.id ORDER BY id"
         ):
             key, job_id, request_id, spec, created, state, finished, message, last = row
             self._keys[job_id] = key
@@ -340,11 +346,8 @@ class Journal:
         changes: dict[int, dict[str, list[Any]]] = {}
         for key, data in db.execute("SELECT job, data FROM task_changes ORDER BY rowid"):
             folded = changes.setdefault(key, {})
-            for change in marshal.loads(data):
-                earlier = folded.get(change[0])
-                if earlier is not None and change[3] is None:
-                    change[3] = earlier[3]  # started: the first attempt's start stays
-                folded[change[0]] = change
+            for change in pickle.loads(data):
+                _fold(folded, change)
         decode = self._decode_result
         for key, folded in changes.items():
             job = jobs.get(key)
@@ -354,7 +357,7 @@ class Journal:
                 job.tasks.append(
                     TaskStatus(
                         id=task_id,
-                        state=TaskState(state),
+                        state=state,
                         attempts=attempts,
                         error=message,
                         started_at=started,
@@ -366,7 +369,7 @@ class Journal:
         for key, rows in _grouped(chunks):
             job = jobs.get(key)
             if job is not None:
-                records = [_record(entry) for _, data in rows for entry in marshal.loads(data)]
+                records = [record for _, data in rows for record in pickle.loads(data)]
                 tail = _contiguous_tail(records, job.last_sequence)
                 job.events = tail[-self.event_tail :]
                 self._trim_at[key] = job.last_sequence + self.event_tail
@@ -561,10 +564,10 @@ class Journal:
         jobs left out for want of room (`accept_pages`)."""
         db = self._db
         keys = self._keys
-        events: dict[int, list[tuple[Any, ...]]] = {}  # key -> its events, in order
-        tasks: dict[int, dict[str, list[Any]]] = {}  # key -> task id -> its change
-        jobs: dict[int, list[Any]] = {}  # key -> [last sequence, state, message, finished]
-        marks: dict[str, int] = {}
+        events: dict[int, list[tuple[Any, ...]]] = {}  # key -> its event records, in order
+        tasks: dict[int, list[tuple[Any, ...]]] = {}  # key -> its task changes, in order
+        # key -> [last sequence, state, message, finished, job id]
+        jobs: dict[int, list[Any]] = {}
         added: list[str] = []
         refused: list[str] = []
         dropped: list[tuple[str, int]] = []
@@ -578,34 +581,41 @@ class Journal:
                     key = keys.get(job_id)
                     if key is None:
                         continue  # dropped already, or accepted by a failed commit
-                    sequence, moment = record[1], record[2]
-                    event_class = record[0]
+                    # The hottest loop of the writer, which holds the GIL while in Python:
+                    # records go as they are, `pickle` (C) packs them per job at the end.
+                    sequence = record[1]
                     update = jobs.get(key)
                     if update is None:
-                        jobs[key] = update = [sequence, None, None, None]
+                        jobs[key] = update = [sequence, None, None, None, job_id]
                         events[key] = []
-                        tasks[key] = {}
-                    events[key].append(_event_row(record))
+                        tasks[key] = []
                     update[0] = sequence
-                    marks[job_id] = sequence
+                    events[key].append(record)
+                    event_class = record[0]
                     if event_class is TaskStateChanged:
                         state = record[4]
-                        if state in _RECOVERY_STATES:
-                            _merge_task(tasks[key], record, state, moment, result, encode)
+                        if state is _RUNNING:
+                            tasks[key].append((record[3], state, record[5], record[2]))
+                        elif state in _RECOVERY_STATES:
+                            value = None if result is None else encode(result)
+                            tasks[key].append(
+                                (record[3], state, record[5], None, record[2], record[6], value)
+                            )
                     elif event_class is JobStateChanged:
                         state = record[3]
                         update[1], update[2] = state.value, record[4]
                         if state.is_terminal:
-                            update[3] = moment
+                            update[3] = record[2]
                 elif kind == _ACCEPT:
                     _, job_id, request_id, spec, created_at = operation
                     if self._accept_pages is not None:
                         db.execute("SAVEPOINT accept")
                     cursor = db.execute(
-                        "INSERT INTO jobs (job_id, request_id, spec, created_at, state) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (job_id, request_id, spec, created_at, JobState.PENDING.value),
+                        "INSERT INTO jobs (job_id, request_id, created_at, state) "
+                        "VALUES (?, ?, ?, ?)",
+                        (job_id, request_id, created_at, JobState.PENDING.value),
                     )
+                    db.execute("INSERT INTO job_specs VALUES (?, ?)", (cursor.lastrowid, spec))
                     if self._accept_pages is not None:
                         if _pages_in_use(db) > self._accept_pages:
                             db.execute("ROLLBACK TO accept")
@@ -627,7 +637,7 @@ class Journal:
                         self._flush(events, tasks, jobs)
                         events, tasks, jobs = {}, {}, {}
                         self._trim_at.pop(key, None)
-                        for table in ("event_chunks", "task_changes", "cancels"):
+                        for table in ("event_chunks", "task_changes", "cancels", "job_specs"):
                             db.execute(f"DELETE FROM {table} WHERE job = ?", (key,))
                         db.execute("DELETE FROM jobs WHERE id = ?", (key,))
                 elif kind == _BREAKER:
@@ -647,12 +657,12 @@ class Journal:
             raise
         if dropped:
             self._vacuum_some()
-        return marks, refused
+        return {update[4]: update[0] for update in jobs.values()}, refused
 
     def _flush(
         self,
         events: dict[int, list[tuple[Any, ...]]],
-        tasks: dict[int, dict[str, list[Any]]],
+        tasks: dict[int, list[tuple[Any, ...]]],
         jobs: dict[int, list[Any]],
     ) -> None:
         """One row of events and one of task changes per job, whatever their number: a row
@@ -662,19 +672,19 @@ class Journal:
         if events:
             db.executemany(
                 "INSERT INTO event_chunks VALUES (?, ?, ?, ?)",
-                [(k, e[0][0], e[-1][0], marshal.dumps(e)) for k, e in events.items() if e],
+                [(k, e[0][1], e[-1][1], _pack(e)) for k, e in events.items() if e],
             )
         if tasks:
             db.executemany(
                 "INSERT INTO task_changes VALUES (?, ?)",
-                [(k, marshal.dumps(list(c.values()))) for k, c in tasks.items() if c],
+                [(k, _pack(c)) for k, c in tasks.items() if c],
             )
         if jobs:
             db.executemany(
                 "UPDATE jobs SET last_sequence = ?, state = coalesce(?, state), "
                 "message = coalesce(?, message), finished_at = coalesce(?, finished_at) "
                 "WHERE id = ?",
-                [(*update, key) for key, update in jobs.items()],
+                [(*update[:4], key) for key, update in jobs.items()],
             )
             # Each job keeps its newest `event_tail` events, and at most twice that: old
             # chunks go once the tail has moved on by as much again.
@@ -840,23 +850,37 @@ def _corrupt(path: Path, detail: str) -> str:
     )
 
 
-def _event_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """(sequence, time, kind, task_id, state, number, text) of an event record."""
-    event_class, sequence, moment = record[0], record[1], record[2]
-    if event_class is TaskStateChanged:
-        _, _, _, task_id, state, attempt, message = record
-        return (sequence, moment, _TASK, task_id, state.value, attempt, message)
-    if event_class is JobStateChanged:
-        return (sequence, moment, _JOB, None, record[3].value, None, record[4])
-    if event_class is TaskProgress:
-        _, _, _, task_id, fraction, message = record
-        return (sequence, moment, _PROGRESS, task_id, None, fraction, message)
-    _, _, _, task_id, stream, text = record  # TaskOutput
-    return (sequence, moment, _OUTPUT, task_id, stream, None, text)
+def _pack(values: list[Any]) -> bytes:
+    """Records and changes as one blob. pickle: in C, and each class and enum member once
+    per blob (memoized), where converting every record to plain values costs the writer's
+    thread, and the loop's GIL, a microsecond or more per event. The journal is the daemon's
+    own file in its private state directory: whoever can write it can run code as the
+    daemon anyway."""
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:
+    """Apply one task change: (task, RUNNING, attempt, started) or (task, state, attempt,
+    started, finished, message, result); the first start of a task stays its start."""
+    earlier = folded.get(change[0])
+    if len(change) == 4:
+        task_id, state, attempt, started = change
+        if earlier is None:
+            folded[task_id] = [task_id, state, attempt, started, None, "", None]
+        else:
+            earlier[1], earlier[2] = state, attempt
+            if earlier[3] is None:
+                earlier[3] = started
+        return
+    task_id, state, attempt, started, finished, message, result = change
+    if earlier is not None and earlier[3] is not None:
+        started = earlier[3]
+    folded[task_id] = [task_id, state, attempt, started, finished, message, result]
 
 
 def _record(entry: Sequence[Any]) -> tuple[Any, ...]:
-    """An event record back from its entry (sequence, time, kind, task, state, n, text)."""
+    """An event record back from a schema-1 row (sequence, time, kind, task, state, n,
+    text)."""
     sequence, moment, kind, task_id, state, number, text = entry
     if kind == _TASK:
         return (TaskStateChanged, sequence, moment, task_id, TaskState(state), int(number), text)
@@ -889,26 +913,3 @@ def _grouped(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[int, list[tuple[
         group.append(row)
     if group:
         yield key, group  # type: ignore[misc]
-
-
-def _merge_task(
-    changes: dict[str, list[Any]],
-    record: tuple[Any, ...],
-    state: TaskState,
-    moment: float,
-    result: Any,
-    encode: Callable[[Any], bytes | None],
-) -> None:
-    """Fold a task's state change into this batch's change for it (the last one wins):
-    [task id, state, attempts, started at, finished at, message, result]."""
-    task_id, attempt, message = record[3], record[5], record[6]
-    change = changes.get(task_id)
-    if change is None:
-        changes[task_id] = change = [task_id, state.value, attempt, None, None, "", None]
-    change[1], change[2] = state.value, attempt
-    if state is TaskState.RUNNING:
-        if change[3] is None:
-            change[3] = moment
-    else:
-        change[4], change[5] = moment, message
-        change[6] = encode(result) if result is not None else None

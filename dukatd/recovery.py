@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from dukat import convert
+from dukat.actions import DispatchResult, ExecResult
 from dukat.core.scheduler import JobEnding, Scheduler
 from dukat.errors import DukatError
 from dukat.v1 import job_pb2
@@ -40,14 +41,21 @@ class Recovered:
     """Submit request ids of the jobs brought back -> their job ids."""
 
 
-def encode_result(value: Any) -> bytes | None:
-    """A task's result as the journal keeps it: a `dukat.v1.TaskResultValue`."""
-    message = convert.task_result_to_proto(value)
-    return None if message is None else message.SerializeToString()
+def encode_result(value: Any) -> tuple[Any, ...] | None:
+    """A task's result as the journal keeps it: a tuple of plain values, packed with the
+    rest of its commit (far cheaper than a protobuf message per task)."""
+    if isinstance(value, DispatchResult):
+        return ("dispatch", value.payload, value.content_type)
+    if isinstance(value, ExecResult):
+        return ("exec", value.exit_code, value.stdout, value.stderr)
+    return None
 
 
-def decode_result(data: bytes) -> Any:
-    return convert.task_result_from_proto(job_pb2.TaskResultValue.FromString(data))
+def decode_result(kept: Any) -> Any:
+    if isinstance(kept, bytes):  # schema 1 kept a dukat.v1.TaskResultValue
+        return convert.task_result_from_proto(job_pb2.TaskResultValue.FromString(kept))
+    kind, *fields = kept
+    return DispatchResult(*fields) if kind == "dispatch" else ExecResult(*fields)
 
 
 def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) -> Recovered:
