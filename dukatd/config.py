@@ -164,8 +164,9 @@ class Config:
     """Largest result a worker may return for one task (max_message_bytes bounds it too)."""
     output_tail_bytes: int = 64 * 1024
     """Bytes of each exec task's stdout and stderr kept after it ends."""
-    journal_sync: str = "full"
-    """'full': each journal commit is fsynced; 'normal': it survives a crash of dukatd only."""
+    journal_sync: str = "normal"
+    """'normal': a journal commit survives a crash or kill of dukatd; 'full': it is fsynced
+    and survives power loss too."""
     journal_max_bytes: int = 0
     """Largest size of the journal file (0: no limit); past it Submit is refused."""
     event_log_length: int = 10_000

@@ -30,9 +30,12 @@ The engine holds every job's events back from watchers until the writer has comm
 (`Scheduler(hold_events=True)`, published from `_on_commit`): no client can have seen a state
 that a crash takes back, so sequence numbers after a restart continue without a gap.
 
-Durability: `sync="full"` (the default) fsyncs the WAL at each commit, so a commit survives
-power loss as well as `kill -9`; `"normal"` survives a crash of the daemon but may lose the last
-commits on power loss. A commit that fails (a full disk, `max_bytes` reached, an I/O error)
+Durability: `sync="normal"` (the default) writes each commit to the WAL without an fsync: it
+survives a crash or `kill -9` of the daemon (the kernel holds it), and the last commits may be
+lost on power loss; `"full"` fsyncs the WAL at each commit, which survives power loss too, at
+a disk flush per commit — and every task start waits for one (see `settled`).
+
+A commit that fails (a full disk, `max_bytes` reached, an I/O error)
 is retried with backoff; the jobs in it were never started, so their Submits fail instead
 (`JournalWriteError`), and nothing else is lost while the writer keeps trying. With
 `max_bytes`, new jobs may fill only `ACCEPT_SHARE` of it: a job that would go beyond is left
@@ -280,7 +283,7 @@ class Journal:
         *,
         encode_result: Callable[[Any], Any],
         decode_result: Callable[[Any], Any],
-        sync: str = "full",
+        sync: str = "normal",
         max_bytes: int | None = None,
         event_tail: int = 10_000,
         commit_delay: float = 0.01,

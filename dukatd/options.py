@@ -247,9 +247,9 @@ OPTIONS: tuple[Option, ...] = (
         field="journal_sync",
         flag="--journal-sync",
         env="DUKATD_JOURNAL_SYNC",
-        help="'full': each journal commit is fsynced and survives power loss; 'normal': it "
-        "survives a crash or kill of dukatd, and the last commits may be lost on power loss. "
-        "Default: full",
+        help="'normal': each journal commit survives a crash or kill of dukatd, and the last "
+        "few milliseconds of commits may be lost on power loss; 'full': each commit is also "
+        "fsynced, and survives power loss. Default: normal",
         metavar="MODE",
         from_text=str,
         from_toml=_toml_str,
