@@ -17,6 +17,6 @@ def test_the_journal_benchmark_runs() -> None:
         timeout=180,
     )
     assert completed.returncode == 0, completed.stderr
-    for line in ("journal/full vs ephemeral", "journal/normal vs ephemeral", "journal/full "):
+    for line in ("journal vs ephemeral", "journal/full vs ephemeral", "no-ledger vs ephemeral"):
         assert line in completed.stdout
     assert "peak RSS" in completed.stdout
