@@ -17,8 +17,8 @@ machine single rounds swing by half, so read the ratios of the medians.
 
     python bench/exec.py [--tasks 2000] [--rounds 5] [--ledger] [--pdeathsig]
 
---ledger adds a GroupLedger (a file per live group); --pdeathsig wraps every task in
-`setpriv --pdeathsig KILL --`, to show what a death signal by wrapper would cost.
+--ledger adds a GroupLedger (a line appended per group start and end); --pdeathsig wraps
+every task in `setpriv --pdeathsig KILL --`, to show what a death signal by wrapper would cost.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ differ only in that:
 
     journal          the journal on, as by default (`--journal-sync normal`: no fsync)
     journal/full     the journal on, `--journal-sync full` (an fsync at each commit)
-    no-ledger        journal, but the exec-group ledger (`dukatd.exec_groups`: a file
-                     made and removed per exec task, on with a state dir and --allow-exec) is
+    no-ledger        journal, but the exec-group ledger (`dukatd.exec_groups`: a line
+                     appended at each exec task's start and end, on with a state dir and
+                     --allow-exec) is
                      stubbed out (exec only): what the journal alone costs exec tasks; the
                      same `dukatd.__main__.main`, started with `python -c` to stub it
     ephemeral        `--ephemeral`: no journal (and no ledger), the baseline

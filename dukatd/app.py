@@ -286,6 +286,8 @@ class Daemon:
                 await self.server.stop(None)
         if self.exec_runner is not None:
             self.exec_runner.kill_all_now()
+        if self.ledger is not None:
+            self.ledger.close()
         if self.journal is not None:
             self.journal.freeze()  # closing cancels every job: not something to remember
         if self.scheduler is not None:

@@ -2,9 +2,12 @@
 
 A daemon that stops cleanly kills its tasks' groups itself (`ExecRunner.kill_all`). One that
 is killed with SIGKILL, or crashes, cannot: its tasks' sessions live on, re-parented to init,
-while the restarted daemon runs the same tasks again. So every live group is recorded as an
-empty file `<pgid>-<start time>` in a directory of the state dir, made when the process
-starts and removed when it is reaped; `GroupLedger.open` kills what the files name.
+while the restarted daemon runs the same tasks again. So every live group is recorded in a
+log in a directory of the state dir: a line `+<pgid> <start time>` appended when the process
+starts, `-<pgid>` when it is reaped; `GroupLedger.open` kills what the log leaves live. One
+`write` per start and per end of an appended, always-open file: a file made and removed per
+task cost several times that (directory entries, inodes), on every exec task. The log is
+rewritten with only the live groups when it has grown long (`_compact`).
 
 Why the start time, and why that is enough: pid numbers are reused (pid_max can be 32768),
 so a recorded number alone could name a stranger. The start time of the session leader (in
@@ -17,7 +20,9 @@ are killed through a pidfd opened before the check, so one that exits between th
 the signal cannot be replaced by another.
 
 No fsync: only a reboot loses the page cache, and a reboot has ended the tasks too (the
-ledger remembers the boot id and throws away the files of an earlier boot).
+ledger remembers the boot id and throws away the records of an earlier boot). A daemon of
+the version before kept a file `<pgid>-<start time>` per group: those are read (and
+removed) too.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["GroupLedger"]
+__all__ = ["GroupLedger", "recorded"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _BOOT_FILE = "boot_id"
+_LOG = "groups.log"
 
 
 class _Stat(NamedTuple):
@@ -47,10 +53,15 @@ class GroupLedger:
     `killed` then lists the pids of the leftovers it killed.
     """
 
+    COMPACT_AFTER = 1_000
+    """Lines in the log before it may be rewritten (once four times the live groups)."""
+
     def __init__(self, directory: Path, *, killed: list[int]) -> None:
         self.directory = directory
         self.killed = killed
-        self._names: dict[int, str] = {}  # pgid -> its file's name
+        self._live: dict[int, int] = {}  # pgid -> its leader's start time
+        self._fd = _open_log(directory / _LOG, truncate=True)
+        self._lines = 0
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str]) -> GroupLedger:
@@ -59,10 +70,10 @@ class GroupLedger:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         boot_id = _read(_BOOT_ID).strip()
         killed: list[int] = []
-        records = _records(path)
+        records, old_files = _records(path)
         if records and _read(path / _BOOT_FILE).strip() == boot_id:
-            killed = _kill_sessions(records.values())
-        for name in records:
+            killed = _kill_sessions(records)
+        for name in old_files:
             with contextlib.suppress(FileNotFoundError):
                 (path / name).unlink()
         (path / _BOOT_FILE).write_text(boot_id + "\n")
@@ -73,33 +84,78 @@ class GroupLedger:
         stat = _stat(pgid)
         if stat is None:
             return  # gone already: nothing to leave behind
-        name = f"{pgid}-{stat.start}"
-        fd = os.open(self.directory / name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        self._names[pgid] = name
+        self._live[pgid] = stat.start
+        self._append(f"+{pgid} {stat.start}\n")
 
     def discard(self, pgid: int) -> None:
         """Forget a group whose leader has been reaped (and the rest of it killed)."""
-        name = self._names.pop(pgid, None)
-        if name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.directory / name)
+        if self._live.pop(pgid, None) is not None:
+            self._append(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """Stop writing (what is live stays recorded, for the next daemon)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _append(self, line: str) -> None:
+        if self._fd < 0:
+            return
+        os.write(self._fd, line.encode())
+        self._lines += 1
+        if self._lines >= self.COMPACT_AFTER and self._lines >= 4 * len(self._live):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the log with only the live groups: a new file renamed over the old, so a
+        crash at any point leaves one or the other, whole."""
+        fresh = self.directory / (_LOG + ".new")
+        fd = _open_log(fresh, truncate=True)
+        try:
+            os.write(fd, "".join(f"+{p} {s}\n" for p, s in self._live.items()).encode())
+        finally:
+            os.close(fd)
+        os.replace(fresh, self.directory / _LOG)
+        os.close(self._fd)
+        self._fd = _open_log(self.directory / _LOG, truncate=False)
+        self._lines = len(self._live)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self._live)
 
     def __repr__(self) -> str:
-        return f"<GroupLedger {str(self.directory)!r} live:{len(self._names)}>"
+        return f"<GroupLedger {str(self.directory)!r} live:{len(self._live)}>"
 
 
-def _records(directory: Path) -> dict[str, _Stat]:
-    """The recorded groups, by file name, as (session id, leader start time)."""
-    records = {}
+def recorded(directory: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """(pgid, start time) of the groups a ledger in `directory` leaves recorded as live."""
+    return [(record.session, record.start) for record in _records(Path(directory))[0]]
+
+
+def _open_log(path: Path, *, truncate: bool) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    return os.open(path, flags | (os.O_TRUNC if truncate else 0), 0o600)
+
+
+def _records(directory: Path) -> tuple[list[_Stat], list[str]]:
+    """The groups recorded live, as (session id, leader start time), and the file names of
+    the previous version's records (to remove once acted on)."""
+    live: dict[int, int] = {}
+    old_files = []
     for entry in os.scandir(directory):
         pgid, dash, start = entry.name.partition("-")
         if dash and pgid.isdigit() and start.isdigit():
-            records[entry.name] = _Stat(int(pgid), int(start))
-    return records
+            live[int(pgid)] = int(start)
+            old_files.append(entry.name)
+    log = _read(directory / _LOG, limit=None)
+    for line in log.splitlines():
+        sign, _, rest = line.partition(" ") if line.startswith("+") else (line, "", "")
+        if sign.startswith("+") and sign[1:].isdigit() and rest.isdigit():
+            live[int(sign[1:])] = int(rest)
+        elif sign.startswith("-") and sign[1:].isdigit():
+            live.pop(int(sign[1:]), None)
+        # anything else: a line cut short by a crash of the host, or not ours
+    return [_Stat(pgid, start) for pgid, start in live.items()], old_files
 
 
 def _kill_sessions(records: Iterable[_Stat]) -> list[int]:
@@ -160,14 +216,19 @@ def _stat(pid: int) -> _Stat | None:
     return _Stat(int(fields[3]), int(fields[19]))
 
 
-def _read(path: str | os.PathLike[str]) -> str:
+def _read(path: str | os.PathLike[str], limit: int | None = 4096) -> str:
     # os.read rather than open(): add() reads a stat file for every task started.
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return ""
     try:
-        return os.read(fd, 4096).decode("ascii", "replace")
+        if limit is not None:
+            return os.read(fd, limit).decode("ascii", "replace")
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
     except ProcessLookupError:  # exited between open and read
         return ""
     finally:

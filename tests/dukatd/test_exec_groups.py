@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dukatd.exec_groups import GroupLedger
+from dukatd.exec_groups import GroupLedger, recorded
 from tests.dukatd.processes import (
     alive,
     group_members,
@@ -68,13 +68,13 @@ def test_a_restart_kills_the_whole_session_a_dead_daemon_left(
     ledger = GroupLedger.open(tmp_path)
     leader, members = start_session(sessions)
     ledger.add(leader)
-    assert os.listdir(tmp_path) != ["boot_id"]
+    assert recorded(tmp_path) == [(leader, start_time(leader))]
     # The daemon dies here without a word; the next one opens the same directory.
     restarted = GroupLedger.open(tmp_path)
     assert restarted.killed == members
     assert sessions[0].wait() == -9
     wait_until(lambda: not any(alive(pid) for pid in members))
-    assert os.listdir(tmp_path) == ["boot_id"]
+    assert recorded(tmp_path) == []
 
 
 def test_add_then_discard_leaves_no_record(
@@ -87,7 +87,7 @@ def test_add_then_discard_leaves_no_record(
     assert repr(ledger) == f"<GroupLedger {str(tmp_path)!r} live:1>"
     ledger.discard(leader)
     ledger.discard(leader)  # twice is fine
-    assert os.listdir(tmp_path) == ["boot_id"]
+    assert recorded(tmp_path) == []
     assert GroupLedger.open(tmp_path).killed == []
     assert alive(leader)
 
@@ -98,7 +98,8 @@ def test_a_recorded_number_now_used_by_another_process_is_left_alone(
     GroupLedger.open(tmp_path)
     leader, members = start_session(sessions)
     # As if an earlier process with this pid (started earlier) had been recorded.
-    (tmp_path / f"{leader}-{start_time(leader) - 1}").touch()
+    with (tmp_path / "groups.log").open("a") as log:
+        log.write(f"+{leader} {start_time(leader) - 1}\n")
     assert GroupLedger.open(tmp_path).killed == []
     assert all(alive(pid) for pid in members)
 
@@ -112,7 +113,7 @@ def test_records_of_an_earlier_boot_are_dropped_without_killing(
     (tmp_path / "boot_id").write_text("an-earlier-boot\n")
     assert GroupLedger.open(tmp_path).killed == []
     assert all(alive(pid) for pid in members)
-    assert os.listdir(tmp_path) == ["boot_id"]
+    assert recorded(tmp_path) == []
 
 
 def test_a_session_whose_leader_died_is_still_killed(
@@ -135,11 +136,43 @@ def test_adding_a_process_that_is_already_gone_records_nothing(tmp_path: Path) -
     ledger = GroupLedger.open(tmp_path)
     ledger.add(process.pid)
     assert len(ledger) == 0
-    assert os.listdir(tmp_path) == ["boot_id"]
+    assert recorded(tmp_path) == []
 
 
 def test_unrelated_files_in_the_directory_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "notes-x").write_text("mine")
     (tmp_path / "12").write_text("")
     assert GroupLedger.open(tmp_path).killed == []
-    assert sorted(os.listdir(tmp_path)) == ["12", "boot_id", "notes-x"]
+    assert sorted(os.listdir(tmp_path)) == ["12", "boot_id", "groups.log", "notes-x"]
+
+
+def test_a_ledger_of_the_previous_version_is_read_and_cleared(
+    tmp_path: Path, sessions: list[subprocess.Popen[bytes]]
+) -> None:
+    GroupLedger.open(tmp_path)  # the boot id, as that daemon wrote it
+    leader, members = start_session(sessions)
+    (tmp_path / f"{leader}-{start_time(leader)}").touch()  # a file per group, as it was
+    assert GroupLedger.open(tmp_path).killed == members
+    assert not (tmp_path / f"{leader}-{start_time(leader)}").exists()
+
+
+def test_a_long_log_is_rewritten_with_the_live_groups_only(
+    tmp_path: Path, sessions: list[subprocess.Popen[bytes]]
+) -> None:
+    ledger = GroupLedger.open(tmp_path)
+    leader, members = start_session(sessions)
+    ledger.add(leader)
+    me = os.getpid()  # a live process to add and discard again and again
+    for _ in range(GroupLedger.COMPACT_AFTER):
+        ledger.add(me)
+        ledger.discard(me)
+    log = (tmp_path / "groups.log").read_text().splitlines()
+    assert len(log) < GroupLedger.COMPACT_AFTER
+    assert recorded(tmp_path) == [(leader, start_time(leader))]
+    assert GroupLedger.open(tmp_path).killed == members
+
+
+def test_a_line_cut_short_is_skipped(tmp_path: Path) -> None:
+    GroupLedger.open(tmp_path).close()
+    (tmp_path / "groups.log").write_text("+12 34\n-12\n+56")
+    assert recorded(tmp_path) == []

@@ -8,12 +8,12 @@ this process may be left, running or zombie.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import gc
 import inspect
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +35,7 @@ from dukat.errors import (
     ValidationError,
 )
 from dukatd import exec_process
-from dukatd.exec_groups import GroupLedger
+from dukatd.exec_groups import GroupLedger, recorded
 from dukatd.exec_output import dropped_marker
 from dukatd.exec_runner import (
     DEFAULT_PATH,
@@ -533,9 +533,9 @@ async def test_without_pidfds_processes_are_still_reaped_and_stopped(no_pidfd: N
 # -- the ledger -----------------------------------------------------------------------------
 
 
-def records(directory: Path) -> list[str]:
-    """The process group ids a ledger directory holds."""
-    return [name.split("-")[0] for name in os.listdir(directory) if "-" in name]
+def records(directory: Path) -> list[int]:
+    """The process group ids a ledger directory holds as live."""
+    return [pgid for pgid, _ in recorded(directory)]
 
 
 @on_both_loops
@@ -544,7 +544,7 @@ async def test_the_runner_records_live_groups_in_its_ledger(tmp_path: Path) -> N
     run = Run(ExecRunner(ledger=ledger))
     run.submit(task(sh("sleep 30")))
     pgid, _ = await tree_of(run, 2)
-    assert records(tmp_path) == [str(pgid)]
+    assert records(tmp_path) == [pgid]
     run.scheduler.cancel(run.job_id)
     assert await run.finish() is JobState.CANCELLED
     assert records(tmp_path) == []
@@ -556,11 +556,13 @@ async def test_a_ledger_that_cannot_record_fails_the_attempt_and_stops_the_proce
     tmp_path: Path,
 ) -> None:
     ledger = GroupLedger.open(tmp_path / "groups")
-    shutil.rmtree(tmp_path / "groups")  # as good as a full disk
+    os.close(ledger._fd)
+    ledger._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, a full disk
     run = Run(ExecRunner(ledger=ledger))
     run.submit(task(sh("sleep 30")))
     assert await run.finish() is JobState.FAILED
-    assert isinstance(run.result().error, FileNotFoundError)
+    assert isinstance(run.result().error, OSError)
+    assert run.result().error.errno == errno.ENOSPC
     assert run.runner.live_groups == frozenset()
 
 
