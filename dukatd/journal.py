@@ -449,6 +449,8 @@ class Journal:
         target = self._queued
         if self._committed >= target:
             return
+        if self._closing:  # no writer will come for it
+            raise JournalWriteError("the journal is closed: dukatd is stopping", full=False)
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future, False))
         self._hurry.set()
@@ -480,6 +482,11 @@ class Journal:
         """Record nothing more: what happens from here is the shutdown's doing (tasks that
         the drain cancels must run again after the restart, not end CANCELLED)."""
         self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        """Recording nothing more: a Submit or Cancel now would not survive a restart."""
+        return self._frozen
 
     async def close(self) -> None:
         """Freeze, commit what is queued, stop the writer, checkpoint and close the file."""

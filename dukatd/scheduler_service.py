@@ -135,6 +135,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         """Write the job to the journal; nothing of it has run, and on failure nothing will."""
         journal = self.journal
         assert journal is not None
+        _refuse_if_frozen(journal)
         twin: asyncio.Future[str] | None = None
         if request.request_id:
             twin = asyncio.get_running_loop().create_future()
@@ -216,6 +217,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.CancelResponse:
         _require_job_id(request.job_id)
+        if self.journal is not None:
+            _refuse_if_frozen(self.journal)
         # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
         cancelled = self.scheduler.cancel(request.job_id, request.task_ids)
         if self.journal is not None and cancelled:
@@ -316,6 +319,15 @@ def _refuse_exec(job: job_pb2.JobSpec) -> None:
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
+
+
+def _refuse_if_frozen(journal: Journal) -> None:
+    """The drain has stopped the journal: what is asked now would not survive the restart."""
+    if journal.frozen:
+        raise Refusal(
+            grpc.StatusCode.UNAVAILABLE,
+            "dukatd is shutting down and records nothing more; ask again once it is back",
+        )
 
 
 async def _durable(journal: Journal, consequence: str, *, accepted: str = "") -> None:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import grpc
+import pytest
 
 from dukat.core import JobState, Scheduler, TaskState
 from dukat.core.results import TaskStatus
@@ -174,3 +175,20 @@ async def test_the_readme_lists_exactly_the_metrics_a_daemon_serves(short_tmp: P
         if not family.name.endswith("_created")  # prometheus-client's start times, not ours
     }
     assert listed == served
+
+
+async def test_once_the_drain_stops_the_journal_submit_and_cancel_are_refused(short_tmp: Path):
+    async with Running(short_tmp) as running:
+        kept = await running.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("a")))
+        assert running.daemon.journal is not None
+        running.daemon.journal.freeze()  # where the drain's grace ends
+        for call in (
+            running.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("b"))),
+            running.jobs.Cancel(scheduler_pb2.CancelRequest(job_id=kept.job_id)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "shutting down" in refused.value.details()
+        job = (await running.jobs.GetJob(scheduler_pb2.GetJobRequest(job_id=kept.job_id))).job
+        assert job.state == job_pb2.JOB_STATE_RUNNING  # not cancelled: it runs after a restart
