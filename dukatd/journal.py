@@ -11,9 +11,10 @@ nobody waits, only watchers do (they see events once committed), and a group gat
 to `commit_delay`: a steady trickle of events makes a commit per many tasks rather than one
 per task, each a WAL append (and an fsync). What is kept:
 
-- `jobs`: every accepted job: request id, creation time, and its state, end and last event
-  sequence as they change; its spec (the `dukat.v1.JobSpec` message as submitted) in
-  `job_specs`, apart, since SQLite rewrites a whole row — blob included — at each update;
+- `jobs`: every accepted job: request id, creation time, and its state and end when they
+  change (its last event sequence is its newest event chunk's); its spec (the
+  `dukat.v1.JobSpec` message as submitted) in `job_specs`, apart, since SQLite rewrites a
+  whole row — blob included — at each update;
 - `task_changes`: per job and commit, one row listing the tasks that started or ended in
   it — state, attempts, times, message and, when it succeeded, its result (encoded by the
   caller's `encode_result` into plain values: bytes, str, numbers, tuples);
@@ -346,6 +347,10 @@ class Journal:
             jobs[key] = RecoveredJob(
                 job_id, request_id or "", spec, created, JobState(state), finished, message, last
             )
+        newest = "SELECT job, max(last_sequence) FROM event_chunks GROUP BY job"
+        for key, last in db.execute(newest):
+            if key in jobs and last > jobs[key].last_sequence:
+                jobs[key].last_sequence = last
         changes: dict[int, dict[str, list[Any]]] = {}
         for key, data in db.execute("SELECT job, data FROM task_changes ORDER BY rowid"):
             folded = changes.setdefault(key, {})
@@ -690,12 +695,15 @@ class Journal:
                 [(k, _pack(c)) for k, c in tasks.items() if c],
             )
         if jobs:
-            db.executemany(
-                "UPDATE jobs SET last_sequence = ?, state = coalesce(?, state), "
-                "message = coalesce(?, message), finished_at = coalesce(?, finished_at) "
-                "WHERE id = ?",
-                [(*update[:4], key) for key, update in jobs.items()],
-            )
+            # A job's row changes with its state only: its last sequence is its newest
+            # chunk's (`_load`), and a row less per commit is a page less in the WAL.
+            changed = [(*update[:4], key) for key, update in jobs.items() if update[1] is not None]
+            if changed:
+                db.executemany(
+                    "UPDATE jobs SET last_sequence = ?, state = ?, message = ?, "
+                    "finished_at = coalesce(?, finished_at) WHERE id = ?",
+                    changed,
+                )
             # Each job keeps its newest `event_tail` events, and at most twice that: old
             # chunks go once the tail has moved on by as much again.
             tail, trim_at = self.event_tail, self._trim_at
