@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,8 +70,6 @@ from dukatd.grpc_metrics import GrpcServerMetrics
 from dukatd.metrics_tasks import TaskMetrics
 
 __all__ = ["JOB_BUCKETS", "DaemonMetrics", "MetricsServer", "start_metrics_server"]
-
-_log = logging.getLogger(__name__)
 
 # Tasks are jobs' steps, not requests: from a few ms (a no-op dispatch) to hours (a build).
 JOB_BUCKETS = (
@@ -264,7 +261,6 @@ async def start_metrics_server(
 
     server = await asyncio.start_server(handle, host, port, limit=_MAX_HEADER_BYTES)
     metrics_server = MetricsServer(server, registry)
-    _log.info("metrics on http://%s:%d/metrics", metrics_server.host, metrics_server.port)
     return metrics_server
 
 

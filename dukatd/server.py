@@ -33,8 +33,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # Keepalive, both ways (values in ms). The server pings a connection idle this long, to find
 # workers and watchers whose host vanished without closing (their tasks must be taken back).
-KEEPALIVE_TIME_MS = 60_000
-KEEPALIVE_TIMEOUT_MS = 20_000
+KEEPALIVE_TIME_MS = 30_000  # = dukatd.config's keepalive_time, its documented default
+KEEPALIVE_TIMEOUT_MS = 10_000  # = its keepalive_timeout
 # Enforcement of the clients' pings: no more often than every 10 s without data, allowed
 # without calls (an idle worker keeps its connection alive); the third ping too early ends
 # the connection with GOAWAY "too_many_pings". Clients must ping at >= 10 s; dukat's own
@@ -116,8 +116,8 @@ async def create_server(
 
     Limits (`server_options`): requests and responses up to `max_message_bytes` (default 64
     MiB; bigger ones fail with RESOURCE_EXHAUSTED); keepalive pings from the server every
-    `keepalive_time` (default 60 s) on an idle connection, answered within `keepalive_timeout`
-    (default 20 s) or the connection is dropped; pings from clients accepted at most every
+    `keepalive_time` (default 30 s) on an idle connection, answered within `keepalive_timeout`
+    (default 10 s) or the connection is dropped; pings from clients accepted at most every
     `min_client_ping_interval` (default 10 s; dukat's client pings every 30 s), also without
     calls, two strikes then GOAWAY. dukatd passes its `--keepalive-*` options here.
     """
