@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import gc
 import inspect
 import os
 import re
@@ -484,15 +483,16 @@ async def test_kill_all_now_kills_without_waiting() -> None:
 
 @on_both_loops
 async def test_many_tasks_leave_no_zombie_and_no_descriptor() -> None:
-    gc.collect()  # what earlier tests left to the collector must not close during this one
-    fds_before = len(os.listdir("/proc/self/fd"))
+    # A set, not a count: what earlier tests left behind (grpc closes a channel's sockets
+    # from its own threads, later) may close during this one; what must not be is a new one.
+    fds_before = set(os.listdir("/proc/self/fd"))
     run = Run(max_concurrency=8)
     run.submit(*(task(sh(f"echo $$; exit {i % 2}"), f"t{i}") for i in range(200)))
     assert await run.finish() is JobState.FAILED
     states = [r.state for r in run.scheduler.results(run.job_id).values()]
     assert states == [TaskState.SUCCEEDED, TaskState.FAILED] * 100
     assert [(pid, st) for pid, st in my_children() if st == "Z"] == []
-    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
 
 
 @on_both_loops
