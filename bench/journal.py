@@ -25,7 +25,9 @@ differ only in that:
                 tasks no worker serves) to a fresh daemon: seconds until Submit answered
                 (with the journal that includes the commit of the job), the daemon's peak
                 RSS (VmHWM) and the journal's size on disk once the Submit answered (the
-                database and its WAL) and after the daemon stopped (checkpointed)
+                database and its WAL) and after the daemon stopped (checkpointed); then a
+                new daemon on that state dir: seconds from its start to SERVING, recovery
+                of the job included (and the interpreter's own start, about a second)
 
 The daemons of a section are started once and kept; each round runs one job on each, the
 order alternating between rounds, after one warm-up job each. `cpu` is the daemon's own CPU
@@ -105,6 +107,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     state_dir: Path | None
     log: Path
+    argv: list[str]
 
     @property
     def journal_bytes(self) -> int:
@@ -146,7 +149,7 @@ def running_daemon(mode: str, *options: str) -> Iterator[Daemon]:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
             )
-        daemon = Daemon(address, process, state_dir, log)
+        daemon = Daemon(address, process, state_dir, log, argv)
         try:
             failure = asyncio.run(serving(address, process))
             if failure is not None:
@@ -271,6 +274,7 @@ class SubmitRound:
     peak_mb: float
     journal_mb: float  # once Submit answered: database + WAL
     stopped_mb: float  # after the daemon's stop (checkpointed, WAL truncated)
+    restart_seconds: float  # a new daemon on that state dir, to SERVING (recovery)
 
 
 def submit_round(mode: str, spec: JobSpec) -> SubmitRound:
@@ -288,7 +292,24 @@ def submit_round(mode: str, spec: JobSpec) -> SubmitRound:
         size = daemon.journal_bytes
         stop(daemon.process)
         stopped = daemon.journal_bytes
-    return SubmitRound(seconds, peak, size / 1e6, stopped / 1e6)
+        restart = restart_seconds(daemon) if daemon.state_dir is not None else 0.0
+    return SubmitRound(seconds, peak, size / 1e6, stopped / 1e6, restart)
+
+
+def restart_seconds(daemon: Daemon) -> float:
+    """Start the daemon again on its state dir: seconds until SERVING, its recovery done."""
+    began = time.perf_counter()
+    with daemon.log.open("ab") as out:
+        again = subprocess.Popen(
+            daemon.argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
+        )
+    try:
+        failure = asyncio.run(serving(daemon.address, again))
+        if failure is not None:
+            raise SystemExit(f"{failure}:\n{daemon.log.read_text()}")
+        return time.perf_counter() - began
+    finally:
+        stop(again)
 
 
 def submit_section(spec: JobSpec, rounds: int) -> float:
@@ -312,7 +333,9 @@ def submit_section(spec: JobSpec, rounds: int) -> float:
         if name != EPHEMERAL:
             size = max(r.journal_mb for r in values)
             stopped = max(r.stopped_mb for r in values)
+            restart = statistics.median(r.restart_seconds for r in values)
             line += f"   journal {size:.1f} MB ({stopped:.1f} MB stopped)"
+            line += f"   restart to SERVING {restart:.2f} s"
         print(f"{line}   (rounds: {spread})")
     print(
         f"  journal vs ephemeral: {seconds[NORMAL] / seconds[EPHEMERAL]:.2f}x the time; "
