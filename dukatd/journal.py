@@ -846,8 +846,8 @@ def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | 
             migration(db)
         db.execute(f"PRAGMA user_version = {step + 1}")
         db.execute("COMMIT")
-        if step:
-            _log.info("journal %s: schema upgraded to version %d", path, step + 1)
+    if version and version < SCHEMA_VERSION:  # a new file is made at the current version
+        _log.info("journal %s: schema upgraded from %d to %d", path, version, SCHEMA_VERSION)
 
 
 def _pages_in_use(db: sqlite3.Connection) -> int:
