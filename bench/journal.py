@@ -90,7 +90,7 @@ os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
 from dukatd.exec_groups import GroupLedger
 class NoLedger:
     killed = []
-    def add(self, pgid): pass
+    def add(self, pgid, started_after=None): pass
     def discard(self, pgid): pass
     def __len__(self): return 0
 GroupLedger.open = classmethod(lambda cls, directory: NoLedger())

@@ -15,9 +15,13 @@ clock ticks since boot, from /proc/<pid>/stat) tells ours from a reuse, and a se
 outlived its leader is still ours: Linux does not hand out a pid while it is in use as a
 process group or session id, so the number cannot have been reused while any of our
 processes still carry it (the one gap: our session ended, the number went round to a
-stranger's session, and its leader died too — all while the daemon was down). Processes
-are killed through a pidfd opened before the check, so one that exits between the check and
-the signal cannot be replaced by another.
+stranger's session, and its leader died too — all while the daemon was down). The start
+recorded is read just before the spawn (`boot_ticks`, the clock /proc counts in), not from
+/proc after it, which costs tens of microseconds while the child is still exec-ing; so a
+leader matches when it started within `_START_SLACK` ticks after it (a stranger would have
+to take the same number within those 50 ms). Processes are killed through a pidfd opened
+before the check, so one that exits between the check and the signal cannot be replaced by
+another.
 
 No fsync: only a reboot loses the page cache, and a reboot has ended the tasks too (the
 ledger remembers the boot id and throws away the records of an earlier boot). A daemon of
@@ -30,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +43,10 @@ __all__ = ["GroupLedger", "recorded"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _BOOT_FILE = "boot_id"
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+_START_SLACK = 5
+"""Ticks a recorded start may precede the leader's real one: a start taken before the spawn
+(`boot_ticks`) is at most the spawn's own time earlier, a tick or two."""
 _LOG = "groups.log"
 
 
@@ -79,13 +88,20 @@ class GroupLedger:
         (path / _BOOT_FILE).write_text(boot_id + "\n")
         return cls(path, killed=killed)
 
-    def add(self, pgid: int) -> None:
-        """Record the group of a process just started (in a session of its own)."""
-        stat = _stat(pgid)
-        if stat is None:
-            return  # gone already: nothing to leave behind
-        self._live[pgid] = stat.start
-        self._append(f"+{pgid} {stat.start}\n")
+    def add(self, pgid: int, started_after: int | None = None) -> None:
+        """Record the group of a process just started (in a session of its own).
+
+        `started_after`: `boot_ticks()` read just before the process was spawned; without
+        it the start is read from /proc, which for a process that is still exec-ing costs
+        the caller tens of microseconds.
+        """
+        if started_after is None:
+            stat = _stat(pgid)
+            if stat is None:
+                return  # gone already: nothing to leave behind
+            started_after = stat.start
+        self._live[pgid] = started_after
+        self._append(f"+{pgid} {started_after}\n")
 
     def discard(self, pgid: int) -> None:
         """Forget a group whose leader has been reaped (and the rest of it killed)."""
@@ -125,6 +141,11 @@ class GroupLedger:
 
     def __repr__(self) -> str:
         return f"<GroupLedger {str(self.directory)!r} live:{len(self._live)}>"
+
+
+def boot_ticks() -> int:
+    """Now, in the unit and from the origin of /proc/<pid>/stat's start time."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND)
 
 
 def recorded(directory: str | os.PathLike[str]) -> list[tuple[int, int]]:
@@ -174,15 +195,21 @@ def _kill_sessions(records: Iterable[_Stat]) -> list[int]:
         leader = next((s for pid, s in members if pid == session), None)
         if leader is None:
             leader_now = _stat(session)
-            if leader_now is not None and leader_now.start != start:
+            if leader_now is not None and not _ours(leader_now.start, start):
                 continue  # the number leads someone else's session now: ours is over
-        elif leader != start:
+        elif not _ours(leader, start):
             continue
         for pid, pid_start in members:
             # Every process of our session started after its leader did.
             if pid_start >= start and _kill(pid, session, pid_start):
                 killed.append(pid)
     return sorted(killed)
+
+
+def _ours(start: int, recorded: int) -> bool:
+    """Whether a leader that started at `start` is the one recorded as started at
+    `recorded` (read from /proc, or taken just before its spawn: `_START_SLACK`)."""
+    return recorded <= start <= recorded + _START_SLACK
 
 
 def _kill(pid: int, session: int, start: int) -> bool:

@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from dukat.actions import ExecAction, ExecResult  # ExecResult re-exported: its old home
 from dukat.core.context import TaskContext
 from dukat.errors import FieldViolation, TaskInterruptedError, TaskProcessError, ValidationError
-from dukatd.exec_groups import GroupLedger
+from dukatd.exec_groups import GroupLedger, boot_ticks
 from dukatd.exec_output import OutputPump
 from dukatd.exec_process import Child
 
@@ -198,6 +198,7 @@ class ExecRunner:
         env["DUKAT_JOB_ID"] = context.job_id
         env["DUKAT_TASK_ID"] = context.task_id
         env["DUKAT_ATTEMPT"] = str(context.attempt)
+        started_after = boot_ticks()  # for the ledger: /proc costs more once it runs
         try:
             child = Child(
                 action.argv,
@@ -214,7 +215,7 @@ class ExecRunner:
         ledger = self._ledger
         try:
             if ledger is not None:
-                ledger.add(pgid)
+                ledger.add(pgid, started_after)
             code = await child.wait()
         except asyncio.CancelledError:
             await child.stop(options.term_grace)

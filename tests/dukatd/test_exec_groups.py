@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dukatd.exec_groups import GroupLedger, recorded
+from dukatd.exec_groups import GroupLedger, boot_ticks, recorded
 from tests.dukatd.processes import (
     alive,
     group_members,
@@ -97,9 +97,9 @@ def test_a_recorded_number_now_used_by_another_process_is_left_alone(
 ) -> None:
     GroupLedger.open(tmp_path)
     leader, members = start_session(sessions)
-    # As if an earlier process with this pid (started earlier) had been recorded.
+    # As if an earlier process with this pid (started a second earlier) had been recorded.
     with (tmp_path / "groups.log").open("a") as log:
-        log.write(f"+{leader} {start_time(leader) - 1}\n")
+        log.write(f"+{leader} {start_time(leader) - 100}\n")
     assert GroupLedger.open(tmp_path).killed == []
     assert all(alive(pid) for pid in members)
 
@@ -176,3 +176,15 @@ def test_a_line_cut_short_is_skipped(tmp_path: Path) -> None:
     GroupLedger.open(tmp_path).close()
     (tmp_path / "groups.log").write_text("+12 34\n-12\n+56")
     assert recorded(tmp_path) == []
+
+
+def test_a_start_taken_before_the_spawn_identifies_the_session(
+    tmp_path: Path, sessions: list[subprocess.Popen[bytes]]
+) -> None:
+    ledger = GroupLedger.open(tmp_path)
+    before = boot_ticks()
+    leader, members = start_session(sessions)
+    assert before <= start_time(leader) <= before + 5  # the clock /proc counts in
+    ledger.add(leader, before)  # no /proc read: what the exec runner does
+    assert recorded(tmp_path) == [(leader, before)]
+    assert GroupLedger.open(tmp_path).killed == members
