@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -60,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 import dukat
-from bench.submit import job_of, serving, status_mb
+from bench.submit import daemon_env, job_of, serving, status_mb, stop, verdict
 from dukat.actions import DispatchAction, ExecAction
 from dukat.core import JobSpec, JobState, TaskSpec
 from dukatd.journal import JOURNAL_FILE
@@ -72,7 +71,6 @@ EXEC_CONCURRENCY = 8
 IN_FLIGHT = 1_000
 TARGET_RATIO = 0.80
 TARGET_SECONDS = 5.0
-_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 NORMAL, FULL, NO_LEDGER = "journal", "journal/full", "no-ledger"
@@ -123,14 +121,6 @@ class Daemon:
         return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
-def daemon_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DUKATD_") and k not in _NOT_INHERITED
-    }
-
-
 @contextmanager
 def running_daemon(mode: str, *options: str) -> Iterator[Daemon]:
     """A daemon in `mode` (a key of MODES) with `options`, SERVING; SIGTERM at the end."""
@@ -174,15 +164,6 @@ def running_worker(address: str) -> Iterator[None]:
         yield
     finally:
         stop(worker)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # -- measuring ----------------------------------------------------------------------------
@@ -342,10 +323,6 @@ def submit_section(spec: JobSpec, rounds: int) -> float:
         f"< {TARGET_SECONDS:g} s: {verdict(seconds[NORMAL] < TARGET_SECONDS)}"
     )
     return seconds[NORMAL]
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
 
 
 def main() -> None:

@@ -113,22 +113,28 @@ async def measure(address: str, pid: int, spec: JobSpec) -> Round:
     return Round(seconds, idle, peak)
 
 
-def stop(daemon: subprocess.Popen[bytes]) -> None:
-    daemon.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM (a daemon drains), then SIGKILL if it is not gone within `timeout`."""
+    process.send_signal(signal.SIGTERM)
     try:
-        daemon.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()
+        process.kill()
+        process.wait()
 
 
-def one_round(spec: JobSpec) -> Round:
-    """A fresh daemon (so that VmHWM is this Submit's), one Submit, SIGTERM."""
-    env = {
+def daemon_env() -> dict[str, str]:
+    """This environment without what would change how a benchmark's dukatd runs."""
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("DUKATD_") and k not in _NOT_INHERITED
     }
+
+
+def one_round(spec: JobSpec) -> Round:
+    """A fresh daemon (so that VmHWM is this Submit's), one Submit, SIGTERM."""
+    env = daemon_env()
     # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-bench-") as directory:
         address = f"unix:{directory}/d.sock"

@@ -24,6 +24,11 @@ async def wait_for(predicate: Callable[[], object], *, within: float = 5.0) -> N
         spins += 1
 
 
+def states(scheduler: Any, job_id: str) -> dict[str, Any]:
+    """Each task's state in a scheduler's job, by task id."""
+    return {task.id: task.state for task in scheduler.get_job(job_id).tasks}
+
+
 async def finished(scheduler: Any, job_id: str, *, within: float = 10.0) -> Any:
     """`scheduler.wait(job_id)`, but a job that never ends fails the test instead of hanging."""
     return await asyncio.wait_for(scheduler.wait(job_id), within)

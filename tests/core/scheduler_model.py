@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -634,8 +635,9 @@ async def attempt(probe: Probe, job_id: str, task_id: str) -> str:
     return await probe.body(job_id, task_id)
 
 
-async def run_scenario(scenario: Scenario) -> Probe:
-    probe = Probe(scenario)
+async def run_scenario(scenario: Any, probe_type: Callable[[Any], Probe] = Probe) -> Probe:
+    """Run `scenario` under a `probe_type(scenario)` (a Probe, or one that checks more)."""
+    probe = probe_type(scenario)
     try:
         async with asyncio.timeout(DEADLOCK_SECONDS):
             submitted = await probe.drive()
@@ -648,7 +650,7 @@ async def run_scenario(scenario: Scenario) -> Probe:
     return probe
 
 
-def check(scenario: Scenario) -> Probe:
-    probe = asyncio.run(run_scenario(scenario))
+def check(scenario: Any, probe_type: Callable[[Any], Probe] = Probe) -> Probe:
+    probe = asyncio.run(run_scenario(scenario, probe_type))
     assert not probe.violations, "\n".join(probe.violations[:20])
     return probe

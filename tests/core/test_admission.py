@@ -69,11 +69,6 @@ def state(s: Scheduler, job_id: str, task_id: str) -> TaskState:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def gated() -> GatedRunner:
     return GatedRunner()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,15 +12,13 @@ from dukat.core import (
     CallableAction,
     JobSpec,
     JobState,
-    ManualClock,
     RetryPolicy,
-    Scheduler,
     TaskSpec,
     TaskState,
 )
 from dukat.errors import ValidationError
 from tests.core.test_admission import GatedRunner, Remote
-from tests.helpers import Probe, finished, settle, wait_for
+from tests.helpers import Probe, finished, settle, states, wait_for
 
 S = TaskState
 
@@ -31,29 +29,6 @@ def spec(task_id: str, func: Callable[..., Any], *deps: str, **options: Any) -> 
 
 async def noop() -> None:
     return None
-
-
-def states(s: Scheduler, job_id: str) -> dict[str, TaskState]:
-    return {task.id: task.state for task in s.get_job(job_id).tasks}
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
-    made: list[Scheduler] = []
-
-    def factory(**options: Any) -> Scheduler:
-        options.setdefault("clock", clock)
-        made.append(Scheduler(**options))
-        return made[-1]
-
-    yield factory
-    for scheduler in made:
-        await asyncio.wait_for(scheduler.close(), 10)
 
 
 async def test_running_attempts_finish_within_the_grace_and_ready_ones_wait(make):

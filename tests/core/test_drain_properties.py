@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 
 from dukat.core import JobState, ManualClock, TaskState, TaskStateChanged
 from tests.core.scheduler_model import (
-    DEADLOCK_SECONDS,
     RUNS,
     Action,
     JobPlan,
     Probe,
     Scenario,
     TaskPlan,
+    check,
     scenarios,
 )
 from tests.helpers import wait_for
@@ -172,26 +172,6 @@ class DrainProbe(Probe):
         self.seen["cut at the grace's end"] += len(self.cut)
 
 
-async def run_drain_scenario(plan: DrainScenario) -> DrainProbe:
-    probe = DrainProbe(plan)
-    try:
-        async with asyncio.timeout(DEADLOCK_SECONDS):
-            submitted = await probe.drive()
-            waited = [await probe.scheduler.wait(job_id) for job_id in submitted]
-    except TimeoutError:
-        states = {job_id: probe.scheduler.get_job(job_id) for job_id in probe.plans}
-        pytest.fail(f"deadlock: jobs did not end: {states} {probe.scheduler!r}")
-    await probe.check_end(submitted, waited)
-    await probe.scheduler.close()
-    return probe
-
-
-def check_drain(plan: DrainScenario) -> DrainProbe:
-    probe = asyncio.run(run_drain_scenario(plan))
-    assert not probe.violations, "\n".join(probe.violations[:20])
-    return probe
-
-
 # One slow task cut, one quick one that ends within the grace, a chain whose next task
 # becomes READY during the grace and must wait, and a retry whose backoff ends meanwhile.
 MIXED = DrainScenario(
@@ -219,7 +199,7 @@ MIXED = DrainScenario(
 @given(drain_scenarios())
 @example(MIXED)
 def test_drain_invariants_hold_for_random_jobs(plan: DrainScenario) -> None:
-    check_drain(plan)
+    check(plan, DrainProbe)
 
 
 @pytest.mark.parametrize(
@@ -236,13 +216,13 @@ def test_random_drains_reach_the_hard_cases(situation: str) -> None:
     """The drain's invariants are not checked in vain: random examples get into each case."""
     find(
         drain_scenarios(),
-        lambda plan: check_drain(plan).seen[situation] > 0,
+        lambda plan: check(plan, DrainProbe).seen[situation] > 0,
         settings=settings(max_examples=2000, database=None, phases=[Phase.generate]),
     )
 
 
 def test_the_mixed_example_cuts_the_slow_task_and_keeps_the_quick_one() -> None:
-    probe = check_drain(MIXED)
+    probe = check(MIXED, DrainProbe)
     assert probe.cut == {("job0", "t0")}
     assert probe.state["job0", "t1"] is ST.SUCCEEDED
     assert probe.state["job0", "t2"] is ST.CANCELLED  # READY during the grace, never started

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,9 +12,7 @@ from dukat.core import (
     CallableAction,
     JobSpec,
     JobState,
-    ManualClock,
     RetryPolicy,
-    Scheduler,
     SystemClock,
     TaskSpec,
     TaskState,
@@ -24,7 +22,7 @@ from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
 from dukat.core.results import TaskStatus
 from dukat.core.scheduler import JobEnding
 from dukat.errors import ValidationError
-from tests.helpers import finished, settle, wait_for
+from tests.helpers import finished, settle, states, wait_for
 
 S = TaskState
 
@@ -41,29 +39,6 @@ def spec(calls: list[str], task_id: str, *deps: str, **options: Any) -> TaskSpec
     return TaskSpec(
         id=task_id, action=CallableAction(recorder(calls, task_id)), dependencies=deps, **options
     )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
-    made: list[Scheduler] = []
-
-    def factory(**options: Any) -> Scheduler:
-        options.setdefault("clock", clock)
-        made.append(Scheduler(**options))
-        return made[-1]
-
-    yield factory
-    for scheduler in made:
-        await asyncio.wait_for(scheduler.close(), 10)
-
-
-def states(s: Scheduler, job_id: str) -> dict[str, TaskState]:
-    return {task.id: task.state for task in s.get_job(job_id).tasks}
 
 
 # -- prepare, then start --------------------------------------------------------------------

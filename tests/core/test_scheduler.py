@@ -94,11 +94,6 @@ def task_states(events: list[Event], task_id: str) -> list[TaskState]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def make(clock: ManualClock) -> AsyncIterator[Callable[..., Scheduler]]:
     """Build schedulers on the manual clock (max_concurrency 4 unless said); closed after."""
     made: list[Scheduler] = []
