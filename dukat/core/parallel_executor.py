@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -192,7 +193,8 @@ class ParallelTaskExecutor:
     def _hold_gc_while_growing(self) -> None:
         # Many specs waiting for execute_all() are long-lived objects: see dukat.core._gc.
         if self._gc_hold is None:
-            self._gc_hold = hold_gc()
+            self._gc_hold = hold = hold_gc()
+            weakref.finalize(self, hold.release)  # an executor dropped unrun lets go too
         else:
             self._gc_hold.refresh()
 
@@ -202,23 +204,30 @@ class ParallelTaskExecutor:
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
         anything runs. Cancelling the caller cancels the job.
         """
-        specs, self._specs, self._referenced = self._specs, {}, set()
         gc_hold, self._gc_hold = self._gc_hold, None
         cancel_all, self._cancel_all_at_start = self._cancel_all_at_start, False
         cancel_some, self._cancel_at_start = self._cancel_at_start, set()
         try:
-            return await self._execute(specs, cancel_all, cancel_some)
+            job = self._take_job()
+            return {} if job is None else await self._execute(job, cancel_all, cancel_some)
         finally:
             if gc_hold is not None:
                 gc_hold.release()
 
-    async def _execute(
-        self, specs: dict[str, TaskSpec], cancel_all: bool, cancel_some: set[str]
-    ) -> dict[str, TaskResult]:
+    def _take_job(self) -> JobSpec | None:
+        """The added tasks as a job (None if there are none); the executor starts afresh.
+
+        The collected specs' dict goes now, not when the job ends: for a big job its memory
+        is better spent on the job's own records."""
+        specs, self._specs, self._referenced = self._specs, {}, set()
         if not specs:
-            return {}
+            return None
+        return JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)
+
+    async def _execute(
+        self, job: JobSpec, cancel_all: bool, cancel_some: set[str]
+    ) -> dict[str, TaskResult]:
         scheduler = self._scheduler
-        job = JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)
         job_id = uuid.uuid4().hex
         listener = self._listen(job_id)  # before submit: the first events are the READY ones
         try:
