@@ -32,7 +32,7 @@ from typing import Any
 
 from dukat.core._build import build_job, runners_for
 from dukat.core._fair_share import FairShare
-from dukat.core._gc import gc_paused, hold_gc
+from dukat.core._gc import gc_paused, hold_gc, promote_new
 from dukat.core._restore import (
     JobEnding,
     PreparedJob,
@@ -309,7 +309,7 @@ class Scheduler:
         """
         job = self._job(job_id)
         await self._until_done(job)
-        return _outcomes(job)
+        return self._outcomes(job)
 
     async def _until_done(self, job: JobRun) -> None:
         if not job.state.is_terminal:
@@ -365,7 +365,7 @@ class Scheduler:
 
     def results(self, job_id: str) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id."""
-        return _outcomes(self._job(job_id))
+        return self._outcomes(self._job(job_id))
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
@@ -1046,6 +1046,15 @@ class Scheduler:
         age = max(0.0, self.clock.wall() - ended.finished_at)
         self._finished.add(job.id, self.clock.now() - age)
 
+    def _outcomes(self, job: JobRun) -> dict[str, TaskResult]:
+        outcome = TaskRun.outcome
+        big = len(job.tasks) >= self._gc_hold_min_tasks
+        with gc_paused(big):  # a result per task, long-lived: see promote_new
+            results = {task_id: outcome(run) for task_id, run in job.tasks.items()}
+            if big:
+                promote_new()
+        return results
+
     def _job(self, job_id: str) -> JobRun:
         job = self._jobs.get(job_id)
         if job is None:
@@ -1078,8 +1087,3 @@ def _downstream(job: JobRun, task_ids: Iterable[str]) -> list[TaskRun]:
             targets[run.id] = run
             stack.extend(run.dependents)
     return list(targets.values())
-
-
-def _outcomes(job: JobRun) -> dict[str, TaskResult]:
-    outcome = TaskRun.outcome
-    return {task_id: outcome(run) for task_id, run in job.tasks.items()}
