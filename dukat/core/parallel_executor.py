@@ -166,7 +166,7 @@ class ParallelTaskExecutor:
         specs = self._specs
         specs[task_id] = spec
         if len(specs) % _GC_BATCH == 0:
-            self._hold_gc_while_growing()
+            self._hold_gc_while_growing(len(specs))
 
     def _check_no_cycle(self, task_id: str, deps: tuple[str, ...]) -> None:
         """Raise CycleError if `task_id`, already depended upon, reaches itself through `deps`.
@@ -190,8 +190,11 @@ class ParallelTaskExecutor:
                     parent[upstream] = node
                     stack.append(upstream)
 
-    def _hold_gc_while_growing(self) -> None:
+    def _hold_gc_while_growing(self, count: int) -> None:
         # Many specs waiting for execute_all() are long-lived objects: see dukat.core._gc.
+        threshold = self._scheduler.gc_hold_min_tasks
+        if threshold is None or count < threshold:
+            return
         if self._gc_hold is None:
             self._gc_hold = hold = hold_gc()
             weakref.finalize(self, hold.release)  # an executor dropped unrun lets go too

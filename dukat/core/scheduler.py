@@ -164,6 +164,12 @@ class Scheduler:
         """Seconds a finished job is held at most, or None for no time limit."""
         return self._finished.ttl
 
+    @property
+    def gc_hold_min_tasks(self) -> int | None:
+        """The size from which a job holds the collector off its records (`dukat.core._gc`)."""
+        threshold = self._gc_hold_min_tasks
+        return None if threshold == UNLIMITED else threshold
+
     def add_runner(self, action_type: type, runner: Runner) -> None:
         """Run actions of `action_type` with `runner`."""
         self._runners[action_type] = runner

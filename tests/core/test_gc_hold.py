@@ -163,3 +163,16 @@ async def test_an_executor_dropped_before_running_its_tasks_lets_go() -> None:
     assert gc.get_freeze_count() > 0
     del executor
     assert gc.get_freeze_count() == 0
+
+
+async def test_an_executor_on_a_scheduler_told_to_leave_the_collector_alone_does() -> None:
+    async def noop() -> None:
+        return None
+
+    executor = ParallelTaskExecutor(scheduler=Scheduler(gc_hold_min_tasks=None))
+    for i in range(5_000):
+        await executor.add_task(Task(f"t{i}", noop))
+    assert gc.get_freeze_count() == 0
+    assert len(await executor.execute_all()) == 5_000
+    assert gc.get_freeze_count() == 0
+    await executor.close()
