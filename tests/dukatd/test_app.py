@@ -17,10 +17,11 @@ from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState
 from dukat.errors import DaemonNotFoundError, UnauthenticatedError
 from dukatd import app
-from dukatd.app import EXIT_OK, EXIT_START_FAILED, Daemon, build_scheduler, serve
+from dukatd.app import EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
 from dukatd.metrics import DaemonMetrics
 from dukatd.metrics_tasks import TaskMetrics
+from tests.dukatd.in_loop import served
 from tests.dukatd.work_worker import RawWorker
 
 
@@ -38,64 +39,45 @@ def names(directory: Path) -> list[str]:
 
 
 async def test_serve_until_stopped_then_releases_everything(short_tmp: Path):
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     config = config_for(short_tmp)
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    async with grpc.aio.insecure_channel(config.listen[0]) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    assert (short_tmp / "d.sock").stat().st_mode & 0o777 == 0o660
-
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config):
+        async with grpc.aio.insecure_channel(config.listen[0]) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert (short_tmp / "d.sock").stat().st_mode & 0o777 == 0o660
     assert names(short_tmp) == []
 
 
 async def test_metrics_are_served_over_http_while_the_daemon_runs(short_tmp: Path):
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     config = config_for(short_tmp, metrics_listen="127.0.0.1:0")
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    assert daemon.metrics_http is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.metrics_http.port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    body = (await asyncio.wait_for(reader.read(), 10)).decode()
-    writer.close()
-    await writer.wait_closed()
-    assert body.startswith("HTTP/1.1 200")
-    assert "dukat_jobs_submitted_total" in body
-    worker = await RawWorker(config.listen[0]).start()
-    assert daemon.metrics is not None
-    assert daemon.metrics.registry.get_sample_value("dukat_workers_connected") == 1
-    await worker.close()
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config) as daemon:
+        assert daemon.metrics_http is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.metrics_http.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        body = (await asyncio.wait_for(reader.read(), 10)).decode()
+        writer.close()
+        await writer.wait_closed()
+        assert body.startswith("HTTP/1.1 200")
+        assert "dukat_jobs_submitted_total" in body
+        worker = await RawWorker(config.listen[0]).start()
+        assert daemon.metrics is not None
+        assert daemon.metrics.registry.get_sample_value("dukat_workers_connected") == 1
+        await worker.close()
 
 
 async def test_with_a_token_file_calls_need_the_token_and_health_does_not(short_tmp: Path):
     token = short_tmp / "token"
     token.write_text("secret\n")  # the newline an editor adds is not part of the token
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     config = config_for(short_tmp, token_file=token)
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    async with grpc.aio.insecure_channel(config.listen[0]) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    async with dukat.connect(config.listen[0], token="secret") as client:
-        assert [job async for job in client.jobs()] == []
-    async with dukat.connect(config.listen[0]) as client:
-        with pytest.raises(UnauthenticatedError):
-            await client.get_job("nope")
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config):
+        async with grpc.aio.insecure_channel(config.listen[0]) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        async with dukat.connect(config.listen[0], token="secret") as client:
+            assert [job async for job in client.jobs()] == []
+        async with dukat.connect(config.listen[0]) as client:
+            with pytest.raises(UnauthenticatedError):
+                await client.get_job("nope")
 
 
 @pytest.mark.parametrize(
@@ -128,13 +110,8 @@ async def test_the_keepalive_and_size_options_reach_the_grpc_server(short_tmp: P
         keepalive_min_client_interval=20.0,
         max_message_bytes=8 * 1024 * 1024,
     )
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config):
+        pass
     (options,) = made
     assert options["grpc.keepalive_time_ms"] == 45_000
     assert options["grpc.keepalive_timeout_ms"] == 5_000
@@ -144,17 +121,11 @@ async def test_the_keepalive_and_size_options_reach_the_grpc_server(short_tmp: P
 
 
 async def test_the_state_dir_is_locked_and_holds_the_exec_ledger(short_tmp: Path):
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     state = short_tmp / "state"
     config = config_for(short_tmp, ephemeral=False, state_dir=state, allow_exec=True)
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    assert (state / "dukatd.lock").exists()
-    assert daemon.ledger is not None and daemon.ledger.directory == state / "exec-groups"
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config) as daemon:
+        assert (state / "dukatd.lock").exists()
+        assert daemon.ledger is not None and daemon.ledger.directory == state / "exec-groups"
     assert not (state / "dukatd.lock").exists()
 
 
@@ -210,31 +181,27 @@ async def test_with_metrics_off_nothing_listens_for_them_and_the_daemon_works(
         return await create_server(*args, **options)
 
     monkeypatch.setattr(app, "create_server", recording_create_server)
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     config = config_for(short_tmp, metrics_listen=metrics_listen)
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    if metrics_listen is None:
-        assert daemon.metrics is None and daemon.metrics_http is None
-        assert metrics_listeners(daemon) == []
-        assert server_options["interceptors"] == []
-    else:
-        assert len(metrics_listeners(daemon)) == 5
-        assert server_options["interceptors"] == [daemon.metrics.grpc]
+    async with served(config) as daemon:
+        if metrics_listen is None:
+            assert daemon.metrics is None and daemon.metrics_http is None
+            assert metrics_listeners(daemon) == []
+            assert server_options["interceptors"] == []
+        else:
+            assert len(metrics_listeners(daemon)) == 5
+            assert server_options["interceptors"] == [daemon.metrics.grpc]
 
-    async def shout(task: dukat.client.DispatchTask) -> bytes:
-        return task.payload.upper()
+        async def shout(task: dukat.client.DispatchTask) -> bytes:
+            return task.payload.upper()
 
-    async with dukat.connect(config.listen[0]) as client, client.worker("q", shout):
-        handle = await client.submit(JobSpec(tasks=(TaskSpec("a", DispatchAction("q", b"hi")),)))
-        assert (await asyncio.wait_for(handle.wait(), 10)).state is JobState.SUCCEEDED
-        assert (await handle.get()).task("a").result.payload == b"HI"
-        with pytest.raises(DaemonNotFoundError):
-            await client.get_job("nope")
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+        async with dukat.connect(config.listen[0]) as client, client.worker("q", shout):
+            handle = await client.submit(
+                JobSpec(tasks=(TaskSpec("a", DispatchAction("q", b"hi")),))
+            )
+            assert (await asyncio.wait_for(handle.wait(), 10)).state is JobState.SUCCEEDED
+            assert (await handle.get()).task("a").result.payload == b"HI"
+            with pytest.raises(DaemonNotFoundError):
+                await client.get_job("nope")
 
 
 @pytest.mark.parametrize("interval", [10.0, 30.0, 45.0])
@@ -245,13 +212,8 @@ async def test_a_min_client_interval_longer_than_our_clients_pings_is_warned_of(
     # clients' idle connections with GOAWAY too_many_pings.
     sources = {"keepalive_min_client_interval": "DUKATD_KEEPALIVE_MIN_CLIENT_INTERVAL"}
     config = config_for(short_tmp, keepalive_min_client_interval=interval, sources=sources)
-    started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
-    serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
-    )
-    daemon = await asyncio.wait_for(started, 10)
-    daemon.stop()
-    assert await asyncio.wait_for(serving, 10) == EXIT_OK
+    async with served(config):
+        pass
     warnings = [r for r in caplog.records if "too_many_pings" in r.getMessage()]
     if interval <= 30:
         assert warnings == []

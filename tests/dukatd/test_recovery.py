@@ -7,9 +7,10 @@ reach through a live daemon (a task being cancelled at the moment of the crash).
 
 from __future__ import annotations
 
-import asyncio
 import re
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -17,11 +18,11 @@ import pytest
 from dukat.core import JobState, Scheduler, TaskState
 from dukat.core.results import TaskStatus
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc, job_pb2, scheduler_pb2, scheduler_pb2_grpc
-from dukatd.app import EXIT_OK, Daemon, serve
 from dukatd.config import Config
 from dukatd.journal import JOURNAL_FILE, Journal, RecoveredJob
 from dukatd.recovery import decode_result, encode_result, recover
 from dukatd.work_hub import WorkerHub
+from tests.dukatd.in_loop import served
 from tests.dukatd.test_metrics import scrape
 from tests.helpers import wait_for
 
@@ -42,20 +43,16 @@ class Running:
         self.config = config_for(directory, **options)
 
     async def __aenter__(self) -> Running:
-        started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
-        self.serving = asyncio.create_task(
-            serve(self.config, install_signal_handlers=False, ready=started.set_result)
-        )
-        self.daemon = await asyncio.wait_for(started, 10)
+        self._stack = AsyncExitStack()
+        self.daemon = await self._stack.enter_async_context(served(self.config))
         self.channel = grpc.aio.insecure_channel(self.config.listen[0])
+        self._stack.push_async_callback(self.channel.close)
         self.jobs = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
         self.breakers = breaker_pb2_grpc.CircuitBreakerServiceStub(self.channel)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.channel.close()
-        self.daemon.stop()
-        assert await asyncio.wait_for(self.serving, 15) == EXIT_OK
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._stack.__aexit__(*exc_info)
 
 
 def dispatch_job(*task_ids: str) -> job_pb2.JobSpec:
