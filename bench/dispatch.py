@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.submit import daemon_env, stop
 from dukat import convert
 from dukat.actions import DispatchAction
 from dukat.core import JobSpec, JobState, Scheduler, TaskSpec
@@ -175,11 +175,7 @@ def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
     """`rounds` jobs through a real dukatd and a `dukat.client` worker, both started once."""
     import dukat
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DUKATD_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
-    }
+    env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
     action = DispatchAction(QUEUE)
     spec = JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
@@ -213,12 +209,7 @@ def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
             return [uvloop.run(job()) for _ in range(rounds)]
         finally:
             for process in (worker, daemon):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process)
 
 
 async def run_round_trips(n: int, request_size: int, response_size: int) -> float:

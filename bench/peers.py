@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,13 +52,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.engine import Graph, layered_dag
+from bench.submit import daemon_env, stop
 
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = "bench-peers"
 WORKER_CONCURRENCY = 64
 RAY_CPUS = 2
 TARGETS = {"ray/local": 5.0, "dask/distributed": 10.0}
-_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 
 
 def noop(*_: object) -> None:
@@ -94,11 +93,7 @@ def dukat_cluster() -> Iterator[Runner]:
     from dukat.actions import DispatchAction
     from dukat.core import JobSpec, JobState, TaskSpec
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DUKATD_") and k not in _NOT_INHERITED
-    }
+    env = daemon_env()
     processes: list[subprocess.Popen[bytes]] = []
     # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-peers-") as directory:
@@ -144,12 +139,7 @@ def dukat_cluster() -> Iterator[Runner]:
             yield lambda graph, round_: asyncio.run(job(graph, round_))
         finally:
             for process in reversed(processes):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process)
 
 
 @contextlib.contextmanager
