@@ -8,7 +8,11 @@
 Times are the CPU time of this process (everything here runs on one thread), which is what
 the scheduling costs; wall time on a shared 2-core machine swings with the neighbours. Even
 so absolute figures drift between machines: the ratios are what to read. Each figure is the
-median of several runs, alternating the contenders, each run after a full garbage collection.
+median of several samples, alternating the contenders, each after a full garbage collection.
+A sample of the 10,000-task DAG is ten runs in a row, as timeit's `number` does: it then
+lasts about as long as one of the 100,000-task DAG, so the neighbours' noise weighs on both
+alike. Timed alone, the short one swung by a tenth between samples here, and moved the (c)
+ratio by a point.
 
     python bench/engine.py [--quick]
 """
@@ -122,20 +126,28 @@ def dask_get(graph: Graph) -> None:
 # -- measuring ----------------------------------------------------------------------------
 
 
-def timed(run: Callable[[], Awaitable[None]] | Callable[[], None]) -> float:
+def timed(run: Callable[[], Awaitable[None]] | Callable[[], None], loops: int = 1) -> float:
+    """CPU seconds of one run: `loops` runs in a row, timed together, divided."""
     gc.collect()
     start = time.process_time()
-    result = run()
-    if asyncio.iscoroutine(result):
-        asyncio.run(result)
-    return time.process_time() - start
+    for _ in range(loops):
+        result = run()
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+    return (time.process_time() - start) / loops
 
 
-def median_times(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def median_times(
+    contenders: dict[str, Callable[[], object]],
+    repeats: int,
+    loops: dict[str, int] | None = None,
+) -> dict[str, float]:
+    """Each contender's median time over `repeats` samples of `loops[name]` runs (1)."""
+    loops = loops or {}
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():  # alternate, so drift hits everyone alike
-            samples[name].append(timed(run))  # type: ignore[arg-type]
+            samples[name].append(timed(run, loops.get(name, 1)))  # type: ignore[arg-type]
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -181,6 +193,7 @@ def main() -> None:
     scale = median_times(
         {"10k": lambda: dukat_dag(small), "100k": lambda: dukat_dag(large)},
         repeats,  # as many as the others: a median of three moved the ratio by a tenth
+        loops={"10k": 10},  # a sample as long as the other's (see the module docstring)
     )
     print(row("(c) dukat, 10,000-task DAG", scale["10k"], 10_000, None, ""))
     print(row("    dukat, 100,000-task DAG", scale["100k"], 100_000, scale["10k"], "<= 12x"))
