@@ -9,10 +9,10 @@ Times are the CPU time of this process (everything here runs on one thread), whi
 the scheduling costs; wall time on a shared 2-core machine swings with the neighbours. Even
 so absolute figures drift between machines: the ratios are what to read. Each figure is the
 median of several samples, alternating the contenders, each after a full garbage collection.
-A sample of the 10,000-task DAG is ten runs in a row, as timeit's `number` does: it then
-lasts about as long as one of the 100,000-task DAG, so the neighbours' noise weighs on both
-alike. Timed alone, the short one swung by a tenth between samples here, and moved the (c)
-ratio by a point.
+A sample is as many runs in a row as last about a second, as timeit's autorange picks its
+`number` (a first, untimed run tells how many, and warms up): every contender's samples then
+last alike, so the neighbours' noise weighs on each alike. Timed alone, the 100 ms run of the
+10,000-task DAG swung by a tenth between samples here, and moved the (c) ratio by a point.
 
     python bench/engine.py [--quick]
 """
@@ -126,7 +126,12 @@ def dask_get(graph: Graph) -> None:
 # -- measuring ----------------------------------------------------------------------------
 
 
-def timed(run: Callable[[], Awaitable[None]] | Callable[[], None], loops: int = 1) -> float:
+SAMPLE_SECONDS = 1.0
+
+Run = Callable[[], Awaitable[None]] | Callable[[], None]
+
+
+def timed(run: Run, loops: int = 1) -> float:
     """CPU seconds of one run: `loops` runs in a row, timed together, divided."""
     gc.collect()
     start = time.process_time()
@@ -137,17 +142,13 @@ def timed(run: Callable[[], Awaitable[None]] | Callable[[], None], loops: int = 
     return (time.process_time() - start) / loops
 
 
-def median_times(
-    contenders: dict[str, Callable[[], object]],
-    repeats: int,
-    loops: dict[str, int] | None = None,
-) -> dict[str, float]:
-    """Each contender's median time over `repeats` samples of `loops[name]` runs (1)."""
-    loops = loops or {}
+def median_times(contenders: dict[str, Run], repeats: int) -> dict[str, float]:
+    """Each contender's median time over `repeats` samples of about SAMPLE_SECONDS each."""
+    loops = {name: max(1, round(SAMPLE_SECONDS / timed(run))) for name, run in contenders.items()}
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():  # alternate, so drift hits everyone alike
-            samples[name].append(timed(run, loops.get(name, 1)))  # type: ignore[arg-type]
+            samples[name].append(timed(run, loops[name]))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -163,7 +164,10 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
 
-    print(f"python {sys.version.split()[0]}, concurrency {LIMIT}, median of {repeats} runs\n")
+    print(
+        f"python {sys.version.split()[0]}, concurrency {LIMIT}, "
+        f"median of {repeats} samples of about {SAMPLE_SECONDS:g} s each\n"
+    )
     header = f"{'':<44} {'total':>12} {'per task':>16} {'ratio':>7}  target"
     print(header)
     print("-" * len(header))
@@ -193,7 +197,6 @@ def main() -> None:
     scale = median_times(
         {"10k": lambda: dukat_dag(small), "100k": lambda: dukat_dag(large)},
         repeats,  # as many as the others: a median of three moved the ratio by a tenth
-        loops={"10k": 10},  # a sample as long as the other's (see the module docstring)
     )
     print(row("(c) dukat, 10,000-task DAG", scale["10k"], 10_000, None, ""))
     print(row("    dukat, 100,000-task DAG", scale["100k"], 100_000, scale["10k"], "<= 12x"))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dukat.core import CallableAction, JobSpec, Scheduler, TaskSpec, TaskState
-from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.parallel_executor import _GC_BATCH, ParallelTaskExecutor, Task
 from dukat.errors import CycleError
 
 BIG = 50  # the jobs' size, and the schedulers' gc_hold_min_tasks
@@ -140,39 +140,34 @@ async def test_a_big_job_refused_for_a_cycle_leaves_the_collector_on(
     assert gc.get_freeze_count() == 0
 
 
-async def test_an_executor_holds_while_tasks_are_added_and_lets_go_after_running_them() -> None:
-    async def noop() -> None:
-        return None
+async def noop() -> None:
+    return None
 
-    executor = ParallelTaskExecutor(max_concurrency=8)
-    for i in range(5_000):  # the executor's batch: it holds the specs collected so far
+
+async def filled(executor: ParallelTaskExecutor) -> ParallelTaskExecutor:
+    """`executor` with one batch of added tasks: as many as make it hold the collector."""
+    for i in range(_GC_BATCH):
         await executor.add_task(Task(f"t{i}", noop))
+    return executor
+
+
+async def test_an_executor_holds_while_tasks_are_added_and_lets_go_after_running_them() -> None:
+    executor = await filled(ParallelTaskExecutor(max_concurrency=8))
     assert gc.get_freeze_count() > 0
-    results = await executor.execute_all()
-    assert len(results) == 5_000
+    assert len(await executor.execute_all()) == _GC_BATCH
     assert gc.get_freeze_count() == 0
 
 
 async def test_an_executor_dropped_before_running_its_tasks_lets_go() -> None:
-    async def noop() -> None:
-        return None
-
-    executor: Any = ParallelTaskExecutor(max_concurrency=8)
-    for i in range(5_000):
-        await executor.add_task(Task(f"t{i}", noop))
+    executor: Any = await filled(ParallelTaskExecutor(max_concurrency=8))
     assert gc.get_freeze_count() > 0
     del executor
     assert gc.get_freeze_count() == 0
 
 
 async def test_an_executor_on_a_scheduler_told_to_leave_the_collector_alone_does() -> None:
-    async def noop() -> None:
-        return None
-
-    executor = ParallelTaskExecutor(scheduler=Scheduler(gc_hold_min_tasks=None))
-    for i in range(5_000):
-        await executor.add_task(Task(f"t{i}", noop))
+    executor = await filled(ParallelTaskExecutor(scheduler=Scheduler(gc_hold_min_tasks=None)))
     assert gc.get_freeze_count() == 0
-    assert len(await executor.execute_all()) == 5_000
+    assert len(await executor.execute_all()) == _GC_BATCH
     assert gc.get_freeze_count() == 0
     await executor.close()
