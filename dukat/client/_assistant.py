@@ -20,13 +20,14 @@ from typing import Any
 from dukat.actions import DispatchAction
 from dukat.client._client import Client, connect
 from dukat.client._dispatch import DispatchTask
+from dukat.client._jobs import JobHandle
 from dukat.core import context as task_context
 from dukat.core.async_assistant import _task_from_dict
 from dukat.core.parallel_executor import Task
 from dukat.core.results import TaskResult
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState
-from dukat.errors import TaskTimeoutError
+from dukat.errors import DaemonError, TaskTimeoutError
 
 __all__ = ["RemoteAssistant"]
 
@@ -93,7 +94,11 @@ class RemoteAssistant:
             handle = await self._client.submit(
                 JobSpec(tasks=tuple(specs), labels=labels, fail_fast=fail_fast)
             )
-            snapshot = await handle.wait()
+            try:
+                snapshot = await handle.wait()
+            except asyncio.CancelledError:
+                await _cancel_for_the_caller(handle)
+                raise
             return {status.id: self._result(batch, status.id, status) for status in snapshot.tasks}
         finally:
             del self._tasks[batch]
@@ -201,3 +206,11 @@ class _RemoteContext:
             self._task.report_progress(fraction, message)
         else:
             self._loop.call_soon_threadsafe(self._task.report_progress, fraction, message)
+
+
+async def _cancel_for_the_caller(handle: JobHandle) -> None:
+    """Cancel a job whose caller was cancelled, as embedded mode does: its tasks' results
+    would go nowhere. Within a few seconds, and quietly: the caller's cancellation goes on."""
+    with contextlib.suppress(DaemonError, TimeoutError):
+        cancelling = asyncio.wait_for(handle.cancel(reason="its caller was cancelled"), 5.0)
+        await asyncio.shield(cancelling)

@@ -105,6 +105,33 @@ async def test_the_remote_assistant_gives_what_embedded_mode_gives(daemon: Daemo
     assert isinstance(results["slow"].error, TaskTimeoutError) or "time" in results["slow"].message
 
 
+async def test_cancelling_the_caller_cancels_its_job_on_the_daemon(daemon: Daemon) -> None:
+    started = asyncio.Event()
+
+    async def stuck() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    tasks = [
+        {"task_id": "stuck", "func": stuck},
+        {"task_id": "after", "func": stuck, "dependencies": ["stuck"]},
+    ]
+    async with await get_async_assistant(model_name="cancelled", address=daemon.address) as remote:
+        running = asyncio.create_task(remote.execute_tasks_in_parallel(tasks))
+        await asyncio.wait_for(started.wait(), 10)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    async with dukat.connect(daemon.address) as client:
+        (job,) = [job async for job in client.jobs(labels={"model": "cancelled"})]
+        snapshot = await asyncio.wait_for(client.job(job.job_id).wait(), 10)
+    assert snapshot.state is JobState.CANCELLED
+    assert {task.id: task.state for task in snapshot.tasks} == {
+        "stuck": TaskState.CANCELLED,
+        "after": TaskState.CANCELLED,
+    }
+
+
 async def test_the_example_runs_its_assistant_section_through_the_daemon(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
