@@ -8,7 +8,8 @@
 Times are the CPU time of this process (everything here runs on one thread), which is what
 the scheduling costs; wall time on a shared 2-core machine swings with the neighbours. Even
 so absolute figures drift between machines: the ratios are what to read. Each figure is the
-median of several samples, alternating the contenders, each after a full garbage collection.
+median of several samples, taken in rounds that time each contender in turn, each sample
+after a full garbage collection; a ratio is the median of the rounds' own ratios.
 A sample is as many runs in a row as last about a second, as timeit's autorange picks its
 `number` (a first, untimed run tells how many, and warms up): every contender's samples then
 last alike, so the neighbours' noise weighs on each alike. Timed alone, the 100 ms run of the
@@ -28,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -142,20 +144,36 @@ def timed(run: Run, loops: int = 1) -> float:
     return (time.process_time() - start) / loops
 
 
-def median_times(contenders: dict[str, Run], repeats: int) -> dict[str, float]:
-    """Each contender's median time over `repeats` samples of about SAMPLE_SECONDS each."""
+@dataclass(frozen=True)
+class Samples:
+    """Each contender's times, one per round; a round times every contender once, in turn."""
+
+    times: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+    def ratio(self, name: str, baseline: str) -> float:
+        """The median of the rounds' own ratios: within a round the contenders ran moments
+        apart, so a slow or fast spell of the machine cancels out of each ratio."""
+        pairs = zip(self.times[name], self.times[baseline], strict=True)
+        return statistics.median(time / base for time, base in pairs)
+
+
+def measure(contenders: dict[str, Run], repeats: int) -> Samples:
+    """`repeats` rounds of samples of about SAMPLE_SECONDS each."""
     loops = {name: max(1, round(SAMPLE_SECONDS / timed(run))) for name, run in contenders.items()}
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():  # alternate, so drift hits everyone alike
-            samples[name].append(timed(run, loops[name]))
-    return {name: statistics.median(values) for name, values in samples.items()}
+            times[name].append(timed(run, loops[name]))
+    return Samples(times)
 
 
-def row(label: str, seconds: float, tasks: int, baseline: float | None, target: str) -> str:
-    ratio = f"{seconds / baseline:6.2f}x" if baseline else "      -"
+def row(label: str, seconds: float, tasks: int, ratio: float | None, target: str) -> str:
+    shown = f"{ratio:6.2f}x" if ratio is not None else "      -"
     per_task = seconds / tasks * 1e6
-    return f"{label:<44} {seconds * 1e3:9.1f} ms {per_task:8.1f} us/task {ratio}  {target}"
+    return f"{label:<44} {seconds * 1e3:9.1f} ms {per_task:8.1f} us/task {shown}  {target}"
 
 
 def main() -> None:
@@ -173,14 +191,15 @@ def main() -> None:
     print("-" * len(header))
 
     n = 20_000
-    flat = median_times(
-        {"gather": lambda: gather_semaphore(n), "dukat": lambda: dukat_flat(n)}, repeats
+    flat = measure({"gather": lambda: gather_semaphore(n), "dukat": lambda: dukat_flat(n)}, repeats)
+    print(row(f"(a) asyncio.gather + Semaphore, {n:,} no-ops", flat.median("gather"), n, None, ""))
+    dukat_flat_ratio = flat.ratio("dukat", "gather")
+    print(
+        row("    dukat ParallelTaskExecutor", flat.median("dukat"), n, dukat_flat_ratio, "<= 2.0x")
     )
-    print(row(f"(a) asyncio.gather + Semaphore, {n:,} no-ops", flat["gather"], n, None, ""))
-    print(row("    dukat ParallelTaskExecutor", flat["dukat"], n, flat["gather"], "<= 2.0x"))
 
     graph = layered_dag(n)
-    dag = median_times(
+    dag = measure(
         {
             "graphlib": lambda: graphlib_loop(graph),
             "dukat": lambda: dukat_dag(graph),
@@ -188,18 +207,21 @@ def main() -> None:
         },
         repeats,
     )
-    print(row(f"(b) graphlib + asyncio loop, {n:,}-task DAG", dag["graphlib"], n, None, ""))
-    print(row("    dukat ParallelTaskExecutor", dag["dukat"], n, dag["graphlib"], "<= 1.5x"))
-    print(row("    dask.get (synchronous)", dag["dask"], n, dag["graphlib"], ""))
-    print(f"{'    dask.get / dukat':<44} {dag['dask'] / dag['dukat']:41.1f}x  >= 10x")
+    print(row(f"(b) graphlib + asyncio loop, {n:,}-task DAG", dag.median("graphlib"), n, None, ""))
+    dukat_dag_ratio = dag.ratio("dukat", "graphlib")
+    print(row("    dukat ParallelTaskExecutor", dag.median("dukat"), n, dukat_dag_ratio, "<= 1.5x"))
+    dask_ratio = dag.ratio("dask", "graphlib")
+    print(row("    dask.get (synchronous)", dag.median("dask"), n, dask_ratio, ""))
+    print(f"{'    dask.get / dukat':<44} {dag.ratio('dask', 'dukat'):41.1f}x  >= 10x")
 
     small, large = layered_dag(10_000), layered_dag(100_000)
-    scale = median_times(
+    scale = measure(
         {"10k": lambda: dukat_dag(small), "100k": lambda: dukat_dag(large)},
         repeats,  # as many as the others: a median of three moved the ratio by a tenth
     )
-    print(row("(c) dukat, 10,000-task DAG", scale["10k"], 10_000, None, ""))
-    print(row("    dukat, 100,000-task DAG", scale["100k"], 100_000, scale["10k"], "<= 12x"))
+    print(row("(c) dukat, 10,000-task DAG", scale.median("10k"), 10_000, None, ""))
+    scale_ratio = scale.ratio("100k", "10k")
+    print(row("    dukat, 100,000-task DAG", scale.median("100k"), 100_000, scale_ratio, "<= 12x"))
 
 
 if __name__ == "__main__":
