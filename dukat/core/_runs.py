@@ -84,7 +84,7 @@ class TaskRun:
     ) -> None:
         self.spec = spec
         self.id = spec.id
-        self.job = job
+        self.job: JobRun | None = job  # None once the job is dropped: see Scheduler._drop
         self.runner = runner
         self.admit = admit  # the runner's optional admission hook, looked up once per runner
         # Something to pass before a slot runs it (admission, resources): one test when picked.
@@ -131,9 +131,10 @@ class TaskRun:
             if tasks[dep].state is TaskState.SUCCEEDED
         }
 
-    def status(self) -> TaskStatus:
+    def status(self, progress_of: Mapping[str, tuple[float | None, str]]) -> TaskStatus:
+        """The task now; `progress_of`: its job's last progress report of each task."""
         succeeded = self.state is TaskState.SUCCEEDED
-        progress, progress_message = self.job.progress.get(self.id, (None, ""))
+        progress, progress_message = progress_of.get(self.id, (None, ""))
         return TaskStatus(
             id=self.id,
             state=self.state,
@@ -163,7 +164,8 @@ class TaskRun:
         )
 
     def __repr__(self) -> str:
-        return f"<TaskRun {self.job.id}/{self.id} {self.state.name} attempt {self.attempts}>"
+        job_id = "(dropped)" if self.job is None else self.job.id
+        return f"<TaskRun {job_id}/{self.id} {self.state.name} attempt {self.attempts}>"
 
 
 class JobRun:
@@ -233,7 +235,9 @@ class JobRun:
         return JobSnapshot(
             job_id=self.id,
             state=self.state,
-            tasks=tuple(run.status() for run in self.tasks.values()) if with_tasks else (),
+            tasks=tuple(run.status(self.progress) for run in self.tasks.values())
+            if with_tasks
+            else (),
             labels=dict(self.labels),
             created_at=self.created_at,
             finished_at=self.finished_at,

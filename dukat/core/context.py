@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dukat.core._runs import TaskRun
+    from dukat.core._runs import JobRun, TaskRun
     from dukat.core.results import TaskResult
     from dukat.core.scheduler import Scheduler
 
@@ -39,7 +39,7 @@ class TaskContext:
 
     @property
     def job_id(self) -> str:
-        return self._run.job.id
+        return self._job().id
 
     @property
     def task_id(self) -> str:
@@ -62,8 +62,17 @@ class TaskContext:
         with trigger rule ALL_DONE runs after them): a remote worker is told about each.
         """
         run = self._run
-        tasks = run.job.tasks
+        tasks = self._job().tasks
         return tuple(tasks[dep].outcome() for dep in run.spec.dependencies)
+
+    def _job(self) -> JobRun:
+        job = self._run.job
+        if job is None:
+            raise RuntimeError(
+                f"task {self._run.id!r}: its job has ended and been dropped; a task's context "
+                "is for use during its attempt"
+            )
+        return job
 
     @property
     def timeout(self) -> float | None:

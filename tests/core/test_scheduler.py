@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from dukat.core import (
     current_task,
     report_progress,
 )
+from dukat.core._gc import gc_paused
 from dukat.core.events import Event
 from dukat.errors import (
     CircuitBreakerError,
@@ -866,6 +868,62 @@ async def test_forget_drops_a_finished_job_and_its_id_can_be_used_again(make, cl
     await finished(s, again)
     await clock.advance(45)  # the first run would be past its TTL now, the second is not
     assert s.get_job("nightly").state is JobState.SUCCEEDED
+
+
+class Marker:
+    """Something a task holds (as an argument), to tell by weak reference when it is freed."""
+
+
+@pytest.mark.parametrize("dropped_by", ["forget", "retention"])
+async def test_a_dropped_job_is_freed_at_once_not_left_to_the_collector(make, dropped_by):
+    s = make(retain_finished_jobs=1 if dropped_by == "forget" else 0)
+    marker = Marker()
+    freed = weakref.finalize(marker, lambda: None)
+
+    async def use(_: Marker) -> None:
+        return None
+
+    action = CallableAction(use, (marker,))
+    tasks = (TaskSpec("a", action), TaskSpec("b", action, dependencies=("a",)))
+    j = s.submit(JobSpec(tasks=tasks))
+    del marker, action, tasks
+    with gc_paused():  # whatever frees it, it is not a collection
+        assert (await s.wait_results(j))["b"].state is S.SUCCEEDED
+        if dropped_by == "forget":
+            s.forget(j)
+        assert not freed.alive
+
+
+async def test_a_watcher_of_a_job_dropped_as_it_finished_still_gets_its_tasks(make):
+    s = make(retain_finished_for=0, event_log_limit=1)
+    j = s.submit(job(spec("a", noop), spec("b", noop, "a")))
+    results = asyncio.ensure_future(s.wait_results(j))
+    batches = s.watch(j)
+    await anext(batches)  # the watcher has the job from here on
+    await results
+    with pytest.raises(NotFoundError):
+        s.get_job(j)  # dropped: a TTL of zero
+    (snapshot,) = [e async for batch in batches for e in batch if isinstance(e, Snapshot)]
+    assert {task.id: task.state for task in snapshot.job.tasks} == {
+        "a": S.SUCCEEDED,
+        "b": S.SUCCEEDED,
+    }
+
+
+async def test_a_task_context_kept_past_its_dropped_job_says_what_is_wrong(make):
+    s = make()
+    kept: list[Any] = []
+
+    async def keep() -> None:
+        kept.append(current_task())
+
+    j = s.submit(job(spec("a", keep)))
+    await finished(s, j)
+    (context,) = kept
+    assert context.job_id == j
+    s.forget(j)
+    with pytest.raises(RuntimeError, match="task 'a': its job has ended and been dropped"):
+        _ = context.job_id
 
 
 async def test_close_cancels_running_work(make):
