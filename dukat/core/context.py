@@ -52,6 +52,7 @@ class TaskContext:
     @property
     def upstream_results(self) -> Mapping[str, Any]:
         """Results of the upstream tasks that succeeded, by task id."""
+        self._job()  # still there
         return self._run.upstream_results()
 
     @property
@@ -101,7 +102,9 @@ class TaskContext:
             )
 
     def __repr__(self) -> str:
-        return f"<TaskContext {self.job_id}/{self.task_id} attempt {self.attempt}>"
+        job = self._run.job
+        job_id = "(dropped)" if job is None else job.id
+        return f"<TaskContext {job_id}/{self.task_id} attempt {self.attempt}>"
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("dukat_task", default=None)

@@ -624,8 +624,8 @@ class Scheduler:
         return True
 
     def _on_granted(self, run: TaskRun, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
+        if future.cancelled() or run.reservation is not future:
+            return  # let go while the grant was on its way: `_let_go` gave it back
         run.reservation = None
         if run.state is not TaskState.READY:  # cancelled while the grant was on its way
             self.resources.release_nowait(run.pool_key)
@@ -725,6 +725,9 @@ class Scheduler:
                     worker.cancel_sent = False
                     worker.task.uncancel()  # type: ignore[union-attr]  # ours, handled here
                 self._end_attempt(run, result, error)
+                # A failed attempt's traceback holds this frame: were its locals to hold the
+                # attempt too, the two would make a cycle only the collector could free.
+                run = context = result = error = timer = None
         finally:
             self._workers.discard(worker)
 

@@ -875,20 +875,24 @@ class Marker:
 
 
 @pytest.mark.parametrize("dropped_by", ["forget", "retention"])
-async def test_a_dropped_job_is_freed_at_once_not_left_to_the_collector(make, dropped_by):
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_dropped_job_is_freed_at_once_not_left_to_the_collector(make, dropped_by, fails):
     s = make(retain_finished_jobs=1 if dropped_by == "forget" else 0)
     marker = Marker()
     freed = weakref.finalize(marker, lambda: None)
 
     async def use(_: Marker) -> None:
-        return None
+        if fails:  # its traceback holds the frame that ran it
+            raise ValueError("boom")
 
     action = CallableAction(use, (marker,))
     tasks = (TaskSpec("a", action), TaskSpec("b", action, dependencies=("a",)))
     j = s.submit(JobSpec(tasks=tasks))
     del marker, action, tasks
     with gc_paused():  # whatever frees it, it is not a collection
-        assert (await s.wait_results(j))["b"].state is S.SUCCEEDED
+        outcome = (await s.wait_results(j))["a"]
+        assert outcome.state is (S.FAILED if fails else S.SUCCEEDED)
+        del outcome  # a result holds its error, and the error its traceback
         if dropped_by == "forget":
             s.forget(j)
         assert not freed.alive
@@ -910,6 +914,32 @@ async def test_a_watcher_of_a_job_dropped_as_it_finished_still_gets_its_tasks(ma
     }
 
 
+async def test_a_grant_on_its_way_to_a_task_cancelled_and_dropped_meanwhile_is_ignored(make):
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    s = make(resources=ResourcePool({"seat": 1}))
+    seat = (ResourceRequirement(ResourceType.CUSTOM, 1, name="seat"),)
+    gate = asyncio.Event()
+    holder = s.submit(job(spec("a", gate.wait, resources=seat)))
+    await wait_for(lambda: task_state(s, holder, "a") is S.RUNNING)
+    waiter = s.submit(job(spec("b", noop, resources=seat)))
+    await settle()
+
+    def cancel_and_drop_the_waiter(event: Event) -> None:
+        # The seat is granted to "b" as "a" lets go of it; the grant's callback comes later.
+        if isinstance(event, TaskStateChanged) and event.task_id == "a" and event.state.is_terminal:
+            s.cancel(waiter)
+            s.forget(waiter)
+
+    s.add_listener(cancel_and_drop_the_waiter)
+    gate.set()
+    await finished(s, holder)
+    await settle()
+    assert errors == []
+    assert s.resources.usage()["seat"].used == 0
+
+
 async def test_a_task_context_kept_past_its_dropped_job_says_what_is_wrong(make):
     s = make()
     kept: list[Any] = []
@@ -922,8 +952,10 @@ async def test_a_task_context_kept_past_its_dropped_job_says_what_is_wrong(make)
     (context,) = kept
     assert context.job_id == j
     s.forget(j)
-    with pytest.raises(RuntimeError, match="task 'a': its job has ended and been dropped"):
-        _ = context.job_id
+    for stale in ("job_id", "upstream_results", "upstream_outcomes"):
+        with pytest.raises(RuntimeError, match="task 'a': its job has ended and been dropped"):
+            getattr(context, stale)
+    assert repr(context) == "<TaskContext (dropped)/a attempt 1>"
 
 
 async def test_close_cancels_running_work(make):
