@@ -42,6 +42,10 @@ class GcHold:
     def __init__(self) -> None:
         self._released = False
 
+    @property
+    def released(self) -> bool:
+        return self._released
+
     def refresh(self) -> None:
         """Freeze what became alive since (a builder that keeps growing calls this)."""
         if not self._released:

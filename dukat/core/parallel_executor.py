@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -191,15 +190,19 @@ class ParallelTaskExecutor:
                     stack.append(upstream)
 
     def _hold_gc_while_growing(self, count: int) -> None:
-        # Many specs waiting for execute_all() are long-lived objects: see dukat.core._gc.
+        """Hold the collector off the specs collected so far (see `dukat.core._gc`), until
+        this step of the event loop ends. No longer: an executor dropped unrun, or in a
+        reference cycle that the frozen collector could never free, must not leave the
+        collector frozen. Tasks are usually added in one go, then run, within one step."""
         threshold = self._scheduler.gc_hold_min_tasks
         if threshold is None or count < threshold:
             return
-        if self._gc_hold is None:
-            self._gc_hold = hold = hold_gc()
-            weakref.finalize(self, hold.release)  # an executor dropped unrun lets go too
-        else:
-            self._gc_hold.refresh()
+        hold = self._gc_hold
+        if hold is not None and not hold.released:
+            hold.refresh()
+            return
+        self._gc_hold = hold = hold_gc()
+        asyncio.get_running_loop().call_soon(hold.release)
 
     async def execute_all(self) -> dict[str, TaskResult]:
         """Run every added task; return each one's result by id. Task failures do not raise.
@@ -207,15 +210,10 @@ class ParallelTaskExecutor:
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
         anything runs. Cancelling the caller cancels the job.
         """
-        gc_hold, self._gc_hold = self._gc_hold, None
         cancel_all, self._cancel_all_at_start = self._cancel_all_at_start, False
         cancel_some, self._cancel_at_start = self._cancel_at_start, set()
-        try:
-            job = self._take_job()
-            return {} if job is None else await self._execute(job, cancel_all, cancel_some)
-        finally:
-            if gc_hold is not None:
-                gc_hold.release()
+        job = self._take_job()
+        return {} if job is None else await self._execute(job, cancel_all, cancel_some)
 
     def _take_job(self) -> JobSpec | None:
         """The added tasks as a job (None if there are none); the executor starts afresh.
