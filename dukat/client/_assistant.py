@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from dukat.actions import DispatchAction
@@ -27,11 +28,14 @@ from dukat.core.parallel_executor import Task
 from dukat.core.results import TaskResult
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState
-from dukat.errors import DaemonError, TaskTimeoutError
+from dukat.errors import TaskTimeoutError
 
 __all__ = ["RemoteAssistant"]
 
 Outcome = tuple[Any, BaseException | None]
+
+_log = logging.getLogger(__name__)
+_CANCEL_WITHIN = 5.0  # seconds a cancelled call spends on cancelling its job, at most
 
 
 class RemoteAssistant:
@@ -90,14 +94,15 @@ class RemoteAssistant:
             specs.append(self._spec(batch, task, options))
         self._tasks[batch] = callables
         labels = {"model": self.model_name} if self.model_name else {}
+        job = JobSpec(tasks=tuple(specs), labels=labels, fail_fast=fail_fast)
+        client = self._client
         try:
-            handle = await self._client.submit(
-                JobSpec(tasks=tuple(specs), labels=labels, fail_fast=fail_fast)
-            )
+            handle: JobHandle | None = None
             try:
+                handle = await client.submit(job, request_id=batch)
                 snapshot = await handle.wait()
             except asyncio.CancelledError:
-                await _cancel_for_the_caller(handle)
+                await _cancel_for_the_caller(handle or client.submit(job, request_id=batch))
                 raise
             return {status.id: self._result(batch, status.id, status) for status in snapshot.tasks}
         finally:
@@ -208,9 +213,18 @@ class _RemoteContext:
             self._loop.call_soon_threadsafe(self._task.report_progress, fraction, message)
 
 
-async def _cancel_for_the_caller(handle: JobHandle) -> None:
-    """Cancel a job whose caller was cancelled, as embedded mode does: its tasks' results
-    would go nowhere. Within a few seconds, and quietly: the caller's cancellation goes on."""
-    with contextlib.suppress(DaemonError, TimeoutError):
-        cancelling = asyncio.wait_for(handle.cancel(reason="its caller was cancelled"), 5.0)
-        await asyncio.shield(cancelling)
+async def _cancel_for_the_caller(job: JobHandle | Awaitable[JobHandle]) -> None:
+    """Cancel the job of a caller that was cancelled, as embedded mode does: its tasks'
+    results would go nowhere. `job`: its handle, or, when the caller was cancelled during
+    Submit, the same Submit again: with its request id it finds the job that Submit may
+    have made after all (or makes it, to be cancelled). Within a few seconds, and quietly:
+    the caller's cancellation is what goes on, whatever this meets."""
+
+    async def cancel() -> None:
+        handle = job if isinstance(job, JobHandle) else await job
+        await handle.cancel(reason="its caller was cancelled")
+
+    try:
+        await asyncio.shield(asyncio.wait_for(cancel(), _CANCEL_WITHIN))
+    except Exception as error:  # the daemon gone, the channel closed: nothing more to do here
+        _log.warning("could not cancel the job of a cancelled call: %s", error)

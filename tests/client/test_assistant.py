@@ -132,6 +132,30 @@ async def test_cancelling_the_caller_cancels_its_job_on_the_daemon(daemon: Daemo
     }
 
 
+# Cancelled at 0 to 3.75 ms: some of these land after the daemon made the job but before
+# its answer came back (without a request id, a second job was then made and left behind).
+@pytest.mark.parametrize("delay_ms", [quarter / 4 for quarter in range(16)])
+async def test_a_caller_cancelled_during_its_submit_leaves_one_job_cancelled(
+    daemon: Daemon, delay_ms: float
+) -> None:
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    async with await get_async_assistant(model_name="early", address=daemon.address) as remote:
+        running = asyncio.create_task(
+            remote.execute_tasks_in_parallel([{"task_id": "stuck", "func": stuck}])
+        )
+        await asyncio.sleep(delay_ms / 1000)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    async with dukat.connect(daemon.address) as client:
+        jobs = [job async for job in client.jobs(labels={"model": "early"})]
+        assert len(jobs) == 1  # made by the Submit or by asking again, never by both
+        snapshot = await asyncio.wait_for(client.job(jobs[0].job_id).wait(), 10)
+    assert snapshot.state is JobState.CANCELLED
+
+
 async def test_the_example_runs_its_assistant_section_through_the_daemon(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
