@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,12 +21,19 @@ async def served(config: Config, *, within: float = 15.0) -> AsyncIterator[Daemo
     serving = asyncio.create_task(
         serve(config, install_signal_handlers=False, ready=started.set_result)
     )
-    daemon = await asyncio.wait_for(started, within)
+    await asyncio.wait({started, serving}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        if serving.done():
+            raise AssertionError(f"dukatd exited with {serving.result()} before it was ready")
+        serving.cancel()
+        raise TimeoutError(f"dukatd was not ready within {within} s")
+    daemon = started.result()
     try:
         yield daemon
     except BaseException:
         daemon.stop()
-        await asyncio.wait_for(serving, within)
+        with contextlib.suppress(Exception):  # the block's error is the one to see
+            await asyncio.wait_for(serving, within)
         raise
     daemon.stop()
     assert await asyncio.wait_for(serving, within) == EXIT_OK
