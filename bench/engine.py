@@ -8,8 +8,9 @@
 Times are the CPU time of this process (everything here runs on one thread), which is what
 the scheduling costs; wall time on a shared 2-core machine swings with the neighbours. Even
 so absolute figures drift between machines: the ratios are what to read. Each figure is the
-median of several samples, taken in rounds that time each contender in turn, each sample
-after a full garbage collection; a ratio is the median of the rounds' own ratios.
+median of several samples, taken in rounds that time each contender in turn (in the reverse
+order every other round), each run after a full garbage collection; a ratio is the median of
+the rounds' own ratios.
 A sample is as many runs in a row as last about a second, as timeit's autorange picks its
 `number` (a first, untimed run tells how many, and warms up): every contender's samples then
 last alike, so the neighbours' noise weighs on each alike. Timed alone, the 100 ms run of the
@@ -134,14 +135,17 @@ Run = Callable[[], Awaitable[None]] | Callable[[], None]
 
 
 def timed(run: Run, loops: int = 1) -> float:
-    """CPU seconds of one run: `loops` runs in a row, timed together, divided."""
-    gc.collect()
-    start = time.process_time()
+    """CPU seconds of one run, the mean of `loops` runs in a row, each after a full
+    collection (untimed): every run starts from the same heap, whatever the run before left."""
+    total = 0.0
     for _ in range(loops):
+        gc.collect()
+        start = time.process_time()
         result = run()
         if asyncio.iscoroutine(result):
             asyncio.run(result)
-    return (time.process_time() - start) / loops
+        total += time.process_time() - start
+    return total / loops
 
 
 @dataclass(frozen=True)
@@ -164,9 +168,11 @@ def measure(contenders: dict[str, Run], repeats: int) -> Samples:
     """`repeats` rounds of samples of about SAMPLE_SECONDS each."""
     loops = {name: max(1, round(SAMPLE_SECONDS / timed(run))) for name, run in contenders.items()}
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    order = list(contenders)
     for _ in range(repeats):
-        for name, run in contenders.items():  # alternate, so drift hits everyone alike
-            times[name].append(timed(run, loops[name]))
+        for name in order:  # in turn, so that drift hits everyone alike
+            times[name].append(timed(contenders[name], loops[name]))
+        order.reverse()  # and not always in the same place: A B, B A, A B, ...
     return Samples(times)
 
 
