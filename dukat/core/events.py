@@ -96,6 +96,7 @@ class EventLog:
         "_first",
         "_limit",
         "closed",
+        "full_at",
         "job_id",
         "published",
         "records",
@@ -114,6 +115,9 @@ class EventLog:
         # the log is due for trimming or has `waiters` to wake (see `append`).
         self.records: list[Record] = []
         self._first = 1  # sequence of records[0]
+        # The sequence whose record brings the log to `trim_at` records: the scheduler tests
+        # this against the sequence it has in hand, where `len(records)` would be a call.
+        self.full_at = self.trim_at
         self.closed = False  # no event will follow
         self.waiters: list[asyncio.Future[None]] = []
         # Held: readers see events up to this sequence only. None: not held, they see all.
@@ -133,6 +137,7 @@ class EventLog:
             drop = len(records) - self._limit
             del records[:drop]
             self._first += drop
+            self.full_at = self._first + self.trim_at - 1
         if self.waiters:
             self._wake()
 
@@ -164,6 +169,7 @@ class EventLog:
             raise ValueError(f"records do not end at sequence {last_sequence}")
         self.records = list(records)
         self._first = last_sequence - len(records) + 1
+        self.full_at = self._first + self.trim_at - 1
         if self.published is not None:
             self.published = last_sequence
 

@@ -513,7 +513,7 @@ class Scheduler:
         log = job.log
         records = log.records  # EventLog.append, inline: three of these happen for every task
         records.append(record)
-        if len(records) >= log.trim_at or log.waiters:
+        if sequence >= log.full_at or log.waiters:
             log.appended()
         for listener in self._listeners:  # _record's work, inline too
             listener(job.id, record)
@@ -544,8 +544,8 @@ class Scheduler:
 
     # -- ready queues and fair share --------------------------------------------------------
 
-    def _make_ready(self, run: TaskRun, message: str = "") -> None:
-        self._transition(run, _READY, message)
+    def _make_ready(self, run: TaskRun, message: str = "", moment: float | None = None) -> None:
+        self._transition(run, _READY, message, moment)
         self._fair.push(run)
         if not self._wake_scheduled:
             self._schedule_wake()
@@ -926,11 +926,12 @@ class Scheduler:
         self._terminate(run, state, message=message)
         job = run.job
         if state is _SUCCEEDED:  # the common case, kept short
+            now = run.finished_at  # when its dependents became ready, too
             for dependent in run.dependents:
                 if dependent.state is _PENDING:
                     dependent.waiting_on -= 1
                     if dependent.waiting_on == 0:
-                        self._make_ready(dependent)
+                        self._make_ready(dependent, "", now)
         else:
             self._propagate_failure(run)
             if state is TaskState.FAILED and job.spec.fail_fast and not job.cancel_requested:
