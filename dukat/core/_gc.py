@@ -10,6 +10,8 @@ So, for a big job: no collection while its records are built (`gc_paused`), and 
 until the last big job has finished (`hold_gc`). Collection of new objects goes on as usual;
 only cyclic garbage that already existed when the job started waits until then — delayed,
 never leaked. Pass `gc_hold_min_tasks=None` to `Scheduler` to leave the collector alone.
+An application that calls `gc.freeze()` itself should: the last hold's end unfreezes
+everything (`gc.unfreeze()` has no finer grain), its own frozen objects too.
 """
 
 from __future__ import annotations
