@@ -49,8 +49,12 @@ def runners_for(
     return found
 
 
-def build_job(job: JobRun, runners: list[Runner], breakers: BreakerRegistry) -> JobRun:
-    """Fill `job` with a record per task, wired to its dependents; CycleError if any."""
+def build_job(
+    job: JobRun, runners: list[Runner], breakers: BreakerRegistry, positions: Mapping[str, int]
+) -> JobRun:
+    """Fill `job` with a record per task, wired to its dependents; CycleError if any.
+
+    `positions`: each task's index in the spec, by id (what `validate_job` returns)."""
     spec = job.spec
     tasks = job.tasks
     # The optional `admit` hook, looked up once per runner: the picking loop then tests one
@@ -65,14 +69,12 @@ def build_job(job: JobRun, runners: list[Runner], breakers: BreakerRegistry) -> 
         tasks[task_spec.id] = TaskRun(task_spec, job, runner, breaker, hooks[key])
     # Wire each task to its dependents, noting whether every dependency comes before its
     # task: such a job (the usual one) is in topological order, so it has no cycle.
-    seen: set[str] = set()
     ordered = True
-    for task_id, run in tasks.items():
+    for index, run in enumerate(tasks.values()):
         for dep in run.spec.dependencies:
             tasks[dep].dependents.append(run)
-            if dep not in seen:
+            if positions[dep] >= index:
                 ordered = False
-        seen.add(task_id)
     if not ordered:
         _check_acyclic(spec, tasks)
     job.remaining = len(tasks)

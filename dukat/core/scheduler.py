@@ -1036,7 +1036,7 @@ class Scheduler:
         `hold_gc_now`: a big job about to start is frozen before the collector is back on,
         or the collector's first pass walks all its records; one that may never start
         (`prepare`) is frozen when it starts (`_admit_job`): a hold must be let go."""
-        validate_job(spec, max_tasks=self.max_tasks_per_job)
+        positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = runners_for(spec, self._runners, self.resources)
         job = JobRun(
             job_id,
@@ -1047,7 +1047,7 @@ class Scheduler:
         )
         big = len(spec.tasks) >= self._gc_hold_min_tasks
         with gc_paused(big):
-            build_job(job, runners, self.breakers)  # many long-lived records: no collecting
+            build_job(job, runners, self.breakers, positions)  # many records: no collecting
             if big and hold_gc_now:
                 job.gc_hold = hold_gc()
         return job

@@ -61,11 +61,11 @@ class JobSpec:
     """At most this many tasks of the job in flight; None: only the scheduler's limit."""
 
 
-def validate_job(spec: JobSpec, *, max_tasks: int) -> None:
+def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
     """Check every field of a whole job (cycles are the scheduler's to find, see `find_cycle`).
 
     Raises `ValidationError` naming the first offending task and field, with every problem
-    found in `violations`.
+    found in `violations`. Returns each task's position in `spec.tasks`, by id.
     """
     problems: list[tuple[str | None, FieldViolation]] = []
 
@@ -131,6 +131,7 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> None:
             problem(task_id, index, "circuit_breaker", "must be a breaker name")
     if problems:
         _raise(problems)
+    return index_of
 
 
 def _raise(problems: list[tuple[str | None, FieldViolation]]) -> None:
