@@ -452,6 +452,9 @@ class Scheduler:
 
     async def close(self, grace: float | None = None) -> None:
         """Cancel every job, wait up to `grace` seconds for running tasks, stop the workers."""
+        if not self._closed:
+            # A registry shared with others outlives this scheduler: it must not keep it.
+            self.breakers.remove_listener(self._on_breaker_transition)
         self._closed = True
         for job in list(self._jobs.values()):
             if not job.state.is_terminal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import math
 import weakref
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from dukat.core import (
+    BreakerRegistry,
     CallableAction,
     CircuitBreakerConfig,
     CircuitBreakerState,
@@ -956,6 +958,19 @@ async def test_a_task_context_kept_past_its_dropped_job_says_what_is_wrong(make)
         with pytest.raises(RuntimeError, match="task 'a': its job has ended and been dropped"):
             getattr(context, stale)
     assert repr(context) == "<TaskContext (dropped)/a attempt 1>"
+
+
+async def test_a_closed_scheduler_is_not_kept_alive_by_a_breaker_registry_it_shared(clock):
+    shared = BreakerRegistry(clock=clock)
+    scheduler = Scheduler(breakers=shared, clock=clock)
+    j = scheduler.submit(job(spec("a", noop)))
+    await finished(scheduler, j)
+    await scheduler.close()
+    await scheduler.close()  # idempotent
+    gone = weakref.ref(scheduler)
+    del scheduler
+    gc.collect()
+    assert gone() is None
 
 
 async def test_close_cancels_running_work(make):
