@@ -44,7 +44,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.submit import daemon_env, stop
+from bench.submit import daemon_env, run_to_success, stop
 from dukat import convert
 from dukat.actions import DispatchAction
 from dukat.core import JobSpec, JobState, Scheduler, TaskSpec
@@ -173,7 +173,6 @@ async def run_dispatch(n: int, in_flight: int) -> float:
 
 def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
     """`rounds` jobs through a real dukatd and a `dukat.client` worker, both started once."""
-    import dukat
 
     env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
@@ -181,13 +180,7 @@ def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
     spec = JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
 
     async def job() -> float:
-        async with dukat.connect(address) as client:
-            started = time.perf_counter()
-            snapshot = await (await client.submit(spec)).wait()
-            elapsed = time.perf_counter() - started
-        if snapshot.state is not JobState.SUCCEEDED:
-            raise SystemExit(f"the benchmark job ended {snapshot.state.name}")
-        return n / elapsed
+        return n / await run_to_success(address, spec)
 
     # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-bench-") as directory:

@@ -59,9 +59,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop
 
 import dukat
-from bench.submit import daemon_env, job_of, serving, status_mb, stop, verdict
+from bench.submit import (
+    daemon_env,
+    job_of,
+    run_to_success,
+    serving,
+    status_mb,
+    stop,
+    verdict,
+)
 from dukat.actions import DispatchAction, ExecAction
-from dukat.core import JobSpec, JobState, TaskSpec
+from dukat.core import JobSpec, TaskSpec
 from dukatd.journal import JOURNAL_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,17 +186,8 @@ class Sample:
 def run_job(daemon: Daemon, spec: JobSpec) -> Sample:
     """Submit `spec` and wait for its end; its rate and the daemon's CPU time for it."""
 
-    async def job() -> float:
-        async with dukat.connect(daemon.address) as client:
-            started = time.perf_counter()
-            snapshot = await (await client.submit(spec)).wait()
-            elapsed = time.perf_counter() - started
-        if snapshot.state is not JobState.SUCCEEDED:
-            raise SystemExit(f"the benchmark job ended {snapshot.state.name}")
-        return elapsed
-
     cpu = daemon.cpu_seconds()
-    elapsed = uvloop.run(job())
+    elapsed = uvloop.run(run_to_success(daemon.address, spec))
     cpu = daemon.cpu_seconds() - cpu
     n = len(spec.tasks)
     return Sample(n / elapsed, cpu * 1000 / n * 1000)

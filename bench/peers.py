@@ -52,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.engine import Graph, layered_dag
-from bench.submit import daemon_env, stop
+from bench.submit import daemon_env, run_to_success, stop
 
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = "bench-peers"
@@ -89,9 +89,8 @@ async def dukat_worker(address: str) -> None:
 
 @contextlib.contextmanager
 def dukat_cluster() -> Iterator[Runner]:
-    import dukat
     from dukat.actions import DispatchAction
-    from dukat.core import JobSpec, JobState, TaskSpec
+    from dukat.core import JobSpec, TaskSpec
 
     env = daemon_env()
     processes: list[subprocess.Popen[bytes]] = []
@@ -128,13 +127,7 @@ def dukat_cluster() -> Iterator[Runner]:
                     ),
                     labels={"round": str(round_)},
                 )
-                async with dukat.connect(address) as client:
-                    started = time.perf_counter()
-                    snapshot = await (await client.submit(spec)).wait()
-                    seconds = time.perf_counter() - started
-                if snapshot.state is not JobState.SUCCEEDED:
-                    raise SystemExit(f"the dukat job ended {snapshot.state.name}")
-                return seconds
+                return await run_to_success(address, spec)
 
             yield lambda graph, round_: asyncio.run(job(graph, round_))
         finally:

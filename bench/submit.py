@@ -46,7 +46,7 @@ import dukat
 from bench.engine import layered_dag
 from dukat import convert
 from dukat.actions import DispatchAction
-from dukat.core import JobSpec, TaskSpec
+from dukat.core import JobSpec, JobState, TaskSpec
 
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = "bench-unserved"
@@ -111,6 +111,17 @@ async def measure(address: str, pid: int, spec: JobSpec) -> Round:
     if len(job.tasks) != len(spec.tasks):
         raise SystemExit(f"the daemon holds {len(job.tasks)} tasks, not {len(spec.tasks)}")
     return Round(seconds, idle, peak)
+
+
+async def run_to_success(address: str, spec: JobSpec) -> float:
+    """Seconds from Submit to the job's end through a daemon at `address`; it must succeed."""
+    async with dukat.connect(address) as client:
+        started = time.perf_counter()
+        snapshot = await (await client.submit(spec)).wait()
+        elapsed = time.perf_counter() - started
+    if snapshot.state is not JobState.SUCCEEDED:
+        raise SystemExit(f"the benchmark job ended {snapshot.state.name}")
+    return elapsed
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:

@@ -75,7 +75,7 @@ from dukat.core.events import (
     TaskStateChanged,
 )
 from dukat.core.results import TaskStatus
-from dukat.core.states import JobState, TaskState
+from dukat.core.states import _RUNNING, JobState, TaskState
 
 __all__ = [
     "ACCEPT_SHARE",
@@ -194,7 +194,6 @@ ACCEPT_SHARE = 0.75
 """Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
 
 _RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
-_RUNNING = TaskState.RUNNING
 _VACUUM_CHUNK_PAGES = 2048
 
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 import heapq
 
 from dukat.core._runs import JobRun, TaskRun
-from dukat.core.states import TaskState
+from dukat.core.states import _READY
 
 __all__ = ["FairShare"]
-
-_READY = TaskState.READY  # a global: `TaskState.READY` is a slow lookup on CPython 3.11
 
 
 class FairShare:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dukat.core._ready import ReadyQueue
 from dukat.core.events import EventLog
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
-from dukat.core.states import JobState, TaskState, TriggerRule
+from dukat.core.states import _FAILED, _PENDING, _SUCCEEDED, JobState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 UNLIMITED = sys.maxsize
 
-# TaskState members as plain globals for the per-task paths: on CPython 3.11 `TaskState.X`
-# goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a global ~15.
-_PENDING, _SUCCEEDED, _FAILED = TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED
 # One per task at the end of a job: built without NamedTuple's __new__, which is Python code.
 _new_result = partial(tuple.__new__, TaskResult)
 

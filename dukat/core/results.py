@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from dukat.core.states import JobState, TaskState
+from dukat.core.states import _SUCCEEDED, JobState, TaskState
 
 __all__ = ["JobSnapshot", "TaskResult", "TaskStatus"]
-
-_SUCCEEDED = TaskState.SUCCEEDED  # a global: `TaskState.X` is a slow lookup on CPython 3.11
 
 
 class TaskResult(NamedTuple):

@@ -57,7 +57,16 @@ from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
-from dukat.core.states import JOB_TRANSITIONS, TASK_TRANSITIONS, JobState, TaskState
+from dukat.core.states import (
+    _PENDING,
+    _READY,
+    _RUNNING,
+    _SUCCEEDED,
+    JOB_TRANSITIONS,
+    TASK_TRANSITIONS,
+    JobState,
+    TaskState,
+)
 from dukat.errors import (
     FieldViolation,
     NotFoundError,
@@ -76,15 +85,6 @@ RecordListener = Callable[[str, tuple[Any, ...]], None]
 _TIMEOUT = "timeout"
 _YIELD_EVERY = 64
 _CANCELLED = "cancelled"
-
-# TaskState members as plain globals for the per-task paths: on CPython 3.11 `TaskState.X`
-# goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a global ~15.
-_PENDING, _READY, _RUNNING, _SUCCEEDED = (
-    TaskState.PENDING,
-    TaskState.READY,
-    TaskState.RUNNING,
-    TaskState.SUCCEEDED,
-)
 
 
 class Scheduler:
