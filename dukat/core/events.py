@@ -125,9 +125,8 @@ class EventLog:
 
     def append(self, record: Record) -> None:
         """Add `(EventClass, sequence, time, *fields)`; sequences must follow each other."""
-        records = self.records
-        records.append(record)
-        if len(records) >= self.trim_at or self.waiters:
+        self.records.append(record)
+        if record[1] >= self.full_at or self.waiters:
             self.appended()
 
     def appended(self) -> None:
