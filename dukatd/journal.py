@@ -73,6 +73,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    event_of,
 )
 from dukat.core.results import TaskStatus
 from dukat.core.states import _RUNNING, JobState, TaskState
@@ -747,7 +748,7 @@ class Journal:
         listeners = self._event_listeners
         if listeners:
             for _, job_id, record, _ in events:
-                event = record[0](record[1], job_id, *record[2:])
+                event = event_of(record, job_id)
                 for listener in listeners:
                     listener(event)
         self._wake_waiters()

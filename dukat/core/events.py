@@ -13,8 +13,9 @@ disk, so no watcher ever sees a state change that a crash could take back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dukat.core.states import JobState, TaskState
 
@@ -29,6 +30,7 @@ __all__ = [
     "TaskOutput",
     "TaskProgress",
     "TaskStateChanged",
+    "event_of",
 ]
 
 # Events are made on the scheduler's hot path, so they are plain slotted dataclasses rather
@@ -84,12 +86,32 @@ class Snapshot(Event):
 
 Record = tuple  # (event class, sequence, time, *the class's own fields)
 
+RECORD_WIDTH = 7
+"""Items of the longest record (a TaskStateChanged's); the log pads shorter ones to it."""
+
+# How many items of a (padded) record are its own, by event class.
+_RECORD_LENGTH = {
+    TaskStateChanged: 7,
+    JobStateChanged: 5,
+    TaskProgress: 6,
+    TaskOutput: 6,
+}
+_PADDING = {length: (None,) * (RECORD_WIDTH - length) for length in range(RECORD_WIDTH + 1)}
+
+
+def event_of(record: Sequence[Any], job_id: str) -> Event:
+    """The `Event` a record of job `job_id` stands for."""
+    return record[0](record[1], job_id, *record[2 : _RECORD_LENGTH[record[0]]])
+
 
 class EventLog:
     """A job's events, the newest `limit` of them at least, and a way to wait for more.
 
     The log stores compact records and builds `Event` objects only for those who read them:
-    most events of a big job are never read by anybody, and a tuple costs a fifth as much.
+    most events of a big job are never read by anybody. It stores them end to end in one
+    flat list rather than as a list of tuples: each tuple would be an object of its own
+    for the cyclic collector to walk at its passes while the log holds it (three per task,
+    and the log holds thousands), where the items of one list cost it nothing more.
     """
 
     __slots__ = (
@@ -97,9 +119,9 @@ class EventLog:
         "_limit",
         "closed",
         "full_at",
+        "items",
         "job_id",
         "published",
-        "records",
         "trim_at",
         "waiters",
     )
@@ -109,14 +131,15 @@ class EventLog:
             raise ValueError(f"an event log keeps at least one event, not {limit!r}")
         self.job_id = job_id
         self._limit = limit
-        self.trim_at = 2 * limit
-        # The records, oldest first. Append-only for everybody but the log itself; the
-        # scheduler appends to it directly on its hottest path, then calls `appended()` when
-        # the log is due for trimming or has `waiters` to wake (see `append`).
-        self.records: list[Record] = []
-        self._first = 1  # sequence of records[0]
+        self.trim_at = 2 * limit  # events
+        # The records, oldest first, end to end, each RECORD_WIDTH items long (padded).
+        # Append-only for everybody but the log itself; the scheduler extends it directly on
+        # its hottest path, then calls `appended()` when the log is due for trimming or has
+        # `waiters` to wake (see `append`).
+        self.items: list[Any] = []
+        self._first = 1  # sequence of the first record
         # The sequence whose record brings the log to `trim_at` records: the scheduler tests
-        # this against the sequence it has in hand, where `len(records)` would be a call.
+        # this against the sequence it has in hand, where `len(items)` would be a call.
         self.full_at = self.trim_at
         self.closed = False  # no event will follow
         self.waiters: list[asyncio.Future[None]] = []
@@ -125,16 +148,19 @@ class EventLog:
 
     def append(self, record: Record) -> None:
         """Add `(EventClass, sequence, time, *fields)`; sequences must follow each other."""
-        self.records.append(record)
+        self.items.extend(record)
+        if len(record) < RECORD_WIDTH:
+            self.items.extend(_PADDING[len(record)])
         if record[1] >= self.full_at or self.waiters:
             self.appended()
 
     def appended(self) -> None:
         """Trim (in chunks, so appending stays O(1) amortised) and wake the watchers."""
-        records = self.records
-        if len(records) >= self.trim_at:
-            drop = len(records) - self._limit
-            del records[:drop]
+        items = self.items
+        held = len(items) // RECORD_WIDTH
+        if held >= self.trim_at:
+            drop = held - self._limit
+            del items[: drop * RECORD_WIDTH]
             self._first += drop
             self.full_at = self._first + self.trim_at - 1
         if self.waiters:
@@ -143,12 +169,12 @@ class EventLog:
     @property
     def last_sequence(self) -> int:
         """The newest sequence (0 before the first event)."""
-        return self._first + len(self.records) - 1
+        return self._first + len(self.items) // RECORD_WIDTH - 1
 
     @property
     def visible_sequence(self) -> int:
         """The newest sequence readers may see: the last, or the last published if held."""
-        last = self._first + len(self.records) - 1
+        last = self._first + len(self.items) // RECORD_WIDTH - 1
         published = self.published
         return last if published is None or published > last else published
 
@@ -166,15 +192,15 @@ class EventLog:
         """
         if records and (records[-1][1] != last_sequence or len(records) > last_sequence):
             raise ValueError(f"records do not end at sequence {last_sequence}")
-        self.records = list(records)
+        items: list[Any] = []
+        for record in records:
+            items.extend(record)
+            items.extend(_PADDING[len(record)])
+        self.items = items
         self._first = last_sequence - len(records) + 1
         self.full_at = self._first + self.trim_at - 1
         if self.published is not None:
             self.published = last_sequence
-
-    def event(self, record: Record) -> Event:
-        """The `Event` a record stands for."""
-        return record[0](record[1], self.job_id, *record[2:])
 
     def close(self) -> None:
         self.closed = True
@@ -194,7 +220,11 @@ class EventLog:
         if limit is not None:
             end = min(end, start + limit)
         job_id = self.job_id
-        return [r[0](r[1], job_id, *r[2:]) for r in self.records[start:end]]
+        items = self.items
+        return [
+            event_of(items[at : at + RECORD_WIDTH], job_id)
+            for at in range(start * RECORD_WIDTH, end * RECORD_WIDTH, RECORD_WIDTH)
+        ]
 
     @property
     def ended(self) -> bool:
@@ -219,11 +249,11 @@ class EventLog:
                 future.set_result(None)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items) // RECORD_WIDTH
 
     def __repr__(self) -> str:
         return (
             f"<EventLog {self.job_id} {self._first}..{self.last_sequence} "
-            f"held:{len(self.records)} watchers:{len(self.waiters)}"
+            f"held:{len(self)} watchers:{len(self.waiters)}"
             f"{' closed' if self.closed else ''}>"
         )

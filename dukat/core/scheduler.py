@@ -52,6 +52,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    event_of,
 )
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
@@ -514,8 +515,9 @@ class Scheduler:
             moment = self._wall()
         record = (TaskStateChanged, sequence, moment, run.id, to, run.attempts, message)
         log = job.log
-        records = log.records  # EventLog.append, inline: three of these happen for every task
-        records.append(record)
+        # EventLog.append, inline: three of these happen for every task. The record is as
+        # wide as the log's (RECORD_WIDTH), so it needs no padding.
+        log.items.extend(record)
         if sequence >= log.full_at or log.waiters:
             log.appended()
         for listener in self._listeners:  # _record's work, inline too
@@ -1099,7 +1101,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
     """An event listener behind the record listeners' list: builds the `Event` it wants."""
-    listener(record[0](record[1], job_id, *record[2:]))
+    listener(event_of(record, job_id))
 
 
 def _downstream(job: JobRun, task_ids: Iterable[str]) -> list[TaskRun]:

@@ -7,7 +7,7 @@ it or raises one `ValidationError` listing every problem, each naming the task a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -85,7 +85,67 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
     if problems:
         _raise(problems)
 
-    # This runs for every task of every job: the common, valid case costs a few comparisons.
+    # This runs for every task of every job: the common, valid case costs a few comparisons,
+    # most of them in C. Only a job with a problem in its ids takes `_index_ids`' slow walk.
+    try:
+        index_of = {task[0]: index for index, task in enumerate(tasks)}  # task[0]: its id
+    except TypeError:  # an unhashable id
+        index_of = {}
+    if (
+        len(index_of) < len(tasks)  # a duplicate (or an unhashable) id
+        or "" in index_of
+        or set(map(type, index_of)) != {str}
+        or max(map(len, index_of)) > MAX_ID_LENGTH
+    ):
+        index_of = _index_ids(tasks, problem)
+
+    # Unpacked rather than read by name: a TaskSpec field by name is a descriptor call.
+    for index, (
+        task_id,
+        action,
+        _description,
+        dependencies,
+        _resources,
+        breaker,
+        _wait_for_breaker,
+        retry,
+        timeout,
+        priority,
+        trigger_rule,
+        _labels,
+    ) in enumerate(tasks):
+        if action is None:
+            problem(task_id, index, "action", "a task needs an action")
+        for dep in dependencies:
+            if dep == task_id or dep not in index_of:
+                _check_dependencies(task_id, index, dependencies, index_of, problem)
+                break
+        if timeout is not None and not (
+            isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0
+        ):
+            problem(
+                task_id, index, "timeout", f"must be a positive number of seconds, not {timeout!r}"
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            problem(task_id, index, "retry", f"must be a RetryPolicy, not {retry!r}")
+        if priority.__class__ is not int and (
+            not isinstance(priority, int) or isinstance(priority, bool)
+        ):
+            problem(task_id, index, "priority", f"must be a whole number, not {priority!r}")
+        if trigger_rule.__class__ is not TriggerRule:
+            problem(task_id, index, "trigger_rule", f"unknown trigger rule {trigger_rule!r}")
+        if breaker is not None and not (isinstance(breaker, str) and breaker):
+            problem(task_id, index, "circuit_breaker", "must be a breaker name")
+    if problems:
+        _raise(problems)
+    return index_of
+
+
+Problem = Callable[[str | None, int | None, str, str], None]
+
+
+def _index_ids(tasks: tuple[TaskSpec, ...], problem: Problem) -> dict[str, int]:
+    """Each valid id's position (the first, if repeated), reporting every bad one."""
     index_of: dict[str, int] = {}
     for index, task in enumerate(tasks):
         task_id = task.id
@@ -98,40 +158,21 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
             problem(task_id, index, "id", f"duplicate task id {task_id!r}")
             continue
         index_of[task_id] = index
-
-    for index, task in enumerate(tasks):
-        task_id = task.id
-        if task.action is None:
-            problem(task_id, index, "action", "a task needs an action")
-        for position, dep in enumerate(task.dependencies):
-            if dep not in index_of:
-                problem(task_id, index, f"dependencies[{position}]", f"unknown task {dep!r}")
-            elif dep == task_id:
-                problem(
-                    task_id, index, f"dependencies[{position}]", "a task cannot depend on itself"
-                )
-        timeout = task.timeout
-        if timeout is not None and not (
-            isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0
-        ):
-            problem(
-                task_id, index, "timeout", f"must be a positive number of seconds, not {timeout!r}"
-            )
-        if task.retry is not None and not isinstance(task.retry, RetryPolicy):
-            problem(task_id, index, "retry", f"must be a RetryPolicy, not {task.retry!r}")
-        priority = task.priority
-        if priority.__class__ is not int and (
-            not isinstance(priority, int) or isinstance(priority, bool)
-        ):
-            problem(task_id, index, "priority", f"must be a whole number, not {priority!r}")
-        if task.trigger_rule.__class__ is not TriggerRule:
-            problem(task_id, index, "trigger_rule", f"unknown trigger rule {task.trigger_rule!r}")
-        breaker = task.circuit_breaker
-        if breaker is not None and not (isinstance(breaker, str) and breaker):
-            problem(task_id, index, "circuit_breaker", "must be a breaker name")
-    if problems:
-        _raise(problems)
     return index_of
+
+
+def _check_dependencies(
+    task_id: str,
+    index: int,
+    dependencies: tuple[str, ...],
+    index_of: Mapping[str, int],
+    problem: Problem,
+) -> None:
+    for position, dep in enumerate(dependencies):
+        if dep not in index_of:
+            problem(task_id, index, f"dependencies[{position}]", f"unknown task {dep!r}")
+        elif dep == task_id:
+            problem(task_id, index, f"dependencies[{position}]", "a task cannot depend on itself")
 
 
 def _raise(problems: list[tuple[str | None, FieldViolation]]) -> None:
