@@ -115,7 +115,9 @@ class ParallelTaskExecutor:
         self.labels = dict(labels or {})
         self._on_event = on_event
         self._specs: dict[str, TaskSpec] = {}
-        self._referenced: set[str] = set()  # ids named as dependencies so far
+        # Ids named as dependencies before their task was added: only adding one of them
+        # can close a cycle. Building in topological order (the usual way), there are none.
+        self._named_before_added: set[str] = set()
         self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
         self._running: str | None = None  # the job execute_all() is waiting for
@@ -158,11 +160,14 @@ class ParallelTaskExecutor:
         deps = tuple(dependencies) if dependencies else ()  # repeats are harmless downstream
         resources = tuple(resource_requirements) if resource_requirements else ()
         spec = self._spec(task, deps, resources, options)
-        if deps:
-            if task_id in self._referenced or task_id in deps:
-                self._check_no_cycle(task_id, deps)
-            self._referenced.update(deps)
         specs = self._specs
+        named = self._named_before_added
+        if task_id in named or task_id in deps:
+            self._check_no_cycle(task_id, deps)
+            named.discard(task_id)
+        for dep in deps:
+            if dep not in specs:
+                named.add(dep)
         specs[task_id] = spec
         if len(specs) % _GC_BATCH == 0:
             self._hold_gc_while_growing(len(specs))
@@ -220,7 +225,7 @@ class ParallelTaskExecutor:
 
         The collected specs' dict goes now, not when the job ends: for a big job its memory
         is better spent on the job's own records."""
-        specs, self._specs, self._referenced = self._specs, {}, set()
+        specs, self._specs, self._named_before_added = self._specs, {}, set()
         if not specs:
             return None
         return JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)

@@ -65,7 +65,8 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
     """Check every field of a whole job (cycles are the scheduler's to find, see `find_cycle`).
 
     Raises `ValidationError` naming the first offending task and field, with every problem
-    found in `violations`. Returns each task's position in `spec.tasks`, by id.
+    found in `violations`. Returns each task's position in `spec.tasks`, by id, in that
+    order: a new dict, the caller's to keep (the scheduler makes it its table of tasks).
     """
     problems: list[tuple[str | None, FieldViolation]] = []
 

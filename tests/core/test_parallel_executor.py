@@ -173,6 +173,16 @@ async def test_rejected_add_task_leaves_no_dependency_behind():
     assert {r.state for r in results.values()} == {TaskState.SUCCEEDED}
 
 
+async def test_a_cycle_rejected_once_is_rejected_again():
+    executor = ParallelTaskExecutor(max_concurrency=3)
+    await executor.add_task(Task("a", noop), dependencies=["c"])
+    for _ in range(2):
+        with pytest.raises(CycleError, match="c -> a -> c"):
+            await executor.add_task(Task("c", noop), dependencies=["a"])
+    await executor.add_task(Task("c", noop))
+    assert set(await executor.execute_all()) == {"a", "c"}
+
+
 async def test_unknown_dependency_is_rejected_at_execute_all():
     executor = ParallelTaskExecutor(max_concurrency=3)
     calls: list[str] = []

@@ -760,6 +760,21 @@ async def test_empty_job_is_rejected(make):
     assert s.jobs() == []
 
 
+@pytest.mark.parametrize(
+    "order",
+    [("root", "a", "b", "c"), ("a", "root", "c", "b"), ("c", "b", "a", "root")],
+    ids=["topological", "mixed", "reversed"],
+)
+async def test_dependents_made_ready_together_run_in_the_order_of_the_spec(make, order):
+    """However the spec orders tasks and their dependencies, so it orders their start."""
+    s = make(max_concurrency=1)
+    calls: list[str] = []
+    deps = {"root": (), "a": ("root",), "b": ("root",), "c": ("root",)}
+    job_id = s.submit(job(*(spec(t, record(calls, t), *deps[t]) for t in order)))
+    assert await s.wait(job_id) is JobState.SUCCEEDED
+    assert calls == ["root", *(t for t in order if t != "root")]
+
+
 async def test_cycle_is_rejected_with_its_path(make):
     s = make()
     deps = {"a": ("c",), "b": ("a",), "c": ("b",), "free": ()}
