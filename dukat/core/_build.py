@@ -74,10 +74,12 @@ def build_job(
         tasks[task_spec.id] = run = TaskRun(task_spec, job, runner, breaker, hooks[key])
         for dep in task_spec.dependencies:
             upstream = tasks[dep]
-            if upstream.__class__ is TaskRun:
-                upstream.dependents.append(run)
-            else:  # still a position: a task further down the spec
+            if upstream.__class__ is not TaskRun:  # still a position: a task further down
                 ordered = False
+            elif upstream.dependents:
+                upstream.dependents.append(run)  # type: ignore[union-attr]
+            else:
+                upstream.dependents = [run]
     job.tasks = tasks
     if not ordered:
         _wire_in_spec_order(tasks)
@@ -88,11 +90,12 @@ def build_job(
 
 def _wire_in_spec_order(tasks: dict[str, TaskRun]) -> None:
     """Every task's dependents in the order of the spec, as an ordered job has them."""
-    for run in tasks.values():
-        run.dependents.clear()
+    wired: dict[str, list[TaskRun]] = {}
     for run in tasks.values():
         for dep in run.spec.dependencies:
-            tasks[dep].dependents.append(run)
+            wired.setdefault(dep, []).append(run)
+    for run in tasks.values():
+        run.dependents = wired.get(run.id, ())
 
 
 def _check_acyclic(spec: JobSpec, tasks: dict[str, TaskRun]) -> None:

@@ -90,7 +90,9 @@ class TaskRun:
         self.state = _PENDING
         self.attempts = 0
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
-        self.dependents: list[TaskRun] = []
+        # A list from its first dependent on (see build_job); a task without any (the last
+        # of a DAG, often most of its tasks) shares the empty tuple instead of a list each.
+        self.dependents: list[TaskRun] | tuple[()] = ()
         # READY: where the task waits once dispatched
         self.in_flight = False  # dispatched: counts against the job's limit
         self.admission: asyncio.Future[Any] | None = None  # waiting for its runner to admit it
