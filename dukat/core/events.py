@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from dukat.core.states import JobState, TaskState
@@ -86,22 +86,29 @@ class Snapshot(Event):
 
 Record = tuple  # (event class, sequence, time, *the class's own fields)
 
-RECORD_WIDTH = 7
-"""Items of the longest record (a TaskStateChanged's); the log pads shorter ones to it."""
-
-# How many items of a (padded) record are its own, by event class.
+# The length of each kind of record: one item per field of its event, the class standing in
+# for the job id (which the log knows).
 _RECORD_LENGTH = {
-    TaskStateChanged: 7,
-    JobStateChanged: 5,
-    TaskProgress: 6,
-    TaskOutput: 6,
+    kind: len(fields(kind))
+    for kind in (TaskStateChanged, JobStateChanged, TaskProgress, TaskOutput)
 }
-_PADDING = {length: (None,) * (RECORD_WIDTH - length) for length in range(RECORD_WIDTH + 1)}
+RECORD_WIDTH = max(_RECORD_LENGTH.values())
+"""Items of the longest record (a TaskStateChanged's); the log pads shorter ones to it."""
+_PADDING = {kind: (None,) * (RECORD_WIDTH - length) for kind, length in _RECORD_LENGTH.items()}
 
 
 def event_of(record: Sequence[Any], job_id: str) -> Event:
     """The `Event` a record of job `job_id` stands for."""
     return record[0](record[1], job_id, *record[2 : _RECORD_LENGTH[record[0]]])
+
+
+def _padded(record: Record) -> Record:
+    """The record as the log stores it, RECORD_WIDTH items long; ValueError if malformed:
+    one item too many or too few would shift every record after it."""
+    kind = record[0]
+    if _RECORD_LENGTH.get(kind) != len(record):
+        raise ValueError(f"not an event record: {record!r}")
+    return tuple(record) + _PADDING[kind]
 
 
 class EventLog:
@@ -148,9 +155,7 @@ class EventLog:
 
     def append(self, record: Record) -> None:
         """Add `(EventClass, sequence, time, *fields)`; sequences must follow each other."""
-        self.items.extend(record)
-        if len(record) < RECORD_WIDTH:
-            self.items.extend(_PADDING[len(record)])
+        self.items.extend(_padded(record))
         if record[1] >= self.full_at or self.waiters:
             self.appended()
 
@@ -194,8 +199,7 @@ class EventLog:
             raise ValueError(f"records do not end at sequence {last_sequence}")
         items: list[Any] = []
         for record in records:
-            items.extend(record)
-            items.extend(_PADDING[len(record)])
+            items.extend(_padded(record))
         self.items = items
         self._first = last_sequence - len(records) + 1
         self.full_at = self._first + self.trim_at - 1

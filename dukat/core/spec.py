@@ -86,18 +86,17 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
     if problems:
         _raise(problems)
 
+    if set(map(type, tasks)) != {TaskSpec}:  # the field pass below unpacks each one
+        for index, task in enumerate(tasks):
+            if not isinstance(task, TaskSpec):
+                problem(None, None, f"tasks[{index}]", f"not a TaskSpec: {type(task).__name__}")
+        if problems:
+            _raise(problems)
+
     # This runs for every task of every job: the common, valid case costs a few comparisons,
     # most of them in C. Only a job with a problem in its ids takes `_index_ids`' slow walk.
-    try:
-        index_of = {task[0]: index for index, task in enumerate(tasks)}  # task[0]: its id
-    except TypeError:  # an unhashable id
-        index_of = {}
-    if (
-        len(index_of) < len(tasks)  # a duplicate (or an unhashable) id
-        or "" in index_of
-        or set(map(type, index_of)) != {str}
-        or max(map(len, index_of)) > MAX_ID_LENGTH
-    ):
+    index_of = _index_str_ids(tasks)
+    if index_of is None:
         index_of = _index_ids(tasks, problem)
 
     # Unpacked rather than read by name: a TaskSpec field by name is a descriptor call.
@@ -143,6 +142,22 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
 
 
 Problem = Callable[[str | None, int | None, str, str], None]
+
+
+def _index_str_ids(tasks: tuple[TaskSpec, ...]) -> dict[str, int] | None:
+    """Each id's position, if every id is a distinct, non-empty, short enough str; else None."""
+    try:
+        index_of = {task[0]: index for index, task in enumerate(tasks)}  # task[0]: its id
+        if (
+            len(index_of) == len(tasks)  # no duplicate
+            and set(map(type, index_of)) == {str}  # before anything compares them to a str
+            and "" not in index_of
+            and max(map(len, index_of)) <= MAX_ID_LENGTH
+        ):
+            return index_of
+    except Exception:  # an id that cannot be hashed, or compared: `_index_ids` says which
+        pass
+    return None
 
 
 def _index_ids(tasks: tuple[TaskSpec, ...], problem: Problem) -> dict[str, int]:

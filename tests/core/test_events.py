@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 
 import pytest
 
+from dukat.core.context import current_task
 from dukat.core.events import (
+    Event,
     EventLog,
     JobStateChanged,
     TaskOutput,
@@ -14,6 +17,9 @@ from dukat.core.events import (
     TaskStateChanged,
     event_of,
 )
+from dukat.core.runners import CallableAction
+from dukat.core.scheduler import Scheduler
+from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState
 
 
@@ -100,3 +106,69 @@ def test_a_held_log_shows_only_what_was_published() -> None:
     assert [event.sequence for event in log.read(0)] == [1, 2]
     log.publish(1)  # never fewer than before
     assert log.visible_sequence == 2
+
+
+def test_a_held_log_trimmed_past_what_was_published_shows_nothing_unpublished() -> None:
+    log = EventLog("job", limit=5, held=True)
+    for sequence in range(1, 5):
+        log.append(task_record(sequence))
+    log.publish(4)
+    for sequence in range(5, 11):  # the tenth trims the log to 6..10, none of them published
+        log.append(task_record(sequence))
+    assert log.first_sequence == 6
+    assert log.read(5) == [] and log.read(5, limit=1) == []
+    assert log.read(3) is None
+    log.publish(8)
+    assert [event.sequence for event in log.read(5)] == [6, 7, 8]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        (JobStateChanged, 1, 1.0, JobState.RUNNING),  # a field short
+        (TaskStateChanged, 1, 1.0, "a", TaskState.READY, 0, "", "extra"),
+        (Event, 1, 1.0),  # not a kind the log keeps
+    ],
+    ids=["short", "long", "unknown-kind"],
+)
+def test_a_malformed_record_is_refused_before_it_can_shift_the_others(record) -> None:
+    log = EventLog("job")
+    log.append(task_record(1))
+    with pytest.raises(ValueError, match="not an event record"):
+        log.append(record)
+    with pytest.raises(ValueError, match="not an event record"):
+        EventLog("job").restore([record], 1)
+    assert log.read(0) == [TaskStateChanged(1, "job", 1.0, "a", TaskState.READY, 0, "")]
+
+
+async def test_every_record_the_scheduler_makes_has_its_kind_s_length() -> None:
+    """The scheduler appends task state records to the log without the log's checks."""
+    records: list[tuple[object, ...]] = []
+
+    async def reporting() -> None:
+        context = current_task()
+        context.report_progress(0.5, "half")
+        context.output("stdout", "a line\n")
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    async with Scheduler() as scheduler:
+        scheduler.add_record_listener(lambda _, record: records.append(record))
+        job_id = scheduler.submit(
+            JobSpec(
+                tasks=(
+                    TaskSpec("report", CallableAction(reporting)),
+                    TaskSpec("fail", CallableAction(failing)),
+                    TaskSpec("skipped", CallableAction(reporting), dependencies=("fail",)),
+                )
+            )
+        )
+        assert await scheduler.wait(job_id) is JobState.FAILED
+        events = [event async for batch in scheduler.watch(job_id) for event in batch]
+
+    kinds = {type(event) for event in events}
+    assert kinds == {JobStateChanged, TaskStateChanged, TaskProgress, TaskOutput}
+    assert len(records) == len(events)
+    for record, event in zip(records, events, strict=True):
+        assert len(record) == len(fields(event)) and event_of(record, job_id) == event

@@ -315,3 +315,16 @@ async def test_executors_sharing_a_scheduler_get_their_results_with_small_retent
     outcomes = await asyncio.gather(*runs, return_exceptions=True)
     await scheduler.close()
     assert [o["t"].result if isinstance(o, dict) else o for o in outcomes] == ["done", "done"]
+
+
+async def test_a_long_cycle_closed_by_a_task_added_in_the_middle_is_rejected():
+    executor = ParallelTaskExecutor(max_concurrency=3)
+    await executor.add_task(Task("d", noop), dependencies=["c"])
+    await executor.add_task(Task("a", noop), dependencies=["e"])
+    await executor.add_task(Task("b", noop), dependencies=["a"])
+    await executor.add_task(Task("e", noop), dependencies=["d"])  # e <- d <- c, c not yet added
+    with pytest.raises(CycleError) as caught:
+        await executor.add_task(Task("c", noop), dependencies=["b"])  # c <- b <- a <- e <- d <- c
+    assert caught.value.cycle == ("c", "b", "a", "e", "d", "c")
+    await executor.add_task(Task("c", noop))
+    assert {r.state for r in (await executor.execute_all()).values()} == {TaskState.SUCCEEDED}

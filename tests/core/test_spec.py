@@ -85,3 +85,25 @@ def test_every_problem_of_the_job_is_listed_ids_first() -> None:
 
 def test_good_optional_fields_pass() -> None:
     assert check(task("a", timeout=0.5, retry=RetryPolicy(max_attempts=2), priority=-3)) == {"a": 0}
+
+
+def test_a_task_that_is_not_a_task_spec_is_named() -> None:
+    _, found = problems(task("a"), ("b", "an action"))  # type: ignore[arg-type]
+    assert found == [("tasks[1]", "not a TaskSpec: tuple")]
+
+
+def test_an_id_that_cannot_be_hashed_or_compared_is_a_bad_id_not_a_crash() -> None:
+    class Awkward:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash")
+
+    _, found = problems(task("a"), task(Awkward()))
+    assert found == [("tasks[1].id", "a task needs a non-empty id")]
+
+
+def test_a_str_subclass_id_and_a_duplicate_are_told_apart() -> None:
+    class Name(str):
+        pass
+
+    _, found = problems(task(Name("a")), task("b"), task("b"))
+    assert found == [("tasks[2].id", "duplicate task id 'b'")]
