@@ -65,13 +65,14 @@ def build_job(
     # Each task is wired to its dependencies as its record is made, which those that come
     # before it in the spec already have (the usual job, in topological order: no cycle).
     ordered = True
+    guarded: list[TaskRun] = []  # given their breakers once the job is known to be valid
     for task_spec, runner in zip(spec.tasks, runners, strict=True):
-        name = task_spec.circuit_breaker
-        breaker = None if name is None else breakers.get(name)
         key = id(runner)
         if key not in hooks:
             hooks[key] = getattr(runner, "admit", None)
-        tasks[task_spec.id] = run = TaskRun(task_spec, job, runner, breaker, hooks[key])
+        tasks[task_spec.id] = run = TaskRun(task_spec, job, runner, None, hooks[key])
+        if task_spec.circuit_breaker is not None:
+            guarded.append(run)
         for dep in task_spec.dependencies:
             upstream = tasks[dep]
             if upstream.__class__ is not TaskRun:  # still a position: a task further down
@@ -84,6 +85,10 @@ def build_job(
     if not ordered:
         _wire_in_spec_order(tasks)
         _check_acyclic(spec, tasks)
+    # Only now: `get` registers a breaker it does not know yet, and a job rejected for a
+    # cycle must leave nothing behind.
+    for run in guarded:
+        run.breaker = breakers.get(run.spec.circuit_breaker)  # type: ignore[arg-type]
     job.remaining = len(tasks)
     return job
 

@@ -775,6 +775,16 @@ async def test_dependents_made_ready_together_run_in_the_order_of_the_spec(make,
     assert calls == ["root", *(t for t in order if t != "root")]
 
 
+async def test_a_job_rejected_for_a_cycle_registers_none_of_its_breakers(make):
+    s = make()
+    tasks = (spec("a", noop, "b", circuit_breaker="fresh"), spec("b", noop, "a"))
+    with pytest.raises(CycleError):
+        s.submit(job(*tasks))
+    assert "fresh" not in s.breakers and s.jobs() == []
+    s.submit(job(spec("a", noop, circuit_breaker="fresh")))  # a valid one does
+    assert "fresh" in s.breakers
+
+
 async def test_cycle_is_rejected_with_its_path(make):
     s = make()
     deps = {"a": ("c",), "b": ("a",), "c": ("b",), "free": ()}
