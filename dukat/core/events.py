@@ -179,7 +179,7 @@ class EventLog:
     @property
     def visible_sequence(self) -> int:
         """The newest sequence readers may see: the last, or the last published if held."""
-        last = self._first + len(self.items) // RECORD_WIDTH - 1
+        last = self.last_sequence
         published = self.published
         return last if published is None or published > last else published
 
