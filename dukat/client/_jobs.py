@@ -12,8 +12,9 @@ from dukat import convert
 from dukat.client._connection import Connection
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff
-from dukat.core.events import Event
+from dukat.core.events import Event, JobStateChanged, Snapshot
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.errors import DaemonNotFoundError
 from dukat.v1 import job_pb2, scheduler_pb2
 
 __all__ = ["JobHandle"]
@@ -145,22 +146,29 @@ class JobHandle:
                 call.cancel()  # the consumer stopped early: end the stream on the daemon too
 
     async def wait(self) -> JobSnapshot:
-        """Wait for the job to end (its terminal event on Watch); the job then (GetJob)."""
+        """Wait for the job to end (its terminal event on Watch); the job then (GetJob).
+
+        When the daemon has dropped the job by then (its retention: `--retain-finished-jobs`,
+        `--finished-job-ttl`), the job as its events left it: state, message, `finished_at`
+        and `last_sequence` from its terminal event, labels and `created_at` from a look
+        before, and no `tasks`, which went with it (results included).
+        """
         if self._probe:
             # Its state and sequence only (one task, not every task): the job just started.
-            job = await self._get_job([self._probe])
-            state = convert.JOB_STATES.from_proto(job.state, "state")
-            last_sequence = job.last_sequence
+            seen = _without_tasks(convert.job_from_proto(await self._get_job([self._probe])))
         else:
             snapshot = await self.get()
             if snapshot.state.is_terminal:
                 return snapshot
-            state, last_sequence = snapshot.state, snapshot.last_sequence
-        if not state.is_terminal:
+            seen = _without_tasks(snapshot)
+        if not seen.state.is_terminal:
             # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
-            async for _ in self._events(last_sequence, job_events_only=True):
-                pass
-        return await self.get()
+            async for event in self._events(seen.last_sequence, job_events_only=True):
+                seen = _after(seen, event)
+        try:
+            return await self.get()
+        except DaemonNotFoundError:
+            return seen  # dropped since it ended
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobHandle) and other.job_id == self.job_id
@@ -170,6 +178,25 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} at {self._connection.address}>"
+
+
+def _without_tasks(snapshot: JobSnapshot) -> JobSnapshot:
+    return dataclasses.replace(snapshot, tasks=())
+
+
+def _after(seen: JobSnapshot, event: Event) -> JobSnapshot:
+    """The job as `seen`, then `event` (a job event: a state change or a snapshot)."""
+    if isinstance(event, Snapshot):
+        return _without_tasks(event.job)
+    if isinstance(event, JobStateChanged):
+        return dataclasses.replace(
+            seen,
+            state=event.state,
+            message=event.message,
+            finished_at=event.time if event.state.is_terminal else seen.finished_at,
+            last_sequence=event.sequence,
+        )
+    return seen
 
 
 def _outcome(status: TaskStatus) -> TaskResult:

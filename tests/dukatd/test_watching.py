@@ -1,9 +1,10 @@
-"""Watch on a journaled daemon while retention drops finished jobs: every watch ends.
+"""Watch and `handle.wait()` on a journaled daemon (issue 10) while retention drops jobs.
 
 The journal holds each job's events back from watchers until they are on disk, and
 publishes them after each commit; a commit that also dropped finished jobs once published
 nothing for the jobs written before the drop, and a job dropped before its publish came was
-never published at all: their watchers waited for ever (issue 10, item 1).
+never published at all: their watchers waited for ever (item 1). `wait()` asked GetJob for
+the job after its end, which a job dropped meanwhile answered NOT_FOUND (item 11).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 import dukat
 from dukat.actions import DispatchAction
-from dukat.core import JobSpec, TaskSpec
+from dukat.core import JobSpec, JobState, TaskSpec
+from dukat.errors import DaemonNotFoundError
 from dukat.v1 import job_pb2, scheduler_pb2
 from tests.dukatd.test_recovery import Running
 from tests.helpers import wait_for
@@ -22,8 +26,8 @@ JOBS = 60
 RETAINED = 3
 
 
-def one_task_job() -> JobSpec:
-    return JobSpec(tasks=(TaskSpec("t", DispatchAction("q", b"x")),))
+def one_task_job(**labels: str) -> JobSpec:
+    return JobSpec(tasks=(TaskSpec("t", DispatchAction("q", b"x")),), labels=labels)
 
 
 async def echo(task: object) -> bytes:
@@ -57,3 +61,24 @@ async def test_every_watch_ends_while_retention_drops_finished_jobs(short_tmp: P
         for handle in handles[-RETAINED:]:
             states = await asyncio.wait_for(job_states_seen(running, handle.job_id), 5)
             assert states[-1] == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_wait_gives_the_end_of_a_job_that_retention_drops_as_it_ends(short_tmp: Path):
+    async with (
+        Running(short_tmp, retain_finished_jobs=0) as running,
+        dukat.connect(running.config.listen[0]) as client,
+    ):
+        handle = await client.submit(one_task_job(team="data"))
+        seen = await handle.get()
+        waiting = asyncio.create_task(handle.wait())
+        await wait_for(lambda: running.daemon.service.watchers == 1)
+        async with client.worker("q", echo):
+            job = await asyncio.wait_for(waiting, 10)
+        with pytest.raises(DaemonNotFoundError):
+            await handle.get()  # it is gone: what wait gives comes from its events
+        assert (job.job_id, job.state) == (handle.job_id, JobState.SUCCEEDED)
+        assert job.labels == seen.labels == {"team": "data"}
+        assert job.message == "1 tasks succeeded" and job.created_at == seen.created_at
+        assert job.finished_at is not None and job.finished_at >= job.created_at
+        assert job.last_sequence > seen.last_sequence
+        assert job.tasks == ()  # the daemon no longer holds them
