@@ -166,7 +166,7 @@ class JobHandle:
             snapshot = await self.get()
             if snapshot.state.is_terminal:
                 return snapshot
-            probe = snapshot.tasks[0].id if snapshot.tasks else ""
+            probe = snapshot.tasks[0].id  # a job has at least one
             seen = _without_tasks(snapshot)
         if not seen.state.is_terminal:
             seen = await self._until_end(seen, probe)
@@ -187,7 +187,7 @@ class JobHandle:
                 seen = _after(seen, event)
             return seen
         except ResourceExhaustedError:
-            pass
+            pass  # no Watch for us now: poll
         polls = Backoff(_POLL)
         while not seen.state.is_terminal:
             await polls.wait()

@@ -144,7 +144,8 @@ async def test_wait_polls_get_job_while_watch_is_refused(short_tmp: Path):
         watching = asyncio.create_task(first.wait())
         service = running.daemon.service
         await wait_for(lambda: service.watchers == 1)
-        polling = asyncio.create_task(second.wait())  # its Watch is refused: it polls
+        # Its Watch is refused: it polls (a handle by id, which learns a task id to ask for).
+        polling = asyncio.create_task(client.job(second.job_id).wait())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         while not await handled(running, "Watch", "ResourceExhausted"):
