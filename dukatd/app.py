@@ -166,6 +166,8 @@ class Daemon:
         self.service = SchedulerService(
             self.scheduler,
             allow_exec=config.allow_exec,
+            max_watchers=config.max_watch_streams,
+            max_watchers_per_client=config.max_watch_streams_per_client,
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,

@@ -171,6 +171,10 @@ class Config:
     """Largest size of the journal file (0: no limit); past it Submit is refused."""
     event_log_length: int = 10_000
     """Events kept per job for replay; a watcher behind that gets a snapshot."""
+    max_watch_streams: int = 1_000
+    """Watch streams open at once."""
+    max_watch_streams_per_client: int = 100
+    """Watch streams one client (its dukat-client-id metadata, else its peer) may hold open."""
     retain_finished_jobs: int = 1_000
     """Finished jobs kept in memory for GetJob, Watch and ListJobs."""
     finished_job_ttl: float = 3600.0
@@ -301,6 +305,8 @@ def _validate(config: Config) -> None:
         "output_tail_bytes": 0,
         "journal_max_bytes": 0,
         "event_log_length": 1,
+        "max_watch_streams": 1,
+        "max_watch_streams_per_client": 1,
         "retain_finished_jobs": 0,
     }
     for option, least in whole_numbers.items():

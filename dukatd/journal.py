@@ -583,6 +583,7 @@ class Journal:
         tasks: dict[int, list[tuple[Any, ...]]] = {}  # key -> its task changes, in order
         # key -> [last sequence, state, message, finished, job id]
         jobs: dict[int, list[Any]] = {}
+        marks: dict[str, int] = {}  # job id -> last sequence written, whatever was dropped
         added: list[str] = []
         refused: list[str] = []
         dropped: list[tuple[str, int]] = []
@@ -649,7 +650,7 @@ class Journal:
                     if key is not None:
                         dropped.append((operation[1], key))
                         # Writes of this batch for it go first, then all of it.
-                        self._flush(events, tasks, jobs)
+                        marks.update(self._flush(events, tasks, jobs))
                         events, tasks, jobs = {}, {}, {}
                         self._trim_at.pop(key, None)
                         for table in ("event_chunks", "task_changes", "cancels", "job_specs"):
@@ -661,7 +662,7 @@ class Journal:
                         "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings",
                         operation[1:],
                     )
-            self._flush(events, tasks, jobs)
+            marks.update(self._flush(events, tasks, jobs))
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -672,17 +673,18 @@ class Journal:
             raise
         if dropped:
             self._vacuum_some()
-        return {update[4]: update[0] for update in jobs.values()}, refused
+        return marks, refused
 
     def _flush(
         self,
         events: dict[int, list[tuple[Any, ...]]],
         tasks: dict[int, list[tuple[Any, ...]]],
         jobs: dict[int, list[Any]],
-    ) -> None:
+    ) -> dict[str, int]:
         """One row of events and one of task changes per job, whatever their number: a row
         costs SQLite (and the loop, whose GIL each row's step gives up and takes back) far
-        more than packing does."""
+        more than packing does. Returns the last sequence written per job id: each of them
+        is to be published once the transaction commits."""
         db = self._db
         if events:
             db.executemany(
@@ -716,6 +718,7 @@ class Journal:
                         (key, last - tail),
                     )
                     trim_at[key] = last + tail
+        return {update[4]: update[0] for update in jobs.values()}
 
     def _vacuum_some(self) -> None:
         """Give freed pages back to the file system once a good share of the file is free."""

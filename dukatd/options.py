@@ -387,6 +387,26 @@ OPTIONS: tuple[Option, ...] = (
         from_toml=_toml_int,
     ),
     Option(
+        field="max_watch_streams",
+        flag="--max-watch-streams",
+        env="DUKATD_MAX_WATCH_STREAMS",
+        help="Watch streams open at once; more is RESOURCE_EXHAUSTED. Default: 1000",
+        metavar="N",
+        from_text=_text_int,
+        from_toml=_toml_int,
+    ),
+    Option(
+        field="max_watch_streams_per_client",
+        flag="--max-watch-streams-per-client",
+        env="DUKATD_MAX_WATCH_STREAMS_PER_CLIENT",
+        help="Watch streams one client may have open at once, so that one cannot take them "
+        "all; more is RESOURCE_EXHAUSTED. A client is a dukat-client-id metadata value (the "
+        "Python client sends one per connect()), else a peer address. Default: 100",
+        metavar="N",
+        from_text=_text_int,
+        from_toml=_toml_int,
+    ),
+    Option(
         field="retain_finished_jobs",
         flag="--retain-finished-jobs",
         env="DUKATD_RETAIN_FINISHED_JOBS",

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from dukat import convert
+from dukat.client import CLIENT_ID_KEY
 from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
@@ -31,7 +32,7 @@ from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
-__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService", "result_budget_for"]
+__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService", "client_of", "result_budget_for"]
 
 
 def result_budget_for(max_message_bytes: int) -> int:
@@ -54,6 +55,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         allow_exec: bool = False,
         watch_batch: int = 500,
         max_watchers: int = 1_000,
+        max_watchers_per_client: int = 100,
         watch_all_capacity: int = 100_000,
         default_page_size: int = 100,
         max_page_size: int = 1_000,
@@ -63,7 +65,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         request_ids: dict[str, str] | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
-        `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED.
+        `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
+        `max_watchers_per_client`: likewise for one client's (`client_of`), so that one
+        client cannot take every stream from the others.
         `watch_all_capacity`: events of all jobs held for watchers of every job (see
         `dukatd.event_ring`); the default takes the burst of a 100,000-task Submit (one
         READY event per task at once) in about 10 MB, and is held only while such a
@@ -79,7 +83,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.allow_exec = allow_exec
         self.watch_batch = watch_batch
         self.max_watchers = max_watchers
+        self.max_watchers_per_client = max_watchers_per_client
         self.watchers = 0
+        self._watchers_of: dict[str, int] = {}  # client -> its open Watch streams (> 0)
         self.ring = EventRing(scheduler, watch_all_capacity, source=journal)
         self.request_ids = RequestIds(scheduler)
         for request_id, job_id in (request_ids or {}).items():
@@ -160,7 +166,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Watch(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        with self._watcher(), self.streams.track(context):
+        with self._watcher(client_of(context)), self.streams.track(context):
             if request.job_id:
                 await self._watch_job(request, context)
             else:
@@ -200,17 +206,31 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                     await context.write(scheduler_pb2.WatchResponse(events=events))
 
     @contextlib.contextmanager
-    def _watcher(self) -> Iterator[None]:
+    def _watcher(self, client: str) -> Iterator[None]:
         if self.watchers >= self.max_watchers:
             raise Refusal(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{self.watchers} watch streams are open, the daemon's limit; close one first",
+                f"{self.watchers} watch streams are open, the daemon's limit "
+                "(--max-watch-streams); close one first, or poll GetJob",
+            )
+        held = self._watchers_of.get(client, 0)
+        if held >= self.max_watchers_per_client:
+            raise Refusal(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this client has {held} watch streams open, the daemon's limit per client "
+                "(--max-watch-streams-per-client); close one first, or poll GetJob",
             )
         self.watchers += 1
+        self._watchers_of[client] = held + 1
         try:
             yield
         finally:
             self.watchers -= 1
+            left = self._watchers_of[client] - 1
+            if left:
+                self._watchers_of[client] = left
+            else:
+                del self._watchers_of[client]
 
     @rpc_errors
     async def Cancel(
@@ -309,6 +329,17 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await session.serve(requests, context.write)
             finally:
                 hub.disconnect(session, "left")
+
+
+def client_of(context: grpc.aio.ServicerContext) -> str:
+    """Who makes a call, for the per-client limits: its `dukat-client-id` metadata, else
+    its peer address. A client sends any id it likes: the limits keep well-behaved clients
+    from starving each other, they do not stop a hostile one (the global limits do). A
+    unix socket shows every peer as `unix:`, so its clients that send no id count as one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ID_KEY:
+            return f"id:{value}"
+    return f"peer:{context.peer()}"
 
 
 def _refuse_exec(job: job_pb2.JobSpec) -> None:

@@ -14,7 +14,7 @@ on first use).
 
 from dukat.client._breaker import RemoteBreaker
 from dukat.client._client import Client, connect
-from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, channel_options
+from dukat.client._connection import CLIENT_ID_KEY, DEFAULT_MAX_MESSAGE_BYTES, channel_options
 from dukat.client._dispatch import DispatchTask, UpstreamResult
 from dukat.client._errors import ERRORS_BY_CODE
 from dukat.client._jobs import JobHandle
@@ -22,6 +22,7 @@ from dukat.client._reconnect import Reconnect
 from dukat.client._worker import Worker
 
 __all__ = [
+    "CLIENT_ID_KEY",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ERRORS_BY_CODE",
     "Client",

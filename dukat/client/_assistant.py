@@ -28,7 +28,7 @@ from dukat.core.parallel_executor import Task
 from dukat.core.results import TaskResult
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState
-from dukat.errors import TaskTimeoutError
+from dukat.errors import DaemonNotFoundError, TaskTimeoutError
 
 __all__ = ["RemoteAssistant"]
 
@@ -104,6 +104,13 @@ class RemoteAssistant:
             except asyncio.CancelledError:
                 await _cancel_for_the_caller(handle or client.submit(job, request_id=batch))
                 raise
+            if not snapshot.tasks:  # dropped as it ended: its tasks' outcomes went with it
+                raise DaemonNotFoundError(
+                    f"job {handle.job_id} ended {snapshot.state.value}, and the daemon dropped "
+                    "it before its tasks' outcomes could be read: raise the daemon's "
+                    "--retain-finished-jobs (or --finished-job-ttl)",
+                    code="NOT_FOUND",
+                )
             return {status.id: self._result(batch, status.id, status) for status in snapshot.tasks}
         finally:
             del self._tasks[batch]

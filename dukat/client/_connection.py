@@ -7,6 +7,7 @@ that comes too early, so this client pings every 30 s; both sides take messages 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,7 +17,12 @@ from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
 from dukat.v1 import breaker_pb2_grpc, scheduler_pb2_grpc
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "Connection", "channel_options"]
+__all__ = ["CLIENT_ID_KEY", "DEFAULT_MAX_MESSAGE_BYTES", "Connection", "channel_options"]
+
+CLIENT_ID_KEY = "dukat-client-id"
+"""Metadata naming the client that makes a call, for the daemon's per-client limits (open
+Watch streams): one id per `Connection`, sent with every call. Other clients may send their
+own; a call without one is counted by its peer address."""
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """The daemon's default (dukatd.server.DEFAULT_MAX_MESSAGE_BYTES): a 100,000-task Submit."""
@@ -78,7 +84,8 @@ class Connection:
         # Per-call metadata rather than call credentials: those need TLS, and the daemon's
         # default is a unix socket without it.
         self.metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token else ()
+            (CLIENT_ID_KEY, uuid.uuid4().hex),
+            *((("authorization", f"Bearer {token}"),) if token else ()),
         )
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
         self.breakers = breaker_pb2_grpc.CircuitBreakerServiceStub(self.channel)

@@ -11,12 +11,16 @@ import grpc
 from dukat import convert
 from dukat.client._connection import Connection
 from dukat.client._errors import from_rpc_error
-from dukat.client._reconnect import Backoff
-from dukat.core.events import Event
+from dukat.client._reconnect import Backoff, Reconnect
+from dukat.core.events import Event, JobStateChanged, Snapshot
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.errors import DaemonNotFoundError, ResourceExhaustedError
 from dukat.v1 import job_pb2, scheduler_pb2
 
 __all__ = ["JobHandle"]
+
+_POLL = Reconnect(initial_backoff=0.05, max_backoff=1.0, give_up_after=None)
+"""How `wait` polls GetJob while the daemon refuses it a Watch (jittered, as retries are)."""
 
 
 class JobHandle:
@@ -145,22 +149,50 @@ class JobHandle:
                 call.cancel()  # the consumer stopped early: end the stream on the daemon too
 
     async def wait(self) -> JobSnapshot:
-        """Wait for the job to end (its terminal event on Watch); the job then (GetJob)."""
-        if self._probe:
-            # Its state and sequence only (one task, not every task): the job just started.
-            job = await self._get_job([self._probe])
-            state = convert.JOB_STATES.from_proto(job.state, "state")
-            last_sequence = job.last_sequence
+        """Wait for the job to end (its terminal event on Watch); the job then (GetJob).
+
+        When the daemon refuses a Watch (RESOURCE_EXHAUSTED: its limits on open streams),
+        polls GetJob instead, every 50 ms at first and at most every second.
+
+        When the daemon has dropped the job by then (its retention: `--retain-finished-jobs`,
+        `--finished-job-ttl`), the job as its events left it: state, message, `finished_at`
+        and `last_sequence` from its terminal event, labels and `created_at` from a look
+        before, and no `tasks`, which went with it (results included).
+        """
+        probe = self._probe
+        if probe:
+            seen = await self._glance(probe)
         else:
             snapshot = await self.get()
             if snapshot.state.is_terminal:
                 return snapshot
-            state, last_sequence = snapshot.state, snapshot.last_sequence
-        if not state.is_terminal:
+            probe = snapshot.tasks[0].id  # a job has at least one
+            seen = _without_tasks(snapshot)
+        if not seen.state.is_terminal:
+            seen = await self._until_end(seen, probe)
+        try:
+            return await self.get()
+        except DaemonNotFoundError:
+            return seen  # dropped since it ended
+
+    async def _glance(self, probe: str) -> JobSnapshot:
+        """The job now, without its tasks: GetJob asked for one task (`probe`), not all."""
+        return _without_tasks(convert.job_from_proto(await self._get_job([probe])))
+
+    async def _until_end(self, seen: JobSnapshot, probe: str) -> JobSnapshot:
+        """The job as it ended: followed on Watch, else polled (see `wait`)."""
+        try:
             # From the snapshot's sequence on: a 100,000-task job is not replayed from the start.
-            async for _ in self._events(last_sequence, job_events_only=True):
-                pass
-        return await self.get()
+            async for event in self._events(seen.last_sequence, job_events_only=True):
+                seen = _after(seen, event)
+            return seen
+        except ResourceExhaustedError:
+            pass  # no Watch for us now: poll
+        polls = Backoff(_POLL)
+        while not seen.state.is_terminal:
+            await polls.wait()
+            seen = await self._glance(probe)
+        return seen
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobHandle) and other.job_id == self.job_id
@@ -170,6 +202,25 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} at {self._connection.address}>"
+
+
+def _without_tasks(snapshot: JobSnapshot) -> JobSnapshot:
+    return dataclasses.replace(snapshot, tasks=())
+
+
+def _after(seen: JobSnapshot, event: Event) -> JobSnapshot:
+    """The job as `seen`, then `event` (a job event: a state change or a snapshot)."""
+    if isinstance(event, Snapshot):
+        return _without_tasks(event.job)
+    if isinstance(event, JobStateChanged):
+        return dataclasses.replace(
+            seen,
+            state=event.state,
+            message=event.message,
+            finished_at=event.time if event.state.is_terminal else seen.finished_at,
+            last_sequence=event.sequence,
+        )
+    return seen
 
 
 def _outcome(status: TaskStatus) -> TaskResult:

@@ -47,6 +47,7 @@ from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
 from dukat.core.events import (
     Event,
+    EventLog,
     JobStateChanged,
     Snapshot,
     TaskOutput,
@@ -132,6 +133,9 @@ class Scheduler:
 
         self._jobs: dict[str, JobRun] = {}
         self._finished = FinishedJobs(retain_finished_jobs, retain_finished_for)
+        # Held logs of dropped jobs not yet published to their end: their watchers still
+        # wait for `publish` to show them the rest (the terminal event, at least).
+        self._unpublished: dict[str, EventLog] = {}
         self._live_jobs = 0
         self._job_order = itertools.count()
         self._fair = FairShare()
@@ -297,10 +301,19 @@ class Scheduler:
         return job_id
 
     def publish(self, job_id: str, sequence: int) -> None:
-        """Let watchers of a held job (`hold_events`) see its events up to `sequence`."""
+        """Let watchers of a held job (`hold_events`) see its events up to `sequence`.
+
+        A job dropped meanwhile (retention, `forget`) is published to as well: its watchers
+        hold on to it until they have seen its end."""
         job = self._jobs.get(job_id)
         if job is not None:
             job.log.publish(sequence)
+            return
+        log = self._unpublished.get(job_id)
+        if log is not None:
+            log.publish(sequence)
+            if log.ended:
+                del self._unpublished[job_id]
 
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
@@ -1021,6 +1034,8 @@ class Scheduler:
         frees the records as soon as the last holder of the job (a reader still sending
         its results, say) lets go; their tasks, results and events all stay readable."""
         del self._jobs[job.id]
+        if not job.log.ended:  # held, its end not published yet: `publish` still owes it
+            self._unpublished[job.id] = job.log
         for run in job.tasks.values():
             run.job = None
         for listener in self._drop_listeners:

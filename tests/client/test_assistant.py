@@ -20,8 +20,9 @@ from dukat.core.async_assistant import get_async_assistant
 from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState
-from dukat.errors import TaskTimeoutError
+from dukat.errors import DaemonNotFoundError, TaskTimeoutError
 from tests.client.daemon import Daemon, running_daemon
+from tests.helpers import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -130,6 +131,28 @@ async def test_cancelling_the_caller_cancels_its_job_on_the_daemon(daemon: Daemo
         "stuck": TaskState.CANCELLED,
         "after": TaskState.CANCELLED,
     }
+
+
+async def test_the_remote_assistant_says_so_when_retention_drops_its_job_as_it_ends() -> None:
+    # The job's tasks, which its results are read from, go with the job: no empty answer.
+    scheduler = Scheduler(max_concurrency=4, retain_finished_jobs=0)
+    gate = asyncio.Event()
+
+    async def gated() -> str:
+        await gate.wait()
+        return "done"
+
+    async with (
+        running_daemon(scheduler=scheduler, work_hub=work_hub.WorkerHub(scheduler)) as daemon,
+        await get_async_assistant(model_name="dropped", address=daemon.address) as remote,
+    ):
+        running = asyncio.create_task(
+            remote.execute_tasks_in_parallel([{"task_id": "a", "func": gated}])
+        )
+        await wait_for(lambda: daemon.service.watchers == 1)  # waiting for the job's end
+        gate.set()
+        with pytest.raises(DaemonNotFoundError, match="--retain-finished-jobs"):
+            await asyncio.wait_for(running, 10)
 
 
 # Cancelled at 0 to 3.75 ms: some of these land after the daemon made the job but before

@@ -294,6 +294,42 @@ async def test_a_held_watcher_does_not_end_before_the_last_event_is_published(ma
     assert seen == list(range(1, last + 1))
 
 
+async def test_a_held_job_dropped_before_its_end_is_published_still_ends_its_watcher(make):
+    # Retention may drop a finished job before the journal has published its last events:
+    # its watcher must still see them when they are published, and end.
+    s = make(hold_events=True, retain_finished_jobs=1)
+    job_id = s.submit(JobSpec(tasks=(spec([], "a"),)))
+    await finished(s, job_id)
+    last = s.get_job(job_id).last_sequence
+    s.publish(job_id, 1)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for batch in s.watch(job_id, 0):
+            seen.extend(event.sequence for event in batch)
+
+    watching = asyncio.ensure_future(watch())
+    await wait_for(lambda: seen == [1])
+    s.forget(job_id)
+    s.publish(job_id, last)
+    await asyncio.wait_for(watching, 5)
+    assert seen == list(range(1, last + 1))
+    # Published to its end, the dropped job is let go of.
+    assert not s._unpublished
+    # One dropped by retention likewise.
+    dropped = s.submit(JobSpec(tasks=(spec([], "a"),)))
+    await finished(s, dropped)
+    watcher = s.watch(dropped, 0)
+    pending = asyncio.ensure_future(anext(watcher))
+    await settle()
+    await finished(s, s.submit(JobSpec(tasks=(spec([], "a"),))))
+    assert dropped not in s and not pending.done()
+    s.publish(dropped, last)  # one task each: as many events as the first job
+    batch = await asyncio.wait_for(pending, 5)
+    assert batch[-1].sequence == last and isinstance(batch[-1], JobStateChanged)
+    assert [b async for b in watcher] == []
+
+
 async def test_forgetting_and_retention_tell_the_drop_listeners(make):
     s = make(retain_finished_jobs=1)
     dropped: list[str] = []

@@ -218,6 +218,8 @@ def test_a_whole_file(tmp_path):
         event_log_length = 100
         retain_finished_jobs = 10
         finished_job_ttl = 60
+        max_watch_streams = 50
+        max_watch_streams_per_client = 5
         keepalive_time = "1m"
         kill_grace = 1.5
         log_level = "debug"
@@ -244,6 +246,7 @@ def test_a_whole_file(tmp_path):
     assert config.token_file == Path("/etc/dukatd/token")
     assert (config.max_tasks_per_job, config.event_log_length) == (5000, 100)
     assert (config.retain_finished_jobs, config.finished_job_ttl) == (10, 60.0)
+    assert (config.max_watch_streams, config.max_watch_streams_per_client) == (50, 5)
     assert (config.keepalive_time, config.kill_grace) == (60.0, 1.5)
     assert config.log_level == "DEBUG"
     assert dict(config.resources) == {"cpu": 4.0, "licences": 2.0}
@@ -278,6 +281,13 @@ def test_a_whole_file(tmp_path):
         (["--resource", "cpu=1", "--resource", "cpu=2"], {}, "--resource", "twice"),
         (["--resource", "custom=1"], {}, "--resource", "custom"),
         ([], {"DUKATD_RESOURCES": "a b=1"}, "DUKATD_RESOURCES", "not a resource name"),
+        (
+            ["--max-watch-streams-per-client", "0"],
+            {},
+            "--max-watch-streams-per-client",
+            "at least 1",
+        ),
+        ([], {"DUKATD_MAX_WATCH_STREAMS": "lots"}, "DUKATD_MAX_WATCH_STREAMS", "whole number"),
         (["--shutdown-grace", "soon"], {}, "--shutdown-grace", "seconds"),
         (["--keepalive-time", "0"], {}, "--keepalive-time", ">= 0.001"),
         (["--max-message-bytes", "64MB"], {}, "--max-message-bytes", "64MiB"),

@@ -85,7 +85,9 @@ async def hosts(tmp_path: Path) -> AsyncIterator[Callable[..., Host]]:
 
     def make(**options: Any) -> Host:
         journal_options = {
-            k: options.pop(k) for k in ("event_tail", "max_bytes", "sync") if k in options
+            k: options.pop(k)
+            for k in ("event_tail", "max_bytes", "sync", "commit_delay")
+            if k in options
         }
         made.append(Host(open_journal(tmp_path, **journal_options), **options))
         return made[-1]
@@ -160,6 +162,22 @@ async def test_a_dropped_job_leaves_nothing_behind(hosts):
     db = host.journal._db
     for table in ("jobs", "task_changes", "event_chunks", "cancels"):
         assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+async def test_a_commit_that_drops_a_job_publishes_every_job_it_wrote(hosts):
+    # Nothing hurries the writer: what follows is queued, then committed as one.
+    host = hosts(retain_finished_jobs=1, commit_delay=30)
+    first = await host.submit(chain(1))
+    await finished(host.scheduler, first)
+    await host.journal.sync()
+    second = await host.submit(chain(1))
+    log = host.scheduler._jobs[second].log
+    # Its events, then the drop of the first job (retention keeps one): one commit.
+    await finished(host.scheduler, second)
+    assert first not in host.scheduler and log.visible_sequence == 0
+    await host.journal.sync()
+    assert log.visible_sequence == log.last_sequence
+    assert [b async for b in host.scheduler.watch(second, log.last_sequence)] == []
 
 
 async def test_the_file_stays_bounded_under_a_steady_stream_of_jobs(hosts, tmp_path):
