@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-peers clean protos protos-check
+.PHONY: install run test test-go test-ts lint bench bench-peers clean protos protos-check
 
 install: $(STAMP)
 
@@ -53,8 +53,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+test: install lint test-go test-ts
 	$(BIN)/python -m pytest
+
+# The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
+# knows nothing of: -count=1 runs them every time. gofmt guards the Go; tsc is strict.
+test-go: install
+	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
+	cd $(GO_CLIENT) && go test -count=1 ./...
+
+test-ts: install $(NPM_STAMP)
+	cd $(TS_CLIENT) && npm test --silent
 
 # The wire contract (protos/, the source of truth) and the code made from it, generated only and
 # committed: the Python stubs (dukat/v1/), the Go client's (clients/go/gen/) and the TypeScript
