@@ -1,10 +1,12 @@
-# One entry point for humans and CI. Everything is installed into .venv by `make install`.
+# One entry point for humans and CI. Python's tools and dukat go into .venv (`make install`); the
+# Go and TypeScript clients' generators into .tools and clients/typescript/node_modules, when a
+# target needs them. Nothing is installed outside the repository but Go's module cache.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-peers clean protos protos-check
+.PHONY: install run test test-go test-ts lint bench bench-peers clean protos protos-check
 
 install: $(STAMP)
 
@@ -13,6 +15,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,daemon]'
 	touch $(STAMP)
+
+# The Go and TypeScript clients: the generators, pinned, go into the repository and nowhere
+# else. protoc-gen-go is installed from inside the Go client's module, so it is the version of
+# google.golang.org/protobuf that go.mod requires (generated code and runtime never drift);
+# protoc-gen-go-grpc is a module of its own, pinned here. ts-proto, TypeScript and the runtime
+# libraries come from the committed package-lock.json (`npm ci`, install scripts off: .npmrc).
+GO_CLIENT := clients/go
+TS_CLIENT := clients/typescript
+TOOLS := .tools
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GO_PLUGINS := $(TOOLS)/.go-plugins-$(PROTOC_GEN_GO_GRPC_VERSION)
+NPM_STAMP := $(TS_CLIENT)/node_modules/.installed
+
+$(GO_PLUGINS): $(GO_CLIENT)/go.mod
+	cd $(GO_CLIENT) && \
+		GOBIN=$(CURDIR)/$(TOOLS)/bin go install google.golang.org/protobuf/cmd/protoc-gen-go
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install \
+		google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	touch $@
+
+$(NPM_STAMP): $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --silent
+	touch $@
 
 # The benchmark's baselines (dask) are not needed to build or test.
 $(VENV)/.bench-installed: $(STAMP)
@@ -28,16 +53,30 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+test: install lint test-go test-ts
 	$(BIN)/python -m pytest
 
-# The wire contract (protos/, the source of truth) and the Python stubs made from it (dukat/v1/,
-# generated only, committed). The proto directory is the package (protos/dukat/v1 -> dukat.v1),
-# so protoc -I protos writes dukat/v1/ with working imports and nothing to fix up. The mypy
-# plugins (protoc-gen-mypy, protoc-gen-mypy_grpc) are found on PATH, hence $(BIN) first in it.
+# The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
+# knows nothing of: -count=1 runs them every time. gofmt guards the Go; tsc is strict.
+test-go: install
+	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
+	cd $(GO_CLIENT) && go test -count=1 ./...
+
+test-ts: install $(NPM_STAMP)
+	cd $(TS_CLIENT) && npm test --silent
+
+# The wire contract (protos/, the source of truth) and the code made from it, generated only and
+# committed: the Python stubs (dukat/v1/), the Go client's (clients/go/gen/) and the TypeScript
+# client's (clients/typescript/src/gen/).
+GENERATED := dukat/v1 $(GO_CLIENT)/gen $(TS_CLIENT)/src/gen
 PROTO_FILES := $(sort $(wildcard protos/dukat/v1/*.proto))
-# $(call generate-protos,OUT): write dukat/v1/ under OUT, __init__.py included. One shell
-# command (hence the backslashes): make runs each line of a recipe in a shell of its own.
+# Python: the proto directory is the package (protos/dukat/v1 -> dukat.v1), so protoc -I protos
+# writes dukat/v1/ with working imports and nothing to fix up. The mypy plugins
+# (protoc-gen-mypy, protoc-gen-mypy_grpc) are found on PATH, hence $(BIN) first in it.
+# Go and TypeScript: `buf generate` by buf.gen.yaml, with the local plugins installed above.
+# $(call generate-protos,OUT): write every directory of GENERATED under OUT. One shell command
+# (hence the backslashes): make runs each line of a recipe in a shell of its own.
 define generate-protos
 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
 	--python_out=$(1) --grpc_python_out=$(1) \
@@ -49,34 +88,39 @@ printf '%s\n' \
 	'' \
 	'Made from protos/dukat/v1/*.proto by grpc_tools.protoc and mypy-protobuf; never edited by' \
 	'hand. Import the modules: `from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc`.' \
-	'"""' > $(1)/dukat/v1/__init__.py
+	'"""' > $(1)/dukat/v1/__init__.py && \
+$(BIN)/buf generate --output $(1)
 endef
 
-# Regenerate into a scratch directory, then replace dukat/v1/ whole, so that the stubs of a
-# removed .proto go too and a failed run leaves the old ones in place.
-protos: install
+# Regenerate into a scratch directory, then replace each generated directory whole, so that the
+# code of a removed .proto goes too and a failed run leaves the old code in place.
+protos: install $(GO_PLUGINS) $(NPM_STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(call generate-protos,$$tmp) && \
-	rm -rf dukat/v1 && cp -R "$$tmp/dukat/v1" dukat/v1 && \
-	echo "regenerated dukat/v1 from $(PROTO_FILES)"
+	for dir in $(GENERATED); do \
+		rm -rf "$$dir" && mkdir -p "$$(dirname "$$dir")" && cp -R "$$tmp/$$dir" "$$dir" || exit 1; \
+	done && \
+	echo "regenerated $(GENERATED) from $(PROTO_FILES)"
 
 # CI: the protos must pass `buf lint` (rules in buf.yaml) and be laid out as `buf format`
-# writes them, and the committed stubs must be exactly what `make protos` makes now.
-protos-check: install
+# writes them, and the committed code must be exactly what `make protos` makes now.
+protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(call generate-protos,$$tmp) && \
-	stale=$$(diff -rq -x __pycache__ "$$tmp/dukat/v1" dukat/v1 \
-		| sed -E -e "s|^Files $$tmp/(dukat/v1/[^ ]+) and .* differ$$|\1 (differs)|" \
-			-e "s|^Only in $$tmp/dukat/v1: (.*)$$|dukat/v1/\1 (missing)|" \
-			-e "s|^Only in dukat/v1: (.*)$$|dukat/v1/\1 (not generated)|"); \
+	stale=$$(for dir in $(GENERATED); do \
+		diff -rq -x __pycache__ "$$tmp/$$dir" "$$dir" 2>&1; \
+		test $$? -le 1 || echo "$$dir (not compared)"; \
+	done | sed -E -e "s|^Files $$tmp/([^ ]+) and .* differ$$|\1 (differs)|" \
+		-e "s|^Only in $$tmp/([^:]+): (.*)$$|\1/\2 (missing)|" \
+		-e "s|^Only in ([^:]+): (.*)$$|\1/\2 (not generated)|"); \
 	if [ -n "$$stale" ]; then \
-		echo "dukat/v1 is stale; run 'make protos' and commit the result:"; \
+		echo "generated code is stale; run 'make protos' and commit the result:"; \
 		echo "$$stale" | sed 's/^/  /'; \
 		exit 1; \
 	fi; \
-	echo "dukat/v1 is up to date with protos/"
+	echo "$(GENERATED) are up to date with protos/"
 
 # Each script prints its table with ratios against baselines measured in the same run, and
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
@@ -107,3 +151,4 @@ bench-peers: $(PEERS_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(TOOLS) $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
