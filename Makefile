@@ -102,10 +102,15 @@ protos: install $(GO_PLUGINS) $(NPM_STAMP)
 	done && \
 	echo "regenerated $(GENERATED) from $(PROTO_FILES)"
 
+# The contract only grows: `buf breaking` compares it with the one that last landed on main
+# (a commit of this repository's history; move it forward when a new contract lands).
+CONTRACT_BASE := 8715fe5c8228fd3fda21b46d51605258f0307982
+
 # CI: the protos must pass `buf lint` (rules in buf.yaml) and be laid out as `buf format`
 # writes them, and the committed code must be exactly what `make protos` makes now.
 protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 	$(BIN)/buf lint
+	$(BIN)/buf breaking --against '.git#ref=$(CONTRACT_BASE)'
 	$(BIN)/buf format --diff --exit-code
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(call generate-protos,$$tmp) && \

@@ -111,6 +111,15 @@ class WorkerUpdate(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    draining: _builtins.bool
+    """The worker is draining: it takes nothing new and finishes the attempts it holds. Once
+    set, it stays set for the rest of the stream (a later false is ignored). The daemon
+    assigns the stream nothing more, lets its outstanding attempts end normally (they are
+    neither interrupted nor taken back), and ends the stream with OK once the worker has
+    closed its side. A worker that closes its side with attempts still outstanding loses
+    them, as any worker that leaves does.
+    """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkResult]:
         """Attempts that ended."""
@@ -124,10 +133,11 @@ class WorkerUpdate(_message.Message):
         *,
         results: _abc.Iterable[Global___WorkResult] | None = ...,
         progress: _abc.Iterable[Global___WorkProgress] | None = ...,
+        draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "progress", b"progress", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

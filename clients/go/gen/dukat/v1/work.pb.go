@@ -175,7 +175,14 @@ type WorkerUpdate struct {
 	// Attempts that ended.
 	Results []*WorkResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// Progress of attempts still running.
-	Progress      []*WorkProgress `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	Progress []*WorkProgress `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	// The worker is draining: it takes nothing new and finishes the attempts it holds. Once
+	// set, it stays set for the rest of the stream (a later false is ignored). The daemon
+	// assigns the stream nothing more, lets its outstanding attempts end normally (they are
+	// neither interrupted nor taken back), and ends the stream with OK once the worker has
+	// closed its side. A worker that closes its side with attempts still outstanding loses
+	// them, as any worker that leaves does.
+	Draining      bool `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -222,6 +229,13 @@ func (x *WorkerUpdate) GetProgress() []*WorkProgress {
 		return x.Progress
 	}
 	return nil
+}
+
+func (x *WorkerUpdate) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 // A ready dispatch task given to a worker: run it and send back a WorkResult.
@@ -822,10 +836,11 @@ const file_dukat_v1_work_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12F\n" +
 	"\x11heartbeat_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12(\n" +
-	"\x10max_result_bytes\x18\x04 \x01(\x03R\x0emaxResultBytes\"r\n" +
+	"\x10max_result_bytes\x18\x04 \x01(\x03R\x0emaxResultBytes\"\x8e\x01\n" +
 	"\fWorkerUpdate\x12.\n" +
 	"\aresults\x18\x01 \x03(\v2\x14.dukat.v1.WorkResultR\aresults\x122\n" +
-	"\bprogress\x18\x02 \x03(\v2\x16.dukat.v1.WorkProgressR\bprogress\"\xa7\x02\n" +
+	"\bprogress\x18\x02 \x03(\v2\x16.dukat.v1.WorkProgressR\bprogress\x12\x1a\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\"\xa7\x02\n" +
 	"\x0eTaskAssignment\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x18\n" +

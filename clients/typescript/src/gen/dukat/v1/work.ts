@@ -65,6 +65,15 @@ export interface WorkerUpdate {
   results: WorkResult[];
   /** Progress of attempts still running. */
   progress: WorkProgress[];
+  /**
+   * The worker is draining: it takes nothing new and finishes the attempts it holds. Once
+   * set, it stays set for the rest of the stream (a later false is ignored). The daemon
+   * assigns the stream nothing more, lets its outstanding attempts end normally (they are
+   * neither interrupted nor taken back), and ends the stream with OK once the worker has
+   * closed its side. A worker that closes its side with attempts still outstanding loses
+   * them, as any worker that leaves does.
+   */
+  draining: boolean;
 }
 
 /** A ready dispatch task given to a worker: run it and send back a WorkResult. */
@@ -432,7 +441,7 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
 };
 
 function createBaseWorkerUpdate(): WorkerUpdate {
-  return { results: [], progress: [] };
+  return { results: [], progress: [], draining: false };
 }
 
 export const WorkerUpdate: MessageFns<WorkerUpdate> = {
@@ -442,6 +451,9 @@ export const WorkerUpdate: MessageFns<WorkerUpdate> = {
     }
     for (const v of message.progress) {
       WorkProgress.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.draining !== false) {
+      writer.uint32(24).bool(message.draining);
     }
     return writer;
   },
@@ -475,6 +487,14 @@ export const WorkerUpdate: MessageFns<WorkerUpdate> = {
             message.progress.push(WorkProgress.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -493,6 +513,7 @@ export const WorkerUpdate: MessageFns<WorkerUpdate> = {
       progress: globalThis.Array.isArray(object?.progress)
         ? object.progress.map((e: any) => WorkProgress.fromJSON(e))
         : [],
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
@@ -504,6 +525,9 @@ export const WorkerUpdate: MessageFns<WorkerUpdate> = {
     if (message.progress?.length) {
       obj.progress = message.progress.map((e) => WorkProgress.toJSON(e));
     }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
     return obj;
   },
 
@@ -514,6 +538,7 @@ export const WorkerUpdate: MessageFns<WorkerUpdate> = {
     const message = createBaseWorkerUpdate();
     message.results = object.results?.map((e) => WorkResult.fromPartial(e)) || [];
     message.progress = object.progress?.map((e) => WorkProgress.fromPartial(e)) || [];
+    message.draining = object.draining ?? false;
     return message;
   },
 };
