@@ -7,12 +7,15 @@ a minute each on the real terms. Everything else is dukatd's own `main`.
 """
 
 import functools
+import os
 import sys
 
-from dukatd.__main__ import main  # first: it sets up the environment grpc reads on import
+# As dukatd.__main__ does, before anything imports grpc (dukatd.app does).
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
 
-import dukatd.app  # noqa: E402
-from dukatd.work_hub import WorkerHub  # noqa: E402
+import dukatd.app
+from dukatd.__main__ import main
+from dukatd.work_hub import WorkerHub
 
 interval, timeout, *flags = sys.argv[1:]
 dukatd.app.WorkerHub = functools.partial(  # type: ignore[misc]
