@@ -267,6 +267,7 @@ export class Worker {
     this.connectedNow = true;
     this.welcomed.resolve();
     this.armHeartbeat();
+    if (this.call !== undefined) this.armWatchdog(this.call); // on the welcome's terms
   }
 
   /** The stream is over: its attempts are the daemon's again, its unsent reports void. */

@@ -28,8 +28,13 @@ export interface DukatdOptions {
   /** Welcome workers with these heartbeat terms, in seconds: [interval, timeout] (dukatd's are
    * fixed at 10 and 30; a small script patches them in, test/python/dukatd_heartbeat.py). */
   readonly heartbeat?: readonly [number, number];
-  /** Listen where dukatd listens by default (no --listen) under this environment. */
+  /** Serve /metrics on a free port of 127.0.0.1 (`Dukatd.metric` reads it); default off. */
+  readonly metrics?: boolean;
+  /** The daemon's configuration file (TOML), written to the directory: `--config`. */
+  readonly config?: string;
+  /** Variables added to the daemon's environment. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Listen where dukatd listens by default (no --listen) under `env`. */
   readonly defaultListen?: boolean;
 }
 
@@ -54,12 +59,17 @@ export class Dukatd {
       ...(options.defaultListen ? [] : ["--listen", this.address]),
       ...(options.journaled ? ["--state-dir", join(this.directory, "state")] : ["--ephemeral"]),
       "--metrics-listen",
-      "off",
+      options.metrics ? "127.0.0.1:0" : "off",
     ];
     if (options.token !== undefined) {
       this.tokenFile = join(this.directory, "token");
       writeFileSync(this.tokenFile, `${options.token}\n`, { mode: 0o600 });
       args.push("--token-file", this.tokenFile);
+    }
+    if (options.config !== undefined) {
+      const file = join(this.directory, "dukatd.toml");
+      writeFileSync(file, options.config);
+      args.push("--config", file);
     }
     args.push(...(options.args ?? []));
     const [interval, timeout] = options.heartbeat ?? [];
@@ -111,6 +121,21 @@ export class Dukatd {
 
   log(): string {
     return readFileSync(this.logPath(), "utf8");
+  }
+
+  /** The sum of a metric's samples whose labels include `labels`, from /metrics. */
+  async metric(name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
+    const url = /metrics on (http:\S+)/.exec(this.log())?.[1];
+    if (url === undefined) throw new Error("dukatd serves no metrics: start it with metrics");
+    const wanted = Object.entries(labels).map(([label, value]) => `${label}="${value}"`);
+    let sum = 0;
+    for (const line of (await (await fetch(url)).text()).split("\n")) {
+      const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+      if (match?.[1] === name && wanted.every((pair) => (match[2] ?? "").includes(pair))) {
+        sum += Number(match[3]);
+      }
+    }
+    return sum;
   }
 
   signal(name: NodeJS.Signals): void {

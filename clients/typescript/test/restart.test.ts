@@ -1,5 +1,5 @@
-// A watch outlives its daemon: a journaled dukatd stopped (SIGTERM) and started again on the same
-// socket, while the client's `watch` iterator goes on from the last sequence it yielded.
+// The client outlives its daemon: a journaled dukatd stopped (SIGTERM) and started again on the
+// same socket, while a watch goes on from the last sequence it yielded and a Submit is retried.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -59,4 +59,21 @@ test("a watch resumes after a daemon restart with no gap and no duplicate", asyn
       ["after", "SUCCEEDED"],
     ],
   );
+});
+
+test("submit rides out a daemon restart, and its request id makes the repeat safe", async () => {
+  await using daemon = await Dukatd.start({ journaled: true, args: ["--allow-exec"] });
+  await using client = connect(daemon.address);
+  assert.equal(await daemon.terminate(), 0);
+
+  const submitted = client.submit([exec("t", ["true"])], { requestId: "once-only" });
+  await daemon.restart(); // while the Submit is being retried
+  const handle = await submitted;
+  const again = await client.submit([exec("t", ["true"])], { requestId: "once-only" });
+
+  assert.equal(again.jobId, handle.jobId, "the daemon's answer to a repeat: the same job");
+  assert.equal((await handle.wait()).state, "SUCCEEDED");
+  const jobs = [];
+  for await (const found of client.listJobs()) jobs.push(found.jobId);
+  assert.deepEqual(jobs, [handle.jobId]);
 });
