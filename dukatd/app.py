@@ -62,7 +62,7 @@ from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
 from dukatd.recovery import decode_result, encode_result, recover
-from dukatd.scheduler_service import SchedulerService, result_budget_for
+from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
@@ -169,8 +169,10 @@ class Daemon:
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,
-            # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
+            # A GetJob or ListJobs over the daemon's own message limit would fail
+            # RESOURCE_EXHAUSTED.
             result_budget=result_budget_for(config.max_message_bytes),
+            page_bytes=page_bytes_for(config.max_message_bytes),
         )
         interceptors: list[grpc.aio.ServerInterceptor] = []
         # Only /metrics reads the registry: with it off, no listener or interceptor pays its

@@ -2,17 +2,15 @@
 
 Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
 here is what only the service knows: idempotent Submit, the exec switch, watch streams and
-their limits, and ListJobs paging. `Work` (worker streams) is the `WorkerHub`'s
-(`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when one is given.
+their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work` (worker streams) is the
+`WorkerHub`'s (`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when
+one is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -26,12 +24,19 @@ from dukat.errors import FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
+from dukatd.job_pages import fill_page, page_bytes_for, page_start, page_token
 from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
-__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService", "result_budget_for"]
+__all__ = [
+    "DEFAULT_PAGE_BYTES",
+    "DEFAULT_RESULT_BUDGET",
+    "SchedulerService",
+    "page_bytes_for",
+    "result_budget_for",
+]
 
 
 def result_budget_for(max_message_bytes: int) -> int:
@@ -42,6 +47,7 @@ def result_budget_for(max_message_bytes: int) -> int:
 
 # Of the default message limit (64 MiB, on both sides).
 DEFAULT_RESULT_BUDGET = result_budget_for(64 * 1024 * 1024)
+DEFAULT_PAGE_BYTES = page_bytes_for(64 * 1024 * 1024)
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -59,6 +65,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         max_page_size: int = 1_000,
         work_hub: WorkerHub | None = None,
         result_budget: int = DEFAULT_RESULT_BUDGET,
+        page_bytes: int = DEFAULT_PAGE_BYTES,
         journal: Journal | None = None,
         request_ids: dict[str, str] | None = None,
     ) -> None:
@@ -70,7 +77,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         watcher is open. Page sizes are for ListJobs. `work_hub`: serves `Work`, and must
         be the hub of this scheduler (`WorkerHub(scheduler)`); None: Work is UNIMPLEMENTED.
         `result_budget`: bytes of task results one GetJob response carries at most; the rest
-        are marked `result_omitted`, for the client to ask for by `task_ids`.
+        are marked `result_omitted`, for the client to ask for by `task_ids`. `page_bytes`:
+        bytes of jobs one ListJobs response carries at most (`page_bytes_for` the message
+        limit); a page ends there even short of its size.
         `journal`: when given, Submit and Cancel answer once what they did is on disk, and
         GetJob and ListJobs once what they show is (`dukatd.journal`); the scheduler must
         hold events for it. `request_ids`: those of the jobs recovered from it.
@@ -89,6 +98,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self.result_budget = result_budget
+        self.page_bytes = page_bytes
         if work_hub is not None and work_hub.scheduler is not scheduler:
             raise ValueError("the work hub given serves another scheduler than the one given")
         self.work_hub = work_hub
@@ -260,12 +270,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         size = min(request.page_size or self.default_page_size, self.max_page_size)
         jobs = self.scheduler.jobs(labels=dict(request.labels))  # oldest first, no tasks
         newest_first = [job for job in reversed(jobs) if not states or job.state in states]
-        start = _page_start(newest_first, request.page_token)
-        page = newest_first[start : start + size]
-        more = start + size < len(newest_first)
+        start = page_start(newest_first, request.page_token)
+        page, more = fill_page(newest_first, start, size, self.page_bytes, self._listed)
+        last = newest_first[start + len(page) - 1] if page else None
         response = scheduler_pb2.ListJobsResponse(
-            jobs=[self._listed(job) for job in page],
-            next_page_token=_page_token(page[-1]) if more and page else "",
+            jobs=page, next_page_token=page_token(last) if more and last else ""
         )
         if self.journal is not None:  # show nothing a crash could take back
             await _durable(self.journal, "the jobs' states cannot be vouched for")
@@ -387,11 +396,6 @@ class RequestIds:
         return len(self._jobs)
 
 
-# ListJobs page tokens: opaque to clients, (created_at, job_id) of the last job of the page
-# inside. The job id finds the place in the listing; if retention has dropped that job by
-# the next call, the time still does (jobs are listed newest first, in submission order).
-
-
 _TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput)
 
 
@@ -400,30 +404,3 @@ def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:
     if job_events_only:
         return [convert.event_to_proto(e) for e in batch if not isinstance(e, _TASK_EVENTS)]
     return [convert.event_to_proto(event) for event in batch]
-
-
-def _page_token(job: JobSnapshot) -> str:
-    raw = json.dumps([job.created_at, job.job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _page_start(jobs: list[JobSnapshot], token: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, job_id = json.loads(raw)
-        if not isinstance(job_id, str) or not isinstance(created_at, (int, float)):
-            raise ValueError(token)
-    except (ValueError, TypeError, binascii.Error):
-        raise ValidationError(
-            "page_token is not one this daemon gave out; pass next_page_token as it came",
-            violations=[FieldViolation("page_token", "not a token from ListJobs")],
-        ) from None
-    for index, job in enumerate(jobs):
-        if job.job_id == job_id:
-            return index + 1
-    for index, job in enumerate(jobs):
-        if job.created_at is not None and job.created_at < created_at:
-            return index
-    return len(jobs)
