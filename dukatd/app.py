@@ -39,7 +39,7 @@ from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
 from dukat.client import channel_options
-from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
+from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.errors import DukatError
@@ -61,7 +61,7 @@ from dukatd.lock import (
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
-from dukatd.recovery import decode_result, encode_result, recover
+from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
 from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
@@ -226,9 +226,8 @@ class Daemon:
             jobs, breakers = journal.load()
         except JournalError as error:
             raise StartError(str(error)) from None
-        for name, settings in breakers.items():
-            if name not in self.config.breakers:  # the file's settings win over the API's
-                scheduler.breakers.configure(name, CircuitBreakerConfig(**settings))
+        # The file's settings win over the API's.
+        recover_breakers(scheduler.breakers, breakers, configured=self.config.breakers)
         journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
         # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
         scheduler.add_record_listener(journal.on_record)

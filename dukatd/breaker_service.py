@@ -29,12 +29,11 @@ from dukat.v1 import breaker_pb2, breaker_pb2_grpc
 from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 
-__all__ = ["MAX_BREAKERS", "MAX_NAME_LENGTH", "BreakerService", "apply_breaker_config"]
+__all__ = ["MAX_BREAKERS", "BreakerService", "apply_breaker_config"]
 
 # Any client can create a breaker by naming it (Acquire): without a bound a buggy client
 # would grow the daemon's memory and the metrics' `breaker` label without end.
 MAX_BREAKERS = 1_000
-MAX_NAME_LENGTH = 200
 
 
 def apply_breaker_config(
@@ -129,7 +128,8 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
         if outcome == "success":
             breaker.success(permit=request.permit)
         elif outcome == "failure":
-            error = RecordedFailure(request.error) if request.error else None
+            # Cut, not refused: refusing would lose the outcome (dukat.convert's bounds).
+            error = RecordedFailure(convert.cut(request.error)) if request.error else None
             breaker.failure(error, permit=request.permit)
         else:
             breaker.release(permit=request.permit)
@@ -169,8 +169,9 @@ def _check_name(name: str) -> None:
         raise ValidationError(
             "name is empty", violations=[FieldViolation("name", "name the breaker")]
         )
-    if len(name) > MAX_NAME_LENGTH:
+    if len(name) > convert.MAX_BREAKER_NAME:
+        limit = convert.MAX_BREAKER_NAME
         raise ValidationError(
-            f"name is {len(name)} characters long, over the limit of {MAX_NAME_LENGTH}",
-            violations=[FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters")],
+            f"name is {len(name)} characters long, over the limit of {limit}",
+            violations=[FieldViolation("name", f"at most {limit} characters")],
         )

@@ -112,6 +112,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         # No await between looking the request id up and remembering it: two retries of one
         # request cannot both get through on the one loop.
         request_id = request.request_id
+        _bounded(("request_id", request_id, convert.MAX_NAME))
         earlier = self.request_ids.get(request_id)
         if earlier is not None:
             return scheduler_pb2.SubmitResponse(job_id=earlier)
@@ -170,6 +171,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Watch(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        _bounded(("job_id", request.job_id, convert.MAX_NAME))
         with self._watcher(), self.streams.track(context):
             if request.job_id:
                 await self._watch_job(request, context)
@@ -227,6 +229,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.CancelResponse:
         _require_job_id(request.job_id)
+        _bounded(("reason", request.reason, convert.MAX_TEXT), *_task_ids(request.task_ids))
         if self.journal is not None:
             _refuse_if_frozen(self.journal)
         # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
@@ -241,6 +244,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetJobResponse:
         _require_job_id(request.job_id)
+        _bounded(*_task_ids(request.task_ids))
         snapshot = self.scheduler.get_job(request.job_id)
         if request.task_ids:
             known = {status.id for status in snapshot.tasks}
@@ -267,8 +271,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 f"page_size must be 0 or more, not {request.page_size}",
                 violations=[FieldViolation("page_size", "must be 0 or more")],
             )
+        labels = dict(request.labels)
+        problems = convert.Problems()
+        convert.check_labels(problems.report(), "labels", labels)
+        problems.raise_if_any()
         size = min(request.page_size or self.default_page_size, self.max_page_size)
-        jobs = self.scheduler.jobs(labels=dict(request.labels))  # oldest first, no tasks
+        jobs = self.scheduler.jobs(labels=labels)  # oldest first, no tasks
         newest_first = [job for job in reversed(jobs) if not states or job.state in states]
         start = page_start(newest_first, request.page_token)
         page, more = fill_page(newest_first, start, size, self.page_bytes, self._listed)
@@ -357,6 +365,22 @@ def _require_job_id(job_id: str) -> None:
         raise ValidationError(
             "job_id is empty", violations=[FieldViolation("job_id", "name the job")]
         )
+    _bounded(("job_id", job_id, convert.MAX_NAME))
+
+
+def _bounded(*fields: tuple[str, str, int]) -> None:
+    """INVALID_ARGUMENT naming each (field, value, limit) whose value is longer than its
+    limit (`dukat.convert`'s bounds)."""
+    problems = convert.Problems()
+    report = problems.report()
+    for field, value, limit in fields:
+        convert.check_length(report, field, value, limit)
+    problems.raise_if_any()
+
+
+def _task_ids(task_ids: Iterable[str]) -> Iterator[tuple[str, str, int]]:
+    for index, task_id in enumerate(task_ids):
+        yield f"task_ids[{index}]", task_id, convert.MAX_NAME
 
 
 class RequestIds:
