@@ -44,7 +44,7 @@ from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.errors import DukatError
 from dukatd.auth import BearerTokenAuth
-from dukatd.breaker_service import BreakerService
+from dukatd.breaker_service import MAX_BREAKERS, BreakerService
 from dukatd.config import Config, ConfigError
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
@@ -263,8 +263,8 @@ class Daemon:
         except (ConfigError, OSError) as error:
             _log.error("SIGHUP: not reloaded, the configuration is invalid: %s", error)
         else:
-            for name, settings in fresh.breakers.items():
-                self.scheduler.breakers.configure(name, settings)
+            for name, settings in fresh.breakers.items():  # the file may pass the breakers' cap
+                self.scheduler.breakers.configure(name, settings, within_limit=False)
             _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
             changed = [
                 option
@@ -327,9 +327,9 @@ def build_scheduler(
     With a `journal`, watchers see only what it has written (`hold_events`), and no task
     process starts before its RUNNING state is written (a crash must not take back an
     attempt that ran)."""
-    breakers = BreakerRegistry()
-    for name, settings in config.breakers.items():
-        breakers.configure(name, settings)
+    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
+    for name, settings in config.breakers.items():  # the file may pass the cap
+        breakers.configure(name, settings, within_limit=False)
     exec_runner = None
     runners: dict[type, object] = {}
     if config.allow_exec:

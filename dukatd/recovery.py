@@ -122,7 +122,9 @@ def recover_breakers(
                 description,
             )
 
-        registry.configure(name, convert.breaker_config_within_bounds(config, warn))
+        config = convert.breaker_config_within_bounds(config, warn)
+        # Each was configured within the breakers' cap; past it now only with the file's.
+        registry.configure(name, config, within_limit=False)
 
 
 def _restore(scheduler: Scheduler, job: RecoveredJob) -> None:

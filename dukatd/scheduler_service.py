@@ -127,16 +127,20 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             prepared = self.scheduler.prepare(spec)
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
-        if self.journal is not None:
-            await self._make_durable(request, prepared.job_id, prepared.job.created_at)
         try:
-            job_id = self.scheduler.start(prepared)
-        except RuntimeError:  # closed by the drain while the journal was writing
-            raise Refusal(
-                grpc.StatusCode.UNAVAILABLE,
-                "dukatd is shutting down; the job is kept and runs when it is back (Submit "
-                "again with the same request_id to get its id)",
-            ) from None
+            if self.journal is not None:
+                await self._make_durable(request, prepared.job_id, prepared.job.created_at)
+            try:
+                job_id = self.scheduler.start(prepared)
+            except RuntimeError:  # closed by the drain while the journal was writing
+                raise Refusal(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "dukatd is shutting down; the job is kept and runs when it is back "
+                    "(Submit again with the same request_id to get its id)",
+                ) from None
+        except BaseException:
+            self.scheduler.discard(prepared)  # its breakers are free again
+            raise
         self.request_ids.add(request_id, job_id)
         return scheduler_pb2.SubmitResponse(job_id=job_id)
 

@@ -321,7 +321,7 @@ def test_errors_name_the_flag_or_variable(argv, environ, culprit, words):
             "breakers",
             "breakers.db.window_size",
         ),
-        (f'[breakers.{"b" * 201}]', "breakers", "at most 200 characters"),
+        (f"[breakers.{'b' * 201}]", "breakers", "at most 200 characters"),
         ("max_concurency = 3", "max_concurency", "did you mean 'max_concurrency'"),
         ('config_file = "/x.toml"', "config_file", "unknown key"),
         ('shutdown_grace = "forever"', "shutdown_grace", "seconds"),

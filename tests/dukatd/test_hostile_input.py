@@ -4,7 +4,9 @@ field or the limit, and never able to spoil what other clients see."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 
 import grpc
@@ -19,6 +21,7 @@ from dukat.actions import DispatchAction
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState
+from dukat.errors import InvalidArgumentError, ResourceExhaustedError
 from dukat.v1 import (
     breaker_pb2,
     breaker_pb2_grpc,
@@ -27,6 +30,7 @@ from dukat.v1 import (
     scheduler_pb2_grpc,
     work_pb2,
 )
+from dukatd.breaker_service import MAX_BREAKERS
 from dukatd.config import Config
 from tests.dukatd.in_loop import served
 from tests.dukatd.journal_files import write_journal
@@ -272,3 +276,60 @@ async def test_a_hello_past_a_bound_is_refused_and_a_workers_long_words_are_cut(
             await worker.close()
         assert job.state is JobState.FAILED and worker.status is None  # the stream lives on
         assert len(task.error) <= convert.MAX_TEXT + 64 and task.error.endswith("…")
+
+
+# -- breakers named by tasks ------------------------------------------------------------------
+
+
+def guarded(task_id: str, breaker: str, queue: str = "q") -> TaskSpec:
+    return TaskSpec(task_id, DispatchAction(queue), circuit_breaker=breaker)
+
+
+async def test_a_submit_naming_more_breakers_than_the_cap_is_refused_and_keeps_nothing(
+    short_tmp: Path,
+):
+    state = short_tmp / "state"
+    config = config_for(short_tmp, ephemeral=False, state_dir=state)
+    async with served(config), dukat.connect(config.listen[0]) as client:
+        tasks = tuple(guarded(f"t{n}", f"b{n}") for n in range(MAX_BREAKERS + 500))
+        with pytest.raises(ResourceExhaustedError) as raised:
+            await client.submit(JobSpec(tasks=tasks))
+        assert str(MAX_BREAKERS) in str(raised.value) and "circuit breakers" in str(raised.value)
+        assert await breakers(config) == {}
+        assert [job async for job in client.jobs()] == []
+        with contextlib.closing(sqlite3.connect(state / "journal.sqlite3")) as db:
+            assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+        # Nothing was taken: every client may still make breakers.
+        assert await client.breaker("fresh").allow_request()
+        await client.submit(JobSpec(tasks=tasks[: MAX_BREAKERS - 1]))
+
+
+async def test_a_breaker_name_too_long_in_a_task_is_refused_naming_the_task_field(
+    short_tmp: Path,
+):
+    config = config_for(short_tmp)
+    async with served(config), dukat.connect(config.listen[0]) as client:
+        spec = JobSpec(tasks=(guarded("a", "ok"), guarded("b", "b" * 300_000)))
+        with pytest.raises(InvalidArgumentError) as raised:
+            await client.submit(spec)
+        assert [v.field for v in raised.value.violations] == ["job.tasks[1].circuit_breaker"]
+        assert raised.value.task_id == "b"
+        assert await breakers(config) == {}
+
+
+async def test_breakers_of_finished_jobs_make_room_for_new_ones(short_tmp: Path):
+    config = config_for(short_tmp)
+    per_job = MAX_BREAKERS * 3 // 5
+
+    async def echo(task: dukat.client.DispatchTask) -> bytes:
+        return task.payload
+
+    async with served(config), dukat.connect(config.listen[0]) as client:
+        async with client.worker("q", echo, concurrency=64):
+            for round_ in range(3):  # 1,800 breakers made in all, never more than 1,000 held
+                tasks = tuple(guarded(f"t{n}", f"r{round_}-{n}") for n in range(per_job))
+                handle = await client.submit(JobSpec(tasks=tasks))
+                assert (await handle.wait()).state is JobState.SUCCEEDED
+        held = await breakers(config)
+        assert len(held) <= MAX_BREAKERS and "r2-0" in held
+        assert await client.breaker("fresh").allow_request()
