@@ -123,7 +123,7 @@ def recover_breakers(
             )
 
         config = convert.breaker_config_within_bounds(config, warn)
-        # Each was configured within the breakers' cap; past it now only with the file's.
+        # Each was configured over the API within the cap; with the file's, they may pass it.
         registry.configure(name, config, within_limit=False)
 
 

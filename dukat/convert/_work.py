@@ -1,7 +1,9 @@
-"""What travels on SchedulerService.Work: a worker's hello in, assignments and welcome out.
+"""What travels on SchedulerService.Work: a worker's hello and outcomes in, assignments and
+welcome out.
 
 Built once per assignment on the daemon's hot path, so these take plain values rather than
-engine records, and build each message in one constructor call.
+engine records, and build each message in one constructor call. What a worker sends is held
+to the wire's bounds (`_bounds`): a bad hello is refused, the words of a report are cut.
 """
 
 from __future__ import annotations
