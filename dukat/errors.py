@@ -13,6 +13,8 @@
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
      │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
      ├── NotFoundError (LookupError)      an unknown job or task id
+     ├── LimitExceededError               a bound of the engine would be passed (more circuit
+     │                                    breakers than a registry may hold)
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -51,6 +53,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
@@ -213,6 +216,11 @@ def _last_line(tail: bytes, limit: int = 200) -> str:
 
 class NotFoundError(DukatError, LookupError):
     """An unknown job or task id."""
+
+
+class LimitExceededError(DukatError):
+    """What was asked would pass a bound of the engine (a breaker registry's `max_breakers`);
+    nothing of it was done. The daemon answers RESOURCE_EXHAUSTED."""
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

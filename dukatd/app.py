@@ -39,12 +39,12 @@ from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
 from dukat.client import channel_options
-from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
+from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.errors import DukatError
 from dukatd.auth import BearerTokenAuth
-from dukatd.breaker_service import BreakerService
+from dukatd.breaker_service import MAX_BREAKERS, BreakerService
 from dukatd.config import Config, ConfigError
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
@@ -61,8 +61,8 @@ from dukatd.lock import (
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
-from dukatd.recovery import decode_result, encode_result, recover
-from dukatd.scheduler_service import SchedulerService, result_budget_for
+from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
+from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
@@ -171,8 +171,10 @@ class Daemon:
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,
-            # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
+            # A GetJob or ListJobs over the daemon's own message limit would fail
+            # RESOURCE_EXHAUSTED.
             result_budget=result_budget_for(config.max_message_bytes),
+            page_bytes=page_bytes_for(config.max_message_bytes),
         )
         interceptors: list[grpc.aio.ServerInterceptor] = []
         # Only /metrics reads the registry: with it off, no listener or interceptor pays its
@@ -226,9 +228,8 @@ class Daemon:
             jobs, breakers = journal.load()
         except JournalError as error:
             raise StartError(str(error)) from None
-        for name, settings in breakers.items():
-            if name not in self.config.breakers:  # the file's settings win over the API's
-                scheduler.breakers.configure(name, CircuitBreakerConfig(**settings))
+        # The file's settings win over the API's.
+        recover_breakers(scheduler.breakers, breakers, configured=self.config.breakers)
         journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
         # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
         scheduler.add_record_listener(journal.on_record)
@@ -264,8 +265,8 @@ class Daemon:
         except (ConfigError, OSError) as error:
             _log.error("SIGHUP: not reloaded, the configuration is invalid: %s", error)
         else:
-            for name, settings in fresh.breakers.items():
-                self.scheduler.breakers.configure(name, settings)
+            for name, settings in fresh.breakers.items():  # the file may pass the breakers' cap
+                self.scheduler.breakers.configure(name, settings, within_limit=False)
             _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
             changed = [
                 option
@@ -328,9 +329,9 @@ def build_scheduler(
     With a `journal`, watchers see only what it has written (`hold_events`), and no task
     process starts before its RUNNING state is written (a crash must not take back an
     attempt that ran)."""
-    breakers = BreakerRegistry()
-    for name, settings in config.breakers.items():
-        breakers.configure(name, settings)
+    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
+    for name, settings in config.breakers.items():  # the file may pass the cap
+        breakers.configure(name, settings, within_limit=False)
     exec_runner = None
     runners: dict[type, object] = {}
     if config.allow_exec:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dukat import convert
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import BUILTIN_RESOURCES
 from dukat.errors import ValidationError
@@ -191,11 +192,23 @@ def _toml_breakers(value: object) -> dict[str, CircuitBreakerConfig]:
             if isinstance(setting, bool) or not isinstance(setting, kinds):
                 kind = "a whole number" if whole else "a number"
                 raise BadValue(f"breakers.{name}.{key} must be {kind}, not {setting!r}")
+        if len(name) > convert.MAX_BREAKER_NAME:
+            raise BadValue(f"a breaker's name has at most {convert.MAX_BREAKER_NAME} characters")
         try:
-            breakers[name] = CircuitBreakerConfig(**table)
+            config = CircuitBreakerConfig(**table)
         except ValidationError as error:
             raise BadValue(f"breakers.{name}: {error}") from None
+
+        def refuse(field: str, description: str, name: str = name) -> None:
+            key = field.rpartition(".")[2]  # the wire's name of the setting
+            raise BadValue(f"breakers.{name}.{_WIRE_KEYS.get(key, key)}: {description}")
+
+        # The same bounds as a breaker configured over the API.
+        breakers[name] = convert.breaker_config_within_bounds(config, refuse)
     return breakers
+
+
+_WIRE_KEYS = {"timeout": "timeout_seconds"}
 
 
 def _path_text(text: str) -> str:

@@ -391,7 +391,7 @@ class WorkerHub:
                     violations=[FieldViolation("update.progress.fraction", "0.0 to 1.0")],
                 )
             if attempt.state == ASSIGNED:
-                attempt.context.report_progress(fraction, progress.message)
+                attempt.context.report_progress(fraction, convert.cut(progress.message))
         for result in update.results:
             outcome = result.WhichOneof("outcome")
             if outcome is None:
@@ -412,28 +412,14 @@ class WorkerHub:
             if future.done():
                 continue
             if outcome == "success":
-                success = result.success
-                size = len(success.payload)
-                if size > self.max_result_bytes:
-                    future.set_exception(
-                        TaskFailedRemotely(
-                            f"the worker's result is {size} bytes, over the daemon's "
-                            f"max_result_bytes ({self.max_result_bytes})",
-                            type="ResultTooLarge",
-                            retryable=False,
-                        )
-                    )
+                try:
+                    success = convert.work_success_from_proto(result.success, self.max_result_bytes)
+                except TaskFailedRemotely as refused:
+                    future.set_exception(refused)
                 else:
-                    future.set_result(DispatchResult(success.payload, success.content_type))
+                    future.set_result(success)
             else:
-                error = result.error
-                future.set_exception(
-                    TaskFailedRemotely(
-                        error.message or "the worker said no more",
-                        type=error.type,
-                        retryable=error.retryable,
-                    )
-                )
+                future.set_exception(convert.work_error_from_proto(result.error))
         if freed:
             self.credit_freed(session)
 

@@ -170,6 +170,7 @@ class TaskRun:
 class JobRun:
     __slots__ = (
         "active",
+        "breakers",
         "cancel_requested",
         "counts",
         "created_at",
@@ -229,6 +230,7 @@ class JobRun:
         self.heap_priority = 0
         self.in_heap = False
         self.gc_hold: Any = None  # a big job keeps the collector off its records while live
+        self.breakers: tuple[str, ...] = ()  # claimed from the registry while live
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
         return JobSnapshot(

@@ -211,7 +211,7 @@ class Scheduler:
         """Validate a whole job and build it, without starting it: `start` does.
 
         For a host that must make the job durable before anything of it runs. A prepared
-        job that is never started is simply dropped.
+        job that is never started is handed to `discard`, which lets go of its breakers.
         """
         return self._prepare(spec, job_id, starting=False)
 
@@ -224,6 +224,11 @@ class Scheduler:
         self._check_new_id(job_id)
         job = self._build(spec, job_id, self.clock.wall(), hold_gc_now=starting)
         return PreparedJob(job_id, spec, job)
+
+    def discard(self, prepared: PreparedJob) -> None:
+        """Let go of a job made by `prepare` that will not be started (its breakers)."""
+        self.breakers.release(prepared.job.breakers)
+        prepared.job.breakers = ()
 
     def start(self, prepared: PreparedJob) -> str:
         """Start a job made by `prepare`; returns its id."""
@@ -266,7 +271,8 @@ class Scheduler:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
         self._check_new_id(job_id)
-        job = self._build(spec, job_id, created_at)
+        # Past the breakers' limit if need be: the job was accepted once, it must come back.
+        job = self._build(spec, job_id, created_at, within_limit=False)
         job.log.restore(list(events), last_sequence)
         job.sequence = last_sequence
         if last_sequence:
@@ -1008,6 +1014,7 @@ class Scheduler:
         job.finished_at = now = self.clock.wall()
         self._transition_job(job, state, message, now)
         job.log.close()
+        self.breakers.release(job.breakers)  # others may have them once nobody uses them
         if job.gc_hold is not None:
             job.gc_hold.release()
             job.gc_hold = None
@@ -1049,9 +1056,16 @@ class Scheduler:
             )
 
     def _build(
-        self, spec: JobSpec, job_id: str, created_at: float, *, hold_gc_now: bool = False
+        self,
+        spec: JobSpec,
+        job_id: str,
+        created_at: float,
+        *,
+        hold_gc_now: bool = False,
+        within_limit: bool = True,
     ) -> JobRun:
-        """A job's records from its spec, validated; nothing registered yet.
+        """A job's records from its spec, validated; nothing registered yet but the claim on
+        its breakers (`discard` lets go of a job that never starts).
 
         `hold_gc_now`: a big job about to start is frozen before the collector is back on,
         or the collector's first pass walks all its records; one that may never start
@@ -1067,7 +1081,8 @@ class Scheduler:
         )
         big = len(spec.tasks) >= self._gc_hold_min_tasks
         with gc_paused(big):
-            build_job(job, runners, self.breakers, positions)  # many records: no collecting
+            # Many records: no collecting.
+            build_job(job, runners, self.breakers, positions, within_limit=within_limit)
             if big and hold_gc_now:
                 job.gc_hold = hold_gc()
         return job
@@ -1083,6 +1098,7 @@ class Scheduler:
         """Hold a restored finished job for retention, as if it had just finished then."""
         job.state, job.message, job.finished_at = ended.state, ended.message, ended.finished_at
         job.log.close()
+        self.breakers.release(job.breakers)
         self._jobs[job.id] = job
         # The retention clock is monotonic: place the finish as far back as the wall says.
         age = max(0.0, self.clock.wall() - ended.finished_at)
