@@ -242,6 +242,15 @@ class Daemon:
                 recovered.interrupted,
                 recovered.finished,
             )
+        if recovered.live_tasks > self.config.max_tasks:
+            # Starting anyway: refusing would leave the jobs accepted before to nobody.
+            _log.warning(
+                "the journal holds %d task(s) of unfinished jobs, more than --max-tasks "
+                "(%d): all were recovered, and new jobs are refused (RESOURCE_EXHAUSTED) "
+                "until enough of them finish; raise --max-tasks if the host has the memory",
+                recovered.live_tasks,
+                self.config.max_tasks,
+            )
         return recovered.request_ids
 
     # -- reload -----------------------------------------------------------------------------
@@ -346,6 +355,7 @@ def build_scheduler(
         breakers=breakers,
         runners=runners,  # type: ignore[arg-type]
         max_tasks_per_job=config.max_tasks_per_job,
+        max_tasks=config.max_tasks,
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
         retain_finished_for=config.finished_job_ttl,

@@ -158,6 +158,9 @@ class Config:
     """Serve TCP beyond loopback without TLS or without a token, knowingly."""
     max_tasks_per_job: int = 100_000
     """Tasks one Submit may carry."""
+    max_tasks: int = 500_000
+    """Tasks held in memory, of every job; a Submit past it is refused (bench/memory.py
+    measures about 1.7 KB a task)."""
     max_message_bytes: int = 64 * MIB
     """Largest gRPC message received or sent."""
     max_result_bytes: int = 1 * MIB
@@ -296,6 +299,7 @@ def _validate(config: Config) -> None:
     whole_numbers = {
         "max_concurrency": 1,
         "max_tasks_per_job": 1,
+        "max_tasks": 1,
         "max_message_bytes": 1024,
         "max_result_bytes": 0,
         "output_tail_bytes": 0,

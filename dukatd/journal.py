@@ -36,7 +36,7 @@ survives a crash or `kill -9` of the daemon (the kernel holds it), and the last 
 lost on power loss; `"full"` fsyncs the WAL at each commit, which survives power loss too, at
 a disk flush per commit — and every task start waits for one (see `settled`).
 
-A commit that fails (a full disk, `max_bytes` reached, an I/O error)
+A commit that fails (a full disk, `max_bytes` reached, an I/O error, no memory left)
 is retried with backoff; the jobs in it were never started, so their Submits fail instead
 (`JournalWriteError`), and nothing else is lost while the writer keeps trying. With
 `max_bytes`, new jobs may fill only `ACCEPT_SHARE` of it: a job that would go beyond is left
@@ -542,11 +542,13 @@ class Journal:
             began = time.perf_counter()
             try:
                 marks, refused = self._commit(operations)
-            except sqlite3.Error as error:
+            except (sqlite3.Error, MemoryError) as error:  # SQLite's "out of memory" too
                 self.write_errors += 1
+                why = str(error) or "out of memory"  # a MemoryError says nothing
                 failure = JournalWriteError(
-                    f"the journal {str(self.path)!r} cannot be written: {error}",
-                    full=getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
+                    f"the journal {str(self.path)!r} cannot be written: {why}",
+                    full=isinstance(error, MemoryError)
+                    or getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
                 )
                 _log.error("%s; retrying in %.2gs", failure, backoff)
                 # Jobs in it were never started: their Submits fail (and are not tried

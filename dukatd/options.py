@@ -350,6 +350,17 @@ OPTIONS: tuple[Option, ...] = (
         from_toml=_toml_int,
     ),
     Option(
+        field="max_tasks",
+        flag="--max-tasks",
+        env="DUKATD_MAX_TASKS",
+        help="tasks held in memory, of every job (about 1.7 KB each: the default is about "
+        "850 MB). A Submit that the unfinished jobs leave no room for is RESOURCE_EXHAUSTED; "
+        "finished jobs are dropped, oldest first, to make room. Default: 500000",
+        metavar="N",
+        from_text=_text_int,
+        from_toml=_toml_int,
+    ),
+    Option(
         field="max_message_bytes",
         flag="--max-message-bytes",
         env="DUKATD_MAX_MESSAGE_BYTES",
