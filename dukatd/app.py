@@ -152,6 +152,13 @@ class Daemon:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
         warn_of_client_pings(config)
+        open_exec = config.open_exec_address
+        if open_exec is not None:  # only with --insecure
+            _log.warning(
+                "exec tasks are served on %s without a token (--insecure): every local user "
+                "who can connect runs commands as this daemon's user; give --token-file",
+                open_exec,
+            )
         self.scheduler, self.exec_runner = build_scheduler(
             config, ledger=self.ledger, journal=self.journal
         )

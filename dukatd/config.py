@@ -210,6 +210,14 @@ class Config:
         return tuple(a.path for a in self.addresses if isinstance(a, UnixAddress))
 
     @property
+    def open_exec_address(self) -> TcpAddress | None:
+        """A TCP address on which whoever connects may run exec tasks (exec allowed and no
+        token: refused unless `insecure`), or None."""
+        if not self.allow_exec or self.token_file is not None:
+            return None
+        return next((a for a in self.addresses if isinstance(a, TcpAddress)), None)
+
+    @property
     def metrics_address(self) -> TcpAddress | None:
         return None if self.metrics_listen is None else parse_tcp_address(self.metrics_listen)
 
@@ -366,6 +374,15 @@ def _validate(config: Config) -> None:
                 f"{str(remote[0])!r} is reachable beyond this host, so it needs "
                 f"{' and '.join(lacking)}; say --insecure to serve it without",
             )
+    open_exec = config.open_exec_address
+    if open_exec is not None and not config.insecure:
+        fail(
+            "listen",
+            f"{str(open_exec)!r} with --allow-exec lets every local user who can connect run "
+            "commands as this daemon's user (a TCP port has no file permissions: the unix "
+            "socket's 0660 does not apply); give a token (--token-file), serve exec on unix "
+            "sockets only, or say --insecure",
+        )
 
 
 def _checked_resources(

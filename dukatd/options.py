@@ -208,7 +208,8 @@ OPTIONS: tuple[Option, ...] = (
         flag="--listen",
         env="DUKATD_LISTEN",
         help="address to serve, unix:/path or host:port (repeat for several; the variable takes a "
-        "comma-separated list). TCP beyond loopback needs TLS and a token, or --insecure. "
+        "comma-separated list). TCP beyond loopback needs TLS and a token, TCP with --allow-exec "
+        "a token, or --insecure. "
         "Default: unix:dukatd.sock in $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR, else "
         "/tmp/dukatd-$UID/",
         metavar="ADDR",
@@ -336,7 +337,8 @@ OPTIONS: tuple[Option, ...] = (
         field="insecure",
         flag="--insecure",
         env="DUKATD_INSECURE",
-        help="allow TCP beyond loopback without TLS or without a token. Default: off",
+        help="allow TCP beyond loopback without TLS or without a token, and exec tasks over TCP "
+        "without a token. Default: off",
         from_text=_text_bool,
         from_toml=_toml_bool,
     ),
