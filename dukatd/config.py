@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -241,14 +242,30 @@ class Config:
         )
 
     def read_token(self) -> str | None:
-        """The bearer token from `token_file` (surrounding whitespace dropped), or None."""
+        """The bearer token from `token_file` (surrounding whitespace dropped), or None.
+
+        A file that other users may read (or anyone but its owner change) is refused, as ssh
+        refuses such a key: the token is a secret no longer. Its group may read it."""
         if self.token_file is None:
             return None
         try:
-            token = self.token_file.read_text().strip()
+            with self.token_file.open("rb") as file:
+                mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+                text = file.read().decode()
         except (OSError, UnicodeDecodeError) as error:
             problem = f"cannot read {str(self.token_file)!r}: {error}"
             raise self._error("token_file", problem) from None
+        if mode & 0o026:
+            may = " and ".join(
+                verb for verb, bits in (("read", 0o004), ("change", 0o022)) if mode & bits
+            )
+            raise self._error(
+                "token_file",
+                f"{str(self.token_file)!r} is mode {mode:04o}: other users may {may} the "
+                "token; chmod 600 it (640 to share it with its group), and replace the token "
+                "if it may have been read",
+            )
+        token = text.strip()
         if not token:
             raise self._error("token_file", f"{str(self.token_file)!r} is empty")
         return token

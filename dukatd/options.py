@@ -309,7 +309,8 @@ OPTIONS: tuple[Option, ...] = (
         field="token_file",
         flag="--token-file",
         env="DUKATD_TOKEN_FILE",
-        help="file holding a bearer token every client must send (health checks are exempt). "
+        help="file holding a bearer token every client must send (health checks are exempt); "
+        "refused if other users may read it (mode 0600, or 0640 for its group). "
         "Default: none",
         metavar="FILE",
         from_text=_path_text,

@@ -427,6 +427,10 @@ def test_grpc_options_carry_the_limits():
 def test_read_token(tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"^--token-file: .* is mode 0644: other users may read"):
+        parse_args(["--token-file", str(token)], HOME).read_token()
+    token.chmod(0o600)
     assert parse_args(["--token-file", str(token)], HOME).read_token() == "s3cret"
     assert parse_args([], HOME).read_token() is None
     token.write_text("  \n")
