@@ -121,8 +121,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         try:
             if self.journal is not None:
                 await self._make_durable(request, prepared.job_id, prepared.job.created_at)
-            # Before the start, which cannot fail half-way: its own failure takes the job
-            # back, and an entry for a job the scheduler does not hold is never answered.
+            # Remembered before the start, which is all or nothing: should it fail, an entry
+            # for a job the scheduler does not hold is never answered (RequestIds.get).
             self.request_ids.add(request_id, prepared.job_id)
             job_id = self.scheduler.start(prepared)
         except RuntimeError:  # closed by the drain while the journal was writing

@@ -7,8 +7,8 @@ Servicers raise; `rpc_errors` wraps each handler and turns what it raised into a
     Refusal(code, message)            that code: PERMISSION_DENIED (exec is off),
                                       RESOURCE_EXHAUSTED (a limit of the daemon), ...
     FellBehind                        RESOURCE_EXHAUSTED (a watcher of every job lost events)
-    MemoryError                       RESOURCE_EXHAUSTED (the daemon ran out of memory; the
-                                      handler kept nothing of the request, and it is logged)
+    MemoryError                       RESOURCE_EXHAUSTED (the daemon ran out of memory, which
+                                      is logged; a Submit so answered kept nothing of its job)
 
 A request whose bytes did not parse (`dukatd.handlers.Undecodable`) is INVALID_ARGUMENT.
 Anything else is a bug: gRPC answers UNKNOWN and the handler's traceback is logged.
@@ -39,8 +39,8 @@ _log = logging.getLogger(__name__)
 MAX_VIOLATIONS = 20
 MAX_TEXT = 300
 _OUT_OF_MEMORY = (
-    "dukatd ran out of memory and kept nothing of this request; try again later, and lower "
-    "--max-tasks (the tasks it holds) below what the host can give it"
+    "dukatd ran out of memory (a Submit answered so kept nothing of its job); try again "
+    "later, and lower --max-tasks (the tasks it holds) to what the host can give it"
 )
 
 
