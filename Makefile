@@ -140,6 +140,8 @@ bench: $(VENV)/.bench-installed
 	@echo
 	$(BIN)/python bench/submit.py
 	@echo
+	$(BIN)/python bench/memory.py
+	@echo
 	$(BIN)/python bench/journal.py
 
 # The same DAG on Dask distributed and Ray local (bench/peers.py). Their own venv: ray and

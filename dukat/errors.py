@@ -6,6 +6,8 @@
      │    │                               `.task_id` names the offending task when there is one
      │    └── CycleError                  the dependencies close a loop; `.cycle` is the path
      ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
+     ├── CapacityError                    a job refused for want of room (the scheduler's
+     │                                    `max_tasks`); `.limit`, `.capacity`, `.held`, `.requested`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
      ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
      ├── TaskFailedRemotely               a worker reported the attempt failed; `.type` names the
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from signal import Signals
 
 __all__ = [
+    "CapacityError",
     "CircuitBreakerError",
     "CycleError",
     "DaemonError",
@@ -134,6 +137,29 @@ class CircuitBreakerError(DukatError):
         else:
             wait = f"{self.retry_after:.1f}s"
             message = f"circuit breaker {name!r} is open; next trial call in {wait}"
+        super().__init__(message)
+
+
+class CapacityError(DukatError):
+    """A job was refused: the scheduler holds as many tasks as its limit allows.
+
+    `limit` names the limit (`"max_tasks"`) and `capacity` is its value; `held` is what the
+    jobs that cannot make room (unfinished, or prepared and not started) hold, and
+    `requested` what the job refused needed. Nothing of the job was kept.
+    """
+
+    def __init__(self, limit: str, capacity: int, *, held: int, requested: int) -> None:
+        self.limit = limit
+        self.capacity = capacity
+        self.held = held
+        self.requested = requested
+        if requested > capacity:
+            message = f"a job of {requested} tasks can never fit: {limit} is {capacity}"
+        else:
+            message = (
+                f"a job of {requested} tasks does not fit: unfinished jobs hold {held} tasks "
+                f"and {limit} is {capacity}; submit it again once some have finished"
+            )
         super().__init__(message)
 
 

@@ -152,6 +152,13 @@ class Daemon:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
         warn_of_client_pings(config)
+        open_exec = config.open_exec_address
+        if open_exec is not None:  # only with --insecure
+            _log.warning(
+                "exec tasks are served on %s without a token (--insecure): every local user "
+                "who can connect runs commands as this daemon's user; give --token-file",
+                open_exec,
+            )
         self.scheduler, self.exec_runner = build_scheduler(
             config, ledger=self.ledger, journal=self.journal
         )
@@ -244,6 +251,15 @@ class Daemon:
                 recovered.live,
                 recovered.interrupted,
                 recovered.finished,
+            )
+        if recovered.live_tasks > self.config.max_tasks:
+            # Starting anyway: refusing would leave the jobs accepted before to nobody.
+            _log.warning(
+                "the journal holds %d task(s) of unfinished jobs, more than --max-tasks "
+                "(%d): all were recovered, and new jobs are refused (RESOURCE_EXHAUSTED) "
+                "until enough of them finish; raise --max-tasks if the host has the memory",
+                recovered.live_tasks,
+                self.config.max_tasks,
             )
         return recovered.request_ids
 
@@ -349,6 +365,7 @@ def build_scheduler(
         breakers=breakers,
         runners=runners,  # type: ignore[arg-type]
         max_tasks_per_job=config.max_tasks_per_job,
+        max_tasks=config.max_tasks,
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
         retain_finished_for=config.finished_job_ttl,

@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,9 @@ class Config:
     """Serve TCP beyond loopback without TLS or without a token, knowingly."""
     max_tasks_per_job: int = 100_000
     """Tasks one Submit may carry."""
+    max_tasks: int = 500_000
+    """Tasks held in memory, of every job; a Submit past it is refused (bench/memory.py
+    measures about 1.7 KB a task)."""
     max_message_bytes: int = 64 * MIB
     """Largest gRPC message received or sent."""
     max_result_bytes: int = 1 * MIB
@@ -211,6 +215,14 @@ class Config:
         return tuple(a.path for a in self.addresses if isinstance(a, UnixAddress))
 
     @property
+    def open_exec_address(self) -> TcpAddress | None:
+        """A TCP address on which whoever connects may run exec tasks (exec allowed and no
+        token: refused unless `insecure`), or None."""
+        if not self.allow_exec or self.token_file is not None:
+            return None
+        return next((a for a in self.addresses if isinstance(a, TcpAddress)), None)
+
+    @property
     def metrics_address(self) -> TcpAddress | None:
         return None if self.metrics_listen is None else parse_tcp_address(self.metrics_listen)
 
@@ -234,14 +246,30 @@ class Config:
         )
 
     def read_token(self) -> str | None:
-        """The bearer token from `token_file` (surrounding whitespace dropped), or None."""
+        """The bearer token from `token_file` (surrounding whitespace dropped), or None.
+
+        A file that other users may read (or anyone but its owner change) is refused, as ssh
+        refuses such a key: the token is a secret no longer. Its group may read it."""
         if self.token_file is None:
             return None
         try:
-            token = self.token_file.read_text().strip()
+            with self.token_file.open("rb") as file:
+                mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+                text = file.read().decode()
         except (OSError, UnicodeDecodeError) as error:
             problem = f"cannot read {str(self.token_file)!r}: {error}"
             raise self._error("token_file", problem) from None
+        if mode & 0o026:
+            may = " and ".join(
+                verb for verb, bits in (("read", 0o004), ("change", 0o022)) if mode & bits
+            )
+            raise self._error(
+                "token_file",
+                f"{str(self.token_file)!r} is mode {mode:04o}: other users may {may} the "
+                "token; chmod 600 it (640 to share it with its group), and replace the token "
+                "if it may have been read",
+            )
+        token = text.strip()
         if not token:
             raise self._error("token_file", f"{str(self.token_file)!r} is empty")
         return token
@@ -300,6 +328,7 @@ def _validate(config: Config) -> None:
     whole_numbers = {
         "max_concurrency": 1,
         "max_tasks_per_job": 1,
+        "max_tasks": 1,
         "max_message_bytes": 1024,
         "max_result_bytes": 0,
         "output_tail_bytes": 0,
@@ -368,6 +397,15 @@ def _validate(config: Config) -> None:
                 f"{str(remote[0])!r} is reachable beyond this host, so it needs "
                 f"{' and '.join(lacking)}; say --insecure to serve it without",
             )
+    open_exec = config.open_exec_address
+    if open_exec is not None and not config.insecure:
+        fail(
+            "listen",
+            f"{str(open_exec)!r} with --allow-exec lets every local user who can connect run "
+            "commands as this daemon's user (a TCP port has no file permissions: the unix "
+            "socket's 0660 does not apply); give a token (--token-file), serve exec on unix "
+            "sockets only, or say --insecure",
+        )
 
 
 def _checked_resources(

@@ -221,7 +221,8 @@ OPTIONS: tuple[Option, ...] = (
         flag="--listen",
         env="DUKATD_LISTEN",
         help="address to serve, unix:/path or host:port (repeat for several; the variable takes a "
-        "comma-separated list). TCP beyond loopback needs TLS and a token, or --insecure. "
+        "comma-separated list). TCP beyond loopback needs TLS and a token, TCP with --allow-exec "
+        "a token, or --insecure. "
         "Default: unix:dukatd.sock in $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR, else "
         "/tmp/dukatd-$UID/",
         metavar="ADDR",
@@ -321,7 +322,8 @@ OPTIONS: tuple[Option, ...] = (
         field="token_file",
         flag="--token-file",
         env="DUKATD_TOKEN_FILE",
-        help="file holding a bearer token every client must send (health checks are exempt). "
+        help="file holding a bearer token every client must send (health checks are exempt); "
+        "refused if other users may read it (mode 0600, or 0640 for its group). "
         "Default: none",
         metavar="FILE",
         from_text=_path_text,
@@ -349,7 +351,8 @@ OPTIONS: tuple[Option, ...] = (
         field="insecure",
         flag="--insecure",
         env="DUKATD_INSECURE",
-        help="allow TCP beyond loopback without TLS or without a token. Default: off",
+        help="allow TCP beyond loopback without TLS or without a token, and exec tasks over TCP "
+        "without a token. Default: off",
         from_text=_text_bool,
         from_toml=_toml_bool,
     ),
@@ -358,6 +361,17 @@ OPTIONS: tuple[Option, ...] = (
         flag="--max-tasks-per-job",
         env="DUKATD_MAX_TASKS_PER_JOB",
         help="tasks one Submit may carry; more is INVALID_ARGUMENT. Default: 100000",
+        metavar="N",
+        from_text=_text_int,
+        from_toml=_toml_int,
+    ),
+    Option(
+        field="max_tasks",
+        flag="--max-tasks",
+        env="DUKATD_MAX_TASKS",
+        help="tasks held in memory, of every job (about 1.7 KB each: the default is about "
+        "850 MB). A Submit that the unfinished jobs leave no room for is RESOURCE_EXHAUSTED; "
+        "finished jobs are dropped, oldest first, to make room. Default: 500000",
         metavar="N",
         from_text=_text_int,
         from_toml=_toml_int,

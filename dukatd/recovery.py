@@ -46,6 +46,8 @@ class Recovered:
     finished: int = 0
     interrupted: int = 0
     """Tasks whose running attempt the restart cut off."""
+    live_tasks: int = 0
+    """Tasks of the unfinished jobs brought back."""
     request_ids: dict[str, str] = field(default_factory=dict)
     """Submit request ids of the jobs brought back -> their job ids."""
 
@@ -75,7 +77,7 @@ def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) ->
     live = [job for job in jobs if not job.state.is_terminal]
     for job in [*ended, *live]:
         try:
-            _restore(scheduler, job)
+            tasks = _restore(scheduler, job)
         except (DukatError, DecodeError, ValueError) as error:
             # Only a journal from a dukatd that accepted what this one refuses gets here.
             _log.error("job %s could not be restored and is dropped: %s", job.job_id, error)
@@ -85,6 +87,7 @@ def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) ->
             recovered.finished += 1
         else:
             recovered.live += 1
+            recovered.live_tasks += tasks
             recovered.interrupted += sum(1 for t in job.tasks if not t.state.is_terminal)
         if job.request_id:
             recovered.request_ids[job.request_id] = job.job_id
@@ -127,7 +130,9 @@ def recover_breakers(
         registry.configure(name, config, within_limit=False)
 
 
-def _restore(scheduler: Scheduler, job: RecoveredJob) -> None:
+def _restore(scheduler: Scheduler, job: RecoveredJob) -> int:
+    """Restore one job; its number of tasks."""
+
     def warn(field: str, description: str) -> None:
         _log.warning(
             "job %s: journaled %s is out of bounds (%s); brought within them",
@@ -151,3 +156,4 @@ def _restore(scheduler: Scheduler, job: RecoveredJob) -> None:
         ended=ending,
         cancels=job.cancels,
     )
+    return len(spec.tasks)

@@ -21,7 +21,7 @@ from dukat.client import CLIENT_ID_KEY
 from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
-from dukat.errors import FieldViolation, NotFoundError, ValidationError
+from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
@@ -131,24 +131,31 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             _refuse_exec(request.job)
         spec = convert.job_spec_from_proto(request.job, path="job")
         try:
-            prepared = self.scheduler.prepare(spec)
+            prepared = self.scheduler.prepare(spec)  # nothing is journaled before it fits
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
+        except CapacityError as error:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, _over_max_tasks(error)) from None
         try:
             if self.journal is not None:
                 await self._make_durable(request, prepared.job_id, prepared.job.created_at)
-            try:
-                job_id = self.scheduler.start(prepared)
-            except RuntimeError:  # closed by the drain while the journal was writing
-                raise Refusal(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "dukatd is shutting down; the job is kept and runs when it is back "
-                    "(Submit again with the same request_id to get its id)",
-                ) from None
-        except BaseException:
-            self.scheduler.discard(prepared)  # its breakers are free again
+            # Remembered before the start, which is all or nothing: should it fail, an entry
+            # for a job the scheduler does not hold is never answered (RequestIds.get).
+            self.request_ids.add(request_id, prepared.job_id)
+            job_id = self.scheduler.start(prepared)
+        except RuntimeError:  # closed by the drain while the journal was writing
+            raise Refusal(
+                grpc.StatusCode.UNAVAILABLE,
+                "dukatd is shutting down; the job is kept and runs when it is back (Submit "
+                "again with the same request_id to get its id)",
+            ) from None
+        except MemoryError:
+            # Out of memory after the journal took it: it must not run after a restart.
+            if self.journal is not None and prepared.job_id not in self.scheduler:
+                self.journal.drop(prepared.job_id)
             raise
-        self.request_ids.add(request_id, job_id)
+        finally:
+            self.scheduler.abandon(prepared)  # its room and breakers, unless it started
         return scheduler_pb2.SubmitResponse(job_id=job_id)
 
     async def _make_durable(
@@ -372,6 +379,12 @@ def _refuse_exec(job: job_pb2.JobSpec) -> None:
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
+
+
+def _over_max_tasks(error: CapacityError) -> str:
+    """The engine's refusal, naming the daemon's option."""
+    named = CapacityError("--max-tasks", error.capacity, held=error.held, requested=error.requested)
+    return f"{named} (--max-tasks bounds the tasks dukatd holds in memory)"
 
 
 def _refuse_if_frozen(journal: Journal) -> None:

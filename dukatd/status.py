@@ -8,6 +8,8 @@ Servicers raise; `rpc_errors` wraps each handler and turns what it raised into a
                                       RESOURCE_EXHAUSTED (a limit of the daemon), ...
     FellBehind                        RESOURCE_EXHAUSTED (a watcher of every job lost events)
     LimitExceededError                RESOURCE_EXHAUSTED (too many circuit breakers)
+    MemoryError                       RESOURCE_EXHAUSTED (the daemon ran out of memory, which
+                                      is logged; a Submit so answered kept nothing of its job)
 
 A request whose bytes did not parse (`dukatd.handlers.Undecodable`) is INVALID_ARGUMENT.
 Anything else is a bug: gRPC answers UNKNOWN and the handler's traceback is logged.
@@ -37,6 +39,10 @@ _log = logging.getLogger(__name__)
 # 8 KiB by default: a job with 100,000 bad tasks must not make its own error unreadable.
 MAX_VIOLATIONS = 20
 MAX_TEXT = 300
+_OUT_OF_MEMORY = (
+    "dukatd ran out of memory (a Submit answered so kept nothing of its job); try again "
+    "later, and lower --max-tasks (the tasks it holds) to what the host can give it"
+)
 
 
 class Refusal(Exception):
@@ -75,6 +81,8 @@ def to_status(error: BaseException) -> status_pb2.Status | None:
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_cut(str(error), 1000))
     if isinstance(error, Refusal):
         return status_pb2.Status(code=error.code.value[0], message=_cut(str(error), 1000))
+    if isinstance(error, MemoryError):
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_OUT_OF_MEMORY)
     return None
 
 
@@ -103,6 +111,9 @@ def rpc_errors(handler: Handler) -> Handler:
                 )
             return await handler(self, request, context)
         except (ValidationError, NotFoundError, Refusal, FellBehind, LimitExceededError) as error:
+            await abort(context, error)
+        except MemoryError as error:
+            _log.error("%s: out of memory", handler.__qualname__, exc_info=True)
             await abort(context, error)
         except grpc.aio.AbortError:  # the handler ended the call itself, as it meant to
             raise

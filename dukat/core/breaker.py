@@ -464,7 +464,8 @@ class BreakerRegistry:
         again as breakers come free)."""
         new = [name for name in names if name not in self._breakers]
         if within_limit:
-            self._make_room(len(new), f"the job's {len(new)} new ones")
+            # The job's other breakers exist and it is about to take them: never the room.
+            self._make_room(len(new), f"the job's {len(new)} new ones", spare=names)
         claims = self._claims
         found = {}
         for name in names:
@@ -533,15 +534,17 @@ class BreakerRegistry:
         breaker.add_listener(self._forward)
         return breaker
 
-    def _make_room(self, count: int, wanted: str) -> None:
-        """Let go of idle breakers until `count` new ones fit, or of none if they cannot."""
+    def _make_room(self, count: int, wanted: str, spare: Collection[str] = ()) -> None:
+        """Let go of idle breakers (but those named in `spare`) until `count` new ones fit,
+        or of none if they cannot."""
         limit = self.max_breakers
         if limit is None or count <= 0:
             return
         excess = len(self._breakers) + count - limit
         if excess <= 0:
             return
-        idle = list(itertools.islice(filter(self._idle, self._breakers.values()), excess))
+        candidates = (b for b in self._breakers.values() if b.name not in spare and self._idle(b))
+        idle = list(itertools.islice(candidates, excess))
         if len(idle) < excess:
             raise LimitExceededError(
                 f"{len(self._breakers)} circuit breakers are held, and the limit is {limit}: "

@@ -88,6 +88,7 @@ async def test_a_worker_serves_the_daemon_that_replaces_its_own(daemons, caplog)
 async def test_a_wrong_token_ends_the_worker_with_its_error(daemons, short_tmp) -> None:
     token = short_tmp / "token"
     token.write_text("right\n")
+    token.chmod(0o600)  # dukatd refuses a token that others may read
     daemon = await daemons("--token-file", str(token)).serving()
     async with dukat.connect(daemon.address, token="wrong") as client:
         worker = client.worker("q", Handler())

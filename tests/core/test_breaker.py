@@ -1098,6 +1098,15 @@ async def test_configured_claimed_open_and_trial_breakers_are_never_let_go(
     assert "claimed" not in registry and "new" in registry
 
 
+def test_a_claim_never_makes_room_by_letting_go_of_a_breaker_it_names(clock: ManualClock) -> None:
+    registry = capped(clock, cap=2)
+    a = registry.get("a")
+    registry.get("b")  # "a" is now the least recently used, and idle
+    found = registry.claim(["a", "c"])
+    assert found["a"] is a  # the same breaker, with its state: not one made again
+    assert sorted(b.name for b in registry) == ["a", "c"]
+
+
 def test_a_claim_takes_every_breaker_it_names_or_none(clock: ManualClock) -> None:
     registry = capped(clock)
     registry.claim({"x"})

@@ -514,7 +514,7 @@ async def test_a_prepared_job_that_never_starts_lets_go_of_its_breakers(make):
     prepared = s.prepare(job(spec("a", noop, circuit_breaker="a")))
     with pytest.raises(LimitExceededError):
         s.submit(job(spec("b", noop, circuit_breaker="b")))
-    s.discard(prepared)  # its journal write failed, say
+    s.abandon(prepared)  # its journal write failed, say
     assert await s.wait(s.submit(job(spec("b", noop, circuit_breaker="b")))) is JobState.SUCCEEDED
 
 

@@ -386,6 +386,23 @@ def test_tcp_beyond_loopback_needs_tls_and_a_token_or_insecure(address):
     assert parse_args(["--listen", address], {**HOME, "DUKATD_INSECURE": "1"}).insecure
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:5000", "[::1]:5000", "localhost:5000"])
+def test_exec_over_loopback_tcp_needs_a_token_or_insecure(address):
+    # TCP has no file permissions: every local user can connect, and exec runs commands as
+    # the daemon's user. The unix socket's 0660 is what keeps them out; a token must here.
+    error = error_of(["--listen", address, "--allow-exec"], {})
+    assert str(error).startswith("--listen: ")
+    assert "--token-file" in str(error) and "--insecure" in str(error)
+    assert "every local user" in str(error)
+    error = error_of(["--listen", address], {"DUKATD_ALLOW_EXEC": "1"})
+    assert "--token-file" in str(error)
+
+    assert parse_args(["--listen", address, "--allow-exec", "--token-file", "/t"], HOME)
+    assert parse_args(["--listen", address, "--allow-exec", "--insecure"], HOME).insecure
+    assert parse_args(["--listen", address], HOME)  # no exec: nothing to run
+    assert parse_args(["--listen", "unix:/run/d.sock", "--allow-exec"], HOME)
+
+
 # -- the dataclass itself -------------------------------------------------------------------
 
 
@@ -428,6 +445,10 @@ def test_grpc_options_carry_the_limits():
 def test_read_token(tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"^--token-file: .* is mode 0644: other users may read"):
+        parse_args(["--token-file", str(token)], HOME).read_token()
+    token.chmod(0o600)
     assert parse_args(["--token-file", str(token)], HOME).read_token() == "s3cret"
     assert parse_args([], HOME).read_token() is None
     token.write_text("  \n")
