@@ -44,7 +44,9 @@ The protocol a worker must follow (the Python client's `client.worker(...)` impl
    hello again.
 7. Misuse ends the stream, the daemon keeps serving others: no hello first or a second
    hello (FAILED_PRECONDITION); a bad hello, a result without an outcome or with empty
-   ids, a progress fraction outside 0..1, undecodable bytes (INVALID_ARGUMENT). A success
+   ids, a progress fraction outside 0..1 (NaN too), undecodable bytes (INVALID_ARGUMENT).
+   The attempts the stream held are given up at once; its status follows the messages
+   already sent, also when the worker had stopped reading (`dukatd.work_session`). A success
    payload over `max_result_bytes` fails that attempt (not retryable) and keeps the stream.
    A worker that half-closes its side ends the stream (status OK); what it held is given up.
 """

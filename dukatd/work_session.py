@@ -3,16 +3,22 @@
 The servicer says hello through `WorkerHub.connect` and then awaits `serve`, which runs the
 writer in the call's own task and the reader beside it. Whatever ends the stream (the
 worker closing its side, a protocol error, missed heartbeats, the client gone) ends in the
-servicer's `finally` with `WorkerHub.disconnect`; missed heartbeats and protocol errors
-also give the attempts up at once, without waiting for a write that may be stuck behind
-flow control to a worker that stopped reading.
+servicer's `finally` with `WorkerHub.disconnect`.
+
+A stream the daemon fails (`_fail`: a protocol error, missed heartbeats, a bug) takes one
+path: its attempts are given up at once, and the writer is cancelled wherever it waits —
+also in a write stuck behind flow control to a worker that stopped reading — and raises the
+failure instead, so that the servicer ends the call with its status. A cancelled write is
+not taken back: HTTP/2 sends the status after the bytes already queued on the stream, so the
+worker gets it as soon as it reads them (grpc.aio has no server-side cancel that would drop
+them); a worker that never reads again never sees it, and its call lingers until it goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -38,7 +44,6 @@ class WorkerSession:
         "_signal",
         "_task",
         "_timer",
-        "_writing",
         "cancels",
         "hub",
         "last_heard",
@@ -65,7 +70,6 @@ class WorkerSession:
         self._signal: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._ended = False
-        self._writing = False
         self._task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -97,21 +101,16 @@ class WorkerSession:
 
     # -- the stream ---------------------------------------------------------------------------
 
-    async def serve(
-        self,
-        requests: AsyncIterator[Any],
-        write: Callable[[scheduler_pb2.WorkResponse], Awaitable[None]],
-    ) -> None:
+    async def serve(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
         """Write until the stream ends; raises what ended it (a Refusal for the status)."""
         loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
+        assert task is not None
         reader = loop.create_task(self._read(requests), name=f"dukat-work-{self.worker_id}")
         reader.add_done_callback(self._reader_done)
         self._timer = loop.call_later(self.hub.heartbeat_interval, self._check_heartbeat)
         try:
             while True:
-                if self._failure is not None:
-                    raise self._failure
                 if self.to_send or self.cancels:
                     ready = len(self.to_send)  # assigned before the wait, so made durable
                     before_send = self.hub.before_send
@@ -119,9 +118,7 @@ class WorkerSession:
                         await before_send()
                     message = self._next_message(ready)
                     if message is not None:
-                        self._writing = True
-                        await write(message)
-                        self._writing = False
+                        await context.write(message)
                         self.messages_sent += 1
                     continue
                 if self._ended:
@@ -129,6 +126,12 @@ class WorkerSession:
                 self._signal = loop.create_future()
                 await self._signal
                 self._signal = None
+        except asyncio.CancelledError:
+            # `_fail` stopped us, wherever we waited: end the call with the failure's status.
+            # Anyone else's cancellation too (the client gone, the drain) wins over ours.
+            if self._failure is None or task.uncancel() > 0:
+                raise
+            raise self._failure from None
         finally:
             self._timer.cancel()
             reader.cancel()
@@ -210,11 +213,13 @@ class WorkerSession:
         self._fail(error, "missed its heartbeats")
 
     def _fail(self, error: BaseException, reason: str) -> None:
+        """End the stream for `error`: give its attempts up now, and stop the writer, which
+        may be stuck writing to this very worker, so that it raises `error` (module doc)."""
+        if self._failure is not None:
+            return
         self._failure = error
-        # Now, not when the writer gets to it: it may be stuck writing to this very worker.
         self.hub.disconnect(self, reason)
-        self._poke()
-        if self._writing and self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def __repr__(self) -> str:

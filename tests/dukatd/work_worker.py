@@ -17,7 +17,7 @@ from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc, work_pb2
 from dukatd.scheduler_service import SchedulerService
-from dukatd.server import create_server
+from dukatd.server import DEFAULT_MAX_MESSAGE_BYTES, create_server
 from dukatd.work_hub import WorkerHub
 
 Handler = Callable[[work_pb2.TaskAssignment], "work_pb2.WorkResult | None"]
@@ -172,14 +172,18 @@ def dispatch(task_id: str, payload: bytes = b"", **options: Any) -> TaskSpec:
 
 
 @contextlib.asynccontextmanager
-async def work_daemon(**hub_options: Any) -> AsyncIterator[WorkDaemon]:
+async def work_daemon(
+    *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, **hub_options: Any
+) -> AsyncIterator[WorkDaemon]:
     scheduler = Scheduler(max_concurrency=256)
     options = {"heartbeat_interval": 0.1, "heartbeat_timeout": 5.0} | hub_options
     hub = WorkerHub(scheduler, **options)
     service = SchedulerService(scheduler, work_hub=hub)
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukatd-") as directory:
         address = f"unix:{directory}/d.sock"
-        server = await create_server(scheduler, [address], service=service)
+        server = await create_server(
+            scheduler, [address], service=service, max_message_bytes=max_message_bytes
+        )
         await server.start()
         channel = grpc.aio.insecure_channel(address)
         daemon = WorkDaemon(
