@@ -3,7 +3,9 @@
 The servicer says hello through `WorkerHub.connect` and then awaits `serve`, which runs the
 writer in the call's own task and the reader beside it. Whatever ends the stream (the
 worker closing its side, a protocol error, missed heartbeats, the client gone) ends in the
-servicer's `finally` with `WorkerHub.disconnect`.
+servicer's `finally` with `WorkerHub.disconnect`. The writer keeps the daemon's side of the
+heartbeat: a worker that has heard nothing for a heartbeat interval gets an empty message,
+also while the writer waits for the journal (a full disk can hold it for long).
 
 A stream the daemon fails (`_fail`: a protocol error, missed heartbeats, a bug) takes one
 path: its attempts are given up at once, and the writer is cancelled wherever it waits —
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkerSession"]
 
 ASSIGNED = 1  # dukatd.work_hub's states, repeated to keep the import one-way
+HEARTBEAT = scheduler_pb2.WorkResponse()  # nothing to say, but the daemon is there
 
 
 class WorkerSession:
@@ -47,8 +50,8 @@ class WorkerSession:
         "cancels",
         "hub",
         "last_heard",
+        "last_sent",
         "max_in_flight",
-        "messages_sent",
         "outstanding",
         "queues",
         "to_send",
@@ -65,8 +68,7 @@ class WorkerSession:
         self.outstanding: dict[tuple[str, str, int], _Attempt] = {}
         self.to_send: deque[_Attempt] = deque()
         self.cancels: list[work_pb2.TaskCancel] = []
-        self.last_heard = hub.clock()
-        self.messages_sent = 0
+        self.last_heard = self.last_sent = hub.clock()  # the welcome goes right after
         self._signal: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._ended = False
@@ -115,16 +117,15 @@ class WorkerSession:
                     ready = len(self.to_send)  # assigned before the wait, so made durable
                     before_send = self.hub.before_send
                     if ready and before_send is not None:
-                        await before_send()
+                        await self._beating(asyncio.ensure_future(before_send()), context)
                     message = self._next_message(ready)
                     if message is not None:
-                        await context.write(message)
-                        self.messages_sent += 1
+                        await self._write(message, context)
                     continue
                 if self._ended:
                     return
                 self._signal = loop.create_future()
-                await self._signal
+                await self._beating(self._signal, context)
                 self._signal = None
         except asyncio.CancelledError:
             # `_fail` stopped us, wherever we waited: end the call with the failure's status.
@@ -135,6 +136,31 @@ class WorkerSession:
         finally:
             self._timer.cancel()
             reader.cancel()
+
+    async def _beating(
+        self, waited: asyncio.Future[Any], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Wait for `waited`, writing a heartbeat whenever the worker has heard nothing from
+        us for a heartbeat interval meanwhile."""
+        hub = self.hub
+        try:
+            while True:
+                left = self.last_sent + hub.heartbeat_interval - hub.clock()
+                if left <= 0:
+                    await self._write(HEARTBEAT, context)
+                    continue
+                await asyncio.wait((waited,), timeout=left)
+                if waited.done():
+                    waited.result()  # what before_send raised, raised here
+                    return
+        finally:
+            waited.cancel()  # no-op once done; we were cancelled: stop waiting for it too
+
+    async def _write(
+        self, message: scheduler_pb2.WorkResponse, context: grpc.aio.ServicerContext
+    ) -> None:
+        await context.write(message)
+        self.last_sent = self.hub.clock()
 
     def _next_message(self, ready: int) -> scheduler_pb2.WorkResponse | None:
         """Cancels, and assignments from the first `ready` of `to_send`, as one message."""

@@ -26,7 +26,7 @@ from dukat.v1 import job_pb2 as dukat_dot_v1_dot_job__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ukat/v1/work.proto\x12\x08\x64ukat.v1\x1a\x12\x64ukat/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"G\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\x05\"\xa9\x01\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x03\"_\n\x0cWorkerUpdate\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.dukat.v1.WorkResult\x12(\n\x08progress\x18\x02 \x03(\x0b\x32\x16.dukat.v1.WorkProgress\"\xd8\x01\n\x0eTaskAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x32\n\x10upstream_results\x18\x07 \x03(\x0b\x32\x18.dukat.v1.UpstreamResult\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"{\n\x0eUpstreamResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"N\n\nTaskCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x99\x01\n\nWorkResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12(\n\x07success\x18\x04 \x01(\x0b\x32\x15.dukat.v1.WorkSuccessH\x00\x12$\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.dukat.v1.WorkErrorH\x00\x42\t\n\x07outcome\"4\n\x0bWorkSuccess\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"=\n\tWorkError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"u\n\x0cWorkProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\x08\x66raction\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x0b\n\t_fractionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ukat/v1/work.proto\x12\x08\x64ukat.v1\x1a\x12\x64ukat/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"G\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\x05\"\xc4\x01\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x03\x12\x19\n\x11\x64\x61\x65mon_heartbeats\x18\x05 \x01(\x08\"_\n\x0cWorkerUpdate\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.dukat.v1.WorkResult\x12(\n\x08progress\x18\x02 \x03(\x0b\x32\x16.dukat.v1.WorkProgress\"\xd8\x01\n\x0eTaskAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x32\n\x10upstream_results\x18\x07 \x03(\x0b\x32\x18.dukat.v1.UpstreamResult\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"{\n\x0eUpstreamResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"N\n\nTaskCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x99\x01\n\nWorkResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12(\n\x07success\x18\x04 \x01(\x0b\x32\x15.dukat.v1.WorkSuccessH\x00\x12$\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.dukat.v1.WorkErrorH\x00\x42\t\n\x07outcome\"4\n\x0bWorkSuccess\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"=\n\tWorkError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"u\n\x0cWorkProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\x08\x66raction\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x0b\n\t_fractionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,21 +36,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERHELLO']._serialized_start=85
   _globals['_WORKERHELLO']._serialized_end=156
   _globals['_WORKERWELCOME']._serialized_start=159
-  _globals['_WORKERWELCOME']._serialized_end=328
-  _globals['_WORKERUPDATE']._serialized_start=330
-  _globals['_WORKERUPDATE']._serialized_end=425
-  _globals['_TASKASSIGNMENT']._serialized_start=428
-  _globals['_TASKASSIGNMENT']._serialized_end=644
-  _globals['_UPSTREAMRESULT']._serialized_start=646
-  _globals['_UPSTREAMRESULT']._serialized_end=769
-  _globals['_TASKCANCEL']._serialized_start=771
-  _globals['_TASKCANCEL']._serialized_end=849
-  _globals['_WORKRESULT']._serialized_start=852
-  _globals['_WORKRESULT']._serialized_end=1005
-  _globals['_WORKSUCCESS']._serialized_start=1007
-  _globals['_WORKSUCCESS']._serialized_end=1059
-  _globals['_WORKERROR']._serialized_start=1061
-  _globals['_WORKERROR']._serialized_end=1122
-  _globals['_WORKPROGRESS']._serialized_start=1124
-  _globals['_WORKPROGRESS']._serialized_end=1241
+  _globals['_WORKERWELCOME']._serialized_end=355
+  _globals['_WORKERUPDATE']._serialized_start=357
+  _globals['_WORKERUPDATE']._serialized_end=452
+  _globals['_TASKASSIGNMENT']._serialized_start=455
+  _globals['_TASKASSIGNMENT']._serialized_end=671
+  _globals['_UPSTREAMRESULT']._serialized_start=673
+  _globals['_UPSTREAMRESULT']._serialized_end=796
+  _globals['_TASKCANCEL']._serialized_start=798
+  _globals['_TASKCANCEL']._serialized_end=876
+  _globals['_WORKRESULT']._serialized_start=879
+  _globals['_WORKRESULT']._serialized_end=1032
+  _globals['_WORKSUCCESS']._serialized_start=1034
+  _globals['_WORKSUCCESS']._serialized_end=1086
+  _globals['_WORKERROR']._serialized_start=1088
+  _globals['_WORKERROR']._serialized_end=1149
+  _globals['_WORKPROGRESS']._serialized_start=1151
+  _globals['_WORKPROGRESS']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

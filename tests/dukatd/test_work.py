@@ -175,6 +175,16 @@ async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
         assert len(survivor.assignments) == 3
 
 
+async def test_the_daemon_heartbeats_to_a_worker_it_has_nothing_for() -> None:
+    async with work_daemon(heartbeat_interval=0.05, heartbeat_timeout=0.3) as daemon:
+        worker = await daemon.worker()
+        assert worker.welcome.daemon_heartbeats
+        await wait_for(lambda: worker.heartbeats >= 3)
+        assert worker.messages == worker.heartbeats  # nothing else was sent
+        job_id = await daemon.submit(dispatch("t"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
 async def test_a_late_result_of_an_old_attempt_is_ignored() -> None:
     async with work_daemon() as daemon:
         worker = await daemon.worker(max_in_flight=2, handler=lambda assignment: None)
@@ -458,13 +468,17 @@ async def test_no_assignment_goes_out_before_before_send_returns() -> None:
         calls.append(len(calls))
         await gate.wait()
 
-    async with work_daemon(before_send=before_send) as daemon:
+    async with work_daemon(before_send=before_send, heartbeat_interval=0.05) as daemon:
         worker = await daemon.worker()
         job_id = await daemon.submit(dispatch("a", b"A"))
         await wait_for(lambda: calls == [0])
         await settle()
         assert worker.assignments == []  # held behind the wait
         assert daemon.scheduler.get_job(job_id).task("a").state is TaskState.RUNNING
+        # A journal that takes long (a full disk) does not make the daemon look gone.
+        beats = worker.heartbeats
+        await wait_for(lambda: worker.heartbeats >= beats + 3)
+        assert calls == [0] and worker.assignments == []
         gate.set()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
         assert [a.task_id for a in worker.assignments] == ["a"]

@@ -74,6 +74,7 @@ class RawWorker:
         self.outbox: asyncio.Queue[scheduler_pb2.WorkRequest | None] = asyncio.Queue()
         self.welcome: work_pb2.WorkerWelcome | None = None
         self.messages = 0  # WorkResponses after the welcome
+        self.heartbeats = 0  # of which empty: the daemon's heartbeats
         self.assignments: list[work_pb2.TaskAssignment] = []
         self.cancels: list[work_pb2.TaskCancel] = []
         self.held: dict[tuple[str, str, int], work_pb2.TaskAssignment] = {}
@@ -107,6 +108,7 @@ class RawWorker:
         try:
             while (response := await self.call.read()) is not grpc.aio.EOF:
                 self.messages += 1
+                self.heartbeats += response == scheduler_pb2.WorkResponse()
                 self.cancels.extend(response.cancels)
                 results = []
                 for assignment in response.assignments:
