@@ -197,3 +197,31 @@ async def test_a_worker_whose_handler_blocked_its_loop_past_the_heartbeat_timeou
     assert {t.id: t.result.payload for t in snapshot.tasks} == {
         t.id: b"done " + t.id.encode() for t in tasks
     }
+
+
+async def test_a_worker_whose_daemon_went_silent_says_hello_again(daemons) -> None:
+    # A stopped daemon keeps its connections open and answers nothing, keepalive pings
+    # neither: only the daemon's own heartbeats tell the worker, within its heartbeat timeout
+    # rather than the channel's keepalive (30 s, then 20 s for the ack).
+    daemon = await daemons(*HEARTBEATS).serving()
+    handler = OnceHolding()
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    held = TaskSpec("held", DispatchAction("q", b"b"), retry=retry)
+    async with (
+        dukat.connect(daemon.address) as client,
+        client.worker("q", handler, 2) as worker,
+    ):
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        handle = await client.submit(JobSpec(tasks=(held,)))
+        await asyncio.wait_for(handler.holding.wait(), 10)
+
+        daemon.signal(signal.SIGSTOP)
+        try:
+            await wait_for(lambda: not worker.connected.is_set(), within=10)
+            assert handler.served == []  # the held attempt was cancelled, not finished
+        finally:
+            daemon.signal(signal.SIGCONT)
+        job = await asyncio.wait_for(handle.wait(), 30)
+        assert worker.connected.is_set()
+    assert job.state is JobState.SUCCEEDED, job
+    assert handler.served == [("held", 2)]
