@@ -126,7 +126,6 @@ class Worker:
                     raise from_rpc_error(error) from error
                 lost = f"{error.code().name}: {error.details()}"
             finally:
-                self.connected.clear()
                 await self._abandon_running()
             # Once per outage at WARNING: a daemon away for minutes is one line, not hundreds.
             level = logging.DEBUG if backoff.retrying else logging.WARNING
@@ -175,11 +174,11 @@ class Worker:
             self._max_result_bytes = welcome.max_result_bytes
             if backoff.retrying:
                 _log.info("worker %s: serving again", self.worker_id)
-            self.connected.set()
             backoff.reset()
             self._take(first)
             sender = asyncio.create_task(self._send_updates(call, interval))
             loop = asyncio.get_running_loop()
+            self.connected.set()
             try:
                 async with asyncio.timeout(None) as heard:
                     while True:
@@ -192,6 +191,7 @@ class Worker:
             except TimeoutError:
                 return f"the daemon sent nothing for {silence:g}s, its heartbeat timeout"
             finally:
+                self.connected.clear()  # the stream is over, however it ended
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
             await _raise_status(call)
