@@ -166,6 +166,8 @@ class Daemon:
         # With a journal, no worker gets an attempt before its RUNNING state is on disk.
         self.work_hub = WorkerHub(
             self.scheduler,
+            heartbeat_interval=config.worker_heartbeat_interval,
+            heartbeat_timeout=config.worker_heartbeat_timeout,
             max_result_bytes=config.max_result_bytes,
             before_send=self.journal.settled if self.journal is not None else None,
         )

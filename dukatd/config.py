@@ -183,6 +183,10 @@ class Config:
     """Finished jobs kept in memory for GetJob, Watch and ListJobs."""
     finished_job_ttl: float = 3600.0
     """Seconds a finished job is kept in memory at most."""
+    worker_heartbeat_interval: float = 10.0
+    """Seconds between the heartbeats of a Work stream, each way."""
+    worker_heartbeat_timeout: float = 30.0
+    """Seconds of silence after which a Work stream is taken for dead, by either side."""
     keepalive_time: float = 30.0
     """Seconds between the server's keepalive pings on an idle connection."""
     keepalive_timeout: float = 10.0
@@ -349,6 +353,8 @@ def _validate(config: Config) -> None:
 
     durations = {
         "finished_job_ttl": 0.0,
+        "worker_heartbeat_interval": 0.001,
+        "worker_heartbeat_timeout": 0.001,
         "keepalive_time": 0.001,
         "keepalive_timeout": 0.001,
         "keepalive_min_client_interval": 0.0,
@@ -362,6 +368,20 @@ def _validate(config: Config) -> None:
         if not math.isfinite(value) or value < least:
             fail(option, f"must be a finite number of seconds >= {least:g}, not {value!r}")
         put(option, float(value))
+
+    interval, timeout = config.worker_heartbeat_interval, config.worker_heartbeat_timeout
+    if timeout <= interval:  # blame the one that was set
+        if "worker_heartbeat_timeout" in config.sources:
+            fail(
+                "worker_heartbeat_timeout",
+                f"must be longer than {_flag('worker_heartbeat_interval')} ({interval:g}s), "
+                f"not {timeout:g}s",
+            )
+        fail(
+            "worker_heartbeat_interval",
+            f"must be shorter than {_flag('worker_heartbeat_timeout')} ({timeout:g}s), "
+            f"not {interval:g}s",
+        )
 
     put("resources", MappingProxyType(_checked_resources(config.resources, fail)))
     breakers = dict(config.breakers)

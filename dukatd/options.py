@@ -452,6 +452,27 @@ OPTIONS: tuple[Option, ...] = (
         from_toml=_toml_duration,
     ),
     Option(
+        field="worker_heartbeat_interval",
+        flag="--worker-heartbeat-interval",
+        env="DUKATD_WORKER_HEARTBEAT_INTERVAL",
+        help="how often a worker sends an update on its Work stream, and the daemon a message to "
+        "it, each an empty one when there is nothing else. Default: 10s",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
+        field="worker_heartbeat_timeout",
+        flag="--worker-heartbeat-timeout",
+        env="DUKATD_WORKER_HEARTBEAT_TIMEOUT",
+        help="a worker silent this long loses its stream and its tasks (retried by their "
+        "policy); a worker that hears nothing from the daemon this long says hello again. "
+        "Longer than the interval. Default: 30s",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
         field="keepalive_time",
         flag="--keepalive-time",
         env="DUKATD_KEEPALIVE_TIME",

@@ -355,7 +355,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             session = hub.connect(first.hello)
             try:
                 await context.write(hub.welcome(session))
-                await session.serve(requests, context.write)
+                await session.serve(requests, context)
             finally:
                 hub.disconnect(session, "left")
 

@@ -338,14 +338,14 @@ class WorkerHub:
         return session
 
     def welcome(self, session: WorkerSession) -> scheduler_pb2.WorkResponse:
-        return scheduler_pb2.WorkResponse(
-            welcome=convert.worker_welcome_to_proto(
-                session.worker_id,
-                self.heartbeat_interval,
-                self.heartbeat_timeout,
-                self.max_result_bytes,
-            )
+        welcome = convert.worker_welcome_to_proto(
+            session.worker_id,
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.max_result_bytes,
         )
+        welcome.daemon_heartbeats = True  # WorkerSession.serve keeps the daemon's side
+        return scheduler_pb2.WorkResponse(welcome=welcome)
 
     def disconnect(self, session: WorkerSession, reason: str) -> None:
         """The session is over: the attempts it holds fail as interrupted. Idempotent."""

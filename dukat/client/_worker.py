@@ -6,8 +6,10 @@ progressed since the last update goes in the next one; an empty update is sent w
 happened for the welcome's heartbeat interval.
 
 A worker outlives its daemon (a restart, an upgrade): when the stream breaks (UNAVAILABLE:
-the daemon drains or the connection is lost; or no daemon answers at all) the daemon has
-taken our tasks back and will retry them by their policy, so the handlers still running are
+the daemon drains or the connection is lost; or no daemon answers at all; or any other status
+the daemon ends it with; or, from a daemon that heartbeats too, nothing heard for the welcome's
+heartbeat timeout: a daemon stopped or cut off behind a connection that looks open) the daemon
+has taken our tasks back and will retry them by their policy, so the handlers still running are
 cancelled (their results would be for attempts no longer current, on a stream that is gone)
 and the worker says hello again at the same address after a backoff (`WORKER_RECONNECT`:
 0.1 s doubling to 5 s, jittered, from the start again once a daemon welcomes it), until its
@@ -118,14 +120,12 @@ class Worker:
         backoff = Backoff(self.reconnect)
         while True:
             try:
-                await self._serve_stream(backoff)
-                lost = "the daemon ended the stream"
+                lost = await self._serve_stream(backoff)
             except grpc.aio.AioRpcError as error:
                 if error.code() in FATAL_CODES:
                     raise from_rpc_error(error) from error
                 lost = f"{error.code().name}: {error.details()}"
             finally:
-                self.connected.clear()
                 await self._abandon_running()
             # Once per outage at WARNING: a daemon away for minutes is one line, not hundreds.
             level = logging.DEBUG if backoff.retrying else logging.WARNING
@@ -154,7 +154,8 @@ class Worker:
 
     # -- one stream ---------------------------------------------------------------------------
 
-    async def _serve_stream(self, backoff: Backoff) -> None:
+    async def _serve_stream(self, backoff: Backoff) -> str:
+        """One stream, from hello to its end; raises its error status, else says how it ended."""
         call = self._connection.scheduler.Work(metadata=self._connection.metadata)
         try:
             hello = work_pb2.WorkerHello(
@@ -164,26 +165,37 @@ class Worker:
             first = await call.read()
             if first is grpc.aio.EOF:
                 await _raise_status(call)
-                return
+                return "the daemon ended the stream before its welcome"
             welcome = first.welcome
             interval = _seconds(welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
+            # Such a daemon says something every interval: silence past the timeout is a dead
+            # stream, whatever the connection under it looks like.
+            silence = _seconds(welcome.heartbeat_timeout) if welcome.daemon_heartbeats else 0.0
             self._max_result_bytes = welcome.max_result_bytes
             if backoff.retrying:
                 _log.info("worker %s: serving again", self.worker_id)
-            self.connected.set()
             backoff.reset()
             self._take(first)
             sender = asyncio.create_task(self._send_updates(call, interval))
+            loop = asyncio.get_running_loop()
+            self.connected.set()
             try:
-                while True:
-                    response = await call.read()
-                    if response is grpc.aio.EOF:
-                        break
-                    self._take(response)
+                async with asyncio.timeout(None) as heard:
+                    while True:
+                        if silence:
+                            heard.reschedule(loop.time() + silence)
+                        response = await call.read()
+                        if response is grpc.aio.EOF:
+                            break
+                        self._take(response)
+            except TimeoutError:
+                return f"the daemon sent nothing for {silence:g}s, its heartbeat timeout"
             finally:
+                self.connected.clear()  # the stream is over, however it ended
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
             await _raise_status(call)
+            return "the daemon ended the stream"
         finally:
             call.cancel()
 

@@ -54,6 +54,7 @@ def test_defaults_with_an_empty_environment():
     assert config.config_file is None
     assert config.sources == {}
     assert config.shutdown_grace + config.kill_grace < 10  # below Docker's stop timeout
+    assert (config.worker_heartbeat_interval, config.worker_heartbeat_timeout) == (10.0, 30.0)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +291,18 @@ def test_a_whole_file(tmp_path):
         ([], {"DUKATD_MAX_WATCH_STREAMS": "lots"}, "DUKATD_MAX_WATCH_STREAMS", "whole number"),
         (["--shutdown-grace", "soon"], {}, "--shutdown-grace", "seconds"),
         (["--keepalive-time", "0"], {}, "--keepalive-time", ">= 0.001"),
+        (
+            ["--worker-heartbeat-interval", "30s"],
+            {},
+            "--worker-heartbeat-interval",
+            "shorter than --worker-heartbeat-timeout (30s), not 30s",
+        ),
+        (
+            ["--worker-heartbeat-timeout", "5s"],
+            {"DUKATD_WORKER_HEARTBEAT_INTERVAL": "10s"},
+            "--worker-heartbeat-timeout",
+            "longer than --worker-heartbeat-interval (10s), not 5s",
+        ),
         (["--max-message-bytes", "64MB"], {}, "--max-message-bytes", "64MiB"),
         (["--max-message-bytes", "4GiB"], {}, "--max-message-bytes", "grpc"),
         (["--max-result-bytes", "-1"], {}, "--max-result-bytes", "size in bytes"),
