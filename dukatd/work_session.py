@@ -48,6 +48,7 @@ class WorkerSession:
         "_task",
         "_timer",
         "cancels",
+        "draining",
         "hub",
         "last_heard",
         "last_sent",
@@ -68,6 +69,7 @@ class WorkerSession:
         self.outstanding: dict[tuple[str, str, int], _Attempt] = {}
         self.to_send: deque[_Attempt] = deque()
         self.cancels: list[work_pb2.TaskCancel] = []
+        self.draining = False  # the worker takes nothing new (WorkerHub.drain)
         self.last_heard = self.last_sent = hub.clock()  # the welcome goes right after
         self._signal: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None

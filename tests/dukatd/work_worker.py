@@ -138,6 +138,24 @@ class RawWorker:
         update = work_pb2.WorkerUpdate(results=results, progress=progress)
         self.outbox.put_nowait(scheduler_pb2.WorkRequest(update=update))
 
+    def drain(self, results: list[work_pb2.WorkResult] = ()) -> None:  # type: ignore[assignment]
+        """Say the worker is draining (with `results`, if any)."""
+        self.send(results)
+        self.outbox.get_nowait()  # the update `send` queued, sent again below with the flag
+        update = work_pb2.WorkerUpdate(results=results, draining=True)
+        self.outbox.put_nowait(scheduler_pb2.WorkRequest(update=update))
+
+    def close_side(self) -> None:
+        """Close the worker's side of the stream (done writing): the daemon may end it OK."""
+        self.stop_heartbeats()
+        self.outbox.put_nowait(None)
+
+    async def ended(self) -> grpc.StatusCode:
+        """The status the daemon ended the stream with (waits for it)."""
+        await self._tasks[0]
+        assert self.status is not None
+        return self.status
+
     def stop_heartbeats(self) -> None:
         for task in self._tasks[1:]:
             task.cancel()
