@@ -264,19 +264,12 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         page = newest_first[start : start + size]
         more = start + size < len(newest_first)
         response = scheduler_pb2.ListJobsResponse(
-            jobs=[self._listed(job) for job in page],
+            jobs=[convert.job_to_proto(job, with_tasks=False) for job in page],
             next_page_token=_page_token(page[-1]) if more and page else "",
         )
         if self.journal is not None:  # show nothing a crash could take back
             await _durable(self.journal, "the jobs' states cannot be vouched for")
         return response
-
-    def _listed(self, job: JobSnapshot) -> job_pb2.Job:
-        # Job.task_counts must always be filled, and the engine's task-less snapshot has no
-        # counts: take the full one. TODO(engine): counts on JobSnapshot would make this O(1).
-        with contextlib.suppress(LookupError):  # dropped by retention since the listing
-            job = self.scheduler.get_job(job.job_id)
-        return convert.job_to_proto(job, with_tasks=False)
 
     @rpc_errors
     async def Work(
