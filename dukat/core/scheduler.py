@@ -54,6 +54,7 @@ from dukat.core.events import (
     TaskStateChanged,
     event_of,
 )
+from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
@@ -373,6 +374,12 @@ class Scheduler:
     def results(self, job_id: str) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id."""
         return self._outcomes(self._job(job_id))
+
+    def track(self, job_id: str) -> ProgressTracker:
+        """A tracker of the job's progress, current as it runs (`dukat.core.progress`)."""
+        tracker = ProgressTracker()
+        tracker.follow(self, job_id)
+        return tracker
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
