@@ -20,6 +20,11 @@ from dukat.convert._breakers import (
     breaker_config_to_proto,
     breaker_to_proto,
 )
+from dukat.convert._daemon import (
+    breaker_status_from_proto,
+    daemon_status_from_proto,
+    daemon_status_to_proto,
+)
 from dukat.convert._jobs import (
     event_from_proto,
     event_to_proto,
@@ -59,7 +64,10 @@ __all__ = [
     "at_path",
     "breaker_config_from_proto",
     "breaker_config_to_proto",
+    "breaker_status_from_proto",
     "breaker_to_proto",
+    "daemon_status_from_proto",
+    "daemon_status_to_proto",
     "event_from_proto",
     "event_to_proto",
     "job_from_proto",
