@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,daemon]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,daemon,cli]'
 	touch $(STAMP)
 
 # The benchmark's baselines (dask) are not needed to build or test.

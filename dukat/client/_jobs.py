@@ -163,12 +163,15 @@ class JobHandle:
                 pass
         return await self.get()
 
-    def track(self, tracker: ProgressTracker | None = None) -> ProgressTracker:
+    def track(
+        self, tracker: ProgressTracker | None = None, *, replay: bool = False
+    ) -> ProgressTracker:
         """A tracker of the job's progress (`dukat.core.progress`), kept current from its
         events by a task of its own until the job ends; `close()` it (or leave
-        `async with handle.track() as tracker:`) to stop sooner. `tracker`: feed this one."""
+        `async with handle.track() as tracker:`) to stop sooner. `tracker`: feed this one.
+        `replay`: its listeners see the job's events from the first (a display's history)."""
         tracker = tracker or ProgressTracker()
-        tracker.follow_stream(self._snapshot, self.events)
+        tracker.follow_stream(self._snapshot, self.events, replay=replay)
         return tracker
 
     async def _snapshot(self) -> JobSnapshot:

@@ -194,8 +194,10 @@ class ProgressFold:
     def apply(self, events: Iterable[Event]) -> None:
         """Fold `events` of this job in, in sequence order."""
         for event in events:
-            if event.sequence <= self.last_sequence and not isinstance(event, Snapshot):
-                continue
+            if event.sequence <= self.last_sequence and (
+                type(event) is not Snapshot or event.sequence < self.last_sequence
+            ):
+                continue  # folded in already (a snapshot as new as the fold is taken anew)
             kind = type(event)
             if kind is TaskStateChanged:
                 self._task_state(event)  # type: ignore[arg-type]
@@ -311,14 +313,17 @@ class ProgressTracker:
             if self._version != seen:
                 seen = self._version
                 yield self.progress
-                if self.finished:
-                    return
             elif self._error is not None:
                 raise self._error
-            elif self._closed:
+            elif self._closed or (self.finished and self._source_done):
                 return
             else:
                 await self._changed()
+
+    @property
+    def _source_done(self) -> bool:
+        """Nothing more will be fed: no stream, or its task has ended."""
+        return self._pump is None or self._pump.done()
 
     async def wait(self) -> JobProgress:
         """Wait for the job to finish (or the tracker to close); its progress then."""
@@ -357,8 +362,8 @@ class ProgressTracker:
         self._version += 1
         for listener in self._listeners:
             listener(events)
-        if self.finished:
-            self._stop_source()
+        if self.finished and self._detach is not None:
+            self._stop_source()  # a scheduler's listener: nothing more will come
         self._wake()
 
     def fail(self, error: BaseException) -> None:
@@ -389,31 +394,36 @@ class ProgressTracker:
         self,
         snapshot: Callable[[], Awaitable[JobSnapshot]],
         events_after: Callable[[int], AsyncIterator[Event]],
+        *,
+        replay: bool = False,
     ) -> None:
         """Follow a job through a stream of its events, in a task of the tracker's own:
         `snapshot()` gives the job now, `events_after(sequence)` its events after that
-        (a daemon's Watch, through the client). `close()` ends the task."""
+        (a daemon's Watch, through the client). `close()` ends the task.
+
+        `replay`: the listeners are given the job's events from its first one (or the
+        oldest its source still holds), not only those after the snapshot; the progress is
+        the same either way (the fold skips what the snapshot has)."""
 
         async def pump() -> None:
             self.start(await snapshot())
-            if self.finished:
+            if self.finished and not replay:
                 return
-            async for event in events_after(self._fold.last_sequence):
+            # The stream ends after the job's terminal event.
+            async for event in events_after(0 if replay else self._fold.last_sequence):
                 self.feed((event,))
-                if self.finished:
-                    return
 
         self._pump = asyncio.get_running_loop().create_task(pump())
         self._pump.add_done_callback(self._pump_ended)
 
     def _pump_ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
+        error = None if task.cancelled() else task.exception()
         if error is not None:
             self.fail(error)
         elif not self.finished:  # the stream ended before the job did
             self.close()
+        else:
+            self._wake()
 
     def _stop_source(self) -> None:
         detach, self._detach = self._detach, None
