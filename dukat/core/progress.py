@@ -348,9 +348,15 @@ class ProgressTracker:
 
     # -- feeding (the sources) --------------------------------------------------------------
 
-    def start(self, snapshot: JobSnapshot) -> None:
-        """Begin with the job as `snapshot` shows it; its events after that come by `feed`."""
-        self._fold = ProgressFold.of(snapshot)
+    def start(self, snapshot: JobSnapshot, *, replay: bool = False) -> None:
+        """Begin with the job as `snapshot` shows it; its events after that come by `feed`.
+
+        `replay`: begin before its first event instead (its size taken from `snapshot`), for
+        a source that feeds every event from the first."""
+        if replay:
+            self._fold = ProgressFold(snapshot.job_id, snapshot.total)
+        else:
+            self._fold = ProgressFold.of(snapshot)
         self._version += 1
         self._wake()
 
@@ -401,16 +407,17 @@ class ProgressTracker:
         `snapshot()` gives the job now, `events_after(sequence)` its events after that
         (a daemon's Watch, through the client). `close()` ends the task.
 
-        `replay`: the listeners are given the job's events from its first one (or the
-        oldest its source still holds), not only those after the snapshot; the progress is
-        the same either way (the fold skips what the snapshot has)."""
+        `replay`: fold the job's events from its first one (or from the snapshot its source
+        gives for those it no longer holds), and give them all to the listeners: a display
+        then shows the job's history, and the running tasks' latest output lines, which a
+        snapshot does not have."""
 
         async def pump() -> None:
-            self.start(await snapshot())
-            if self.finished and not replay:
+            self.start(await snapshot(), replay=replay)
+            if self.finished:
                 return
             # The stream ends after the job's terminal event.
-            async for event in events_after(0 if replay else self._fold.last_sequence):
+            async for event in events_after(self._fold.last_sequence):
                 self.feed((event,))
 
         self._pump = asyncio.get_running_loop().create_task(pump())
