@@ -86,7 +86,8 @@ class JobView:
         from rich.console import Console
 
         self.tracker = tracker
-        self.console: Console = Console(file=file or sys.stderr, highlight=False)
+        # soft_wrap: a line is one line, however long (a log, a terminal, wraps it itself).
+        self.console: Console = Console(file=file or sys.stderr, highlight=False, soft_wrap=True)
         self.live = self.console.is_terminal if live is None else live
         self._started: dict[str, float] = {}
         self._tails: dict[str, deque[str]] = {}
@@ -166,7 +167,7 @@ class JobView:
                 self.console.print(line)
 
     def _plain(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.console.print(text, markup=False)
 
     # -- the live part ----------------------------------------------------------------------
 
