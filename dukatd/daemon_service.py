@@ -46,8 +46,7 @@ def status_of(
     workers: Iterable[WorkerSession] = (),
 ) -> DaemonStatus:
     """The status of a daemon serving `scheduler` (and the worker sessions `workers`)."""
-    jobs = scheduler.jobs()  # without their tasks: a state each
-    live = sum(1 for job in jobs if not job.state.is_terminal)
+    live = scheduler.live_jobs
     usage = scheduler.resources.usage()
     return DaemonStatus(
         version=dukat.__version__,
@@ -58,7 +57,7 @@ def status_of(
         max_concurrency=scheduler.max_concurrency,
         tasks_running=scheduler.running,
         jobs_live=live,
-        jobs_finished=len(jobs) - live,
+        jobs_finished=scheduler.held_jobs - live,
         resources=tuple(
             ResourceStatus(name, usage[name].capacity, usage[name].used) for name in sorted(usage)
         ),

@@ -167,6 +167,16 @@ class Scheduler:
         return self._finished.ttl
 
     @property
+    def live_jobs(self) -> int:
+        """Jobs held that have not finished."""
+        return self._live_jobs
+
+    @property
+    def held_jobs(self) -> int:
+        """Jobs held: live ones and finished ones kept for `get_job`, `watch` and `jobs`."""
+        return len(self._jobs)
+
+    @property
     def gc_hold_min_tasks(self) -> int | None:
         """The size from which a job holds the collector off its records (`dukat.core._gc`)."""
         threshold = self._gc_hold_min_tasks

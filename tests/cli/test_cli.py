@@ -7,11 +7,13 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import SCRIPT, Dukat
+from tests.dukatd.daemon_process import DaemonProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -312,7 +314,7 @@ async def test_status_breakers_and_breaker_reset(dukat: Dukat) -> None:
     out = status.out
     assert "version" in out and dukat.daemon.address in out and "none (ephemeral)" in out
     assert "exec       allowed" in out and "licence" in out and "no workers connected" in out
-    assert "api" in out
+    assert "0 live, 1 finished held" in out and "api" in out
     breakers = await dukat("breakers")
     assert breakers.out.splitlines()[1].split()[:2] == ["api", "closed"]
     reset = await dukat("breaker", "reset", "api")
@@ -342,3 +344,18 @@ async def test_the_example_pipeline_runs(dukat: Dukat) -> None:
     assert done.code == 0, done.err
     assert "download: 80% part 4 of 4" in done.out and "report | report: 1000 numbers" in done.out
     assert "sum | 500500" in done.out
+
+
+async def test_a_daemon_with_a_token_takes_the_token_file(
+    daemons: Callable[..., DaemonProcess], short_tmp: Path
+) -> None:
+    token = short_tmp / "token"
+    token.write_text("s3cret-token\n")
+    daemon = await daemons("--token-file", str(token), name="t").serving()
+    dukat = Dukat(daemon, short_tmp)
+    refused = await dukat("jobs")
+    assert refused.code == 1 and refused.err.startswith("dukat: unauthenticated: ")
+    allowed = await dukat("--token-file", str(token), "jobs")
+    assert (allowed.code, allowed.out) == (0, "no jobs\n"), allowed.err
+    missing = await dukat("--token-file", str(short_tmp / "none"), "jobs")
+    assert missing.code == 2 and "--token-file: cannot read" in missing.err
