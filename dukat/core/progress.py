@@ -384,6 +384,8 @@ class ProgressTracker:
         A listener, not a watcher: it sees every event as it happens, so the tracker is
         current whenever anybody reads it, without a task of its own.
         """
+        if self._closed:
+            return
         self._clock = scheduler.clock.wall
         self.start(scheduler.get_job(job_id))
         if self.finished:
@@ -411,6 +413,9 @@ class ProgressTracker:
         gives for those it no longer holds), and give them all to the listeners: a display
         then shows the job's history, and the running tasks' latest output lines, which a
         snapshot does not have."""
+
+        if self._closed:
+            return
 
         async def pump() -> None:
             self.start(await snapshot(), replay=replay)
