@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Protocol
 
 from dukat.core.events import Event, TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.progress import JobProgress, ProgressTracker
@@ -252,7 +252,7 @@ def _ended_line(
     state: TaskState,
     duration: float | None,
     message: str,
-    tail: Any,
+    tail: Iterable[str],
     *,
     live: bool,
 ) -> RenderableType:

@@ -412,9 +412,8 @@ def status(settings: Settings) -> None:
 
 
 def _read_job(file: Any) -> JobSpec:
-    name = "<stdin>" if file.name == "<stdin>" else file.name
     try:
-        return parse_job_file(file.read(), name)
+        return parse_job_file(file.read(), file.name)  # click names standard input <stdin>
     except JobFileError as error:
         _fail(str(error), EXIT_USAGE)
 
