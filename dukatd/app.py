@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,10 +43,12 @@ from dukat.client import channel_options
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
+from dukat.daemon_status import DaemonStatus
 from dukat.errors import DukatError
 from dukatd.auth import BearerTokenAuth
 from dukatd.breaker_service import MAX_BREAKERS, BreakerService
 from dukatd.config import Config, ConfigError
+from dukatd.daemon_service import DaemonService, status_of
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
 from dukatd.exec_runner import ExecOptions, ExecRunner
@@ -100,6 +103,7 @@ class Daemon:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
+        self.started_at = time.time()
         self.stop_requested = asyncio.Event()
         self.fast = asyncio.Event()
         """Set by a second stop (a second SIGTERM or Ctrl-C): the drain skips its waits."""
@@ -207,6 +211,7 @@ class Daemon:
                 config.listen,
                 service=self.service,
                 breaker_service=BreakerService(self.scheduler.breakers, journal=self.journal),
+                daemon_service=DaemonService(self.status),
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
                 keepalive_time=config.keepalive_time,
@@ -216,6 +221,7 @@ class Daemon:
                 interceptors=interceptors,
             )
             await self.server.start()
+        self.started_at = time.time()
         for address in config.listen:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address
@@ -228,6 +234,19 @@ class Daemon:
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
+
+    def status(self) -> DaemonStatus:
+        """What `dukat status` shows (DaemonService.GetStatus)."""
+        assert self.scheduler is not None and self.work_hub is not None
+        config = self.config
+        return status_of(
+            self.scheduler,
+            started_at=self.started_at,
+            listen=config.listen,
+            state_dir=None if config.ephemeral else str(config.state_dir),
+            allow_exec=config.allow_exec,
+            workers=self.work_hub.sessions,
+        )
 
     def recover(self) -> dict[str, str]:
         """Start the journal and bring back what it kept; the request ids of those jobs."""

@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import ResourceType
+from dukat.defaults import default_address, first_absolute
 from dukat.errors import FieldViolation, ValidationError
 from dukatd.address import ListenAddress, TcpAddress, UnixAddress, parse_address, parse_tcp_address
 from dukatd.options import (
@@ -60,7 +61,6 @@ __all__ = [
     "parse_args",
 ]
 
-SOCKET_NAME = "dukatd.sock"
 _GRPC_MAX_MESSAGE = 2**31 - 1  # grpc keeps message lengths in a signed 32-bit int
 _RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -78,34 +78,22 @@ class ConfigError(ValidationError):
 # -- defaults that depend on the environment ------------------------------------------------
 
 
-def _first_absolute(value: str | None) -> Path | None:
-    # systemd joins several RuntimeDirectory=/StateDirectory= entries with ':'; the XDG base
-    # directory spec says relative values must be ignored.
-    first = (value or "").split(":")[0]
-    return Path(first) if os.path.isabs(first) else None
-
-
 def default_listen(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """`unix:` + `dukatd.sock` in `$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR`, else `/tmp`.
 
     The `/tmp` fallback is a private directory `/tmp/dukatd-$UID/` (created 0700 by
-    `dukatd.lock.claim_unix_socket`), since /tmp itself is shared by every user.
+    `dukatd.lock.claim_unix_socket`), since /tmp itself is shared by every user. The same
+    function tells clients where to connect (`dukat.defaults.default_address`).
     """
-    environ = os.environ if environ is None else environ
-    directory = (
-        _first_absolute(environ.get("RUNTIME_DIRECTORY"))
-        or _first_absolute(environ.get("XDG_RUNTIME_DIR"))
-        or Path(f"/tmp/dukatd-{os.getuid()}")
-    )
-    return (f"unix:{directory / SOCKET_NAME}",)
+    return (default_address(environ),)
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """`$STATE_DIRECTORY`, else `$XDG_STATE_HOME/dukatd`, else `~/.local/state/dukatd`."""
     environ = os.environ if environ is None else environ
-    if state := _first_absolute(environ.get("STATE_DIRECTORY")):
+    if state := first_absolute(environ.get("STATE_DIRECTORY")):
         return state
-    if xdg := _first_absolute(environ.get("XDG_STATE_HOME")):
+    if xdg := first_absolute(environ.get("XDG_STATE_HOME")):
         return xdg / "dukatd"
     home = environ.get("HOME") or os.path.expanduser("~")
     return Path(home) / ".local" / "state" / "dukatd"

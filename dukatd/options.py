@@ -19,6 +19,7 @@ from typing import Any
 from dukat import convert
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import BUILTIN_RESOURCES
+from dukat.defaults import parse_duration
 from dukat.errors import ValidationError
 
 __all__ = [
@@ -102,15 +103,11 @@ def _toml_size(value: object) -> int:
     return _text_size(value) if isinstance(value, str) else _toml_int(value)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
-
-
 def _text_duration(text: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise BadValue(f"expected seconds, like 30, 2.5, 500ms, 30s, 5m or 1h, not {text!r}")
-    return float(match[1]) * _DURATION_UNITS[match[2]]
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise BadValue(str(error)) from None
 
 
 def _toml_duration(value: object) -> float:

@@ -311,7 +311,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         jobs = self.scheduler.jobs(labels=labels)  # oldest first, no tasks
         newest_first = [job for job in reversed(jobs) if not states or job.state in states]
         start = page_start(newest_first, request.page_token)
-        page, more = fill_page(newest_first, start, size, self.page_bytes, self._listed)
+        page, more = fill_page(newest_first, start, size, self.page_bytes, _listed)
         last = newest_first[start + len(page) - 1] if page else None
         response = scheduler_pb2.ListJobsResponse(
             jobs=page, next_page_token=page_token(last) if more and last else ""
@@ -319,13 +319,6 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         if self.journal is not None:  # show nothing a crash could take back
             await _durable(self.journal, "the jobs' states cannot be vouched for")
         return response
-
-    def _listed(self, job: JobSnapshot) -> job_pb2.Job:
-        # Job.task_counts must always be filled, and the engine's task-less snapshot has no
-        # counts: take the full one. TODO(engine): counts on JobSnapshot would make this O(1).
-        with contextlib.suppress(LookupError):  # dropped by retention since the listing
-            job = self.scheduler.get_job(job.job_id)
-        return convert.job_to_proto(job, with_tasks=False)
 
     @rpc_errors
     async def Work(
@@ -477,3 +470,8 @@ def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:
     if job_events_only:
         return [convert.event_to_proto(e) for e in batch if not isinstance(e, _TASK_EVENTS)]
     return [convert.event_to_proto(event) for event in batch]
+
+
+def _listed(job: JobSnapshot) -> job_pb2.Job:
+    """A listed job's message: its task counts, no tasks."""
+    return convert.job_to_proto(job, with_tasks=False)

@@ -43,6 +43,11 @@ from dukat.convert._breakers import (
     breaker_config_within_bounds,
     breaker_to_proto,
 )
+from dukat.convert._daemon import (
+    breaker_status_from_proto,
+    daemon_status_from_proto,
+    daemon_status_to_proto,
+)
 from dukat.convert._jobs import (
     event_from_proto,
     event_to_proto,
@@ -100,11 +105,14 @@ __all__ = [
     "breaker_config_from_proto",
     "breaker_config_to_proto",
     "breaker_config_within_bounds",
+    "breaker_status_from_proto",
     "breaker_to_proto",
     "check_count",
     "check_labels",
     "check_length",
     "cut",
+    "daemon_status_from_proto",
+    "daemon_status_to_proto",
     "event_from_proto",
     "event_to_proto",
     "job_from_proto",

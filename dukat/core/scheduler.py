@@ -56,6 +56,7 @@ from dukat.core.events import (
     TaskStateChanged,
     event_of,
 )
+from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
@@ -184,6 +185,16 @@ class Scheduler:
         """Tasks of every job held: unfinished, prepared and not started yet, and finished."""
         held = self._holdings
         return held.live_tasks + held.prepared_tasks + self._finished.tasks
+
+    @property
+    def live_jobs(self) -> int:
+        """Jobs held that have not finished."""
+        return self._holdings.live_jobs
+
+    @property
+    def held_jobs(self) -> int:
+        """Jobs held: live ones and finished ones kept for `get_job`, `watch` and `jobs`."""
+        return len(self._jobs)
 
     @property
     def gc_hold_min_tasks(self) -> int | None:
@@ -425,6 +436,12 @@ class Scheduler:
     def results(self, job_id: str) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id."""
         return self._outcomes(self._job(job_id))
+
+    def track(self, job_id: str) -> ProgressTracker:
+        """A tracker of the job's progress, current as it runs (`dukat.core.progress`)."""
+        tracker = ProgressTracker()
+        tracker.follow(self, job_id)
+        return tracker
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
