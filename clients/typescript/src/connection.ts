@@ -38,7 +38,6 @@ export const CLIENT_ID_KEY = "dukat-client-id";
 /** The daemon's default message limit: room for a 100,000-task Submit. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
 const KEEPALIVE_TIME_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 20_000;
 // grpc's own reconnect backoff starts at 1 s and grows to 120 s: after a daemon restart a
@@ -166,26 +165,6 @@ export class Connection {
         throw fromServiceError(error);
       }
     }
-  }
-
-  /** Whether the daemon answers on this channel within `withinMs`: a health check, which needs
-   * no token. Any answer but UNAVAILABLE or DEADLINE_EXCEEDED proves the connection alive. */
-  probe(withinMs: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      this.scheduler.makeUnaryRequest(
-        HEALTH_CHECK,
-        () => Buffer.alloc(0), // an empty HealthCheckRequest: the server as a whole
-        (bytes: Buffer) => bytes,
-        {},
-        this.callMetadata(),
-        { deadline: Date.now() + withinMs },
-        (error) =>
-          resolve(
-            !error ||
-              (error.code !== status.UNAVAILABLE && error.code !== status.DEADLINE_EXCEEDED),
-          ),
-      );
-    });
   }
 
   close(): void {

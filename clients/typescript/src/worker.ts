@@ -6,14 +6,19 @@
 // progressed in one turn of the event loop goes in one update, and an empty update is sent
 // when nothing was for the welcome's heartbeat interval.
 //
-// A worker outlives its daemon (a restart, an upgrade). When the stream ends, breaks, or the
-// daemon stays silent past the welcome's heartbeat timeout and a health check on the
-// connection gets no answer, the daemon has taken our tasks back (or will) and retries them
+// A worker outlives its daemon (a restart, an upgrade). When the stream ends, breaks (any
+// status but a fatal one), or, from a daemon that heartbeats too (welcome.daemon_heartbeats),
+// nothing is heard for the welcome's heartbeat timeout (a daemon stopped or cut off behind a
+// connection that looks open), the daemon has taken our tasks back (or will) and retries them
 // by their policy: the handlers still running are aborted (their results would be for
 // attempts no longer current, on a stream that is gone) and the worker says hello again at
 // the same address after a backoff (0.1 s doubling to 5 s, jittered, from the start again once
 // a daemon welcomes it), until it is stopped. A status no new stream can change (FATAL_CODES:
 // a wrong token, a refused hello, a daemon serving no workers) ends the worker with its error.
+//
+// `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
+// it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
+// holds, sends the results, closes its side of the stream and ends, losing nothing.
 import { hostname } from "node:os";
 
 import { type ClientDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
@@ -107,8 +112,14 @@ export class Worker {
   private heartbeatInterval = DEFAULT_HEARTBEAT;
   private heartbeatTimeout = 6 * DEFAULT_HEARTBEAT;
   private heartbeat: NodeJS.Timeout | undefined;
+  /** From a daemon that heartbeats: how long its silence may last (0: it proves nothing). */
+  private silence = 0;
   private watchdog: NodeJS.Timeout | undefined;
   private lastHeard = 0;
+  /** Why the worker ended the stream itself, for the log. */
+  private gaveUp: string | undefined;
+  /** Drained: every result sent and our side of the stream closed. */
+  private handedIn = false;
   private maxResultBytes = 0;
 
   constructor(
@@ -172,22 +183,30 @@ export class Worker {
   }
 
   /**
-   * Finish what it holds, then leave: tells the daemon it is draining (WorkerUpdate.draining:
-   * it assigns nothing more), lets every running attempt end and sends its result, then
-   * closes its side; the daemon ends the stream. Resolves when the worker has ended. A
-   * worker not connected just stops. Call `stop()` to cut a drain short.
+   * Stop taking tasks, finish those held, hand in their results, then stop serving: tells the
+   * daemon it is draining (WorkerUpdate.draining: it assigns nothing more), lets every running
+   * attempt end and sends its result, then closes its side; the daemon ends the stream.
+   * Resolves when the worker has ended. Attempts still running after `grace` ms (default: no
+   * limit) are aborted as `stop` aborts them: the daemon runs those again. A worker not
+   * connected just stops.
    */
-  async drain(): Promise<void> {
-    if (!this.draining && !this.stopping.signal.aborted) {
-      this.draining = true;
-      if (this.call === undefined || !this.connectedNow) {
-        this.stopping.abort();
-        this.call?.cancel();
-      } else {
-        this.flush(); // says draining now, with whatever else is ready
-      }
+  async drain({ grace }: { grace?: number } = {}): Promise<void> {
+    if (this.draining || this.stopping.signal.aborted) return this.done;
+    this.draining = true;
+    if (this.call === undefined || !this.connectedNow) return this.stop();
+    this.flush(); // says draining now, with whatever else is ready
+    if (grace === undefined) return this.done;
+    const timer = setTimeout(() => {
+      this.connection.logger.warn(
+        `worker ${this.workerId}: the drain's grace of ${grace} ms ran out`,
+      );
+      void this.stop().catch(() => undefined); // its error, if any, is the drain's too
+    }, grace);
+    try {
+      return await this.done;
+    } finally {
+      clearTimeout(timer);
     }
-    return this.done;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -207,7 +226,7 @@ export class Worker {
         if (stopped.aborted || this.connection.isClosed) break;
         if (!isServiceError(error)) throw error;
         if (FATAL_CODES.has(error.code)) throw fromServiceError(error);
-        lost = `${status[error.code]}: ${error.details}`;
+        lost = this.gaveUp ?? `${status[error.code]}: ${error.details}`;
       } finally {
         this.endStream();
       }
@@ -229,8 +248,7 @@ export class Worker {
   private serveStream(backoff: Backoff): Promise<void> {
     const call = this.connection.scheduler.work(this.connection.callMetadata());
     this.call = call;
-    this.lastHeard = performance.now();
-    this.armWatchdog(call);
+    this.gaveUp = undefined;
     const hello = {
       workerId: this.workerId,
       queues: [...this.queues],
@@ -267,7 +285,10 @@ export class Worker {
     this.connectedNow = true;
     this.welcomed.resolve();
     this.armHeartbeat();
-    if (this.call !== undefined) this.armWatchdog(this.call); // on the welcome's terms
+    // Such a daemon says something every interval: silence past the timeout is a dead stream,
+    // whatever the connection under it looks like.
+    this.silence = welcome.daemonHeartbeats ? this.heartbeatTimeout : 0;
+    if (this.silence > 0 && this.call !== undefined) this.armWatchdog(this.call, this.silence);
   }
 
   /** The stream is over: its attempts are the daemon's again, its unsent reports void. */
@@ -289,12 +310,14 @@ export class Worker {
     this.results = [];
     this.progress.clear();
     this.blocked = false;
+    this.handedIn = false;
   }
 
   // -- attempts -------------------------------------------------------------------------------
 
   private take(response: WorkResponse): void {
     for (const assignment of response.assignments) {
+      if (this.handedIn) break; // our side is closed: the daemon counts these as the worker leaving
       const task = new DispatchTask(assignment, this.onProgress);
       if (this.running.has(task.key)) continue; // the same attempt twice: never run it twice
       const running: Running = { task, controller: new AbortController(), timer: undefined };
@@ -419,6 +442,7 @@ export class Worker {
       });
     }
     if (this.draining && this.running.size === 0) {
+      this.handedIn = true;
       call.end(); // all held is reported: close our side, the daemon ends the stream
     }
   }
@@ -428,32 +452,20 @@ export class Worker {
     this.heartbeat = setTimeout(() => this.flush(), this.heartbeatInterval);
   }
 
-  /**
-   * A daemon with nothing to say sends nothing, so silence alone proves nothing; silence past
-   * the heartbeat timeout makes the worker ask (a health check on the same connection, within
-   * a heartbeat interval). No answer: the connection is dead (a frozen daemon, a lost network
-   * the keepalive has not noticed yet), and the stream is given up for a new one.
-   */
-  private armWatchdog(call: WorkCall): void {
+  /** Give the stream up once the daemon has been silent for `silence` ms (checked when that
+   * long has passed since the last message, so a busy stream costs no timer per message). */
+  private armWatchdog(call: WorkCall, wait: number): void {
     clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(async () => {
+    this.watchdog = setTimeout(() => {
       if (this.call !== call) return;
-      const silent = performance.now() - this.lastHeard;
-      if (silent >= this.heartbeatTimeout) {
-        const alive = await this.connection.probe(this.heartbeatInterval);
-        if (this.call !== call) return;
-        if (!alive) {
-          this.connection.logger.warn(
-            `worker ${this.workerId}: the daemon was silent for ${Math.round(silent)} ms and ` +
-              "did not answer a health check",
-          );
-          call.cancel();
-          return;
-        }
-        this.lastHeard = performance.now();
+      const left = this.lastHeard + this.silence - performance.now();
+      if (left > 0) {
+        this.armWatchdog(call, left);
+        return;
       }
-      this.armWatchdog(call);
-    }, this.heartbeatInterval);
+      this.gaveUp = `the daemon sent nothing for ${this.silence} ms, its heartbeat timeout`;
+      call.cancel();
+    }, wait);
   }
 }
 

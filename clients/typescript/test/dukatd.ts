@@ -25,9 +25,6 @@ export interface DukatdOptions {
   readonly journaled?: boolean;
   /** Write this token to a file and start with `--token-file`. */
   readonly token?: string;
-  /** Welcome workers with these heartbeat terms, in seconds: [interval, timeout] (dukatd's are
-   * fixed at 10 and 30; a small script patches them in, test/python/dukatd_heartbeat.py). */
-  readonly heartbeat?: readonly [number, number];
   /** Serve /metrics on a free port of 127.0.0.1 (`Dukatd.metric` reads it); default off. */
   readonly metrics?: boolean;
   /** The daemon's configuration file (TOML), written to the directory: `--config`. */
@@ -72,17 +69,7 @@ export class Dukatd {
       args.push("--config", file);
     }
     args.push(...(options.args ?? []));
-    const [interval, timeout] = options.heartbeat ?? [];
-    this.argv =
-      options.heartbeat === undefined
-        ? [join(REPO, ".venv/bin/dukatd"), ...args]
-        : [
-            PYTHON,
-            join(PYTHON_HELPERS, "dukatd_heartbeat.py"),
-            `${interval}`,
-            `${timeout}`,
-            ...args,
-          ];
+    this.argv = [join(REPO, ".venv/bin/dukatd"), ...args];
     this.env = {
       ...Object.fromEntries(
         Object.entries(process.env).filter(

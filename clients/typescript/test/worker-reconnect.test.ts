@@ -7,6 +7,8 @@ import { test } from "node:test";
 import { connect, dispatch } from "../src/index.js";
 import { Dukatd, until } from "./dukatd.js";
 
+// Short heartbeat terms both ways (dukatd's are 10 s and 30 s), so that silence shows soon.
+const HEARTBEATS = ["--worker-heartbeat-interval", "50ms", "--worker-heartbeat-timeout", "250ms"];
 const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
 
 test("a worker reconnects to the daemon that replaces its own, and serves its tasks", async () => {
@@ -48,7 +50,7 @@ test("a worker reconnects to the daemon that replaces its own, and serves its ta
 });
 
 test("heartbeats keep an attempt that outlasts the heartbeat timeout alive", async () => {
-  await using daemon = await Dukatd.start({ heartbeat: [0.05, 0.25] });
+  await using daemon = await Dukatd.start({ args: HEARTBEATS });
   await using client = connect(daemon.address);
   const worker = client.worker("long", async (task) => {
     await new Promise((resolve) => setTimeout(resolve, 1_000)); // four heartbeat timeouts
@@ -65,7 +67,7 @@ test("heartbeats keep an attempt that outlasts the heartbeat timeout alive", asy
 });
 
 test("a worker gives up a daemon gone silent, and serves it again once it answers", async () => {
-  await using daemon = await Dukatd.start({ heartbeat: [0.05, 0.25] });
+  await using daemon = await Dukatd.start({ args: HEARTBEATS });
   await using client = connect(daemon.address);
   const worker = client.worker("q", async (task) => task.payload);
   try {
