@@ -131,11 +131,12 @@ protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
 # Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores;
 # the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes.
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	$(BIN)/python bench/engine.py
 	@echo
 	$(BIN)/python bench/exec.py --rounds 3
 	@echo
+	cd $(TS_CLIENT) && npm run --silent build  # dispatch.py's TypeScript worker
 	$(BIN)/python bench/dispatch.py
 	@echo
 	$(BIN)/python bench/submit.py

@@ -14,11 +14,14 @@ unix socket, and a client in a subprocess (a second process, as a real worker is
                      the public `dukat.client` Worker (concurrency --in-flight, a no-op
                      handler); submitted with `dukat.connect(...).submit`, timed from submit
                      to `handle.wait()`
+    dukatd/ts-client the same, with the TypeScript client's Worker (clients/typescript/bench/
+                     worker.ts, built by `make bench`) in a node process as the worker
     raw/round-trip   N round trips on one raw grpc.aio bidi stream with bytes of the same
                      sizes as a TaskAssignment and a WorkResult: one message each way per
                      task, never batched (what dispatch would cost without batching)
 
-The target: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip.
+The target: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip;
+dukatd/ts-client at least as fast as dukatd/client.
 Figures are the median of the rounds, tasks per second of wall-clock time: the work is split
 between processes, so one process's CPU time would miss half of it.
 """
@@ -33,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 # As the daemon does: spawning the client subprocess must not run gRPC's fork handlers.
@@ -171,8 +174,19 @@ async def run_dispatch(n: int, in_flight: int) -> float:
     return n / elapsed
 
 
-def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
-    """`rounds` jobs through a real dukatd and a `dukat.client` worker, both started once."""
+def python_worker(address: str, in_flight: int) -> list[str]:
+    """The command of a `dukat.client` worker (this script, `--client-worker`)."""
+    return [sys.executable, __file__, "--client-worker", address, str(in_flight)]
+
+
+def run_daemon(
+    n: int,
+    in_flight: int,
+    rounds: int,
+    worker_command: Callable[[str, int], list[str]] = python_worker,
+) -> list[float]:
+    """`rounds` jobs through a real dukatd and a worker process (by default a `dukat.client`
+    one), both started once."""
 
     env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
@@ -191,9 +205,7 @@ def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
         with log.open("wb") as out:
             daemon = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         worker = subprocess.Popen(
-            [sys.executable, __file__, "--client-worker", address, str(in_flight)],
-            stdout=subprocess.PIPE,
-            env=env,
+            worker_command(address, in_flight), stdout=subprocess.PIPE, env=env
         )
         try:
             assert worker.stdout is not None
@@ -203,6 +215,16 @@ def run_daemon(n: int, in_flight: int, rounds: int) -> list[float]:
         finally:
             for process in (worker, daemon):
                 stop(process)
+
+
+TS_WORKER = Path(__file__).resolve().parent.parent / "clients/typescript/dist/bench/worker.js"
+
+
+def typescript_worker(address: str, in_flight: int) -> list[str]:
+    """The command of the TypeScript client's no-op worker, on the machine's node."""
+    if not TS_WORKER.exists():
+        raise SystemExit(f"no {TS_WORKER}: build it with `cd clients/typescript && npm run build`")
+    return ["node", str(TS_WORKER), address, str(in_flight)]
 
 
 async def run_round_trips(n: int, request_size: int, response_size: int) -> float:
@@ -255,6 +277,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {"dukat/dispatch": [], "dukatd/client": []}
     rates["raw/round-trip"] = []
     rates["dukatd/client"] = run_daemon(n, args.in_flight, args.rounds)
+    rates["dukatd/ts-client"] = run_daemon(n, args.in_flight, args.rounds, typescript_worker)
     for _ in range(args.rounds):
         rates["dukat/dispatch"].append(uvloop.run(run_dispatch(n, args.in_flight)))
         rates["raw/round-trip"].append(uvloop.run(run_round_trips(n, request_size, response_size)))
@@ -265,6 +288,8 @@ def main() -> None:
     for name in ("dukat/dispatch", "dukatd/client"):
         ratio = median[name] / median["raw/round-trip"]
         print(f"  {name} vs raw/round-trip: {ratio:.2f}x  (target >= 10,000 tasks/s and > 1x)")
+    ratio = median["dukatd/ts-client"] / median["dukatd/client"]
+    print(f"  dukatd/ts-client vs dukatd/client: {ratio:.2f}x  (target >= 1x)")
 
 
 if __name__ == "__main__":

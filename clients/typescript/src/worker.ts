@@ -429,7 +429,9 @@ export class Worker {
     const progress = [...this.progress.values()];
     this.progress.clear();
     const update = { results, progress, draining: this.draining };
-    const room = call.write(WorkRequest.create({ kind: { $case: "update", value: update } }));
+    // A message as it is, not WorkRequest.create: that copies every result of the batch.
+    const request: WorkRequest = { kind: { $case: "update", value: update } };
+    const room = call.write(request);
     this.completed += results.length;
     this.armHeartbeat();
     if (!room) {
@@ -474,9 +476,9 @@ function ids(task: DispatchTask): { jobId: string; taskId: string; attempt: numb
 }
 
 function success(task: DispatchTask, payload: Uint8Array): WorkResult {
-  const bytes = Buffer.isBuffer(payload)
-    ? payload
-    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  // The generated type says Buffer (env=node), but its encoder writes any Uint8Array: no
+  // wrapper is made per result.
+  const bytes = payload as Buffer;
   return {
     ...ids(task),
     outcome: { $case: "success", value: { payload: bytes, contentType: "" } },
