@@ -5,6 +5,12 @@ import { randomUUID } from "node:crypto";
 import { RemoteBreaker } from "./breaker.js";
 import { type ConnectOptions, Connection } from "./connection.js";
 import { JOB_STATES, jobFromProto, jobSpecToProto } from "./convert.js";
+import {
+  type BreakerStatus,
+  breakerStatusFromProto,
+  type DaemonStatus,
+  daemonStatusFromProto,
+} from "./daemon-status.js";
 import { ListJobsRequest } from "./gen/dukat/v1/scheduler.js";
 import { type CancelOptions, JobHandle, type WatchOptions } from "./jobs.js";
 import type { Event, JobSnapshot } from "./results.js";
@@ -33,7 +39,7 @@ export interface ListJobsOptions {
 /** A connection to one dukatd, made by `connect()`. No call is made until the first one: a
  * daemon that is not there shows then, as UnavailableError once the reconnect policy gives up. */
 export class Client {
-  private readonly breakers = new Map<string, RemoteBreaker>();
+  private readonly remoteBreakers = new Map<string, RemoteBreaker>();
   private readonly workers = new Set<Worker>();
 
   /** @internal made by connect() */
@@ -101,13 +107,28 @@ export class Client {
     }
   }
 
+  /** The daemon's version, start time, addresses and capacity in use (GetStatus). */
+  async status(): Promise<DaemonStatus> {
+    const daemon = this.connection.daemon;
+    const response = await this.connection.call(daemon.getStatus.bind(daemon), {});
+    if (response.status === undefined) throw new TypeError("GetStatus answered no status");
+    return daemonStatusFromProto(response.status);
+  }
+
+  /** Every breaker the daemon knows, sorted by name (ListBreakers). */
+  async breakers(): Promise<BreakerStatus[]> {
+    const breakers = this.connection.breakers;
+    const response = await this.connection.call(breakers.listBreakers.bind(breakers), {});
+    return response.breakers.map(breakerStatusFromProto);
+  }
+
   /** The daemon's circuit breaker `name`, shared by every process on the host; one object
    * per name and client. */
   breaker(name: string): RemoteBreaker {
-    let breaker = this.breakers.get(name);
+    let breaker = this.remoteBreakers.get(name);
     if (breaker === undefined) {
       breaker = new RemoteBreaker(this.connection, name);
-      this.breakers.set(name, breaker);
+      this.remoteBreakers.set(name, breaker);
     }
     return breaker;
   }

@@ -21,6 +21,7 @@ import {
 import { resolveAddress } from "./address.js";
 import { fromServiceError, isServiceError } from "./errors.js";
 import { CircuitBreakerServiceClient } from "./gen/dukat/v1/breaker.js";
+import { DaemonServiceClient } from "./gen/dukat/v1/daemon.js";
 import { SchedulerServiceClient } from "./gen/dukat/v1/scheduler.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import {
@@ -103,6 +104,7 @@ export class Connection {
   readonly reconnect: ReconnectPolicy;
   readonly scheduler: SchedulerServiceClient;
   readonly breakers: CircuitBreakerServiceClient;
+  readonly daemon: DaemonServiceClient;
   readonly logger: Logger;
   private readonly metadata: Metadata;
   private closed = false;
@@ -124,12 +126,13 @@ export class Connection {
       channelCredentials(options),
       channelOptions(options.maxMessageBytes),
     );
+    // One channel for every service: the breaker and daemon stubs share the scheduler's.
+    const shared = { channelOverride: this.scheduler.getChannel() };
+    this.daemon = new DaemonServiceClient(this.address, grpcCredentials.createInsecure(), shared);
     this.breakers = new CircuitBreakerServiceClient(
       this.address,
       grpcCredentials.createInsecure(),
-      {
-        channelOverride: this.scheduler.getChannel(),
-      },
+      shared,
     );
   }
 

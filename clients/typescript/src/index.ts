@@ -17,6 +17,13 @@ export {
   channelOptions,
   type TlsOptions,
 } from "./connection.js";
+export type {
+  BreakerConfig,
+  BreakerStatus,
+  DaemonStatus,
+  QueueStatus,
+  ResourceStatus,
+} from "./daemon-status.js";
 export { DispatchTask, type UpstreamResult } from "./dispatch-task.js";
 export {
   CircuitBreakerError,

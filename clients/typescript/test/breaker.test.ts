@@ -46,6 +46,16 @@ test("failures open a breaker for every client; aborted calls count neither way"
   await assert.rejects(payments.run(abort), { name: "AbortError" });
   await assert.rejects(payments.run(abort), { name: "AbortError" });
   assert.equal(payments.state, "CLOSED", "one failure of two: the aborts did not count");
+  const [listed] = (await client.breakers()).filter((b) => b.name === "payments");
+  assert.equal(listed?.consecutiveFailures, 1);
+  assert.deepEqual(listed?.config, {
+    failureThreshold: 2,
+    timeout: 60_000,
+    halfOpenMaxCalls: 1,
+    successThreshold: 1,
+    failureRateThreshold: 0,
+    windowSize: 0,
+  });
   await assert.rejects(payments.run(() => Promise.reject(new Error("declined again"))));
   assert.equal(payments.state, "OPEN");
 

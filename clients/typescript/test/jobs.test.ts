@@ -274,3 +274,17 @@ test("exec on a daemon without --allow-exec is PermissionDeniedError", async () 
     await strict.stop();
   }
 });
+
+test("status() says what the daemon is and holds", async () => {
+  const status = await client.status();
+
+  assert.match(status.version, /\d/);
+  assert.deepEqual(status.listen, [daemon.address]);
+  assert.equal(status.stateDir, undefined, "--ephemeral keeps nothing");
+  assert.equal(status.allowExec, true);
+  assert.ok(status.startedAt !== undefined && status.startedAt <= new Date());
+  assert.deepEqual(
+    status.resources.find((r) => r.name === "seats"),
+    { name: "seats", capacity: 2, used: 0 },
+  );
+});

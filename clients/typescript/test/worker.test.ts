@@ -57,6 +57,11 @@ test("a worker serves a queue: payloads in, results out, upstream results passed
   try {
     await worker.untilConnected();
     assert.ok(worker.connected);
+    const { queues } = await client.status();
+    assert.deepEqual(
+      queues.find((q) => q.name === "shout"),
+      { name: "shout", workers: 1, slots: 4 },
+    );
     const handle = await client.submit([
       dispatch("hello", "shout", "hello"),
       dispatch("world", "shout", new TextEncoder().encode("world"), { dependencies: ["hello"] }),
