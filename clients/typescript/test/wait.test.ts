@@ -1,9 +1,10 @@
-// wait() under the daemon's limits: refused a Watch (RESOURCE_EXHAUSTED) it polls GetJob, and a
-// job dropped by retention as it ends comes back as its events left it.
+// Watches under the daemon's limits: refused a Watch (RESOURCE_EXHAUSTED) wait() polls GetJob;
+// a job dropped by retention as it ends comes back as its events left it; each connection is a
+// client of its own.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { connect, dispatch, job, NotFoundError } from "../src/index.js";
+import { connect, dispatch, job, NotFoundError, ResourceExhaustedError } from "../src/index.js";
 import { Dukatd, until } from "./dukatd.js";
 
 let daemon: Dukatd;
@@ -79,5 +80,23 @@ test("wait() gives the end of a job that retention drops as it ends", async () =
     assert.deepEqual(done.tasks, []);
   } finally {
     await worker.stop();
+  }
+});
+
+test("each connection is a client of its own for the daemon's per-client watch limit", async () => {
+  // On a unix socket every peer looks alike: only the dukat-client-id tells two clients apart.
+  await using greedy = connect(daemon.address);
+  await using other = connect(daemon.address);
+  const handle = await greedy.submit([dispatch("t", "nobody-serves")]);
+  const held = handle.watch();
+  await held.next();
+  try {
+    await assert.rejects(handle.watch().next(), ResourceExhaustedError);
+
+    const watched = other.watch(handle.jobId);
+    await watched.next(); // another client's count: not refused
+    await watched.return();
+  } finally {
+    await held.return();
   }
 });
