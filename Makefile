@@ -57,7 +57,8 @@ test: install lint test-go test-ts
 	$(BIN)/python -m pytest
 
 # The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
-# knows nothing of: -count=1 runs them every time. gofmt guards the Go; tsc is strict.
+# knows nothing of: -count=1 runs them every time. gofmt guards the Go; prettier (pinned in the
+# lock file) the TypeScript's format, and tsc is strict.
 test-go: install
 	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi

@@ -33,7 +33,8 @@ export interface WatchOptions {
 
 /** Options of `cancel`. */
 export interface CancelOptions {
-  /** Why, in words; kept in the cancelled tasks' errors and the job's message. */
+  /** Why, in words; by the contract kept in the cancelled tasks' errors and the job's
+   * message (dukatd does not keep it yet). */
   readonly reason?: string;
   /** Cancel these tasks and everything downstream of them; default: the whole job. */
   readonly taskIds?: readonly string[];

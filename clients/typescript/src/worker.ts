@@ -317,7 +317,8 @@ export class Worker {
 
   private take(response: WorkResponse): void {
     for (const assignment of response.assignments) {
-      if (this.handedIn) break; // our side is closed: the daemon counts these as the worker leaving
+      // Our side is closed: the daemon counts these as lost with the worker that leaves.
+      if (this.handedIn) break;
       const task = new DispatchTask(assignment, this.onProgress);
       if (this.running.has(task.key)) continue; // the same attempt twice: never run it twice
       const running: Running = { task, controller: new AbortController(), timer: undefined };
@@ -402,8 +403,9 @@ export class Worker {
     fraction: number | undefined,
     message: string,
   ): void => {
-    if (this.running.get(task.key)?.task !== task) return; // the attempt ended: a late report says nothing
-    this.progress.set(task.key, { ...ids(task), fraction, message }); // the latest is all that matters
+    // The attempt ended: a late report says nothing. Else the latest report is all that matters.
+    if (this.running.get(task.key)?.task !== task) return;
+    this.progress.set(task.key, { ...ids(task), fraction, message });
     this.scheduleFlush();
   };
 
