@@ -140,6 +140,8 @@ bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	cd $(TS_CLIENT) && npm run --silent build  # dispatch.py's TypeScript worker
 	$(BIN)/python bench/dispatch.py
 	@echo
+	$(BIN)/python bench/dispatch_workers.py
+	@echo
 	$(BIN)/python bench/submit.py
 	@echo
 	$(BIN)/python bench/memory.py

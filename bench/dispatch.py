@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 # As the daemon does: spawning the client subprocess must not run gRPC's fork handlers.
@@ -179,23 +180,14 @@ def python_worker(address: str, in_flight: int) -> list[str]:
     return [sys.executable, __file__, "--client-worker", address, str(in_flight)]
 
 
-def run_daemon(
-    n: int,
-    in_flight: int,
-    rounds: int,
-    worker_command: Callable[[str, int], list[str]] = python_worker,
-) -> list[float]:
-    """`rounds` jobs through a real dukatd and a worker process (by default a `dukat.client`
-    one), both started once."""
-
+@contextlib.contextmanager
+def served(
+    in_flight: int, worker_command: Callable[[str, int], list[str]] = python_worker
+) -> Iterator[tuple[str, subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """A real dukatd (`--ephemeral`, max_concurrency as in `run_dispatch`) and one worker
+    process serving it, ready: their address and processes; both stopped at the end."""
     env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
-    action = DispatchAction(QUEUE)
-    spec = JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
-
-    async def job() -> float:
-        return n / await run_to_success(address, spec)
-
     # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-bench-") as directory:
         address = f"unix:{directory}/d.sock"
@@ -211,10 +203,28 @@ def run_daemon(
             assert worker.stdout is not None
             if worker.stdout.readline().strip() != b"ready":  # the client retries until up
                 raise SystemExit(f"the worker did not connect; dukatd:\n{log.read_text()}")
-            return [uvloop.run(job()) for _ in range(rounds)]
+            yield address, daemon, worker
         finally:
             for process in (worker, daemon):
                 stop(process)
+
+
+def run_daemon(
+    n: int,
+    in_flight: int,
+    rounds: int,
+    worker_command: Callable[[str, int], list[str]] = python_worker,
+) -> list[float]:
+    """`rounds` jobs through a real dukatd and a worker process (by default a `dukat.client`
+    one), both started once."""
+    spec = no_op_job(n)
+    with served(in_flight, worker_command) as (address, _, _):
+        return [n / uvloop.run(run_to_success(address, spec)) for _ in range(rounds)]
+
+
+def no_op_job(n: int) -> JobSpec:
+    action = DispatchAction(QUEUE)
+    return JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
 
 
 TS_WORKER = Path(__file__).resolve().parent.parent / "clients/typescript/dist/bench/worker.js"
