@@ -172,7 +172,7 @@ export class Connection {
 
   close(): void {
     this.closed = true;
-    this.scheduler.close(); // the channel: the breaker stub shares it
+    this.scheduler.close(); // the channel, which the breaker and daemon stubs share
   }
 
   get isClosed(): boolean {
