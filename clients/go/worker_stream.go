@@ -204,6 +204,7 @@ func (s *workStream) send(interval time.Duration) {
 		case <-s.ctx.Done():
 			return
 		case <-s.wake:
+			s.linger()
 		case <-heartbeat.C:
 		}
 		draining := s.worker.isDraining()
@@ -223,6 +224,35 @@ func (s *workStream) send(interval time.Duration) {
 		s.worker.completed.Add(int64(len(results)))
 		heartbeat.Reset(interval)
 		if draining && s.closeIfDone() {
+			return
+		}
+	}
+}
+
+// batchLinger is how long the sender, once woken, waits for more results, so that they travel
+// together: the daemon's cost is per message more than per result (one result per message
+// costs it four times as much CPU per task as a batch: bench/dispatch.py), and goroutines end
+// one by one, where Python's event loop runs every handler that is ready before its sender.
+const batchLinger = 2 * time.Millisecond
+
+// linger waits, at most batchLinger, until no attempt is running or the results of half of
+// the worker's concurrency are ready: the daemon gets that much credit back at once, and
+// assigns more while the rest run.
+func (s *workStream) linger() {
+	timer := time.NewTimer(batchLinger)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		busy := len(s.running) > 0 && len(s.results) < max(1, s.worker.concurrency/2)
+		s.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-timer.C:
+			return
+		case <-s.ctx.Done():
 			return
 		}
 	}
