@@ -351,6 +351,7 @@ async def test_a_daemon_with_a_token_takes_the_token_file(
 ) -> None:
     token = short_tmp / "token"
     token.write_text("s3cret-token\n")
+    token.chmod(0o600)
     daemon = await daemons("--token-file", str(token), name="t").serving()
     dukat = Dukat(daemon, short_tmp)
     refused = await dukat("jobs")
