@@ -51,6 +51,7 @@ from dukatd.config import Config, ConfigError
 from dukatd.daemon_service import DaemonService, status_of
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
+from dukatd.exec_process import LEADERS
 from dukatd.exec_runner import ExecOptions, ExecRunner
 from dukatd.journal import JOURNAL_FILE, Journal, JournalError
 from dukatd.lock import (
@@ -64,6 +65,7 @@ from dukatd.lock import (
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
+from dukatd.orphans import OrphanReaper
 from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
 from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
@@ -103,6 +105,7 @@ class Daemon:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
+        self.reaper: OrphanReaper | None = None
         self.started_at = time.time()
         self.stop_requested = asyncio.Event()
         self.fast = asyncio.Event()
@@ -231,6 +234,9 @@ class Daemon:
             )
             http = self.metrics_http
             _log.info("metrics on http://%s:%d/metrics", http.host, http.port)
+        if OrphanReaper.needed():  # no init above us: the orphans of tasks are ours to reap
+            self.reaper = OrphanReaper(LEADERS)
+            self.reaper.start()
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
@@ -326,6 +332,9 @@ class Daemon:
                 await self.server.stop(None)
         if self.exec_runner is not None:
             self.exec_runner.kill_all_now()
+        if self.reaper is not None:
+            self.reaper.stop()
+            self.reaper.reap()  # what the last tasks left behind
         if self.ledger is not None:
             self.ledger.close()
         if self.journal is not None:
