@@ -61,6 +61,11 @@ async def test_as_pid_1_dukatd_reaps_the_background_children_a_task_left(daemons
     await wait_for(lambda: not children(dukatd), within=10)
 
 
+def exit_code(zombie: int) -> int:
+    """Reap `zombie` (it has exited: no wait) and give its exit code."""
+    return os.waitstatus_to_exitcode(os.waitpid(zombie, os.WNOHANG)[1])
+
+
 async def test_the_reaper_reaps_exited_children_but_leaves_task_leaders_to_their_child() -> None:
     def spawn() -> int:
         return os.posix_spawnp("true", ["true"], os.environ)
@@ -74,4 +79,4 @@ async def test_the_reaper_reaps_exited_children_but_leaves_task_leaders_to_their
     assert OrphanReaper({leader}).reap() == 2
     assert [state(pid) for pid in orphans] == [None, None]  # reaped: gone from the table
     assert state(leader) == "Z"  # left to its owner, its exit status intact
-    assert os.waitstatus_to_exitcode(os.waitpid(leader, os.WNOHANG)[1]) == 0  # a zombie: at once
+    assert exit_code(leader) == 0
