@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,daemon]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,daemon,cli]'
 	touch $(STAMP)
 
 # The Go and TypeScript clients: the generators, pinned, go into the repository and nowhere
@@ -139,6 +139,8 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/dispatch.py
 	@echo
 	$(BIN)/python bench/submit.py
+	@echo
+	$(BIN)/python bench/memory.py
 	@echo
 	$(BIN)/python bench/journal.py
 

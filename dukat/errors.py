@@ -6,6 +6,8 @@
      │    │                               `.task_id` names the offending task when there is one
      │    └── CycleError                  the dependencies close a loop; `.cycle` is the path
      ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
+     ├── CapacityError                    a job refused for want of room (the scheduler's
+     │                                    `max_tasks`); `.limit`, `.capacity`, `.held`, `.requested`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
      ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
      ├── TaskFailedRemotely               a worker reported the attempt failed; `.type` names the
@@ -13,6 +15,8 @@
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
      │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
      ├── NotFoundError (LookupError)      an unknown job or task id
+     ├── LimitExceededError               a bound of the engine would be passed (more circuit
+     │                                    breakers than a registry may hold)
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from signal import Signals
 
 __all__ = [
+    "CapacityError",
     "CircuitBreakerError",
     "CycleError",
     "DaemonError",
@@ -51,6 +56,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
@@ -134,6 +140,29 @@ class CircuitBreakerError(DukatError):
         super().__init__(message)
 
 
+class CapacityError(DukatError):
+    """A job was refused: the scheduler holds as many tasks as its limit allows.
+
+    `limit` names the limit (`"max_tasks"`) and `capacity` is its value; `held` is what the
+    jobs that cannot make room (unfinished, or prepared and not started) hold, and
+    `requested` what the job refused needed. Nothing of the job was kept.
+    """
+
+    def __init__(self, limit: str, capacity: int, *, held: int, requested: int) -> None:
+        self.limit = limit
+        self.capacity = capacity
+        self.held = held
+        self.requested = requested
+        if requested > capacity:
+            message = f"a job of {requested} tasks can never fit: {limit} is {capacity}"
+        else:
+            message = (
+                f"a job of {requested} tasks does not fit: unfinished jobs hold {held} tasks "
+                f"and {limit} is {capacity}; submit it again once some have finished"
+            )
+        super().__init__(message)
+
+
 class TaskTimeoutError(DukatError, TimeoutError):
     """An attempt of a task ran longer than its `timeout`."""
 
@@ -213,6 +242,11 @@ def _last_line(tail: bytes, limit: int = 200) -> str:
 
 class NotFoundError(DukatError, LookupError):
     """An unknown job or task id."""
+
+
+class LimitExceededError(DukatError):
+    """What was asked would pass a bound of the engine (a breaker registry's `max_breakers`);
+    nothing of it was done. The daemon answers RESOURCE_EXHAUSTED."""
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,15 +40,18 @@ from grpc_health.v1 import health
 
 from dukat.actions import ExecAction
 from dukat.client import channel_options
-from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
+from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
+from dukat.daemon_status import DaemonStatus
 from dukat.errors import DukatError
 from dukatd.auth import BearerTokenAuth
-from dukatd.breaker_service import BreakerService
+from dukatd.breaker_service import MAX_BREAKERS, BreakerService
 from dukatd.config import Config, ConfigError
+from dukatd.daemon_service import DaemonService, status_of
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
+from dukatd.exec_process import LEADERS
 from dukatd.exec_runner import ExecOptions, ExecRunner
 from dukatd.journal import JOURNAL_FILE, Journal, JournalError
 from dukatd.lock import (
@@ -61,8 +65,9 @@ from dukatd.lock import (
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
 from dukatd.notify import Notifier
-from dukatd.recovery import decode_result, encode_result, recover
-from dukatd.scheduler_service import SchedulerService, result_budget_for
+from dukatd.orphans import OrphanReaper
+from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
+from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
@@ -100,6 +105,8 @@ class Daemon:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
+        self.reaper: OrphanReaper | None = None
+        self.started_at = time.time()
         self.stop_requested = asyncio.Event()
         self.fast = asyncio.Event()
         """Set by a second stop (a second SIGTERM or Ctrl-C): the drain skips its waits."""
@@ -152,6 +159,13 @@ class Daemon:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
         warn_of_client_pings(config)
+        open_exec = config.open_exec_address
+        if open_exec is not None:  # only with --insecure
+            _log.warning(
+                "exec tasks are served on %s without a token (--insecure): every local user "
+                "who can connect runs commands as this daemon's user; give --token-file",
+                open_exec,
+            )
         self.scheduler, self.exec_runner = build_scheduler(
             config, ledger=self.ledger, journal=self.journal
         )
@@ -159,6 +173,8 @@ class Daemon:
         # With a journal, no worker gets an attempt before its RUNNING state is on disk.
         self.work_hub = WorkerHub(
             self.scheduler,
+            heartbeat_interval=config.worker_heartbeat_interval,
+            heartbeat_timeout=config.worker_heartbeat_timeout,
             max_result_bytes=config.max_result_bytes,
             before_send=self.journal.settled if self.journal is not None else None,
         )
@@ -171,8 +187,10 @@ class Daemon:
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,
-            # A GetJob over the daemon's own message limit would fail RESOURCE_EXHAUSTED.
+            # A GetJob or ListJobs over the daemon's own message limit would fail
+            # RESOURCE_EXHAUSTED.
             result_budget=result_budget_for(config.max_message_bytes),
+            page_bytes=page_bytes_for(config.max_message_bytes),
         )
         interceptors: list[grpc.aio.ServerInterceptor] = []
         # Only /metrics reads the registry: with it off, no listener or interceptor pays its
@@ -196,6 +214,7 @@ class Daemon:
                 config.listen,
                 service=self.service,
                 breaker_service=BreakerService(self.scheduler.breakers, journal=self.journal),
+                daemon_service=DaemonService(self.status),
                 health_servicer=self.health,
                 max_message_bytes=config.max_message_bytes,
                 keepalive_time=config.keepalive_time,
@@ -205,6 +224,7 @@ class Daemon:
                 interceptors=interceptors,
             )
             await self.server.start()
+        self.started_at = time.time()
         for address in config.listen:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address
@@ -214,9 +234,25 @@ class Daemon:
             )
             http = self.metrics_http
             _log.info("metrics on http://%s:%d/metrics", http.host, http.port)
+        if OrphanReaper.needed():  # no init above us: the orphans of tasks are ours to reap
+            self.reaper = OrphanReaper(LEADERS)
+            self.reaper.start()
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
+
+    def status(self) -> DaemonStatus:
+        """What `dukat status` shows (DaemonService.GetStatus)."""
+        assert self.scheduler is not None and self.work_hub is not None
+        config = self.config
+        return status_of(
+            self.scheduler,
+            started_at=self.started_at,
+            listen=config.listen,
+            state_dir=None if config.ephemeral else str(config.state_dir),
+            allow_exec=config.allow_exec,
+            workers=self.work_hub.sessions,
+        )
 
     def recover(self) -> dict[str, str]:
         """Start the journal and bring back what it kept; the request ids of those jobs."""
@@ -226,9 +262,8 @@ class Daemon:
             jobs, breakers = journal.load()
         except JournalError as error:
             raise StartError(str(error)) from None
-        for name, settings in breakers.items():
-            if name not in self.config.breakers:  # the file's settings win over the API's
-                scheduler.breakers.configure(name, CircuitBreakerConfig(**settings))
+        # The file's settings win over the API's.
+        recover_breakers(scheduler.breakers, breakers, configured=self.config.breakers)
         journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
         # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
         scheduler.add_record_listener(journal.on_record)
@@ -243,6 +278,15 @@ class Daemon:
                 recovered.live,
                 recovered.interrupted,
                 recovered.finished,
+            )
+        if recovered.live_tasks > self.config.max_tasks:
+            # Starting anyway: refusing would leave the jobs accepted before to nobody.
+            _log.warning(
+                "the journal holds %d task(s) of unfinished jobs, more than --max-tasks "
+                "(%d): all were recovered, and new jobs are refused (RESOURCE_EXHAUSTED) "
+                "until enough of them finish; raise --max-tasks if the host has the memory",
+                recovered.live_tasks,
+                self.config.max_tasks,
             )
         return recovered.request_ids
 
@@ -264,8 +308,8 @@ class Daemon:
         except (ConfigError, OSError) as error:
             _log.error("SIGHUP: not reloaded, the configuration is invalid: %s", error)
         else:
-            for name, settings in fresh.breakers.items():
-                self.scheduler.breakers.configure(name, settings)
+            for name, settings in fresh.breakers.items():  # the file may pass the breakers' cap
+                self.scheduler.breakers.configure(name, settings, within_limit=False)
             _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
             changed = [
                 option
@@ -288,6 +332,9 @@ class Daemon:
                 await self.server.stop(None)
         if self.exec_runner is not None:
             self.exec_runner.kill_all_now()
+        if self.reaper is not None:
+            self.reaper.stop()
+            self.reaper.reap()  # what the last tasks left behind
         if self.ledger is not None:
             self.ledger.close()
         if self.journal is not None:
@@ -328,9 +375,9 @@ def build_scheduler(
     With a `journal`, watchers see only what it has written (`hold_events`), and no task
     process starts before its RUNNING state is written (a crash must not take back an
     attempt that ran)."""
-    breakers = BreakerRegistry()
-    for name, settings in config.breakers.items():
-        breakers.configure(name, settings)
+    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
+    for name, settings in config.breakers.items():  # the file may pass the cap
+        breakers.configure(name, settings, within_limit=False)
     exec_runner = None
     runners: dict[type, object] = {}
     if config.allow_exec:
@@ -348,6 +395,7 @@ def build_scheduler(
         breakers=breakers,
         runners=runners,  # type: ignore[arg-type]
         max_tasks_per_job=config.max_tasks_per_job,
+        max_tasks=config.max_tasks,
         event_log_limit=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
         retain_finished_for=config.finished_job_ttl,

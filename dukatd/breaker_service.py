@@ -29,12 +29,12 @@ from dukat.v1 import breaker_pb2, breaker_pb2_grpc
 from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 
-__all__ = ["MAX_BREAKERS", "MAX_NAME_LENGTH", "BreakerService", "apply_breaker_config"]
+__all__ = ["MAX_BREAKERS", "BreakerService", "apply_breaker_config"]
 
-# Any client can create a breaker by naming it (Acquire): without a bound a buggy client
-# would grow the daemon's memory and the metrics' `breaker` label without end.
+# Any client can create a breaker by naming it (Acquire, a task): without a bound a buggy
+# client would grow the daemon's memory and the metrics' `breaker` label without end. The
+# daemon's registry holds it (`BreakerRegistry(max_breakers=...)`), for every path.
 MAX_BREAKERS = 1_000
-MAX_NAME_LENGTH = 200
 
 
 def apply_breaker_config(
@@ -48,23 +48,18 @@ def apply_breaker_config(
     for name, config in configs.items():
         breaker = registry.find(name)
         if breaker is None or breaker.config != config:  # an unchanged one keeps its counters
-            registry.configure(name, config)
+            registry.configure(name, config, within_limit=False)  # the file may pass the cap
 
 
 class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
     """The breaker RPCs; one per daemon, over the scheduler's registry."""
 
-    def __init__(
-        self,
-        registry: BreakerRegistry,
-        *,
-        max_breakers: int = MAX_BREAKERS,
-        journal: Journal | None = None,
-    ) -> None:
-        """`journal`: ConfigureBreaker answers once the settings are on disk, and a
-        restarted daemon configures the breaker so again (`dukatd.recovery`)."""
+    def __init__(self, registry: BreakerRegistry, *, journal: Journal | None = None) -> None:
+        """`registry`: its `max_breakers` bounds the breakers clients may make (a new name
+        past it is RESOURCE_EXHAUSTED). `journal`: ConfigureBreaker answers once the
+        settings are on disk, and a restarted daemon configures the breaker so again
+        (`dukatd.recovery`)."""
         self.registry = registry
-        self.max_breakers = max_breakers
         self.journal = journal
 
     @rpc_errors
@@ -90,8 +85,7 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
         # Validate everything before creating anything: a bad config makes no breaker.
         _check_name(request.name)
         config = convert.breaker_config_from_proto(request.config, path="config")
-        breaker = self._get_or_create(request.name)
-        breaker.configure(config)
+        breaker = self.registry.configure(request.name, config)
         if self.journal is not None:
             self.journal.configure_breaker(request.name, dataclasses.asdict(config))
             try:
@@ -115,7 +109,8 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
     async def Acquire(
         self, request: breaker_pb2.AcquireRequest, context: grpc.aio.ServicerContext
     ) -> breaker_pb2.AcquireResponse:
-        breaker = self._get_or_create(request.name)
+        _check_name(request.name)
+        breaker = self.registry.get(request.name)
         return convert.acquire_to_proto(breaker, breaker.acquire())
 
     @rpc_errors
@@ -129,7 +124,8 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
         if outcome == "success":
             breaker.success(permit=request.permit)
         elif outcome == "failure":
-            error = RecordedFailure(request.error) if request.error else None
+            # Cut, not refused: refusing would lose the outcome (dukat.convert's bounds).
+            error = RecordedFailure(convert.cut(request.error)) if request.error else None
             breaker.failure(error, permit=request.permit)
         else:
             breaker.release(permit=request.permit)
@@ -146,16 +142,6 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
             )
         return breaker
 
-    def _get_or_create(self, name: str) -> CircuitBreaker:
-        _check_name(name)
-        if name not in self.registry and len(self.registry) >= self.max_breakers:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the daemon holds {len(self.registry)} circuit breakers, its limit; "
-                f"reuse one rather than creating {name!r}",
-            )
-        return self.registry.get(name)
-
 
 class RecordedFailure(Exception):
     """A failure a client reported with Record; only its text is known (kept in the reason)."""
@@ -169,8 +155,9 @@ def _check_name(name: str) -> None:
         raise ValidationError(
             "name is empty", violations=[FieldViolation("name", "name the breaker")]
         )
-    if len(name) > MAX_NAME_LENGTH:
+    if len(name) > convert.MAX_BREAKER_NAME:
+        limit = convert.MAX_BREAKER_NAME
         raise ValidationError(
-            f"name is {len(name)} characters long, over the limit of {MAX_NAME_LENGTH}",
-            violations=[FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters")],
+            f"name is {len(name)} characters long, over the limit of {limit}",
+            violations=[FieldViolation("name", f"at most {limit} characters")],
         )

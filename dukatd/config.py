@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from typing import Any, NoReturn
 
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import ResourceType
+from dukat.defaults import default_address, first_absolute
 from dukat.errors import FieldViolation, ValidationError
 from dukatd.address import ListenAddress, TcpAddress, UnixAddress, parse_address, parse_tcp_address
 from dukatd.options import (
@@ -59,7 +61,6 @@ __all__ = [
     "parse_args",
 ]
 
-SOCKET_NAME = "dukatd.sock"
 _GRPC_MAX_MESSAGE = 2**31 - 1  # grpc keeps message lengths in a signed 32-bit int
 _RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -77,34 +78,22 @@ class ConfigError(ValidationError):
 # -- defaults that depend on the environment ------------------------------------------------
 
 
-def _first_absolute(value: str | None) -> Path | None:
-    # systemd joins several RuntimeDirectory=/StateDirectory= entries with ':'; the XDG base
-    # directory spec says relative values must be ignored.
-    first = (value or "").split(":")[0]
-    return Path(first) if os.path.isabs(first) else None
-
-
 def default_listen(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """`unix:` + `dukatd.sock` in `$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR`, else `/tmp`.
 
     The `/tmp` fallback is a private directory `/tmp/dukatd-$UID/` (created 0700 by
-    `dukatd.lock.claim_unix_socket`), since /tmp itself is shared by every user.
+    `dukatd.lock.claim_unix_socket`), since /tmp itself is shared by every user. The same
+    function tells clients where to connect (`dukat.defaults.default_address`).
     """
-    environ = os.environ if environ is None else environ
-    directory = (
-        _first_absolute(environ.get("RUNTIME_DIRECTORY"))
-        or _first_absolute(environ.get("XDG_RUNTIME_DIR"))
-        or Path(f"/tmp/dukatd-{os.getuid()}")
-    )
-    return (f"unix:{directory / SOCKET_NAME}",)
+    return (default_address(environ),)
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """`$STATE_DIRECTORY`, else `$XDG_STATE_HOME/dukatd`, else `~/.local/state/dukatd`."""
     environ = os.environ if environ is None else environ
-    if state := _first_absolute(environ.get("STATE_DIRECTORY")):
+    if state := first_absolute(environ.get("STATE_DIRECTORY")):
         return state
-    if xdg := _first_absolute(environ.get("XDG_STATE_HOME")):
+    if xdg := first_absolute(environ.get("XDG_STATE_HOME")):
         return xdg / "dukatd"
     home = environ.get("HOME") or os.path.expanduser("~")
     return Path(home) / ".local" / "state" / "dukatd"
@@ -158,6 +147,9 @@ class Config:
     """Serve TCP beyond loopback without TLS or without a token, knowingly."""
     max_tasks_per_job: int = 100_000
     """Tasks one Submit may carry."""
+    max_tasks: int = 500_000
+    """Tasks held in memory, of every job; a Submit past it is refused (bench/memory.py
+    measures about 1.7 KB a task)."""
     max_message_bytes: int = 64 * MIB
     """Largest gRPC message received or sent."""
     max_result_bytes: int = 1 * MIB
@@ -179,6 +171,10 @@ class Config:
     """Finished jobs kept in memory for GetJob, Watch and ListJobs."""
     finished_job_ttl: float = 3600.0
     """Seconds a finished job is kept in memory at most."""
+    worker_heartbeat_interval: float = 10.0
+    """Seconds between the heartbeats of a Work stream, each way."""
+    worker_heartbeat_timeout: float = 30.0
+    """Seconds of silence after which a Work stream is taken for dead, by either side."""
     keepalive_time: float = 30.0
     """Seconds between the server's keepalive pings on an idle connection."""
     keepalive_timeout: float = 10.0
@@ -211,6 +207,14 @@ class Config:
         return tuple(a.path for a in self.addresses if isinstance(a, UnixAddress))
 
     @property
+    def open_exec_address(self) -> TcpAddress | None:
+        """A TCP address on which whoever connects may run exec tasks (exec allowed and no
+        token: refused unless `insecure`), or None."""
+        if not self.allow_exec or self.token_file is not None:
+            return None
+        return next((a for a in self.addresses if isinstance(a, TcpAddress)), None)
+
+    @property
     def metrics_address(self) -> TcpAddress | None:
         return None if self.metrics_listen is None else parse_tcp_address(self.metrics_listen)
 
@@ -234,14 +238,30 @@ class Config:
         )
 
     def read_token(self) -> str | None:
-        """The bearer token from `token_file` (surrounding whitespace dropped), or None."""
+        """The bearer token from `token_file` (surrounding whitespace dropped), or None.
+
+        A file that other users may read (or anyone but its owner change) is refused, as ssh
+        refuses such a key: the token is a secret no longer. Its group may read it."""
         if self.token_file is None:
             return None
         try:
-            token = self.token_file.read_text().strip()
+            with self.token_file.open("rb") as file:
+                mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+                text = file.read().decode()
         except (OSError, UnicodeDecodeError) as error:
             problem = f"cannot read {str(self.token_file)!r}: {error}"
             raise self._error("token_file", problem) from None
+        if mode & 0o026:
+            may = " and ".join(
+                verb for verb, bits in (("read", 0o004), ("change", 0o022)) if mode & bits
+            )
+            raise self._error(
+                "token_file",
+                f"{str(self.token_file)!r} is mode {mode:04o}: other users may {may} the "
+                "token; chmod 600 it (640 to share it with its group), and replace the token "
+                "if it may have been read",
+            )
+        token = text.strip()
         if not token:
             raise self._error("token_file", f"{str(self.token_file)!r} is empty")
         return token
@@ -300,6 +320,7 @@ def _validate(config: Config) -> None:
     whole_numbers = {
         "max_concurrency": 1,
         "max_tasks_per_job": 1,
+        "max_tasks": 1,
         "max_message_bytes": 1024,
         "max_result_bytes": 0,
         "output_tail_bytes": 0,
@@ -320,6 +341,8 @@ def _validate(config: Config) -> None:
 
     durations = {
         "finished_job_ttl": 0.0,
+        "worker_heartbeat_interval": 0.001,
+        "worker_heartbeat_timeout": 0.001,
         "keepalive_time": 0.001,
         "keepalive_timeout": 0.001,
         "keepalive_min_client_interval": 0.0,
@@ -333,6 +356,20 @@ def _validate(config: Config) -> None:
         if not math.isfinite(value) or value < least:
             fail(option, f"must be a finite number of seconds >= {least:g}, not {value!r}")
         put(option, float(value))
+
+    interval, timeout = config.worker_heartbeat_interval, config.worker_heartbeat_timeout
+    if timeout <= interval:  # blame the one that was set
+        if "worker_heartbeat_timeout" in config.sources:
+            fail(
+                "worker_heartbeat_timeout",
+                f"must be longer than {_flag('worker_heartbeat_interval')} ({interval:g}s), "
+                f"not {timeout:g}s",
+            )
+        fail(
+            "worker_heartbeat_interval",
+            f"must be shorter than {_flag('worker_heartbeat_timeout')} ({timeout:g}s), "
+            f"not {interval:g}s",
+        )
 
     put("resources", MappingProxyType(_checked_resources(config.resources, fail)))
     breakers = dict(config.breakers)
@@ -368,6 +405,15 @@ def _validate(config: Config) -> None:
                 f"{str(remote[0])!r} is reachable beyond this host, so it needs "
                 f"{' and '.join(lacking)}; say --insecure to serve it without",
             )
+    open_exec = config.open_exec_address
+    if open_exec is not None and not config.insecure:
+        fail(
+            "listen",
+            f"{str(open_exec)!r} with --allow-exec lets every local user who can connect run "
+            "commands as this daemon's user (a TCP port has no file permissions: the unix "
+            "socket's 0660 does not apply); give a token (--token-file), serve exec on unix "
+            "sockets only, or say --insecure",
+        )
 
 
 def _checked_resources(

@@ -26,7 +26,10 @@ The protocol a worker must follow (the Python client's `client.worker(...)` impl
 2. Read `WorkResponse{welcome}`: `heartbeat_interval`, `heartbeat_timeout`,
    `max_result_bytes`. Send a `WorkerUpdate` at least every `heartbeat_interval` (an empty
    one when idle); silent past `heartbeat_timeout`, the stream ends with DEADLINE_EXCEEDED
-   and every attempt it held is given up (retried by policy).
+   and every attempt it held is given up (retried by policy). The daemon does the same
+   (`daemon_heartbeats`): an empty `WorkResponse` when it has sent nothing for an interval,
+   so a worker that hears nothing for `heartbeat_timeout` may end the stream and say hello
+   again.
 3. Every later `WorkResponse` may carry many `assignments` and `cancels`; read the
    assignments first. Never more than `max_in_flight` assignments are outstanding: one is
    outstanding from when it is sent until its `WorkResult` arrives (also after a cancel).
@@ -44,7 +47,9 @@ The protocol a worker must follow (the Python client's `client.worker(...)` impl
    hello again.
 7. Misuse ends the stream, the daemon keeps serving others: no hello first or a second
    hello (FAILED_PRECONDITION); a bad hello, a result without an outcome or with empty
-   ids, a progress fraction outside 0..1, undecodable bytes (INVALID_ARGUMENT). A success
+   ids, a progress fraction outside 0..1 (NaN too), undecodable bytes (INVALID_ARGUMENT).
+   The attempts the stream held are given up at once; its status follows the messages
+   already sent, also when the worker had stopped reading (`dukatd.work_session`). A success
    payload over `max_result_bytes` fails that attempt (not retryable) and keeps the stream.
    A worker that half-closes its side ends the stream (status OK); what it held is given up.
 """

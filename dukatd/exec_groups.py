@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from dukatd.private_files import open_private
+
 __all__ = ["GroupLedger", "recorded"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -85,7 +87,11 @@ class GroupLedger:
         for name in old_files:
             with contextlib.suppress(FileNotFoundError):
                 (path / name).unlink()
-        (path / _BOOT_FILE).write_text(boot_id + "\n")
+        fd = open_private(path / _BOOT_FILE, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, (boot_id + "\n").encode())
+        finally:
+            os.close(fd)
         return cls(path, killed=killed)
 
     def add(self, pgid: int, started_after: int | None = None) -> None:
@@ -154,8 +160,7 @@ def recorded(directory: str | os.PathLike[str]) -> list[tuple[int, int]]:
 
 
 def _open_log(path: Path, *, truncate: bool) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    return os.open(path, flags | (os.O_TRUNC if truncate else 0), 0o600)
+    return open_private(path, os.O_WRONLY | os.O_APPEND | (os.O_TRUNC if truncate else 0))
 
 
 def _records(directory: Path) -> tuple[list[_Stat], list[str]]:

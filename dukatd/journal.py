@@ -36,7 +36,7 @@ survives a crash or `kill -9` of the daemon (the kernel holds it), and the last 
 lost on power loss; `"full"` fsyncs the WAL at each commit, which survives power loss too, at
 a disk flush per commit — and every task start waits for one (see `settled`).
 
-A commit that fails (a full disk, `max_bytes` reached, an I/O error)
+A commit that fails (a full disk, `max_bytes` reached, an I/O error, no memory left)
 is retried with backoff; the jobs in it were never started, so their Submits fail instead
 (`JournalWriteError`), and nothing else is lost while the writer keeps trying. With
 `max_bytes`, new jobs may fill only `ACCEPT_SHARE` of it: a job that would go beyond is left
@@ -57,6 +57,7 @@ import bisect
 import contextlib
 import json
 import logging
+import os
 import pickle
 import sqlite3
 import threading
@@ -77,6 +78,7 @@ from dukat.core.events import (
 )
 from dukat.core.results import TaskStatus
 from dukat.core.states import _RUNNING, JobState, TaskState
+from dukatd.private_files import make_private, open_private
 
 __all__ = [
     "ACCEPT_SHARE",
@@ -297,6 +299,10 @@ class Journal:
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         path = Path(path)
+        try:
+            _make_private(path)
+        except OSError as error:
+            raise JournalError(f"cannot open the journal {str(path)!r}: {error.strerror}") from None
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
@@ -542,11 +548,13 @@ class Journal:
             began = time.perf_counter()
             try:
                 marks, refused = self._commit(operations)
-            except sqlite3.Error as error:
+            except (sqlite3.Error, MemoryError) as error:  # SQLite's "out of memory" too
                 self.write_errors += 1
+                why = str(error) or "out of memory"  # a MemoryError says nothing
                 failure = JournalWriteError(
-                    f"the journal {str(self.path)!r} cannot be written: {error}",
-                    full=getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
+                    f"the journal {str(self.path)!r} cannot be written: {why}",
+                    full=isinstance(error, MemoryError)
+                    or getattr(error, "sqlite_errorname", "") == "SQLITE_FULL",
                 )
                 _log.error("%s; retrying in %.2gs", failure, backoff)
                 # Jobs in it were never started: their Submits fail (and are not tried
@@ -851,6 +859,17 @@ def _prepare(db: sqlite3.Connection, path: Path, *, sync: str, max_bytes: int | 
         db.execute("COMMIT")
     if version and version < SCHEMA_VERSION:  # a new file is made at the current version
         _log.info("journal %s: schema upgraded from %d to %d", path, version, SCHEMA_VERSION)
+
+
+def _make_private(path: Path) -> None:
+    """The journal's files mode 0600: it holds the tasks' environments and results.
+
+    SQLite makes its WAL and shared-memory files with the database file's mode, so the
+    database is created here, 0600, before SQLite opens it; files an older dukatd left
+    readable are narrowed."""
+    for suffix in ("-wal", "-shm"):
+        make_private(path.with_name(path.name + suffix))
+    os.close(open_private(path, os.O_RDWR))
 
 
 def _pages_in_use(db: sqlite3.Connection) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import socket
 import stat
@@ -33,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dukat.errors import DukatError
+from dukatd.private_files import open_private
 
 __all__ = [
     "AlreadyRunningError",
@@ -43,6 +45,8 @@ __all__ = [
     "claim_unix_socket",
     "socket_umask",
 ]
+
+_log = logging.getLogger("dukatd")
 
 STATE_LOCK_NAME = "dukatd.lock"
 # Sockets are created 0777 & ~umask: 0660 lets the owner and the group connect, nobody else.
@@ -139,9 +143,8 @@ def _open_lock_file(path: Path) -> int:
     # O_CLOEXEC: a flock belongs to the open file, so a task subprocess that inherited the
     # descriptor and outlived the daemon would keep the lock and block every restart.
     # O_NOFOLLOW: in a shared directory a planted symlink must not make us truncate its target.
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = open_private(path, os.O_RDWR | os.O_NOFOLLOW)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise LockError(
@@ -208,10 +211,28 @@ def _ensure_directory(directory: Path, *, what: str, hint: str) -> None:
 def claim_state_dir(directory: Path) -> LockFile:
     """Create the state directory (0700) if missing and lock it for this daemon.
 
+    One that other users may write to is refused (they could replace or remove the journal);
+    one they may only look into is warned of (what dukatd writes there is 0600 all the same).
     An --ephemeral daemon writes nothing there and need not claim it.
     """
     directory = Path(directory)
     _ensure_directory(directory, what="state directory", hint="--state-dir")
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    fix = "chmod 700 it (under systemd: StateDirectoryMode=0700)"
+    if mode & 0o022:
+        raise LockError(
+            f"the state directory {str(directory)!r} is mode {mode:04o}: other users may write "
+            f"to it, and so replace or remove the journal; {fix}",
+            path=directory,
+        )
+    if mode & 0o077:
+        _log.warning(
+            "the state directory %r is mode %04o: other users may list it (the files dukatd "
+            "writes there are private, 0600); %s",
+            str(directory),
+            mode,
+            fix,
+        )
     return LockFile.acquire(
         directory / STATE_LOCK_NAME,
         serving=f"the state directory {str(directory)!r}",

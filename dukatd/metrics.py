@@ -132,6 +132,7 @@ class DaemonMetrics:
         scheduler.add_record_listener(self.tasks.on_record)
         scheduler.resources.add_listener(self.on_pool)
         scheduler.breakers.add_listener(self.on_breaker)
+        scheduler.breakers.add_drop_listener(self.on_breaker_dropped)
         self._breakers.registry = scheduler.breakers
         for breaker in scheduler.breakers:  # configured before we listened
             self._breaker_states[breaker.name] = breaker.state
@@ -144,6 +145,7 @@ class DaemonMetrics:
         scheduler.remove_record_listener(self.on_job_record)
         scheduler.remove_record_listener(self.tasks.on_record)
         scheduler.breakers.remove_listener(self.on_breaker)
+        scheduler.breakers.remove_drop_listener(self.on_breaker_dropped)
         # ResourcePool has no remove_listener: the listener stays but does only gauge sets.
 
     # -- listeners (on the scheduler's hot path: keep them cheap) -----------------------------
@@ -183,6 +185,16 @@ class DaemonMetrics:
         self.breaker_transitions.labels(
             transition.name, transition.from_state.name.lower(), transition.to_state.name.lower()
         ).inc()
+
+    def on_breaker_dropped(self, name: str) -> None:
+        """Breaker registry drop listener: a breaker let go takes its series with it, so the
+        `breaker` label stays bounded by the registry's limit however many names come."""
+        self._breaker_states.pop(name, None)
+        for from_state in CircuitBreakerState:
+            for to_state in CircuitBreakerState:
+                self.breaker_transitions.remove(
+                    name, from_state.name.lower(), to_state.name.lower()
+                )
 
 
 class _BreakerStates(Collector):

@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dukat import convert
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import BUILTIN_RESOURCES
+from dukat.defaults import parse_duration
 from dukat.errors import ValidationError
 
 __all__ = [
@@ -101,15 +103,11 @@ def _toml_size(value: object) -> int:
     return _text_size(value) if isinstance(value, str) else _toml_int(value)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
-
-
 def _text_duration(text: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise BadValue(f"expected seconds, like 30, 2.5, 500ms, 30s, 5m or 1h, not {text!r}")
-    return float(match[1]) * _DURATION_UNITS[match[2]]
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise BadValue(str(error)) from None
 
 
 def _toml_duration(value: object) -> float:
@@ -191,11 +189,23 @@ def _toml_breakers(value: object) -> dict[str, CircuitBreakerConfig]:
             if isinstance(setting, bool) or not isinstance(setting, kinds):
                 kind = "a whole number" if whole else "a number"
                 raise BadValue(f"breakers.{name}.{key} must be {kind}, not {setting!r}")
+        if len(name) > convert.MAX_BREAKER_NAME:
+            raise BadValue(f"a breaker's name has at most {convert.MAX_BREAKER_NAME} characters")
         try:
-            breakers[name] = CircuitBreakerConfig(**table)
+            config = CircuitBreakerConfig(**table)
         except ValidationError as error:
             raise BadValue(f"breakers.{name}: {error}") from None
+
+        def refuse(field: str, description: str, name: str = name) -> None:
+            key = field.rpartition(".")[2]  # the wire's name of the setting
+            raise BadValue(f"breakers.{name}.{_WIRE_KEYS.get(key, key)}: {description}")
+
+        # The same bounds as a breaker configured over the API.
+        breakers[name] = convert.breaker_config_within_bounds(config, refuse)
     return breakers
+
+
+_WIRE_KEYS = {"timeout": "timeout_seconds"}
 
 
 def _path_text(text: str) -> str:
@@ -208,7 +218,8 @@ OPTIONS: tuple[Option, ...] = (
         flag="--listen",
         env="DUKATD_LISTEN",
         help="address to serve, unix:/path or host:port (repeat for several; the variable takes a "
-        "comma-separated list). TCP beyond loopback needs TLS and a token, or --insecure. "
+        "comma-separated list). TCP beyond loopback needs TLS and a token, TCP with --allow-exec "
+        "a token, or --insecure. "
         "Default: unix:dukatd.sock in $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR, else "
         "/tmp/dukatd-$UID/",
         metavar="ADDR",
@@ -308,7 +319,8 @@ OPTIONS: tuple[Option, ...] = (
         field="token_file",
         flag="--token-file",
         env="DUKATD_TOKEN_FILE",
-        help="file holding a bearer token every client must send (health checks are exempt). "
+        help="file holding a bearer token every client must send (health checks are exempt); "
+        "refused if other users may read it (mode 0600, or 0640 for its group). "
         "Default: none",
         metavar="FILE",
         from_text=_path_text,
@@ -336,7 +348,8 @@ OPTIONS: tuple[Option, ...] = (
         field="insecure",
         flag="--insecure",
         env="DUKATD_INSECURE",
-        help="allow TCP beyond loopback without TLS or without a token. Default: off",
+        help="allow TCP beyond loopback without TLS or without a token, and exec tasks over TCP "
+        "without a token. Default: off",
         from_text=_text_bool,
         from_toml=_toml_bool,
     ),
@@ -345,6 +358,17 @@ OPTIONS: tuple[Option, ...] = (
         flag="--max-tasks-per-job",
         env="DUKATD_MAX_TASKS_PER_JOB",
         help="tasks one Submit may carry; more is INVALID_ARGUMENT. Default: 100000",
+        metavar="N",
+        from_text=_text_int,
+        from_toml=_toml_int,
+    ),
+    Option(
+        field="max_tasks",
+        flag="--max-tasks",
+        env="DUKATD_MAX_TASKS",
+        help="tasks held in memory, of every job (about 1.7 KB each: the default is about "
+        "850 MB). A Submit that the unfinished jobs leave no room for is RESOURCE_EXHAUSTED; "
+        "finished jobs are dropped, oldest first, to make room. Default: 500000",
         metavar="N",
         from_text=_text_int,
         from_toml=_toml_int,
@@ -420,6 +444,27 @@ OPTIONS: tuple[Option, ...] = (
         flag="--finished-job-ttl",
         env="DUKATD_FINISHED_JOB_TTL",
         help="how long a finished job is kept in memory at most. Default: 1h",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
+        field="worker_heartbeat_interval",
+        flag="--worker-heartbeat-interval",
+        env="DUKATD_WORKER_HEARTBEAT_INTERVAL",
+        help="how often a worker sends an update on its Work stream, and the daemon a message to "
+        "it, each an empty one when there is nothing else. Default: 10s",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
+        field="worker_heartbeat_timeout",
+        flag="--worker-heartbeat-timeout",
+        env="DUKATD_WORKER_HEARTBEAT_TIMEOUT",
+        help="a worker silent this long loses its stream and its tasks (retried by their "
+        "policy); a worker that hears nothing from the daemon this long says hello again. "
+        "Longer than the interval. Default: 30s",
         metavar="DURATION",
         from_text=_text_duration,
         from_toml=_toml_duration,

@@ -2,17 +2,15 @@
 
 Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
 here is what only the service knows: idempotent Submit, the exec switch, watch streams and
-their limits, and ListJobs paging. `Work` (worker streams) is the `WorkerHub`'s
-(`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when one is given.
+their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work` (worker streams) is the
+`WorkerHub`'s (`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when
+one is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -23,16 +21,24 @@ from dukat.client import CLIENT_ID_KEY
 from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
-from dukat.errors import FieldViolation, NotFoundError, ValidationError
+from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
+from dukatd.job_pages import fill_page, page_bytes_for, page_start, page_token
 from dukatd.journal import Journal, JournalWriteError
 from dukatd.status import Refusal, rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
-__all__ = ["DEFAULT_RESULT_BUDGET", "SchedulerService", "client_of", "result_budget_for"]
+__all__ = [
+    "DEFAULT_PAGE_BYTES",
+    "DEFAULT_RESULT_BUDGET",
+    "SchedulerService",
+    "client_of",
+    "page_bytes_for",
+    "result_budget_for",
+]
 
 
 def result_budget_for(max_message_bytes: int) -> int:
@@ -43,6 +49,7 @@ def result_budget_for(max_message_bytes: int) -> int:
 
 # Of the default message limit (64 MiB, on both sides).
 DEFAULT_RESULT_BUDGET = result_budget_for(64 * 1024 * 1024)
+DEFAULT_PAGE_BYTES = page_bytes_for(64 * 1024 * 1024)
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -61,6 +68,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         max_page_size: int = 1_000,
         work_hub: WorkerHub | None = None,
         result_budget: int = DEFAULT_RESULT_BUDGET,
+        page_bytes: int = DEFAULT_PAGE_BYTES,
         journal: Journal | None = None,
         request_ids: dict[str, str] | None = None,
     ) -> None:
@@ -74,7 +82,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         watcher is open. Page sizes are for ListJobs. `work_hub`: serves `Work`, and must
         be the hub of this scheduler (`WorkerHub(scheduler)`); None: Work is UNIMPLEMENTED.
         `result_budget`: bytes of task results one GetJob response carries at most; the rest
-        are marked `result_omitted`, for the client to ask for by `task_ids`.
+        are marked `result_omitted`, for the client to ask for by `task_ids`. `page_bytes`:
+        bytes of jobs one ListJobs response carries at most (`page_bytes_for` the message
+        limit); a page ends there even short of its size.
         `journal`: when given, Submit and Cancel answer once what they did is on disk, and
         GetJob and ListJobs once what they show is (`dukatd.journal`); the scheduler must
         hold events for it. `request_ids`: those of the jobs recovered from it.
@@ -95,6 +105,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self.result_budget = result_budget
+        self.page_bytes = page_bytes
         if work_hub is not None and work_hub.scheduler is not scheduler:
             raise ValueError("the work hub given serves another scheduler than the one given")
         self.work_hub = work_hub
@@ -108,6 +119,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         # No await between looking the request id up and remembering it: two retries of one
         # request cannot both get through on the one loop.
         request_id = request.request_id
+        _bounded(("request_id", request_id, convert.MAX_NAME))
         earlier = self.request_ids.get(request_id)
         if earlier is not None:
             return scheduler_pb2.SubmitResponse(job_id=earlier)
@@ -119,12 +131,17 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             _refuse_exec(request.job)
         spec = convert.job_spec_from_proto(request.job, path="job")
         try:
-            prepared = self.scheduler.prepare(spec)
+            prepared = self.scheduler.prepare(spec)  # nothing is journaled before it fits
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
-        if self.journal is not None:
-            await self._make_durable(request, prepared.job_id, prepared.job.created_at)
+        except CapacityError as error:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, _over_max_tasks(error)) from None
         try:
+            if self.journal is not None:
+                await self._make_durable(request, prepared.job_id, prepared.job.created_at)
+            # Remembered before the start, which is all or nothing: should it fail, an entry
+            # for a job the scheduler does not hold is never answered (RequestIds.get).
+            self.request_ids.add(request_id, prepared.job_id)
             job_id = self.scheduler.start(prepared)
         except RuntimeError:  # closed by the drain while the journal was writing
             raise Refusal(
@@ -132,7 +149,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 "dukatd is shutting down; the job is kept and runs when it is back (Submit "
                 "again with the same request_id to get its id)",
             ) from None
-        self.request_ids.add(request_id, job_id)
+        except MemoryError:
+            # Out of memory after the journal took it: it must not run after a restart.
+            if self.journal is not None and prepared.job_id not in self.scheduler:
+                self.journal.drop(prepared.job_id)
+            raise
+        finally:
+            self.scheduler.abandon(prepared)  # its room and breakers, unless it started
         return scheduler_pb2.SubmitResponse(job_id=job_id)
 
     async def _make_durable(
@@ -166,6 +189,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Watch(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        _bounded(("job_id", request.job_id, convert.MAX_NAME))
         with self._watcher(client_of(context)), self.streams.track(context):
             if request.job_id:
                 await self._watch_job(request, context)
@@ -237,6 +261,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.CancelResponse:
         _require_job_id(request.job_id)
+        _bounded(("reason", request.reason, convert.MAX_TEXT), *_task_ids(request.task_ids))
         if self.journal is not None:
             _refuse_if_frozen(self.journal)
         # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
@@ -251,6 +276,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetJobResponse:
         _require_job_id(request.job_id)
+        _bounded(*_task_ids(request.task_ids))
         snapshot = self.scheduler.get_job(request.job_id)
         if request.task_ids:
             known = {status.id for status in snapshot.tasks}
@@ -277,26 +303,22 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 f"page_size must be 0 or more, not {request.page_size}",
                 violations=[FieldViolation("page_size", "must be 0 or more")],
             )
+        labels = dict(request.labels)
+        problems = convert.Problems()
+        convert.check_labels(problems.report(), "labels", labels)
+        problems.raise_if_any()
         size = min(request.page_size or self.default_page_size, self.max_page_size)
-        jobs = self.scheduler.jobs(labels=dict(request.labels))  # oldest first, no tasks
+        jobs = self.scheduler.jobs(labels=labels)  # oldest first, no tasks
         newest_first = [job for job in reversed(jobs) if not states or job.state in states]
-        start = _page_start(newest_first, request.page_token)
-        page = newest_first[start : start + size]
-        more = start + size < len(newest_first)
+        start = page_start(newest_first, request.page_token)
+        page, more = fill_page(newest_first, start, size, self.page_bytes, _listed)
+        last = newest_first[start + len(page) - 1] if page else None
         response = scheduler_pb2.ListJobsResponse(
-            jobs=[self._listed(job) for job in page],
-            next_page_token=_page_token(page[-1]) if more and page else "",
+            jobs=page, next_page_token=page_token(last) if more and last else ""
         )
         if self.journal is not None:  # show nothing a crash could take back
             await _durable(self.journal, "the jobs' states cannot be vouched for")
         return response
-
-    def _listed(self, job: JobSnapshot) -> job_pb2.Job:
-        # Job.task_counts must always be filled, and the engine's task-less snapshot has no
-        # counts: take the full one. TODO(engine): counts on JobSnapshot would make this O(1).
-        with contextlib.suppress(LookupError):  # dropped by retention since the listing
-            job = self.scheduler.get_job(job.job_id)
-        return convert.job_to_proto(job, with_tasks=False)
 
     @rpc_errors
     async def Work(
@@ -326,7 +348,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             session = hub.connect(first.hello)
             try:
                 await context.write(hub.welcome(session))
-                await session.serve(requests, context.write)
+                await session.serve(requests, context)
             finally:
                 hub.disconnect(session, "left")
 
@@ -350,6 +372,12 @@ def _refuse_exec(job: job_pb2.JobSpec) -> None:
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
+
+
+def _over_max_tasks(error: CapacityError) -> str:
+    """The engine's refusal, naming the daemon's option."""
+    named = CapacityError("--max-tasks", error.capacity, held=error.held, requested=error.requested)
+    return f"{named} (--max-tasks bounds the tasks dukatd holds in memory)"
 
 
 def _refuse_if_frozen(journal: Journal) -> None:
@@ -379,6 +407,22 @@ def _require_job_id(job_id: str) -> None:
         raise ValidationError(
             "job_id is empty", violations=[FieldViolation("job_id", "name the job")]
         )
+    _bounded(("job_id", job_id, convert.MAX_NAME))
+
+
+def _bounded(*fields: tuple[str, str, int]) -> None:
+    """INVALID_ARGUMENT naming each (field, value, limit) whose value is longer than its
+    limit (`dukat.convert`'s bounds)."""
+    problems = convert.Problems()
+    report = problems.report()
+    for field, value, limit in fields:
+        convert.check_length(report, field, value, limit)
+    problems.raise_if_any()
+
+
+def _task_ids(task_ids: Iterable[str]) -> Iterator[tuple[str, str, int]]:
+    for index, task_id in enumerate(task_ids):
+        yield f"task_ids[{index}]", task_id, convert.MAX_NAME
 
 
 class RequestIds:
@@ -418,11 +462,6 @@ class RequestIds:
         return len(self._jobs)
 
 
-# ListJobs page tokens: opaque to clients, (created_at, job_id) of the last job of the page
-# inside. The job id finds the place in the listing; if retention has dropped that job by
-# the next call, the time still does (jobs are listed newest first, in submission order).
-
-
 _TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput)
 
 
@@ -433,28 +472,6 @@ def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:
     return [convert.event_to_proto(event) for event in batch]
 
 
-def _page_token(job: JobSnapshot) -> str:
-    raw = json.dumps([job.created_at, job.job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _page_start(jobs: list[JobSnapshot], token: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, job_id = json.loads(raw)
-        if not isinstance(job_id, str) or not isinstance(created_at, (int, float)):
-            raise ValueError(token)
-    except (ValueError, TypeError, binascii.Error):
-        raise ValidationError(
-            "page_token is not one this daemon gave out; pass next_page_token as it came",
-            violations=[FieldViolation("page_token", "not a token from ListJobs")],
-        ) from None
-    for index, job in enumerate(jobs):
-        if job.job_id == job_id:
-            return index + 1
-    for index, job in enumerate(jobs):
-        if job.created_at is not None and job.created_at < created_at:
-            return index
-    return len(jobs)
+def _listed(job: JobSnapshot) -> job_pb2.Job:
+    """A listed job's message: its task counts, no tasks."""
+    return convert.job_to_proto(job, with_tasks=False)

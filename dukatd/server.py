@@ -13,13 +13,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dukat.core.scheduler import Scheduler
-from dukat.v1 import breaker_pb2, scheduler_pb2
+from dukat.v1 import breaker_pb2, daemon_pb2, scheduler_pb2
 from dukatd.breaker_service import BreakerService
+from dukatd.daemon_service import DaemonService, default_service
 from dukatd.handlers import add_service
 from dukatd.scheduler_service import SchedulerService
 
 __all__ = [
     "BREAKER_SERVICE",
+    "DAEMON_SERVICE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "SCHEDULER_SERVICE",
     "create_server",
@@ -28,6 +30,7 @@ __all__ = [
 
 SCHEDULER_SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 BREAKER_SERVICE = breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"].full_name
+DAEMON_SERVICE = daemon_pb2.DESCRIPTOR.services_by_name["DaemonService"].full_name
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Room for a Submit of a 100,000-task job (~40 bytes a small task) with margin."""
 
@@ -92,6 +95,7 @@ async def create_server(
     health_servicer: health.aio.HealthServicer | None = None,
     credentials: grpc.ServerCredentials | None = None,
     breaker_service: BreakerService | None = None,
+    daemon_service: DaemonService | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     keepalive_time: float = KEEPALIVE_TIME_MS / 1000,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_MS / 1000,
@@ -104,6 +108,7 @@ async def create_server(
 
     - `dukat.v1.SchedulerService` (`service`, or one made with `allow_exec`);
     - `dukat.v1.CircuitBreakerService` (`breaker_service`, or one over `scheduler.breakers`);
+    - `dukat.v1.DaemonService` (`daemon_service`, or one that knows only the scheduler);
     - `grpc.health.v1.Health`, SERVING for "" and `dukat.v1.SchedulerService` (pass
       `health_servicer` to keep a handle on it: draining sets NOT_SERVING through it);
     - server reflection, listing those services.
@@ -133,6 +138,14 @@ async def create_server(
         breaker_service = BreakerService(scheduler.breakers)
     elif breaker_service.registry is not scheduler.breakers:
         raise ValueError("the breaker service given serves another scheduler's breakers")
+    if daemon_service is None:
+        hub = service.work_hub
+        daemon_service = default_service(
+            scheduler,
+            addresses,
+            allow_exec=service.allow_exec,
+            workers=hub.sessions if hub is not None else (),
+        )
 
     options = server_options(
         max_message_bytes,
@@ -145,11 +158,18 @@ async def create_server(
     add_service(
         server, breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"], breaker_service
     )
+    add_service(server, daemon_pb2.DESCRIPTOR.services_by_name["DaemonService"], daemon_service)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SCHEDULER_SERVICE, BREAKER_SERVICE):
+    for name in ("", SCHEDULER_SERVICE, BREAKER_SERVICE, DAEMON_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (SCHEDULER_SERVICE, BREAKER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        (
+            SCHEDULER_SERVICE,
+            BREAKER_SERVICE,
+            DAEMON_SERVICE,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     for address in addresses:

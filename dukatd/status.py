@@ -7,6 +7,9 @@ Servicers raise; `rpc_errors` wraps each handler and turns what it raised into a
     Refusal(code, message)            that code: PERMISSION_DENIED (exec is off),
                                       RESOURCE_EXHAUSTED (a limit of the daemon), ...
     FellBehind                        RESOURCE_EXHAUSTED (a watcher of every job lost events)
+    LimitExceededError                RESOURCE_EXHAUSTED (too many circuit breakers)
+    MemoryError                       RESOURCE_EXHAUSTED (the daemon ran out of memory, which
+                                      is logged; a Submit so answered kept nothing of its job)
 
 A request whose bytes did not parse (`dukatd.handlers.Undecodable`) is INVALID_ARGUMENT.
 Anything else is a bug: gRPC answers UNKNOWN and the handler's traceback is logged.
@@ -24,7 +27,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from dukat.errors import NotFoundError, ValidationError
+from dukat.errors import LimitExceededError, NotFoundError, ValidationError
 from dukatd.event_ring import FellBehind
 from dukatd.handlers import Undecodable
 
@@ -36,6 +39,10 @@ _log = logging.getLogger(__name__)
 # 8 KiB by default: a job with 100,000 bad tasks must not make its own error unreadable.
 MAX_VIOLATIONS = 20
 MAX_TEXT = 300
+_OUT_OF_MEMORY = (
+    "dukatd ran out of memory (a Submit answered so kept nothing of its job); try again "
+    "later, and lower --max-tasks (the tasks it holds) to what the host can give it"
+)
 
 
 class Refusal(Exception):
@@ -70,10 +77,12 @@ def to_status(error: BaseException) -> status_pb2.Status | None:
         return status
     if isinstance(error, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=_cut(str(error), 1000))
-    if isinstance(error, FellBehind):
-        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(error))
+    if isinstance(error, (FellBehind, LimitExceededError)):
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_cut(str(error), 1000))
     if isinstance(error, Refusal):
         return status_pb2.Status(code=error.code.value[0], message=_cut(str(error), 1000))
+    if isinstance(error, MemoryError):
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_OUT_OF_MEMORY)
     return None
 
 
@@ -101,7 +110,10 @@ def rpc_errors(handler: Handler) -> Handler:
                     f"the request is not a valid {request.message_name}: {request.reason}",
                 )
             return await handler(self, request, context)
-        except (ValidationError, NotFoundError, Refusal, FellBehind) as error:
+        except (ValidationError, NotFoundError, Refusal, FellBehind, LimitExceededError) as error:
+            await abort(context, error)
+        except MemoryError as error:
+            _log.error("%s: out of memory", handler.__qualname__, exc_info=True)
             await abort(context, error)
         except grpc.aio.AbortError:  # the handler ended the call itself, as it meant to
             raise

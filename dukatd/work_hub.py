@@ -338,26 +338,58 @@ class WorkerHub:
         return session
 
     def welcome(self, session: WorkerSession) -> scheduler_pb2.WorkResponse:
-        return scheduler_pb2.WorkResponse(
-            welcome=convert.worker_welcome_to_proto(
-                session.worker_id,
-                self.heartbeat_interval,
-                self.heartbeat_timeout,
-                self.max_result_bytes,
-            )
+        welcome = convert.worker_welcome_to_proto(
+            session.worker_id,
+            self.heartbeat_interval,
+            self.heartbeat_timeout,
+            self.max_result_bytes,
         )
+        welcome.daemon_heartbeats = True  # WorkerSession.serve keeps the daemon's side
+        return scheduler_pb2.WorkResponse(welcome=welcome)
+
+    def drain(self, session: WorkerSession) -> None:
+        """The worker takes nothing new (WorkerUpdate.draining): it is assigned nothing more,
+        and what was assigned to it but not sent yet goes back to its queue, first in line.
+        What it holds it finishes; its stream ends when it closes its side. Idempotent."""
+        if session.draining or session not in self.sessions:
+            return
+        session.draining = True
+        self._stop_serving(session)
+        returned = 0
+        for attempt in reversed(session.to_send):
+            session.outstanding.pop(attempt.key, None)
+            if attempt.state == ASSIGNED:
+                attempt.state = WAITING
+                attempt.session = None
+                queue = attempt.action.queue
+                waiting = self._waiting.get(queue)
+                if waiting is None:
+                    waiting = self._waiting[queue] = deque()
+                waiting.appendleft(attempt)
+                self._mark(queue)
+                returned += 1
+        session.to_send.clear()
+        _log.info(
+            "worker %r is draining: %d attempts to finish, %d handed back to their queues",
+            session.worker_id,
+            len(session.outstanding),
+            returned,
+        )
+
+    def _stop_serving(self, session: WorkerSession) -> None:
+        for queue in session.queues:
+            serving = self._serving.get(queue)
+            if serving is not None and session in serving:
+                serving.remove(session)
+                if not serving:
+                    del self._serving[queue]
 
     def disconnect(self, session: WorkerSession, reason: str) -> None:
         """The session is over: the attempts it holds fail as interrupted. Idempotent."""
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        for queue in session.queues:
-            serving = self._serving.get(queue)
-            if serving is not None:
-                serving.remove(session)
-                if not serving:
-                    del self._serving[queue]
+        self._stop_serving(session)
         lost = 0
         for attempt in session.outstanding.values():
             if attempt.state == ASSIGNED:
@@ -391,7 +423,7 @@ class WorkerHub:
                     violations=[FieldViolation("update.progress.fraction", "0.0 to 1.0")],
                 )
             if attempt.state == ASSIGNED:
-                attempt.context.report_progress(fraction, progress.message)
+                attempt.context.report_progress(fraction, convert.cut(progress.message))
         for result in update.results:
             outcome = result.WhichOneof("outcome")
             if outcome is None:
@@ -412,30 +444,18 @@ class WorkerHub:
             if future.done():
                 continue
             if outcome == "success":
-                success = result.success
-                size = len(success.payload)
-                if size > self.max_result_bytes:
-                    future.set_exception(
-                        TaskFailedRemotely(
-                            f"the worker's result is {size} bytes, over the daemon's "
-                            f"max_result_bytes ({self.max_result_bytes})",
-                            type="ResultTooLarge",
-                            retryable=False,
-                        )
-                    )
+                try:
+                    success = convert.work_success_from_proto(result.success, self.max_result_bytes)
+                except TaskFailedRemotely as refused:
+                    future.set_exception(refused)
                 else:
-                    future.set_result(DispatchResult(success.payload, success.content_type))
+                    future.set_result(success)
             else:
-                error = result.error
-                future.set_exception(
-                    TaskFailedRemotely(
-                        error.message or "the worker said no more",
-                        type=error.type,
-                        retryable=error.retryable,
-                    )
-                )
-        if freed:
+                future.set_exception(convert.work_error_from_proto(result.error))
+        if freed and not session.draining:
             self.credit_freed(session)
+        if update.draining:
+            self.drain(session)
 
     def _unmatched(self, job_id: str, task_id: str, attempt: int) -> None:
         """A report for nothing this session holds: stale (ignored) or nonsense (refused)."""

@@ -3,16 +3,24 @@
 The servicer says hello through `WorkerHub.connect` and then awaits `serve`, which runs the
 writer in the call's own task and the reader beside it. Whatever ends the stream (the
 worker closing its side, a protocol error, missed heartbeats, the client gone) ends in the
-servicer's `finally` with `WorkerHub.disconnect`; missed heartbeats and protocol errors
-also give the attempts up at once, without waiting for a write that may be stuck behind
-flow control to a worker that stopped reading.
+servicer's `finally` with `WorkerHub.disconnect`. The writer keeps the daemon's side of the
+heartbeat: a worker that has heard nothing for a heartbeat interval gets an empty message,
+also while the writer waits for the journal (a full disk can hold it for long).
+
+A stream the daemon fails (`_fail`: a protocol error, missed heartbeats, a bug) takes one
+path: its attempts are given up at once, and the writer is cancelled wherever it waits —
+also in a write stuck behind flow control to a worker that stopped reading — and raises the
+failure instead, so that the servicer ends the call with its status. A cancelled write is
+not taken back: HTTP/2 sends the status after the bytes already queued on the stream, so the
+worker gets it as soon as it reads them (grpc.aio has no server-side cancel that would drop
+them); a worker that never reads again never sees it, and its call lingers until it goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkerSession"]
 
 ASSIGNED = 1  # dukatd.work_hub's states, repeated to keep the import one-way
+HEARTBEAT = scheduler_pb2.WorkResponse()  # nothing to say, but the daemon is there
 
 
 class WorkerSession:
@@ -38,12 +47,12 @@ class WorkerSession:
         "_signal",
         "_task",
         "_timer",
-        "_writing",
         "cancels",
+        "draining",
         "hub",
         "last_heard",
+        "last_sent",
         "max_in_flight",
-        "messages_sent",
         "outstanding",
         "queues",
         "to_send",
@@ -60,12 +69,11 @@ class WorkerSession:
         self.outstanding: dict[tuple[str, str, int], _Attempt] = {}
         self.to_send: deque[_Attempt] = deque()
         self.cancels: list[work_pb2.TaskCancel] = []
-        self.last_heard = hub.clock()
-        self.messages_sent = 0
+        self.draining = False  # the worker takes nothing new (WorkerHub.drain)
+        self.last_heard = self.last_sent = hub.clock()  # the welcome goes right after
         self._signal: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._ended = False
-        self._writing = False
         self._task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -97,41 +105,64 @@ class WorkerSession:
 
     # -- the stream ---------------------------------------------------------------------------
 
-    async def serve(
-        self,
-        requests: AsyncIterator[Any],
-        write: Callable[[scheduler_pb2.WorkResponse], Awaitable[None]],
-    ) -> None:
+    async def serve(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
         """Write until the stream ends; raises what ended it (a Refusal for the status)."""
         loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
+        assert task is not None
         reader = loop.create_task(self._read(requests), name=f"dukat-work-{self.worker_id}")
         reader.add_done_callback(self._reader_done)
         self._timer = loop.call_later(self.hub.heartbeat_interval, self._check_heartbeat)
         try:
             while True:
-                if self._failure is not None:
-                    raise self._failure
                 if self.to_send or self.cancels:
                     ready = len(self.to_send)  # assigned before the wait, so made durable
                     before_send = self.hub.before_send
                     if ready and before_send is not None:
-                        await before_send()
+                        await self._beating(asyncio.ensure_future(before_send()), context)
                     message = self._next_message(ready)
                     if message is not None:
-                        self._writing = True
-                        await write(message)
-                        self._writing = False
-                        self.messages_sent += 1
+                        await self._write(message, context)
                     continue
                 if self._ended:
                     return
                 self._signal = loop.create_future()
-                await self._signal
+                await self._beating(self._signal, context)
                 self._signal = None
+        except asyncio.CancelledError:
+            # `_fail` stopped us, wherever we waited: end the call with the failure's status.
+            # Anyone else's cancellation too (the client gone, the drain) wins over ours.
+            if self._failure is None or task.uncancel() > 0:
+                raise
+            raise self._failure from None
         finally:
             self._timer.cancel()
             reader.cancel()
+
+    async def _beating(
+        self, waited: asyncio.Future[Any], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Wait for `waited`, writing a heartbeat whenever the worker has heard nothing from
+        us for a heartbeat interval meanwhile."""
+        hub = self.hub
+        try:
+            while True:
+                left = self.last_sent + hub.heartbeat_interval - hub.clock()
+                if left <= 0:
+                    await self._write(HEARTBEAT, context)
+                    continue
+                await asyncio.wait((waited,), timeout=left)
+                if waited.done():
+                    waited.result()  # what before_send raised, raised here
+                    return
+        finally:
+            waited.cancel()  # no-op once done; we were cancelled: stop waiting for it too
+
+    async def _write(
+        self, message: scheduler_pb2.WorkResponse, context: grpc.aio.ServicerContext
+    ) -> None:
+        await context.write(message)
+        self.last_sent = self.hub.clock()
 
     def _next_message(self, ready: int) -> scheduler_pb2.WorkResponse | None:
         """Cancels, and assignments from the first `ready` of `to_send`, as one message."""
@@ -210,11 +241,13 @@ class WorkerSession:
         self._fail(error, "missed its heartbeats")
 
     def _fail(self, error: BaseException, reason: str) -> None:
+        """End the stream for `error`: give its attempts up now, and stop the writer, which
+        may be stuck writing to this very worker, so that it raises `error` (module doc)."""
+        if self._failure is not None:
+            return
         self._failure = error
-        # Now, not when the writer gets to it: it may be stuck writing to this very worker.
         self.hub.disconnect(self, reason)
-        self._poke()
-        if self._writing and self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def __repr__(self) -> str:

@@ -318,3 +318,22 @@ def test_an_action_without_a_wire_form_is_refused() -> None:
     spec = JobSpec(tasks=(TaskSpec("a", object()),))
     with pytest.raises(TypeError, match="no wire form"):
         convert.job_spec_to_proto(spec)
+
+
+def test_a_daemon_status_round_trips() -> None:
+    from dukat.daemon_status import DaemonStatus, QueueStatus, ResourceStatus
+
+    status = DaemonStatus(
+        version="1.2.3",
+        started_at=1_700_000_000.0,
+        listen=("unix:/run/d.sock", "127.0.0.1:7070"),
+        state_dir=None,
+        allow_exec=True,
+        max_concurrency=64,
+        tasks_running=3,
+        jobs_live=2,
+        jobs_finished=5,
+        resources=(ResourceStatus("cpu", 1.0, 0.5), ResourceStatus("licence", 4.0, 1.0)),
+        queues=(QueueStatus("q", 2, 8),),
+    )
+    assert convert.daemon_status_from_proto(convert.daemon_status_to_proto(status)) == status

@@ -10,6 +10,7 @@ import pytest
 
 import dukat.errors as errors
 from dukat.errors import (
+    CapacityError,
     CircuitBreakerError,
     CycleError,
     DaemonError,
@@ -20,6 +21,7 @@ from dukat.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
+    LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -34,6 +36,7 @@ from dukat.errors import (
 
 def test_public_surface_is_pinned():
     assert errors.__all__ == [
+        "CapacityError",
         "CircuitBreakerError",
         "CycleError",
         "DaemonError",
@@ -44,6 +47,7 @@ def test_public_surface_is_pinned():
         "FailedPreconditionError",
         "FieldViolation",
         "InvalidArgumentError",
+        "LimitExceededError",
         "NotFoundError",
         "PermissionDeniedError",
         "ResourceExhaustedError",
@@ -62,11 +66,13 @@ def test_public_surface_is_pinned():
         (ValidationError, (DukatError, ValueError)),
         (CycleError, (ValidationError, DukatError, ValueError)),
         (CircuitBreakerError, (DukatError,)),
+        (CapacityError, (DukatError,)),
         (TaskTimeoutError, (DukatError, TimeoutError)),
         (TaskInterruptedError, (DukatError,)),
         (TaskFailedRemotely, (DukatError,)),
         (TaskProcessError, (DukatError,)),
         (NotFoundError, (DukatError, LookupError)),
+        (LimitExceededError, (DukatError,)),
         (DaemonError, (DukatError,)),
         (InvalidArgumentError, (DaemonError, ValidationError, ValueError)),
         (DaemonNotFoundError, (DaemonError, NotFoundError, LookupError)),
@@ -257,6 +263,7 @@ TRAVELLERS = [
     CycleError(["a", "b", "a"], field="tasks[0].dependencies"),
     CircuitBreakerError("db", 2.5),
     CircuitBreakerError("db", 0, half_open=True),
+    CapacityError("max_tasks", 10, held=8, requested=3),
     TaskTimeoutError("fetch", 1.5),
     TaskInterruptedError("worker w1 left"),
     TaskFailedRemotely("no such user", type="KeyError", retryable=False),

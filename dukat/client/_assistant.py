@@ -25,6 +25,7 @@ from dukat.client._jobs import JobHandle
 from dukat.core import context as task_context
 from dukat.core.async_assistant import _task_from_dict
 from dukat.core.parallel_executor import Task
+from dukat.core.progress import ProgressTracker
 from dukat.core.results import TaskResult
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState
@@ -62,6 +63,8 @@ class RemoteAssistant:
         # where the exception is; the worker asks by exception identity.
         self._verdicts: dict[int, bool] = {}
         self._policies: dict[tuple[str, str], Any] = {}
+        self._trackers: list[ProgressTracker] = []  # to follow the next batch's job
+        self._handle: JobHandle | None = None  # the job of the batch running now
 
     async def open(self) -> RemoteAssistant:
         if self._client is not None:
@@ -99,7 +102,10 @@ class RemoteAssistant:
         try:
             handle: JobHandle | None = None
             try:
-                handle = await client.submit(job, request_id=batch)
+                handle = self._handle = await client.submit(job, request_id=batch)
+                trackers, self._trackers = self._trackers, []
+                for tracker in trackers:
+                    handle.track(tracker)
                 snapshot = await handle.wait()
             except asyncio.CancelledError:
                 await _cancel_for_the_caller(handle or client.submit(job, request_id=batch))
@@ -113,11 +119,22 @@ class RemoteAssistant:
                 )
             return {status.id: self._result(batch, status.id, status) for status in snapshot.tasks}
         finally:
+            if handle is not None and self._handle is handle:
+                self._handle = None
             del self._tasks[batch]
             for key in [k for k in self._outcomes if k[0] == batch]:
                 del self._outcomes[key]
             for key in [k for k in self._policies if k[0] == batch]:
                 del self._policies[key]
+
+    def track(self) -> ProgressTracker:
+        """A tracker of the job of the next `execute_tasks_in_parallel` (or the one running),
+        as `AsyncAssistant.track`; fed from the daemon's events."""
+        if self._handle is not None:
+            return self._handle.track()
+        tracker = ProgressTracker()
+        self._trackers.append(tracker)
+        return tracker
 
     def _spec(self, batch: str, task: Task, options: dict[str, Any]) -> TaskSpec:
         breaker = options.get("circuit_breaker")

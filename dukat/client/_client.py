@@ -17,7 +17,8 @@ from dukat.client._worker import WORKER_RECONNECT, Handler, Worker
 from dukat.core.results import JobSnapshot
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
-from dukat.v1 import scheduler_pb2
+from dukat.daemon_status import BreakerStatus, DaemonStatus
+from dukat.v1 import breaker_pb2, daemon_pb2, scheduler_pb2
 
 __all__ = ["Client", "connect"]
 
@@ -82,6 +83,20 @@ class Client:
             if not response.next_page_token:
                 return
             request.page_token = response.next_page_token
+
+    async def breakers(self) -> list[BreakerStatus]:
+        """Every breaker the daemon knows, sorted by name (ListBreakers)."""
+        connection = self._connection
+        response = await connection.call(
+            connection.breakers.ListBreakers, breaker_pb2.ListBreakersRequest()
+        )
+        return [convert.breaker_status_from_proto(b) for b in response.breakers]
+
+    async def status(self) -> DaemonStatus:
+        """The daemon's version, uptime, addresses and capacity in use (GetStatus)."""
+        connection = self._connection
+        response = await connection.call(connection.daemon.GetStatus, daemon_pb2.GetStatusRequest())
+        return convert.daemon_status_from_proto(response.status)
 
     def breaker(self, name: str) -> RemoteBreaker:
         """The daemon's circuit breaker `name`, shared by every process on the host.

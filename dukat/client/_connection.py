@@ -15,7 +15,7 @@ import grpc
 
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
-from dukat.v1 import breaker_pb2_grpc, scheduler_pb2_grpc
+from dukat.v1 import breaker_pb2_grpc, daemon_pb2_grpc, scheduler_pb2_grpc
 
 __all__ = ["CLIENT_ID_KEY", "DEFAULT_MAX_MESSAGE_BYTES", "Connection", "channel_options"]
 
@@ -89,6 +89,7 @@ class Connection:
         )
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
         self.breakers = breaker_pb2_grpc.CircuitBreakerServiceStub(self.channel)
+        self.daemon = daemon_pb2_grpc.DaemonServiceStub(self.channel)
 
     async def call(
         self,

@@ -13,6 +13,7 @@ from dukat.client._connection import Connection
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
 from dukat.core.events import Event, JobStateChanged, Snapshot
+from dukat.core.progress import ProgressTracker
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.errors import DaemonNotFoundError, ResourceExhaustedError
 from dukat.v1 import job_pb2, scheduler_pb2
@@ -193,6 +194,21 @@ class JobHandle:
             await polls.wait()
             seen = await self._glance(probe)
         return seen
+
+    def track(
+        self, tracker: ProgressTracker | None = None, *, replay: bool = False
+    ) -> ProgressTracker:
+        """A tracker of the job's progress (`dukat.core.progress`), kept current from its
+        events by a task of its own until the job ends; `close()` it (or leave
+        `async with handle.track() as tracker:`) to stop sooner. `tracker`: feed this one.
+        `replay`: its listeners see the job's events from the first (a display's history)."""
+        tracker = tracker or ProgressTracker()
+        tracker.follow_stream(self._snapshot, self.events, replay=replay)
+        return tracker
+
+    async def _snapshot(self) -> JobSnapshot:
+        """The job now, results left as the daemon sent them: progress needs none."""
+        return convert.job_from_proto(await self._get_job())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobHandle) and other.job_id == self.job_id

@@ -6,13 +6,19 @@ progressed since the last update goes in the next one; an empty update is sent w
 happened for the welcome's heartbeat interval.
 
 A worker outlives its daemon (a restart, an upgrade): when the stream breaks (UNAVAILABLE:
-the daemon drains or the connection is lost; or no daemon answers at all) the daemon has
-taken our tasks back and will retry them by their policy, so the handlers still running are
+the daemon drains or the connection is lost; or no daemon answers at all; or any other status
+the daemon ends it with; or, from a daemon that heartbeats too, nothing heard for the welcome's
+heartbeat timeout: a daemon stopped or cut off behind a connection that looks open) the daemon
+has taken our tasks back and will retry them by their policy, so the handlers still running are
 cancelled (their results would be for attempts no longer current, on a stream that is gone)
 and the worker says hello again at the same address after a backoff (`WORKER_RECONNECT`:
 0.1 s doubling to 5 s, jittered, from the start again once a daemon welcomes it), until its
 owner stops it. A status no new stream can change (`FATAL_CODES`: a wrong token, a refused
 or malformed hello, a daemon serving no workers) ends the worker with its `dukat.errors` error.
+
+`drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
+it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
+holds, sends the results, closes its side of the stream and returns, losing nothing.
 """
 
 from __future__ import annotations
@@ -106,6 +112,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._max_result_bytes = 0
         self._task: asyncio.Task[None] | None = None
+        self._draining = False
+        self._handed_in = False  # drained: every result sent and our side of the stream closed
         self.connected = asyncio.Event()
         """Set while a stream is open and welcomed (tests and health checks wait on it)."""
         self.completed = 0
@@ -116,16 +124,16 @@ class Worker:
     async def run(self) -> None:
         """Serve until cancelled, through daemon restarts (see the module docstring)."""
         backoff = Backoff(self.reconnect)
-        while True:
+        while not self._draining:
             try:
-                await self._serve_stream(backoff)
-                lost = "the daemon ended the stream"
+                lost = await self._serve_stream(backoff)
+                if self._draining:
+                    return  # drained: the daemon has every result, the stream ended OK
             except grpc.aio.AioRpcError as error:
                 if error.code() in FATAL_CODES:
                     raise from_rpc_error(error) from error
                 lost = f"{error.code().name}: {error.details()}"
             finally:
-                self.connected.clear()
                 await self._abandon_running()
             # Once per outage at WARNING: a daemon away for minutes is one line, not hundreds.
             level = logging.DEBUG if backoff.retrying else logging.WARNING
@@ -139,6 +147,29 @@ class Worker:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop taking tasks, finish those held, hand in their results, then stop serving.
+
+        The daemon assigns the worker nothing more once it hears it is draining (what it had
+        assigned but not sent yet goes to other workers). Attempts still running after
+        `grace` seconds (None: no limit) are cancelled as `stop` cancels them: the daemon runs
+        those again. Without a stream open, the worker simply stops."""
+        self._draining = True
+        self._wake.set()  # the next update says so at once
+        task = self._task
+        if task is None:
+            return  # `run()` awaited by its owner returns once drained
+        if not self.connected.is_set():
+            await self.stop()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            _log.warning("worker %s: drain's grace of %gs ran out", self.worker_id, grace)
+            await self.stop()
+            return
+        self._task = None
 
     async def stop(self) -> None:
         """Stop serving; attempts still running are cancelled (the daemon retries them)."""
@@ -154,7 +185,8 @@ class Worker:
 
     # -- one stream ---------------------------------------------------------------------------
 
-    async def _serve_stream(self, backoff: Backoff) -> None:
+    async def _serve_stream(self, backoff: Backoff) -> str:
+        """One stream, from hello to its end; raises its error status, else says how it ended."""
         call = self._connection.scheduler.Work(metadata=self._connection.metadata)
         try:
             hello = work_pb2.WorkerHello(
@@ -164,31 +196,44 @@ class Worker:
             first = await call.read()
             if first is grpc.aio.EOF:
                 await _raise_status(call)
-                return
+                return "the daemon ended the stream before its welcome"
             welcome = first.welcome
             interval = _seconds(welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
+            # Such a daemon says something every interval: silence past the timeout is a dead
+            # stream, whatever the connection under it looks like.
+            silence = _seconds(welcome.heartbeat_timeout) if welcome.daemon_heartbeats else 0.0
             self._max_result_bytes = welcome.max_result_bytes
             if backoff.retrying:
                 _log.info("worker %s: serving again", self.worker_id)
-            self.connected.set()
             backoff.reset()
             self._take(first)
             sender = asyncio.create_task(self._send_updates(call, interval))
+            loop = asyncio.get_running_loop()
+            self.connected.set()
             try:
-                while True:
-                    response = await call.read()
-                    if response is grpc.aio.EOF:
-                        break
-                    self._take(response)
+                async with asyncio.timeout(None) as heard:
+                    while True:
+                        if silence:
+                            heard.reschedule(loop.time() + silence)
+                        response = await call.read()
+                        if response is grpc.aio.EOF:
+                            break
+                        self._take(response)
+            except TimeoutError:
+                return f"the daemon sent nothing for {silence:g}s, its heartbeat timeout"
             finally:
+                self.connected.clear()  # the stream is over, however it ended
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
             await _raise_status(call)
+            return "the daemon ended the stream"
         finally:
             call.cancel()
 
     def _take(self, response: scheduler_pb2.WorkResponse) -> None:
         for assignment in response.assignments:
+            if self._handed_in:
+                break  # our side is closed: the daemon counts these as the worker leaving
             task = DispatchTask.from_proto(assignment, self._on_progress)
             if task.key in self._running:
                 continue  # the same attempt twice: never run it twice
@@ -257,9 +302,14 @@ class Worker:
             self._wake.clear()
             results, self._results = self._results, []
             progress, self._progress = list(self._progress.values()), {}
-            update = work_pb2.WorkerUpdate(results=results, progress=progress)
+            draining = self._draining
+            update = work_pb2.WorkerUpdate(results=results, progress=progress, draining=draining)
             await call.write(scheduler_pb2.WorkRequest(update=update))
             self.completed += len(results)
+            if draining and not self._running and not self._results:
+                self._handed_in = True
+                await call.done_writing()  # the daemon ends the stream, OK
+                return
 
     async def _abandon_running(self) -> None:
         running = list(self._running.values())

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from dukat.convert._tables import BREAKER_STATES, duration, seconds
+from dataclasses import replace
+
+from dukat.convert._bounds import (
+    MAX_WINDOW,
+    Problems,
+    Report,
+    duration_seconds,
+    seconds_within,
+    within,
+)
+from dukat.convert._tables import BREAKER_STATES, duration
 from dukat.core.breaker import CircuitBreaker, CircuitBreakerConfig
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import breaker_pb2
@@ -17,14 +27,20 @@ def breaker_config_from_proto(
 ) -> CircuitBreakerConfig:
     """The engine's config; fields left at zero take the defaults breaker.proto documents.
 
-    Bad values raise `ValidationError` with wire paths (`config.timeout`), so a client in any
-    language is told the field it sent.
+    Bad values, and values out of the wire's bounds, raise `ValidationError` with wire paths
+    (`config.timeout`), so a client in any language is told the field it sent.
     """
+    problems = Problems()
     rate = message.failure_rate_threshold or None
     window = message.window_size or None
-    timeout = seconds(message.timeout) if message.HasField("timeout") else _DEFAULTS.timeout_seconds
+    timeout = (
+        duration_seconds(problems.report(), f"{path}.timeout", message.timeout)
+        if message.HasField("timeout")
+        else _DEFAULTS.timeout_seconds
+    )
+    problems.raise_if_any()
     try:
-        return CircuitBreakerConfig(
+        config = CircuitBreakerConfig(
             failure_threshold=message.failure_threshold or _DEFAULTS.failure_threshold,
             timeout_seconds=timeout,
             half_open_max_calls=message.half_open_max_calls or _DEFAULTS.half_open_max_calls,
@@ -41,6 +57,27 @@ def breaker_config_from_proto(
         for engine, wire in _WIRE_FIELD.items():
             message_text = message_text.replace(engine, wire)
         raise ValidationError(f"{path}: {message_text}", violations=violations) from None
+    breaker_config_within_bounds(config, problems.report(), path=path)
+    problems.raise_if_any()
+    return config
+
+
+def breaker_config_within_bounds(
+    config: CircuitBreakerConfig, report: Report, *, path: str = "config"
+) -> CircuitBreakerConfig:
+    """`config` with each value over the wire's bounds brought to the bound, and reported.
+
+    The one rule for a config from a request (which `breaker_config_from_proto` refuses if
+    anything was reported) and for one an older daemon wrote to its journal (which is then
+    used as it comes back from here).
+    """
+    timeout = seconds_within(report, f"{path}.timeout", config.timeout_seconds)
+    window = config.window_size
+    if window is not None:
+        window = within(report, f"{path}.window_size", window, MAX_WINDOW)
+    if (timeout, window) == (config.timeout_seconds, config.window_size):
+        return config
+    return replace(config, timeout_seconds=timeout, window_size=window)
 
 
 def breaker_config_to_proto(config: CircuitBreakerConfig) -> breaker_pb2.CircuitBreakerConfig:

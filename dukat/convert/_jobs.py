@@ -40,7 +40,7 @@ def job_to_proto(
     result_budget: int | None = None,
     task_ids: Collection[str] = (),
 ) -> job_pb2.Job:
-    """A Job message; `task_counts` come from the snapshot's tasks, which it must hold.
+    """A Job message, with the snapshot's `task_counts`.
 
     `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs); a
     number of bytes fills results, in task order, while they fit in it, and marks the ones
@@ -54,10 +54,7 @@ def job_to_proto(
         last_sequence=snapshot.last_sequence,
         message=snapshot.message,
     )
-    counts = dict.fromkeys(TaskState, 0)
-    for status in snapshot.tasks:
-        counts[status.state] += 1
-    for state, count in counts.items():
+    for state, count in snapshot.task_counts.items():
         setattr(job.task_counts, _COUNT_FIELDS[state], count)
     if with_tasks:
         statuses = snapshot.tasks
@@ -112,6 +109,10 @@ def job_from_proto(job: job_pb2.Job) -> JobSnapshot:
         finished_at=time_or_none(job, "finished_at"),
         last_sequence=job.last_sequence,
         message=job.message,
+        # The daemon fills them, also for a listed job, which has no tasks to count.
+        task_counts={
+            state: getattr(job.task_counts, field) for state, field in _COUNT_FIELDS.items()
+        },
     )
 
 

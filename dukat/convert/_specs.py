@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from dukat.actions import DispatchAction, ExecAction
+from dukat.convert._bounds import (
+    MAX_ARG,
+    MAX_ARGV,
+    MAX_BREAKER_NAME,
+    MAX_ENV,
+    MAX_NAME,
+    MAX_PATH,
+    MAX_RESOURCES,
+    MAX_TEXT,
+    Problems,
+    Report,
+    check_count,
+    check_labels,
+    check_length,
+    duration_seconds,
+)
 from dukat.convert._tables import (
     DEFAULT_INITIAL_BACKOFF,
     DEFAULT_JITTER,
@@ -14,7 +29,6 @@ from dukat.convert._tables import (
     RESOURCE_TYPES,
     TRIGGER_RULES,
     duration,
-    seconds,
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
@@ -38,43 +52,29 @@ def at_path(error: ValidationError, prefix: str) -> ValidationError:
     return moved
 
 
-class _Problems:
-    """Every wire-level problem of a job, reported together like the engine reports its own."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str | None, FieldViolation]] = []
-
-    def add(self, task_id: str | None, field: str, description: str) -> None:
-        self.found.append((task_id or None, FieldViolation(field, description)))
-
-    def raise_if_any(self) -> None:
-        if not self.found:
-            return
-        task_id, first = self.found[0]
-        subject = f"task {task_id!r}: " if task_id else ""
-        message = f"{subject}{first.field}: {first.description}"
-        more = len(self.found) - 1
-        if more:
-            message += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise ValidationError(message, task_id=task_id, violations=[v for _, v in self.found])
-
-
 # -- specs: proto -> engine -------------------------------------------------------------------
 
 
-def job_spec_from_proto(job: job_pb2.JobSpec, *, path: str = "job") -> JobSpec:
+def job_spec_from_proto(
+    job: job_pb2.JobSpec, *, path: str = "job", lenient: Report | None = None
+) -> JobSpec:
     """The engine's JobSpec for a proto one; ValidationError for what the wire alone gets wrong.
 
-    Paths in the error start at `path`, the request field holding the job.
+    Paths in the error start at `path`, the request field holding the job. `lenient`: for a
+    spec kept in a journal, whose values may be out of bounds that came after it
+    (`dukat.convert._bounds`): those are told to it and brought within them, not refused.
     """
-    problems = _Problems()
+    problems = Problems(lenient)
     tasks = tuple(
         _task_from_proto(task, path, index, problems) for index, task in enumerate(job.tasks)
     )
+    labels = dict(job.labels)
+    if labels:
+        check_labels(problems.report(), f"{path}.labels", labels)
     problems.raise_if_any()
     return JobSpec(
         tasks=tasks,
-        labels=dict(job.labels),
+        labels=labels,
         fail_fast=job.fail_fast,
         # 0 is "no limit of its own"; a negative number goes on for the engine to reject.
         max_concurrency=job.max_concurrency or None,
@@ -82,32 +82,49 @@ def job_spec_from_proto(job: job_pb2.JobSpec, *, path: str = "job") -> JobSpec:
 
 
 def _task_from_proto(
-    task: job_pb2.TaskSpec, job_path: str, index: int, problems: _Problems
+    task: job_pb2.TaskSpec, job_path: str, index: int, problems: Problems
 ) -> TaskSpec:
-    # Once per task of every Submit: empty fields (most of them) are not copied, and the
-    # path is only spelled out for a problem.
+    # Once per task of every Submit: empty fields (most of them) are not copied nor checked,
+    # a bound costs a comparison, and the path is only spelled out for a problem.
+    task_id = task.id
+
     def problem(field: str, description: str) -> None:
-        problems.add(task.id, f"{job_path}.tasks[{index}].{field}", description)
+        problems.add(task_id, f"{job_path}.tasks[{index}].{field}", description)
+
+    def bound(field: str, description: str) -> None:
+        problems.bound(task_id, f"{job_path}.tasks[{index}].{field}", description)
 
     kind = task.WhichOneof("action")
     action: Any
     if kind == "dispatch":
         dispatch = task.dispatch
-        if not dispatch.queue:
+        queue, content_type = dispatch.queue, dispatch.content_type
+        if not queue:
             problem("dispatch.queue", "a dispatch task needs a queue")
-        action = DispatchAction(dispatch.queue, dispatch.payload, dispatch.content_type)
+        elif len(queue) > MAX_NAME:
+            check_length(bound, "dispatch.queue", queue, MAX_NAME)
+        if len(content_type) > MAX_NAME:
+            check_length(bound, "dispatch.content_type", content_type, MAX_NAME)
+        action = DispatchAction(queue, dispatch.payload, content_type)
     elif kind == "exec":
-        action = _exec_from_proto(task.exec, problem)
+        action = _exec_from_proto(task.exec, problem, bound)
     else:
         problem("action", "a task needs an action: set exec or dispatch")
         action = None
+    description = task.description
+    if len(description) > MAX_TEXT:
+        check_length(bound, "description", description, MAX_TEXT)
     resources: tuple[ResourceRequirement, ...] = ()
     if task.resources:
+        check_count(bound, "resources", len(task.resources), MAX_RESOURCES)
         found = (
-            _resource_from_proto(requirement, f"resources[{index}]", problem)
+            _resource_from_proto(requirement, f"resources[{index}]", problem, bound)
             for index, requirement in enumerate(task.resources)
         )
         resources = tuple(r for r in found if r is not None)
+    breaker = task.circuit_breaker
+    if len(breaker) > MAX_BREAKER_NAME:
+        check_length(bound, "circuit_breaker", breaker, MAX_BREAKER_NAME)
     trigger_rule = TriggerRule.ALL_SUCCESS
     if task.trigger_rule:
         try:
@@ -116,35 +133,45 @@ def _task_from_proto(
             )
         except ValidationError as error:
             problem("trigger_rule", error.violations[0].description)
+    labels = {}
+    if task.labels:
+        labels = dict(task.labels)
+        check_labels(bound, "labels", labels)
     # Positional, in TaskSpec's field order: a NamedTuple is made faster so.
     return TaskSpec(
-        task.id,
+        task_id,
         action,
-        task.description,
+        description,
         tuple(task.dependencies) if task.dependencies else (),
         resources,
-        task.circuit_breaker or None,
+        breaker or None,
         task.wait_for_breaker,
-        _retry_from_proto(task.retry, problem) if task.HasField("retry") else None,
+        _retry_from_proto(task.retry, problem, bound) if task.HasField("retry") else None,
         # Set but zero or negative goes on as it is: the engine rejects it with its own words.
-        seconds(task.timeout) if task.HasField("timeout") else None,
+        duration_seconds(bound, "timeout", task.timeout) if task.HasField("timeout") else None,
         task.priority,
         trigger_rule,
-        dict(task.labels) if task.labels else {},
+        labels,
     )
 
 
 def _exec_from_proto(
-    action: job_pb2.ExecAction, problem: Callable[[str, str], None]
+    action: job_pb2.ExecAction, problem: Report, bound: Report
 ) -> ExecAction | None:
+    argv, env, cwd = tuple(action.argv), dict(action.env), action.cwd
+    check_count(bound, "exec.argv", len(argv), MAX_ARGV)
+    for position, arg in enumerate(argv):
+        check_length(bound, f"exec.argv[{position}]", arg, MAX_ARG)
+    check_count(bound, "exec.env", len(env), MAX_ENV)
+    for key, value in env.items():
+        if len(key) > MAX_NAME:
+            bound("exec.env", f"a variable name of {len(key)} characters; at most {MAX_NAME}")
+        else:
+            check_length(bound, f"exec.env[{key!r}]", value, MAX_ARG)
+    check_length(bound, "exec.cwd", cwd, MAX_PATH)
     # ExecAction checks itself (argv, env names, NULs); its paths go under `exec.`.
     try:
-        return ExecAction(
-            argv=tuple(action.argv),
-            env=dict(action.env),
-            cwd=action.cwd or None,
-            stdin=action.stdin,
-        )
+        return ExecAction(argv=argv, env=env, cwd=cwd or None, stdin=action.stdin)
     except ValidationError as error:
         for violation in error.violations:
             problem(f"exec.{violation.field}", violation.description)
@@ -152,7 +179,7 @@ def _exec_from_proto(
 
 
 def _resource_from_proto(
-    requirement: job_pb2.ResourceRequirement, path: str, problem: Callable[[str, str], None]
+    requirement: job_pb2.ResourceRequirement, path: str, problem: Report, bound: Report
 ) -> ResourceRequirement | None:
     try:
         kind = RESOURCE_TYPES.from_proto(requirement.type, f"{path}.type")
@@ -166,6 +193,8 @@ def _resource_from_proto(
     if kind is not ResourceType.CUSTOM and name is not None:
         problem(f"{path}.name", f"only CUSTOM resources take a name, not {kind.name}")
         return None
+    if name is not None:
+        check_length(bound, f"{path}.name", name, MAX_NAME)
     try:
         return ResourceRequirement(kind, requirement.amount, name)
     except ValidationError as error:  # the name is checked above: what is left is the amount
@@ -174,18 +203,20 @@ def _resource_from_proto(
 
 
 def _retry_from_proto(
-    retry: job_pb2.RetryPolicy, problem: Callable[[str, str], None]
+    retry: job_pb2.RetryPolicy, problem: Report, bound: Report
 ) -> RetryPolicy | None:
     try:
         return RetryPolicy(
             max_attempts=retry.max_attempts or 1,
             initial_backoff=(
-                seconds(retry.initial_backoff)
+                duration_seconds(bound, "retry.initial_backoff", retry.initial_backoff)
                 if retry.HasField("initial_backoff")
                 else DEFAULT_INITIAL_BACKOFF
             ),
             max_backoff=(
-                seconds(retry.max_backoff) if retry.HasField("max_backoff") else DEFAULT_MAX_BACKOFF
+                duration_seconds(bound, "retry.max_backoff", retry.max_backoff)
+                if retry.HasField("max_backoff")
+                else DEFAULT_MAX_BACKOFF
             ),
             multiplier=retry.multiplier or DEFAULT_MULTIPLIER,
             jitter=retry.jitter if retry.HasField("jitter") else DEFAULT_JITTER,

@@ -1,7 +1,9 @@
-"""What travels on SchedulerService.Work: a worker's hello in, assignments and welcome out.
+"""What travels on SchedulerService.Work: a worker's hello and outcomes in, assignments and
+welcome out.
 
 Built once per assignment on the daemon's hot path, so these take plain values rather than
-engine records, and build each message in one constructor call.
+engine records, and build each message in one constructor call. What a worker sends is held
+to the wire's bounds (`_bounds`): a bad hello is refused, the words of a report are cut.
 """
 
 from __future__ import annotations
@@ -9,34 +11,71 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dukat.actions import DispatchAction, DispatchResult
+from dukat.convert._bounds import (
+    MAX_NAME,
+    MAX_QUEUES,
+    Problems,
+    check_count,
+    check_length,
+    cut,
+)
 from dukat.convert._tables import TASK_STATES, duration
 from dukat.core.results import TaskResult
 from dukat.core.states import TaskState
-from dukat.errors import FieldViolation, ValidationError
+from dukat.errors import TaskFailedRemotely
 from dukat.v1 import work_pb2
-
-MAX_WORKER_ID = 256
-"""Longest worker id kept (it only names the worker in logs)."""
 
 
 def worker_hello_from_proto(hello: work_pb2.WorkerHello) -> tuple[str, tuple[str, ...], int]:
     """(worker_id, queues, max_in_flight) of a hello; ValidationError at `hello.*` paths."""
-    problems = []
+    problems = Problems()
+    report = problems.report()
     queues = tuple(dict.fromkeys(hello.queues))  # a queue named twice is served once
     if not queues:
-        problems.append(FieldViolation("hello.queues", "name at least one queue to serve"))
+        problems.add(None, "hello.queues", "name at least one queue to serve")
     elif "" in queues:
-        problems.append(FieldViolation("hello.queues", "a queue name is empty"))
+        problems.add(None, "hello.queues", "a queue name is empty")
+    check_count(report, "hello.queues", len(queues), MAX_QUEUES)
+    for queue in queues:
+        if len(queue) > MAX_NAME:
+            report("hello.queues", f"a queue name of {len(queue)} characters; at most {MAX_NAME}")
+            break
     if hello.max_in_flight < 1:
-        problems.append(
-            FieldViolation("hello.max_in_flight", f"must be at least 1, not {hello.max_in_flight}")
-        )
-    if len(hello.worker_id) > MAX_WORKER_ID:
-        problems.append(FieldViolation("hello.worker_id", f"longer than {MAX_WORKER_ID}"))
-    if problems:
-        first = problems[0]
-        raise ValidationError(f"{first.field}: {first.description}", violations=problems)
+        problems.add(None, "hello.max_in_flight", f"must be at least 1, not {hello.max_in_flight}")
+    check_length(report, "hello.worker_id", hello.worker_id, MAX_NAME)
+    problems.raise_if_any()
     return hello.worker_id, queues, hello.max_in_flight
+
+
+def work_error_from_proto(error: work_pb2.WorkError) -> TaskFailedRemotely:
+    """The engine's error for a worker's WorkError; its words cut at MAX_TEXT (a report
+    is never refused: that would lose the outcome)."""
+    return TaskFailedRemotely(
+        cut(error.message) or "the worker said no more",
+        type=cut(error.type, MAX_NAME),
+        retryable=error.retryable,
+    )
+
+
+def work_success_from_proto(success: work_pb2.WorkSuccess, max_bytes: int) -> DispatchResult:
+    """The result of a worker's WorkSuccess; TaskFailedRemotely (not retryable) for one the
+    daemon does not keep: a payload over `max_bytes`, a content type over MAX_NAME."""
+    size = len(success.payload)
+    if size > max_bytes:
+        raise TaskFailedRemotely(
+            f"the worker's result is {size} bytes, over the daemon's max_result_bytes "
+            f"({max_bytes})",
+            type="ResultTooLarge",
+            retryable=False,
+        )
+    content_type = success.content_type
+    if len(content_type) > MAX_NAME:
+        raise TaskFailedRemotely(
+            f"the worker's content_type is {len(content_type)} characters, over {MAX_NAME}",
+            type="ResultTooLarge",
+            retryable=False,
+        )
+    return DispatchResult(success.payload, content_type)
 
 
 def worker_welcome_to_proto(

@@ -23,6 +23,7 @@ from dukat.core.events import (
 )
 from dukat.core.graph import DependencyGraph
 from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.progress import JobProgress, ProgressFold, ProgressTracker, RunningTask
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType, ResourceUsage
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.retry import RetryPolicy
@@ -46,18 +47,22 @@ __all__ = [
     "DependencyGraph",
     "Event",
     "InProcessRunner",
+    "JobProgress",
     "JobSnapshot",
     "JobSpec",
     "JobState",
     "JobStateChanged",
     "ManualClock",
     "ParallelTaskExecutor",
+    "ProgressFold",
+    "ProgressTracker",
     "ResourcePool",
     "ResourceRequirement",
     "ResourceType",
     "ResourceUsage",
     "RetryPolicy",
     "Runner",
+    "RunningTask",
     "Scheduler",
     "Snapshot",
     "SystemClock",

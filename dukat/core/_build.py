@@ -50,13 +50,21 @@ def runners_for(
 
 
 def build_job(
-    job: JobRun, runners: list[Runner], breakers: BreakerRegistry, positions: dict[str, int]
+    job: JobRun,
+    runners: list[Runner],
+    breakers: BreakerRegistry,
+    positions: dict[str, int],
+    *,
+    within_limit: bool = True,
 ) -> JobRun:
     """Fill `job` with a record per task, wired to its dependents; CycleError if any.
 
     `positions`: each task's index in the spec, by id, as `validate_job` returns it. It
     becomes the job's table of tasks, each position replaced by the task's record: one
-    hash table of every id per job, not two (at 100k tasks, 5 MB and 100k inserts)."""
+    hash table of every id per job, not two (at 100k tasks, 5 MB and 100k inserts).
+    The breakers the tasks name are claimed from `breakers` (`job.breakers`), for the
+    scheduler to release when the job is over; LimitExceededError if the registry cannot
+    hold them all (unless not `within_limit`)."""
     spec = job.spec
     tasks: dict[str, Any] = positions
     # The optional `admit` hook, looked up once per runner: the picking loop then tests one
@@ -85,10 +93,14 @@ def build_job(
     if not ordered:
         _wire_in_spec_order(tasks)
         _check_acyclic(spec, tasks)
-    # Only now: `get` registers a breaker it does not know yet, and a job rejected for a
+    # Only now: a claim makes the breakers it does not know yet, and a job rejected for a
     # cycle must leave nothing behind.
-    for run in guarded:
-        run.breaker = breakers.get(run.spec.circuit_breaker)  # type: ignore[arg-type]
+    if guarded:
+        names = {run.spec.circuit_breaker for run in guarded}
+        found = breakers.claim(names, within_limit=within_limit)  # type: ignore[arg-type]
+        job.breakers = tuple(names)  # type: ignore[arg-type]
+        for run in guarded:
+            run.breaker = found[run.spec.circuit_breaker]  # type: ignore[index]
     job.remaining = len(tasks)
     return job
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dukat.core._ready import ReadyQueue
 from dukat.core.events import EventLog
-from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.results import JobSnapshot, TaskResult, TaskStatus, count_states
 from dukat.core.states import _FAILED, _PENDING, _SUCCEEDED, JobState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
@@ -170,6 +170,7 @@ class TaskRun:
 class JobRun:
     __slots__ = (
         "active",
+        "breakers",
         "cancel_requested",
         "counts",
         "created_at",
@@ -229,8 +230,10 @@ class JobRun:
         self.heap_priority = 0
         self.in_heap = False
         self.gc_hold: Any = None  # a big job keeps the collector off its records while live
+        self.breakers: tuple[str, ...] = ()  # claimed from the registry while live
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
+        """The job now; without its tasks (a listing), it still counts them by state."""
         return JobSnapshot(
             job_id=self.id,
             state=self.state,
@@ -242,6 +245,7 @@ class JobRun:
             finished_at=self.finished_at,
             last_sequence=self.sequence,
             message=self.message,
+            task_counts=count_states(self.tasks.values()),
         )
 
     def __repr__(self) -> str:

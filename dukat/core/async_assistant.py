@@ -22,6 +22,7 @@ from typing import Any
 
 from dukat.core.events import Event
 from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
 from dukat.core.retry import RetryPolicy
@@ -65,6 +66,8 @@ class AsyncAssistant:
         self.max_parallel_tasks = max_parallel_tasks
         self._scheduler = Scheduler(max_concurrency=max_parallel_tasks, resources=resource_pool)
         self._on_event = on_event
+        self._trackers: list[ProgressTracker] = []  # to follow the next batch's job
+        self._executor: ParallelTaskExecutor | None = None  # the batch running now
 
     @property
     def scheduler(self) -> Scheduler:
@@ -84,7 +87,23 @@ class AsyncAssistant:
         for index, description in enumerate(tasks):
             task, options = _task_from_dict(index, description)
             await executor.add_task(task, **options)
-        return await executor.execute_all()
+        trackers, self._trackers = self._trackers, []
+        for tracker in trackers:
+            executor.track(tracker)
+        self._executor = executor
+        try:
+            return await executor.execute_all()
+        finally:
+            if self._executor is executor:
+                self._executor = None
+
+    def track(self) -> ProgressTracker:
+        """A tracker of the job of the next `execute_tasks_in_parallel` (or the one running)."""
+        if self._executor is not None:
+            return self._executor.track()
+        tracker = ProgressTracker()
+        self._trackers.append(tracker)
+        return tracker
 
     async def close(self) -> None:
         await self._scheduler.close()

@@ -17,17 +17,23 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from dukat.core.clock import Clock, SystemClock
-from dukat.errors import CircuitBreakerError, FieldViolation, ValidationError
+from dukat.errors import (
+    CircuitBreakerError,
+    FieldViolation,
+    LimitExceededError,
+    ValidationError,
+)
 
 __all__ = [
     "BreakerRegistry",
@@ -218,6 +224,15 @@ class CircuitBreaker:
         return self._consecutive_failures
 
     @property
+    def at_rest(self) -> bool:
+        """Whether the breaker holds no call back and waits for none: CLOSED, or HALF_OPEN
+        with no trial call out (an OPEN one whose timeout has passed reads HALF_OPEN)."""
+        state = self.state
+        return state is CircuitBreakerState.CLOSED or (
+            state is CircuitBreakerState.HALF_OPEN and not self._trials_in_flight
+        )
+
+    @property
     def retry_after(self) -> float:
         """Seconds until an open breaker lets a trial call through (0 unless OPEN)."""
         if self.state is not CircuitBreakerState.OPEN:
@@ -405,22 +420,68 @@ class CircuitBreaker:
 
 
 class BreakerRegistry:
-    """The named breakers of one scheduler (or one daemon): created on first use."""
+    """The named breakers of one scheduler (or one daemon): created on first use.
+
+    With `max_breakers`, it holds at most that many. A new name past it makes room by letting
+    go of the least recently used breaker that nobody needs: one made on first use (not
+    configured nor registered), that no job's task names (`claim` until `release`), and that
+    is at rest (`CircuitBreaker.at_rest`: not open, no trial call out). What such a breaker
+    forgets is its counts; a new one of its name starts CLOSED with the defaults. With no
+    room to make, `LimitExceededError`, and nothing changes. So breakers made by hostile or
+    finished jobs, or by clients that went away, can never keep new ones out for good.
+    """
 
     def __init__(
-        self, defaults: CircuitBreakerConfig | None = None, *, clock: Clock | None = None
+        self,
+        defaults: CircuitBreakerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        max_breakers: int | None = None,
     ) -> None:
         self.defaults = defaults or CircuitBreakerConfig()
+        self.max_breakers = max_breakers
         self._clock: Clock = clock or SystemClock()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}  # least recently used first
+        self._kept: set[str] = set()  # configured or registered: never let go
+        self._claims: dict[str, int] = {}  # name -> claims not released yet
         self._listeners: list[Listener] = []
+        self._drop_listeners: list[Callable[[str], None]] = []
 
     def get(self, name: str) -> CircuitBreaker:
         """The breaker called `name`, created with the defaults if it does not exist yet."""
-        breaker = self._breakers.get(name)
-        if breaker is None:
-            breaker = self.register(CircuitBreaker(name, config=self.defaults, clock=self._clock))
-        return breaker
+        if name not in self._breakers:
+            self._make_room(1, repr(name))
+        return self._take(name)
+
+    def claim(
+        self, names: Collection[str], *, within_limit: bool = True
+    ) -> dict[str, CircuitBreaker]:
+        """The breakers called `names`, for a job's tasks: made if need be, all of them or
+        (`LimitExceededError`) none, and never let go until as many `release`s.
+
+        `within_limit=False` takes them even past `max_breakers` (a job restored after a
+        restart was accepted once and must come back; the registry shrinks to the limit
+        again as breakers come free)."""
+        new = [name for name in names if name not in self._breakers]
+        if within_limit:
+            # The job's other breakers exist and it is about to take them: never the room.
+            self._make_room(len(new), f"the job's {len(new)} new ones", spare=names)
+        claims = self._claims
+        found = {}
+        for name in names:
+            found[name] = self._take(name)
+            claims[name] = claims.get(name, 0) + 1
+        return found
+
+    def release(self, names: Iterable[str]) -> None:
+        """A job that claimed `names` no longer needs them."""
+        claims = self._claims
+        for name in names:
+            left = claims.get(name, 0) - 1
+            if left > 0:
+                claims[name] = left
+            else:
+                claims.pop(name, None)
 
     def register(self, breaker: CircuitBreaker) -> CircuitBreaker:
         """Add a breaker made elsewhere; a different breaker of the same name is an error."""
@@ -429,13 +490,18 @@ class BreakerRegistry:
             return breaker
         if existing is not None:
             raise ValidationError(f"another circuit breaker is already named {breaker.name!r}")
-        self._breakers[breaker.name] = breaker
-        breaker.add_listener(self._forward)
-        return breaker
+        self._make_room(1, repr(breaker.name))
+        self._kept.add(breaker.name)
+        return self._add(breaker)
 
-    def configure(self, name: str, config: CircuitBreakerConfig) -> CircuitBreaker:
-        breaker = self.get(name)
+    def configure(
+        self, name: str, config: CircuitBreakerConfig, *, within_limit: bool = True
+    ) -> CircuitBreaker:
+        """Configure the breaker `name` (made if need be), which is then kept for good.
+        `within_limit=False`: even past `max_breakers` (the host's own configuration)."""
+        breaker = self.get(name) if within_limit else self._take(name)
         breaker.configure(config)
+        self._kept.add(name)
         return breaker
 
     def find(self, name: str) -> CircuitBreaker | None:
@@ -447,6 +513,54 @@ class BreakerRegistry:
 
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
+
+    def add_drop_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` when a breaker is let go to make room."""
+        self._drop_listeners.append(listener)
+
+    def remove_drop_listener(self, listener: Callable[[str], None]) -> None:
+        self._drop_listeners.remove(listener)
+
+    def _take(self, name: str) -> CircuitBreaker:
+        """The breaker `name`, made (whatever the limit) if need be; the most recently used."""
+        breaker = self._breakers.pop(name, None)
+        if breaker is not None:
+            self._breakers[name] = breaker
+            return breaker
+        return self._add(CircuitBreaker(name, config=self.defaults, clock=self._clock))
+
+    def _add(self, breaker: CircuitBreaker) -> CircuitBreaker:
+        self._breakers[breaker.name] = breaker
+        breaker.add_listener(self._forward)
+        return breaker
+
+    def _make_room(self, count: int, wanted: str, spare: Collection[str] = ()) -> None:
+        """Let go of idle breakers (but those named in `spare`) until `count` new ones fit,
+        or of none if they cannot."""
+        limit = self.max_breakers
+        if limit is None or count <= 0:
+            return
+        excess = len(self._breakers) + count - limit
+        if excess <= 0:
+            return
+        candidates = (b for b in self._breakers.values() if b.name not in spare and self._idle(b))
+        idle = list(itertools.islice(candidates, excess))
+        if len(idle) < excess:
+            raise LimitExceededError(
+                f"{len(self._breakers)} circuit breakers are held, and the limit is {limit}: "
+                f"no room for {wanted}, since {len(self._breakers) - len(idle)} of them are "
+                "configured, named by jobs that have not finished, open or in a trial call; "
+                "reuse the names of breakers that exist"
+            )
+        for breaker in idle:
+            del self._breakers[breaker.name]
+            breaker.remove_listener(self._forward)
+            for listener in list(self._drop_listeners):
+                listener(breaker.name)
+
+    def _idle(self, breaker: CircuitBreaker) -> bool:
+        name = breaker.name
+        return name not in self._kept and name not in self._claims and breaker.at_rest
 
     def _forward(self, event: BreakerTransition) -> None:
         _notify(self._listeners, event)

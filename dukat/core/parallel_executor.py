@@ -25,6 +25,7 @@ from dukat.core.breaker import CircuitBreaker
 from dukat.core.clock import Clock
 from dukat.core.events import Event
 from dukat.core.graph import DependencyGraph
+from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
 from dukat.core.retry import RetryPolicy
@@ -124,6 +125,7 @@ class ParallelTaskExecutor:
         # cancel() before execute_all(): applied as soon as the job starts
         self._cancel_at_start: set[str] = set()
         self._cancel_all_at_start = False
+        self._trackers: list[ProgressTracker] = []  # to follow the next job, once it starts
 
     @property
     def scheduler(self) -> Scheduler:
@@ -243,6 +245,9 @@ class ParallelTaskExecutor:
                 scheduler.remove_listener(listener)
             raise
         self._job_id = self._running = job_id
+        trackers, self._trackers = self._trackers, []
+        for tracker in trackers:  # before any cancel: they see every event of the job
+            tracker.follow(scheduler, job_id)
         try:
             if cancel_all:
                 scheduler.cancel(job_id)
@@ -260,6 +265,21 @@ class ParallelTaskExecutor:
                 scheduler.remove_listener(listener)
             if job_id in scheduler and scheduler.job_state(job_id).is_terminal:
                 scheduler.forget(job_id)
+
+    def track(self, tracker: ProgressTracker | None = None) -> ProgressTracker:
+        """A tracker of the job `execute_all()` runs (the next one, or the one running now).
+
+            tracker = executor.track()
+            results, _ = await asyncio.gather(executor.execute_all(), show(tracker))
+
+        `tracker`: follow the job with this one rather than a new one.
+        """
+        tracker = tracker or ProgressTracker()
+        if self._running is not None:
+            tracker.follow(self._scheduler, self._running)
+        else:
+            self._trackers.append(tracker)
+        return tracker
 
     def cancel(self, *task_ids: str) -> int:
         """Cancel the running job, or the given tasks and everything downstream of them.

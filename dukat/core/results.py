@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from dukat.core.states import _SUCCEEDED, JobState, TaskState
 
-__all__ = ["JobSnapshot", "TaskResult", "TaskStatus"]
+__all__ = ["JobSnapshot", "TaskResult", "TaskStatus", "count_states"]
 
 
 class TaskResult(NamedTuple):
@@ -60,7 +60,8 @@ class TaskStatus(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class JobSnapshot:
-    """A job at one moment, with every task."""
+    """A job at one moment, with every task (or none: a listing leaves them out, and
+    `task_counts` still says how they stand)."""
 
     job_id: str
     state: JobState
@@ -70,6 +71,13 @@ class JobSnapshot:
     finished_at: float | None = None
     last_sequence: int = 0
     message: str = ""
+    task_counts: Mapping[TaskState, int] = field(default_factory=dict)
+    """How many tasks are in each state, every state present; counted from `tasks` when
+    not given."""
+
+    def __post_init__(self) -> None:
+        if not self.task_counts:
+            object.__setattr__(self, "task_counts", count_states(self.tasks))
 
     def task(self, task_id: str) -> TaskStatus:
         for status in self.tasks:
@@ -78,4 +86,17 @@ class JobSnapshot:
         raise KeyError(f"job {self.job_id!r} has no task {task_id!r}")
 
     def count(self, state: TaskState) -> int:
-        return sum(1 for status in self.tasks if status.state is state)
+        return self.task_counts.get(state, 0)
+
+    @property
+    def total(self) -> int:
+        """The number of tasks in the job."""
+        return sum(self.task_counts.values())
+
+
+def count_states(tasks: Iterable[Any]) -> dict[TaskState, int]:
+    """How many of `tasks` (anything with a `state`) are in each state, every state present."""
+    counts = dict.fromkeys(TaskState, 0)
+    for task in tasks:
+        counts[task.state] += 1
+    return counts

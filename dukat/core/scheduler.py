@@ -33,6 +33,7 @@ from typing import Any
 from dukat.core._build import build_job, runners_for
 from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc, promote_new
+from dukat.core._holdings import Holdings
 from dukat.core._restore import (
     JobEnding,
     PreparedJob,
@@ -55,6 +56,7 @@ from dukat.core.events import (
     TaskStateChanged,
     event_of,
 )
+from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
@@ -107,10 +109,14 @@ class Scheduler:
         rng: random.Random | None = None,
         gc_hold_min_tasks: int | None = 5_000,
         hold_events: bool = False,
+        max_tasks: int | None = None,
     ) -> None:
         """`retain_finished_jobs` / `retain_finished_for`: finished jobs stay for `get_job`,
         `watch` and `jobs` until more than that many finished after them, or that many
         seconds of `clock` passed (None: no time limit); see `dukat.core._retention`.
+        `max_tasks`: tasks held at most, of every job (None: no bound). A job that the
+        unfinished ones (and those prepared) leave no room for is refused (`CapacityError`);
+        finished jobs are dropped, oldest first, to make room for one that fits.
         `gc_hold_min_tasks`: see `dukat.core._gc`; None never touches the collector.
         `hold_events`: watchers see a job's events only once `publish` says they may (a
         journal publishes what it has written); listeners see them at once."""
@@ -136,7 +142,7 @@ class Scheduler:
         # Held logs of dropped jobs not yet published to their end: their watchers still
         # wait for `publish` to show them the rest (the terminal event, at least).
         self._unpublished: dict[str, EventLog] = {}
-        self._live_jobs = 0
+        self._holdings = Holdings(max_tasks)  # live jobs and tasks, under max_tasks
         self._job_order = itertools.count()
         self._fair = FairShare()
         self._granted: deque[TaskRun] = deque()  # hold their resources, wait for a slot
@@ -168,6 +174,27 @@ class Scheduler:
     def retain_finished_for(self) -> float | None:
         """Seconds a finished job is held at most, or None for no time limit."""
         return self._finished.ttl
+
+    @property
+    def max_tasks(self) -> int | None:
+        """Tasks held at most, of every job (None: no bound); see `dukat.core._holdings`."""
+        return self._holdings.limit
+
+    @property
+    def tasks_held(self) -> int:
+        """Tasks of every job held: unfinished, prepared and not started yet, and finished."""
+        held = self._holdings
+        return held.live_tasks + held.prepared_tasks + self._finished.tasks
+
+    @property
+    def live_jobs(self) -> int:
+        """Jobs held that have not finished."""
+        return self._holdings.live_jobs
+
+    @property
+    def held_jobs(self) -> int:
+        """Jobs held: live ones and finished ones kept for `get_job`, `watch` and `jobs`."""
+        return len(self._jobs)
 
     @property
     def gc_hold_min_tasks(self) -> int | None:
@@ -210,32 +237,53 @@ class Scheduler:
     def prepare(self, spec: JobSpec, *, job_id: str | None = None) -> PreparedJob:
         """Validate a whole job and build it, without starting it: `start` does.
 
-        For a host that must make the job durable before anything of it runs. A prepared
-        job that is never started is simply dropped.
+        For a host that must make the job durable before anything of it runs. Its tasks
+        count against `max_tasks`, and it claims its breakers, from now on: `abandon` a
+        prepared job that will not start.
         """
         return self._prepare(spec, job_id, starting=False)
+
+    def abandon(self, prepared: PreparedJob) -> None:
+        """Let go of a prepared job that will not start: its room under `max_tasks` and its
+        breakers. A no-op once it started, and the second time."""
+        job = prepared.job
+        self._holdings.unprepare(job)
+        if self._jobs.get(job.id) is not job:
+            self.breakers.release(job.breakers)
+            job.breakers = ()
 
     def _prepare(self, spec: JobSpec, job_id: str | None, *, starting: bool) -> PreparedJob:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
-        self._evict_finished()
+        positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
+        self._holdings.check_room(len(positions))
+        self._evict_finished(room=len(positions))  # before the id check: it may free the id
         job_id = job_id or uuid.uuid4().hex
         self._check_new_id(job_id)
-        job = self._build(spec, job_id, self.clock.wall(), hold_gc_now=starting)
+        job = self._build(spec, job_id, self.clock.wall(), positions, hold_gc_now=starting)
+        self._holdings.prepare(job, len(job.tasks))
         return PreparedJob(job_id, spec, job)
 
     def start(self, prepared: PreparedJob) -> str:
-        """Start a job made by `prepare`; returns its id."""
+        """Start a job made by `prepare`; returns its id.
+
+        All or nothing: if it fails half-way (a `MemoryError`), the job is taken back whole
+        before the error goes on (its drop listeners hear of it), and nothing of it runs."""
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         job = prepared.job
         self._check_new_id(job.id)
+        self._holdings.unprepare(job)  # it is counted live from here
         self._admit_job(job)
-        self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
-        for run in job.tasks.values():
-            if run.waiting_on == 0:
-                self._make_ready(run)
+        try:
+            self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
+            for run in job.tasks.values():
+                if run.waiting_on == 0:
+                    self._make_ready(run)
+        except BaseException:
+            self._take_back(job)
+            raise
         return job.id
 
     def restore(
@@ -266,7 +314,9 @@ class Scheduler:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
         self._check_new_id(job_id)
-        job = self._build(spec, job_id, created_at)
+        positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
+        # Past the breakers' limit if need be: the job was accepted once, it must come back.
+        job = self._build(spec, job_id, created_at, positions, within_limit=False)
         job.log.restore(list(events), last_sequence)
         job.sequence = last_sequence
         if last_sequence:
@@ -387,6 +437,12 @@ class Scheduler:
         """Every task's outcome so far, by id."""
         return self._outcomes(self._job(job_id))
 
+    def track(self, job_id: str) -> ProgressTracker:
+        """A tracker of the job's progress, current as it runs (`dukat.core.progress`)."""
+        tracker = ProgressTracker()
+        tracker.follow(self, job_id)
+        return tracker
+
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory."""
         job = self._job(job_id)
@@ -493,8 +549,8 @@ class Scheduler:
 
     def __repr__(self) -> str:
         return (
-            f"<Scheduler running:{self.running}/{self.max_concurrency} "
-            f"jobs:{self._live_jobs} live, {len(self._jobs)} held queued:{self._fair.queued}>"
+            f"<Scheduler running:{self.running}/{self.max_concurrency} jobs:"
+            f"{self._holdings.live_jobs} live, {len(self._jobs)} held queued:{self._fair.queued}>"
         )
 
     def _bind_loop(self) -> None:
@@ -709,7 +765,7 @@ class Scheduler:
                     await asyncio.sleep(0)
                 run = self._pick()
                 if run is None:
-                    if not self._live_jobs or self._closed or self._draining:
+                    if not self._holdings.live_jobs or self._closed or self._draining:
                         return
                     idle: asyncio.Future[bool] = loop.create_future()
                     self._idle.append((idle, worker))
@@ -1008,19 +1064,31 @@ class Scheduler:
         job.finished_at = now = self.clock.wall()
         self._transition_job(job, state, message, now)
         job.log.close()
+        self.breakers.release(job.breakers)  # others may have them once nobody uses them
         if job.gc_hold is not None:
             job.gc_hold.release()
             job.gc_hold = None
         if job.done is not None and not job.done.done():
             job.done.set_result(None)
-        self._live_jobs -= 1
-        self._finished.add(job.id, self.clock.now())
+        self._holdings.finish(len(job.tasks))
+        self._finished.add(job.id, self.clock.now(), len(job.tasks))
         self._evict_finished()
-        if not self._live_jobs:
+        if not self._holdings.live_jobs:
             self._retire_idle()
 
-    def _evict_finished(self) -> None:
-        for job_id in self._finished.evict(self.clock.now()):
+    def _take_back(self, job: JobRun) -> None:
+        """Undo a start that failed half-way. Nothing of the job ran (workers pick tasks only
+        once the loop has its turn): it ends CANCELLED at once and is dropped, so that its
+        drop listeners (a journal) let go of it too."""
+        job.cancel_requested = True
+        self._cancel_runs(job, list(job.tasks.values()), "its start failed")
+        self.forget(job.id)
+
+    def _evict_finished(self, room: int = 0) -> None:
+        """Drop the finished jobs past retention, and as many more as it takes to leave
+        `room` tasks under `max_tasks`."""
+        keep = self._holdings.finished_may_keep(room)
+        for job_id in self._finished.evict(self.clock.now(), max_tasks=keep):
             job = self._jobs.get(job_id)
             if job is not None:
                 self._drop(job)
@@ -1049,14 +1117,22 @@ class Scheduler:
             )
 
     def _build(
-        self, spec: JobSpec, job_id: str, created_at: float, *, hold_gc_now: bool = False
+        self,
+        spec: JobSpec,
+        job_id: str,
+        created_at: float,
+        positions: dict[str, int],
+        *,
+        hold_gc_now: bool = False,
+        within_limit: bool = True,
     ) -> JobRun:
-        """A job's records from its spec, validated; nothing registered yet.
+        """A job's records from its spec, which `validate_job` checked (giving `positions`);
+        nothing registered yet but the claim on its breakers (`abandon` lets go of a job
+        that never starts).
 
         `hold_gc_now`: a big job about to start is frozen before the collector is back on,
         or the collector's first pass walks all its records; one that may never start
         (`prepare`) is frozen when it starts (`_admit_job`): a hold must be let go."""
-        positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
         runners = runners_for(spec, self._runners, self.resources)
         job = JobRun(
             job_id,
@@ -1067,7 +1143,8 @@ class Scheduler:
         )
         big = len(spec.tasks) >= self._gc_hold_min_tasks
         with gc_paused(big):
-            build_job(job, runners, self.breakers, positions)  # many records: no collecting
+            # Many records: no collecting.
+            build_job(job, runners, self.breakers, positions, within_limit=within_limit)
             if big and hold_gc_now:
                 job.gc_hold = hold_gc()
         return job
@@ -1075,7 +1152,7 @@ class Scheduler:
     def _admit_job(self, job: JobRun) -> None:
         """Register a built job as live."""
         self._jobs[job.id] = job
-        self._live_jobs += 1
+        self._holdings.admit(len(job.tasks))
         if job.gc_hold is None and len(job.tasks) >= self._gc_hold_min_tasks:
             job.gc_hold = hold_gc()
 
@@ -1083,10 +1160,11 @@ class Scheduler:
         """Hold a restored finished job for retention, as if it had just finished then."""
         job.state, job.message, job.finished_at = ended.state, ended.message, ended.finished_at
         job.log.close()
+        self.breakers.release(job.breakers)
         self._jobs[job.id] = job
         # The retention clock is monotonic: place the finish as far back as the wall says.
         age = max(0.0, self.clock.wall() - ended.finished_at)
-        self._finished.add(job.id, self.clock.now() - age)
+        self._finished.add(job.id, self.clock.now() - age, len(job.tasks))
 
     def _outcomes(self, job: JobRun) -> dict[str, TaskResult]:
         outcome = TaskRun.outcome

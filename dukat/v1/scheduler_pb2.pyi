@@ -371,7 +371,9 @@ Global___WorkRequest: _TypeAlias = WorkRequest  # noqa: Y015
 
 @_typing.final
 class WorkResponse(_message.Message):
-    """Response of SchedulerService.Work: one message of the daemon's stream."""
+    """Response of SchedulerService.Work: one message of the daemon's stream. An empty one is the
+    daemon's heartbeat (WorkerWelcome.daemon_heartbeats).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -26,7 +26,7 @@ from dukat.v1 import job_pb2 as dukat_dot_v1_dot_job__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ukat/v1/work.proto\x12\x08\x64ukat.v1\x1a\x12\x64ukat/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"G\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\x05\"\xa9\x01\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x03\"q\n\x0cWorkerUpdate\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.dukat.v1.WorkResult\x12(\n\x08progress\x18\x02 \x03(\x0b\x32\x16.dukat.v1.WorkProgress\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"\xd8\x01\n\x0eTaskAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x32\n\x10upstream_results\x18\x07 \x03(\x0b\x32\x18.dukat.v1.UpstreamResult\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"{\n\x0eUpstreamResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"N\n\nTaskCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x99\x01\n\nWorkResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12(\n\x07success\x18\x04 \x01(\x0b\x32\x15.dukat.v1.WorkSuccessH\x00\x12$\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.dukat.v1.WorkErrorH\x00\x42\t\n\x07outcome\"4\n\x0bWorkSuccess\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"=\n\tWorkError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"u\n\x0cWorkProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\x08\x66raction\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x0b\n\t_fractionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64ukat/v1/work.proto\x12\x08\x64ukat.v1\x1a\x12\x64ukat/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"G\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\x05\"\xc4\x01\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x03\x12\x19\n\x11\x64\x61\x65mon_heartbeats\x18\x05 \x01(\x08\"q\n\x0cWorkerUpdate\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.dukat.v1.WorkResult\x12(\n\x08progress\x18\x02 \x03(\x0b\x32\x16.dukat.v1.WorkProgress\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"\xd8\x01\n\x0eTaskAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x32\n\x10upstream_results\x18\x07 \x03(\x0b\x32\x18.dukat.v1.UpstreamResult\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"{\n\x0eUpstreamResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"N\n\nTaskCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x99\x01\n\nWorkResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12(\n\x07success\x18\x04 \x01(\x0b\x32\x15.dukat.v1.WorkSuccessH\x00\x12$\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.dukat.v1.WorkErrorH\x00\x42\t\n\x07outcome\"4\n\x0bWorkSuccess\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"=\n\tWorkError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"u\n\x0cWorkProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\x08\x66raction\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\tB\x0b\n\t_fractionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,21 +36,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERHELLO']._serialized_start=85
   _globals['_WORKERHELLO']._serialized_end=156
   _globals['_WORKERWELCOME']._serialized_start=159
-  _globals['_WORKERWELCOME']._serialized_end=328
-  _globals['_WORKERUPDATE']._serialized_start=330
-  _globals['_WORKERUPDATE']._serialized_end=443
-  _globals['_TASKASSIGNMENT']._serialized_start=446
-  _globals['_TASKASSIGNMENT']._serialized_end=662
-  _globals['_UPSTREAMRESULT']._serialized_start=664
-  _globals['_UPSTREAMRESULT']._serialized_end=787
-  _globals['_TASKCANCEL']._serialized_start=789
-  _globals['_TASKCANCEL']._serialized_end=867
-  _globals['_WORKRESULT']._serialized_start=870
-  _globals['_WORKRESULT']._serialized_end=1023
-  _globals['_WORKSUCCESS']._serialized_start=1025
-  _globals['_WORKSUCCESS']._serialized_end=1077
-  _globals['_WORKERROR']._serialized_start=1079
-  _globals['_WORKERROR']._serialized_end=1140
-  _globals['_WORKPROGRESS']._serialized_start=1142
-  _globals['_WORKPROGRESS']._serialized_end=1259
+  _globals['_WORKERWELCOME']._serialized_end=355
+  _globals['_WORKERUPDATE']._serialized_start=357
+  _globals['_WORKERUPDATE']._serialized_end=470
+  _globals['_TASKASSIGNMENT']._serialized_start=473
+  _globals['_TASKASSIGNMENT']._serialized_end=689
+  _globals['_UPSTREAMRESULT']._serialized_start=691
+  _globals['_UPSTREAMRESULT']._serialized_end=814
+  _globals['_TASKCANCEL']._serialized_start=816
+  _globals['_TASKCANCEL']._serialized_end=894
+  _globals['_WORKRESULT']._serialized_start=897
+  _globals['_WORKRESULT']._serialized_end=1050
+  _globals['_WORKSUCCESS']._serialized_start=1052
+  _globals['_WORKSUCCESS']._serialized_end=1104
+  _globals['_WORKERROR']._serialized_start=1106
+  _globals['_WORKERROR']._serialized_end=1167
+  _globals['_WORKPROGRESS']._serialized_start=1169
+  _globals['_WORKPROGRESS']._serialized_end=1286
 # @@protoc_insertion_point(module_scope)

@@ -71,10 +71,17 @@ class WorkerWelcome(_message.Message):
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     MAX_RESULT_BYTES_FIELD_NUMBER: _builtins.int
+    DAEMON_HEARTBEATS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """The worker's name as the daemon knows it."""
     max_result_bytes: _builtins.int
     """The largest WorkSuccess.payload the daemon accepts; a larger one fails the attempt."""
+    daemon_heartbeats: _builtins.bool
+    """True: the daemon keeps the heartbeat too. It sends a WorkResponse at least every
+    heartbeat_interval, an empty one when it has nothing else to send, so a worker that hears
+    nothing for heartbeat_timeout can take the stream (or the daemon) for dead, end it and say
+    hello again. False, from daemons older than this field: their silence means nothing.
+    """
     @_builtins.property
     def heartbeat_interval(self) -> _duration_pb2.Duration:
         """Send a WorkerUpdate at least this often, an empty one if there is nothing to report."""
@@ -92,10 +99,11 @@ class WorkerWelcome(_message.Message):
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         heartbeat_timeout: _duration_pb2.Duration | None = ...,
         max_result_bytes: _builtins.int = ...,
+        daemon_heartbeats: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout", "max_result_bytes", b"max_result_bytes", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daemon_heartbeats", b"daemon_heartbeats", "heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout", "max_result_bytes", b"max_result_bytes", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

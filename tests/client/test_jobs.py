@@ -144,6 +144,29 @@ async def test_jobs_lists_every_page_newest_first_filtered_by_state_and_labels(
     assert len(both) == 8
 
 
+async def test_a_listed_job_counts_its_tasks_by_state(client: Client, daemon: Daemon) -> None:
+    """A listing carries no tasks, yet says how they stand (Job.task_counts on the wire)."""
+    handle = await client.submit(
+        job(
+            task("ok"),
+            task("bad", b"fail"),
+            task("after", dependencies=("bad",)),
+            task("w", b"gate"),
+        )
+    )
+    await wait_for(lambda: daemon.scheduler.get_job(handle.job_id).count(TaskState.SKIPPED) == 1)
+    (listed,) = [j async for j in client.jobs()]
+    assert listed.tasks == ()
+    assert listed.total == 4
+    assert (listed.count(TaskState.SUCCEEDED), listed.count(TaskState.FAILED)) == (1, 1)
+    assert (listed.count(TaskState.SKIPPED), listed.count(TaskState.RUNNING)) == (1, 1)
+    daemon.runner.gate.set()
+    await handle.wait()
+    (listed,) = [j async for j in client.jobs()]
+    assert listed.task_counts == (await handle.get()).task_counts
+    assert listed.count(TaskState.SUCCEEDED) == 2
+
+
 async def test_client_job_makes_a_handle_without_a_call(client: Client) -> None:
     handle = client.job("no-such-job")
     assert handle.job_id == "no-such-job" and "no-such-job" in repr(handle)

@@ -35,6 +35,8 @@ class StandIn:
         self.metadata: list[dict[str, str]] = []
         self.end_code = grpc.StatusCode.UNAVAILABLE
         """The status a stream ends with when the test puts None in the outbox."""
+        self.heartbeats = False
+        """Whether the welcome promises the daemon's heartbeats (this one sends none)."""
 
     async def Work(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
         self.metadata.append(dict(context.invocation_metadata() or ()))
@@ -43,7 +45,9 @@ class StandIn:
         welcome = work_pb2.WorkerWelcome(
             worker_id=first.hello.worker_id or "made-up",
             heartbeat_interval=duration_pb2.Duration(nanos=50_000_000),
+            heartbeat_timeout=duration_pb2.Duration(nanos=300_000_000),
             max_result_bytes=100,
+            daemon_heartbeats=self.heartbeats,
         )
         await context.write(scheduler_pb2.WorkResponse(welcome=welcome))
 
@@ -220,6 +224,24 @@ async def test_a_stream_ended_by_any_other_status_is_retried(stand_in, code) -> 
         daemon.outbox.put_nowait(None)
         await wait_for(lambda: len(daemon.hellos) == 2)
         await asyncio.wait_for(worker.connected.wait(), 5)
+
+
+async def test_a_daemon_that_promised_heartbeats_and_went_silent_is_left(stand_in, caplog):
+    daemon, client = stand_in
+    daemon.heartbeats = True
+    async with client.worker("q", handler) as worker:
+        await asyncio.wait_for(worker.connected.wait(), 5)
+        await wait_for(lambda: len(daemon.hellos) == 2)  # 0.3 s of silence: a new stream
+    assert "the daemon sent nothing for 0.3s, its heartbeat timeout" in caplog.text
+
+
+async def test_the_silence_of_a_daemon_that_promised_no_heartbeats_means_nothing(stand_in):
+    # An older daemon says nothing while it has nothing to assign: its stream is kept.
+    daemon, client = stand_in
+    async with client.worker("q", handler) as worker:
+        await asyncio.wait_for(worker.connected.wait(), 5)
+        await wait_for(lambda: len(daemon.updates) >= 12)  # 0.6 s of the worker's heartbeats
+        assert len(daemon.hellos) == 1 and worker.connected.is_set()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -88,6 +90,7 @@ async def test_a_worker_serves_the_daemon_that_replaces_its_own(daemons, caplog)
 async def test_a_wrong_token_ends_the_worker_with_its_error(daemons, short_tmp) -> None:
     token = short_tmp / "token"
     token.write_text("right\n")
+    token.chmod(0o600)  # dukatd refuses a token that others may read
     daemon = await daemons("--token-file", str(token)).serving()
     async with dukat.connect(daemon.address, token="wrong") as client:
         worker = client.worker("q", Handler())
@@ -146,3 +149,80 @@ async def test_a_worker_served_job_goes_on_across_a_kill_of_its_daemon(daemons, 
         assert job.task("last").result.payload == b"C"
         # 'first' was reported done before the kill: it never ran again.
         assert handler.served == [("first", 1), ("held", 2), ("last", 1)]
+
+
+# Short heartbeat terms, so that a test sees a stream given up, or a daemon gone silent, soon.
+HEARTBEATS = ("--worker-heartbeat-interval", "100ms", "--worker-heartbeat-timeout", "1s")
+
+
+def block_the_loop_until(condition: Callable[[], bool], within: float = 30.0) -> None:
+    """What a CPU-bound or blocking handler does to its worker: nothing else runs meanwhile."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {within}s"
+        time.sleep(0.01)
+
+
+async def test_a_worker_whose_handler_blocked_its_loop_past_the_heartbeat_timeout_serves_on(
+    daemons,
+) -> None:
+    # The first handler blocks the worker's event loop while 1 MiB assignments are on their
+    # way to it: no heartbeat goes out and nothing is read, so the daemon gives the stream up
+    # while its writes to the worker are stuck. Free again, the worker finds its stream
+    # ended, says hello again, and every task of the queue finishes.
+    daemon = await daemons(*HEARTBEATS).serving()
+    blocked: list[str] = []
+
+    async def handler(task: DispatchTask) -> bytes:
+        if not blocked:
+            blocked.append(task.task_id)
+            block_the_loop_until(lambda: "missed its heartbeats" in daemon.log())
+        return b"done " + task.task_id.encode()
+
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    big = b"x" * (1024 * 1024)
+    tasks = tuple(TaskSpec(f"t{i}", DispatchAction("q", big), retry=retry) for i in range(40))
+    async with (
+        dukat.connect(daemon.address) as client,
+        client.worker("q", handler, concurrency=8) as worker,
+    ):
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        handle = await client.submit(JobSpec(tasks=tasks))
+        job = await asyncio.wait_for(handle.wait(), 60)
+        assert job.state is JobState.SUCCEEDED, job
+        assert job.task(blocked[0]).attempts == 2  # its first attempt was given up
+        later = await client.submit(JobSpec(tasks=(TaskSpec("later", DispatchAction("q")),)))
+        assert (await asyncio.wait_for(later.wait(), 30)).state is JobState.SUCCEEDED
+        assert worker.connected.is_set()
+        snapshot = await client.get_job(handle.job_id)
+    assert {t.id: t.result.payload for t in snapshot.tasks} == {
+        t.id: b"done " + t.id.encode() for t in tasks
+    }
+
+
+async def test_a_worker_whose_daemon_went_silent_says_hello_again(daemons) -> None:
+    # A stopped daemon keeps its connections open and answers nothing, keepalive pings
+    # neither: only the daemon's own heartbeats tell the worker, within its heartbeat timeout
+    # rather than the channel's keepalive (30 s, then 20 s for the ack).
+    daemon = await daemons(*HEARTBEATS).serving()
+    handler = OnceHolding()
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)
+    held = TaskSpec("held", DispatchAction("q", b"b"), retry=retry)
+    async with (
+        dukat.connect(daemon.address) as client,
+        client.worker("q", handler, 2) as worker,
+    ):
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        handle = await client.submit(JobSpec(tasks=(held,)))
+        await asyncio.wait_for(handler.holding.wait(), 10)
+
+        daemon.signal(signal.SIGSTOP)
+        try:
+            await wait_for(lambda: not worker.connected.is_set(), within=10)
+            assert handler.served == []  # the held attempt was cancelled, not finished
+        finally:
+            daemon.signal(signal.SIGCONT)
+        job = await asyncio.wait_for(handle.wait(), 30)
+        assert worker.connected.is_set()
+    assert job.state is JobState.SUCCEEDED, job
+    assert handler.served == [("held", 2)]

@@ -25,7 +25,7 @@ from dukat.core.breaker import (
     CircuitBreakerState,
 )
 from dukat.core.clock import ManualClock, settle
-from dukat.errors import CircuitBreakerError, DukatError, ValidationError
+from dukat.errors import CircuitBreakerError, DukatError, LimitExceededError, ValidationError
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -1048,3 +1048,95 @@ def test_registry_repr_lists_the_breakers(clock: ManualClock) -> None:
     registry.get("db")
     registry.get("api")
     assert repr(registry) == "<BreakerRegistry db, api>"
+
+
+# -- BreakerRegistry: its cap, and the breakers it lets go ----------------------------------------
+
+
+def capped(clock: ManualClock, cap: int = 3) -> BreakerRegistry:
+    return BreakerRegistry(CircuitBreakerConfig(failure_threshold=1), clock=clock, max_breakers=cap)
+
+
+def test_without_a_cap_a_registry_keeps_every_breaker(clock: ManualClock) -> None:
+    registry = BreakerRegistry(clock=clock)
+    for n in range(2_000):
+        registry.get(f"b{n}")
+    assert len(registry) == 2_000
+
+
+def test_at_the_cap_the_least_recently_used_idle_breaker_makes_room(clock: ManualClock) -> None:
+    registry = capped(clock)
+    dropped: list[str] = []
+    registry.add_drop_listener(dropped.append)
+    a, _, _ = registry.get("a"), registry.get("b"), registry.get("c")
+    assert registry.get("a") is a  # a use: "b" is now the least recently used
+    registry.get("d")
+    assert sorted(b.name for b in registry) == ["a", "c", "d"] and dropped == ["b"]
+
+
+async def test_configured_claimed_open_and_trial_breakers_are_never_let_go(
+    clock: ManualClock,
+) -> None:
+    registry = capped(clock, cap=4)
+    registry.configure("configured", CircuitBreakerConfig())
+    registry.claim({"claimed"})
+    registry.get("open").failure(Boom())
+    trial = registry.get("trial")
+    trial.failure(Boom())
+    await clock.advance(60)  # "open" and "trial" half-open; "trial" lets its one call through
+    assert trial.acquire() is not None
+    reopened = registry.get("open")
+    reopened.failure(Boom(), permit=reopened.acquire())  # its trial failed: open again
+    with pytest.raises(LimitExceededError, match="4 circuit breakers"):
+        registry.get("new")
+    with pytest.raises(LimitExceededError):
+        registry.claim({"new"})
+    assert sorted(b.name for b in registry) == ["claimed", "configured", "open", "trial"]
+
+    registry.release({"claimed"})  # its job ended
+    registry.get("new")
+    assert "claimed" not in registry and "new" in registry
+
+
+def test_a_claim_never_makes_room_by_letting_go_of_a_breaker_it_names(clock: ManualClock) -> None:
+    registry = capped(clock, cap=2)
+    a = registry.get("a")
+    registry.get("b")  # "a" is now the least recently used, and idle
+    found = registry.claim(["a", "c"])
+    assert found["a"] is a  # the same breaker, with its state: not one made again
+    assert sorted(b.name for b in registry) == ["a", "c"]
+
+
+def test_a_claim_takes_every_breaker_it_names_or_none(clock: ManualClock) -> None:
+    registry = capped(clock)
+    registry.claim({"x"})
+    with pytest.raises(LimitExceededError, match="3 new"):
+        registry.claim({"x", "a", "b", "c"})
+    assert [b.name for b in registry] == ["x"]
+    found = registry.claim({"x", "a", "b"})
+    assert sorted(found) == ["a", "b", "x"] and found["x"] is registry.find("x")
+    registry.release({"x"})  # one of the two claims on it: still in use
+    with pytest.raises(LimitExceededError):
+        registry.get("d")
+    registry.release({"x"})
+    registry.get("d")
+    assert "x" not in registry
+
+
+def test_a_claim_beyond_the_limit_is_kept_and_the_registry_shrinks_back(clock: ManualClock):
+    registry = capped(clock, cap=2)
+    registry.claim(["a", "b", "c"], within_limit=False)  # a job restored after a restart
+    assert len(registry) == 3
+    registry.release({"a", "b", "c"})
+    registry.get("d")  # makes room down to the cap
+    assert sorted(b.name for b in registry) == ["c", "d"]
+
+
+def test_a_breaker_let_go_tells_nobody_of_its_transitions_any_more(clock: ManualClock) -> None:
+    registry = capped(clock, cap=1)
+    heard: list[BreakerTransition] = []
+    registry.add_listener(heard.append)
+    old = registry.get("old")
+    registry.get("new")  # "old" is let go
+    old.failure(Boom())  # someone still holding it
+    assert heard == []

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dukat.core import (
+    BreakerRegistry,
     CallableAction,
     JobSpec,
     JobState,
@@ -21,7 +22,7 @@ from dukat.core import (
 from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
 from dukat.core.results import TaskStatus
 from dukat.core.scheduler import JobEnding
-from dukat.errors import ValidationError
+from dukat.errors import LimitExceededError, ValidationError
 from tests.helpers import finished, settle, states, wait_for
 
 S = TaskState
@@ -374,3 +375,37 @@ async def test_a_job_being_cancelled_ends_cancelled_without_running_anything(mak
     )
     assert await finished(s, "j") is JobState.CANCELLED
     assert calls == [] and set(states(s, "j").values()) == {S.CANCELLED}
+
+
+async def test_restored_jobs_come_back_past_the_breakers_limit_and_finished_ones_hold_none(
+    make,
+):
+    calls: list[str] = []
+    s = make(breakers=BreakerRegistry(max_breakers=1))
+    ended = JobEnding(JobState.SUCCEEDED, 1_700_000_000.0)
+    s.restore(
+        JobSpec(tasks=(spec(calls, "a", circuit_breaker="old"),)),
+        job_id="done",
+        created_at=1_700_000_000.0,
+        ended=ended,
+    )
+    gate = asyncio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    live = JobSpec(
+        tasks=(
+            TaskSpec("x", CallableAction(wait), circuit_breaker="x"),
+            TaskSpec("y", CallableAction(wait), circuit_breaker="y"),
+        )
+    )
+    s.restore(live, job_id="live", created_at=1_700_000_000.0)  # two breakers, past the limit
+    assert {"x", "y"} <= {b.name for b in s.breakers}
+    with pytest.raises(LimitExceededError):
+        s.submit(JobSpec(tasks=(spec(calls, "z", circuit_breaker="z"),)))
+    gate.set()
+    assert await finished(s, "live") is JobState.SUCCEEDED
+    job_id = s.submit(JobSpec(tasks=(spec(calls, "z", circuit_breaker="z"),)))
+    assert await finished(s, job_id) is JobState.SUCCEEDED
+    assert [b.name for b in s.breakers] == ["z"]

@@ -40,6 +40,7 @@ from dukat.core.events import Event
 from dukat.errors import (
     CircuitBreakerError,
     CycleError,
+    LimitExceededError,
     NotFoundError,
     TaskTimeoutError,
     ValidationError,
@@ -486,6 +487,35 @@ async def test_cancelled_task_parked_on_its_breaker_never_runs(make, clock):
     await clock.advance(30)
     assert calls == []
     assert breaker.allow_request()  # the half-open trial is still there for someone else
+
+
+async def test_a_job_holds_its_breakers_until_it_ends_and_they_then_make_room(make):
+    s = make(breakers=BreakerRegistry(max_breakers=2))
+    gate = asyncio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    live = s.submit(job(spec("a", wait, circuit_breaker="a"), spec("b", wait, circuit_breaker="b")))
+    with pytest.raises(LimitExceededError, match="limit is 2"):
+        s.submit(job(spec("c", noop, circuit_breaker="c")))
+    assert sorted(b.name for b in s.breakers) == ["a", "b"] and len(s.jobs()) == 1
+    gate.set()
+    assert await s.wait(live) is JobState.SUCCEEDED
+    later = s.submit(
+        job(spec("c", noop, circuit_breaker="c"), spec("d", noop, circuit_breaker="a"))
+    )
+    assert await s.wait(later) is JobState.SUCCEEDED
+    assert sorted(b.name for b in s.breakers) == ["a", "c"]  # "b" made room
+
+
+async def test_a_prepared_job_that_never_starts_lets_go_of_its_breakers(make):
+    s = make(breakers=BreakerRegistry(max_breakers=1))
+    prepared = s.prepare(job(spec("a", noop, circuit_breaker="a")))
+    with pytest.raises(LimitExceededError):
+        s.submit(job(spec("b", noop, circuit_breaker="b")))
+    s.abandon(prepared)  # its journal write failed, say
+    assert await s.wait(s.submit(job(spec("b", noop, circuit_breaker="b")))) is JobState.SUCCEEDED
 
 
 # -- resources ------------------------------------------------------------------------------

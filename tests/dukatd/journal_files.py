@@ -7,6 +7,7 @@ of schema version N is what a dukatd of version N left: the rows are those its w
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from pathlib import Path
 from dukat.v1 import job_pb2
 from dukatd.journal import _MIGRATIONS
 
-__all__ = ["write_v1_journal"]
+__all__ = ["write_journal", "write_v1_journal"]
 
 
 def write_v1_journal(
@@ -55,4 +56,38 @@ def write_v1_journal(
                 "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, '', ?)",
                 (key, task_id, state, attempts, now - 50, finished, result),
             )
+        db.execute("COMMIT")
+
+
+def write_journal(
+    path: Path,
+    *,
+    jobs: Iterable[tuple[str, job_pb2.JobSpec]] = (),
+    breakers: dict[str, dict[str, object]] | None = None,
+) -> None:
+    """A journal of the current schema holding `jobs` (job id, spec), accepted and not
+    started yet, and `breakers` configured over the API (name -> the engine's settings):
+    written as a dukatd would have, whatever values the specs and settings hold."""
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN")
+        for migration in _MIGRATIONS:
+            if callable(migration):
+                migration(db)
+                continue
+            for statement in migration.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+        for job_id, spec in jobs:
+            cursor = db.execute(
+                "INSERT INTO jobs (job_id, created_at, state) VALUES (?, ?, 'pending')",
+                (job_id, now - 60),
+            )
+            db.execute(
+                "INSERT INTO job_specs VALUES (?, ?)", (cursor.lastrowid, spec.SerializeToString())
+            )
+        for name, settings in (breakers or {}).items():
+            db.execute("INSERT INTO breakers VALUES (?, ?)", (name, json.dumps(settings)))
         db.execute("COMMIT")

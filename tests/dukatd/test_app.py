@@ -68,6 +68,7 @@ async def test_metrics_are_served_over_http_while_the_daemon_runs(short_tmp: Pat
 async def test_with_a_token_file_calls_need_the_token_and_health_does_not(short_tmp: Path):
     token = short_tmp / "token"
     token.write_text("secret\n")  # the newline an editor adds is not part of the token
+    token.chmod(0o600)  # dukatd refuses a token that others may read
     config = config_for(short_tmp, token_file=token)
     async with served(config):
         async with grpc.aio.insecure_channel(config.listen[0]) as channel:
@@ -88,6 +89,7 @@ async def test_a_token_no_client_could_send_stops_the_start_before_any_lock(
 ):
     token = short_tmp / "token"
     token.write_text(text)
+    token.chmod(0o600)
     config = config_for(short_tmp, token_file=token)
     assert await serve(config, install_signal_handlers=False) == EXIT_START_FAILED
     assert says in caplog.text

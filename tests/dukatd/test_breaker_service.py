@@ -47,9 +47,11 @@ class Daemon:
 @contextlib.asynccontextmanager
 async def running_daemon(*, max_breakers: int = 1_000) -> AsyncIterator[Daemon]:
     clock = ManualClock()  # breakers' time only: half-opening is a test's decision
-    registry = BreakerRegistry(CircuitBreakerConfig(failure_threshold=3), clock=clock)
+    registry = BreakerRegistry(
+        CircuitBreakerConfig(failure_threshold=3), clock=clock, max_breakers=max_breakers
+    )
     scheduler = Scheduler(breakers=registry)
-    service = BreakerService(registry, max_breakers=max_breakers)
+    service = BreakerService(registry)
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukatd-") as directory:
         address = f"unix:{directory}/d.sock"
         server = await create_server(scheduler, [address], breaker_service=service)
@@ -279,11 +281,31 @@ async def test_record_needs_an_outcome(daemon):
 
 async def test_too_many_breakers_is_resource_exhausted():
     async with running_daemon(max_breakers=2) as d:
+        config = B.CircuitBreakerConfig(failure_threshold=1)
+        await d.stub.ConfigureBreaker(B.ConfigureBreakerRequest(name="a", config=config))
+        await d.stub.Acquire(B.AcquireRequest(name="b"))
+        await fail(d, "b", 3)  # open: it holds calls back, it is kept
+        for call in (
+            d.stub.Acquire(B.AcquireRequest(name="c")),
+            d.stub.ConfigureBreaker(B.ConfigureBreakerRequest(name="c", config=config)),
+        ):
+            error = await rpc_error(call)
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limit is 2" in error.details()
+        assert (await d.stub.Acquire(B.AcquireRequest(name="a"))).allowed  # known ones work
+        assert not (await d.stub.Acquire(B.AcquireRequest(name="b"))).allowed
+
+
+async def test_a_breaker_made_on_first_use_and_at_rest_makes_room_for_a_new_one():
+    async with running_daemon(max_breakers=2) as d:
         await d.stub.Acquire(B.AcquireRequest(name="a"))
         await d.stub.Acquire(B.AcquireRequest(name="b"))
-        error = await rpc_error(d.stub.Acquire(B.AcquireRequest(name="c")))
-        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert (await d.stub.Acquire(B.AcquireRequest(name="a"))).allowed  # known ones work
+        await d.stub.Acquire(B.AcquireRequest(name="a"))  # "b" is the least recently used
+        assert (await d.stub.Acquire(B.AcquireRequest(name="c"))).allowed
+        listed = await d.stub.ListBreakers(B.ListBreakersRequest())
+        assert [b.name for b in listed.breakers] == ["a", "c"]
+        error = await rpc_error(d.stub.GetBreaker(B.GetBreakerRequest(name="b")))
+        assert error.code() is grpc.StatusCode.NOT_FOUND
 
 
 # -- events, config, the server around it -------------------------------------------------

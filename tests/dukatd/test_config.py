@@ -54,6 +54,7 @@ def test_defaults_with_an_empty_environment():
     assert config.config_file is None
     assert config.sources == {}
     assert config.shutdown_grace + config.kill_grace < 10  # below Docker's stop timeout
+    assert (config.worker_heartbeat_interval, config.worker_heartbeat_timeout) == (10.0, 30.0)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +291,18 @@ def test_a_whole_file(tmp_path):
         ([], {"DUKATD_MAX_WATCH_STREAMS": "lots"}, "DUKATD_MAX_WATCH_STREAMS", "whole number"),
         (["--shutdown-grace", "soon"], {}, "--shutdown-grace", "seconds"),
         (["--keepalive-time", "0"], {}, "--keepalive-time", ">= 0.001"),
+        (
+            ["--worker-heartbeat-interval", "30s"],
+            {},
+            "--worker-heartbeat-interval",
+            "shorter than --worker-heartbeat-timeout (30s), not 30s",
+        ),
+        (
+            ["--worker-heartbeat-timeout", "5s"],
+            {"DUKATD_WORKER_HEARTBEAT_INTERVAL": "10s"},
+            "--worker-heartbeat-timeout",
+            "longer than --worker-heartbeat-interval (10s), not 5s",
+        ),
         (["--max-message-bytes", "64MB"], {}, "--max-message-bytes", "64MiB"),
         (["--max-message-bytes", "4GiB"], {}, "--max-message-bytes", "grpc"),
         (["--max-result-bytes", "-1"], {}, "--max-result-bytes", "size in bytes"),
@@ -324,6 +337,14 @@ def test_errors_name_the_flag_or_variable(argv, environ, culprit, words):
         ("[breakers.db]\nfailure_threshold = 0", "breakers", "breakers.db"),
         ("[breakers.db]\nfailures = 3", "breakers", "did you mean 'failure_threshold'"),
         ('[breakers.db]\nfailure_threshold = "3"', "breakers", "whole number"),
+        ("[breakers.db]\ntimeout_seconds = 1e300", "breakers", "breakers.db.timeout"),
+        ("[breakers.db]\ntimeout_seconds = inf", "breakers", "365 days"),
+        (
+            "[breakers.db]\nfailure_rate_threshold = 0.5\nwindow_size = 100000",
+            "breakers",
+            "breakers.db.window_size",
+        ),
+        (f"[breakers.{'b' * 201}]", "breakers", "at most 200 characters"),
         ("max_concurency = 3", "max_concurency", "did you mean 'max_concurrency'"),
         ('config_file = "/x.toml"', "config_file", "unknown key"),
         ('shutdown_grace = "forever"', "shutdown_grace", "seconds"),
@@ -378,6 +399,23 @@ def test_tcp_beyond_loopback_needs_tls_and_a_token_or_insecure(address):
     assert parse_args(["--listen", address], {**HOME, "DUKATD_INSECURE": "1"}).insecure
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:5000", "[::1]:5000", "localhost:5000"])
+def test_exec_over_loopback_tcp_needs_a_token_or_insecure(address):
+    # TCP has no file permissions: every local user can connect, and exec runs commands as
+    # the daemon's user. The unix socket's 0660 is what keeps them out; a token must here.
+    error = error_of(["--listen", address, "--allow-exec"], {})
+    assert str(error).startswith("--listen: ")
+    assert "--token-file" in str(error) and "--insecure" in str(error)
+    assert "every local user" in str(error)
+    error = error_of(["--listen", address], {"DUKATD_ALLOW_EXEC": "1"})
+    assert "--token-file" in str(error)
+
+    assert parse_args(["--listen", address, "--allow-exec", "--token-file", "/t"], HOME)
+    assert parse_args(["--listen", address, "--allow-exec", "--insecure"], HOME).insecure
+    assert parse_args(["--listen", address], HOME)  # no exec: nothing to run
+    assert parse_args(["--listen", "unix:/run/d.sock", "--allow-exec"], HOME)
+
+
 # -- the dataclass itself -------------------------------------------------------------------
 
 
@@ -420,6 +458,10 @@ def test_grpc_options_carry_the_limits():
 def test_read_token(tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
+    token.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"^--token-file: .* is mode 0644: other users may read"):
+        parse_args(["--token-file", str(token)], HOME).read_token()
+    token.chmod(0o600)
     assert parse_args(["--token-file", str(token)], HOME).read_token() == "s3cret"
     assert parse_args([], HOME).read_token() is None
     token.write_text("  \n")

@@ -49,3 +49,28 @@ def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
     for copied in ("COPY dukat ./dukat", "COPY dukatd ./dukatd", "README.md"):
         assert copied in DOCKERFILE
     assert "pip install '.[daemon]'" in DOCKERFILE
+
+
+def test_the_readme_gives_the_bounds_the_wire_checks():
+    from dukat import convert
+    from dukatd.job_pages import MAX_PAGE_TOKEN
+
+    section = README[README.index("### What a request may carry") :]
+    table = section[: section.index("\n\n", section.index("| what |"))]
+    days = convert.MAX_DURATION // 86_400
+    for number in (
+        f"{days} days",
+        f"{convert.MAX_NAME} characters",
+        f"{convert.MAX_BREAKER_NAME} characters",
+        f"{convert.MAX_TEXT:,} characters",
+        f"{convert.MAX_LABELS} labels",
+        f"values of {convert.MAX_LABEL_VALUE:,} characters",
+        f"{convert.MAX_ARGV:,} items of {convert.MAX_ARG:,} characters",
+        f"{convert.MAX_ENV:,} variables",
+        f"{convert.MAX_PATH:,} characters",
+        f"{convert.MAX_RESOURCES} requirements",
+        f"1 to {convert.MAX_WINDOW:,}",
+        f"1 to {convert.MAX_QUEUES:,} queues",
+        f"at most {MAX_PAGE_TOKEN} characters",
+    ):
+        assert number in table, number

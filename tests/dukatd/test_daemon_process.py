@@ -215,6 +215,7 @@ async def test_the_health_probe_says_serving_then_unavailable(daemons):
 async def test_with_token_file_only_callers_with_the_token_get_through(daemons, short_tmp: Path):
     token_file = short_tmp / "token"
     token_file.write_text("0123abcd\n")
+    token_file.chmod(0o600)  # dukatd refuses a token that others may read
     daemon = await daemons("--token-file", str(token_file)).serving()  # health: no token
     async with grpc.aio.insecure_channel(daemon.address) as channel:
         stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)

@@ -572,7 +572,8 @@ async def test_a_full_journal_refuses_submits_and_the_daemon_goes_on(daemons, sh
 
     def big_job(number: int) -> job_pb2.JobSpec:
         task = recording_task(f"big-{number}", out)
-        task.description = f"{number} " + "x" * 40_000  # goes into the journal with the spec
+        # 40 KB of labels, the most a job may carry is 64: go into the journal with the spec.
+        task.labels.update({f"{number}-{n}": "x" * 1_000 for n in range(40)})
         return job_pb2.JobSpec(tasks=[task])
 
     accepted: list[str] = []

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dukat.actions import DispatchAction, ExecAction
+from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.scheduler import Scheduler
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc, job_pb2, scheduler_pb2, scheduler_pb2_grpc
@@ -237,6 +238,24 @@ async def test_breaker_state_numbers_and_transitions(daemon):
     assert m.get("dukat_breaker_state", breaker="db") == 0
     assert m.get("dukat_breaker_transitions_total", breaker="db", to_state="closed") == 1
     assert m.get("grpc_server_handled_total", grpc_method="Record", grpc_code="OK") == 2
+
+
+async def test_a_breaker_let_go_to_make_room_takes_its_series_with_it():
+    scheduler = Scheduler(breakers=BreakerRegistry(max_breakers=1))
+    metrics = DaemonMetrics()
+    metrics.attach(scheduler)
+    try:
+        old = scheduler.breakers.get("old")
+        old.failure(RuntimeError("down"), permit=old.acquire())
+        old.reset()  # closed again, at rest: the next name may take its place
+        names = Scrape(generate_latest(metrics.registry).decode()).label_values()
+        assert "old" in names
+        scheduler.breakers.get("new")
+        names = Scrape(generate_latest(metrics.registry).decode()).label_values()
+        assert "old" not in names and "new" in names
+    finally:
+        metrics.detach()
+        await scheduler.close()
 
 
 async def test_workers_connected_is_a_gauge_for_the_work_service(daemon):

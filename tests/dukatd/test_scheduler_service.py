@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import math
 import random
+import string
+import struct
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -461,17 +465,53 @@ async def test_list_jobs_filters_by_state_and_labels_and_pages_newest_first(daem
     assert pages == [[done[4], done[3]], [done[2], done[1]], [done[0]]]
 
 
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 async def test_list_jobs_rejects_bad_filters_and_tokens(daemon):
     stub = daemon.stub
     for request in (
         scheduler_pb2.ListJobsRequest(states=[job_pb2.JOB_STATE_UNSPECIFIED]),
         scheduler_pb2.ListJobsRequest(states=[42]),
-        scheduler_pb2.ListJobsRequest(page_token="not a token"),
         scheduler_pb2.ListJobsRequest(page_size=-1),
     ):
         error = await rpc_error(stub.ListJobs(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request(error)
+
+
+BAD_TOKENS = {
+    "words": "not a token",
+    "deeply nested json": b64(b"[" * 100_000 + b"]" * 100_000),
+    "the json of an older daemon": b64(b'[1700000000.0, "abc"]'),
+    "long": "A" * 100_000,
+    "not base64": "%%%%",
+    "not ascii": "jøb",
+    "a valid prefix with junk": b64(b"\x01" + b"\x00" * 8) + "!",
+    "empty payload": b64(b"\x01"),
+    "unknown version": b64(b"\x09" + b"\x00" * 8 + b"job"),
+    "not a number": b64(b"\x01" + struct.pack(">d", math.nan) + b"job"),
+    "job id not utf-8": b64(b"\x01" + struct.pack(">d", 1.0) + b"\xff\xfe"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+async def test_a_page_token_that_does_not_decode_is_invalid_naming_it(daemon, case):
+    await submit(daemon, job(dispatch("a")))
+    request = scheduler_pb2.ListJobsRequest(page_token=BAD_TOKENS[case])
+    error = await rpc_error(daemon.stub.ListJobs(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(bad_request(error)) == ["page_token"]
+
+
+async def test_page_tokens_are_short_and_opaque(daemon):
+    for _ in range(3):
+        await submit(daemon, job(dispatch("a")))
+    response = await daemon.stub.ListJobs(scheduler_pb2.ListJobsRequest(page_size=1))
+    token = response.next_page_token
+    assert token and len(token) <= 128
+    assert set(token) <= set(string.ascii_letters + string.digits + "-_")
 
 
 # -- watching every job -----------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -173,6 +175,16 @@ async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
         assert len(survivor.assignments) == 3
 
 
+async def test_the_daemon_heartbeats_to_a_worker_it_has_nothing_for() -> None:
+    async with work_daemon(heartbeat_interval=0.05, heartbeat_timeout=0.3) as daemon:
+        worker = await daemon.worker()
+        assert worker.welcome.daemon_heartbeats
+        await wait_for(lambda: worker.heartbeats >= 3)
+        assert worker.messages == worker.heartbeats  # nothing else was sent
+        job_id = await daemon.submit(dispatch("t"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
 async def test_a_late_result_of_an_old_attempt_is_ignored() -> None:
     async with work_daemon() as daemon:
         worker = await daemon.worker(max_in_flight=2, handler=lambda assignment: None)
@@ -293,6 +305,92 @@ async def test_garbage_bytes_end_the_stream_with_invalid_argument() -> None:
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
 
 
+BIG = b"x" * (1024 * 1024)
+Misuse = Callable[[str], scheduler_pb2.WorkRequest]
+
+
+def _progress(fraction: float) -> Misuse:
+    def misuse(job_id: str) -> scheduler_pb2.WorkRequest:
+        report = work_pb2.WorkProgress(job_id=job_id, task_id="t0", attempt=1, fraction=fraction)
+        return scheduler_pb2.WorkRequest(update=work_pb2.WorkerUpdate(progress=[report]))
+
+    return misuse
+
+
+def _no_outcome(job_id: str) -> scheduler_pb2.WorkRequest:
+    return _update(work_pb2.WorkResult(job_id=job_id, task_id="t0", attempt=1))
+
+
+def _oversize(job_id: str) -> scheduler_pb2.WorkRequest:
+    return _update(
+        work_pb2.WorkResult(
+            job_id=job_id, task_id="t0", attempt=1, success=work_pb2.WorkSuccess(payload=25 * BIG)
+        )
+    )
+
+
+async def _end_of(call: grpc.aio.StreamStreamCall) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("misuse", "code", "words"),
+    [
+        (lambda job_id: HELLO, grpc.StatusCode.FAILED_PRECONDITION, "second hello"),
+        (_progress(math.nan), grpc.StatusCode.INVALID_ARGUMENT, "fraction"),
+        (_progress(math.inf), grpc.StatusCode.INVALID_ARGUMENT, "fraction"),
+        (_progress(1.5), grpc.StatusCode.INVALID_ARGUMENT, "fraction"),
+        (lambda job_id: _update(STRANGER), grpc.StatusCode.FAILED_PRECONDITION, "'nope'"),
+        (_no_outcome, grpc.StatusCode.INVALID_ARGUMENT, "no outcome"),
+        (lambda job_id: scheduler_pb2.WorkRequest(), grpc.StatusCode.INVALID_ARGUMENT, "neither"),
+        (_oversize, grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+        (None, grpc.StatusCode.DEADLINE_EXCEEDED, "heartbeat_timeout"),
+    ],
+    ids=[
+        "second-hello",
+        "nan-progress",
+        "inf-progress",
+        "progress-over-1",
+        "unknown-job",
+        "no-outcome",
+        "empty",
+        "over-max-message-bytes",
+        "silent",
+    ],
+)
+async def test_a_stream_ended_while_the_daemon_writes_to_it_still_gets_its_status(
+    misuse: Misuse | None, code: grpc.StatusCode, words: str
+) -> None:
+    # The worker reads nothing while 1 MiB assignments pile up for it, so the daemon's writer
+    # is stuck behind flow control when the stream fails. Its attempts are given up at once;
+    # the status follows what was sent already, not the client's own deadline.
+    timeout = 0.5 if misuse is None else 30.0
+    async with (
+        work_daemon(heartbeat_timeout=timeout, max_message_bytes=24 * len(BIG)) as daemon,
+        grpc.aio.insecure_channel(daemon.address) as channel,
+    ):
+        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).Work(timeout=60)
+        hello = work_pb2.WorkerHello(queues=["q"], max_in_flight=20)
+        await call.write(scheduler_pb2.WorkRequest(hello=hello))
+        assert (await call.read()).HasField("welcome")
+        (session,) = daemon.hub.sessions
+        job_id = await daemon.submit(*(dispatch(f"t{i}", BIG, retry=RETRY) for i in range(20)))
+        # All twenty assigned, and more to write than the worker lets through unread.
+        await wait_for(lambda: len(session.outstanding) == 20 and session.to_send)
+        if misuse is not None:
+            await call.write(misuse(job_id))
+        await wait_for(lambda: session not in daemon.hub.sessions, within=10)
+
+        error = await asyncio.wait_for(_end_of(call), 10)
+        assert error.code() == code, error
+        assert words in (error.details() or "")
+        await daemon.worker(handler=lambda assignment: success(assignment, b"ok"))
+        assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
+
+
 async def test_tasks_on_a_queue_nobody_serves_wait_for_a_worker() -> None:
     async with work_daemon() as daemon:
         job_id = await daemon.submit(dispatch("t", b"x"))
@@ -370,13 +468,17 @@ async def test_no_assignment_goes_out_before_before_send_returns() -> None:
         calls.append(len(calls))
         await gate.wait()
 
-    async with work_daemon(before_send=before_send) as daemon:
+    async with work_daemon(before_send=before_send, heartbeat_interval=0.05) as daemon:
         worker = await daemon.worker()
         job_id = await daemon.submit(dispatch("a", b"A"))
         await wait_for(lambda: calls == [0])
         await settle()
         assert worker.assignments == []  # held behind the wait
         assert daemon.scheduler.get_job(job_id).task("a").state is TaskState.RUNNING
+        # A journal that takes long (a full disk) does not make the daemon look gone.
+        beats = worker.heartbeats
+        await wait_for(lambda: worker.heartbeats >= beats + 3)
+        assert calls == [0] and worker.assignments == []
         gate.set()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
         assert [a.task_id for a in worker.assignments] == ["a"]

@@ -17,7 +17,7 @@ from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc, work_pb2
 from dukatd.scheduler_service import SchedulerService
-from dukatd.server import create_server
+from dukatd.server import DEFAULT_MAX_MESSAGE_BYTES, create_server
 from dukatd.work_hub import WorkerHub
 
 Handler = Callable[[work_pb2.TaskAssignment], "work_pb2.WorkResult | None"]
@@ -74,6 +74,7 @@ class RawWorker:
         self.outbox: asyncio.Queue[scheduler_pb2.WorkRequest | None] = asyncio.Queue()
         self.welcome: work_pb2.WorkerWelcome | None = None
         self.messages = 0  # WorkResponses after the welcome
+        self.heartbeats = 0  # of which empty: the daemon's heartbeats
         self.assignments: list[work_pb2.TaskAssignment] = []
         self.cancels: list[work_pb2.TaskCancel] = []
         self.held: dict[tuple[str, str, int], work_pb2.TaskAssignment] = {}
@@ -107,6 +108,7 @@ class RawWorker:
         try:
             while (response := await self.call.read()) is not grpc.aio.EOF:
                 self.messages += 1
+                self.heartbeats += response == scheduler_pb2.WorkResponse()
                 self.cancels.extend(response.cancels)
                 results = []
                 for assignment in response.assignments:
@@ -135,6 +137,24 @@ class RawWorker:
         self.outstanding -= len(results)
         update = work_pb2.WorkerUpdate(results=results, progress=progress)
         self.outbox.put_nowait(scheduler_pb2.WorkRequest(update=update))
+
+    def drain(self, results: list[work_pb2.WorkResult] = ()) -> None:  # type: ignore[assignment]
+        """Say the worker is draining (with `results`, if any)."""
+        self.send(results)
+        self.outbox.get_nowait()  # the update `send` queued, sent again below with the flag
+        update = work_pb2.WorkerUpdate(results=results, draining=True)
+        self.outbox.put_nowait(scheduler_pb2.WorkRequest(update=update))
+
+    def close_side(self) -> None:
+        """Close the worker's side of the stream (done writing): the daemon may end it OK."""
+        self.stop_heartbeats()
+        self.outbox.put_nowait(None)
+
+    async def ended(self) -> grpc.StatusCode:
+        """The status the daemon ended the stream with (waits for it)."""
+        await self._tasks[0]
+        assert self.status is not None
+        return self.status
 
     def stop_heartbeats(self) -> None:
         for task in self._tasks[1:]:
@@ -172,14 +192,18 @@ def dispatch(task_id: str, payload: bytes = b"", **options: Any) -> TaskSpec:
 
 
 @contextlib.asynccontextmanager
-async def work_daemon(**hub_options: Any) -> AsyncIterator[WorkDaemon]:
+async def work_daemon(
+    *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, **hub_options: Any
+) -> AsyncIterator[WorkDaemon]:
     scheduler = Scheduler(max_concurrency=256)
     options = {"heartbeat_interval": 0.1, "heartbeat_timeout": 5.0} | hub_options
     hub = WorkerHub(scheduler, **options)
     service = SchedulerService(scheduler, work_hub=hub)
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukatd-") as directory:
         address = f"unix:{directory}/d.sock"
-        server = await create_server(scheduler, [address], service=service)
+        server = await create_server(
+            scheduler, [address], service=service, max_message_bytes=max_message_bytes
+        )
         await server.start()
         channel = grpc.aio.insecure_channel(address)
         daemon = WorkDaemon(

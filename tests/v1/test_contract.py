@@ -32,6 +32,7 @@ from dukat.core import spec as core_spec
 from dukat.core import states as core_states
 from dukat.v1 import (
     breaker_pb2,
+    daemon_pb2,
     event_pb2,
     job_pb2,
     scheduler_pb2,
@@ -42,7 +43,7 @@ from dukat.v1 import (
 REPO = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO / "protos"
 GENERATED_DIR = REPO / "dukat" / "v1"
-FILES = (breaker_pb2, event_pb2, job_pb2, scheduler_pb2, work_pb2)
+FILES = (breaker_pb2, daemon_pb2, event_pb2, job_pb2, scheduler_pb2, work_pb2)
 POOL = job_pb2.DESCRIPTOR.pool
 
 # service -> rpc -> (request, response, client streams, server streams)
@@ -62,6 +63,9 @@ SERVICES = {
         "ResetBreaker": ("ResetBreakerRequest", "ResetBreakerResponse", False, False),
         "Acquire": ("AcquireRequest", "AcquireResponse", False, False),
         "Record": ("RecordRequest", "RecordResponse", False, False),
+    },
+    "dukat.v1.DaemonService": {
+        "GetStatus": ("GetStatusRequest", "GetStatusResponse", False, False),
     },
 }
 
@@ -259,6 +263,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "outcome": "CallOutcome",
         "error": "string",
     },
+    # daemon.proto
+    "GetStatusRequest": {},
+    "GetStatusResponse": {"status": "DaemonStatus"},
+    "DaemonStatus": {
+        "version": "string",
+        "started_at": TIMESTAMP,
+        "listen": "repeated string",
+        "state_dir": "string",
+        "allow_exec": "bool",
+        "max_concurrency": "int32",
+        "tasks_running": "int32",
+        "jobs_live": "int32",
+        "jobs_finished": "int32",
+        "resources": "repeated ResourceStatus",
+        "queues": "repeated QueueStatus",
+    },
+    "ResourceStatus": {"name": "string", "capacity": "double", "used": "double"},
+    "QueueStatus": {"name": "string", "workers": "int32", "slots": "int32"},
 }
 
 # message -> oneof -> its fields, exactly.

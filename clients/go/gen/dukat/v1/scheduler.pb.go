@@ -672,7 +672,8 @@ func (*WorkRequest_Hello) isWorkRequest_Kind() {}
 
 func (*WorkRequest_Update) isWorkRequest_Kind() {}
 
-// Response of SchedulerService.Work: one message of the daemon's stream.
+// Response of SchedulerService.Work: one message of the daemon's stream. An empty one is the
+// daemon's heartbeat (WorkerWelcome.daemon_heartbeats).
 type WorkResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The terms of the stream; set in the first message only.

@@ -106,8 +106,13 @@ type WorkerWelcome struct {
 	HeartbeatTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=heartbeat_timeout,json=heartbeatTimeout,proto3" json:"heartbeat_timeout,omitempty"`
 	// The largest WorkSuccess.payload the daemon accepts; a larger one fails the attempt.
 	MaxResultBytes int64 `protobuf:"varint,4,opt,name=max_result_bytes,json=maxResultBytes,proto3" json:"max_result_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// True: the daemon keeps the heartbeat too. It sends a WorkResponse at least every
+	// heartbeat_interval, an empty one when it has nothing else to send, so a worker that hears
+	// nothing for heartbeat_timeout can take the stream (or the daemon) for dead, end it and say
+	// hello again. False, from daemons older than this field: their silence means nothing.
+	DaemonHeartbeats bool `protobuf:"varint,5,opt,name=daemon_heartbeats,json=daemonHeartbeats,proto3" json:"daemon_heartbeats,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WorkerWelcome) Reset() {
@@ -166,6 +171,13 @@ func (x *WorkerWelcome) GetMaxResultBytes() int64 {
 		return x.MaxResultBytes
 	}
 	return 0
+}
+
+func (x *WorkerWelcome) GetDaemonHeartbeats() bool {
+	if x != nil {
+		return x.DaemonHeartbeats
+	}
+	return false
 }
 
 // Every message a worker sends after its hello: results and progress, batched. Any update is
@@ -831,12 +843,13 @@ const file_dukat_v1_work_proto_rawDesc = "" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06queues\x18\x02 \x03(\tR\x06queues\x12\"\n" +
-	"\rmax_in_flight\x18\x03 \x01(\x05R\vmaxInFlight\"\xe8\x01\n" +
+	"\rmax_in_flight\x18\x03 \x01(\x05R\vmaxInFlight\"\x95\x02\n" +
 	"\rWorkerWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12F\n" +
 	"\x11heartbeat_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12(\n" +
-	"\x10max_result_bytes\x18\x04 \x01(\x03R\x0emaxResultBytes\"\x8e\x01\n" +
+	"\x10max_result_bytes\x18\x04 \x01(\x03R\x0emaxResultBytes\x12+\n" +
+	"\x11daemon_heartbeats\x18\x05 \x01(\bR\x10daemonHeartbeats\"\x8e\x01\n" +
 	"\fWorkerUpdate\x12.\n" +
 	"\aresults\x18\x01 \x03(\v2\x14.dukat.v1.WorkResultR\aresults\x122\n" +
 	"\bprogress\x18\x02 \x03(\v2\x16.dukat.v1.WorkProgressR\bprogress\x12\x1a\n" +

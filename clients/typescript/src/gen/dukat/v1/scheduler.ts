@@ -160,7 +160,10 @@ export interface WorkRequest {
     | undefined;
 }
 
-/** Response of SchedulerService.Work: one message of the daemon's stream. */
+/**
+ * Response of SchedulerService.Work: one message of the daemon's stream. An empty one is the
+ * daemon's heartbeat (WorkerWelcome.daemon_heartbeats).
+ */
 export interface WorkResponse {
   /** The terms of the stream; set in the first message only. */
   welcome:

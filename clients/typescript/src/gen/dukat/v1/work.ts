@@ -54,6 +54,13 @@ export interface WorkerWelcome {
     | undefined;
   /** The largest WorkSuccess.payload the daemon accepts; a larger one fails the attempt. */
   maxResultBytes: bigint;
+  /**
+   * True: the daemon keeps the heartbeat too. It sends a WorkResponse at least every
+   * heartbeat_interval, an empty one when it has nothing else to send, so a worker that hears
+   * nothing for heartbeat_timeout can take the stream (or the daemon) for dead, end it and say
+   * hello again. False, from daemons older than this field: their silence means nothing.
+   */
+  daemonHeartbeats: boolean;
 }
 
 /**
@@ -299,7 +306,13 @@ export const WorkerHello: MessageFns<WorkerHello> = {
 };
 
 function createBaseWorkerWelcome(): WorkerWelcome {
-  return { workerId: "", heartbeatInterval: undefined, heartbeatTimeout: undefined, maxResultBytes: 0n };
+  return {
+    workerId: "",
+    heartbeatInterval: undefined,
+    heartbeatTimeout: undefined,
+    maxResultBytes: 0n,
+    daemonHeartbeats: false,
+  };
 }
 
 export const WorkerWelcome: MessageFns<WorkerWelcome> = {
@@ -318,6 +331,9 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
         throw new globalThis.Error("value provided for field message.maxResultBytes of type int64 too large");
       }
       writer.uint32(32).int64(message.maxResultBytes);
+    }
+    if (message.daemonHeartbeats !== false) {
+      writer.uint32(40).bool(message.daemonHeartbeats);
     }
     return writer;
   },
@@ -367,6 +383,14 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
             message.maxResultBytes = reader.int64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.daemonHeartbeats = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -401,6 +425,11 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
         : isSet(object.max_result_bytes)
         ? BigInt(object.max_result_bytes)
         : 0n,
+      daemonHeartbeats: isSet(object.daemonHeartbeats)
+        ? globalThis.Boolean(object.daemonHeartbeats)
+        : isSet(object.daemon_heartbeats)
+        ? globalThis.Boolean(object.daemon_heartbeats)
+        : false,
     };
   },
 
@@ -417,6 +446,9 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     }
     if (message.maxResultBytes !== 0n) {
       obj.maxResultBytes = message.maxResultBytes.toString();
+    }
+    if (message.daemonHeartbeats !== false) {
+      obj.daemonHeartbeats = message.daemonHeartbeats;
     }
     return obj;
   },
@@ -436,6 +468,7 @@ export const WorkerWelcome: MessageFns<WorkerWelcome> = {
     message.maxResultBytes = (object.maxResultBytes !== undefined && object.maxResultBytes !== null)
       ? BigInt(object.maxResultBytes)
       : 0n;
+    message.daemonHeartbeats = object.daemonHeartbeats ?? false;
     return message;
   },
 };
