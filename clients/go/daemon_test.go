@@ -200,6 +200,16 @@ func (d *daemon) Stop(t testing.TB) {
 	}
 }
 
+// Signal sends the daemon a signal (SIGSTOP: a daemon that answers nothing, connections open).
+func (d *daemon) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Start starts the daemon again, with the same flags on the same socket.
 func (d *daemon) Start(t testing.TB) {
 	t.Helper()

@@ -59,13 +59,13 @@ var errForced = errors.New("dukat: the worker's shutdown ran out of time")
 // when nothing happened for the welcome's heartbeat interval.
 //
 // A worker outlives its daemon, as the Python client's does: when the stream ends or breaks
-// (the daemon drains or restarts, the connection is lost, or keepalive finds the daemon
-// silent: a ping every 30 s unanswered for 20 s), the daemon has taken the worker's attempts
-// back and retries them by their policy, so the handlers still running are cancelled, their
-// results dropped, and the worker says hello again after a jittered backoff
-// (WorkerOptions.Reconnect), from the start once a daemon welcomes it. A status no new
-// stream can change (a wrong token, a refused hello, a daemon serving no workers) ends Run
-// with its *Error.
+// (the daemon drains or restarts, the connection is lost, or the daemon is silent: nothing
+// heard for the welcome's heartbeat timeout from a daemon that heartbeats, else a keepalive
+// ping unanswered), the daemon has taken the worker's attempts back and retries them by their
+// policy, so the handlers still running are cancelled, their results dropped, and the worker
+// says hello again after a jittered backoff (WorkerOptions.Reconnect), from the start once a
+// daemon welcomes it. A status no new stream can change (a wrong token, a refused hello, a
+// daemon serving no workers) ends Run with its *Error.
 type Worker struct {
 	client      *Client
 	handler     Handler
@@ -236,6 +236,13 @@ func (w *Worker) WaitConnected(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Connected reports whether the worker has a stream the daemon welcomed now.
+func (w *Worker) Connected() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.current != nil
 }
 
 func (w *Worker) isDraining() bool {

@@ -2,6 +2,7 @@ package dukat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -37,8 +38,8 @@ type workStream struct {
 // serveStream says hello, serves one stream until it ends, and returns what ended it: nil
 // when the daemon ended it with OK (after a drain, or of its own accord).
 func (w *Worker) serveStream(runCtx context.Context, retries *backoff) error {
-	ctx, cancel := context.WithCancel(runCtx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(runCtx)
+	defer cancel(nil)
 	stream, err := w.client.scheduler.Work(ctx)
 	if err != nil {
 		return err
@@ -69,6 +70,15 @@ func (w *Worker) serveStream(runCtx context.Context, retries *backoff) error {
 		w.logger.Info("dukat: worker serving again", "worker", w.id)
 	}
 	retries.reset()
+	// A daemon that heartbeats too says something every interval: silence past the timeout
+	// is a dead stream, whatever the connection under it looks like (a stopped daemon answers
+	// keepalive pings neither, and those would take 50 s to tell).
+	timeout := welcome.GetHeartbeatTimeout().AsDuration()
+	var silence *time.Timer
+	if welcome.GetDaemonHeartbeats() && timeout > 0 {
+		silence = time.AfterFunc(timeout, func() { cancel(&silentDaemonError{timeout}) })
+		defer silence.Stop()
+	}
 	w.welcomed(s)
 	s.take(first)
 	sent := make(chan struct{})
@@ -82,15 +92,30 @@ func (w *Worker) serveStream(runCtx context.Context, retries *backoff) error {
 			err = recvErr
 			break
 		}
+		if silence != nil {
+			silence.Reset(timeout)
+		}
 		s.take(response)
 	}
-	cancel() // the sender and every handler
+	var silent *silentDaemonError
+	if errors.As(context.Cause(ctx), &silent) {
+		err = silent
+	}
+	cancel(nil) // the sender and every handler
 	<-sent
 	w.streamEnded(s.abandon())
 	if err == io.EOF {
 		return nil
 	}
 	return err
+}
+
+// silentDaemonError ends a stream on which a daemon that heartbeats said nothing for its
+// heartbeat timeout.
+type silentDaemonError struct{ timeout time.Duration }
+
+func (e *silentDaemonError) Error() string {
+	return fmt.Sprintf("the daemon sent nothing for %v, its heartbeat timeout", e.timeout)
 }
 
 // take starts the assignments of a response and cancels what it takes back.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,5 +249,50 @@ func TestShutdownDrainsMidJobAndLosesNothing(t *testing.T) {
 		if task.State != dukat.TaskSucceeded || task.Attempts != 1 {
 			t.Errorf("task %s: %s after %d attempts (%s)", task.ID, task.State, task.Attempts, task.Error)
 		}
+	}
+}
+
+func TestAWorkerWhoseDaemonWentSilentSaysHelloAgain(t *testing.T) {
+	// A stopped daemon keeps its connections open and answers nothing, keepalive pings
+	// neither: only the daemon's own heartbeats tell the worker, within its heartbeat timeout
+	// rather than the connection's keepalive (30 s, then 20 s for the ack).
+	d := newDaemon(t, flags("--worker-heartbeat-interval", "100ms", "--worker-heartbeat-timeout", "1s"))
+	client := d.Dial(t)
+	ctx := testContext(t)
+	holding := make(chan struct{})
+	handler := func(ctx context.Context, task *dukat.Task) ([]byte, error) {
+		if task.Attempt == 1 {
+			close(holding)
+			<-ctx.Done() // cancelled when the worker gives the stream up
+			return nil, ctx.Err()
+		}
+		return []byte("second"), nil
+	}
+	worker := newWorker(t, client, handler, dukat.WorkerOptions{Queues: []string{"q"}})
+	serve(t, worker)
+	job, err := client.Submit(ctx, dukat.Job(dukat.Dispatch("held", "q", nil).Retry(dukat.RetryPolicy{MaxAttempts: 3})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-holding
+
+	d.Signal(t, syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			d.Signal(t, syscall.SIGCONT)
+		}
+	}()
+	eventually(t, "the worker gives the silent stream up", func() bool { return !worker.Connected() })
+	d.Signal(t, syscall.SIGCONT)
+	stopped = false
+
+	final, err := job.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := final.Tasks[0]
+	if final.State != dukat.JobSucceeded || held.Attempts != 2 || !worker.Connected() {
+		t.Fatalf("job %s, task %+v, worker connected: %v", final.State, held, worker.Connected())
 	}
 }
