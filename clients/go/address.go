@@ -19,7 +19,7 @@ const SocketName = "dukatd.sock"
 
 // DefaultAddress is where dukatd listens when started without --listen:
 // unix:dukatd.sock in $RUNTIME_DIRECTORY (systemd's), else in $XDG_RUNTIME_DIR, else in the
-// private /tmp/dukatd-$UID/ (dukatd.config.default_listen). Relative directories in those
+// private /tmp/dukatd-$UID/ (dukat.defaults.default_address). Relative directories in those
 // variables are ignored, and of a colon-separated list only the first counts.
 func DefaultAddress() string {
 	directory := firstAbsolute(os.Getenv("RUNTIME_DIRECTORY"))

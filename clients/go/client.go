@@ -47,6 +47,7 @@ type Client struct {
 	conn      *grpc.ClientConn
 	scheduler dukatv1.SchedulerServiceClient
 	breakers  dukatv1.CircuitBreakerServiceClient
+	daemon    dukatv1.DaemonServiceClient
 	reconnect Reconnect
 	logger    *slog.Logger
 }
@@ -102,6 +103,7 @@ func Dial(ctx context.Context, address string, options ...Option) (*Client, erro
 		conn:      conn,
 		scheduler: dukatv1.NewSchedulerServiceClient(conn),
 		breakers:  dukatv1.NewCircuitBreakerServiceClient(conn),
+		daemon:    dukatv1.NewDaemonServiceClient(conn),
 		reconnect: s.reconnect,
 		logger:    s.logger,
 	}, nil

@@ -3,6 +3,7 @@ package dukat_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,46 @@ func TestACallGivesUpWhenNoDaemonComesBack(t *testing.T) {
 	cancel()
 	if _, err := client.GetJob(ctx, "any"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetJob with a cancelled context: %v", err)
+	}
+}
+
+func TestStatusSaysHowTheDaemonStands(t *testing.T) {
+	d := newDaemon(t, flags("--resource", "licence=4"))
+	client := d.Dial(t)
+	ctx := testContext(t)
+	worker, err := client.NewWorker(func(context.Context, *dukat.Task) ([]byte, error) { return nil, nil },
+		dukat.WorkerOptions{Queues: []string{"q", "r"}, Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, worker)
+	if _, err := client.Breaker("db").Configure(ctx, dukat.BreakerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+
+	status, err := client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Version == "" || status.StartedAt.IsZero() || len(status.Listen) != 1 ||
+		!strings.HasSuffix(status.Listen[0], "d.sock") || status.StateDir != "" || status.AllowExec {
+		t.Fatalf("status %+v", status)
+	}
+	queues := fmt.Sprint(status.Queues)
+	if queues != "[{q 1 3} {r 1 3}]" {
+		t.Fatalf("queues %s", queues)
+	}
+	var licence dukat.ResourceStatus
+	for _, r := range status.Resources {
+		if r.Name == "licence" {
+			licence = r
+		}
+	}
+	if licence.Capacity != 4 || licence.Used != 0 {
+		t.Fatalf("resources %+v", status.Resources)
+	}
+	breakers, err := client.Breakers(ctx)
+	if err != nil || len(breakers) != 1 || breakers[0].Name != "db" || breakers[0].Config.FailureThreshold != 5 {
+		t.Fatalf("breakers %+v, %v", breakers, err)
 	}
 }

@@ -198,7 +198,8 @@ func TestAWorkerComesBackAfterADaemonRestart(t *testing.T) {
 }
 
 func TestShutdownDrainsMidJobAndLosesNothing(t *testing.T) {
-	client := newDaemon(t).Dial(t)
+	d := newDaemon(t)
+	client := d.Dial(t)
 	ctx := testContext(t)
 	release := make(chan struct{})
 	var held atomic.Int32
@@ -229,7 +230,12 @@ func TestShutdownDrainsMidJobAndLosesNothing(t *testing.T) {
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- draining.Shutdown(ctx) }()
-	close(release) // the held attempts end after the worker said it drains
+	// The held attempts end once the daemon knows the worker drains: results that came
+	// before would free slots for more, which the worker would run too.
+	eventually(t, "the daemon hears the worker drains", func() bool {
+		return strings.Contains(d.Log(), "is draining: 2 attempts to finish")
+	})
+	close(release)
 	if err := <-shutdown; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}

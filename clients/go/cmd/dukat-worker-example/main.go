@@ -39,7 +39,8 @@ func main() {
 	address := flag.String("address", "", "the daemon: unix:/path or host:port (default $DUKAT_ADDRESS, else dukatd's default socket)")
 	queue := flag.String("queue", "shout", "the queue to serve")
 	concurrency := flag.Int("concurrency", 4, "attempts run at once")
-	tokenFile := flag.String("token-file", "", "file holding the daemon's bearer token, if it wants one")
+	tokenFile := flag.String("token-file", os.Getenv("DUKAT_TOKEN_FILE"),
+		"file holding the daemon's bearer token, if it wants one (default $DUKAT_TOKEN_FILE)")
 	grace := flag.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long the attempts held may take to finish")
 	flag.Parse()
 
