@@ -158,3 +158,39 @@ func TestStatusSaysHowTheDaemonStands(t *testing.T) {
 		t.Fatalf("breakers %+v, %v", breakers, err)
 	}
 }
+
+func TestEachDialIsAClientOfItsOwnForTheWatchLimits(t *testing.T) {
+	// On a unix socket every peer looks alike: only the dukat-client-id each Dial sends keeps
+	// one client's watches from counting against another's.
+	d := newDaemon(t, flags("--max-watch-streams-per-client", "1"))
+	greedy, other := d.Dial(t), d.Dial(t)
+	ctx := testContext(t)
+	job, err := greedy.Submit(ctx, dukat.Job(dukat.Dispatch("t", "nobody-serves", nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan struct{})
+	go func() {
+		for range greedy.Watch(ctx, job.ID) { // open until the test ends
+			select {
+			case <-first:
+			default:
+				close(first)
+			}
+		}
+	}()
+	<-first
+	for _, err := range greedy.Watch(ctx, job.ID) {
+		if !errors.Is(err, dukat.ErrResourceExhausted) || !strings.Contains(err.Error(), "per client") {
+			t.Fatalf("a second watch of the same client: %v", err)
+		}
+	}
+	for event, err := range other.Watch(ctx, job.ID) {
+		if err != nil {
+			t.Fatalf("another client's watch: %v", err)
+		}
+		if event.Header().Sequence >= 1 {
+			break
+		}
+	}
+}

@@ -1,8 +1,12 @@
 package dukat_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -297,6 +301,14 @@ func TestATokenProtectedDaemonRefusesCallsWithoutIt(t *testing.T) {
 			t.Fatalf("%s: %v, want UNAUTHENTICATED", name, err)
 		}
 	}
+	worker, err := d.Dial(t).NewWorker(func(context.Context, *dukat.Task) ([]byte, error) { return nil, nil },
+		dukat.WorkerOptions{Queues: []string{"q"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Run(ctx); !errors.Is(err, dukat.ErrUnauthenticated) {
+		t.Fatalf("a worker without the token: %v, want UNAUTHENTICATED", err)
+	}
 	for name, option := range map[string]dukat.Option{
 		"token":      dukat.WithToken("s3cret-token"),
 		"token file": dukat.WithTokenFile(tokenFile),
@@ -399,5 +411,84 @@ func TestWaitPollsWhenTheDaemonRefusesItAWatch(t *testing.T) {
 	final, err := job.Wait(ctx)
 	if err != nil || final.State != dukat.JobSucceeded || len(final.Tasks) != 1 {
 		t.Fatalf("Wait: %+v, %v", final, err)
+	}
+}
+
+// started is how many calls of method the daemon's metrics (on 127.0.0.1:port) count.
+func started(t *testing.T, port int, method string) int {
+	t.Helper()
+	response, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return 0 // not serving yet
+	}
+	defer response.Body.Close()
+	text, err := io.ReadAll(response.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(line, "grpc_server_started_total{") && strings.Contains(line, `grpc_method="`+method+`"`) {
+			var count float64
+			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &count)
+			return int(count)
+		}
+	}
+	return 0
+}
+
+// freePort is a TCP port of 127.0.0.1 that nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port
+}
+
+func TestWaitGivesTheEndOfAJobThatRetentionDropsAsItEnds(t *testing.T) {
+	port := freePort(t)
+	d := newDaemon(t, flags("--retain-finished-jobs", "0", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)))
+	client := d.Dial(t)
+	ctx := testContext(t)
+	release := make(chan struct{})
+	serve(t, newWorker(t, client, func(ctx context.Context, task *dukat.Task) ([]byte, error) {
+		<-release
+		return nil, nil
+	}, dukat.WorkerOptions{Queues: []string{"q"}}))
+	job, err := client.Submit(ctx, dukat.Job(dukat.Dispatch("t", "q", nil)).Labels(map[string]string{"team": "data"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := job.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type waited struct {
+		job dukat.JobSnapshot
+		err error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		final, err := job.Wait(ctx)
+		done <- waited{final, err}
+	}()
+	eventually(t, "Wait watches the job", func() bool { return started(t, port, "Watch") == 1 })
+	close(release)
+
+	w := <-done
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	if _, err := job.Get(ctx); !errors.Is(err, dukat.ErrNotFound) {
+		t.Fatalf("the job is still there (%v): the test shows nothing", err)
+	}
+	final := w.job
+	if final.JobID != job.ID || final.State != dukat.JobSucceeded || final.Tasks != nil ||
+		final.Labels["team"] != "data" || !final.CreatedAt.Equal(seen.CreatedAt) ||
+		final.FinishedAt.Before(final.CreatedAt) || final.LastSequence <= seen.LastSequence ||
+		final.Message != "1 tasks succeeded" {
+		t.Fatalf("Wait gave %+v (seen before: %+v)", final, seen)
 	}
 }
