@@ -86,6 +86,7 @@ CORE_ALL = [
     "SystemClock",
     "Task",
     "TaskContext",
+    "TaskFailure",
     "TaskOutput",
     "TaskProgress",
     "TaskResult",
