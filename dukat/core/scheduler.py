@@ -75,6 +75,7 @@ from dukat.core.states import (
 from dukat.errors import (
     FieldViolation,
     NotFoundError,
+    TaskFailedRemotely,
     TaskInterruptedError,
     TaskTimeoutError,
     ValidationError,
@@ -866,7 +867,7 @@ class Scheduler:
 
     def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
         run.error = error
-        message = f"{type(error).__name__}: {error}"
+        message = _in_words(error)
         policy = run.spec.retry
         if (
             policy is not None
@@ -1206,6 +1207,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
     """An event listener behind the record listeners' list: builds the `Event` it wants."""
     listener(event_of(record, job_id))
+
+
+def _in_words(error: BaseException) -> str:
+    """A failed attempt's error in words: its class and message, or a worker's error as the
+    worker named it (`ValueError: bad row`, as an in-process callable's reads)."""
+    if isinstance(error, TaskFailedRemotely) and error.type:
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _cancelled(job: JobRun) -> str:
