@@ -30,7 +30,7 @@ from dukat.client._jobs import JobHandle
 from dukat.core import context as task_context
 from dukat.core.async_assistant import _task_from_dict
 from dukat.core.parallel_executor import Task
-from dukat.core.results import TaskResult
+from dukat.core.results import TaskFailure, TaskResult
 from dukat.core.retry import RetryPolicy
 from dukat.core.runners import CallableAction, InProcessRunner
 from dukat.core.spec import JobSpec, TaskSpec
@@ -233,7 +233,7 @@ def _result(batch: _Batch, status: Any) -> TaskResult:
     )
 
 
-def _remote_error(failure: Any, words: str) -> BaseException:
+def _remote_error(failure: TaskFailure | None, words: str) -> BaseException:
     """The exception for a failure that did not happen here: its type and words."""
     return TaskFailedRemotely(words) if failure is None else failure.as_error()
 

@@ -45,7 +45,8 @@ class JobEnding(NamedTuple):
 
 
 class CancelRequest(NamedTuple):
-    """A cancel a restored job had had, as `Scheduler.cancel` took it."""
+    """A cancel request, as `Scheduler.cancel` takes it: one a restored job had had, or one
+    an executor applies when its job starts."""
 
     task_ids: tuple[str, ...] = ()
     """The tasks named (with everything downstream of them); empty: the whole job."""
@@ -55,9 +56,9 @@ class CancelRequest(NamedTuple):
 def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
     """Put each known task back as it was; returns the tasks whose attempt was interrupted.
 
-    A terminal task gets its state, result (or failure) and message, silently (its events are in the
-    restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for the
-    scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
+    A terminal task gets its state, result (or failure) and message, silently (its events are
+    in the restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for
+    the scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
     """
     tasks = job.tasks
     interrupted = []

@@ -904,7 +904,7 @@ class Scheduler:
         """Apply a cancel request again to a restored job, before anything of it runs."""
         known = tuple(task_id for task_id in request.task_ids if task_id in job.tasks)
         if request.task_ids and not known:
-            return  # none of its tasks is the job's (a journal of another job's spec)
+            return  # it names none of the job's tasks: nothing to cancel
         runs, message = self._cancel_targets(job, request._replace(task_ids=known))
         for run in runs:
             if not run.state.is_terminal:  # an interrupted one holds nothing
