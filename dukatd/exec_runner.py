@@ -8,8 +8,8 @@ with its `env`, `cwd` and `stdin`. Its stdout and stderr become output events li
 bounded in line length and rate, and the last `tail_bytes` of each are kept
 (`dukatd.exec_output`); a stdout line `::progress 0.4 message` is a progress report. Exit 0
 is success and gives an `ExecResult`; anything else raises `TaskProcessError` (exit code or
-signal, the stderr tail). A process that cannot start (no such program, no such cwd) is a
-`TaskProcessError` too, not a crash of the daemon.
+signal, and the tails of both streams: the failed task's evidence). A process that cannot
+start (no such program, no such cwd) is a `TaskProcessError` too, not a crash of the daemon.
 
 Stopping: a timeout or a cancel reaches the attempt as `CancelledError`. The runner sends
 SIGTERM to the whole group, SIGKILL after `term_grace` seconds, waits until the leader is
@@ -234,9 +234,10 @@ class ExecRunner:
             return ExecResult(0, pump.tail(0), pump.tail(1))
         if child.stopped:  # by kill_all, not by this attempt's own cancel
             raise TaskInterruptedError(f"{action.argv[0]!r} was stopped: the daemon is stopping")
+        tails = {"stdout_tail": pump.tail(0), "stderr_tail": pump.tail(1)}
         if code < 0:
-            raise TaskProcessError(action.argv[0], signal=-code, stderr_tail=pump.tail(1))
-        raise TaskProcessError(action.argv[0], exit_code=code, stderr_tail=pump.tail(1))
+            raise TaskProcessError(action.argv[0], signal=-code, **tails)
+        raise TaskProcessError(action.argv[0], exit_code=code, **tails)
 
     async def kill_all(self, grace: float | None = None) -> int:
         """Refuse new attempts; SIGTERM every live group, SIGKILL after `grace`; wait for all.

@@ -16,8 +16,9 @@ per task, each a WAL append (and an fsync). What is kept:
   `dukat.v1.JobSpec` message as submitted) in `job_specs`, apart, since SQLite rewrites a
   whole row — blob included — at each update;
 - `task_changes`: per job and commit, one row listing the tasks that started or ended in
-  it — state, attempts, times, message and, when it succeeded, its result (encoded by the
-  caller's `encode_result` into plain values: bytes, str, numbers, tuples);
+  it — state, attempts, times, message and, when it succeeded, its result, when it failed,
+  its `TaskFailure` (each encoded by the caller's `encode_result` into plain values: bytes,
+  str, numbers, tuples);
   recovery folds them in order, the last change of a task wins;
 - `event_chunks`: per job and commit, one row of its events, for watchers that resume after
   a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
@@ -25,7 +26,8 @@ per task, each a WAL append (and an fsync). What is kept:
   SQLite, and the loop whose GIL each row's step gives up and takes back, far more than
   packing does (schema 3; schema 1 had a row per task and per event);
 - `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
-  died must not run again); `breakers`: breaker settings configured over the API.
+  died must not run again), with their reasons; `breakers`: breaker settings configured
+  over the API.
 
 The engine holds every job's events back from watchers until the writer has committed them
 (`Scheduler(hold_events=True)`, published from `_on_commit`): no client can have seen a state
@@ -77,6 +79,7 @@ from dukat.core.events import (
     event_of,
 )
 from dukat.core.results import TaskStatus
+from dukat.core.scheduler import CancelRequest
 from dukat.core.states import _RUNNING, JobState, TaskState
 from dukatd.private_files import make_private, open_private
 
@@ -197,6 +200,8 @@ ACCEPT_SHARE = 0.75
 """Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
 
 _RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
+# Tasks ended in these keep what `result_of` gives: a success's result, a failure's evidence.
+_OUTCOME_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED})
 _VACUUM_CHUNK_PAGES = 2048
 
 
@@ -228,8 +233,8 @@ class RecoveredJob:
     last_sequence: int
     tasks: list[TaskStatus] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
-    cancels: list[tuple[str, ...]] = field(default_factory=list)
-    """Cancel requests in order; an empty tuple cancelled the whole job."""
+    cancels: list[CancelRequest] = field(default_factory=list)
+    """Cancel requests in order; one without task ids cancelled the whole job."""
 
 
 class Journal:
@@ -368,6 +373,7 @@ class Journal:
             if job is None:
                 continue
             for task_id, state, attempts, started, finished, message, result in folded.values():
+                value = decode(result) if result is not None else None
                 job.tasks.append(
                     TaskStatus(
                         id=task_id,
@@ -376,7 +382,8 @@ class Journal:
                         error=message,
                         started_at=started,
                         finished_at=finished,
-                        result=decode(result) if result is not None else None,
+                        result=value if state is TaskState.SUCCEEDED else None,
+                        failure=value if state is TaskState.FAILED else None,
                     )
                 )
         chunks = db.execute("SELECT job, data FROM event_chunks ORDER BY job, first_sequence")
@@ -387,10 +394,10 @@ class Journal:
                 tail = _contiguous_tail(records, job.last_sequence)
                 job.events = tail[-self.event_tail :]
                 self._trim_at[key] = job.last_sequence + self.event_tail
-        for key, task_ids in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
+        for key, kept in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
             job = jobs.get(key)
             if job is not None:
-                job.cancels.append(tuple(json.loads(task_ids)))
+                job.cancels.append(_cancel_request(json.loads(kept)))
         breakers = {
             name: json.loads(settings)
             for name, settings in db.execute("SELECT name, settings FROM breakers")
@@ -408,7 +415,8 @@ class Journal:
         """Start the writer thread. Call in the running loop, after `load`.
 
         `publish(job_id, sequence)`: events up to there are on disk (`Scheduler.publish`).
-        `result_of(job_id, task_id)`: a succeeded task's result, read when its event comes.
+        `result_of(job_id, task_id)`: a succeeded task's result, or a failed one's
+        `TaskFailure`, read when its event comes.
         """
         self._loop = asyncio.get_running_loop()
         self._publish = publish
@@ -417,10 +425,10 @@ class Journal:
         self._thread.start()
 
     def on_record(self, job_id: str, record: tuple[Any, ...]) -> None:
-        """The scheduler's record listener: queue an event (and a succeeded task's result)."""
+        """The scheduler's record listener: queue an event (and an ended task's outcome)."""
         if self._frozen:
             return
-        if record[0] is TaskStateChanged and record[4] is TaskState.SUCCEEDED:
+        if record[0] is TaskStateChanged and record[4] in _OUTCOME_STATES:
             result = self._result_of(job_id, record[3])  # type: ignore[misc]
         else:
             result = None
@@ -438,9 +446,11 @@ class Journal:
         if refused is not None:
             raise refused
 
-    def cancel(self, job_id: str, task_ids: Sequence[str]) -> None:
-        """Queue a cancel request (empty `task_ids`: the whole job)."""
-        self._put((_CANCEL, job_id, json.dumps(list(task_ids))))
+    def cancel(self, job_id: str, task_ids: Sequence[str], reason: str = "") -> None:
+        """Queue a cancel request (empty `task_ids`: the whole job) and its reason."""
+        # The task ids as a list, as ever; with a reason, an object (see _cancel_request).
+        kept: Any = {"task_ids": list(task_ids), "reason": reason} if reason else list(task_ids)
+        self._put((_CANCEL, job_id, json.dumps(kept)))
 
     def drop(self, job_id: str) -> None:
         """Queue the removal of a job: a finished one the scheduler let go
@@ -897,6 +907,14 @@ def _pack(values: list[Any]) -> bytes:
     own file in its private state directory: whoever can write it can run code as the
     daemon anyway."""
     return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _cancel_request(kept: Any) -> CancelRequest:
+    """A cancel request back from its row: a list of task ids, or (with a reason, since
+    the reason is kept) an object of both."""
+    if isinstance(kept, dict):
+        return CancelRequest(tuple(kept["task_ids"]), kept["reason"])
+    return CancelRequest(tuple(kept))
 
 
 def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:

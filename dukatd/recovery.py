@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from dukat import convert
 from dukat.actions import DispatchResult, ExecResult
 from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
+from dukat.core.results import TaskFailure
 from dukat.core.scheduler import JobEnding, Scheduler
 from dukat.errors import DukatError
 from dukat.v1 import job_pb2
@@ -53,20 +54,34 @@ class Recovered:
 
 
 def encode_result(value: Any) -> tuple[Any, ...] | None:
-    """A task's result as the journal keeps it: a tuple of plain values, packed with the
-    rest of its commit (far cheaper than a protobuf message per task)."""
+    """A task's result (or a failed task's `TaskFailure`) as the journal keeps it: a tuple of
+    plain values, packed with the rest of its commit (far cheaper than a protobuf message
+    per task)."""
     if isinstance(value, DispatchResult):
         return ("dispatch", value.payload, value.content_type)
     if isinstance(value, ExecResult):
         return ("exec", value.exit_code, value.stdout, value.stderr)
+    if isinstance(value, TaskFailure):
+        return (
+            "failure",
+            value.type,
+            value.message,
+            value.exit_code,
+            value.signal,
+            value.stdout,
+            value.stderr,
+        )
     return None
+
+
+_DECODED = {"dispatch": DispatchResult, "exec": ExecResult, "failure": TaskFailure}
 
 
 def decode_result(kept: Any) -> Any:
     if isinstance(kept, bytes):  # schema 1 kept a dukat.v1.TaskResultValue
         return convert.task_result_from_proto(job_pb2.TaskResultValue.FromString(kept))
     kind, *fields = kept
-    return DispatchResult(*fields) if kind == "dispatch" else ExecResult(*fields)
+    return _DECODED[kind](*fields)
 
 
 def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) -> Recovered:

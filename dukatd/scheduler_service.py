@@ -264,10 +264,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         _bounded(("reason", request.reason, convert.MAX_TEXT), *_task_ids(request.task_ids))
         if self.journal is not None:
             _refuse_if_frozen(self.journal)
-        # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
-        cancelled = self.scheduler.cancel(request.job_id, request.task_ids)
+        cancelled = self.scheduler.cancel(request.job_id, request.task_ids, reason=request.reason)
         if self.journal is not None and cancelled:
-            self.journal.cancel(request.job_id, request.task_ids)
+            self.journal.cancel(request.job_id, request.task_ids, request.reason)
             await _durable(self.journal, "the cancel may not survive a restart")
         return scheduler_pb2.CancelResponse(cancelled_count=cancelled)
 

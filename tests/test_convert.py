@@ -17,7 +17,7 @@ from dukat.core.events import (
     TaskStateChanged,
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
-from dukat.core.results import JobSnapshot, TaskStatus
+from dukat.core.results import JobSnapshot, TaskFailure, TaskStatus
 from dukat.core.retry import RetryPolicy
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState, TriggerRule
@@ -276,6 +276,48 @@ def test_results_over_the_budget_are_marked_omitted_and_none_go_without_one() ->
     assert not any(t.HasField("result") or t.result_omitted for t in unbudgeted.tasks)
     only = convert.job_to_proto(with_results(None)[0], result_budget=100, task_ids=["e"])
     assert [t.id for t in only.tasks] == ["e"] and only.task_counts.succeeded == 3
+
+
+PROCESS_FAILURE = TaskFailure(
+    "TaskProcessError", "'sh' exited with code 7", 7, None, b"o\n", b"e\n"
+)
+
+
+def failed(*failures: TaskFailure) -> JobSnapshot:
+    tasks = tuple(
+        TaskStatus(f"f{i}", TaskState.FAILED, 1, f"{f.type}: {f.message}", failure=f)
+        for i, f in enumerate(failures)
+    )
+    return JobSnapshot("j3", JobState.FAILED, tasks)
+
+
+def test_a_failure_round_trips_with_its_tails_in_get_job_and_without_in_snapshots() -> None:
+    remote = TaskFailure("KeyError", "no such user")
+    killed = TaskFailure("TaskProcessError", "'sh' was killed by signal 9 (SIGKILL)", signal=9)
+    job = failed(PROCESS_FAILURE, remote, killed)
+    got = convert.job_from_proto(convert.job_to_proto(job, result_budget=1_000))
+    assert got.tasks == job.tasks
+    assert got.task("f0").failure.as_error().type == "TaskProcessError"
+    watched = convert.job_from_proto(convert.job_to_proto(job))  # a snapshot: no budget
+    assert watched.task("f0").failure == TaskFailure(
+        "TaskProcessError", "'sh' exited with code 7", 7
+    )
+    assert watched.task("f1").failure == remote
+
+
+def test_failure_tails_over_the_budget_are_left_out_and_marked_omitted() -> None:
+    wire = convert.job_to_proto(failed(PROCESS_FAILURE, PROCESS_FAILURE), result_budget=5)
+    first, second = wire.tasks
+    assert (first.failure.stdout, first.failure.stderr, first.result_omitted) == (
+        b"o\n",
+        b"e\n",
+        False,
+    )
+    assert (second.failure.exit_code, second.failure.stderr, second.result_omitted) == (
+        7,
+        b"",
+        True,
+    )
 
 
 def test_a_result_kind_this_code_does_not_know_is_no_result() -> None:

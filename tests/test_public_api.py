@@ -90,6 +90,7 @@ CORE_ALL = [
     "SystemClock",
     "Task",
     "TaskContext",
+    "TaskFailure",
     "TaskOutput",
     "TaskProgress",
     "TaskResult",

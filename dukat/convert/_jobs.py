@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from dukat.convert._results import task_result_from_proto, task_result_to_proto
+from dukat.convert._results import (
+    task_failure_from_proto,
+    task_failure_to_proto,
+    task_result_from_proto,
+    task_result_to_proto,
+)
 from dukat.convert._tables import (
     BREAKER_STATES,
     JOB_STATES,
@@ -42,10 +47,11 @@ def job_to_proto(
 ) -> job_pb2.Job:
     """A Job message, with the snapshot's `task_counts`.
 
-    `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs); a
-    number of bytes fills results, in task order, while they fit in it, and marks the ones
-    that did not `result_omitted` (GetJob: a job's results together are unbounded, a message
-    is not). `task_ids`: only these tasks in `tasks` (all of them when empty).
+    `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs), and
+    the output tails of failures; a number of bytes fills them, in task order, while they
+    fit in it, and marks the ones that did not `result_omitted` (GetJob: a job's results
+    together are unbounded, a message is not). `task_ids`: only these tasks in `tasks` (all
+    of them when empty).
     """
     job = job_pb2.Job(
         job_id=snapshot.job_id,
@@ -75,6 +81,15 @@ def job_to_proto(
                         message.result.CopyFrom(result)
                     else:
                         message.result_omitted = True
+                failure = status.failure
+                if failure is not None and (failure.stdout or failure.stderr):
+                    size = len(failure.stdout) + len(failure.stderr)
+                    if size <= left:
+                        left -= size
+                        message.failure.stdout = failure.stdout
+                        message.failure.stderr = failure.stderr
+                    else:
+                        message.result_omitted = True
                 job.tasks.append(message)
     if snapshot.created_at is not None:
         job.created_at.CopyFrom(timestamp(snapshot.created_at))
@@ -84,8 +99,9 @@ def job_to_proto(
 
 
 def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
-    """A TaskStatus message without its result (`job_to_proto` adds results within a budget)."""
-    started_at, finished_at = status.started_at, status.finished_at
+    """A TaskStatus message without its result, and its failure without output tails
+    (`job_to_proto` adds them within a budget)."""
+    started_at, finished_at, failure = status.started_at, status.finished_at, status.failure
     return job_pb2.TaskStatus(
         id=status.id,
         state=_TASK_WIRE[status.state],
@@ -96,6 +112,7 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         started_at=None if started_at is None else timestamp(started_at),
         finished_at=None if finished_at is None else timestamp(finished_at),
         progress=status.progress,
+        failure=None if failure is None else task_failure_to_proto(failure, tails=False),
     )
 
 
@@ -128,6 +145,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         progress_message=task.progress_message,
         description=task.description,
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
+        failure=task_failure_from_proto(task.failure) if task.HasField("failure") else None,
     )
 
 

@@ -16,7 +16,14 @@ from dukat.core.results import TaskStatus
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState, TaskState
 
-__all__ = ["JobEnding", "PreparedJob", "apply_outcomes", "failed_upstream", "settle_pending"]
+__all__ = [
+    "CancelRequest",
+    "JobEnding",
+    "PreparedJob",
+    "apply_outcomes",
+    "failed_upstream",
+    "settle_pending",
+]
 
 _INTERRUPTIBLE = frozenset({TaskState.RUNNING, TaskState.RETRYING})
 
@@ -37,12 +44,21 @@ class JobEnding(NamedTuple):
     message: str = ""
 
 
+class CancelRequest(NamedTuple):
+    """A cancel request, as `Scheduler.cancel` takes it: one a restored job had had, or one
+    an executor applies when its job starts."""
+
+    task_ids: tuple[str, ...] = ()
+    """The tasks named (with everything downstream of them); empty: the whole job."""
+    reason: str = ""
+
+
 def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
     """Put each known task back as it was; returns the tasks whose attempt was interrupted.
 
-    A terminal task gets its state, result and message, silently (its events are in the
-    restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for the
-    scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
+    A terminal task gets its state, result (or failure) and message, silently (its events are
+    in the restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for
+    the scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
     """
     tasks = job.tasks
     interrupted = []
@@ -59,6 +75,8 @@ def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]
             run.finished_at = status.finished_at
             if state is TaskState.SUCCEEDED:
                 run.result = status.result
+            elif state is TaskState.FAILED:
+                run.result = status.failure
             job.remaining -= 1
             job.counts[state] += 1
         elif state in _INTERRUPTIBLE and status.attempts > 0:

@@ -104,7 +104,8 @@ class TaskRun:
         self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop
         # RETRYING: the timer that brings it back
         self.timer: TimerHandle | None = None
-        # outcome
+        # outcome: `result` is the value of the attempt that SUCCEEDED, or the TaskFailure of
+        # the one that FAILED (see Scheduler._terminate)
         self.result: Any = None
         self.error: BaseException | None = None
         self.message = ""
@@ -133,6 +134,7 @@ class TaskRun:
     def status(self, progress_of: Mapping[str, tuple[float | None, str]]) -> TaskStatus:
         """The task now; `progress_of`: its job's last progress report of each task."""
         succeeded = self.state is TaskState.SUCCEEDED
+        failed = self.state is _FAILED
         progress, progress_message = progress_of.get(self.id, (None, ""))
         return TaskStatus(
             id=self.id,
@@ -145,6 +147,7 @@ class TaskRun:
             progress_message=progress_message,
             description=self.spec.description,
             result=self.result if succeeded else None,
+            failure=self.result if failed else None,
         )
 
     def outcome(self) -> TaskResult:
@@ -171,6 +174,7 @@ class JobRun:
     __slots__ = (
         "active",
         "breakers",
+        "cancel_reason",
         "cancel_requested",
         "counts",
         "created_at",
@@ -218,6 +222,7 @@ class JobRun:
         self.counts = dict.fromkeys(TaskState, 0)
         self.progress: dict[str, tuple[float | None, str]] = {}  # last report of each task
         self.cancel_requested = False
+        self.cancel_reason = ""  # the first reason given to cancel any of it
         self.message = ""
         self.log = EventLog(job_id, log_limit, held=held)
         self.sequence = 0

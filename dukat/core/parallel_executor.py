@@ -30,7 +30,7 @@ from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
 from dukat.core.retry import RetryPolicy
 from dukat.core.runners import CallableAction
-from dukat.core.scheduler import Scheduler
+from dukat.core.scheduler import CancelRequest, Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState, TriggerRule
 from dukat.errors import CycleError, FieldViolation, NotFoundError, ValidationError
@@ -122,9 +122,8 @@ class ParallelTaskExecutor:
         self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
         self._running: str | None = None  # the job execute_all() is waiting for
-        # cancel() before execute_all(): applied as soon as the job starts
-        self._cancel_at_start: set[str] = set()
-        self._cancel_all_at_start = False
+        # cancel() before execute_all(): applied, in order, as soon as the job starts
+        self._cancels_at_start: list[CancelRequest] = []
         self._trackers: list[ProgressTracker] = []  # to follow the next job, once it starts
 
     @property
@@ -217,10 +216,9 @@ class ParallelTaskExecutor:
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
         anything runs. Cancelling the caller cancels the job.
         """
-        cancel_all, self._cancel_all_at_start = self._cancel_all_at_start, False
-        cancel_some, self._cancel_at_start = self._cancel_at_start, set()
+        cancels, self._cancels_at_start = self._cancels_at_start, []
         job = self._take_job()
-        return {} if job is None else await self._execute(job, cancel_all, cancel_some)
+        return {} if job is None else await self._execute(job, cancels)
 
     def _take_job(self) -> JobSpec | None:
         """The added tasks as a job (None if there are none); the executor starts afresh.
@@ -232,9 +230,7 @@ class ParallelTaskExecutor:
             return None
         return JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)
 
-    async def _execute(
-        self, job: JobSpec, cancel_all: bool, cancel_some: set[str]
-    ) -> dict[str, TaskResult]:
+    async def _execute(self, job: JobSpec, cancels: list[CancelRequest]) -> dict[str, TaskResult]:
         scheduler = self._scheduler
         job_id = uuid.uuid4().hex
         listener = self._listen(job_id)  # before submit: the first events are the READY ones
@@ -249,14 +245,12 @@ class ParallelTaskExecutor:
         for tracker in trackers:  # before any cancel: they see every event of the job
             tracker.follow(scheduler, job_id)
         try:
-            if cancel_all:
-                scheduler.cancel(job_id)
-            elif cancel_some:
-                scheduler.cancel(job_id, cancel_some)
+            for request in cancels:
+                scheduler.cancel(job_id, request.task_ids, reason=request.reason)
             try:
                 return await scheduler.wait_results(job_id)
             except asyncio.CancelledError:
-                scheduler.cancel(job_id)
+                scheduler.cancel(job_id, reason="its caller was cancelled")
                 await asyncio.shield(scheduler.wait(job_id))
                 raise
         finally:
@@ -281,22 +275,20 @@ class ParallelTaskExecutor:
             self._trackers.append(tracker)
         return tracker
 
-    def cancel(self, *task_ids: str) -> int:
+    def cancel(self, *task_ids: str, reason: str = "") -> int:
         """Cancel the running job, or the given tasks and everything downstream of them.
 
         Before `execute_all()` starts, the cancellation is applied as soon as it does (for
         the whole job: whatever tasks it has by then). Returns how many tasks were cancelled
-        (0 when deferred). An id that was never added is a `NotFoundError`.
+        (0 when deferred). An id that was never added is a `NotFoundError`. `reason` is kept
+        in the cancelled tasks' messages (`cancelled: <reason>`).
         """
         if self._running is not None:
-            return self._scheduler.cancel(self._running, task_ids)
+            return self._scheduler.cancel(self._running, task_ids, reason=reason)
         unknown = [task_id for task_id in task_ids if task_id not in self._specs]
         if unknown:
             raise NotFoundError(f"no task {unknown[0]!r} was added to this executor")
-        if task_ids:
-            self._cancel_at_start.update(task_ids)
-        else:
-            self._cancel_all_at_start = True
+        self._cancels_at_start.append(CancelRequest(task_ids, reason))
         return 0
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc, promote_new
 from dukat.core._holdings import Holdings
 from dukat.core._restore import (
+    CancelRequest,
     JobEnding,
     PreparedJob,
     apply_outcomes,
@@ -58,10 +59,11 @@ from dukat.core.events import (
 )
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool
-from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.results import JobSnapshot, TaskFailure, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import (
+    _FAILED,
     _PENDING,
     _READY,
     _RUNNING,
@@ -74,12 +76,13 @@ from dukat.core.states import (
 from dukat.errors import (
     FieldViolation,
     NotFoundError,
+    TaskFailedRemotely,
     TaskInterruptedError,
     TaskTimeoutError,
     ValidationError,
 )
 
-__all__ = ["JobEnding", "PreparedJob", "Scheduler"]
+__all__ = ["CancelRequest", "JobEnding", "PreparedJob", "Scheduler"]
 
 EventListener = Callable[[Event], None]
 RecordListener = Callable[[str, tuple[Any, ...]], None]
@@ -296,7 +299,7 @@ class Scheduler:
         events: Sequence[tuple[Any, ...]] = (),
         last_sequence: int = 0,
         ended: JobEnding | None = None,
-        cancels: Iterable[Sequence[str]] = (),
+        cancels: Iterable[CancelRequest] = (),
     ) -> str:
         """Bring back a job that a previous scheduler ran (a daemon's journal, after a restart).
 
@@ -306,8 +309,8 @@ class Scheduler:
         daemon restart"); the others start over. `events`: the tail of its event log, as
         records, ending at `last_sequence`; new events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel
-        requests it had had (task ids, or none for the whole job), applied before anything
-        runs: a task that was being cancelled ends CANCELLED, not interrupted. See
+        requests it had had, applied before anything runs: a task that was being cancelled
+        ends CANCELLED, not interrupted, and keeps the request's reason. See
         `dukat.core._restore`.
         """
         if self._closed:
@@ -328,8 +331,8 @@ class Scheduler:
         self._admit_job(job)
         if job.state is JobState.PENDING:  # accepted, and gone before it started
             self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
-        for task_ids in cancels:
-            self._cancel_restored(job, task_ids)
+        for request in cancels:
+            self._cancel_restored(job, request)
         settled = settle_pending(job)
         for run in interrupted:
             if run.state is TaskState.RUNNING:  # not cancelled just now
@@ -387,21 +390,21 @@ class Scheduler:
                 job.done = asyncio.get_running_loop().create_future()
             await asyncio.shield(job.done)
 
-    def cancel(self, job_id: str, task_ids: Iterable[str] = ()) -> int:
+    def cancel(self, job_id: str, task_ids: Iterable[str] = (), *, reason: str = "") -> int:
         """Cancel a whole job, or the given tasks with everything downstream of them.
 
         Idempotent; returns how many tasks this call cancelled. Running attempts are
         interrupted (`CancelledError`); their slots and resources come back when they stop.
+        `reason`, in words, is kept in the cancelled tasks' messages (`cancelled: <reason>`)
+        and in the job's, unless an earlier cancel of the job gave one.
         """
         job = self._job(job_id)
         task_ids = list(task_ids)
-        if not task_ids:
-            job.cancel_requested = True
-            return self._cancel_runs(job, list(job.tasks.values()), "job cancelled")
-        unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
-        if unknown:
-            raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
-        return self._cancel_runs(job, _downstream(job, task_ids), "cancelled")
+        if task_ids:
+            unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
+            if unknown:
+                raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
+        return self._cancel_request(job, CancelRequest(tuple(task_ids), reason))
 
     def get_job(self, job_id: str) -> JobSnapshot:
         self._evict_finished()
@@ -412,7 +415,8 @@ class Scheduler:
         return self._job(job_id).state
 
     def task_result(self, job_id: str, task_id: str) -> Any:
-        """A task's result (None unless it SUCCEEDED), in O(1): for listeners (a journal)."""
+        """A task's result, in O(1), for listeners (a journal): the value of a SUCCEEDED one,
+        the `TaskFailure` of a FAILED one, else None."""
         return self._job(job_id).tasks[task_id].result
 
     def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
@@ -880,7 +884,7 @@ class Scheduler:
 
     def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
         run.error = error
-        message = f"{type(error).__name__}: {error}"
+        message = _in_words(error)
         policy = run.spec.retry
         if (
             policy is not None
@@ -893,17 +897,35 @@ class Scheduler:
         else:
             self._finish(run, TaskState.FAILED, message=message)
 
-    def _cancel_restored(self, job: JobRun, task_ids: Sequence[str]) -> None:
-        """Apply a cancel request again to a restored job, before anything of it runs."""
-        if task_ids:
-            runs = _downstream(job, [task_id for task_id in task_ids if task_id in job.tasks])
-            reason = "cancelled"
+    def _cancel_request(self, job: JobRun, request: CancelRequest) -> int:
+        """Cancel what `request` names (its task ids must be the job's); how many it cancelled."""
+        runs, message = self._cancel_targets(job, request)
+        return self._cancel_runs(job, runs, message)
+
+    def _cancel_targets(self, job: JobRun, request: CancelRequest) -> tuple[list[TaskRun], str]:
+        """The tasks a cancel request names, and the message they end with. The first
+        reason to cancel anything is also the job's (`_maybe_finish_job` says it)."""
+        if request.task_ids:
+            runs, message = _downstream(job, request.task_ids), "cancelled"
         else:
             job.cancel_requested = True
-            runs, reason = list(job.tasks.values()), "job cancelled"
+            runs, message = list(job.tasks.values()), "job cancelled"
+        reason = request.reason
+        if not reason:
+            return runs, message
+        if not job.cancel_reason and any(not run.state.is_terminal for run in runs):
+            job.cancel_reason = reason
+        return runs, f"{message}: {reason}"
+
+    def _cancel_restored(self, job: JobRun, request: CancelRequest) -> None:
+        """Apply a cancel request again to a restored job, before anything of it runs."""
+        known = tuple(task_id for task_id in request.task_ids if task_id in job.tasks)
+        if request.task_ids and not known:
+            return  # it names none of the job's tasks: nothing to cancel
+        runs, message = self._cancel_targets(job, request._replace(task_ids=known))
         for run in runs:
             if not run.state.is_terminal:  # an interrupted one holds nothing
-                self._terminate(run, TaskState.CANCELLED, message=reason)
+                self._terminate(run, TaskState.CANCELLED, message=message)
 
     def _resume_interrupted(self, run: TaskRun) -> None:
         """A restored task whose attempt a restart cut off: again at once if its policy lets
@@ -987,7 +1009,12 @@ class Scheduler:
             self._schedule_wake()
 
     def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
-        """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""
+        """Move a task to a terminal state. It holds nothing by now (see `_let_go`).
+
+        A FAILED one keeps its error as data too (`TaskFailure`), in `result`, which only a
+        success uses otherwise: what a journal keeps of it, and what a restart puts back."""
+        if state is _FAILED and run.error is not None:
+            run.result = TaskFailure.of(run.error)
         run.message = message
         run.finished_at = now = self._wall()
         self._transition(run, state, message, now)
@@ -1055,9 +1082,11 @@ class Scheduler:
         if counts[TaskState.FAILED]:
             state = JobState.FAILED
             message = f"{counts[TaskState.FAILED]} of {len(job.tasks)} tasks failed"
+            if job.cancel_reason:  # a cancel with a reason: the job's end says it too
+                message = f"{message}; {_cancelled(job)}"
         elif counts[TaskState.CANCELLED] or job.cancel_requested:
             state = JobState.CANCELLED
-            message = f"{counts[TaskState.CANCELLED]} of {len(job.tasks)} tasks cancelled"
+            message = _cancelled(job)
         else:
             state = JobState.SUCCEEDED
             message = f"{len(job.tasks)} tasks succeeded"
@@ -1195,6 +1224,20 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
     """An event listener behind the record listeners' list: builds the `Event` it wants."""
     listener(event_of(record, job_id))
+
+
+def _in_words(error: BaseException) -> str:
+    """A failed attempt's error in words: its class and message, or a worker's error as the
+    worker named it (`ValueError: bad row`, as an in-process callable's reads)."""
+    if isinstance(error, TaskFailedRemotely) and error.type:
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _cancelled(job: JobRun) -> str:
+    """How many of a job's tasks were cancelled, and why when a cancel said so."""
+    message = f"{job.counts[TaskState.CANCELLED]} of {len(job.tasks)} tasks cancelled"
+    return f"{message}: {job.cancel_reason}" if job.cancel_reason else message
 
 
 def _downstream(job: JobRun, task_ids: Iterable[str]) -> list[TaskRun]:

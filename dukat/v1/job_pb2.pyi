@@ -643,6 +643,7 @@ class TaskStatus(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     RESULT_OMITTED_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
@@ -660,7 +661,8 @@ class TaskStatus(_message.Message):
     description: _builtins.str
     """The task's description, as submitted."""
     result_omitted: _builtins.bool
-    """True when the task has a result that this GetJob response left out, because the
+    """True when the task has a result, or a failure with output tails, that this GetJob
+    response left out (the failure is there, without its stdout and stderr), because the
     response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
     naming fewer tasks to get it.
     """
@@ -680,6 +682,13 @@ class TaskStatus(_message.Message):
         daemon's tail size) but a job's are not, and a watch stream is for fast, small events.
         """
 
+    @_builtins.property
+    def failure(self) -> Global___TaskFailure:
+        """Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
+        words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
+        that results share (see result_omitted); Watch snapshots carry it without them.
+        """
+
     def __init__(
         self,
         *,
@@ -694,16 +703,74 @@ class TaskStatus(_message.Message):
         description: _builtins.str = ...,
         result: Global___TaskResultValue | None = ...,
         result_omitted: _builtins.bool = ...,
+        failure: Global___TaskFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "failure", b"failure", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "finished_at", b"finished_at", "id", b"id", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__progress) -> _WhichOneofReturnType__progress | None: ...
 
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
+
+@_typing.final
+class TaskFailure(_message.Message):
+    """Why a task failed: the error of its last attempt, kept across restarts as a success's
+    result is. Apart from TaskStatus.result, which stays a success's alone, so that a client
+    reading a result never takes a failed process's output for a successful one's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The error's kind: for a dispatch task, the WorkError.type its worker sent (empty if it
+    sent none); otherwise the daemon's error class: TaskProcessError (an exec task's process
+    failed or could not start), TaskTimeoutError, CircuitBreakerError, TaskInterruptedError.
+    """
+    message: _builtins.str
+    """The error in words, without its type. For an exec task's process it quotes the last
+    lines of stderr (of stdout when stderr has none), bounded: "'sh' exited with code 7;
+    stderr ends: e1 | e2 | e3".
+    """
+    exit_code: _builtins.int
+    """The exit status of an exec task's process that exited non-zero (1-255); 0 when it did
+    not exit by itself (see signal), or the failure was not a process's.
+    """
+    signal: _builtins.int
+    """The number of the signal that killed an exec task's process (9: SIGKILL); 0 when none
+    did.
+    """
+    stdout: _builtins.bytes
+    """The end of what the process wrote to standard output (bounded as ExecResult.stdout is,
+    64 KiB by default).
+    """
+    stderr: _builtins.bytes
+    """The end of what the process wrote to standard error (bounded as stdout is)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        message: _builtins.str = ...,
+        exit_code: _builtins.int = ...,
+        signal: _builtins.int = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code", "message", b"message", "signal", b"signal", "stderr", b"stderr", "stdout", b"stdout", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskFailure: _TypeAlias = TaskFailure  # noqa: Y015
 
 @_typing.final
 class TaskResultValue(_message.Message):

@@ -101,7 +101,7 @@ async def test_run_exits_1_and_says_why_when_a_task_fails(dukat: Dukat) -> None:
     assert done.code == 1, done.err
     out = done.out
     assert "broken: attempt 1 failed, retrying" in out
-    assert "✗ broken" in out and "exited with code 3: the last words" in out
+    assert "✗ broken" in out and "exited with code 3; stderr ends: the last words" in out
     assert "⊘ after" in out and "skipped: upstream 'broken' failed" in out
     assert "✓ ok" in out
     assert "failed: 1 succeeded, 1 failed, 1 skipped" in out.splitlines()[-1]

@@ -20,8 +20,8 @@ from dukat.core import (
     TriggerRule,
 )
 from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
-from dukat.core.results import TaskStatus
-from dukat.core.scheduler import JobEnding
+from dukat.core.results import TaskFailure, TaskStatus
+from dukat.core.scheduler import CancelRequest, JobEnding
 from dukat.errors import LimitExceededError, ValidationError
 from tests.helpers import finished, settle, states, wait_for
 
@@ -206,6 +206,15 @@ async def test_downstream_of_a_restored_failure_is_skipped_and_all_done_runs(mak
     assert s.results("j")["a"].message == "boom"
 
 
+async def test_a_restored_failure_keeps_its_evidence(make):
+    s = make()
+    failure = TaskFailure("TaskProcessError", "'sh' exited with code 7", 7, None, b"o", b"e")
+    tasks = [done("a", S.FAILED, error="TaskProcessError: ...", failure=failure)]
+    s.restore(diamond([]), job_id="j", created_at=1.0, tasks=tasks, last_sequence=4)
+    assert await finished(s, "j") is JobState.FAILED
+    assert s.get_job("j").task("a").failure == failure
+
+
 async def test_a_fail_fast_job_with_a_restored_failure_cancels_the_rest(make):
     calls: list[str] = []
     s = make()
@@ -354,7 +363,7 @@ async def test_cancel_requests_apply_before_anything_runs_again(make):
         created_at=1.0,
         tasks=[done("a"), running],
         last_sequence=6,
-        cancels=[("b",)],
+        cancels=[CancelRequest(("b",))],
     )
     assert await finished(s, "j") is JobState.CANCELLED
     assert calls == ["c"]  # b was being cancelled, d is downstream of it
@@ -366,12 +375,34 @@ async def test_cancel_requests_apply_before_anything_runs_again(make):
     }
 
 
+async def test_a_restored_cancel_keeps_its_reason(make):
+    s = make()
+    running = TaskStatus(id="b", state=S.RUNNING, attempts=1)
+    s.restore(
+        diamond([]),
+        job_id="j",
+        created_at=1.0,
+        tasks=[done("a"), running],
+        last_sequence=6,
+        cancels=[CancelRequest(("b",), "operator said stop")],
+    )
+    assert await finished(s, "j") is JobState.CANCELLED
+    results = s.results("j")
+    assert results["b"].message == results["d"].message == "cancelled: operator said stop"
+    assert s.get_job("j").message == "2 of 4 tasks cancelled: operator said stop"
+
+
 async def test_a_job_being_cancelled_ends_cancelled_without_running_anything(make):
     calls: list[str] = []
     s = make()
     running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
     s.restore(
-        diamond(calls), job_id="j", created_at=1.0, tasks=[running], last_sequence=3, cancels=[()]
+        diamond(calls),
+        job_id="j",
+        created_at=1.0,
+        tasks=[running],
+        last_sequence=3,
+        cancels=[CancelRequest()],
     )
     assert await finished(s, "j") is JobState.CANCELLED
     assert calls == [] and set(states(s, "j").values()) == {S.CANCELLED}

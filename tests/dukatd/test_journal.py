@@ -12,6 +12,7 @@ import pytest
 
 from dukat.core import CallableAction, JobSpec, JobState, Scheduler, TaskSpec, TaskState
 from dukat.core.events import JobStateChanged, TaskStateChanged
+from dukat.core.scheduler import CancelRequest
 from dukatd.journal import (
     JOURNAL_FILE,
     SCHEMA_VERSION,
@@ -209,7 +210,7 @@ async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
     )
     job_id = await host.submit(spec)
     host.journal.cancel(job_id, ["b"])
-    host.journal.cancel(job_id, [])
+    host.journal.cancel(job_id, [], "operator said stop")
     host.journal.configure_breaker("api", {"failure_threshold": 3})
     await host.journal.sync()
     gate.set()
@@ -217,7 +218,7 @@ async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
     reopened = open_journal(tmp_path)
     (job,), breakers = reopened.load()
     reopened._db.close()
-    assert job.cancels == [("b",), ()]
+    assert job.cancels == [CancelRequest(("b",)), CancelRequest((), "operator said stop")]
     assert breakers == {"api": {"failure_threshold": 3}}
 
 

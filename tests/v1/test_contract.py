@@ -157,6 +157,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "description": "string",
         "result": "TaskResultValue",
         "result_omitted": "bool",
+        "failure": "TaskFailure",
+    },
+    "TaskFailure": {
+        "type": "string",
+        "message": "string",
+        "exit_code": "int32",
+        "signal": "int32",
+        "stdout": "bytes",
+        "stderr": "bytes",
     },
     "TaskResultValue": {"dispatch": "DispatchResult", "exec": "ExecResult"},
     "DispatchResult": {"payload": "bytes", "content_type": "string"},
@@ -486,6 +495,7 @@ def _fields_of(engine_type: type) -> set[str]:
         ("TaskStatus", core_results.TaskStatus, {}, set()),
         ("DispatchResult", actions.DispatchResult, {}, set()),
         ("ExecResult", actions.ExecResult, {}, set()),
+        ("TaskFailure", core_results.TaskFailure, {}, set()),
         ("Job", core_results.JobSnapshot, {}, set()),
         (
             "CircuitBreakerConfig",

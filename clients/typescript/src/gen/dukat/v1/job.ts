@@ -527,11 +527,55 @@ export interface TaskStatus {
     | TaskResultValue
     | undefined;
   /**
-   * True when the task has a result that this GetJob response left out, because the
+   * True when the task has a result, or a failure with output tails, that this GetJob
+   * response left out (the failure is there, without its stdout and stderr), because the
    * response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
    * naming fewer tasks to get it.
    */
   resultOmitted: boolean;
+  /**
+   * Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
+   * words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
+   * that results share (see result_omitted); Watch snapshots carry it without them.
+   */
+  failure: TaskFailure | undefined;
+}
+
+/**
+ * Why a task failed: the error of its last attempt, kept across restarts as a success's
+ * result is. Apart from TaskStatus.result, which stays a success's alone, so that a client
+ * reading a result never takes a failed process's output for a successful one's.
+ */
+export interface TaskFailure {
+  /**
+   * The error's kind: for a dispatch task, the WorkError.type its worker sent (empty if it
+   * sent none); otherwise the daemon's error class: TaskProcessError (an exec task's process
+   * failed or could not start), TaskTimeoutError, CircuitBreakerError, TaskInterruptedError.
+   */
+  type: string;
+  /**
+   * The error in words, without its type. For an exec task's process it quotes the last
+   * lines of stderr (of stdout when stderr has none), bounded: "'sh' exited with code 7;
+   * stderr ends: e1 | e2 | e3".
+   */
+  message: string;
+  /**
+   * The exit status of an exec task's process that exited non-zero (1-255); 0 when it did
+   * not exit by itself (see signal), or the failure was not a process's.
+   */
+  exitCode: number;
+  /**
+   * The number of the signal that killed an exec task's process (9: SIGKILL); 0 when none
+   * did.
+   */
+  signal: number;
+  /**
+   * The end of what the process wrote to standard output (bounded as ExecResult.stdout is,
+   * 64 KiB by default).
+   */
+  stdout: Buffer;
+  /** The end of what the process wrote to standard error (bounded as stdout is). */
+  stderr: Buffer;
 }
 
 /** The result of a task that succeeded, by the kind of its action. */
@@ -2202,6 +2246,7 @@ function createBaseTaskStatus(): TaskStatus {
     description: "",
     result: undefined,
     resultOmitted: false,
+    failure: undefined,
   };
 }
 
@@ -2239,6 +2284,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.resultOmitted !== false) {
       writer.uint32(88).bool(message.resultOmitted);
+    }
+    if (message.failure !== undefined) {
+      TaskFailure.encode(message.failure, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2344,6 +2392,14 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.resultOmitted = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.failure = TaskFailure.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2385,6 +2441,7 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : isSet(object.result_omitted)
         ? globalThis.Boolean(object.result_omitted)
         : false,
+      failure: isSet(object.failure) ? TaskFailure.fromJSON(object.failure) : undefined,
     };
   },
 
@@ -2423,6 +2480,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.resultOmitted !== false) {
       obj.resultOmitted = message.resultOmitted;
     }
+    if (message.failure !== undefined) {
+      obj.failure = TaskFailure.toJSON(message.failure);
+    }
     return obj;
   },
 
@@ -2444,6 +2504,162 @@ export const TaskStatus: MessageFns<TaskStatus> = {
       ? TaskResultValue.fromPartial(object.result)
       : undefined;
     message.resultOmitted = object.resultOmitted ?? false;
+    message.failure = (object.failure !== undefined && object.failure !== null)
+      ? TaskFailure.fromPartial(object.failure)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTaskFailure(): TaskFailure {
+  return { type: "", message: "", exitCode: 0, signal: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+}
+
+export const TaskFailure: MessageFns<TaskFailure> = {
+  encode(message: TaskFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.exitCode !== 0) {
+      writer.uint32(24).int32(message.exitCode);
+    }
+    if (message.signal !== 0) {
+      writer.uint32(32).int32(message.signal);
+    }
+    if (message.stdout.length !== 0) {
+      writer.uint32(42).bytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      writer.uint32(50).bytes(message.stderr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.signal = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskFailure {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : 0,
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : Buffer.alloc(0),
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TaskFailure): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.signal !== 0) {
+      obj.signal = Math.round(message.signal);
+    }
+    if (message.stdout.length !== 0) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskFailure>, I>>(base?: I): TaskFailure {
+    return TaskFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskFailure>, I>>(object: I): TaskFailure {
+    const message = createBaseTaskFailure();
+    message.type = object.type ?? "";
+    message.message = object.message ?? "";
+    message.exitCode = object.exitCode ?? 0;
+    message.signal = object.signal ?? 0;
+    message.stdout = object.stdout ?? Buffer.alloc(0);
+    message.stderr = object.stderr ?? Buffer.alloc(0);
     return message;
   },
 };
