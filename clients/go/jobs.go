@@ -73,8 +73,8 @@ func (c *Client) Wait(ctx context.Context, jobID string) (JobSnapshot, error) {
 	return c.Job(jobID).Wait(ctx)
 }
 
-// Get is the job now, with every task (GetJob), results included: those a first answer left
-// out (over the daemon's budget for one message) are asked for by task id.
+// Get is the job now, with every task (GetJob), results and failures included: those a
+// first answer left out (over the daemon's budget for one message) are asked for by task id.
 func (h *JobHandle) Get(ctx context.Context) (JobSnapshot, error) {
 	job, err := h.getJob(ctx)
 	if err != nil {
@@ -94,9 +94,9 @@ func (h *JobHandle) Get(ctx context.Context) (JobSnapshot, error) {
 	if err != nil {
 		return JobSnapshot{}, err
 	}
-	for i := range snapshot.Tasks {
-		if result, ok := fetched[snapshot.Tasks[i].ID]; ok {
-			snapshot.Tasks[i].Result = result
+	for i, task := range snapshot.Tasks {
+		if status, ok := fetched[task.ID]; ok {
+			snapshot.Tasks[i].Result, snapshot.Tasks[i].Failure = status.Result, status.Failure
 		}
 	}
 	return snapshot, nil
@@ -108,11 +108,11 @@ func (h *JobHandle) getJob(ctx context.Context, taskIDs ...string) (*dukatv1.Job
 	return response.GetJob(), err
 }
 
-// fetchResults asks for the results a GetJob left out, by task id. Each answer brings as
-// many as fit; one that brings none (a single result bigger than the budget) ends the loop
-// rather than asking forever.
-func (h *JobHandle) fetchResults(ctx context.Context, taskIDs []string) (map[string]Result, error) {
-	fetched := make(map[string]Result, len(taskIDs))
+// fetchResults asks for the results (and failures' output tails) a GetJob left out, by task
+// id: the statuses that have them. Each answer brings as many as fit; one that brings none
+// (a single result bigger than the budget) ends the loop rather than asking forever.
+func (h *JobHandle) fetchResults(ctx context.Context, taskIDs []string) (map[string]TaskStatus, error) {
+	fetched := make(map[string]TaskStatus, len(taskIDs))
 	for len(taskIDs) > 0 {
 		job, err := h.getJob(ctx, taskIDs...)
 		if err != nil {
@@ -120,10 +120,9 @@ func (h *JobHandle) fetchResults(ctx context.Context, taskIDs []string) (map[str
 		}
 		taskIDs = taskIDs[:0:0]
 		for _, task := range job.GetTasks() {
+			fetched[task.GetId()] = taskStatusFromProto(task)
 			if task.GetResultOmitted() {
 				taskIDs = append(taskIDs, task.GetId())
-			} else if task.GetResult() != nil {
-				fetched[task.GetId()] = resultFromProto(task.GetResult())
 			}
 		}
 		if len(taskIDs) == len(job.GetTasks()) {

@@ -170,9 +170,37 @@ func TestAWatchResumesAcrossADaemonRestartWithoutGapOrDuplicate(t *testing.T) {
 	}
 }
 
-// cancelled submits a job of two sleeps, one with a dependent, waits until both sleeps run,
-// cancels the first and what depends on it, then the rest, each with a reason; the job then.
-func cancelled(t *testing.T) dukat.JobSnapshot {
+func TestAFailedExecTaskKeepsItsEvidence(t *testing.T) {
+	client := newDaemon(t, flags("--allow-exec")).Dial(t)
+	ctx := testContext(t)
+	job, err := client.Submit(ctx, dukat.Job(
+		dukat.Exec("broken", "sh", "-c", "echo partial; echo oops >&2; exit 3"),
+		dukat.Exec("after", "true").DependsOn("broken"),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := job.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken, _ := final.Task("broken")
+	after, _ := final.Task("after")
+	failure := broken.Failure
+	if final.State != dukat.JobFailed || broken.State != dukat.TaskFailed || failure == nil ||
+		failure.Type != "TaskProcessError" || failure.ExitCode != 3 || failure.Signal != 0 ||
+		string(failure.Stdout) != "partial\n" || string(failure.Stderr) != "oops\n" ||
+		!strings.Contains(failure.Message, "exited with code 3") || broken.Result != nil {
+		t.Fatalf("job %s, broken %s %q %+v", final.State, broken.State, broken.Error, failure)
+	}
+	if after.State != dukat.TaskSkipped || after.Failure != nil {
+		t.Fatalf("after: %s %+v", after.State, after.Failure)
+	}
+}
+
+func TestCancelStopsTasksAndTheirDownstreamWithItsReason(t *testing.T) {
+	// Two sleeps, one with a dependent; once both run, the first and what depends on it are
+	// cancelled, then the rest, each with a reason of its own.
 	client := newDaemon(t, flags("--allow-exec")).Dial(t)
 	ctx := testContext(t)
 	job, err := client.Submit(ctx, dukat.Job(
@@ -207,32 +235,16 @@ func cancelled(t *testing.T) dukat.JobSnapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return final
-}
-
-func TestCancelStopsTasksAndTheirDownstream(t *testing.T) {
-	final := cancelled(t)
 	if final.State != dukat.JobCancelled || final.Counts.Cancelled != 3 {
 		t.Fatalf("job %s %q, counts %+v; want CANCELLED, 3 tasks cancelled", final.State, final.Message, final.Counts)
 	}
-	for _, task := range final.Tasks {
-		if task.State != dukat.TaskCancelled {
-			t.Errorf("task %s: %s %q", task.ID, task.State, task.Error)
-		}
-	}
-}
-
-func TestCancelKeepsItsReasonInTheTasksErrors(t *testing.T) {
-	t.Skip("dukatd drops CancelRequest.reason (TODO(engine) in dukatd/scheduler_service.py: " +
-		"Scheduler.cancel takes no reason yet), though scheduler.proto says it is kept")
-	final := cancelled(t)
 	for _, task := range final.Tasks {
 		want := "the operator changed her mind"
 		if task.ID == "alone" {
 			want = "done for the day"
 		}
-		if !strings.Contains(task.Error, want) {
-			t.Errorf("task %s: %s %q, want the reason %q", task.ID, task.State, task.Error, want)
+		if task.State != dukat.TaskCancelled || !strings.Contains(task.Error, want) {
+			t.Errorf("task %s: %s %q, want CANCELLED with the reason %q", task.ID, task.State, task.Error, want)
 		}
 	}
 }

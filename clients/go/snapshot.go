@@ -59,6 +59,24 @@ type TaskStatus struct {
 	// (*ExecResult) or a dispatch action (*DispatchResult); nil otherwise, and always nil in
 	// Watch snapshots and ListJobs.
 	Result Result
+	// Failure is why the task FAILED, as data (Error says it in words); nil otherwise. Watch
+	// snapshots carry it without its output tails.
+	Failure *TaskFailure
+}
+
+// TaskFailure is why a task failed: its last attempt's error, kept across daemon restarts.
+type TaskFailure struct {
+	// Type is the error's kind: for a dispatch task the WorkError.Type its worker sent;
+	// otherwise the daemon's (TaskProcessError, TaskTimeoutError, CircuitBreakerError,
+	// TaskInterruptedError).
+	Type string
+	// Message is the error in words, without its type.
+	Message string
+	// ExitCode is the exit status of an exec task's process that exited non-zero; Signal the
+	// signal that killed it; 0 when none.
+	ExitCode, Signal int
+	// Stdout and Stderr are the tails of what an exec task's process wrote.
+	Stdout, Stderr []byte
 }
 
 // TaskCounts is how many of a job's tasks are in each state.
@@ -114,6 +132,17 @@ func taskStatusFromProto(task *dukatv1.TaskStatus) TaskStatus {
 		FinishedAt: timeOf(task.GetFinishedAt()), Progress: task.GetProgress(),
 		HasProgress: task.Progress != nil, ProgressMessage: task.GetProgressMessage(),
 		Description: task.GetDescription(), Result: resultFromProto(task.GetResult()),
+		Failure: failureFromProto(task.GetFailure()),
+	}
+}
+
+func failureFromProto(failure *dukatv1.TaskFailure) *TaskFailure {
+	if failure == nil {
+		return nil
+	}
+	return &TaskFailure{
+		Type: failure.GetType(), Message: failure.GetMessage(), ExitCode: int(failure.GetExitCode()),
+		Signal: int(failure.GetSignal()), Stdout: failure.GetStdout(), Stderr: failure.GetStderr(),
 	}
 }
 

@@ -108,13 +108,13 @@ func TestAHandlersErrorFailsTheAttemptRetryableOrNot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"flaky":    "SUCCEEDED 3 ",
-		"hopeless": "FAILED 1 TaskFailedRemotely: error: bad input: unsupported operation",
-		"buggy":    "FAILED 1 TaskFailedRemotely: panic: a bug",
+		"flaky":    "SUCCEEDED 3  <nil>",
+		"hopeless": "FAILED 1 error: bad input: unsupported operation &{error bad input: unsupported operation 0 0 [] []}",
+		"buggy":    "FAILED 1 panic: a bug &{panic a bug 0 0 [] []}",
 	}
 	for _, task := range final.Tasks {
-		got := fmt.Sprintf("%s %d %s", task.State, task.Attempts, task.Error)
-		if !strings.HasPrefix(got, want[task.ID]) {
+		got := fmt.Sprintf("%s %d %s %v", task.State, task.Attempts, task.Error, task.Failure)
+		if got != want[task.ID] {
 			t.Errorf("task %s: %q, want %q", task.ID, got, want[task.ID])
 		}
 	}
