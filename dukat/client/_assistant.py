@@ -135,6 +135,9 @@ class RemoteAssistant:
             priority=options.get("priority", 0),
             trigger_rule=options.get("trigger_rule", TaskSpec._field_defaults["trigger_rule"]),
             labels=dict(options.get("labels") or {}),
+            max_interruptions=options.get(
+                "max_interruptions", TaskSpec._field_defaults["max_interruptions"]
+            ),
         )
 
     def _result(self, batch: str, task_id: str, status: Any) -> TaskResult:
@@ -152,6 +155,7 @@ class RemoteAssistant:
             started_at=status.started_at,
             finished_at=status.finished_at,
             message=status.error,
+            interruptions=status.interruptions,
         )
 
     async def _run(self, assigned: DispatchTask) -> bytes:

@@ -99,6 +99,7 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         started_at=None if started_at is None else timestamp(started_at),
         finished_at=None if finished_at is None else timestamp(finished_at),
         progress=status.progress,
+        interruptions=status.interruptions,
     )
 
 
@@ -127,6 +128,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         progress_message=task.progress_message,
         description=task.description,
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
+        interruptions=task.interruptions,
     )
 
 
