@@ -48,6 +48,7 @@ from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
 from dukat.core.events import (
+    INTERRUPTED,
     Event,
     EventLog,
     JobStateChanged,
@@ -411,6 +412,10 @@ class Scheduler:
     def task_result(self, job_id: str, task_id: str) -> Any:
         """A task's result (None unless it SUCCEEDED), in O(1): for listeners (a journal)."""
         return self._job(job_id).tasks[task_id].result
+
+    def task_interruptions(self, job_id: str, task_id: str) -> int:
+        """A task's interruptions so far, in O(1): for listeners (a journal)."""
+        return self._job(job_id).tasks[task_id].interruptions
 
     def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
         """A task's spec, in O(1): for listeners that label by action (metrics)."""
@@ -912,7 +917,7 @@ class Scheduler:
         self.interruptions[cause] += 1
         cap = run.spec.max_interruptions
         if count <= cap:
-            message = f"interrupted ({error}), {count} of {cap}; running again"
+            message = f"{INTERRUPTED}{error}), {count} of {cap}; running again"
             self._transition(run, TaskState.RETRYING, message)
             self._make_ready(run)
             return
