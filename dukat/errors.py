@@ -183,7 +183,7 @@ class TaskInterruptedError(DukatError):
     it for people ("worker 'w1' left").
     """
 
-    CAUSES = ("daemon_restart", "worker_lost", "executor_stopped", "other")
+    CAUSES = ("daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other")
 
     def __init__(self, message: str, *, cause: str = "other") -> None:
         self.cause = cause

@@ -82,6 +82,7 @@ async def test_an_interrupted_task_runs_again_at_once_without_spending_its_one_a
     assert s.get_job(j).task("a").interruptions == 1
     assert s.interruptions == {
         "daemon_restart": 0,
+        "daemon_stopping": 0,
         "worker_lost": 1,
         "executor_stopped": 0,
         "other": 0,
@@ -217,6 +218,7 @@ async def test_interruptions_are_counted_by_cause_and_unknown_causes_as_other(ma
     assert await finished(s, j) is JobState.SUCCEEDED
     assert s.interruptions == {
         "daemon_restart": 0,
+        "daemon_stopping": 0,
         "worker_lost": 0,
         "executor_stopped": 1,
         "other": 2,
