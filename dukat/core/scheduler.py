@@ -296,11 +296,11 @@ class Scheduler:
 
         `tasks`: what is known of each task — a terminal one keeps its outcome and never
         runs again; one that was RUNNING at its `attempts` lost that attempt to the restart,
-        an interruption like any other (`TaskInterruptedError`, "the daemon restarted"):
-        it runs again, at once, if its `max_interruptions` allow, its earlier
-        `interruptions` counted; one that was RETRYING runs again at once; the others
-        start over. `events`: the tail of its event log, as
-        records, ending at `last_sequence`; new events continue from there. `ended`: the
+        an interruption like any other (`TaskInterruptedError`, "the daemon restarted"): it
+        runs again at once if its `max_interruptions` allow, its earlier `interruptions`
+        counted; one that was RETRYING runs again at once; the others start over.
+        `events`: the tail of its event log, as records, ending at `last_sequence`; new
+        events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel
         requests it had had (task ids, or none for the whole job), applied before anything
         runs: a task that was being cancelled ends CANCELLED, not interrupted. See
