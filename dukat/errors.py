@@ -9,7 +9,8 @@
      ├── CapacityError                    a job refused for want of room (the scheduler's
      │                                    `max_tasks`); `.limit`, `.capacity`, `.held`, `.requested`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
-     ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
+     ├── TaskInterruptedError             an attempt was taken away from the task (its worker left,
+     │                                    the daemon restarted); `.cause` says which, in a word
      ├── TaskFailedRemotely               a worker reported the attempt failed; `.type` names the
      │                                    worker's error, `.retryable` False stops the retries
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
@@ -174,7 +175,20 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 
 class TaskInterruptedError(DukatError):
-    """An attempt was lost through no fault of the task (its worker left); retried by policy."""
+    """An attempt was lost through no fault of the task: its worker left or went silent, the
+    daemon restarted or stopped its runner. Any runner may raise it (a remote node lost, ...).
+
+    Not a failure: the engine runs the task again at once, without spending its retry
+    policy's attempts, up to its `max_interruptions`. `cause` names what took the attempt,
+    one of `CAUSES` (a metric label: anything else is counted as "other"); the message says
+    it for people ("worker 'w1' left").
+    """
+
+    CAUSES = ("daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other")
+
+    def __init__(self, message: str, *, cause: str = "other") -> None:
+        self.cause = cause
+        super().__init__(message)
 
 
 class TaskFailedRemotely(DukatError):

@@ -264,7 +264,11 @@ class Daemon:
             raise StartError(str(error)) from None
         # The file's settings win over the API's.
         recover_breakers(scheduler.breakers, breakers, configured=self.config.breakers)
-        journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
+        journal.start(
+            publish=scheduler.publish,
+            result_of=scheduler.task_result,
+            interruptions_of=scheduler.task_interruptions,
+        )
         # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
         scheduler.add_record_listener(journal.on_record)
         scheduler.add_drop_listener(journal.drop)
@@ -272,7 +276,7 @@ class Daemon:
         if jobs:
             _log.info(
                 "recovered %d job(s) from %s: %d unfinished (%d task(s) interrupted, "
-                "re-queued by their retry policy), %d finished",
+                "run again up to their max_interruptions), %d finished",
                 recovered.live + recovered.finished,
                 journal.path,
                 recovered.live,

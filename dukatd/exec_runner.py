@@ -184,7 +184,9 @@ class ExecRunner:
         if self._before_spawn is not None:
             await self._before_spawn()
         if self._closed:
-            raise TaskInterruptedError("the exec runner is shut down (the daemon is stopping)")
+            raise TaskInterruptedError(
+                "the exec runner is shut down (the daemon is stopping)", cause="executor_stopped"
+            )
         options = self.options
         pump = OutputPump(
             context,
@@ -233,7 +235,9 @@ class ExecRunner:
         if code == 0:
             return ExecResult(0, pump.tail(0), pump.tail(1))
         if child.stopped:  # by kill_all, not by this attempt's own cancel
-            raise TaskInterruptedError(f"{action.argv[0]!r} was stopped: the daemon is stopping")
+            raise TaskInterruptedError(
+                f"{action.argv[0]!r} was stopped: the daemon is stopping", cause="executor_stopped"
+            )
         tails = {"stdout_tail": pump.tail(0), "stderr_tail": pump.tail(1)}
         if code < 0:
             raise TaskProcessError(action.argv[0], signal=-code, **tails)
@@ -243,7 +247,8 @@ class ExecRunner:
         """Refuse new attempts; SIGTERM every live group, SIGKILL after `grace`; wait for all.
 
         `grace` defaults to `options.term_grace`. Returns how many groups there were. The
-        attempts end with `TaskInterruptedError`, so a restarted daemon may run them again.
+        attempts end with `TaskInterruptedError`: interrupted, not failed, they run again
+        (after the restart: the drain has stopped the journal by then).
         """
         self._closed = True
         children = list(self._live.values())

@@ -15,11 +15,11 @@ per task, each a WAL append (and an fsync). What is kept:
   change (its last event sequence is its newest event chunk's); its spec (the
   `dukat.v1.JobSpec` message as submitted) in `job_specs`, apart, since SQLite rewrites a
   whole row — blob included — at each update;
-- `task_changes`: per job and commit, one row listing the tasks that started or ended in
-  it — state, attempts, times, message and, when it succeeded, its result, when it failed,
-  its `TaskFailure` (each encoded by the caller's `encode_result` into plain values: bytes,
-  str, numbers, tuples);
-  recovery folds them in order, the last change of a task wins;
+- `task_changes`: per job and commit, one row listing the tasks that started, ended or went
+  RETRYING in it — state, attempts, times, message, when it succeeded its result, when it
+  failed its `TaskFailure` (each encoded by the caller's `encode_result` into plain values:
+  bytes, str, numbers, tuples), and when it went RETRYING or FAILED its interruptions so far
+  (`_fold` lists the shapes); recovery folds them in order, the last change of a task wins;
 - `event_chunks`: per job and commit, one row of its events, for watchers that resume after
   a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
   A row holds a pickled list of the engine's own event records (`_pack`): a row costs
@@ -199,9 +199,8 @@ _EVENT, _ACCEPT, _CANCEL, _DROP, _BREAKER = range(5)
 ACCEPT_SHARE = 0.75
 """Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
 
-_RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
-# Tasks ended in these keep what `result_of` gives: a success's result, a failure's evidence.
-_OUTCOME_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED})
+_ENDS = frozenset(s for s in TaskState if s.is_terminal)
+_RETRYING, _FAILED, _SUCCEEDED = TaskState.RETRYING, TaskState.FAILED, TaskState.SUCCEEDED
 _VACUUM_CHUNK_PAGES = 2048
 
 
@@ -276,6 +275,7 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publish: Callable[[str, int], None] | None = None
         self._result_of: Callable[[str, str], Any] | None = None
+        self._interruptions_of: Callable[[str, str], int] | None = None
         self._event_listeners: list[Callable[[Event], None]] = []
         # Written by the writer thread only, read at scrape time (dukatd.metrics_journal).
         self.commits = 0
@@ -372,7 +372,16 @@ class Journal:
             job = jobs.get(key)
             if job is None:
                 continue
-            for task_id, state, attempts, started, finished, message, result in folded.values():
+            for (
+                task_id,
+                state,
+                attempts,
+                started,
+                finished,
+                message,
+                result,
+                interruptions,
+            ) in folded.values():
                 value = decode(result) if result is not None else None
                 job.tasks.append(
                     TaskStatus(
@@ -384,6 +393,7 @@ class Journal:
                         finished_at=finished,
                         result=value if state is TaskState.SUCCEEDED else None,
                         failure=value if state is TaskState.FAILED else None,
+                        interruptions=interruptions,
                     )
                 )
         chunks = db.execute("SELECT job, data FROM event_chunks ORDER BY job, first_sequence")
@@ -411,28 +421,43 @@ class Journal:
         *,
         publish: Callable[[str, int], None],
         result_of: Callable[[str, str], Any],
+        interruptions_of: Callable[[str, str], int],
     ) -> None:
         """Start the writer thread. Call in the running loop, after `load`.
 
         `publish(job_id, sequence)`: events up to there are on disk (`Scheduler.publish`).
         `result_of(job_id, task_id)`: a succeeded task's result, or a failed one's
         `TaskFailure`, read when its event comes.
+        `interruptions_of(job_id, task_id)`: a task's interruptions so far, read when it goes
+        RETRYING or FAILED (the only changes that may follow one).
         """
         self._loop = asyncio.get_running_loop()
         self._publish = publish
         self._result_of = result_of
+        self._interruptions_of = interruptions_of
         self._thread = threading.Thread(target=self._write_forever, name="dukatd-journal")
         self._thread.start()
 
     def on_record(self, job_id: str, record: tuple[Any, ...]) -> None:
-        """The scheduler's record listener: queue an event (and an ended task's outcome)."""
+        """The scheduler's record listener: queue an event, with what the journal keeps of
+        the task beyond it: a succeeded task's result, a failed one's failure and
+        interruptions, the interruptions of one RETRYING."""
         if self._frozen:
             return
-        if record[0] is TaskStateChanged and record[4] in _OUTCOME_STATES:
-            result = self._result_of(job_id, record[3])  # type: ignore[misc]
-        else:
-            result = None
-        self._put((_EVENT, job_id, record, result))
+        kept = None
+        if record[0] is TaskStateChanged:
+            state = record[4]
+            task_id = record[3]
+            if state is _SUCCEEDED:
+                kept = self._result_of(job_id, task_id)  # type: ignore[misc]
+            elif state is _RETRYING:
+                kept = self._interruptions_of(job_id, task_id)  # type: ignore[misc]
+            elif state is _FAILED:
+                kept = (
+                    self._result_of(job_id, task_id),  # type: ignore[misc]
+                    self._interruptions_of(job_id, task_id),  # type: ignore[misc]
+                )
+        self._put((_EVENT, job_id, record, kept))
 
     def accept(self, job_id: str, request_id: str, spec: bytes, created_at: float) -> None:
         """Queue a job that was submitted; `await sync()`, then `check_accepted`, before
@@ -611,7 +636,7 @@ class Journal:
             for operation in operations:
                 kind = operation[0]
                 if kind == _EVENT:
-                    _, job_id, record, result = operation
+                    _, job_id, record, kept = operation
                     key = keys.get(job_id)
                     if key is None:
                         continue  # dropped already, or accepted by a failed commit
@@ -630,8 +655,25 @@ class Journal:
                         state = record[4]
                         if state is _RUNNING:
                             tasks[key].append((record[3], state, record[5], record[2]))
-                        elif state in _RECOVERY_STATES:
-                            value = None if result is None else encode(result)
+                        elif state is _RETRYING:
+                            tasks[key].append((record[3], state, record[5], kept))
+                        elif state is _FAILED:  # its failure, and its interruptions so far
+                            failure, interruptions = kept
+                            value = None if failure is None else encode(failure)
+                            tasks[key].append(
+                                (
+                                    record[3],
+                                    state,
+                                    record[5],
+                                    None,
+                                    record[2],
+                                    record[6],
+                                    value,
+                                    interruptions,
+                                )
+                            )
+                        elif state in _ENDS:
+                            value = None if kept is None else encode(kept)
                             tasks[key].append(
                                 (record[3], state, record[5], None, record[2], record[6], value)
                             )
@@ -918,22 +960,32 @@ def _cancel_request(kept: Any) -> CancelRequest:
 
 
 def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:
-    """Apply one task change: (task, RUNNING, attempt, started) or (task, state, attempt,
-    started, finished, message, result); the first start of a task stays its start."""
+    """Apply one task change to the task's [task, state, attempt, started, finished, message,
+    result, interruptions]. A change is (task, RUNNING, attempt, started), (task, RETRYING,
+    attempt, interruptions), or (task, state, attempt, started, finished, message, result),
+    which a FAILED one follows with its interruptions. The first start of a task stays its
+    start; its interruptions stay as the last change that said them (0 in a journal of a
+    dukatd that did not count them)."""
     earlier = folded.get(change[0])
     if len(change) == 4:
-        task_id, state, attempt, started = change
+        task_id, state, attempt, value = change
         if earlier is None:
-            folded[task_id] = [task_id, state, attempt, started, None, "", None]
-        else:
-            earlier[1], earlier[2] = state, attempt
-            if earlier[3] is None:
-                earlier[3] = started
+            earlier = folded[task_id] = [task_id, state, attempt, None, None, "", None, 0]
+        earlier[1], earlier[2] = state, attempt
+        if state is _RETRYING:
+            earlier[7] = value
+        elif earlier[3] is None:
+            earlier[3] = value
         return
-    task_id, state, attempt, started, finished, message, result = change
-    if earlier is not None and earlier[3] is not None:
-        started = earlier[3]
-    folded[task_id] = [task_id, state, attempt, started, finished, message, result]
+    task_id, state, attempt, started, finished, message, result, *counted = change
+    interruptions = 0
+    if earlier is not None:
+        if earlier[3] is not None:
+            started = earlier[3]
+        interruptions = earlier[7]
+    if counted:
+        interruptions = counted[0]
+    folded[task_id] = [task_id, state, attempt, started, finished, message, result, interruptions]
 
 
 def _record(entry: Sequence[Any]) -> tuple[Any, ...]:

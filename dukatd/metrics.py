@@ -34,6 +34,9 @@ The metrics (labels in braces):
     dukat_tasks_finished_total{state,kind}        state: succeeded|failed|cancelled|skipped;
                                                   kind: exec | dispatch | callable
     dukat_task_retries_total{kind}                attempts that failed and will be retried
+    dukat_task_interruptions_total{reason}        attempts interrupted (not failed), by cause:
+                                                  daemon_restart | daemon_stopping |
+                                                  worker_lost | executor_stopped | other
     dukat_task_duration_seconds{kind}             histogram, one attempt (RUNNING -> its end)
     dukat_task_queue_wait_seconds{kind}           histogram, READY -> RUNNING
     dukat_tasks_running, dukat_tasks_ready        gauges
@@ -52,7 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -115,7 +118,7 @@ class DaemonMetrics:
 
         self._scheduler: Scheduler | None = None
         # Per-task metrics: plain counts, made into families at scrape (dukatd.metrics_tasks).
-        self.tasks = TaskMetrics(JOB_BUCKETS, self._kind, self._running)
+        self.tasks = TaskMetrics(JOB_BUCKETS, self._kind, self._running, self._interruptions)
         r.register(self.tasks)
         self._breaker_states: dict[str, CircuitBreakerState] = {}
         self._breakers = _BreakerStates(self)
@@ -172,6 +175,10 @@ class DaemonMetrics:
     def _running(self) -> int:
         scheduler = self._scheduler
         return 0 if scheduler is None else scheduler.running
+
+    def _interruptions(self) -> Mapping[str, int]:
+        scheduler = self._scheduler
+        return {} if scheduler is None else scheduler.interruptions
 
     def on_pool(self, pool: ResourcePool) -> None:
         """Resource pool listener: after every allocation and release."""

@@ -50,6 +50,8 @@ def result_budget_for(max_message_bytes: int) -> int:
 # Of the default message limit (64 MiB, on both sides).
 DEFAULT_RESULT_BUDGET = result_budget_for(64 * 1024 * 1024)
 DEFAULT_PAGE_BYTES = page_bytes_for(64 * 1024 * 1024)
+DRAINED = "was disconnected: the daemon is stopping"
+"""Why the attempts of a worker whose stream the drain ended were interrupted."""
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -349,7 +351,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await context.write(hub.welcome(session))
                 await session.serve(requests, context)
             finally:
-                hub.disconnect(session, "left")
+                if self.streams.ending is None:
+                    hub.disconnect(session, "left")
+                else:  # the drain ended the stream: its attempts run again after the restart
+                    hub.disconnect(session, DRAINED, cause="daemon_stopping")
 
 
 def client_of(context: grpc.aio.ServicerContext) -> str:

@@ -384,8 +384,10 @@ class WorkerHub:
                 if not serving:
                     del self._serving[queue]
 
-    def disconnect(self, session: WorkerSession, reason: str) -> None:
-        """The session is over: the attempts it holds fail as interrupted. Idempotent."""
+    def disconnect(self, session: WorkerSession, reason: str, cause: str = "worker_lost") -> None:
+        """The session is over: the attempts it holds are interrupted ("worker 'w1'
+        `reason`": left, went silent for 31.2s, ...; `cause`, as `TaskInterruptedError`
+        names them), to run again elsewhere. Idempotent."""
         if session not in self.sessions:
             return
         self.sessions.discard(session)
@@ -397,7 +399,7 @@ class WorkerHub:
                 if not attempt.future.done():
                     lost += 1
                     attempt.future.set_exception(
-                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}")
+                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}", cause=cause)
                     )
         session.outstanding.clear()
         session.to_send.clear()

@@ -238,7 +238,7 @@ class WorkerSession:
             f"worker {self.worker_id!r} sent nothing for {silent:.1f}s, more than the "
             f"heartbeat_timeout of {hub.heartbeat_timeout:g}s: its tasks were given up",
         )
-        self._fail(error, "missed its heartbeats")
+        self._fail(error, f"went silent for {silent:.1f}s")
 
     def _fail(self, error: BaseException, reason: str) -> None:
         """End the stream for `error`: give its attempts up now, and stop the writer, which

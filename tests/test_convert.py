@@ -83,6 +83,7 @@ def full_spec() -> JobSpec:
                 timeout=1.5,
                 priority=-2,
                 labels={"team": "a"},
+                max_interruptions=0,
             ),
             TaskSpec(
                 "build",
@@ -118,6 +119,15 @@ def test_proto_defaults_become_the_engine_defaults() -> None:
     assert task.circuit_breaker is None
     assert task.trigger_rule is TriggerRule.ALL_SUCCESS
     assert task.action == DispatchAction("q", b"", "")
+    assert task.max_interruptions == 3
+
+
+def test_max_interruptions_travels_only_when_it_is_not_the_default() -> None:
+    """Unset is 3 (the contract says so); 0, at most once, must be sent as set."""
+    message = convert.job_spec_to_proto(full_spec())
+    assert message.tasks[0].HasField("max_interruptions")
+    assert message.tasks[0].max_interruptions == 0
+    assert not message.tasks[1].HasField("max_interruptions")
 
 
 def test_explicit_zero_jitter_is_kept() -> None:
@@ -217,7 +227,7 @@ def snapshot() -> JobSnapshot:
         state=JobState.FAILED,
         tasks=(
             TaskStatus("a", TaskState.SUCCEEDED, 1, "", 10.5, 11.25, 1.0, "done", "first"),
-            TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", ""),
+            TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", "", None, 2),
             TaskStatus("c", TaskState.SKIPPED, 0, "upstream 'b' failed"),
         ),
         labels={"k": "v"},
@@ -234,6 +244,7 @@ def test_job_snapshot_round_trip_and_counts() -> None:
     counts = message.task_counts
     assert (counts.succeeded, counts.failed, counts.skipped, counts.running) == (1, 1, 1, 0)
     assert not message.tasks[1].HasField("progress")
+    assert [task.interruptions for task in message.tasks] == [0, 2, 0]
     listed = convert.job_to_proto(snapshot(), with_tasks=False)
     assert not listed.tasks and listed.task_counts == counts
 

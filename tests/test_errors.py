@@ -221,6 +221,12 @@ def test_task_interrupted_error_keeps_its_message():
     assert str(TaskInterruptedError("worker w1 left")) == "worker w1 left"
 
 
+def test_task_interrupted_error_names_its_cause_in_a_word():
+    assert TaskInterruptedError("gone").cause == "other"
+    assert TaskInterruptedError("worker w1 left", cause="worker_lost").cause == "worker_lost"
+    assert set(TaskInterruptedError.CAUSES) >= {"daemon_restart", "worker_lost", "other"}
+
+
 def test_task_process_error_names_the_program_and_the_exit_code_with_the_last_stderr_lines():
     error = TaskProcessError("make", exit_code=2, stderr_tail=b"cc ...\nerror: no rule\n\n")
     assert (error.program, error.exit_code, error.signal, error.spawn_error) == (
@@ -276,7 +282,7 @@ TRAVELLERS = [
     CircuitBreakerError("db", 0, half_open=True),
     CapacityError("max_tasks", 10, held=8, requested=3),
     TaskTimeoutError("fetch", 1.5),
-    TaskInterruptedError("worker w1 left"),
+    TaskInterruptedError("worker w1 left", cause="worker_lost"),
     TaskFailedRemotely("no such user", type="KeyError", retryable=False),
     TaskProcessError("sh", exit_code=3, stderr_tail=b"fatal\n", stdout_tail=b"out\n"),
     TaskProcessError("sh", signal=9),

@@ -176,6 +176,9 @@ class RemoteAssistant:
             priority=options.get("priority", 0),
             trigger_rule=options.get("trigger_rule", TaskSpec._field_defaults["trigger_rule"]),
             labels=dict(options.get("labels") or {}),
+            max_interruptions=options.get(
+                "max_interruptions", TaskSpec._field_defaults["max_interruptions"]
+            ),
         )
 
     async def _run(self, assigned: DispatchTask) -> bytes:
@@ -247,6 +250,7 @@ def _result(batch: _Batch, status: Any) -> TaskResult:
         started_at=status.started_at,
         finished_at=status.finished_at,
         message=status.error,
+        interruptions=status.interruptions,
     )
 
 

@@ -126,7 +126,7 @@ class Client:
         `async def handler(task: DispatchTask) -> bytes`. Serve with `async with
         client.worker(...):` (in the background for the block) or `await worker.run()`.
         The worker outlives its daemon: when the stream breaks it cancels the handlers still
-        running (the daemon retries those attempts by their policy) and says hello again at
+        running (interrupted: the daemon runs those attempts again) and says hello again at
         the same address, waiting `reconnect` between tries (default: 0.1 s doubling to 5 s,
         jittered, until the worker is stopped). A wrong token, a refused hello or a daemon
         serving no workers ends it with the `dukat.errors` error instead.

@@ -9,12 +9,13 @@ A worker outlives its daemon (a restart, an upgrade): when the stream breaks (UN
 the daemon drains or the connection is lost; or no daemon answers at all; or any other status
 the daemon ends it with; or, from a daemon that heartbeats too, nothing heard for the welcome's
 heartbeat timeout: a daemon stopped or cut off behind a connection that looks open) the daemon
-has taken our tasks back and will retry them by their policy, so the handlers still running are
-cancelled (their results would be for attempts no longer current, on a stream that is gone)
-and the worker says hello again at the same address after a backoff (`WORKER_RECONNECT`:
-0.1 s doubling to 5 s, jittered, from the start again once a daemon welcomes it), until its
-owner stops it. A status no new stream can change (`FATAL_CODES`: a wrong token, a refused
-or malformed hello, a daemon serving no workers) ends the worker with its `dukat.errors` error.
+has taken our tasks back and will run them again (interrupted, not failed), so the handlers
+still running are cancelled (their results would be for attempts no longer current, on a
+stream that is gone) and the worker says hello again at the same address after a backoff
+(`WORKER_RECONNECT`: 0.1 s doubling to 5 s, jittered, from the start again once a daemon
+welcomes it), until its owner stops it. A status no new stream can change (`FATAL_CODES`: a
+wrong token, a refused or malformed hello, a daemon serving no workers) ends the worker with
+its `dukat.errors` error.
 
 `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
 it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
@@ -172,7 +173,7 @@ class Worker:
         self._task = None
 
     async def stop(self) -> None:
-        """Stop serving; attempts still running are cancelled (the daemon retries them)."""
+        """Stop serving; attempts still running are cancelled (the daemon runs them again)."""
         task, self._task = self._task, None
         if task is None:
             return

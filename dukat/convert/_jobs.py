@@ -113,6 +113,7 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         finished_at=None if finished_at is None else timestamp(finished_at),
         progress=status.progress,
         failure=None if failure is None else task_failure_to_proto(failure, tails=False),
+        interruptions=status.interruptions,
     )
 
 
@@ -146,6 +147,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         description=task.description,
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
         failure=task_failure_from_proto(task.failure) if task.HasField("failure") else None,
+        interruptions=task.interruptions,
     )
 
 

@@ -56,6 +56,7 @@ class TaskRun:
         "holds_resources",
         "id",
         "in_flight",
+        "interruptions",
         "job",
         "message",
         "permit",
@@ -89,6 +90,7 @@ class TaskRun:
         self.breaker = breaker
         self.state = _PENDING
         self.attempts = 0
+        self.interruptions = 0  # of those attempts, lost through no fault of the task
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
         # A list from its first dependent on (see build_job); a task without any (the last
         # of a DAG, often most of its tasks) shares the empty tuple instead of a list each.
@@ -148,6 +150,7 @@ class TaskRun:
             description=self.spec.description,
             result=self.result if succeeded else None,
             failure=self.result if failed else None,
+            interruptions=self.interruptions,
         )
 
     def outcome(self) -> TaskResult:
@@ -162,6 +165,7 @@ class TaskRun:
                 self.started_at,
                 self.finished_at,
                 self.message,
+                self.interruptions,
             )
         )
 

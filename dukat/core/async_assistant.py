@@ -47,6 +47,7 @@ _TASK_KEYS = frozenset(
         "trigger_rule",
         "wait_for_breaker",
         "labels",
+        "max_interruptions",
     }
 )
 
@@ -172,6 +173,7 @@ def _task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, d
             "trigger_rule",
             "wait_for_breaker",
             "labels",
+            "max_interruptions",
         )
         if key in description
     }

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dukat.core.results import JobSnapshot
 
 __all__ = [
+    "INTERRUPTED",
     "Event",
     "EventLog",
     "JobStateChanged",
@@ -58,7 +59,13 @@ class TaskStateChanged(Event):
     state: TaskState
     attempt: int
     message: str = ""
-    """Why: the error of a failed attempt, the upstream that failed, ..."""
+    """Why: the error of a failed attempt, the upstream that failed, ... A RETRYING change
+    after an interrupted attempt says "interrupted (worker 'w1' left), 1 of 3; running
+    again": it begins with `INTERRUPTED`, where a failed attempt's names its error's class."""
+
+
+INTERRUPTED = "interrupted ("
+"""How the message of a task's RETRYING change begins when its attempt was interrupted."""
 
 
 @dataclass(slots=True)

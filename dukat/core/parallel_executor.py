@@ -31,7 +31,7 @@ from dukat.core.results import TaskResult
 from dukat.core.retry import RetryPolicy
 from dukat.core.runners import CallableAction
 from dukat.core.scheduler import CancelRequest, Scheduler
-from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, JobSpec, TaskSpec
 from dukat.core.states import TaskState, TriggerRule
 from dukat.errors import CycleError, FieldViolation, NotFoundError, ValidationError
 
@@ -72,6 +72,9 @@ class Task:
     """When the breaker is open, wait for it to half-open instead of failing at once."""
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     labels: Mapping[str, str] = field(default_factory=dict)
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """Attempts lost through no fault of the task that it is run again after, without
+    spending `retry`'s attempts (`TaskSpec.max_interruptions`); 0: it runs at most once."""
 
 
 _GC_BATCH = 5_000
@@ -89,6 +92,7 @@ _OPTIONS = frozenset(
         "trigger_rule",
         "labels",
         "description",
+        "max_interruptions",
     }
 )
 
@@ -338,6 +342,7 @@ class ParallelTaskExecutor:
                 task.priority,
                 task.trigger_rule,
                 dict(task.labels) if task.labels else _NO_LABELS,
+                task.max_interruptions,
             )
         )
 

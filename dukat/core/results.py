@@ -26,11 +26,15 @@ class TaskResult(NamedTuple):
     error: BaseException | None = None
     """The exception of the last attempt, when the task FAILED."""
     attempts: int = 0
+    """Attempts started, the interrupted ones included."""
     started_at: float | None = None
     """Wall-clock start of the first attempt (seconds since the epoch)."""
     finished_at: float | None = None
     message: str = ""
     """Why the task ended as it did, in words (`upstream 'fetch' failed`, ...)."""
+    interruptions: int = 0
+    """Of `attempts`, those lost through no fault of the task (`TaskInterruptedError`: its
+    worker left, the daemon restarted); they do not count against its retry policy."""
 
     @property
     def succeeded(self) -> bool:
@@ -99,6 +103,8 @@ class TaskStatus(NamedTuple):
     result: Any = None
     """The return value of the last attempt, when the task SUCCEEDED (as `TaskResult.result`):
     a `dukat.actions.DispatchResult` or `ExecResult` for the daemon's tasks."""
+    interruptions: int = 0
+    """Of `attempts`, those interrupted (as `TaskResult.interruptions`)."""
     failure: TaskFailure | None = None
     """Why the last attempt failed, when the task FAILED (`error` says it in words)."""
 

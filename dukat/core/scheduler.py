@@ -5,6 +5,7 @@ How a task moves (every change passes through `_transition`, which checks the ta
 
     PENDING --(upstreams done)--> READY --(picked, breaker allows, resources taken)--> RUNNING
     RUNNING --> SUCCEEDED | FAILED | CANCELLED, or RETRYING --(backoff)--> READY
+    (an interrupted attempt, `TaskInterruptedError`, goes RETRYING -> READY at once; `_interrupted`)
 
 Work per task is O(1) amortised plus its out-degree: a counter of unfinished upstreams per
 task, a queue of ready tasks per job ordered by (priority, arrival), and a heap of jobs that
@@ -48,6 +49,7 @@ from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
 from dukat.core.events import (
+    INTERRUPTED,
     Event,
     EventLog,
     JobStateChanged,
@@ -90,6 +92,7 @@ RecordListener = Callable[[str, tuple[Any, ...]], None]
 *the class's own fields)` (see `EventLog`), for listeners on the hot path (metrics)."""
 
 _TIMEOUT = "timeout"
+_CAUSES = frozenset(TaskInterruptedError.CAUSES)
 _YIELD_EVERY = 64
 _CANCELLED = "cancelled"
 
@@ -155,6 +158,8 @@ class Scheduler:
         self._idle: deque[tuple[asyncio.Future[bool], Worker]] = deque()
         self._wake_scheduled = False
         self.running = 0  # attempts in progress
+        # Attempts interrupted so far, by `TaskInterruptedError.cause` (for metrics).
+        self.interruptions: dict[str, int] = dict.fromkeys(TaskInterruptedError.CAUSES, 0)
         self._listeners: list[RecordListener] = []  # event listeners too, adapted
         self._event_listeners: dict[EventListener, RecordListener] = {}
         self._drop_listeners: list[Callable[[str], None]] = []
@@ -304,10 +309,12 @@ class Scheduler:
         """Bring back a job that a previous scheduler ran (a daemon's journal, after a restart).
 
         `tasks`: what is known of each task — a terminal one keeps its outcome and never
-        runs again; one that was RUNNING or RETRYING at its `attempts` lost that attempt,
-        which counts against its retry policy (`TaskInterruptedError`, "interrupted by
-        daemon restart"); the others start over. `events`: the tail of its event log, as
-        records, ending at `last_sequence`; new events continue from there. `ended`: the
+        runs again; one that was RUNNING at its `attempts` lost that attempt to the restart,
+        an interruption like any other (`TaskInterruptedError`, "the daemon restarted"): it
+        runs again at once if its `max_interruptions` allow, its earlier `interruptions`
+        counted; one that was RETRYING runs again at once; the others start over.
+        `events`: the tail of its event log, as records, ending at `last_sequence`; new
+        events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel
         requests it had had, applied before anything runs: a task that was being cancelled
         ends CANCELLED, not interrupted, and keeps the request's reason. See
@@ -324,7 +331,7 @@ class Scheduler:
         job.sequence = last_sequence
         if last_sequence:
             job.state = JobState.RUNNING  # it had started: its log says so already
-        interrupted = apply_outcomes(job, tasks)
+        resumed = apply_outcomes(job, tasks)
         if ended is not None:
             self._restore_ended(job, ended)
             return job_id
@@ -334,9 +341,11 @@ class Scheduler:
         for request in cancels:
             self._cancel_restored(job, request)
         settled = settle_pending(job)
-        for run in interrupted:
-            if run.state is TaskState.RUNNING:  # not cancelled just now
+        for run in resumed:  # unless cancelled just now
+            if run.state is TaskState.RUNNING:
                 self._resume_interrupted(run)
+            elif run.state is TaskState.RETRYING:  # its attempt had ended: on to the next
+                self._retry_now(run)
         for run in settled:
             if run.state is not TaskState.PENDING:
                 continue  # ended by what an interrupted task's failure propagated
@@ -418,6 +427,10 @@ class Scheduler:
         """A task's result, in O(1), for listeners (a journal): the value of a SUCCEEDED one,
         the `TaskFailure` of a FAILED one, else None."""
         return self._job(job_id).tasks[task_id].result
+
+    def task_interruptions(self, job_id: str, task_id: str) -> int:
+        """A task's interruptions so far, in O(1): for listeners (a journal)."""
+        return self._job(job_id).tasks[task_id].interruptions
 
     def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
         """A task's spec, in O(1): for listeners that label by action (metrics)."""
@@ -876,9 +889,14 @@ class Scheduler:
             run.stop_reason = None
             if stop_reason == _TIMEOUT:
                 error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
-            if permit is not None:
-                run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
-            self._attempt_failed(run, error)  # type: ignore[arg-type]
+            if isinstance(error, TaskInterruptedError):
+                if permit is not None:  # nothing the breaker guards went wrong
+                    run.breaker.release(permit=permit)  # type: ignore[union-attr]
+                self._interrupted(run, error)
+            else:
+                if permit is not None:
+                    run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
+                self._attempt_failed(run, error)  # type: ignore[arg-type]
         if permit is not None:
             self._unpark(run.breaker.name)  # type: ignore[union-attr]
 
@@ -886,12 +904,13 @@ class Scheduler:
         run.error = error
         message = _in_words(error)
         policy = run.spec.retry
+        failed = run.attempts - run.interruptions  # the policy counts failed attempts only
         if (
             policy is not None
             and not run.job.cancel_requested
-            and policy.should_retry(error, run.attempts)
+            and policy.should_retry(error, failed)
         ):
-            delay = policy.backoff(run.attempts, self._rng)
+            delay = policy.backoff(failed, self._rng)
             self._transition(run, TaskState.RETRYING, f"{message}; retrying in {delay:.3g}s")
             run.timer = self.clock.call_later(delay, self._retry_now, run)
         else:
@@ -927,16 +946,30 @@ class Scheduler:
             if not run.state.is_terminal:  # an interrupted one holds nothing
                 self._terminate(run, TaskState.CANCELLED, message=message)
 
-    def _resume_interrupted(self, run: TaskRun) -> None:
-        """A restored task whose attempt a restart cut off: again at once if its policy lets
-        it (no backoff: the task did not fail), else FAILED."""
-        run.error = error = TaskInterruptedError("interrupted by daemon restart")
-        policy = run.spec.retry
-        if policy is not None and policy.should_retry(error, run.attempts):
-            self._transition(run, TaskState.RETRYING, f"{error}; retrying now")
+    def _interrupted(self, run: TaskRun, error: TaskInterruptedError) -> None:
+        """An attempt lost through no fault of the task (its worker left, the daemon
+        restarted): not a failure. The task runs again at once (no backoff: it did not fail),
+        its retry policy's attempts untouched, until it has been interrupted more than its
+        `max_interruptions`; then it FAILS, saying how often and why the last time."""
+        run.interruptions = count = run.interruptions + 1
+        cause = error.cause if error.cause in _CAUSES else "other"
+        self.interruptions[cause] += 1
+        cap = run.spec.max_interruptions
+        if count <= cap:
+            message = f"{INTERRUPTED}{error}), {count} of {cap}; running again"
+            self._transition(run, TaskState.RETRYING, message)
             self._make_ready(run)
+            return
+        run.error = error
+        if cap:
+            why = f"interrupted {count} times, the last ({error}); max_interruptions is {cap}"
         else:
-            self._finish(run, TaskState.FAILED, message=f"{type(error).__name__}: {error}")
+            why = f"interrupted ({error}); max_interruptions is 0: it must not run twice"
+        self._finish(run, TaskState.FAILED, message=f"{type(error).__name__}: {why}")
+
+    def _resume_interrupted(self, run: TaskRun) -> None:
+        """A restored task whose attempt a restart cut off: an interruption like any other."""
+        self._interrupted(run, TaskInterruptedError("the daemon restarted", cause="daemon_restart"))
 
     def _retry_now(self, run: TaskRun) -> None:
         if run.state is TaskState.RETRYING:

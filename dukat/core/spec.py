@@ -20,6 +20,10 @@ from dukat.errors import FieldViolation, ValidationError
 __all__ = ["JobSpec", "TaskSpec", "validate_job"]
 
 MAX_ID_LENGTH = 256
+DEFAULT_MAX_INTERRUPTIONS = 3
+"""Interruptions a task is run again after, unless it says otherwise (Ray's and Dask's 3)."""
+MAX_INTERRUPTIONS = 100
+"""The most a task may ask for: past that, a task that never gets to finish is a bug to see."""
 
 
 class TaskSpec(NamedTuple):
@@ -47,6 +51,10 @@ class TaskSpec(NamedTuple):
     """Higher runs first among the ready tasks of a job."""
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     labels: Mapping[str, str] = MappingProxyType({})
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """Attempts taken away from the task through no fault of its own (its worker left, the
+    daemon restarted: `TaskInterruptedError`) that it is run again after, at once and without
+    spending `retry`'s attempts; one more fails it. 0: the task runs at most once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,7 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
         priority,
         trigger_rule,
         _labels,
+        max_interruptions,
     ) in enumerate(tasks):
         if action is None:
             problem(task_id, index, "action", "a task needs an action")
@@ -136,6 +145,16 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
             problem(task_id, index, "trigger_rule", f"unknown trigger rule {trigger_rule!r}")
         if breaker is not None and not (isinstance(breaker, str) and breaker):
             problem(task_id, index, "circuit_breaker", "must be a breaker name")
+        if (
+            max_interruptions.__class__ is not int
+            and (not isinstance(max_interruptions, int) or isinstance(max_interruptions, bool))
+        ) or not 0 <= max_interruptions <= MAX_INTERRUPTIONS:
+            problem(
+                task_id,
+                index,
+                "max_interruptions",
+                f"must be a whole number from 0 to {MAX_INTERRUPTIONS}, not {max_interruptions!r}",
+            )
     if problems:
         _raise(problems)
     return index_of

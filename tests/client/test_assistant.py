@@ -198,6 +198,22 @@ async def test_a_task_the_daemon_failed_has_an_error_with_the_daemons_type(
     assert results["guarded"].message.startswith("CircuitBreakerError: circuit breaker")
 
 
+async def test_the_remote_assistant_sends_max_interruptions(daemon: Daemon) -> None:
+    async def quick() -> int:
+        return 1
+
+    tasks = [
+        {"task_id": "once", "func": quick, "max_interruptions": 0},
+        {"task_id": "default", "func": quick},
+    ]
+    async with await get_async_assistant(model_name="once", address=daemon.address) as remote:
+        results = await asyncio.wait_for(remote.execute_tasks_in_parallel(tasks), 20)
+    assert [(r.state, r.interruptions) for r in results.values()] == [(TaskState.SUCCEEDED, 0)] * 2
+    [job] = daemon.scheduler.jobs(labels={"model": "once"})
+    specs = {t: daemon.scheduler.task_spec(job.job_id, t) for t in ("once", "default")}
+    assert {t: spec.max_interruptions for t, spec in specs.items()} == {"once": 0, "default": 3}
+
+
 async def test_cancelling_the_caller_cancels_its_job_on_the_daemon(daemon: Daemon) -> None:
     started = asyncio.Event()
 

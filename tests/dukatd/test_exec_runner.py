@@ -449,6 +449,7 @@ async def test_kill_all_stops_every_group_and_refuses_new_attempts() -> None:
     for task_id in "ab":
         error = run.result(task_id).error
         assert isinstance(error, TaskInterruptedError), error
+        assert error.cause == "executor_stopped"
     later = Run(run.runner)
     later.submit(task(sh("echo too late")))
     assert await later.finish() is JobState.FAILED

@@ -232,7 +232,8 @@ const (
 	TaskState_TASK_STATE_READY TaskState = 2
 	// An attempt is in progress.
 	TaskState_TASK_STATE_RUNNING TaskState = 3
-	// An attempt failed; waiting out the backoff before the next.
+	// An attempt failed and the task waits out the backoff before the next, or an attempt was
+	// interrupted and the task is about to run again.
 	TaskState_TASK_STATE_RETRYING TaskState = 4
 	// The last attempt succeeded.
 	TaskState_TASK_STATE_SUCCEEDED TaskState = 5
@@ -390,7 +391,8 @@ type TaskSpec struct {
 	// Name of the daemon's circuit breaker that guards this task's downstream; empty: none. A
 	// breaker that does not exist yet is created with the daemon's defaults.
 	CircuitBreaker string `protobuf:"bytes,5,opt,name=circuit_breaker,json=circuitBreaker,proto3" json:"circuit_breaker,omitempty"`
-	// How the task is retried; unset: one attempt, no retry.
+	// How the task is retried after a failed attempt; unset: one attempt, no retry. Interrupted
+	// attempts are not failures: see max_interruptions.
 	Retry *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	// How long one attempt may run; unset: no limit. An attempt that runs over fails, and is
 	// retried by the retry policy.
@@ -411,8 +413,13 @@ type TaskSpec struct {
 	// When the circuit breaker is open: false fails the attempt at once (a distinct error,
 	// retried by policy); true waits for the breaker to half-open, without holding a slot.
 	WaitForBreaker bool `protobuf:"varint,13,opt,name=wait_for_breaker,json=waitForBreaker,proto3" json:"wait_for_breaker,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many interrupted attempts the task is run again after: an attempt lost through no
+	// fault of the task (the daemon restarted or stopped, its worker left or went silent) runs
+	// again at once and does not count against the retry policy; one interruption more fails
+	// the task. Unset: 3. 0: the task runs at most once (an interruption fails it). At most 100.
+	MaxInterruptions *int32 `protobuf:"varint,14,opt,name=max_interruptions,json=maxInterruptions,proto3,oneof" json:"max_interruptions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -545,6 +552,13 @@ func (x *TaskSpec) GetWaitForBreaker() bool {
 		return x.WaitForBreaker
 	}
 	return false
+}
+
+func (x *TaskSpec) GetMaxInterruptions() int32 {
+	if x != nil && x.MaxInterruptions != nil {
+		return *x.MaxInterruptions
+	}
+	return 0
 }
 
 type isTaskSpec_Action interface {
@@ -979,7 +993,7 @@ type TaskStatus struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The task's state.
 	State TaskState `protobuf:"varint,2,opt,name=state,proto3,enum=dukat.v1.TaskState" json:"state,omitempty"`
-	// Attempts started so far (the current one included).
+	// Attempts started so far (the current one included), the interrupted ones too.
 	Attempts int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// The error of the last failed attempt, or why the task was skipped or cancelled; empty
 	// otherwise.
@@ -1004,6 +1018,9 @@ type TaskStatus struct {
 	// response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
 	// naming fewer tasks to get it.
 	ResultOmitted bool `protobuf:"varint,11,opt,name=result_omitted,json=resultOmitted,proto3" json:"result_omitted,omitempty"`
+	// Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
+	// they do not count against the retry policy, only against TaskSpec.max_interruptions.
+	Interruptions int32 `protobuf:"varint,12,opt,name=interruptions,proto3" json:"interruptions,omitempty"`
 	// Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
 	// words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
 	// that results share (see result_omitted); Watch snapshots carry it without them.
@@ -1117,6 +1134,13 @@ func (x *TaskStatus) GetResultOmitted() bool {
 		return x.ResultOmitted
 	}
 	return false
+}
+
+func (x *TaskStatus) GetInterruptions() int32 {
+	if x != nil {
+		return x.Interruptions
+	}
+	return 0
 }
 
 func (x *TaskStatus) GetFailure() *TaskFailure {
@@ -1554,7 +1578,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x05\n" +
 	"\bTaskSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\"\n" +
@@ -1569,11 +1593,13 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	" \x03(\v2\x1e.dukat.v1.TaskSpec.LabelsEntryR\x06labels\x12*\n" +
 	"\x04exec\x18\v \x01(\v2\x14.dukat.v1.ExecActionH\x00R\x04exec\x126\n" +
 	"\bdispatch\x18\f \x01(\v2\x18.dukat.v1.DispatchActionH\x00R\bdispatch\x12(\n" +
-	"\x10wait_for_breaker\x18\r \x01(\bR\x0ewaitForBreaker\x1a9\n" +
+	"\x10wait_for_breaker\x18\r \x01(\bR\x0ewaitForBreaker\x120\n" +
+	"\x11max_interruptions\x18\x0e \x01(\x05H\x01R\x10maxInterruptions\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
-	"\x06action\"m\n" +
+	"\x06actionB\x14\n" +
+	"\x12_max_interruptions\"m\n" +
 	"\x13ResourceRequirement\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.dukat.v1.ResourceTypeR\x04type\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x01R\x06amount\x12\x12\n" +
@@ -1616,7 +1642,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1632,7 +1658,8 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\vdescription\x18\t \x01(\tR\vdescription\x121\n" +
 	"\x06result\x18\n" +
 	" \x01(\v2\x19.dukat.v1.TaskResultValueR\x06result\x12%\n" +
-	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12/\n" +
+	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12$\n" +
+	"\rinterruptions\x18\f \x01(\x05R\rinterruptions\x12/\n" +
 	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailureB\v\n" +
 	"\t_progress\"\xa0\x01\n" +
 	"\vTaskFailure\x12\x12\n" +

@@ -223,7 +223,10 @@ export enum TaskState {
   TASK_STATE_READY = 2,
   /** TASK_STATE_RUNNING - An attempt is in progress. */
   TASK_STATE_RUNNING = 3,
-  /** TASK_STATE_RETRYING - An attempt failed; waiting out the backoff before the next. */
+  /**
+   * TASK_STATE_RETRYING - An attempt failed and the task waits out the backoff before the next, or an attempt was
+   * interrupted and the task is about to run again.
+   */
   TASK_STATE_RETRYING = 4,
   /** TASK_STATE_SUCCEEDED - The last attempt succeeded. */
   TASK_STATE_SUCCEEDED = 5,
@@ -348,7 +351,10 @@ export interface TaskSpec {
    * breaker that does not exist yet is created with the daemon's defaults.
    */
   circuitBreaker: string;
-  /** How the task is retried; unset: one attempt, no retry. */
+  /**
+   * How the task is retried after a failed attempt; unset: one attempt, no retry. Interrupted
+   * attempts are not failures: see max_interruptions.
+   */
   retry:
     | RetryPolicy
     | undefined;
@@ -379,6 +385,13 @@ export interface TaskSpec {
    * retried by policy); true waits for the breaker to half-open, without holding a slot.
    */
   waitForBreaker: boolean;
+  /**
+   * How many interrupted attempts the task is run again after: an attempt lost through no
+   * fault of the task (the daemon restarted or stopped, its worker left or went silent) runs
+   * again at once and does not count against the retry policy; one interruption more fails
+   * the task. Unset: 3. 0: the task runs at most once (an interruption fails it). At most 100.
+   */
+  maxInterruptions?: number | undefined;
 }
 
 export interface TaskSpec_LabelsEntry {
@@ -494,7 +507,7 @@ export interface TaskStatus {
   id: string;
   /** The task's state. */
   state: TaskState;
-  /** Attempts started so far (the current one included). */
+  /** Attempts started so far (the current one included), the interrupted ones too. */
   attempts: number;
   /**
    * The error of the last failed attempt, or why the task was skipped or cancelled; empty
@@ -533,6 +546,11 @@ export interface TaskStatus {
    * naming fewer tasks to get it.
    */
   resultOmitted: boolean;
+  /**
+   * Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
+   * they do not count against the retry policy, only against TaskSpec.max_interruptions.
+   */
+  interruptions: number;
   /**
    * Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
    * words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
@@ -886,6 +904,7 @@ function createBaseTaskSpec(): TaskSpec {
     labels: {},
     action: undefined,
     waitForBreaker: false,
+    maxInterruptions: undefined,
   };
 }
 
@@ -931,6 +950,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.waitForBreaker !== false) {
       writer.uint32(104).bool(message.waitForBreaker);
+    }
+    if (message.maxInterruptions !== undefined) {
+      writer.uint32(112).int32(message.maxInterruptions);
     }
     return writer;
   },
@@ -1055,6 +1077,14 @@ export const TaskSpec: MessageFns<TaskSpec> = {
             message.waitForBreaker = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.maxInterruptions = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1114,6 +1144,11 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         : isSet(object.wait_for_breaker)
         ? globalThis.Boolean(object.wait_for_breaker)
         : false,
+      maxInterruptions: isSet(object.maxInterruptions)
+        ? globalThis.Number(object.maxInterruptions)
+        : isSet(object.max_interruptions)
+        ? globalThis.Number(object.max_interruptions)
+        : undefined,
     };
   },
 
@@ -1163,6 +1198,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     if (message.waitForBreaker !== false) {
       obj.waitForBreaker = message.waitForBreaker;
     }
+    if (message.maxInterruptions !== undefined) {
+      obj.maxInterruptions = Math.round(message.maxInterruptions);
+    }
     return obj;
   },
 
@@ -1208,6 +1246,7 @@ export const TaskSpec: MessageFns<TaskSpec> = {
       }
     }
     message.waitForBreaker = object.waitForBreaker ?? false;
+    message.maxInterruptions = object.maxInterruptions ?? undefined;
     return message;
   },
 };
@@ -2246,6 +2285,7 @@ function createBaseTaskStatus(): TaskStatus {
     description: "",
     result: undefined,
     resultOmitted: false,
+    interruptions: 0,
     failure: undefined,
   };
 }
@@ -2284,6 +2324,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.resultOmitted !== false) {
       writer.uint32(88).bool(message.resultOmitted);
+    }
+    if (message.interruptions !== 0) {
+      writer.uint32(96).int32(message.interruptions);
     }
     if (message.failure !== undefined) {
       TaskFailure.encode(message.failure, writer.uint32(106).fork()).join();
@@ -2392,6 +2435,14 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.resultOmitted = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.interruptions = reader.int32();
+            continue;
+          }
           case 13: {
             if (tag !== 106) {
               break;
@@ -2441,6 +2492,7 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : isSet(object.result_omitted)
         ? globalThis.Boolean(object.result_omitted)
         : false,
+      interruptions: isSet(object.interruptions) ? globalThis.Number(object.interruptions) : 0,
       failure: isSet(object.failure) ? TaskFailure.fromJSON(object.failure) : undefined,
     };
   },
@@ -2480,6 +2532,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.resultOmitted !== false) {
       obj.resultOmitted = message.resultOmitted;
     }
+    if (message.interruptions !== 0) {
+      obj.interruptions = Math.round(message.interruptions);
+    }
     if (message.failure !== undefined) {
       obj.failure = TaskFailure.toJSON(message.failure);
     }
@@ -2504,6 +2559,7 @@ export const TaskStatus: MessageFns<TaskStatus> = {
       ? TaskResultValue.fromPartial(object.result)
       : undefined;
     message.resultOmitted = object.resultOmitted ?? false;
+    message.interruptions = object.interruptions ?? 0;
     message.failure = (object.failure !== undefined && object.failure !== null)
       ? TaskFailure.fromPartial(object.failure)
       : undefined;
