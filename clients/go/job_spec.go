@@ -72,7 +72,7 @@ func (t TaskSpec) toProto() *dukatv1.TaskSpec {
 		Id: t.id, Description: t.description, Dependencies: t.dependencies,
 		CircuitBreaker: t.breaker, WaitForBreaker: t.waitForBreaker,
 		Priority: int32(t.priority), TriggerRule: dukatv1.TriggerRule(t.triggerRule),
-		Labels: t.labels,
+		Labels: t.labels, MaxInterruptions: t.interruptions,
 	}
 	for _, r := range t.resources {
 		task.Resources = append(task.Resources, r.toProto())

@@ -42,8 +42,11 @@ func (j *JobSnapshot) Task(taskID string) (TaskStatus, bool) {
 type TaskStatus struct {
 	ID    string
 	State TaskState
-	// Attempts started so far, the current one included.
+	// Attempts started so far, the current one and the interrupted ones included.
 	Attempts int
+	// Interruptions are the attempts lost through no fault of the task (the daemon restarted,
+	// the worker left): they count against MaxInterruptions, not the RetryPolicy.
+	Interruptions int
 	// Error is the error of the last failed attempt, or why the task was skipped or
 	// cancelled.
 	Error string
@@ -128,7 +131,8 @@ func jobFromProto(job *dukatv1.Job) JobSnapshot {
 func taskStatusFromProto(task *dukatv1.TaskStatus) TaskStatus {
 	return TaskStatus{
 		ID: task.GetId(), State: TaskState(task.GetState()), Attempts: int(task.GetAttempts()),
-		Error: task.GetError(), StartedAt: timeOf(task.GetStartedAt()),
+		Interruptions: int(task.GetInterruptions()),
+		Error:         task.GetError(), StartedAt: timeOf(task.GetStartedAt()),
 		FinishedAt: timeOf(task.GetFinishedAt()), Progress: task.GetProgress(),
 		HasProgress: task.Progress != nil, ProgressMessage: task.GetProgressMessage(),
 		Description: task.GetDescription(), Result: resultFromProto(task.GetResult()),

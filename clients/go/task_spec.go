@@ -2,6 +2,7 @@ package dukat
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -22,6 +23,7 @@ type TaskSpec struct {
 	breaker        string
 	waitForBreaker bool
 	retry          *RetryPolicy
+	interruptions  *int32
 	timeout        time.Duration
 	priority       int
 	triggerRule    TriggerRule
@@ -93,9 +95,20 @@ func (t TaskSpec) WaitForBreaker() TaskSpec {
 	return t
 }
 
-// Retry sets how the task is retried (default: one attempt, no retry).
+// Retry sets how the task is retried after a failed attempt (default: one attempt, no
+// retry). Interrupted attempts are not failures: see MaxInterruptions.
 func (t TaskSpec) Retry(policy RetryPolicy) TaskSpec {
 	t.retry = &policy
+	return t
+}
+
+// MaxInterruptions is how many interrupted attempts the task is run again after (default 3):
+// an attempt lost through no fault of the task (the daemon restarted, its worker left or went
+// silent) runs again at once without counting against the RetryPolicy; one interruption more
+// fails the task. 0: the task runs at most once.
+func (t TaskSpec) MaxInterruptions(n int) TaskSpec {
+	limit := int32(min(n, math.MaxInt32))
+	t.interruptions = &limit
 	return t
 }
 

@@ -42,15 +42,16 @@ func TestATaskSpecIsAValueItsMethodsCopy(t *testing.T) {
 func TestTheWireFormOfATask(t *testing.T) {
 	task := Dispatch("d", "queue", []byte("in")).ContentType("application/json").
 		Retry(Retries(4)).Breaker("api").WaitForBreaker().Priority(7).TriggerRule(AllDone).
-		Resources(GPU(1), Custom("licence", 2)).Description("does d")
+		Resources(GPU(1), Custom("licence", 2)).Description("does d").MaxInterruptions(0)
 	job, err := Job(task).Labels(map[string]string{"team": "x"}).FailFast().MaxConcurrency(3).toProto()
 	if err != nil {
 		t.Fatal(err)
 	}
-	jitter := 0.2
+	jitter, never := 0.2, int32(0)
 	want := &dukatv1.TaskSpec{
 		Id: "d", Description: "does d", CircuitBreaker: "api", WaitForBreaker: true, Priority: 7,
-		TriggerRule: dukatv1.TriggerRule_TRIGGER_RULE_ALL_DONE,
+		MaxInterruptions: &never,
+		TriggerRule:      dukatv1.TriggerRule_TRIGGER_RULE_ALL_DONE,
 		Resources: []*dukatv1.ResourceRequirement{
 			{Type: dukatv1.ResourceType_RESOURCE_TYPE_GPU, Amount: 1},
 			{Type: dukatv1.ResourceType_RESOURCE_TYPE_CUSTOM, Amount: 2, Name: "licence"},

@@ -61,9 +61,9 @@ var errForced = errors.New("dukat: the worker's shutdown ran out of time")
 // A worker outlives its daemon, as the Python client's does: when the stream ends or breaks
 // (the daemon drains or restarts, the connection is lost, or the daemon is silent: nothing
 // heard for the welcome's heartbeat timeout from a daemon that heartbeats, else a keepalive
-// ping unanswered), the daemon has taken the worker's attempts back and retries them by their
-// policy, so the handlers still running are cancelled, their results dropped, and the worker
-// says hello again after a jittered backoff (WorkerOptions.Reconnect), from the start once a
+// ping unanswered), the daemon has taken the worker's attempts back and runs them again (an
+// interruption, counted against the task's MaxInterruptions, not its RetryPolicy), so the
+// handlers still running are cancelled, their results dropped, and the worker says hello again after a jittered backoff (WorkerOptions.Reconnect), from the start once a
 // daemon welcomes it. A status no new stream can change (a wrong token, a refused hello, a
 // daemon serving no workers) ends Run with its *Error.
 type Worker struct {
@@ -133,7 +133,7 @@ func (w *Worker) ID() string { return w.id }
 func (w *Worker) Completed() int64 { return w.completed.Load() }
 
 // Run serves until ctx ends (a hard stop: handlers are cancelled and their attempts given
-// back, to be retried by their policy; Run returns ctx's cause) or Shutdown has drained it
+// back, to run again as interrupted; Run returns ctx's cause) or Shutdown has drained it
 // (nil). It returns an *Error for a status no new stream can change, and ErrUnavailable when
 // the Reconnect policy gives up. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
@@ -190,7 +190,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // that nothing new is assigned to it, lets the handlers running finish and sends their
 // results, then closes its side of the stream; Run returns nil once the daemon has ended
 // it. Nothing held is lost. If ctx ends first, the rest is a hard stop (handlers
-// cancelled, their attempts given back to be retried by their policy) and Shutdown returns
+// cancelled, their attempts given back to run again as interrupted) and Shutdown returns
 // ctx's error; an error also says when the stream was lost while draining. A worker not
 // running, or between streams, just stops.
 func (w *Worker) Shutdown(ctx context.Context) error {

@@ -129,7 +129,7 @@ func (s *workStream) take(response *dukatv1.WorkResponse) {
 		}
 		if s.closed {
 			// Assigned before the daemon read our draining flag, and after we closed: it goes
-			// back to the daemon, which retries it by its policy.
+			// back to the daemon, which runs it again as interrupted.
 			s.worker.logger.Warn("dukat: assignment after the drain closed the stream; given back",
 				"worker", s.worker.id, "job", key.jobID, "task", key.taskID)
 			continue

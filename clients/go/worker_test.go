@@ -167,33 +167,41 @@ func TestAWorkerComesBackAfterADaemonRestart(t *testing.T) {
 	d := newDaemon(t, journaled(), flags("--shutdown-grace", "100ms"))
 	client := d.Dial(t)
 	ctx := testContext(t)
-	firstAttempt := make(chan struct{})
+	firstAttempt := make(chan struct{}, 2)
 	handler := func(ctx context.Context, task *dukat.Task) ([]byte, error) {
 		if task.Attempt == 1 {
-			close(firstAttempt)
+			firstAttempt <- struct{}{}
 			<-ctx.Done() // the stream is lost under it: the daemon takes the attempt back
 			return nil, ctx.Err()
 		}
 		return []byte(fmt.Sprintf("attempt %d", task.Attempt)), nil
 	}
-	worker := newWorker(t, client, handler, dukat.WorkerOptions{Queues: []string{"q"}})
+	worker := newWorker(t, client, handler, dukat.WorkerOptions{Queues: []string{"q"}, Concurrency: 2})
 	serve(t, worker)
-	job, err := client.Submit(ctx, dukat.Job(dukat.Dispatch("t", "q", nil).Retry(dukat.RetryPolicy{MaxAttempts: 3})))
+	job, err := client.Submit(ctx, dukat.Job(
+		dukat.Dispatch("again", "q", nil),
+		dukat.Dispatch("once", "q", nil).MaxInterruptions(0), // runs at most once
+	))
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-firstAttempt
+	<-firstAttempt
 
 	d.Restart(t)
 
-	final, err := job.Wait(ctx) // the worker is back and runs attempt 2
+	final, err := job.Wait(ctx) // the worker is back and runs attempt 2 of "again"
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := final.Tasks[0]
-	if final.State != dukat.JobSucceeded || task.Attempts != 2 ||
-		string(task.Result.(*dukat.DispatchResult).Payload) != "attempt 2" {
-		t.Fatalf("job %s, task %+v", final.State, task)
+	again, _ := final.Task("again")
+	once, _ := final.Task("once")
+	if again.State != dukat.TaskSucceeded || again.Attempts != 2 || again.Interruptions != 1 ||
+		string(again.Result.(*dukat.DispatchResult).Payload) != "attempt 2" {
+		t.Fatalf("again: %+v", again)
+	}
+	if once.State != dukat.TaskFailed || once.Attempts != 1 || once.Interruptions != 1 {
+		t.Fatalf("once, which may not run twice: %+v", once)
 	}
 }
 
@@ -276,7 +284,7 @@ func TestAWorkerWhoseDaemonWentSilentSaysHelloAgain(t *testing.T) {
 	}
 	worker := newWorker(t, client, handler, dukat.WorkerOptions{Queues: []string{"q"}})
 	serve(t, worker)
-	job, err := client.Submit(ctx, dukat.Job(dukat.Dispatch("held", "q", nil).Retry(dukat.RetryPolicy{MaxAttempts: 3})))
+	job, err := client.Submit(ctx, dukat.Job(dukat.Dispatch("held", "q", nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +306,7 @@ func TestAWorkerWhoseDaemonWentSilentSaysHelloAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := final.Tasks[0]
-	if final.State != dukat.JobSucceeded || held.Attempts != 2 || !worker.Connected() {
+	if final.State != dukat.JobSucceeded || held.Attempts != 2 || held.Interruptions != 1 || !worker.Connected() {
 		t.Fatalf("job %s, task %+v, worker connected: %v", final.State, held, worker.Connected())
 	}
 }
