@@ -369,6 +369,7 @@ class WorkerHub:
                 self._mark(queue)
                 returned += 1
         session.to_send.clear()
+        session.poke()  # holding nothing, its stream ends now
         _log.info(
             "worker %r is draining: %d attempts to finish, %d handed back to their queues",
             session.worker_id,
@@ -454,10 +455,13 @@ class WorkerHub:
                     future.set_result(success)
             else:
                 future.set_exception(convert.work_error_from_proto(result.error))
-        if freed and not session.draining:
-            self.credit_freed(session)
         if update.draining:
             self.drain(session)
+        if freed:
+            if session.draining:
+                session.poke()  # its stream ends once it holds nothing more
+            else:
+                self.credit_freed(session)
 
     def _unmatched(self, job_id: str, task_id: str, attempt: int) -> None:
         """A report for nothing this session holds: stale (ignored) or nonsense (refused)."""

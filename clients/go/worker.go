@@ -187,9 +187,9 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Shutdown drains the worker: it tells the daemon it is draining (WorkerUpdate.draining), so
-// that nothing new is assigned to it, lets the handlers running finish and sends their
-// results, then closes its side of the stream; Run returns nil once the daemon has ended
-// it. Nothing held is lost. If ctx ends first, the rest is a hard stop (handlers
+// that nothing new is assigned to it, lets the handlers running finish (an assignment already
+// on its way included) and sends their results; the daemon ends the stream with OK once the
+// worker holds nothing, and Run returns nil. Nothing held is lost. If ctx ends first, the rest is a hard stop (handlers
 // cancelled, their attempts given back to run again as interrupted) and Shutdown returns
 // ctx's error; an error also says when the stream was lost while draining. A worker not
 // running, or between streams, just stops.

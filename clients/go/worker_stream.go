@@ -17,8 +17,8 @@ import (
 type workClient = grpc.BidiStreamingClient[dukatv1.WorkRequest, dukatv1.WorkResponse]
 
 // workStream is one welcomed Work stream: the attempts it holds and what is to be sent on it.
-// The receiving goroutine (serveStream) starts handlers; the sender (send) owns Send and
-// CloseSend, as grpc-go wants one of each at a time.
+// The receiving goroutine (serveStream) starts handlers; the sender (send) owns Send, as
+// grpc-go wants one sender at a time.
 type workStream struct {
 	worker         *Worker
 	stream         workClient
@@ -31,7 +31,6 @@ type workStream struct {
 	running   map[attemptKey]context.CancelCauseFunc
 	results   []*dukatv1.WorkResult
 	progress  map[attemptKey]*dukatv1.WorkProgress // the latest per attempt is all that matters
-	closed    bool                                 // our side is closed: nothing more can be sent
 	abandoned bool                                 // the stream is gone: results are for nobody
 }
 
@@ -127,13 +126,6 @@ func (s *workStream) take(response *dukatv1.WorkResponse) {
 		if _, twice := s.running[key]; twice {
 			continue // the same attempt twice: never run it twice
 		}
-		if s.closed {
-			// Assigned before the daemon read our draining flag, and after we closed: it goes
-			// back to the daemon, which runs it again as interrupted.
-			s.worker.logger.Warn("dukat: assignment after the drain closed the stream; given back",
-				"worker", s.worker.id, "job", key.jobID, "task", key.taskID)
-			continue
-		}
 		task := taskFromProto(assignment, s.reportProgress)
 		ctx, cancel := context.WithCancelCause(s.ctx)
 		s.running[key] = cancel
@@ -218,8 +210,9 @@ func (s *workStream) poke() {
 
 // send sends what ended or progressed since the last update, as soon as there is some (what
 // piles up while one update is being sent goes in the next), and an empty update when nothing
-// happened for a whole heartbeat interval. Draining, it sends the flag, and closes its side
-// once nothing is running and every result is out. It returns when the stream's context ends
+// happened for a whole heartbeat interval. Draining, it sends the flag with every update, and
+// keeps the stream open (an assignment the daemon sent before it read the flag is ours to run):
+// the daemon ends it with OK once we hold nothing. It returns when the stream's context ends
 // or a send fails (the receiver then learns why).
 func (s *workStream) send(interval time.Duration) {
 	heartbeat := time.NewTimer(interval)
@@ -248,9 +241,6 @@ func (s *workStream) send(interval time.Duration) {
 		}
 		s.worker.completed.Add(int64(len(results)))
 		heartbeat.Reset(interval)
-		if draining && s.closeIfDone() {
-			return
-		}
 	}
 }
 
@@ -281,20 +271,6 @@ func (s *workStream) linger() {
 			return
 		}
 	}
-}
-
-// closeIfDone closes our side when nothing is held and nothing is left to send: the daemon
-// then ends the stream with OK.
-func (s *workStream) closeIfDone() bool {
-	s.mu.Lock()
-	if len(s.running) > 0 || len(s.results) > 0 {
-		s.mu.Unlock()
-		return false
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.stream.CloseSend()
-	return true
 }
 
 // abandon drops what the stream held, once its handlers (cancelled with its context) have

@@ -19,7 +19,8 @@ its `dukat.errors` error.
 
 `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
 it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
-holds, sends the results, closes its side of the stream and returns, losing nothing.
+holds (an assignment already on its way included) and sends the results; the daemon ends the
+stream once it holds nothing, and the worker returns, losing nothing.
 """
 
 from __future__ import annotations
@@ -114,7 +115,6 @@ class Worker:
         self._max_result_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._draining = False
-        self._handed_in = False  # drained: every result sent and our side of the stream closed
         self.connected = asyncio.Event()
         """Set while a stream is open and welcomed (tests and health checks wait on it)."""
         self.completed = 0
@@ -233,8 +233,6 @@ class Worker:
 
     def _take(self, response: scheduler_pb2.WorkResponse) -> None:
         for assignment in response.assignments:
-            if self._handed_in:
-                break  # our side is closed: the daemon counts these as the worker leaving
             task = DispatchTask.from_proto(assignment, self._on_progress)
             if task.key in self._running:
                 continue  # the same attempt twice: never run it twice
@@ -307,10 +305,6 @@ class Worker:
             update = work_pb2.WorkerUpdate(results=results, progress=progress, draining=draining)
             await call.write(scheduler_pb2.WorkRequest(update=update))
             self.completed += len(results)
-            if draining and not self._running and not self._results:
-                self._handed_in = True
-                await call.done_writing()  # the daemon ends the stream, OK
-                return
 
     async def _abandon_running(self) -> None:
         running = list(self._running.values())
