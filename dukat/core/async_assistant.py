@@ -124,7 +124,11 @@ async def get_async_assistant(
     max_parallel_tasks: int = 5,
     address: str | None = None,
 ) -> AsyncAssistant:
-    """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon."""
+    """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon.
+
+    Embedded is the default, so a daemon on its default socket is reached by saying so:
+    `address=dukat.defaults.default_address()`.
+    """
     address = address or os.environ.get("DUKAT_ADDRESS") or None
     if address is not None:
         # Imported here: dukat.core must not import grpc (or the client) at import time.

@@ -327,8 +327,23 @@ async def test_an_unreachable_daemon_is_one_line_and_exit_1(dukat: Dukat, tmp_pa
     address = f"unix:{tmp_path}/none.sock"
     done = await dukat("--address", address, "--connect-timeout", "100ms", "jobs")
     assert done.code == 1
-    assert done.err.startswith(f"dukat: cannot reach the daemon at {address}: ")
+    assert done.err.startswith(f"dukat: cannot reach dukatd at {address} (tried for ")
+    assert "Is dukatd running?" in done.err
     assert len(done.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("path", ["/tmp/d.sock", "./d.sock", "dukatd.sock"])
+async def test_a_socket_path_without_unix_is_a_usage_error_saying_how_to_write_it(
+    dukat: Dukat, path: str
+) -> None:
+    # The long timeout would show if the path were tried as a host name: it is not tried.
+    flag = await dukat("--address", path, "--connect-timeout", "60s", "jobs", within=30)
+    dukat.env["DUKAT_ADDRESS"] = path
+    variable = await dukat("--connect-timeout", "60s", "jobs", within=30)
+    for done, where in ((flag, "the address"), (variable, "DUKAT_ADDRESS")):
+        assert done.code == 2, done.err
+        assert f"{where} {path!r} is a unix socket's path without its scheme" in done.err
+        assert f"write 'unix:{path}'" in done.err
 
 
 def test_python_m_dukat_is_the_same_command() -> None:
