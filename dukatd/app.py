@@ -72,6 +72,7 @@ from dukatd.lock import (
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
+from dukatd.metrics_work import WorkMetrics
 from dukatd.notify import Notifier
 from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
 from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
@@ -220,6 +221,7 @@ class Daemon:
                 self.metrics.registry.register(JournalMetrics(self.journal))
             # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
             self.work_hub.add_listener(self.metrics.workers_connected.set)
+            self.metrics.registry.register(WorkMetrics(self.work_hub))
             # Metrics outermost: they count the calls the token check refuses too.
             interceptors.append(self.metrics.grpc)
         if self.auth is not None:

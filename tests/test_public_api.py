@@ -97,6 +97,7 @@ CORE_ALL = [
     "TaskState",
     "TaskStateChanged",
     "TaskStatus",
+    "TaskWaiting",
     "TriggerRule",
     "current_task",
     "get_async_assistant",

@@ -472,6 +472,7 @@ def _job_json(job: Any, *, with_tasks: bool = False) -> dict[str, Any]:
                 "error": task.error,
                 "progress": task.progress,
                 "progress_message": task.progress_message,
+                "waiting_for": task.waiting_for,
             }
             for task in job.tasks
         ]

@@ -22,6 +22,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.results import JobSnapshot, TaskStatus
 from dukat.core.states import TaskState
@@ -96,6 +97,8 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         started_at=None if started_at is None else timestamp(started_at),
         finished_at=None if finished_at is None else timestamp(finished_at),
         progress=status.progress,
+        waiting_for=status.waiting_for,
+        waiting_for_queue=status.waiting_for_queue,
     )
 
 
@@ -128,6 +131,8 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         progress_message=task.progress_message,
         description=task.description,
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
+        waiting_for=task.waiting_for,
+        waiting_for_queue=task.waiting_for_queue,
     )
 
 
@@ -179,6 +184,11 @@ def event_to_proto(event: Event | BreakerTransition) -> event_pb2.Event:
         message.output.task_id = event.task_id
         message.output.stream = OUTPUT_STREAMS.to_proto(event.stream)
         message.output.text = event.text
+    elif isinstance(event, TaskWaiting):
+        waiting = message.task_waiting
+        waiting.task_id = event.task_id
+        waiting.waiting_for = event.waiting_for
+        waiting.queue = event.queue
     elif isinstance(event, Snapshot):
         message.snapshot.job.CopyFrom(job_to_proto(event.job))
     else:
@@ -205,6 +215,9 @@ def event_from_proto(message: event_pb2.Event) -> Event | BreakerTransition | No
     if kind == "output":
         stream = OUTPUT_STREAMS.from_proto(message.output.stream, "output.stream")
         return TaskOutput(*head, message.output.task_id, stream, message.output.text)
+    if kind == "task_waiting":
+        waiting = message.task_waiting
+        return TaskWaiting(*head, waiting.task_id, waiting.waiting_for, waiting.queue)
     if kind == "snapshot":
         return Snapshot(*head, job_from_proto(message.snapshot.job))
     if kind == "breaker_state":

@@ -56,6 +56,11 @@ class TaskStatus(NamedTuple):
     result: Any = None
     """The return value of the last attempt, when the task SUCCEEDED (as `TaskResult.result`):
     a `dukat.actions.DispatchResult` or `ExecResult` for the daemon's tasks."""
+    waiting_for: str = ""
+    """What a READY task waits for when it may never come by itself, in words: "a worker for
+    queue 'q' (none connected)" (the daemon's GetJob says so); empty otherwise."""
+    waiting_for_queue: str = ""
+    """The dispatch queue `waiting_for` is about; empty when it is."""
 
 
 @dataclass(frozen=True, slots=True)

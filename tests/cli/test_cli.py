@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dukat.actions import DispatchAction
+from dukat.client import connect
+from dukat.core.spec import JobSpec, TaskSpec
 from tests.cli.conftest import SCRIPT, Dukat
 from tests.dukatd.daemon_process import DaemonProcess
 
@@ -375,3 +378,22 @@ async def test_a_daemon_with_a_token_takes_the_token_file(
     assert (allowed.code, allowed.out) == (0, "no jobs\n"), allowed.err
     missing = await dukat("--token-file", str(short_tmp / "none"), "jobs")
     assert missing.code == 2 and "--token-file: cannot read" in missing.err
+
+
+async def test_show_and_watch_say_what_a_task_nobody_serves_waits_for(dukat: Dukat) -> None:
+    waits = "waiting for a worker for queue 'nobody' (none connected)"
+    async with connect(dukat.daemon.address) as client:
+        tasks = tuple(TaskSpec(f"t{i}", DispatchAction("nobody", b"")) for i in range(3))
+        handle = await client.submit(JobSpec(tasks=tasks))
+        shown = await dukat("show", handle.job_id)
+        assert shown.out.count(waits) == 3, shown.out
+        watching = await dukat.start("watch", handle.job_id)
+        assert watching.stdout is not None
+        seen = b""
+        while waits.encode() not in seen:
+            seen += await asyncio.wait_for(watching.stdout.readline(), 30)
+        await handle.cancel()
+        out, _ = await asyncio.wait_for(watching.communicate(), 30)
+    assert watching.returncode == 1
+    said = (seen + out).decode()
+    assert said.count(waits) == 1, said  # one line for the three tasks

@@ -1003,8 +1003,16 @@ type TaskStatus struct {
 	// response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
 	// naming fewer tasks to get it.
 	ResultOmitted bool `protobuf:"varint,11,opt,name=result_omitted,json=resultOmitted,proto3" json:"result_omitted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What a READY task waits for, in words, when it is something that may never come by
+	// itself: today, a worker for its dispatch queue when none is connected ("a worker for
+	// queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+	// resources or a busy worker. Filled by GetJob only. More reasons may be added.
+	WaitingFor string `protobuf:"bytes,15,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// The dispatch queue that waiting_for is about (start a worker serving it); empty when
+	// waiting_for is.
+	WaitingForQueue string `protobuf:"bytes,16,opt,name=waiting_for_queue,json=waitingForQueue,proto3" json:"waiting_for_queue,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -1112,6 +1120,20 @@ func (x *TaskStatus) GetResultOmitted() bool {
 		return x.ResultOmitted
 	}
 	return false
+}
+
+func (x *TaskStatus) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetWaitingForQueue() string {
+	if x != nil {
+		return x.WaitingForQueue
+	}
+	return ""
 }
 
 // The result of a task that succeeded, by the kind of its action.
@@ -1504,7 +1526,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1520,7 +1542,10 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\vdescription\x18\t \x01(\tR\vdescription\x121\n" +
 	"\x06result\x18\n" +
 	" \x01(\v2\x19.dukat.v1.TaskResultValueR\x06result\x12%\n" +
-	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmittedB\v\n" +
+	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12\x1f\n" +
+	"\vwaiting_for\x18\x0f \x01(\tR\n" +
+	"waitingFor\x12*\n" +
+	"\x11waiting_for_queue\x18\x10 \x01(\tR\x0fwaitingForQueueB\v\n" +
 	"\t_progress\"}\n" +
 	"\x0fTaskResultValue\x126\n" +
 	"\bdispatch\x18\x01 \x01(\v2\x18.dukat.v1.DispatchResultH\x00R\bdispatch\x12*\n" +

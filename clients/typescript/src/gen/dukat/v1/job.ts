@@ -532,6 +532,18 @@ export interface TaskStatus {
    * naming fewer tasks to get it.
    */
   resultOmitted: boolean;
+  /**
+   * What a READY task waits for, in words, when it is something that may never come by
+   * itself: today, a worker for its dispatch queue when none is connected ("a worker for
+   * queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+   * resources or a busy worker. Filled by GetJob only. More reasons may be added.
+   */
+  waitingFor: string;
+  /**
+   * The dispatch queue that waiting_for is about (start a worker serving it); empty when
+   * waiting_for is.
+   */
+  waitingForQueue: string;
 }
 
 /** The result of a task that succeeded, by the kind of its action. */
@@ -2202,6 +2214,8 @@ function createBaseTaskStatus(): TaskStatus {
     description: "",
     result: undefined,
     resultOmitted: false,
+    waitingFor: "",
+    waitingForQueue: "",
   };
 }
 
@@ -2239,6 +2253,12 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.resultOmitted !== false) {
       writer.uint32(88).bool(message.resultOmitted);
+    }
+    if (message.waitingFor !== "") {
+      writer.uint32(122).string(message.waitingFor);
+    }
+    if (message.waitingForQueue !== "") {
+      writer.uint32(130).string(message.waitingForQueue);
     }
     return writer;
   },
@@ -2344,6 +2364,22 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.resultOmitted = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.waitingFor = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.waitingForQueue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2385,6 +2421,16 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : isSet(object.result_omitted)
         ? globalThis.Boolean(object.result_omitted)
         : false,
+      waitingFor: isSet(object.waitingFor)
+        ? globalThis.String(object.waitingFor)
+        : isSet(object.waiting_for)
+        ? globalThis.String(object.waiting_for)
+        : "",
+      waitingForQueue: isSet(object.waitingForQueue)
+        ? globalThis.String(object.waitingForQueue)
+        : isSet(object.waiting_for_queue)
+        ? globalThis.String(object.waiting_for_queue)
+        : "",
     };
   },
 
@@ -2423,6 +2469,12 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.resultOmitted !== false) {
       obj.resultOmitted = message.resultOmitted;
     }
+    if (message.waitingFor !== "") {
+      obj.waitingFor = message.waitingFor;
+    }
+    if (message.waitingForQueue !== "") {
+      obj.waitingForQueue = message.waitingForQueue;
+    }
     return obj;
   },
 
@@ -2444,6 +2496,8 @@ export const TaskStatus: MessageFns<TaskStatus> = {
       ? TaskResultValue.fromPartial(object.result)
       : undefined;
     message.resultOmitted = object.resultOmitted ?? false;
+    message.waitingFor = object.waitingFor ?? "";
+    message.waitingForQueue = object.waitingForQueue ?? "";
     return message;
   },
 };
