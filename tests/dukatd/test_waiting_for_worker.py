@@ -5,9 +5,12 @@ all of it clears once a worker serves the queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import signal
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -120,3 +123,35 @@ async def test_a_task_on_a_queue_nobody_serves_says_so_until_a_worker_comes(
     # Once per task, though "a" or "b" waited on nobody twice.
     assert sorted(said) == [("a", NOBODY, "nobody"), ("b", NOBODY, "nobody")]
     assert max(e.attempt for e in events if isinstance(e, TaskStateChanged)) == 2  # a retry
+
+
+async def test_the_event_is_journaled_and_a_restarted_daemon_says_it_again(
+    daemons: Callable[..., DaemonProcess], short_tmp: Path
+) -> None:
+    state = short_tmp / "state"
+    daemon = await daemons(state_dir=state).serving()
+    async with dukat.connect(daemon.address) as client:
+        spec = JobSpec(tasks=(TaskSpec("a", DispatchAction("nobody", b"")),))
+        handle = await client.submit(spec)
+        before = [e async for e in _until_waiting(handle.events())]
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.exited() == 0
+    again = await daemons(state_dir=state).serving()
+    async with dukat.connect(again.address) as client:
+        handle = client.job(handle.job_id)
+        after = [e async for e in _until_waiting(handle.events(), count=2)]
+        assert (await statuses(client, handle.job_id))["a"][1] == NOBODY
+    assert [e.sequence for e in after] == list(range(1, len(after) + 1))  # no gap, none twice
+    assert after[: len(before)] == before  # what was said before the restart, kept
+    assert [e.task_id for e in after if isinstance(e, TaskWaiting)] == ["a", "a"]
+
+
+async def _until_waiting(events: AsyncIterator[Event], count: int = 1) -> AsyncIterator[Event]:
+    """The events up to the `count`-th TaskWaiting."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield event
+            if isinstance(event, TaskWaiting):
+                count -= 1
+                if not count:
+                    return
