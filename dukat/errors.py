@@ -290,12 +290,13 @@ class DaemonError(DukatError):
     """The daemon answered a call with an error status.
 
     `code` is the gRPC status code's name (`"NOT_FOUND"`, as `grpc.StatusCode.NOT_FOUND.name`
-    spells it) and `details` the status message, which is also the error's message.
+    spells it) and `details` the status message, which is also the error's message unless
+    `message` gives one that says more (the address of a daemon that cannot be reached).
     """
 
-    def __init__(self, details: str, *, code: str = "UNKNOWN") -> None:
+    def __init__(self, details: str, *, code: str = "UNKNOWN", message: str | None = None) -> None:
         # Cooperative: for InvalidArgumentError this runs ValidationError.__init__ next.
-        super().__init__(details or f"the daemon answered {code}")
+        super().__init__(message or details or f"the daemon answered {code}")
         self.code = code
         self.details = details
 

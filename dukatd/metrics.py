@@ -45,6 +45,7 @@ The metrics (labels in braces):
     dukat_breaker_state{breaker}                  CLOSED 0, OPEN 1, HALF_OPEN 2 (the engine's)
     dukat_breaker_transitions_total{breaker,from_state,to_state}
     dukat_workers_connected                       gauge, set by the Work service
+    dukat_tasks_waiting_for_worker{workers}       none | busy: see `dukatd.metrics_work`
     dukat_journal_*                               with a journal: see `dukatd.metrics_journal`
     grpc_server_started_total, grpc_server_handled_total{...,grpc_code},
     grpc_server_msg_received_total, grpc_server_msg_sent_total,

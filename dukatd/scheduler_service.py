@@ -18,7 +18,7 @@ import grpc
 
 from dukat import convert
 from dukat.client import CLIENT_ID_KEY
-from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
+from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
 from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
@@ -279,6 +279,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         _require_job_id(request.job_id)
         _bounded(*_task_ids(request.task_ids))
         snapshot = self.scheduler.get_job(request.job_id)
+        if self.work_hub is not None:  # READY dispatch tasks nobody serves say so
+            snapshot = self.work_hub.with_waiting_for(snapshot)
         if request.task_ids:
             known = {status.id for status in snapshot.tasks}
             unknown = [task_id for task_id in request.task_ids if task_id not in known]
@@ -466,7 +468,7 @@ class RequestIds:
         return len(self._jobs)
 
 
-_TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput)
+_TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput, TaskWaiting)
 
 
 def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:

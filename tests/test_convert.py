@@ -15,6 +15,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.results import JobSnapshot, TaskFailure, TaskStatus
@@ -229,6 +230,12 @@ def snapshot() -> JobSnapshot:
             TaskStatus("a", TaskState.SUCCEEDED, 1, "", 10.5, 11.25, 1.0, "done", "first"),
             TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", "", None, 2),
             TaskStatus("c", TaskState.SKIPPED, 0, "upstream 'b' failed"),
+            TaskStatus(
+                "d",
+                TaskState.READY,
+                waiting_for="a worker for queue 'q' (none connected)",
+                waiting_for_queue="q",
+            ),
         ),
         labels={"k": "v"},
         created_at=10.0,
@@ -343,6 +350,7 @@ EVENTS = [
     TaskProgress(4, "j1", 101.5, "a", 0.25, "a quarter"),
     TaskProgress(5, "j1", 101.5, "a", None, "only words"),
     TaskOutput(6, "j1", 102.0, "a", "stderr", "oops\n"),
+    TaskWaiting(7, "j1", 102.5, "d", "a worker for queue 'q' (none connected)", "q"),
     Snapshot(17, "j1", 103.0, snapshot()),
     BreakerTransition(
         "api", CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN, "5 failures", 104.0

@@ -98,6 +98,7 @@ CORE_ALL = [
     "TaskState",
     "TaskStateChanged",
     "TaskStatus",
+    "TaskWaiting",
     "TriggerRule",
     "current_task",
     "get_async_assistant",

@@ -123,9 +123,10 @@ class JobHandle:
         A daemon older than that field sends every event: the same end, only more of it.
         """
         last = after_sequence
-        backoff = Backoff(self._connection.reconnect)
+        connection = self._connection
+        backoff = connection.backoff()
         while True:
-            call = self._connection.scheduler.Watch(
+            call = connection.scheduler.Watch(
                 scheduler_pb2.WatchRequest(
                     job_id=self.job_id, after_sequence=last, job_events_only=job_events_only
                 ),
@@ -133,6 +134,7 @@ class JobHandle:
             )
             try:
                 async for response in call:
+                    connection.reached = True
                     backoff.reset()
                     for message in response.events:
                         if message.sequence <= last:
@@ -145,9 +147,12 @@ class JobHandle:
                             yield event
                 return
             except grpc.aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.UNAVAILABLE and await backoff.wait():
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    connection.answered(error)
+                    raise from_rpc_error(error) from error
+                if await backoff.wait():
                     continue
-                raise from_rpc_error(error) from error
+                raise connection.unavailable(error, backoff) from error
             finally:
                 call.cancel()  # the consumer stopped early: end the stream on the daemon too
 

@@ -27,6 +27,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.results import JobSnapshot, TaskStatus
 from dukat.core.states import TaskState
@@ -114,6 +115,8 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         progress=status.progress,
         failure=None if failure is None else task_failure_to_proto(failure, tails=False),
         interruptions=status.interruptions,
+        waiting_for=status.waiting_for,
+        waiting_for_queue=status.waiting_for_queue,
     )
 
 
@@ -148,6 +151,8 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
         failure=task_failure_from_proto(task.failure) if task.HasField("failure") else None,
         interruptions=task.interruptions,
+        waiting_for=task.waiting_for,
+        waiting_for_queue=task.waiting_for_queue,
     )
 
 
@@ -199,6 +204,11 @@ def event_to_proto(event: Event | BreakerTransition) -> event_pb2.Event:
         message.output.task_id = event.task_id
         message.output.stream = OUTPUT_STREAMS.to_proto(event.stream)
         message.output.text = event.text
+    elif isinstance(event, TaskWaiting):
+        waiting = message.task_waiting
+        waiting.task_id = event.task_id
+        waiting.waiting_for = event.waiting_for
+        waiting.queue = event.queue
     elif isinstance(event, Snapshot):
         message.snapshot.job.CopyFrom(job_to_proto(event.job))
     else:
@@ -225,6 +235,9 @@ def event_from_proto(message: event_pb2.Event) -> Event | BreakerTransition | No
     if kind == "output":
         stream = OUTPUT_STREAMS.from_proto(message.output.stream, "output.stream")
         return TaskOutput(*head, message.output.task_id, stream, message.output.text)
+    if kind == "task_waiting":
+        waiting = message.task_waiting
+        return TaskWaiting(*head, waiting.task_id, waiting.waiting_for, waiting.queue)
     if kind == "snapshot":
         return Snapshot(*head, job_from_proto(message.snapshot.job))
     if kind == "breaker_state":

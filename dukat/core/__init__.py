@@ -20,6 +20,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.graph import DependencyGraph
 from dukat.core.parallel_executor import ParallelTaskExecutor, Task
@@ -76,6 +77,7 @@ __all__ = [
     "TaskState",
     "TaskStateChanged",
     "TaskStatus",
+    "TaskWaiting",
     "TriggerRule",
     "current_task",
     "get_async_assistant",

@@ -63,6 +63,7 @@ class TaskRun:
         "reservation",
         "result",
         "runner",
+        "said_waiting",
         "spec",
         "started_at",
         "state",
@@ -101,6 +102,7 @@ class TaskRun:
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
         self.permit: int | None = None  # a breaker's permission for one call (its generation)
+        self.said_waiting = False  # its TaskWaiting event is out (Scheduler.waiting)
         # RUNNING
         self.worker: Worker | None = None
         self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop

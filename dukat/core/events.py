@@ -31,6 +31,7 @@ __all__ = [
     "TaskOutput",
     "TaskProgress",
     "TaskStateChanged",
+    "TaskWaiting",
     "event_of",
 ]
 
@@ -69,6 +70,18 @@ INTERRUPTED = "interrupted ("
 
 
 @dataclass(slots=True)
+class TaskWaiting(Event):
+    """A READY task waits for something that may never come by itself (its runner says so):
+    a worker for its dispatch queue when none is connected. Once per task; its state stays."""
+
+    task_id: str
+    waiting_for: str
+    """In words: "a worker for queue 'q' (none connected)"."""
+    queue: str = ""
+    """The dispatch queue it waits on a worker of; empty for another wait."""
+
+
+@dataclass(slots=True)
 class TaskProgress(Event):
     task_id: str
     fraction: float | None
@@ -97,7 +110,7 @@ Record = tuple  # (event class, sequence, time, *the class's own fields)
 # for the job id (which the log knows).
 _RECORD_LENGTH = {
     kind: len(fields(kind))
-    for kind in (TaskStateChanged, JobStateChanged, TaskProgress, TaskOutput)
+    for kind in (TaskStateChanged, JobStateChanged, TaskProgress, TaskOutput, TaskWaiting)
 }
 RECORD_WIDTH = max(_RECORD_LENGTH.values())
 """Items of the longest record (a TaskStateChanged's); the log pads shorter ones to it."""

@@ -28,10 +28,10 @@ from dukat.core.graph import DependencyGraph
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
-from dukat.core.retry import RetryPolicy
+from dukat.core.retry import RetryPolicy, retry_policy
 from dukat.core.runners import CallableAction
 from dukat.core.scheduler import CancelRequest, Scheduler
-from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, JobSpec, TaskSpec
+from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, JobSpec, TaskSpec, dependency_ids
 from dukat.core.states import TaskState, TriggerRule
 from dukat.errors import CycleError, FieldViolation, NotFoundError, ValidationError
 
@@ -63,7 +63,8 @@ class Task:
     kwargs: Mapping[str, Any] | None = None
     priority: int = 0
     """Higher runs first among ready tasks."""
-    retry: RetryPolicy | None = None
+    retry: RetryPolicy | int | Mapping[str, Any] | None = None
+    """A RetryPolicy, or its shorthand: a number of attempts (3), a dict of its fields."""
     timeout: float | None = None
     """Seconds one attempt may run."""
     circuit_breaker: str | CircuitBreaker | None = None
@@ -126,6 +127,7 @@ class ParallelTaskExecutor:
         self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
         self._running: str | None = None  # the job execute_all() is waiting for
+        self._ran = False  # an execute_all() took the tasks added before it
         # cancel() before execute_all(): applied, in order, as soon as the job starts
         self._cancels_at_start: list[CancelRequest] = []
         self._trackers: list[ProgressTracker] = []  # to follow the next job, once it starts
@@ -146,10 +148,18 @@ class ParallelTaskExecutor:
         resource_requirements: Iterable[ResourceRequirement] | None = None,
         **options: Any,
     ) -> None:
-        """Add a task. A duplicate id, a cycle or an impossible requirement fails here."""
+        """Add a task to the next `execute_all()`. A duplicate id, a cycle, an impossible
+        requirement or a string of dependencies fails here; so does adding one while
+        `execute_all()` runs (it would only run at the next call)."""
         task_id = task.task_id
         if not isinstance(task_id, str) or not task_id:
             raise ValidationError(f"a task needs a non-empty string id, not {task_id!r}")
+        if self._running is not None:
+            raise RuntimeError(
+                f"task {task_id!r} added while execute_all() runs job {self._running}: it would "
+                "not join that run, only the next execute_all(). Add every task before "
+                "execute_all(), or this one after it returns (then call execute_all() again)"
+            )
         if task_id in self._specs:
             raise ValidationError(
                 f"duplicate task id {task_id!r}",
@@ -162,7 +172,7 @@ class ParallelTaskExecutor:
                 f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        deps = tuple(dependencies) if dependencies else ()  # repeats are harmless downstream
+        deps = dependency_ids(task_id, dependencies)  # repeats are harmless downstream
         resources = tuple(resource_requirements) if resource_requirements else ()
         spec = self._spec(task, deps, resources, options)
         specs = self._specs
@@ -215,11 +225,25 @@ class ParallelTaskExecutor:
         asyncio.get_running_loop().call_soon(hold.release)
 
     async def execute_all(self) -> dict[str, TaskResult]:
-        """Run every added task; return each one's result by id. Task failures do not raise.
+        """Run the tasks added since the last call; return each one's result by id. Task
+        failures do not raise.
 
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
-        anything runs. Cancelling the caller cancels the job.
+        anything runs. Cancelling the caller cancels the job. Each call is a job of its own:
+        a second call runs the tasks added since the first, and raises `RuntimeError` when
+        there are none (the first took them; add them again to run them again), as does a
+        call while another runs.
         """
+        if self._running is not None:
+            raise RuntimeError(
+                f"execute_all() is already running job {self._running}: await that call"
+            )
+        if not self._specs and self._ran:
+            raise RuntimeError(
+                "no task was added since the last execute_all(), which took the tasks added "
+                "before it: each call runs only the tasks added since the one before. To run "
+                "them again, add them again with add_task(), or use a new ParallelTaskExecutor"
+            )
         cancels, self._cancels_at_start = self._cancels_at_start, []
         job = self._take_job()
         return {} if job is None else await self._execute(job, cancels)
@@ -232,6 +256,7 @@ class ParallelTaskExecutor:
         specs, self._specs, self._named_before_added = self._specs, {}, set()
         if not specs:
             return None
+        self._ran = True
         return JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)
 
     async def _execute(self, job: JobSpec, cancels: list[CancelRequest]) -> dict[str, TaskResult]:
@@ -328,6 +353,9 @@ class ParallelTaskExecutor:
                         task_id=task.task_id,
                     )
             self._scheduler.resources.check(resources, task_id=task.task_id)
+        retry = task.retry
+        if retry is not None and retry.__class__ is not RetryPolicy:
+            retry = retry_policy(retry, task_id=task.task_id)  # the shorthand: retry=3, a dict
         return _new_spec(
             (
                 task.task_id,
@@ -337,7 +365,7 @@ class ParallelTaskExecutor:
                 resources,
                 breaker,
                 task.wait_for_breaker,
-                task.retry,
+                retry,
                 task.timeout,
                 task.priority,
                 task.trigger_rule,

@@ -107,6 +107,11 @@ class TaskStatus(NamedTuple):
     """Of `attempts`, those interrupted (as `TaskResult.interruptions`)."""
     failure: TaskFailure | None = None
     """Why the last attempt failed, when the task FAILED (`error` says it in words)."""
+    waiting_for: str = ""
+    """What a READY task waits for when it may never come by itself, in words: "a worker for
+    queue 'q' (none connected)" (the daemon's GetJob says so); empty otherwise."""
+    waiting_for_queue: str = ""
+    """The dispatch queue `waiting_for` is about; empty when it is."""
 
 
 @dataclass(frozen=True, slots=True)

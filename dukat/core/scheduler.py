@@ -57,6 +57,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
     event_of,
 )
 from dukat.core.progress import ProgressTracker
@@ -632,6 +633,16 @@ class Scheduler:
         else:
             kind_of_event = TaskOutput
         self._record(job, (kind_of_event, job.sequence, self._wall(), run.id, *payload))
+
+    def waiting(self, run: TaskRun, attempt: int, waiting_for: str, queue: str = "") -> None:
+        """A READY task waits for something that may never come by itself (its runner says
+        so, from `admit`): a `TaskWaiting` event, once per task."""
+        if run.state is not TaskState.READY or run.attempts + 1 != attempt or run.said_waiting:
+            return
+        run.said_waiting = True
+        job = run.job
+        job.sequence += 1
+        self._record(job, (TaskWaiting, job.sequence, self._wall(), run.id, waiting_for, queue))
 
     # -- ready queues and fair share --------------------------------------------------------
 

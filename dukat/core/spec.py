@@ -7,7 +7,7 @@ it or raises one `ValidationError` listing every problem, each naming the task a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -17,7 +17,7 @@ from dukat.core.retry import RetryPolicy
 from dukat.core.states import TriggerRule
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["JobSpec", "TaskSpec", "validate_job"]
+__all__ = ["JobSpec", "TaskSpec", "dependency_ids", "validate_job"]
 
 MAX_ID_LENGTH = 256
 DEFAULT_MAX_INTERRUPTIONS = 3
@@ -125,10 +125,13 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
     ) in enumerate(tasks):
         if action is None:
             problem(task_id, index, "action", "a task needs an action")
-        for dep in dependencies:
-            if dep == task_id or dep not in index_of:
-                _check_dependencies(task_id, index, dependencies, index_of, problem)
-                break
+        if dependencies.__class__ is str:
+            problem(task_id, index, "dependencies", _one_string(dependencies))
+        else:
+            for dep in dependencies:
+                if dep == task_id or dep not in index_of:
+                    _check_dependencies(task_id, index, dependencies, index_of, problem)
+                    break
         if timeout is not None and not (
             isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0
         ):
@@ -161,6 +164,23 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
 
 
 Problem = Callable[[str | None, int | None, str, str], None]
+
+
+def dependency_ids(task_id: str, dependencies: Iterable[str] | None) -> tuple[str, ...]:
+    """`dependencies` as a tuple of ids; a string is refused, naming the task: iterated, it
+    would be one dependency per letter (`dependencies="fetch"` is 'f', 'e', 't', ...)."""
+    if isinstance(dependencies, (str, bytes)):
+        description = _one_string(dependencies)
+        raise ValidationError(
+            f"task {task_id!r}: dependencies: {description}",
+            task_id=task_id,
+            violations=[FieldViolation("dependencies", description)],
+        )
+    return tuple(dependencies) if dependencies else ()
+
+
+def _one_string(value: str | bytes) -> str:
+    return f"a string, read as one task id per letter: write dependencies=[{value!r}]"
 
 
 def _index_str_ids(tasks: tuple[TaskSpec, ...]) -> dict[str, int] | None:

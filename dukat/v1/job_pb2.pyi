@@ -664,6 +664,8 @@ class TaskStatus(_message.Message):
     RESULT_OMITTED_FIELD_NUMBER: _builtins.int
     INTERRUPTIONS_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_QUEUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
@@ -689,6 +691,16 @@ class TaskStatus(_message.Message):
     interruptions: _builtins.int
     """Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
     they do not count against the retry policy, only against TaskSpec.max_interruptions.
+    """
+    waiting_for: _builtins.str
+    """What a READY task waits for, in words, when it is something that may never come by
+    itself: today, a worker for its dispatch queue when none is connected ("a worker for
+    queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+    resources or a busy worker. Filled by GetJob only. More reasons may be added.
+    """
+    waiting_for_queue: _builtins.str
+    """The dispatch queue that waiting_for is about (start a worker serving it); empty when
+    waiting_for is.
     """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
@@ -729,10 +741,12 @@ class TaskStatus(_message.Message):
         result_omitted: _builtins.bool = ...,
         interruptions: _builtins.int = ...,
         failure: Global___TaskFailure | None = ...,
+        waiting_for: _builtins.str = ...,
+        waiting_for_queue: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "failure", b"failure", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state", "waiting_for", b"waiting_for", "waiting_for_queue", b"waiting_for_queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015

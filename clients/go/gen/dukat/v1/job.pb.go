@@ -1024,9 +1024,17 @@ type TaskStatus struct {
 	// Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
 	// words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
 	// that results share (see result_omitted); Watch snapshots carry it without them.
-	Failure       *TaskFailure `protobuf:"bytes,13,opt,name=failure,proto3" json:"failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Failure *TaskFailure `protobuf:"bytes,13,opt,name=failure,proto3" json:"failure,omitempty"`
+	// What a READY task waits for, in words, when it is something that may never come by
+	// itself: today, a worker for its dispatch queue when none is connected ("a worker for
+	// queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+	// resources or a busy worker. Filled by GetJob only. More reasons may be added.
+	WaitingFor string `protobuf:"bytes,15,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// The dispatch queue that waiting_for is about (start a worker serving it); empty when
+	// waiting_for is.
+	WaitingForQueue string `protobuf:"bytes,16,opt,name=waiting_for_queue,json=waitingForQueue,proto3" json:"waiting_for_queue,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -1148,6 +1156,20 @@ func (x *TaskStatus) GetFailure() *TaskFailure {
 		return x.Failure
 	}
 	return nil
+}
+
+func (x *TaskStatus) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetWaitingForQueue() string {
+	if x != nil {
+		return x.WaitingForQueue
+	}
+	return ""
 }
 
 // Why a task failed: the error of its last attempt, kept across restarts as a success's
@@ -1642,7 +1664,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1660,7 +1682,10 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	" \x01(\v2\x19.dukat.v1.TaskResultValueR\x06result\x12%\n" +
 	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12$\n" +
 	"\rinterruptions\x18\f \x01(\x05R\rinterruptions\x12/\n" +
-	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailureB\v\n" +
+	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailure\x12\x1f\n" +
+	"\vwaiting_for\x18\x0f \x01(\tR\n" +
+	"waitingFor\x12*\n" +
+	"\x11waiting_for_queue\x18\x10 \x01(\tR\x0fwaitingForQueueB\v\n" +
 	"\t_progress\"\xa0\x01\n" +
 	"\vTaskFailure\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +

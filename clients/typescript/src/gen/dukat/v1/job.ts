@@ -556,7 +556,21 @@ export interface TaskStatus {
    * words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
    * that results share (see result_omitted); Watch snapshots carry it without them.
    */
-  failure: TaskFailure | undefined;
+  failure:
+    | TaskFailure
+    | undefined;
+  /**
+   * What a READY task waits for, in words, when it is something that may never come by
+   * itself: today, a worker for its dispatch queue when none is connected ("a worker for
+   * queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+   * resources or a busy worker. Filled by GetJob only. More reasons may be added.
+   */
+  waitingFor: string;
+  /**
+   * The dispatch queue that waiting_for is about (start a worker serving it); empty when
+   * waiting_for is.
+   */
+  waitingForQueue: string;
 }
 
 /**
@@ -2287,6 +2301,8 @@ function createBaseTaskStatus(): TaskStatus {
     resultOmitted: false,
     interruptions: 0,
     failure: undefined,
+    waitingFor: "",
+    waitingForQueue: "",
   };
 }
 
@@ -2330,6 +2346,12 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.failure !== undefined) {
       TaskFailure.encode(message.failure, writer.uint32(106).fork()).join();
+    }
+    if (message.waitingFor !== "") {
+      writer.uint32(122).string(message.waitingFor);
+    }
+    if (message.waitingForQueue !== "") {
+      writer.uint32(130).string(message.waitingForQueue);
     }
     return writer;
   },
@@ -2451,6 +2473,22 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.failure = TaskFailure.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.waitingFor = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.waitingForQueue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2494,6 +2532,16 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : false,
       interruptions: isSet(object.interruptions) ? globalThis.Number(object.interruptions) : 0,
       failure: isSet(object.failure) ? TaskFailure.fromJSON(object.failure) : undefined,
+      waitingFor: isSet(object.waitingFor)
+        ? globalThis.String(object.waitingFor)
+        : isSet(object.waiting_for)
+        ? globalThis.String(object.waiting_for)
+        : "",
+      waitingForQueue: isSet(object.waitingForQueue)
+        ? globalThis.String(object.waitingForQueue)
+        : isSet(object.waiting_for_queue)
+        ? globalThis.String(object.waiting_for_queue)
+        : "",
     };
   },
 
@@ -2538,6 +2586,12 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.failure !== undefined) {
       obj.failure = TaskFailure.toJSON(message.failure);
     }
+    if (message.waitingFor !== "") {
+      obj.waitingFor = message.waitingFor;
+    }
+    if (message.waitingForQueue !== "") {
+      obj.waitingForQueue = message.waitingForQueue;
+    }
     return obj;
   },
 
@@ -2563,6 +2617,8 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     message.failure = (object.failure !== undefined && object.failure !== null)
       ? TaskFailure.fromPartial(object.failure)
       : undefined;
+    message.waitingFor = object.waitingFor ?? "";
+    message.waitingForQueue = object.waitingForQueue ?? "";
     return message;
   },
 };
