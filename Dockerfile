@@ -17,14 +17,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-# Only what the package is built from (pyproject's readme must be there too).
-COPY pyproject.toml README.md ./
+# Only what the package is built from (pyproject's readme and licence file must be there too).
+COPY pyproject.toml README.md LICENSE ./
 COPY dukat ./dukat
 COPY dukatd ./dukatd
 RUN pip install '.[daemon]' && rm -rf /src
 
 # A user of its own; the socket directory is group-readable (0750) like systemd's
-# RuntimeDirectoryMode in packaging/dukatd.service, the state directory private.
+# RuntimeDirectoryMode in systemd/dukatd.service, the state directory private.
 RUN groupadd --system --gid 10001 dukatd \
     && useradd --system --uid 10001 --gid dukatd --home-dir /var/lib/dukatd dukatd \
     && install -d -o dukatd -g dukatd -m 0750 /run/dukatd \
@@ -50,4 +50,6 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-m", "dukatd.health", "--timeout", "3"]
 
+# dukatd runs as PID 1: it then reaps what exec tasks leave behind itself (dukatd/orphans.py),
+# so the container collects no <defunct> processes with or without `docker run --init`.
 ENTRYPOINT ["dukatd"]

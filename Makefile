@@ -57,12 +57,12 @@ test: install lint test-go test-ts
 	$(BIN)/python -m pytest
 
 # The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
-# knows nothing of: -count=1 runs them every time. gofmt guards the Go; prettier (pinned in the
-# lock file) the TypeScript's format, and tsc is strict.
+# knows nothing of: -count=1 runs them every time. gofmt and go vet guard the Go; prettier (pinned
+# in the lock file) the TypeScript's format, and tsc is strict.
 test-go: install
 	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
-	cd $(GO_CLIENT) && go test -count=1 ./...
+	cd $(GO_CLIENT) && go vet ./... && go test -count=1 ./...
 
 test-ts: install $(NPM_STAMP)
 	cd $(TS_CLIENT) && npm test --silent
@@ -139,8 +139,6 @@ bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	@echo
 	cd $(TS_CLIENT) && npm run --silent build  # dispatch.py's TypeScript worker
 	$(BIN)/python bench/dispatch.py
-	@echo
-	$(BIN)/python bench/dispatch_workers.py
 	@echo
 	$(BIN)/python bench/submit.py
 	@echo

@@ -14,30 +14,38 @@ unix socket, and a client in a subprocess (a second process, as a real worker is
                      the public `dukat.client` Worker (concurrency --in-flight, a no-op
                      handler); submitted with `dukat.connect(...).submit`, timed from submit
                      to `handle.wait()`
-    dukatd/ts-client the same, with the TypeScript client's Worker (clients/typescript/bench/
-                     worker.ts, built by `make bench`) in a node process as the worker
+    dukatd/go-client the same job through the same daemon, served by the Go client's Worker
+                     (clients/go/cmd/dukat-bench-worker, built here with `go build`; skipped
+                     without a Go toolchain) on a queue of its own, concurrency as above; its
+                     rounds take turns with dukatd/client's
+    dukatd/ts-client the same again, served by the TypeScript client's Worker in a node process
+                     (clients/typescript/bench/worker.ts, built by `make bench`; skipped
+                     without node or the build), on a queue of its own
     raw/round-trip   N round trips on one raw grpc.aio bidi stream with bytes of the same
                      sizes as a TaskAssignment and a WorkResult: one message each way per
                      task, never batched (what dispatch would cost without batching)
 
-The target: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip;
-dukatd/ts-client at least as fast as dukatd/client.
-Figures are the median of the rounds, tasks per second of wall-clock time: the work is split
-between processes, so one process's CPU time would miss half of it.
+The targets: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip;
+dukatd/go-client >= 1.3x dukatd/client; dukatd/ts-client >= 1x dukatd/client. Figures are
+the median of the rounds, tasks per second of wall-clock time: the work is split between
+processes, so one process's CPU time would miss half of it. For the real workers, the CPU
+milliseconds per 1,000 tasks of the daemon, of the worker and of this process (which submits
+and waits) say where the time goes: when the daemon's far exceed the worker's, the daemon is
+the ceiling and a faster worker cannot make the job go much faster.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 # As the daemon does: spawning the client subprocess must not run gRPC's fork handlers.
@@ -58,7 +66,11 @@ from dukatd.server import create_server
 from dukatd.work_hub import WorkerHub
 
 QUEUE = "bench"
+GO_QUEUE = "bench-go"
 ECHO = "/bench.Echo/Stream"
+GO_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "go"
+TS_QUEUE = "bench-ts"
+TS_WORKER = Path(__file__).resolve().parent.parent / "clients/typescript/dist/bench/worker.js"
 
 
 def sample_sizes() -> tuple[int, int]:
@@ -175,19 +187,64 @@ async def run_dispatch(n: int, in_flight: int) -> float:
     return n / elapsed
 
 
-def python_worker(address: str, in_flight: int) -> list[str]:
-    """The command of a `dukat.client` worker (this script, `--client-worker`)."""
-    return [sys.executable, __file__, "--client-worker", address, str(in_flight)]
+def build_go_worker(directory: str) -> Path | None:
+    """The Go client's no-op bench worker, built into `directory`; None without Go."""
+    binary = Path(directory) / "dukat-bench-worker"
+    try:
+        subprocess.run(
+            ["go", "build", "-o", str(binary), "./cmd/dukat-bench-worker"],
+            cwd=GO_CLIENT,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"  (dukatd/go-client skipped: could not build the Go worker: {error})")
+        return None
+    return binary
 
 
-@contextlib.contextmanager
-def served(
-    in_flight: int, worker_command: Callable[[str, int], list[str]] = python_worker
-) -> Iterator[tuple[str, subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
-    """A real dukatd (`--ephemeral`, max_concurrency as in `run_dispatch`) and one worker
-    process serving it, ready: their address and processes; both stopped at the end."""
+def typescript_worker() -> Path | None:
+    """The TypeScript client's no-op bench worker, built; None without it or without node."""
+    if shutil.which("node") is None or not TS_WORKER.exists():
+        print(f"  (dukatd/ts-client skipped: no node, or no {TS_WORKER}: `make bench` builds it)")
+        return None
+    return TS_WORKER
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a running process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(run: Callable[[], float], pids: dict[str, int]) -> tuple[float, dict[str, float]]:
+    """What `run` returns, the CPU seconds each process took meanwhile (and "submitter": this
+    one, which submits and waits), and the wall-clock seconds ("wall")."""
+    before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    own, started = time.process_time(), time.perf_counter()
+    result = run()
+    seconds = {who: cpu_seconds(pid) - before[who] for who, pid in pids.items()}
+    seconds["submitter"] = time.process_time() - own
+    seconds["wall"] = time.perf_counter() - started
+    return result, seconds
+
+
+def run_daemon(
+    n: int, in_flight: int, rounds: int, go_worker: Path | None, ts_worker: Path | None = None
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """`rounds` jobs for each real worker through one dukatd started once, taking turns: the
+    public `dukat.client` Worker (dukatd/client) and, when built, the Go client's
+    (dukatd/go-client) and the TypeScript client's (dukatd/ts-client), each on a queue of its
+    own. Returns the rates, and the seconds of each contender's rounds (`measured`)."""
+
     env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
+
+    def spec(queue: str) -> JobSpec:
+        return JobSpec(tuple(TaskSpec(f"t{i}", DispatchAction(queue)) for i in range(n)))
+
+    async def job(spec: JobSpec) -> float:
+        return n / await run_to_success(address, spec)
+
     # /tmp, not $TMPDIR: a unix socket's path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-bench-") as directory:
         address = f"unix:{directory}/d.sock"
@@ -196,45 +253,47 @@ def served(
         log = Path(directory) / "dukatd.log"
         with log.open("wb") as out:
             daemon = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        worker = subprocess.Popen(
-            worker_command(address, in_flight), stdout=subprocess.PIPE, env=env
-        )
+        contenders = {
+            "dukatd/client": (
+                [sys.executable, __file__, "--client-worker", address, str(in_flight)],
+                spec(QUEUE),
+            )
+        }
+        if go_worker is not None:
+            go_argv = [str(go_worker), "-address", address, "-queue", GO_QUEUE]
+            contenders["dukatd/go-client"] = (
+                [*go_argv, "-concurrency", str(in_flight)],
+                spec(GO_QUEUE),
+            )
+        if ts_worker is not None:
+            contenders["dukatd/ts-client"] = (
+                ["node", str(ts_worker), address, str(in_flight), TS_QUEUE],
+                spec(TS_QUEUE),
+            )
+        workers: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            assert worker.stdout is not None
-            if worker.stdout.readline().strip() != b"ready":  # the client retries until up
-                raise SystemExit(f"the worker did not connect; dukatd:\n{log.read_text()}")
-            yield address, daemon, worker
+            for name, (worker_argv, _) in contenders.items():
+                worker = workers[name] = subprocess.Popen(
+                    worker_argv, stdout=subprocess.PIPE, env=env
+                )
+                assert worker.stdout is not None
+                if worker.stdout.readline().strip() != b"ready":  # the client retries until up
+                    raise SystemExit(
+                        f"the {name} worker did not connect; dukatd:\n{log.read_text()}"
+                    )
+            rates: dict[str, list[float]] = {name: [] for name in contenders}
+            costs: dict[str, dict[str, list[float]]] = {name: {} for name in contenders}
+            for _ in range(rounds):
+                for name, (_, job_spec) in contenders.items():
+                    pids = {"daemon": daemon.pid, "worker": workers[name].pid}
+                    rate, cost = measured(lambda spec=job_spec: uvloop.run(job(spec)), pids)
+                    rates[name].append(rate)
+                    for who, seconds in cost.items():
+                        costs[name].setdefault(who, []).append(seconds)
+            return rates, costs
         finally:
-            for process in (worker, daemon):
+            for process in (*workers.values(), daemon):
                 stop(process)
-
-
-def run_daemon(
-    n: int,
-    in_flight: int,
-    rounds: int,
-    worker_command: Callable[[str, int], list[str]] = python_worker,
-) -> list[float]:
-    """`rounds` jobs through a real dukatd and a worker process (by default a `dukat.client`
-    one), both started once."""
-    spec = no_op_job(n)
-    with served(in_flight, worker_command) as (address, _, _):
-        return [n / uvloop.run(run_to_success(address, spec)) for _ in range(rounds)]
-
-
-def no_op_job(n: int) -> JobSpec:
-    action = DispatchAction(QUEUE)
-    return JobSpec(tuple(TaskSpec(f"t{i}", action) for i in range(n)))
-
-
-TS_WORKER = Path(__file__).resolve().parent.parent / "clients/typescript/dist/bench/worker.js"
-
-
-def typescript_worker(address: str, in_flight: int) -> list[str]:
-    """The command of the TypeScript client's no-op worker, on the machine's node."""
-    if not TS_WORKER.exists():
-        raise SystemExit(f"no {TS_WORKER}: build it with `cd clients/typescript && npm run build`")
-    return ["node", str(TS_WORKER), address, str(in_flight)]
 
 
 async def run_round_trips(n: int, request_size: int, response_size: int) -> float:
@@ -284,10 +343,11 @@ def main() -> None:
     n = args.tasks
     request_size, response_size = sample_sizes()
     print(f"dispatch: {n:,} no-op tasks, one worker, max_in_flight {args.in_flight}")
-    rates: dict[str, list[float]] = {"dukat/dispatch": [], "dukatd/client": []}
-    rates["raw/round-trip"] = []
-    rates["dukatd/client"] = run_daemon(n, args.in_flight, args.rounds)
-    rates["dukatd/ts-client"] = run_daemon(n, args.in_flight, args.rounds, typescript_worker)
+    rates: dict[str, list[float]] = {"dukat/dispatch": [], "raw/round-trip": []}
+    with tempfile.TemporaryDirectory(prefix="dukat-bench-go-") as build:
+        go_worker, ts_worker = build_go_worker(build), typescript_worker()
+        daemon_rates, costs = run_daemon(n, args.in_flight, args.rounds, go_worker, ts_worker)
+    rates.update(daemon_rates)
     for _ in range(args.rounds):
         rates["dukat/dispatch"].append(uvloop.run(run_dispatch(n, args.in_flight)))
         rates["raw/round-trip"].append(uvloop.run(run_round_trips(n, request_size, response_size)))
@@ -295,11 +355,19 @@ def main() -> None:
     for name, value in median.items():
         spread = ", ".join(f"{v:,.0f}" for v in rates[name])
         print(f"  {name:<16} {value:>9,.0f} tasks/s   (rounds: {spread})")
+    print("  ms per 1,000 tasks (median of the rounds): CPU of each process, and wall-clock")
+    for name, cost in costs.items():
+        ms = ", ".join(f"{who} {statistics.median(s) * 1e6 / n:.0f}" for who, s in cost.items())
+        print(f"  {name:<16} {ms}")
     for name in ("dukat/dispatch", "dukatd/client"):
         ratio = median[name] / median["raw/round-trip"]
         print(f"  {name} vs raw/round-trip: {ratio:.2f}x  (target >= 10,000 tasks/s and > 1x)")
-    ratio = median["dukatd/ts-client"] / median["dukatd/client"]
-    print(f"  dukatd/ts-client vs dukatd/client: {ratio:.2f}x  (target >= 1x)")
+    if "dukatd/go-client" in median:
+        ratio = median["dukatd/go-client"] / median["dukatd/client"]
+        print(f"  dukatd/go-client vs dukatd/client: {ratio:.2f}x  (target >= 1.3x)")
+    if "dukatd/ts-client" in median:
+        ratio = median["dukatd/ts-client"] / median["dukatd/client"]
+        print(f"  dukatd/ts-client vs dukatd/client: {ratio:.2f}x  (target >= 1x)")
 
 
 if __name__ == "__main__":

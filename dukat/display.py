@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Protocol
 
-from dukat.core.events import Event, TaskOutput, TaskProgress, TaskStateChanged
+from dukat.core.events import Event, TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
 from dukat.core.progress import JobProgress, ProgressTracker
 from dukat.core.states import TaskState
 
@@ -92,6 +92,7 @@ class JobView:
         self._started: dict[str, float] = {}
         self._tails: dict[str, deque[str]] = {}
         self._ended: list[RenderableType] = []  # finished lines waiting to be printed
+        self._waits_told: set[str] = set()  # each wait once, not once per task
         self._wake = asyncio.Event()
         tracker.add_listener(self._on_events)
 
@@ -144,6 +145,8 @@ class JobView:
                     self._plain(f"{task_id} | {event.text}")  # type: ignore[attr-defined]
             elif kind is TaskProgress and not self.live:
                 self._plain(f"{event.task_id}: {_progress_text(event.fraction, event.message)}")  # type: ignore[attr-defined]
+            elif kind is TaskWaiting:
+                self._on_waiting(event)  # type: ignore[arg-type]
         if self.live:
             self._wake.set()
 
@@ -165,6 +168,18 @@ class JobView:
                 self._ended.append(line)
             else:
                 self.console.print(line)
+
+    def _on_waiting(self, event: TaskWaiting) -> None:
+        if event.waiting_for in self._waits_told:
+            return
+        self._waits_told.add(event.waiting_for)
+        line = f"{event.task_id}: waiting for {event.waiting_for}"
+        if self.live:
+            from rich.text import Text
+
+            self._ended.append(Text(f"⧗ {line}", style="yellow"))
+        else:
+            self._plain(line)
 
     def _plain(self, text: str) -> None:
         self.console.print(text, markup=False)

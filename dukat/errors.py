@@ -9,11 +9,13 @@
      ├── CapacityError                    a job refused for want of room (the scheduler's
      │                                    `max_tasks`); `.limit`, `.capacity`, `.held`, `.requested`
      ├── TaskTimeoutError (TimeoutError)  one attempt ran past its `timeout`
-     ├── TaskInterruptedError             an attempt was taken away from the task (its worker left)
+     ├── TaskInterruptedError             an attempt was taken away from the task (its worker left,
+     │                                    the daemon restarted); `.cause` says which, in a word
      ├── TaskFailedRemotely               a worker reported the attempt failed; `.type` names the
      │                                    worker's error, `.retryable` False stops the retries
      ├── TaskProcessError                 a task's process could not start, exited non-zero or
-     │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`
+     │                                    was killed; `.exit_code`, `.signal` or `.spawn_error`,
+     │                                    and the tails of its output
      ├── NotFoundError (LookupError)      an unknown job or task id
      ├── LimitExceededError               a bound of the engine would be passed (more circuit
      │                                    breakers than a registry may hold)
@@ -173,7 +175,20 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 
 class TaskInterruptedError(DukatError):
-    """An attempt was lost through no fault of the task (its worker left); retried by policy."""
+    """An attempt was lost through no fault of the task: its worker left or went silent, the
+    daemon restarted or stopped its runner. Any runner may raise it (a remote node lost, ...).
+
+    Not a failure: the engine runs the task again at once, without spending its retry
+    policy's attempts, up to its `max_interruptions`. `cause` names what took the attempt,
+    one of `CAUSES` (a metric label: anything else is counted as "other"); the message says
+    it for people ("worker 'w1' left").
+    """
+
+    CAUSES = ("daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other")
+
+    def __init__(self, message: str, *, cause: str = "other") -> None:
+        self.cause = cause
+        super().__init__(message)
 
 
 class TaskFailedRemotely(DukatError):
@@ -187,6 +202,8 @@ class TaskFailedRemotely(DukatError):
 
     def __init__(self, message: str, *, type: str = "", retryable: bool = True) -> None:
         self.type = type
+        self.detail = message
+        """The worker's words, without `type` (which the error's message starts with)."""
         self.retryable = retryable
         super().__init__(f"{type}: {message}" if type else message)
 
@@ -195,9 +212,14 @@ class TaskProcessError(DukatError):
     """A task's process failed: it could not start, exited non-zero, or was killed by a signal.
 
     Exactly one of `exit_code` (1-255), `signal` (its number) or `spawn_error` (why it could
-    not start) is set. `stderr_tail` is the end of what it wrote to stderr; the message names
-    the program and ends with the last line of it, which is usually the one that says why.
+    not start) is set. `stdout_tail` and `stderr_tail` are the ends of what it wrote; the
+    message names the program and quotes the last few lines of stderr (of stdout when stderr
+    has none), which usually say why: `'sh' exited with code 7; stderr ends: e1 | e2 | e3`.
+    The quote is bounded (`QUOTED_LINES` lines of at most `QUOTED_LINE_CHARS` characters).
     """
+
+    QUOTED_LINES = 3
+    QUOTED_LINE_CHARS = 200
 
     def __init__(
         self,
@@ -207,6 +229,7 @@ class TaskProcessError(DukatError):
         signal: int | None = None,
         spawn_error: str | None = None,
         stderr_tail: bytes = b"",
+        stdout_tail: bytes = b"",
     ) -> None:
         if (exit_code is None) + (signal is None) + (spawn_error is None) != 2:
             raise ValueError("give exactly one of exit_code, signal and spawn_error")
@@ -215,14 +238,19 @@ class TaskProcessError(DukatError):
         self.signal = signal
         self.spawn_error = spawn_error
         self.stderr_tail = stderr_tail
+        self.stdout_tail = stdout_tail
         if spawn_error is not None:
             message = f"{program!r} could not start: {spawn_error}"
         elif signal is not None:
             message = f"{program!r} was killed by signal {signal} ({_signal_name(signal)})"
         else:
             message = f"{program!r} exited with code {exit_code}"
-        last = _last_line(stderr_tail)
-        super().__init__(f"{message}: {last}" if last else message)
+        for stream, tail in (("stderr", stderr_tail), ("stdout", stdout_tail)):
+            lines = _last_lines(tail, self.QUOTED_LINES, self.QUOTED_LINE_CHARS)
+            if lines:
+                message = f"{message}; {stream} ends: {' | '.join(lines)}"
+                break
+        super().__init__(message)
 
 
 def _signal_name(number: int) -> str:
@@ -232,12 +260,18 @@ def _signal_name(number: int) -> str:
         return "unknown signal"
 
 
-def _last_line(tail: bytes, limit: int = 200) -> str:
-    for line in reversed(tail.decode("utf-8", "replace").splitlines()):
+def _last_lines(tail: bytes, count: int, limit: int) -> list[str]:
+    """The last `count` lines of `tail` that are not blank, each cut at `limit` characters."""
+    lines: list[str] = []
+    # Only the end is read: a tail may be a whole --output-tail-bytes of one long line.
+    text = tail[-count * limit * 4 :].decode("utf-8", "replace")
+    for line in reversed(text.splitlines()):
         line = line.strip()
         if line:
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
+            lines.append(line if len(line) <= limit else line[: limit - 1] + "…")
+            if len(lines) == count:
+                break
+    return lines[::-1]
 
 
 class NotFoundError(DukatError, LookupError):
@@ -256,12 +290,13 @@ class DaemonError(DukatError):
     """The daemon answered a call with an error status.
 
     `code` is the gRPC status code's name (`"NOT_FOUND"`, as `grpc.StatusCode.NOT_FOUND.name`
-    spells it) and `details` the status message, which is also the error's message.
+    spells it) and `details` the status message, which is also the error's message unless
+    `message` gives one that says more (the address of a daemon that cannot be reached).
     """
 
-    def __init__(self, details: str, *, code: str = "UNKNOWN") -> None:
+    def __init__(self, details: str, *, code: str = "UNKNOWN", message: str | None = None) -> None:
         # Cooperative: for InvalidArgumentError this runs ValidationError.__init__ next.
-        super().__init__(details or f"the daemon answered {code}")
+        super().__init__(message or details or f"the daemon answered {code}")
         self.code = code
         self.details = details
 

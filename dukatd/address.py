@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ListenAddress", "TcpAddress", "UnixAddress", "parse_address", "parse_tcp_address"]
+from dukat.defaults import unix_spelling
+
+__all__ = [
+    "ListenAddress",
+    "TcpAddress",
+    "UnixAddress",
+    "parse_address",
+    "parse_tcp_address",
+    "probe_tcp",
+]
 
 # sun_path holds 108 bytes on Linux, one of which must be the terminating NUL for grpc.
 UNIX_PATH_MAX = 107
@@ -65,6 +75,9 @@ def parse_address(text: str) -> ListenAddress:
         # An abstract socket has no file, hence no permissions: anyone on the host could connect.
         raise ValueError(f"abstract unix sockets are not supported (no permissions): {text!r}")
     if not text.startswith("unix:"):
+        unix = unix_spelling(text)
+        if unix is not None:
+            raise ValueError(f"write {unix!r} for a unix socket, not {text!r}")
         return parse_tcp_address(text, what="unix:/path or host:port")
     rest = text.removeprefix("unix:")
     if rest.startswith("//"):
@@ -110,3 +123,30 @@ def parse_tcp_address(text: str, *, what: str = "HOST:PORT") -> TcpAddress:
     if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"port must be a number from 0 to 65535, not {port!r}")
     return TcpAddress(host, int(port))
+
+
+def probe_tcp(address: TcpAddress) -> None:
+    """Raise the OSError that a server binding `address` would meet, before one tries.
+
+    grpc says only "Failed to bind" (after logging a line of its own), where the errno tells
+    a port in use (another dukatd) from an address not of this host or a privileged port.
+    Binds as a server does (SO_REUSEADDR, every address the host resolves to, at least one
+    of which must do) and lets go at once; port 0 is always free.
+    """
+    if address.port == 0:
+        return
+    found = socket.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    first: OSError | None = None
+    for family, kind, protocol, _name, where in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                first = first or error
+            else:
+                return
+    if first is not None:
+        raise first

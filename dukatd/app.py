@@ -11,10 +11,14 @@ or `run(config)`, which makes the loop. `python -m dukatd` only parses the argum
 3. with `--allow-exec` and a state directory: the `GroupLedger`, which kills the task
    process groups a crashed predecessor left behind; then the journal is opened and checked
    (`dukatd.journal`: a damaged one stops the start here, with what to do);
-4. a warning if `--keepalive-min-client-interval` is longer than dukat's clients' pings;
-   the scheduler, and recovery of every job the journal kept (`dukatd.recovery`);
+4. every TCP address (and the metrics') probed, so that a port in use stops the start with
+   the option to change, before anything is served; a warning if
+   `--keepalive-min-client-interval` is longer than dukat's clients' pings; the scheduler,
+   and recovery of every job the journal kept (`dukatd.recovery`);
 5. its service and the server, bound under `socket_umask()` (sockets 0660);
-6. `server.start()`, a log line per address, then `READY=1` with a STATUS, and the watchdog.
+6. `server.start()`, a log line per address, the metrics endpoint, lines saying where the
+   state is (or that it is ephemeral), whether exec is on and the `export DUKAT_ADDRESS=`
+   for clients; then `READY=1` with a STATUS, and the watchdog.
 
 The drain is `dukatd.drain`'s. `serve` returns the exit status: 0 after a drain, 1 when the
 daemon could not start (the reason is logged).
@@ -29,7 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -38,6 +45,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health
 
+import dukat
 from dukat.actions import ExecAction
 from dukat.client import channel_options
 from dukat.core.breaker import BreakerRegistry
@@ -45,12 +53,14 @@ from dukat.core.resources import ResourcePool
 from dukat.core.scheduler import Scheduler
 from dukat.daemon_status import DaemonStatus
 from dukat.errors import DukatError
+from dukatd.address import TcpAddress, UnixAddress, probe_tcp
 from dukatd.auth import BearerTokenAuth
 from dukatd.breaker_service import MAX_BREAKERS, BreakerService
 from dukatd.config import Config, ConfigError
 from dukatd.daemon_service import DaemonService, status_of
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
+from dukatd.exec_process import LEADERS
 from dukatd.exec_runner import ExecOptions, ExecRunner
 from dukatd.journal import JOURNAL_FILE, Journal, JournalError
 from dukatd.lock import (
@@ -63,7 +73,9 @@ from dukatd.lock import (
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
+from dukatd.metrics_work import WorkMetrics
 from dukatd.notify import Notifier
+from dukatd.orphans import OrphanReaper
 from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
 from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
@@ -103,6 +115,7 @@ class Daemon:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
+        self.reaper: OrphanReaper | None = None
         self.started_at = time.time()
         self.stop_requested = asyncio.Event()
         self.fast = asyncio.Event()
@@ -152,9 +165,21 @@ class Daemon:
             except JournalError as error:
                 raise StartError(str(error)) from None
 
+    def check_ports(self) -> None:
+        """Stop the start, with what to do, if a TCP address cannot be bound (a port in use:
+        another dukatd's, most often its metrics'), before anything is bound or served."""
+        config = self.config
+        for address in config.addresses:
+            if isinstance(address, TcpAddress):
+                _check_port(config, address, "listen", "--listen HOST:PORT")
+        if config.metrics_address is not None:
+            _check_port(config, config.metrics_address, "metrics_listen", METRICS_FIX)
+
     async def start(self) -> None:
         """Build the scheduler and the server, bind every address, start serving."""
         config = self.config
+        _log.info("dukatd %s, pid %d", dukat.__version__, os.getpid())
+        self.check_ports()
         warn_of_client_pings(config)
         open_exec = config.open_exec_address
         if open_exec is not None:  # only with --insecure
@@ -199,6 +224,7 @@ class Daemon:
                 self.metrics.registry.register(JournalMetrics(self.journal))
             # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
             self.work_hub.add_listener(self.metrics.workers_connected.set)
+            self.metrics.registry.register(WorkMetrics(self.work_hub))
             # Metrics outermost: they count the calls the token check refuses too.
             interceptors.append(self.metrics.grpc)
         if self.auth is not None:
@@ -226,11 +252,22 @@ class Daemon:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address
         if self.metrics is not None and metrics_address is not None:
-            self.metrics_http = await start_metrics_server(
-                self.metrics.registry, metrics_address.host, metrics_address.port
-            )
+            try:
+                self.metrics_http = await start_metrics_server(
+                    self.metrics.registry, metrics_address.host, metrics_address.port
+                )
+            except OSError as error:  # taken since check_ports looked
+                raise StartError(
+                    _bind_failed(config, metrics_address, "metrics_listen", METRICS_FIX, error)
+                ) from None
             http = self.metrics_http
             _log.info("metrics on http://%s:%d/metrics", http.host, http.port)
+        else:
+            _log.info("metrics off")
+        if OrphanReaper.needed():  # no init above us: the orphans of tasks are ours to reap
+            self.reaper = OrphanReaper(LEADERS)
+            self.reaper.start()
+        log_start_up(config)
         exec_state = "on" if config.allow_exec else "off"
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
@@ -258,7 +295,11 @@ class Daemon:
             raise StartError(str(error)) from None
         # The file's settings win over the API's.
         recover_breakers(scheduler.breakers, breakers, configured=self.config.breakers)
-        journal.start(publish=scheduler.publish, result_of=scheduler.task_result)
+        journal.start(
+            publish=scheduler.publish,
+            result_of=scheduler.task_result,
+            interruptions_of=scheduler.task_interruptions,
+        )
         # Listening before recovery: what recovery changes (tasks re-queued) is journaled too.
         scheduler.add_record_listener(journal.on_record)
         scheduler.add_drop_listener(journal.drop)
@@ -266,7 +307,7 @@ class Daemon:
         if jobs:
             _log.info(
                 "recovered %d job(s) from %s: %d unfinished (%d task(s) interrupted, "
-                "re-queued by their retry policy), %d finished",
+                "run again up to their max_interruptions), %d finished",
                 recovered.live + recovered.finished,
                 journal.path,
                 recovered.live,
@@ -326,6 +367,9 @@ class Daemon:
                 await self.server.stop(None)
         if self.exec_runner is not None:
             self.exec_runner.kill_all_now()
+        if self.reaper is not None:
+            self.reaper.stop()
+            self.reaper.reap()  # what the last tasks left behind
         if self.ledger is not None:
             self.ledger.close()
         if self.journal is not None:
@@ -393,6 +437,50 @@ def build_scheduler(
         hold_events=journal is not None,
     )
     return scheduler, exec_runner
+
+
+METRICS_FIX = "--metrics-listen 127.0.0.1:PORT, or turn metrics off with --metrics-listen off"
+"""What to do about a metrics address that cannot be bound (a second dukatd's, by default)."""
+
+
+def _check_port(config: Config, address: TcpAddress, option: str, fix: str) -> None:
+    try:
+        probe_tcp(address)
+    except OSError as error:
+        raise StartError(_bind_failed(config, address, option, fix, error)) from None
+
+
+def _bind_failed(config: Config, address: TcpAddress, option: str, fix: str, error: OSError) -> str:
+    """One line: the address, where it came from, why it cannot be bound, and the fix."""
+    where = config.sources.get(option, "the default")
+    reason = error.strerror or str(error)
+    if error.errno == errno.EADDRINUSE:
+        reason = "the port is in use (by another dukatd, or another program)"
+    return f"cannot listen on {address} ({where}): {reason}; give another port with {fix}"
+
+
+def log_start_up(config: Config) -> None:
+    """What an operator wants to know of a daemon that just started, and how to reach it."""
+    if config.ephemeral:
+        _log.info("ephemeral (--ephemeral): jobs are kept in memory only, none outlives dukatd")
+    else:
+        _log.info("state directory %s (the journal, %s)", config.state_dir, JOURNAL_FILE)
+    if config.allow_exec:
+        _log.info("exec tasks on (--allow-exec): they run as this daemon's user")
+    else:
+        _log.info("exec tasks off: they are refused (start dukatd with --allow-exec to run them)")
+    _log.info("for clients: %s", client_exports(config))
+
+
+def client_exports(config: Config) -> str:
+    """The shell line that points the command line and clients at this daemon: its first
+    unix socket (else its first address), and its token file if it has one."""
+    addresses = config.addresses
+    address = next((a for a in addresses if isinstance(a, UnixAddress)), addresses[0])
+    line = f"export DUKAT_ADDRESS={shlex.quote(str(address))}"
+    if config.token_file is not None:
+        line += f" DUKAT_TOKEN_FILE={shlex.quote(str(config.token_file.absolute()))}"
+    return line
 
 
 def warn_of_client_pings(config: Config) -> None:

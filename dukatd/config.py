@@ -32,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+import dukat
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import ResourceType
 from dukat.defaults import default_address, first_absolute
@@ -465,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         # Abbreviations (--max for --max-concurrency) would break when a flag is added.
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"dukatd {dukat.__version__}")
     for option in OPTIONS:
         if option.flag is None:
             continue

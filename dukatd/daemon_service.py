@@ -66,10 +66,13 @@ def status_of(
 
 
 def queues_of(sessions: Iterable[WorkerSession]) -> tuple[QueueStatus, ...]:
-    """Each queue served, with its workers and their slots together, sorted by name."""
+    """Each queue served, with its workers and their slots together, sorted by name. A
+    draining worker serves no queue any more: it only finishes what it holds."""
     workers: dict[str, int] = {}
     slots: dict[str, int] = {}
     for session in sessions:
+        if session.draining:
+            continue
         for queue in session.queues:
             workers[queue] = workers.get(queue, 0) + 1
             slots[queue] = slots.get(queue, 0) + session.max_in_flight

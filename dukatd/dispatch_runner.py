@@ -8,8 +8,8 @@ awaits the result that a worker serving the queue sends back. Success gives the 
 `dukat.actions.DispatchResult` (payload and content type: its dependents get both). A
 `WorkError` becomes `dukat.errors.TaskFailedRemotely`, whose `retryable` the engine's
 `RetryPolicy` obeys (false: the task fails now, whatever attempts are left). A worker that
-leaves or falls silent fails its attempts with `TaskInterruptedError`, retried by the task's
-policy, maybe elsewhere.
+leaves or falls silent interrupts its attempts (`TaskInterruptedError`, "worker 'w1' left"):
+no failure, they run again at once, maybe elsewhere, up to the task's `max_interruptions`.
 
 Slots: a dispatch task waits for a worker READY, outside the scheduler's `max_concurrency`
 slots (`DispatchRunner.admit`, the engine's admission hook): it goes to a slot, shows RUNNING
@@ -26,7 +26,7 @@ The protocol a worker must follow (the Python client's `client.worker(...)` impl
 2. Read `WorkResponse{welcome}`: `heartbeat_interval`, `heartbeat_timeout`,
    `max_result_bytes`. Send a `WorkerUpdate` at least every `heartbeat_interval` (an empty
    one when idle); silent past `heartbeat_timeout`, the stream ends with DEADLINE_EXCEEDED
-   and every attempt it held is given up (retried by policy). The daemon does the same
+   and every attempt it held is given up (interrupted: it runs again). The daemon does the same
    (`daemon_heartbeats`): an empty `WorkResponse` when it has sent nothing for an interval,
    so a worker that hears nothing for `heartbeat_timeout` may end the stream and say hello
    again.

@@ -4,7 +4,9 @@
 2. Health goes NOT_SERVING for every service (`enter_graceful_shutdown`): load balancers and
    `python -m dukatd.health` see the drain before any call is refused.
 3. Open Watch streams end with UNAVAILABLE "daemon shutting down" (`LiveStreams.end_all`);
-   new ones are refused the same way.
+   new ones are refused the same way. So do Work streams: the attempts their workers hold
+   are interrupted at once ("worker 'w1' was disconnected: the daemon is stopping"),
+   journaled RETRYING, and run again after the restart, once the workers reconnect.
 4. `server.stop(shutdown_grace)`: no new calls; calls in progress get the grace, then are
    cancelled by grpc.
 5. Running tasks get the same grace, counted from the same moment (grace and kill grace add
@@ -12,8 +14,10 @@
    `Scheduler.drain` starts nothing new and waits until none runs or the grace is over, then
    cancels what still runs. Then `Scheduler.close` cancels every job: an exec task's process
    group gets SIGTERM, and SIGKILL `kill_grace` later. The journal stops recording when the
-   grace is over: what is cancelled from there runs again when the daemon is back, and
-   tasks still waiting stay as they were. It is flushed and closed after step 6.
+   grace is over: what is cancelled from there is still RUNNING in the journal, and the
+   next daemon interrupts it (`Scheduler.restore`: it runs again without spending its retry
+   policy, up to its `max_interruptions`); tasks still waiting stay as they were. It is
+   flushed and closed after step 6.
 6. `ExecRunner.kill_all`: what is left of any task process group gets the same treatment
    (normally nothing is; this covers an attempt that outlived its worker).
 7. Then `Daemon.close_now` (in `serve`'s finally): socket files and locks are released.

@@ -25,9 +25,12 @@ from collections.abc import Mapping, Sequence
 
 from dukatd.exec_output import OutputPump
 
-__all__ = ["Child"]
+__all__ = ["LEADERS", "Child"]
 
 _READ_SIZE = 65536
+
+LEADERS: set[int] = set()
+"""Pids of the task leaders spawned and not reaped yet: theirs to reap (dukatd.orphans)."""
 
 
 class _Features:
@@ -81,6 +84,7 @@ class Child:
         self._stdin = memoryview(stdin)
         self._popen, self._pipes, self._stdin_fd = _spawn(argv, env, cwd, bool(stdin))
         self.pid: int = self._popen.pid
+        LEADERS.add(self.pid)
         loop = self._loop
         loop.add_reader(self._pipes[0], self._read, 0)
         loop.add_reader(self._pipes[1], self._read, 1)
@@ -236,6 +240,7 @@ class Child:
         except ChildProcessError:
             # Reaped behind our back (SIGCHLD set to SIG_IGN by someone): the status is lost.
             code = 255
+        LEADERS.discard(self.pid)
         self.returncode = self._popen.returncode = code  # Popen would warn if it never knew
         self._close_stdin()
         if self._pipes[0] >= 0 or self._pipes[1] >= 0:

@@ -8,8 +8,8 @@ with its `env`, `cwd` and `stdin`. Its stdout and stderr become output events li
 bounded in line length and rate, and the last `tail_bytes` of each are kept
 (`dukatd.exec_output`); a stdout line `::progress 0.4 message` is a progress report. Exit 0
 is success and gives an `ExecResult`; anything else raises `TaskProcessError` (exit code or
-signal, the stderr tail). A process that cannot start (no such program, no such cwd) is a
-`TaskProcessError` too, not a crash of the daemon.
+signal, and the tails of both streams: the failed task's evidence). A process that cannot
+start (no such program, no such cwd) is a `TaskProcessError` too, not a crash of the daemon.
 
 Stopping: a timeout or a cancel reaches the attempt as `CancelledError`. The runner sends
 SIGTERM to the whole group, SIGKILL after `term_grace` seconds, waits until the leader is
@@ -184,7 +184,9 @@ class ExecRunner:
         if self._before_spawn is not None:
             await self._before_spawn()
         if self._closed:
-            raise TaskInterruptedError("the exec runner is shut down (the daemon is stopping)")
+            raise TaskInterruptedError(
+                "the exec runner is shut down (the daemon is stopping)", cause="executor_stopped"
+            )
         options = self.options
         pump = OutputPump(
             context,
@@ -233,16 +235,20 @@ class ExecRunner:
         if code == 0:
             return ExecResult(0, pump.tail(0), pump.tail(1))
         if child.stopped:  # by kill_all, not by this attempt's own cancel
-            raise TaskInterruptedError(f"{action.argv[0]!r} was stopped: the daemon is stopping")
+            raise TaskInterruptedError(
+                f"{action.argv[0]!r} was stopped: the daemon is stopping", cause="executor_stopped"
+            )
+        tails = {"stdout_tail": pump.tail(0), "stderr_tail": pump.tail(1)}
         if code < 0:
-            raise TaskProcessError(action.argv[0], signal=-code, stderr_tail=pump.tail(1))
-        raise TaskProcessError(action.argv[0], exit_code=code, stderr_tail=pump.tail(1))
+            raise TaskProcessError(action.argv[0], signal=-code, **tails)
+        raise TaskProcessError(action.argv[0], exit_code=code, **tails)
 
     async def kill_all(self, grace: float | None = None) -> int:
         """Refuse new attempts; SIGTERM every live group, SIGKILL after `grace`; wait for all.
 
         `grace` defaults to `options.term_grace`. Returns how many groups there were. The
-        attempts end with `TaskInterruptedError`, so a restarted daemon may run them again.
+        attempts end with `TaskInterruptedError`: interrupted, not failed, they run again
+        (after the restart: the drain has stopped the journal by then).
         """
         self._closed = True
         children = list(self._live.values())

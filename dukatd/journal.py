@@ -15,17 +15,19 @@ per task, each a WAL append (and an fsync). What is kept:
   change (its last event sequence is its newest event chunk's); its spec (the
   `dukat.v1.JobSpec` message as submitted) in `job_specs`, apart, since SQLite rewrites a
   whole row — blob included — at each update;
-- `task_changes`: per job and commit, one row listing the tasks that started or ended in
-  it — state, attempts, times, message and, when it succeeded, its result (encoded by the
-  caller's `encode_result` into plain values: bytes, str, numbers, tuples);
-  recovery folds them in order, the last change of a task wins;
+- `task_changes`: per job and commit, one row listing the tasks that started, ended or went
+  RETRYING in it — state, attempts, times, message, when it succeeded its result, when it
+  failed its `TaskFailure` (each encoded by the caller's `encode_result` into plain values:
+  bytes, str, numbers, tuples), and when it went RETRYING or FAILED its interruptions so far
+  (`_fold` lists the shapes); recovery folds them in order, the last change of a task wins;
 - `event_chunks`: per job and commit, one row of its events, for watchers that resume after
   a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
   A row holds a pickled list of the engine's own event records (`_pack`): a row costs
   SQLite, and the loop whose GIL each row's step gives up and takes back, far more than
   packing does (schema 3; schema 1 had a row per task and per event);
 - `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
-  died must not run again); `breakers`: breaker settings configured over the API.
+  died must not run again), with their reasons; `breakers`: breaker settings configured
+  over the API.
 
 The engine holds every job's events back from watchers until the writer has committed them
 (`Scheduler(hold_events=True)`, published from `_on_commit`): no client can have seen a state
@@ -77,6 +79,7 @@ from dukat.core.events import (
     event_of,
 )
 from dukat.core.results import TaskStatus
+from dukat.core.scheduler import CancelRequest
 from dukat.core.states import _RUNNING, JobState, TaskState
 from dukatd.private_files import make_private, open_private
 
@@ -196,7 +199,8 @@ _EVENT, _ACCEPT, _CANCEL, _DROP, _BREAKER = range(5)
 ACCEPT_SHARE = 0.75
 """Of `max_bytes`, what accepted jobs may fill; the rest is for the progress of those jobs."""
 
-_RECOVERY_STATES = frozenset({TaskState.RUNNING}) | {s for s in TaskState if s.is_terminal}
+_ENDS = frozenset(s for s in TaskState if s.is_terminal)
+_RETRYING, _FAILED, _SUCCEEDED = TaskState.RETRYING, TaskState.FAILED, TaskState.SUCCEEDED
 _VACUUM_CHUNK_PAGES = 2048
 
 
@@ -228,8 +232,8 @@ class RecoveredJob:
     last_sequence: int
     tasks: list[TaskStatus] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
-    cancels: list[tuple[str, ...]] = field(default_factory=list)
-    """Cancel requests in order; an empty tuple cancelled the whole job."""
+    cancels: list[CancelRequest] = field(default_factory=list)
+    """Cancel requests in order; one without task ids cancelled the whole job."""
 
 
 class Journal:
@@ -271,6 +275,7 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publish: Callable[[str, int], None] | None = None
         self._result_of: Callable[[str, str], Any] | None = None
+        self._interruptions_of: Callable[[str, str], int] | None = None
         self._event_listeners: list[Callable[[Event], None]] = []
         # Written by the writer thread only, read at scrape time (dukatd.metrics_journal).
         self.commits = 0
@@ -367,7 +372,17 @@ class Journal:
             job = jobs.get(key)
             if job is None:
                 continue
-            for task_id, state, attempts, started, finished, message, result in folded.values():
+            for (
+                task_id,
+                state,
+                attempts,
+                started,
+                finished,
+                message,
+                result,
+                interruptions,
+            ) in folded.values():
+                value = decode(result) if result is not None else None
                 job.tasks.append(
                     TaskStatus(
                         id=task_id,
@@ -376,7 +391,9 @@ class Journal:
                         error=message,
                         started_at=started,
                         finished_at=finished,
-                        result=decode(result) if result is not None else None,
+                        result=value if state is TaskState.SUCCEEDED else None,
+                        failure=value if state is TaskState.FAILED else None,
+                        interruptions=interruptions,
                     )
                 )
         chunks = db.execute("SELECT job, data FROM event_chunks ORDER BY job, first_sequence")
@@ -387,10 +404,10 @@ class Journal:
                 tail = _contiguous_tail(records, job.last_sequence)
                 job.events = tail[-self.event_tail :]
                 self._trim_at[key] = job.last_sequence + self.event_tail
-        for key, task_ids in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
+        for key, kept in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
             job = jobs.get(key)
             if job is not None:
-                job.cancels.append(tuple(json.loads(task_ids)))
+                job.cancels.append(_cancel_request(json.loads(kept)))
         breakers = {
             name: json.loads(settings)
             for name, settings in db.execute("SELECT name, settings FROM breakers")
@@ -404,27 +421,43 @@ class Journal:
         *,
         publish: Callable[[str, int], None],
         result_of: Callable[[str, str], Any],
+        interruptions_of: Callable[[str, str], int],
     ) -> None:
         """Start the writer thread. Call in the running loop, after `load`.
 
         `publish(job_id, sequence)`: events up to there are on disk (`Scheduler.publish`).
-        `result_of(job_id, task_id)`: a succeeded task's result, read when its event comes.
+        `result_of(job_id, task_id)`: a succeeded task's result, or a failed one's
+        `TaskFailure`, read when its event comes.
+        `interruptions_of(job_id, task_id)`: a task's interruptions so far, read when it goes
+        RETRYING or FAILED (the only changes that may follow one).
         """
         self._loop = asyncio.get_running_loop()
         self._publish = publish
         self._result_of = result_of
+        self._interruptions_of = interruptions_of
         self._thread = threading.Thread(target=self._write_forever, name="dukatd-journal")
         self._thread.start()
 
     def on_record(self, job_id: str, record: tuple[Any, ...]) -> None:
-        """The scheduler's record listener: queue an event (and a succeeded task's result)."""
+        """The scheduler's record listener: queue an event, with what the journal keeps of
+        the task beyond it: a succeeded task's result, a failed one's failure and
+        interruptions, the interruptions of one RETRYING."""
         if self._frozen:
             return
-        if record[0] is TaskStateChanged and record[4] is TaskState.SUCCEEDED:
-            result = self._result_of(job_id, record[3])  # type: ignore[misc]
-        else:
-            result = None
-        self._put((_EVENT, job_id, record, result))
+        kept = None
+        if record[0] is TaskStateChanged:
+            state = record[4]
+            task_id = record[3]
+            if state is _SUCCEEDED:
+                kept = self._result_of(job_id, task_id)  # type: ignore[misc]
+            elif state is _RETRYING:
+                kept = self._interruptions_of(job_id, task_id)  # type: ignore[misc]
+            elif state is _FAILED:
+                kept = (
+                    self._result_of(job_id, task_id),  # type: ignore[misc]
+                    self._interruptions_of(job_id, task_id),  # type: ignore[misc]
+                )
+        self._put((_EVENT, job_id, record, kept))
 
     def accept(self, job_id: str, request_id: str, spec: bytes, created_at: float) -> None:
         """Queue a job that was submitted; `await sync()`, then `check_accepted`, before
@@ -438,9 +471,11 @@ class Journal:
         if refused is not None:
             raise refused
 
-    def cancel(self, job_id: str, task_ids: Sequence[str]) -> None:
-        """Queue a cancel request (empty `task_ids`: the whole job)."""
-        self._put((_CANCEL, job_id, json.dumps(list(task_ids))))
+    def cancel(self, job_id: str, task_ids: Sequence[str], reason: str = "") -> None:
+        """Queue a cancel request (empty `task_ids`: the whole job) and its reason."""
+        # The task ids as a list, as ever; with a reason, an object (see _cancel_request).
+        kept: Any = {"task_ids": list(task_ids), "reason": reason} if reason else list(task_ids)
+        self._put((_CANCEL, job_id, json.dumps(kept)))
 
     def drop(self, job_id: str) -> None:
         """Queue the removal of a job: a finished one the scheduler let go
@@ -601,7 +636,7 @@ class Journal:
             for operation in operations:
                 kind = operation[0]
                 if kind == _EVENT:
-                    _, job_id, record, result = operation
+                    _, job_id, record, kept = operation
                     key = keys.get(job_id)
                     if key is None:
                         continue  # dropped already, or accepted by a failed commit
@@ -620,8 +655,25 @@ class Journal:
                         state = record[4]
                         if state is _RUNNING:
                             tasks[key].append((record[3], state, record[5], record[2]))
-                        elif state in _RECOVERY_STATES:
-                            value = None if result is None else encode(result)
+                        elif state is _RETRYING:
+                            tasks[key].append((record[3], state, record[5], kept))
+                        elif state is _FAILED:  # its failure, and its interruptions so far
+                            failure, interruptions = kept
+                            value = None if failure is None else encode(failure)
+                            tasks[key].append(
+                                (
+                                    record[3],
+                                    state,
+                                    record[5],
+                                    None,
+                                    record[2],
+                                    record[6],
+                                    value,
+                                    interruptions,
+                                )
+                            )
+                        elif state in _ENDS:
+                            value = None if kept is None else encode(kept)
                             tasks[key].append(
                                 (record[3], state, record[5], None, record[2], record[6], value)
                             )
@@ -899,23 +951,41 @@ def _pack(values: list[Any]) -> bytes:
     return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _cancel_request(kept: Any) -> CancelRequest:
+    """A cancel request back from its row: a list of task ids, or (with a reason, since
+    the reason is kept) an object of both."""
+    if isinstance(kept, dict):
+        return CancelRequest(tuple(kept["task_ids"]), kept["reason"])
+    return CancelRequest(tuple(kept))
+
+
 def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:
-    """Apply one task change: (task, RUNNING, attempt, started) or (task, state, attempt,
-    started, finished, message, result); the first start of a task stays its start."""
+    """Apply one task change to the task's [task, state, attempt, started, finished, message,
+    result, interruptions]. A change is (task, RUNNING, attempt, started), (task, RETRYING,
+    attempt, interruptions), or (task, state, attempt, started, finished, message, result),
+    which a FAILED one follows with its interruptions. The first start of a task stays its
+    start; its interruptions stay as the last change that said them (0 in a journal of a
+    dukatd that did not count them)."""
     earlier = folded.get(change[0])
     if len(change) == 4:
-        task_id, state, attempt, started = change
+        task_id, state, attempt, value = change
         if earlier is None:
-            folded[task_id] = [task_id, state, attempt, started, None, "", None]
-        else:
-            earlier[1], earlier[2] = state, attempt
-            if earlier[3] is None:
-                earlier[3] = started
+            earlier = folded[task_id] = [task_id, state, attempt, None, None, "", None, 0]
+        earlier[1], earlier[2] = state, attempt
+        if state is _RETRYING:
+            earlier[7] = value
+        elif earlier[3] is None:
+            earlier[3] = value
         return
-    task_id, state, attempt, started, finished, message, result = change
-    if earlier is not None and earlier[3] is not None:
-        started = earlier[3]
-    folded[task_id] = [task_id, state, attempt, started, finished, message, result]
+    task_id, state, attempt, started, finished, message, result, *counted = change
+    interruptions = 0
+    if earlier is not None:
+        if earlier[3] is not None:
+            started = earlier[3]
+        interruptions = earlier[7]
+    if counted:
+        interruptions = counted[0]
+    folded[task_id] = [task_id, state, attempt, started, finished, message, result, interruptions]
 
 
 def _record(entry: Sequence[Any]) -> tuple[Any, ...]:

@@ -34,6 +34,9 @@ The metrics (labels in braces):
     dukat_tasks_finished_total{state,kind}        state: succeeded|failed|cancelled|skipped;
                                                   kind: exec | dispatch | callable
     dukat_task_retries_total{kind}                attempts that failed and will be retried
+    dukat_task_interruptions_total{reason}        attempts interrupted (not failed), by cause:
+                                                  daemon_restart | daemon_stopping |
+                                                  worker_lost | executor_stopped | other
     dukat_task_duration_seconds{kind}             histogram, one attempt (RUNNING -> its end)
     dukat_task_queue_wait_seconds{kind}           histogram, READY -> RUNNING
     dukat_tasks_running, dukat_tasks_ready        gauges
@@ -42,6 +45,7 @@ The metrics (labels in braces):
     dukat_breaker_state{breaker}                  CLOSED 0, OPEN 1, HALF_OPEN 2 (the engine's)
     dukat_breaker_transitions_total{breaker,from_state,to_state}
     dukat_workers_connected                       gauge, set by the Work service
+    dukat_tasks_waiting_for_worker{workers}       none | busy: see `dukatd.metrics_work`
     dukat_journal_*                               with a journal: see `dukatd.metrics_journal`
     grpc_server_started_total, grpc_server_handled_total{...,grpc_code},
     grpc_server_msg_received_total, grpc_server_msg_sent_total,
@@ -52,7 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -115,7 +119,7 @@ class DaemonMetrics:
 
         self._scheduler: Scheduler | None = None
         # Per-task metrics: plain counts, made into families at scrape (dukatd.metrics_tasks).
-        self.tasks = TaskMetrics(JOB_BUCKETS, self._kind, self._running)
+        self.tasks = TaskMetrics(JOB_BUCKETS, self._kind, self._running, self._interruptions)
         r.register(self.tasks)
         self._breaker_states: dict[str, CircuitBreakerState] = {}
         self._breakers = _BreakerStates(self)
@@ -172,6 +176,10 @@ class DaemonMetrics:
     def _running(self) -> int:
         scheduler = self._scheduler
         return 0 if scheduler is None else scheduler.running
+
+    def _interruptions(self) -> Mapping[str, int]:
+        scheduler = self._scheduler
+        return {} if scheduler is None else scheduler.interruptions
 
     def on_pool(self, pool: ResourcePool) -> None:
         """Resource pool listener: after every allocation and release."""

@@ -10,13 +10,13 @@ and an `Event` object per change. Collection happens on the loop's thread
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from dukat.core.events import TaskStateChanged
+from dukat.core.events import INTERRUPTED, TaskStateChanged
 from dukat.core.states import TaskState
 
 __all__ = ["TaskMetrics"]
@@ -43,7 +43,8 @@ class TaskMetrics(Collector):
     """Task counters, duration and queue-wait histograms, running/ready gauges.
 
     `on_record` is a `Scheduler.add_record_listener` listener. `kind_of(job_id, task_id)`
-    names a task's action kind; `running()` is the number of attempts in progress.
+    names a task's action kind; `running()` is the number of attempts in progress;
+    `interruptions()` the attempts interrupted so far by cause (`Scheduler.interruptions`).
     """
 
     def __init__(
@@ -51,10 +52,12 @@ class TaskMetrics(Collector):
         buckets: Sequence[float],
         kind_of: Callable[[str, str], str],
         running: Callable[[], int],
+        interruptions: Callable[[], Mapping[str, int]],
     ) -> None:
         self.buckets = tuple(buckets)
         self._kind_of = kind_of
         self._running = running
+        self._interruptions = interruptions
         self._kinds: dict[str, _Kind] = {}
         # (job_id, task_id) -> when it became READY / (when it started RUNNING, its kind).
         # Bounded by the tasks READY or RUNNING now.
@@ -90,7 +93,10 @@ class TaskMetrics(Collector):
             else:
                 kind = self._kind(job_id, task_id)
             if state is _RETRYING:
-                kind.retries += 1
+                # An interrupted attempt runs again too, but it did not fail: counted apart,
+                # by the scheduler (dukat_task_interruptions_total).
+                if not record[6].startswith(INTERRUPTED):
+                    kind.retries += 1
             elif state in kind.finished:
                 kind.finished[state] += 1
 
@@ -128,6 +134,14 @@ class TaskMetrics(Collector):
             duration.add_metric([name], self._cumulative(kind.duration), kind.duration_sum)
             wait.add_metric([name], self._cumulative(kind.wait), kind.wait_sum)
         yield from (finished, retries, duration, wait)
+        interruptions = CounterMetricFamily(
+            "dukat_task_interruptions",
+            "Attempts interrupted (no failure: run again), by what interrupted them.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._interruptions().items()):
+            interruptions.add_metric([reason], count)
+        yield interruptions
         yield GaugeMetricFamily("dukat_tasks_running", "Task attempts running.", self._running())
         yield GaugeMetricFamily(
             "dukat_tasks_ready", "Tasks READY, waiting to run.", len(self._ready_since)

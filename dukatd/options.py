@@ -462,8 +462,8 @@ OPTIONS: tuple[Option, ...] = (
         field="worker_heartbeat_timeout",
         flag="--worker-heartbeat-timeout",
         env="DUKATD_WORKER_HEARTBEAT_TIMEOUT",
-        help="a worker silent this long loses its stream and its tasks (retried by their "
-        "policy); a worker that hears nothing from the daemon this long says hello again. "
+        help="a worker silent this long loses its stream and its tasks (interrupted: they run "
+        "again); a worker that hears nothing from the daemon this long says hello again. "
         "Longer than the interval. Default: 30s",
         metavar="DURATION",
         from_text=_text_duration,

@@ -2,8 +2,9 @@
 
 Runs at start, after the exec ledger has killed what a dead predecessor left running and
 before `READY=1`. Each kept job comes back as `Scheduler.restore` describes: tasks that had
-ended keep their outcome and never run again, those that were running lose that attempt
-("interrupted by daemon restart", counted against their retry policy), the rest start over;
+ended keep their outcome and never run again, those that were running lost that attempt to
+the restart, an interruption (run again at once, up to their `max_interruptions`, counting
+those they had had before), those between two attempts run again, the rest start over;
 finished jobs are held for their retention as before. Cancel requests are applied again
 first, so a task that was being cancelled when the daemon died ends CANCELLED. Dispatch tasks wait
 READY for their workers, which reconnect by themselves.
@@ -28,7 +29,9 @@ from google.protobuf.message import DecodeError
 from dukat import convert
 from dukat.actions import DispatchResult, ExecResult
 from dukat.core.breaker import BreakerRegistry, CircuitBreakerConfig
+from dukat.core.results import TaskFailure
 from dukat.core.scheduler import JobEnding, Scheduler
+from dukat.core.states import TaskState
 from dukat.errors import DukatError
 from dukat.v1 import job_pb2
 from dukatd.journal import Journal, RecoveredJob
@@ -53,20 +56,34 @@ class Recovered:
 
 
 def encode_result(value: Any) -> tuple[Any, ...] | None:
-    """A task's result as the journal keeps it: a tuple of plain values, packed with the
-    rest of its commit (far cheaper than a protobuf message per task)."""
+    """A task's result (or a failed task's `TaskFailure`) as the journal keeps it: a tuple of
+    plain values, packed with the rest of its commit (far cheaper than a protobuf message
+    per task)."""
     if isinstance(value, DispatchResult):
         return ("dispatch", value.payload, value.content_type)
     if isinstance(value, ExecResult):
         return ("exec", value.exit_code, value.stdout, value.stderr)
+    if isinstance(value, TaskFailure):
+        return (
+            "failure",
+            value.type,
+            value.message,
+            value.exit_code,
+            value.signal,
+            value.stdout,
+            value.stderr,
+        )
     return None
+
+
+_DECODED = {"dispatch": DispatchResult, "exec": ExecResult, "failure": TaskFailure}
 
 
 def decode_result(kept: Any) -> Any:
     if isinstance(kept, bytes):  # schema 1 kept a dukat.v1.TaskResultValue
         return convert.task_result_from_proto(job_pb2.TaskResultValue.FromString(kept))
     kind, *fields = kept
-    return DispatchResult(*fields) if kind == "dispatch" else ExecResult(*fields)
+    return _DECODED[kind](*fields)
 
 
 def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) -> Recovered:
@@ -88,7 +105,7 @@ def recover(scheduler: Scheduler, journal: Journal, jobs: list[RecoveredJob]) ->
         else:
             recovered.live += 1
             recovered.live_tasks += tasks
-            recovered.interrupted += sum(1 for t in job.tasks if not t.state.is_terminal)
+            recovered.interrupted += sum(1 for t in job.tasks if t.state is TaskState.RUNNING)
         if job.request_id:
             recovered.request_ids[job.request_id] = job.job_id
     return recovered

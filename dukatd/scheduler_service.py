@@ -18,7 +18,7 @@ import grpc
 
 from dukat import convert
 from dukat.client import CLIENT_ID_KEY
-from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
+from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
 from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
@@ -50,6 +50,8 @@ def result_budget_for(max_message_bytes: int) -> int:
 # Of the default message limit (64 MiB, on both sides).
 DEFAULT_RESULT_BUDGET = result_budget_for(64 * 1024 * 1024)
 DEFAULT_PAGE_BYTES = page_bytes_for(64 * 1024 * 1024)
+DRAINED = "was disconnected: the daemon is stopping"
+"""Why the attempts of a worker whose stream the drain ended were interrupted."""
 
 
 class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -264,10 +266,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         _bounded(("reason", request.reason, convert.MAX_TEXT), *_task_ids(request.task_ids))
         if self.journal is not None:
             _refuse_if_frozen(self.journal)
-        # TODO(engine): Scheduler.cancel takes no reason yet; request.reason is not kept.
-        cancelled = self.scheduler.cancel(request.job_id, request.task_ids)
+        cancelled = self.scheduler.cancel(request.job_id, request.task_ids, reason=request.reason)
         if self.journal is not None and cancelled:
-            self.journal.cancel(request.job_id, request.task_ids)
+            self.journal.cancel(request.job_id, request.task_ids, request.reason)
             await _durable(self.journal, "the cancel may not survive a restart")
         return scheduler_pb2.CancelResponse(cancelled_count=cancelled)
 
@@ -278,6 +279,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         _require_job_id(request.job_id)
         _bounded(*_task_ids(request.task_ids))
         snapshot = self.scheduler.get_job(request.job_id)
+        if self.work_hub is not None:  # READY dispatch tasks nobody serves say so
+            snapshot = self.work_hub.with_waiting_for(snapshot)
         if request.task_ids:
             known = {status.id for status in snapshot.tasks}
             unknown = [task_id for task_id in request.task_ids if task_id not in known]
@@ -350,7 +353,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await context.write(hub.welcome(session))
                 await session.serve(requests, context)
             finally:
-                hub.disconnect(session, "left")
+                if self.streams.ending is None:
+                    hub.disconnect(session, "left")
+                else:  # the drain ended the stream: its attempts run again after the restart
+                    hub.disconnect(session, DRAINED, cause="daemon_stopping")
 
 
 def client_of(context: grpc.aio.ServicerContext) -> str:
@@ -462,7 +468,7 @@ class RequestIds:
         return len(self._jobs)
 
 
-_TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput)
+_TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput, TaskWaiting)
 
 
 def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:

@@ -23,6 +23,10 @@ Invariants:
   until then it waits READY in `_admitting`, FIFO per queue, and the pump admits as many
   as there is spare credit when credit appears. A hint, not a reservation: credit that
   goes between admission and assignment leaves the attempt WAITING here, as before.
+- saying why: a task that starts to wait for admission on a queue no worker serves gets a
+  `TaskWaiting` event (once per task), GetJob's `waiting_for` says so of every READY
+  dispatch task on such a queue (`with_waiting_for`), and `tasks_waiting()` counts the tasks
+  waiting for admission, by whether their queue has a worker (metrics).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 
 import grpc
@@ -40,7 +45,9 @@ import grpc
 from dukat import convert
 from dukat.actions import DispatchAction, DispatchResult
 from dukat.core.context import TaskContext
+from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
+from dukat.core.states import TaskState
 from dukat.errors import (
     FieldViolation,
     TaskFailedRemotely,
@@ -157,6 +164,7 @@ class WorkerHub:
         self._turn: dict[str, int] = {}  # queue -> round-robin position
         self._admitting: dict[str, deque[asyncio.Future[None]]] = {}  # queue -> tasks, FIFO
         self._dropped: dict[str, int] = {}  # queue -> cancelled futures still in _admitting
+        self._unadmitted: dict[str, int] = {}  # queue -> futures in _admitting not done yet
         self._dirty: set[str] = set()  # queues with something new: waiting work or credit
         self._pump_handle: asyncio.Handle | None = None
         self._names = itertools.count(1)
@@ -174,13 +182,54 @@ class WorkerHub:
         if not admitting and self._spare(queue, 1):
             return None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(partial(self._admission_dropped, queue))
+        future.add_done_callback(partial(self._admission_over, queue))
         if admitting is None:
             admitting = self._admitting[queue] = deque()
         admitting.append(future)
+        self._unadmitted[queue] = self._unadmitted.get(queue, 0) + 1
         if queue in self._serving:
             self._mark(queue)  # behind earlier waiters, but credit may be there for it too
+        else:  # it may wait for ever: say so, once per task
+            context.report_waiting(self.waiting_for(queue), queue)
         return future
+
+    def waiting_for(self, queue: str) -> str:
+        """What a READY task of `queue` waits for that may never come by itself, in words
+        (TaskStatus.waiting_for); empty while a worker serves the queue."""
+        if queue in self._serving:
+            return ""
+        return f"a worker for queue {queue!r} (none connected)"
+
+    def with_waiting_for(self, snapshot: JobSnapshot) -> JobSnapshot:
+        """`snapshot` with `waiting_for` filled in for its READY dispatch tasks whose queue no
+        worker serves (GetJob); the same snapshot when there are none."""
+        serving = self._serving
+        spec_of = self.scheduler.task_spec
+        statuses = list(snapshot.tasks)
+        changed = False
+        for index, status in enumerate(statuses):
+            if status.state is not TaskState.READY:
+                continue
+            action = spec_of(snapshot.job_id, status.id).action
+            if isinstance(action, DispatchAction) and action.queue not in serving:
+                statuses[index] = status._replace(
+                    waiting_for=self.waiting_for(action.queue), waiting_for_queue=action.queue
+                )
+                changed = True
+        return replace(snapshot, tasks=tuple(statuses)) if changed else snapshot
+
+    def tasks_waiting(self) -> tuple[int, int]:
+        """Tasks waiting READY for a worker to take them: (on queues no worker serves, on
+        queues whose workers are all busy). Those that are not picked yet (their job at its
+        `max_concurrency`) are not counted."""
+        unserved = busy = 0
+        serving = self._serving
+        for queue, count in self._unadmitted.items():
+            if queue in serving:
+                busy += count
+            else:
+                unserved += count
+        return unserved, busy
 
     def _spare(self, queue: str, wanted: int) -> int:
         """Credit on `queue` beyond the attempts already waiting on it, up to `wanted`."""
@@ -207,7 +256,12 @@ class WorkerHub:
             del self._admitting[queue]
             self._dropped.pop(queue, None)
 
-    def _admission_dropped(self, queue: str, future: asyncio.Future[None]) -> None:
+    def _admission_over(self, queue: str, future: asyncio.Future[None]) -> None:
+        left = self._unadmitted[queue] - 1
+        if left:
+            self._unadmitted[queue] = left
+        else:
+            del self._unadmitted[queue]
         if not future.cancelled():
             return
         # The engine let the task go (cancelled): as `_give_up` does for attempts, leave it in
@@ -369,6 +423,7 @@ class WorkerHub:
                 self._mark(queue)
                 returned += 1
         session.to_send.clear()
+        session.poke()  # holding nothing, its stream ends now
         _log.info(
             "worker %r is draining: %d attempts to finish, %d handed back to their queues",
             session.worker_id,
@@ -384,8 +439,10 @@ class WorkerHub:
                 if not serving:
                     del self._serving[queue]
 
-    def disconnect(self, session: WorkerSession, reason: str) -> None:
-        """The session is over: the attempts it holds fail as interrupted. Idempotent."""
+    def disconnect(self, session: WorkerSession, reason: str, cause: str = "worker_lost") -> None:
+        """The session is over: the attempts it holds are interrupted ("worker 'w1'
+        `reason`": left, went silent for 31.2s, ...; `cause`, as `TaskInterruptedError`
+        names them), to run again elsewhere. Idempotent."""
         if session not in self.sessions:
             return
         self.sessions.discard(session)
@@ -397,7 +454,7 @@ class WorkerHub:
                 if not attempt.future.done():
                     lost += 1
                     attempt.future.set_exception(
-                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}")
+                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}", cause=cause)
                     )
         session.outstanding.clear()
         session.to_send.clear()
@@ -452,10 +509,13 @@ class WorkerHub:
                     future.set_result(success)
             else:
                 future.set_exception(convert.work_error_from_proto(result.error))
-        if freed and not session.draining:
-            self.credit_freed(session)
         if update.draining:
             self.drain(session)
+        if freed:
+            if session.draining:
+                session.poke()  # its stream ends once it holds nothing more
+            else:
+                self.credit_freed(session)
 
     def _unmatched(self, job_id: str, task_id: str, attempt: int) -> None:
         """A report for nothing this session holds: stale (ignored) or nonsense (refused)."""

@@ -86,7 +86,7 @@ class WorkerSession:
         attempt.session = self
         self.outstanding[attempt.key] = attempt
         self.to_send.append(attempt)
-        self._poke()
+        self.poke()
 
     def take_back(self, attempt: _Attempt, reason: str) -> None:
         """The daemon gave `attempt` up; tell the worker if it has it already."""
@@ -95,10 +95,11 @@ class WorkerSession:
             self.cancels.append(
                 work_pb2.TaskCancel(job_id=job_id, task_id=task_id, attempt=number, reason=reason)
             )
-            self._poke()
+            self.poke()
         # Not sent yet: the writer drops it and frees its slot, the worker never hears of it.
 
-    def _poke(self) -> None:
+    def poke(self) -> None:
+        """Wake the writer: something to send, or the stream may be over."""
         signal = self._signal
         if signal is not None and not signal.done():
             signal.set_result(None)
@@ -124,8 +125,8 @@ class WorkerSession:
                     if message is not None:
                         await self._write(message, context)
                     continue
-                if self._ended:
-                    return
+                if self._ended or (self.draining and not self.outstanding):
+                    return  # the worker left, or drained: it holds nothing more
                 self._signal = loop.create_future()
                 await self._beating(self._signal, context)
                 self._signal = None
@@ -222,7 +223,7 @@ class WorkerSession:
         error = reader.exception()
         if error is None:
             self._ended = True  # the worker closed its side: nothing more will come
-            self._poke()
+            self.poke()
         else:
             self._fail(error, f"broke the protocol ({error})")
 
@@ -238,7 +239,7 @@ class WorkerSession:
             f"worker {self.worker_id!r} sent nothing for {silent:.1f}s, more than the "
             f"heartbeat_timeout of {hub.heartbeat_timeout:g}s: its tasks were given up",
         )
-        self._fail(error, "missed its heartbeats")
+        self._fail(error, f"went silent for {silent:.1f}s")
 
     def _fail(self, error: BaseException, reason: str) -> None:
         """End the stream for `error`: give its attempts up now, and stop the writer, which

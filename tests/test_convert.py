@@ -15,9 +15,10 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
-from dukat.core.results import JobSnapshot, TaskStatus
+from dukat.core.results import JobSnapshot, TaskFailure, TaskStatus
 from dukat.core.retry import RetryPolicy
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState, TaskState, TriggerRule
@@ -83,6 +84,7 @@ def full_spec() -> JobSpec:
                 timeout=1.5,
                 priority=-2,
                 labels={"team": "a"},
+                max_interruptions=0,
             ),
             TaskSpec(
                 "build",
@@ -118,6 +120,15 @@ def test_proto_defaults_become_the_engine_defaults() -> None:
     assert task.circuit_breaker is None
     assert task.trigger_rule is TriggerRule.ALL_SUCCESS
     assert task.action == DispatchAction("q", b"", "")
+    assert task.max_interruptions == 3
+
+
+def test_max_interruptions_travels_only_when_it_is_not_the_default() -> None:
+    """Unset is 3 (the contract says so); 0, at most once, must be sent as set."""
+    message = convert.job_spec_to_proto(full_spec())
+    assert message.tasks[0].HasField("max_interruptions")
+    assert message.tasks[0].max_interruptions == 0
+    assert not message.tasks[1].HasField("max_interruptions")
 
 
 def test_explicit_zero_jitter_is_kept() -> None:
@@ -217,8 +228,14 @@ def snapshot() -> JobSnapshot:
         state=JobState.FAILED,
         tasks=(
             TaskStatus("a", TaskState.SUCCEEDED, 1, "", 10.5, 11.25, 1.0, "done", "first"),
-            TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", ""),
+            TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", "", None, 2),
             TaskStatus("c", TaskState.SKIPPED, 0, "upstream 'b' failed"),
+            TaskStatus(
+                "d",
+                TaskState.READY,
+                waiting_for="a worker for queue 'q' (none connected)",
+                waiting_for_queue="q",
+            ),
         ),
         labels={"k": "v"},
         created_at=10.0,
@@ -234,6 +251,7 @@ def test_job_snapshot_round_trip_and_counts() -> None:
     counts = message.task_counts
     assert (counts.succeeded, counts.failed, counts.skipped, counts.running) == (1, 1, 1, 0)
     assert not message.tasks[1].HasField("progress")
+    assert [task.interruptions for task in message.tasks] == [0, 2, 0]
     listed = convert.job_to_proto(snapshot(), with_tasks=False)
     assert not listed.tasks and listed.task_counts == counts
 
@@ -278,6 +296,48 @@ def test_results_over_the_budget_are_marked_omitted_and_none_go_without_one() ->
     assert [t.id for t in only.tasks] == ["e"] and only.task_counts.succeeded == 3
 
 
+PROCESS_FAILURE = TaskFailure(
+    "TaskProcessError", "'sh' exited with code 7", 7, None, b"o\n", b"e\n"
+)
+
+
+def failed(*failures: TaskFailure) -> JobSnapshot:
+    tasks = tuple(
+        TaskStatus(f"f{i}", TaskState.FAILED, 1, f"{f.type}: {f.message}", failure=f)
+        for i, f in enumerate(failures)
+    )
+    return JobSnapshot("j3", JobState.FAILED, tasks)
+
+
+def test_a_failure_round_trips_with_its_tails_in_get_job_and_without_in_snapshots() -> None:
+    remote = TaskFailure("KeyError", "no such user")
+    killed = TaskFailure("TaskProcessError", "'sh' was killed by signal 9 (SIGKILL)", signal=9)
+    job = failed(PROCESS_FAILURE, remote, killed)
+    got = convert.job_from_proto(convert.job_to_proto(job, result_budget=1_000))
+    assert got.tasks == job.tasks
+    assert got.task("f0").failure.as_error().type == "TaskProcessError"
+    watched = convert.job_from_proto(convert.job_to_proto(job))  # a snapshot: no budget
+    assert watched.task("f0").failure == TaskFailure(
+        "TaskProcessError", "'sh' exited with code 7", 7
+    )
+    assert watched.task("f1").failure == remote
+
+
+def test_failure_tails_over_the_budget_are_left_out_and_marked_omitted() -> None:
+    wire = convert.job_to_proto(failed(PROCESS_FAILURE, PROCESS_FAILURE), result_budget=5)
+    first, second = wire.tasks
+    assert (first.failure.stdout, first.failure.stderr, first.result_omitted) == (
+        b"o\n",
+        b"e\n",
+        False,
+    )
+    assert (second.failure.exit_code, second.failure.stderr, second.result_omitted) == (
+        7,
+        b"",
+        True,
+    )
+
+
 def test_a_result_kind_this_code_does_not_know_is_no_result() -> None:
     assert convert.task_result_from_proto(job_pb2.TaskResultValue()) is None
     assert convert.task_result_to_proto(b"bare bytes") is None
@@ -290,6 +350,7 @@ EVENTS = [
     TaskProgress(4, "j1", 101.5, "a", 0.25, "a quarter"),
     TaskProgress(5, "j1", 101.5, "a", None, "only words"),
     TaskOutput(6, "j1", 102.0, "a", "stderr", "oops\n"),
+    TaskWaiting(7, "j1", 102.5, "d", "a worker for queue 'q' (none connected)", "q"),
     Snapshot(17, "j1", 103.0, snapshot()),
     BreakerTransition(
         "api", CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN, "5 failures", 104.0

@@ -221,7 +221,13 @@ def test_task_interrupted_error_keeps_its_message():
     assert str(TaskInterruptedError("worker w1 left")) == "worker w1 left"
 
 
-def test_task_process_error_names_the_program_and_the_exit_code_with_the_last_stderr_line():
+def test_task_interrupted_error_names_its_cause_in_a_word():
+    assert TaskInterruptedError("gone").cause == "other"
+    assert TaskInterruptedError("worker w1 left", cause="worker_lost").cause == "worker_lost"
+    assert set(TaskInterruptedError.CAUSES) >= {"daemon_restart", "worker_lost", "other"}
+
+
+def test_task_process_error_names_the_program_and_the_exit_code_with_the_last_stderr_lines():
     error = TaskProcessError("make", exit_code=2, stderr_tail=b"cc ...\nerror: no rule\n\n")
     assert (error.program, error.exit_code, error.signal, error.spawn_error) == (
         "make",
@@ -230,7 +236,16 @@ def test_task_process_error_names_the_program_and_the_exit_code_with_the_last_st
         None,
     )
     assert error.stderr_tail == b"cc ...\nerror: no rule\n\n"
-    assert str(error) == "'make' exited with code 2: error: no rule"
+    assert str(error) == "'make' exited with code 2; stderr ends: cc ... | error: no rule"
+
+
+def test_task_process_error_quotes_the_last_three_lines_of_stderr_else_of_stdout():
+    stderr = b"e0\ne1\n\n  e2\ne3\n"
+    error = TaskProcessError("sh", exit_code=7, stderr_tail=stderr, stdout_tail=b"o1\n")
+    assert (error.stdout_tail, error.stderr_tail) == (b"o1\n", stderr)
+    assert str(error) == "'sh' exited with code 7; stderr ends: e1 | e2 | e3"
+    quiet = TaskProcessError("sh", signal=9, stdout_tail=b"o1\no2")
+    assert str(quiet) == "'sh' was killed by signal 9 (SIGKILL); stdout ends: o1 | o2"
 
 
 def test_task_process_error_names_the_signal():
@@ -243,9 +258,11 @@ def test_task_process_error_says_why_a_program_could_not_start():
     assert str(error) == "'nope' could not start: No such file or directory: 'nope'"
 
 
-def test_task_process_error_keeps_the_message_short_when_stderr_has_a_long_last_line():
+def test_task_process_error_keeps_the_message_short_whatever_the_tail_holds():
     error = TaskProcessError("x", exit_code=1, stderr_tail=b"y" * 1000)
-    assert str(error) == "'x' exited with code 1: " + "y" * 199 + "…"
+    assert str(error) == "'x' exited with code 1; stderr ends: " + "y" * 199 + "…"
+    many = TaskProcessError("x", exit_code=1, stderr_tail=(b"z" * 300 + b"\n") * 1000)
+    assert len(str(many)) < 700
 
 
 @pytest.mark.parametrize(
@@ -265,9 +282,9 @@ TRAVELLERS = [
     CircuitBreakerError("db", 0, half_open=True),
     CapacityError("max_tasks", 10, held=8, requested=3),
     TaskTimeoutError("fetch", 1.5),
-    TaskInterruptedError("worker w1 left"),
+    TaskInterruptedError("worker w1 left", cause="worker_lost"),
     TaskFailedRemotely("no such user", type="KeyError", retryable=False),
-    TaskProcessError("sh", exit_code=3, stderr_tail=b"fatal\n"),
+    TaskProcessError("sh", exit_code=3, stderr_tail=b"fatal\n", stdout_tail=b"out\n"),
     TaskProcessError("sh", signal=9),
     TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
     NotFoundError("unknown job 'j1'"),

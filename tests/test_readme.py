@@ -1,7 +1,9 @@
-"""The README's Python snippets run as written (each is a whole program)."""
+"""The README's Python snippets run as written (each is a whole program), embedded: those
+that can also run through a daemon are run so by tests/dukatd/test_readme_client.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+EMBEDDED_ENV = {k: v for k, v in os.environ.items() if k != "DUKAT_ADDRESS"}
 
 
 def test_the_readme_has_python_snippets() -> None:
@@ -25,6 +28,7 @@ def test_snippet_runs(snippet: str) -> None:
         text=True,
         timeout=60,
         cwd=README.parent,
+        env=EMBEDDED_ENV,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "a snippet should show its result"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 import dukat
 from dukat.cli._follow import (
@@ -31,6 +32,7 @@ from dukat.cli._follow import (
 from dukat.cli._jobfile import JobFileError, engine_problems, parse_job_file
 from dukat.cli._tables import breakers_table, job_table, jobs_table, status_table
 from dukat.client import Client, JobHandle, Reconnect
+from dukat.client._connection import check_address
 from dukat.core.events import Snapshot, TaskOutput, TaskStateChanged
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
@@ -72,7 +74,8 @@ class Settings:
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:
-        reconnect = Reconnect(give_up_after=self.connect_timeout)
+        timeout = self.connect_timeout  # a daemon not reached yet, or one gone away
+        reconnect = Reconnect(give_up_after=timeout, connect_within=timeout)
         async with dukat.connect(self.address, token=self.token(), reconnect=reconnect) as client:
             yield client
 
@@ -82,6 +85,7 @@ class Settings:
     "--address",
     envvar="DUKAT_ADDRESS",
     metavar="ADDR",
+    callback=lambda context, _param, value: _address(context, value),
     help="The daemon: unix:/path or host:port [env DUKAT_ADDRESS; default: the daemon's "
     "default socket].",
 )
@@ -108,6 +112,16 @@ def cli(
 ) -> None:
     """Run job files on a dukatd daemon, and watch, list, show and cancel its jobs."""
     context.obj = Settings(address, token_file, connect_timeout)
+
+
+def _address(context: click.Context, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from_environment = context.get_parameter_source("address") is ParameterSource.ENVIRONMENT
+    try:
+        return check_address(value, "DUKAT_ADDRESS" if from_environment else "the address")
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _duration(text: str) -> float:
@@ -458,6 +472,7 @@ def _job_json(job: Any, *, with_tasks: bool = False) -> dict[str, Any]:
                 "error": task.error,
                 "progress": task.progress,
                 "progress_message": task.progress_message,
+                "waiting_for": task.waiting_for,
             }
             for task in job.tasks
         ]
@@ -481,9 +496,8 @@ def _run(main: Callable[[], Awaitable[int]]) -> NoReturn:
         sys.exit(EXIT_INTERRUPTED)
     except JobFileError as error:
         _fail(str(error), EXIT_USAGE)
-    except DaemonUnavailableError as error:
-        address = click.get_current_context().find_object(Settings).address  # type: ignore[union-attr]
-        _fail(f"dukat: cannot reach the daemon at {address}: {error}", EXIT_FAILED)
+    except DaemonUnavailableError as error:  # its message names the address, and what to check
+        _fail(f"dukat: {error}", EXIT_FAILED)
     except DaemonError as error:
         _fail(f"dukat: {error.code.lower().replace('_', ' ')}: {error}", EXIT_FAILED)
     except (DukatError, KeyError) as error:

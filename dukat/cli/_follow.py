@@ -19,6 +19,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.states import JobState
 from dukat.display import JobView
@@ -110,6 +111,14 @@ def event_json(event: Event | BreakerTransition) -> dict[str, Any]:
             "task_id": event.task_id,
             "stream": event.stream,
             "text": event.text,
+        }
+    if isinstance(event, TaskWaiting):
+        return {
+            **head,
+            "type": "task_waiting",
+            "task_id": event.task_id,
+            "waiting_for": event.waiting_for,
+            "queue": event.queue,
         }
     if isinstance(event, Snapshot):
         job = event.job

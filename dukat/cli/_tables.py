@@ -85,9 +85,8 @@ def job_table(job: JobSnapshot) -> RenderableType:
         duration = None
         if task.started_at is not None and task.finished_at is not None:
             duration = task.finished_at - task.started_at
-        error = (
-            task.error if len(task.error) <= ERROR_WIDTH else task.error[: ERROR_WIDTH - 1] + "…"
-        )
+        said = f"waiting for {task.waiting_for}" if task.waiting_for else task.error
+        error = said if len(said) <= ERROR_WIDTH else said[: ERROR_WIDTH - 1] + "…"
         table.add_row(
             Text(mark, style=style),
             task.id,

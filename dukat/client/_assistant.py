@@ -4,8 +4,11 @@ The job goes to the daemon as dispatch tasks on a private queue (a fresh uuid) a
 process serves that queue with `client.worker`: the daemon schedules (dependencies,
 resources, breakers, retries, timeouts, fair share with every other client), the callables
 run here. Their return values and exceptions never leave the process: they are kept in a
-local table keyed by (batch, task id, attempt) and the daemon is sent only an empty marker,
-so `execute_tasks_in_parallel` returns the very objects embedded mode would.
+local table by batch, task id and attempt, and the daemon is sent only a marker, the
+attempt's number, so `execute_tasks_in_parallel` returns the very objects embedded mode
+would. The marker comes back to a dependent with its upstream's outcome, and says which
+attempt's value is the upstream's: that is how `current_task().upstream_results` gives the
+upstream tasks' Python results here as in embedded mode (`_RemoteContext`).
 """
 
 from __future__ import annotations
@@ -14,22 +17,26 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dukat.actions import DispatchAction
 from dukat.client._client import Client, connect
-from dukat.client._dispatch import DispatchTask
+from dukat.client._dispatch import DispatchTask, UpstreamResult
 from dukat.client._jobs import JobHandle
 from dukat.core import context as task_context
 from dukat.core.async_assistant import _task_from_dict
 from dukat.core.parallel_executor import Task
 from dukat.core.progress import ProgressTracker
-from dukat.core.results import TaskResult
+from dukat.core.results import TaskFailure, TaskResult
+from dukat.core.retry import RetryPolicy
+from dukat.core.runners import CallableAction, InProcessRunner
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TaskState
-from dukat.errors import DaemonNotFoundError, TaskTimeoutError
+from dukat.errors import DaemonNotFoundError, TaskFailedRemotely, TaskTimeoutError
 
 __all__ = ["RemoteAssistant"]
 
@@ -37,6 +44,30 @@ Outcome = tuple[Any, BaseException | None]
 
 _log = logging.getLogger(__name__)
 _CANCEL_WITHIN = 5.0  # seconds a cancelled call spends on cancelling its job, at most
+_RUNNER = InProcessRunner()  # runs a callable as embedded mode does
+
+
+@dataclass(slots=True)
+class _Ran:
+    """What ran here of one task of a batch: each attempt's outcome, and when."""
+
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    started_at: float | None = None  # the first attempt's start
+    finished_at: float | None = None  # the last attempt's end
+
+    @property
+    def attempts(self) -> int:
+        return max(self.outcomes, default=0)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One `execute_tasks_in_parallel` call: its tasks as given, and what ran of them."""
+
+    specs: dict[str, TaskSpec] = field(default_factory=dict)
+    actions: dict[str, CallableAction] = field(default_factory=dict)
+    policies: dict[str, RetryPolicy | None] = field(default_factory=dict)
+    ran: dict[str, _Ran] = field(default_factory=dict)
 
 
 class RemoteAssistant:
@@ -57,12 +88,10 @@ class RemoteAssistant:
         self.queue = f"assistant-{uuid.uuid4().hex}"
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Client | None = None
-        self._tasks: dict[str, dict[str, Task]] = {}  # batch -> task id -> callable
-        self._outcomes: dict[tuple[str, str, int], Outcome] = {}
+        self._batches: dict[str, _Batch] = {}
         # Whether an exception earns a retry is the task's RetryPolicy's call, made here
         # where the exception is; the worker asks by exception identity.
         self._verdicts: dict[int, bool] = {}
-        self._policies: dict[tuple[str, str], Any] = {}
         self._trackers: list[ProgressTracker] = []  # to follow the next batch's job
         self._handle: JobHandle | None = None  # the job of the batch running now
 
@@ -88,16 +117,15 @@ class RemoteAssistant:
         await self.open()
         assert self._client is not None
         batch = uuid.uuid4().hex
-        specs = []
-        callables: dict[str, Task] = {}
+        local = _Batch()
         for index, description in enumerate(tasks):
             task, options = _task_from_dict(index, description)
-            callables[task.task_id] = task
-            self._policies[batch, task.task_id] = options.get("retry")
-            specs.append(self._spec(batch, task, options))
-        self._tasks[batch] = callables
+            local.actions[task.task_id] = CallableAction(task.func, task.args, task.kwargs)
+            local.policies[task.task_id] = options.get("retry")
+            local.specs[task.task_id] = self._spec(batch, task, options)
+        self._batches[batch] = local
         labels = {"model": self.model_name} if self.model_name else {}
-        job = JobSpec(tasks=tuple(specs), labels=labels, fail_fast=fail_fast)
+        job = JobSpec(tasks=tuple(local.specs.values()), labels=labels, fail_fast=fail_fast)
         client = self._client
         try:
             handle: JobHandle | None = None
@@ -117,15 +145,11 @@ class RemoteAssistant:
                     "--retain-finished-jobs (or --finished-job-ttl)",
                     code="NOT_FOUND",
                 )
-            return {status.id: self._result(batch, status.id, status) for status in snapshot.tasks}
+            return {status.id: _result(local, status) for status in snapshot.tasks}
         finally:
             if handle is not None and self._handle is handle:
                 self._handle = None
-            del self._tasks[batch]
-            for key in [k for k in self._outcomes if k[0] == batch]:
-                del self._outcomes[key]
-            for key in [k for k in self._policies if k[0] == batch]:
-                del self._policies[key]
+            del self._batches[batch]
 
     def track(self) -> ProgressTracker:
         """A tracker of the job of the next `execute_tasks_in_parallel` (or the one running),
@@ -152,32 +176,21 @@ class RemoteAssistant:
             priority=options.get("priority", 0),
             trigger_rule=options.get("trigger_rule", TaskSpec._field_defaults["trigger_rule"]),
             labels=dict(options.get("labels") or {}),
-        )
-
-    def _result(self, batch: str, task_id: str, status: Any) -> TaskResult:
-        value, error = self._outcomes.get((batch, task_id, status.attempts), (None, None))
-        if status.state is TaskState.SUCCEEDED:
-            error = None
-        elif status.state is not TaskState.FAILED:
-            value, error = None, None
-        return TaskResult(
-            task_id=task_id,
-            state=status.state,
-            result=value if status.state is TaskState.SUCCEEDED else None,
-            error=error,
-            attempts=status.attempts,
-            started_at=status.started_at,
-            finished_at=status.finished_at,
-            message=status.error,
+            max_interruptions=options.get(
+                "max_interruptions", TaskSpec._field_defaults["max_interruptions"]
+            ),
         )
 
     async def _run(self, assigned: DispatchTask) -> bytes:
-        batch, _, task_id = assigned.payload.decode().partition("\n")
-        task = self._tasks[batch][task_id]
-        key = (batch, task_id, assigned.attempt)
-        token = task_context._current.set(_RemoteContext(assigned))  # report_progress() works
+        batch_id, _, task_id = assigned.payload.decode().partition("\n")
+        batch = self._batches[batch_id]
+        ran = batch.ran.setdefault(task_id, _Ran())
+        if ran.started_at is None:
+            ran.started_at = time.time()
+        context = _RemoteContext(assigned, batch)
+        token = task_context._current.set(context)  # current_task() works, as embedded
         try:
-            call = _call(task)
+            call = _RUNNER.run(context)  # type: ignore[arg-type]
             if assigned.timeout is not None:
                 try:
                     value = await asyncio.wait_for(call, assigned.timeout)
@@ -186,15 +199,18 @@ class RemoteAssistant:
             else:
                 value = await call
         except Exception as error:
-            self._outcomes[key] = (None, error)
-            policy = self._policies.get((batch, task_id))
+            ran.outcomes[assigned.attempt] = (None, error)
+            policy = batch.policies.get(task_id)
             if policy is not None:
                 self._verdicts[id(error)] = policy.should_retry(error, 0)
             raise
         finally:
             task_context._current.reset(token)
-        self._outcomes[key] = (value, None)
-        return b""  # the value stays here: the daemon needs only to know it succeeded
+            ran.finished_at = time.time()
+        ran.outcomes[assigned.attempt] = (value, None)
+        # The value stays here; the daemon passes the attempt on to the dependents, which
+        # find its value by it (`_RemoteContext.upstream_results`).
+        return str(assigned.attempt).encode()
 
     async def close(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
@@ -211,30 +227,129 @@ class RemoteAssistant:
         return f"<AsyncAssistant model={self.model_name!r} remote {self.address}>"
 
 
-async def _call(task: Task) -> Any:
-    kwargs = dict(task.kwargs or {})
-    if asyncio.iscoroutinefunction(task.func):
-        return await task.func(*task.args, **kwargs)
-    # A plain function runs in a thread, as in embedded mode; to_thread copies the context.
-    return await asyncio.to_thread(task.func, *task.args, **kwargs)
+def _result(batch: _Batch, status: Any) -> TaskResult:
+    """A task's outcome as embedded mode gives it: the daemon's state and times, with the
+    value or exception of the attempt it ended with, which ran here."""
+    ran = batch.ran.get(status.id)
+    outcomes = {} if ran is None else ran.outcomes
+    value, error = outcomes.get(status.attempts, (None, None))
+    if status.state is TaskState.SUCCEEDED:
+        error = None
+    elif status.state is TaskState.FAILED:
+        value = None
+        if error is None:  # failed by the daemon (a timeout, a breaker), not by the callable
+            error = _remote_error(status.failure, status.error)
+    else:
+        value, error = None, None
+    return TaskResult(
+        task_id=status.id,
+        state=status.state,
+        result=value,
+        error=error,
+        attempts=status.attempts,
+        started_at=status.started_at,
+        finished_at=status.finished_at,
+        message=status.error,
+        interruptions=status.interruptions,
+    )
+
+
+def _remote_error(failure: TaskFailure | None, words: str) -> BaseException:
+    """The exception for a failure that did not happen here: its type and words."""
+    return TaskFailedRemotely(words) if failure is None else failure.as_error()
 
 
 class _RemoteContext:
-    """What `current_task()` gives a callable in remote mode: ids and progress reports."""
+    """What `current_task()` gives a callable in remote mode: what embedded mode's
+    `TaskContext` gives, read from the assignment and from what ran here.
 
-    def __init__(self, task: DispatchTask) -> None:
+    One difference: `output()` has no way to the daemon (the Work stream carries results
+    and progress only), so its lines go to this process's log (`dukat.client._assistant`).
+    """
+
+    __slots__ = ("_batch", "_loop", "_task", "_thread", "action", "attempt", "job_id", "task_id")
+
+    def __init__(self, task: DispatchTask, batch: _Batch) -> None:
         self._task = task
+        self._batch = batch
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self.job_id = task.job_id
         self.task_id = task.task_id
         self.attempt = task.attempt
+        self.action = batch.actions[task.task_id]
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self._batch.specs[self.task_id].labels
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds this attempt may run (the task's `timeout`); None: no limit."""
+        return self._batch.specs[self.task_id].timeout
+
+    @property
+    def upstream_results(self) -> Mapping[str, Any]:
+        """Results of the upstream tasks that succeeded, by task id: the Python values
+        their callables returned here."""
+        return {
+            upstream.task_id: self._upstream(upstream)[0]
+            for upstream in self._task.upstream_results
+            if upstream.state is TaskState.SUCCEEDED
+        }
+
+    @property
+    def upstream_outcomes(self) -> tuple[TaskResult, ...]:
+        """How each dependency ended, in the order of the task's `dependencies`."""
+        outcomes = []
+        for upstream in self._task.upstream_results:
+            value, error = self._upstream(upstream)
+            ran = self._batch.ran.get(upstream.task_id) or _Ran()
+            if upstream.state is TaskState.FAILED:
+                value, error = None, error or _remote_error(None, upstream.error)
+            elif upstream.state is TaskState.SUCCEEDED:
+                error = None
+            else:
+                value, error = None, None
+            outcomes.append(
+                TaskResult(
+                    task_id=upstream.task_id,
+                    state=upstream.state,
+                    result=value,
+                    error=error,
+                    attempts=ran.attempts,
+                    started_at=ran.started_at,
+                    finished_at=ran.finished_at,
+                    message=upstream.error,
+                )
+            )
+        return tuple(outcomes)
+
+    def _upstream(self, upstream: UpstreamResult) -> Outcome:
+        """What ran here of an upstream: the attempt that succeeded (its marker says which
+        one), else the last one."""
+        ran = self._batch.ran.get(upstream.task_id)
+        if ran is None:
+            return (None, None)
+        marker = upstream.payload.decode() if upstream.state is TaskState.SUCCEEDED else ""
+        attempt = int(marker) if marker.isdigit() else ran.attempts
+        return ran.outcomes.get(attempt, (None, None))
 
     def report_progress(self, fraction: float | None = None, message: str = "") -> None:
+        """Say how far the task is (0.0 to 1.0) and/or what it is doing. Thread-safe."""
         if threading.get_ident() == self._thread:
             self._task.report_progress(fraction, message)
-        else:
-            self._loop.call_soon_threadsafe(self._task.report_progress, fraction, message)
+            return
+        if fraction is not None and not 0.0 <= fraction <= 1.0:  # raised here, as embedded
+            raise ValueError(f"progress fraction must be between 0 and 1, not {fraction!r}")
+        self._loop.call_soon_threadsafe(self._task.report_progress, fraction, message)
+
+    def output(self, stream: str, text: str) -> None:
+        """Record a line the task wrote: logged here (see the class docstring)."""
+        _log.info("%s/%s %s: %s", self.job_id, self.task_id, stream, text)
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.job_id}/{self.task_id} attempt {self.attempt} (remote)>"
 
 
 async def _cancel_for_the_caller(job: JobHandle | Awaitable[JobHandle]) -> None:

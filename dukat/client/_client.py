@@ -10,7 +10,7 @@ import grpc
 
 from dukat import convert
 from dukat.client._breaker import RemoteBreaker
-from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection
+from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection, resolve_address
 from dukat.client._jobs import JobHandle
 from dukat.client._reconnect import Reconnect
 from dukat.client._worker import WORKER_RECONNECT, Handler, Worker
@@ -126,7 +126,7 @@ class Client:
         `async def handler(task: DispatchTask) -> bytes`. Serve with `async with
         client.worker(...):` (in the background for the block) or `await worker.run()`.
         The worker outlives its daemon: when the stream breaks it cancels the handlers still
-        running (the daemon retries those attempts by their policy) and says hello again at
+        running (interrupted: the daemon runs those attempts again) and says hello again at
         the same address, waiting `reconnect` between tries (default: 0.1 s doubling to 5 s,
         jittered, until the worker is stopped). A wrong token, a refused hello or a daemon
         serving no workers ends it with the `dukat.errors` error instead.
@@ -151,7 +151,7 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def connect(
-    address: str,
+    address: str | None = None,
     *,
     token: str | None = None,
     credentials: grpc.ChannelCredentials | None = None,
@@ -160,14 +160,17 @@ async def connect(
 ) -> AsyncIterator[Client]:
     """Open a client to the daemon at `address`; `async with dukat.connect(...) as client:`.
 
-    `address`: `unix:/path/to/dukatd.sock` or `host:port`. `token`: sent as
-    `authorization: Bearer <token>` on every call. `credentials`: TLS for a TCP address.
-    `reconnect`: how long calls safe to repeat ride out an unreachable daemon (default
-    `Reconnect()`: up to 30 s). No call is made on entry: a daemon that is not there shows
-    on the first call, as DaemonUnavailableError once the reconnect policy gives up.
+    `address`: `unix:/path/to/dukatd.sock` or `host:port`; None: `DUKAT_ADDRESS`, else the
+    daemon's default socket (`dukat.defaults.default_address()`, where dukatd listens unless
+    told otherwise). A socket's path without `unix:` is a ValueError saying so.
+    `token`: sent as `authorization: Bearer <token>` on every call. `credentials`: TLS for a
+    TCP address. `reconnect`: how long calls safe to repeat ride out an unreachable daemon
+    (default `Reconnect()`: 5 s until the daemon has answered once, then 30 s). No call is
+    made on entry: a daemon that is not there shows on the first call, as
+    DaemonUnavailableError naming the address once the reconnect policy gives up.
     """
     connection = Connection(
-        address,
+        resolve_address(address),
         token=token,
         credentials=credentials,
         max_message_bytes=max_message_bytes,

@@ -7,6 +7,7 @@ that comes too early, so this client pings every 30 s; both sides take messages 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,9 +16,18 @@ import grpc
 
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
+from dukat.defaults import default_address, unix_spelling
+from dukat.errors import DaemonUnavailableError
 from dukat.v1 import breaker_pb2_grpc, daemon_pb2_grpc, scheduler_pb2_grpc
 
-__all__ = ["CLIENT_ID_KEY", "DEFAULT_MAX_MESSAGE_BYTES", "Connection", "channel_options"]
+__all__ = [
+    "CLIENT_ID_KEY",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "Connection",
+    "channel_options",
+    "check_address",
+    "resolve_address",
+]
 
 CLIENT_ID_KEY = "dukat-client-id"
 """Metadata naming the client that makes a call, for the daemon's per-client limits (open
@@ -35,6 +45,15 @@ KEEPALIVE_TIMEOUT_MS = 20_000
 RECONNECT_BACKOFF_MS = (100, 2_000)
 
 Response = TypeVar("Response")
+
+# Codes a call can end with without the daemon having answered it.
+_NOT_AN_ANSWER = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
 
 
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
@@ -55,6 +74,37 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
     ]
 
 
+def check_address(address: object, where: str = "address") -> str:
+    """`address` if it can name a daemon; else ValueError saying how to write it.
+
+    A unix socket's path without its `unix:` (`/tmp/d.sock`) is refused with the fix: grpc
+    would look it up as a host name and fail ("Domain name not found") only once the
+    reconnect policy gave up. `where` names the setting in the message (`DUKAT_ADDRESS`).
+    """
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError(
+            f"{where} must name a daemon, like 'unix:/run/dukatd/dukatd.sock' or "
+            f"'localhost:7070', not {address!r}"
+        )
+    unix = unix_spelling(address)
+    if unix is not None:
+        raise ValueError(
+            f"{where} {address!r} is a unix socket's path without its scheme, which grpc "
+            f"would look up as a host name: write {unix!r}"
+        )
+    return address
+
+
+def resolve_address(address: str | None) -> str:
+    """`address`, else `DUKAT_ADDRESS`, else the daemon's default socket; checked."""
+    if address is not None:
+        return check_address(address)
+    from_environment = os.environ.get("DUKAT_ADDRESS")
+    if from_environment:
+        return check_address(from_environment, "DUKAT_ADDRESS")
+    return default_address()
+
+
 class Connection:
     """A channel, its stubs, the call metadata (token) and the reconnect policy."""
 
@@ -67,15 +117,14 @@ class Connection:
         max_message_bytes: int,
         reconnect: Reconnect,
     ) -> None:
-        if not isinstance(address, str) or not address.strip():
-            raise ValueError(
-                f"address must name a daemon, like 'unix:/run/dukatd/dukatd.sock' or "
-                f"'localhost:7070', not {address!r}"
-            )
+        check_address(address)
         if token is not None and (not token or "\n" in token):
             raise ValueError("token must be a non-empty single line (or None for no token)")
         self.address = address
         self.reconnect = reconnect
+        self.reached = False
+        """Whether the daemon has answered on this connection yet: until then, an
+        unreachable daemon is given up on after the policy's `connect_within`."""
         options = channel_options(max_message_bytes)
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(address, credentials, options=options)
@@ -99,18 +148,49 @@ class Connection:
         idempotent: bool = True,
     ) -> Response:
         """A unary call; UNAVAILABLE retried by the policy when repeating it is safe."""
-        backoff = Backoff(self.reconnect)
+        backoff = self.backoff()
         while True:
             try:
-                return await method(request, metadata=self.metadata)
+                response = await method(request, metadata=self.metadata)
             except grpc.aio.AioRpcError as error:
-                if (
-                    idempotent
-                    and error.code() is grpc.StatusCode.UNAVAILABLE
-                    and await backoff.wait()
-                ):
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    self.answered(error)
+                    raise from_rpc_error(error) from error
+                if idempotent and await backoff.wait():
                     continue
-                raise from_rpc_error(error) from error
+                raise self.unavailable(error, backoff) from error
+            self.reached = True
+            return response
+
+    def backoff(self) -> Backoff:
+        """A run of retries under this connection's policy and its first-contact budget."""
+        return Backoff(self.reconnect, lambda: self.reached)
+
+    def answered(self, error: grpc.aio.AioRpcError) -> None:
+        """Note that `error` came from the daemon (not from failing to reach it)."""
+        if error.code() not in _NOT_AN_ANSWER:
+            self.reached = True
+
+    def unavailable(self, error: grpc.aio.AioRpcError, backoff: Backoff) -> DaemonUnavailableError:
+        """The error for a daemon given up on: its address, how long, and what to check."""
+        details = error.details() or "unavailable"
+        waited = f" for {backoff.waited:.1f}s" if backoff.retrying else ""
+        if self.reached:
+            message = f"lost dukatd at {self.address}, not back{waited}: {details}"
+        else:
+            default = default_address()
+            where = (
+                "that is its default socket"
+                if self.address == default
+                else f"by default it listens on {default}"
+            )
+            message = (
+                f"cannot reach dukatd at {self.address} (tried{waited}: {details}). Is "
+                f"dukatd running? Start it with `dukatd` (`make run` in a checkout); {where}"
+            )
+        return DaemonUnavailableError(
+            error.details() or "", code=error.code().name, message=message
+        )
 
     async def close(self) -> None:
         await self.channel.close()

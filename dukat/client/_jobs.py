@@ -50,7 +50,9 @@ class JobHandle:
             return snapshot
         fetched = await self._fetch_results(missing)
         tasks = tuple(
-            status._replace(result=fetched[status.id]) if status.id in fetched else status
+            status._replace(result=fetched[status.id].result, failure=fetched[status.id].failure)
+            if status.id in fetched
+            else status
             for status in snapshot.tasks
         )
         return dataclasses.replace(snapshot, tasks=tasks)
@@ -59,7 +61,9 @@ class JobHandle:
         """Every task's outcome so far, by id, as the embedded `Scheduler.results()` gives.
 
         A succeeded dispatch task's `result` is its `DispatchResult`, an exec task's its
-        `ExecResult`. `error` stays None: the daemon sends a failure as words, in `message`.
+        `ExecResult`. A failed task's `error` is a `TaskFailedRemotely` standing for the
+        daemon's error (its `.type` and words; `TaskStatus.failure` from `get()` has the
+        exit code and the output tails of an exec task's process).
         """
         return {status.id: _outcome(status) for status in (await self.get()).tasks}
 
@@ -68,21 +72,19 @@ class JobHandle:
         response = await self._connection.call(self._connection.scheduler.GetJob, request)
         return response.job
 
-    async def _fetch_results(self, task_ids: list[str]) -> dict[str, object]:
-        """The results a GetJob left out (over the daemon's budget), asked for by task id.
+    async def _fetch_results(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        """The results (and failures' output tails) a GetJob left out (over the daemon's
+        budget), asked for by task id: the statuses that have them.
 
         Each answer brings as many as fit; one that brings none (a single result bigger
         than the budget) ends the loop rather than asking forever.
         """
-        fetched: dict[str, object] = {}
+        fetched: dict[str, TaskStatus] = {}
         while task_ids:
             job = await self._get_job(task_ids)
-            task_ids = []
-            for task in job.tasks:
-                if task.result_omitted:
-                    task_ids.append(task.id)
-                elif task.HasField("result"):
-                    fetched[task.id] = convert.task_result_from_proto(task.result)
+            for task in convert.job_from_proto(job).tasks:
+                fetched[task.id] = task
+            task_ids = [task.id for task in job.tasks if task.result_omitted]
             if len(task_ids) == len(job.tasks):
                 break
         return fetched
@@ -121,9 +123,10 @@ class JobHandle:
         A daemon older than that field sends every event: the same end, only more of it.
         """
         last = after_sequence
-        backoff = Backoff(self._connection.reconnect)
+        connection = self._connection
+        backoff = connection.backoff()
         while True:
-            call = self._connection.scheduler.Watch(
+            call = connection.scheduler.Watch(
                 scheduler_pb2.WatchRequest(
                     job_id=self.job_id, after_sequence=last, job_events_only=job_events_only
                 ),
@@ -131,6 +134,7 @@ class JobHandle:
             )
             try:
                 async for response in call:
+                    connection.reached = True
                     backoff.reset()
                     for message in response.events:
                         if message.sequence <= last:
@@ -143,9 +147,12 @@ class JobHandle:
                             yield event
                 return
             except grpc.aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.UNAVAILABLE and await backoff.wait():
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    connection.answered(error)
+                    raise from_rpc_error(error) from error
+                if await backoff.wait():
                     continue
-                raise from_rpc_error(error) from error
+                raise connection.unavailable(error, backoff) from error
             finally:
                 call.cancel()  # the consumer stopped early: end the stream on the daemon too
 
@@ -244,7 +251,7 @@ def _outcome(status: TaskStatus) -> TaskResult:
         status.id,
         status.state,
         status.result,
-        None,
+        None if status.failure is None else status.failure.as_error(),
         status.attempts,
         status.started_at,
         status.finished_at,

@@ -9,16 +9,18 @@ A worker outlives its daemon (a restart, an upgrade): when the stream breaks (UN
 the daemon drains or the connection is lost; or no daemon answers at all; or any other status
 the daemon ends it with; or, from a daemon that heartbeats too, nothing heard for the welcome's
 heartbeat timeout: a daemon stopped or cut off behind a connection that looks open) the daemon
-has taken our tasks back and will retry them by their policy, so the handlers still running are
-cancelled (their results would be for attempts no longer current, on a stream that is gone)
-and the worker says hello again at the same address after a backoff (`WORKER_RECONNECT`:
-0.1 s doubling to 5 s, jittered, from the start again once a daemon welcomes it), until its
-owner stops it. A status no new stream can change (`FATAL_CODES`: a wrong token, a refused
-or malformed hello, a daemon serving no workers) ends the worker with its `dukat.errors` error.
+has taken our tasks back and will run them again (interrupted, not failed), so the handlers
+still running are cancelled (their results would be for attempts no longer current, on a
+stream that is gone) and the worker says hello again at the same address after a backoff
+(`WORKER_RECONNECT`: 0.1 s doubling to 5 s, jittered, from the start again once a daemon
+welcomes it), until its owner stops it. A status no new stream can change (`FATAL_CODES`: a
+wrong token, a refused or malformed hello, a daemon serving no workers) ends the worker with
+its `dukat.errors` error.
 
 `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
 it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
-holds, sends the results, closes its side of the stream and returns, losing nothing.
+holds (an assignment already on its way included) and sends the results; the daemon ends the
+stream once it holds nothing, and the worker returns, losing nothing.
 """
 
 from __future__ import annotations
@@ -113,7 +115,6 @@ class Worker:
         self._max_result_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._draining = False
-        self._handed_in = False  # drained: every result sent and our side of the stream closed
         self.connected = asyncio.Event()
         """Set while a stream is open and welcomed (tests and health checks wait on it)."""
         self.completed = 0
@@ -172,7 +173,7 @@ class Worker:
         self._task = None
 
     async def stop(self) -> None:
-        """Stop serving; attempts still running are cancelled (the daemon retries them)."""
+        """Stop serving; attempts still running are cancelled (the daemon runs them again)."""
         task, self._task = self._task, None
         if task is None:
             return
@@ -232,8 +233,6 @@ class Worker:
 
     def _take(self, response: scheduler_pb2.WorkResponse) -> None:
         for assignment in response.assignments:
-            if self._handed_in:
-                break  # our side is closed: the daemon counts these as the worker leaving
             task = DispatchTask.from_proto(assignment, self._on_progress)
             if task.key in self._running:
                 continue  # the same attempt twice: never run it twice
@@ -306,10 +305,6 @@ class Worker:
             update = work_pb2.WorkerUpdate(results=results, progress=progress, draining=draining)
             await call.write(scheduler_pb2.WorkRequest(update=update))
             self.completed += len(results)
-            if draining and not self._running and not self._results:
-                self._handed_in = True
-                await call.done_writing()  # the daemon ends the stream, OK
-                return
 
     async def _abandon_running(self) -> None:
         running = list(self._running.values())

@@ -55,7 +55,12 @@ from dukat.convert._jobs import (
     job_to_proto,
     task_status_to_proto,
 )
-from dukat.convert._results import task_result_from_proto, task_result_to_proto
+from dukat.convert._results import (
+    task_failure_from_proto,
+    task_failure_to_proto,
+    task_result_from_proto,
+    task_result_to_proto,
+)
 from dukat.convert._specs import at_path, job_spec_from_proto, job_spec_to_proto
 from dukat.convert._tables import (
     BREAKER_STATES,
@@ -120,6 +125,8 @@ __all__ = [
     "job_spec_to_proto",
     "job_to_proto",
     "task_assignment_to_proto",
+    "task_failure_from_proto",
+    "task_failure_to_proto",
     "task_result_from_proto",
     "task_result_to_proto",
     "task_status_to_proto",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from dukat.convert._results import task_result_from_proto, task_result_to_proto
+from dukat.convert._results import (
+    task_failure_from_proto,
+    task_failure_to_proto,
+    task_result_from_proto,
+    task_result_to_proto,
+)
 from dukat.convert._tables import (
     BREAKER_STATES,
     JOB_STATES,
@@ -22,6 +27,7 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.results import JobSnapshot, TaskStatus
 from dukat.core.states import TaskState
@@ -42,10 +48,11 @@ def job_to_proto(
 ) -> job_pb2.Job:
     """A Job message, with the snapshot's `task_counts`.
 
-    `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs); a
-    number of bytes fills results, in task order, while they fit in it, and marks the ones
-    that did not `result_omitted` (GetJob: a job's results together are unbounded, a message
-    is not). `task_ids`: only these tasks in `tasks` (all of them when empty).
+    `result_budget`: None leaves every task's result out (Watch snapshots, ListJobs), and
+    the output tails of failures; a number of bytes fills them, in task order, while they
+    fit in it, and marks the ones that did not `result_omitted` (GetJob: a job's results
+    together are unbounded, a message is not). `task_ids`: only these tasks in `tasks` (all
+    of them when empty).
     """
     job = job_pb2.Job(
         job_id=snapshot.job_id,
@@ -75,6 +82,15 @@ def job_to_proto(
                         message.result.CopyFrom(result)
                     else:
                         message.result_omitted = True
+                failure = status.failure
+                if failure is not None and (failure.stdout or failure.stderr):
+                    size = len(failure.stdout) + len(failure.stderr)
+                    if size <= left:
+                        left -= size
+                        message.failure.stdout = failure.stdout
+                        message.failure.stderr = failure.stderr
+                    else:
+                        message.result_omitted = True
                 job.tasks.append(message)
     if snapshot.created_at is not None:
         job.created_at.CopyFrom(timestamp(snapshot.created_at))
@@ -84,8 +100,9 @@ def job_to_proto(
 
 
 def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
-    """A TaskStatus message without its result (`job_to_proto` adds results within a budget)."""
-    started_at, finished_at = status.started_at, status.finished_at
+    """A TaskStatus message without its result, and its failure without output tails
+    (`job_to_proto` adds them within a budget)."""
+    started_at, finished_at, failure = status.started_at, status.finished_at, status.failure
     return job_pb2.TaskStatus(
         id=status.id,
         state=_TASK_WIRE[status.state],
@@ -96,6 +113,10 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         started_at=None if started_at is None else timestamp(started_at),
         finished_at=None if finished_at is None else timestamp(finished_at),
         progress=status.progress,
+        failure=None if failure is None else task_failure_to_proto(failure, tails=False),
+        interruptions=status.interruptions,
+        waiting_for=status.waiting_for,
+        waiting_for_queue=status.waiting_for_queue,
     )
 
 
@@ -128,6 +149,10 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         progress_message=task.progress_message,
         description=task.description,
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
+        failure=task_failure_from_proto(task.failure) if task.HasField("failure") else None,
+        interruptions=task.interruptions,
+        waiting_for=task.waiting_for,
+        waiting_for_queue=task.waiting_for_queue,
     )
 
 
@@ -179,6 +204,11 @@ def event_to_proto(event: Event | BreakerTransition) -> event_pb2.Event:
         message.output.task_id = event.task_id
         message.output.stream = OUTPUT_STREAMS.to_proto(event.stream)
         message.output.text = event.text
+    elif isinstance(event, TaskWaiting):
+        waiting = message.task_waiting
+        waiting.task_id = event.task_id
+        waiting.waiting_for = event.waiting_for
+        waiting.queue = event.queue
     elif isinstance(event, Snapshot):
         message.snapshot.job.CopyFrom(job_to_proto(event.job))
     else:
@@ -205,6 +235,9 @@ def event_from_proto(message: event_pb2.Event) -> Event | BreakerTransition | No
     if kind == "output":
         stream = OUTPUT_STREAMS.from_proto(message.output.stream, "output.stream")
         return TaskOutput(*head, message.output.task_id, stream, message.output.text)
+    if kind == "task_waiting":
+        waiting = message.task_waiting
+        return TaskWaiting(*head, waiting.task_id, waiting.waiting_for, waiting.queue)
     if kind == "snapshot":
         return Snapshot(*head, job_from_proto(message.snapshot.job))
     if kind == "breaker_state":

@@ -32,6 +32,7 @@ from dukat.convert._tables import (
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
+from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS as _MAX_INTERRUPTIONS
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import TriggerRule
 from dukat.errors import FieldViolation, ValidationError
@@ -152,6 +153,8 @@ def _task_from_proto(
         task.priority,
         trigger_rule,
         labels,
+        # Out of range goes on as it is: the engine rejects it with its own words.
+        task.max_interruptions if task.HasField("max_interruptions") else _MAX_INTERRUPTIONS,
     )
 
 
@@ -270,6 +273,8 @@ def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
         dispatch=dispatch,
         exec=exec_action,
     )
+    if task.max_interruptions != _MAX_INTERRUPTIONS:  # unset is the default
+        message.max_interruptions = task.max_interruptions
     for requirement in task.resources:
         message.resources.add(
             type=RESOURCE_TYPES.to_proto(requirement.type),

@@ -20,12 +20,13 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
 )
 from dukat.core.graph import DependencyGraph
 from dukat.core.parallel_executor import ParallelTaskExecutor, Task
 from dukat.core.progress import JobProgress, ProgressFold, ProgressTracker, RunningTask
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType, ResourceUsage
-from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.results import JobSnapshot, TaskFailure, TaskResult, TaskStatus
 from dukat.core.retry import RetryPolicy
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.scheduler import Scheduler
@@ -68,6 +69,7 @@ __all__ = [
     "SystemClock",
     "Task",
     "TaskContext",
+    "TaskFailure",
     "TaskOutput",
     "TaskProgress",
     "TaskResult",
@@ -75,6 +77,7 @@ __all__ = [
     "TaskState",
     "TaskStateChanged",
     "TaskStatus",
+    "TaskWaiting",
     "TriggerRule",
     "current_task",
     "get_async_assistant",

@@ -16,9 +16,16 @@ from dukat.core.results import TaskStatus
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState, TaskState
 
-__all__ = ["JobEnding", "PreparedJob", "apply_outcomes", "failed_upstream", "settle_pending"]
+__all__ = [
+    "CancelRequest",
+    "JobEnding",
+    "PreparedJob",
+    "apply_outcomes",
+    "failed_upstream",
+    "settle_pending",
+]
 
-_INTERRUPTIBLE = frozenset({TaskState.RUNNING, TaskState.RETRYING})
+_RESUMABLE = frozenset({TaskState.RUNNING, TaskState.RETRYING})
 
 
 class PreparedJob(NamedTuple):
@@ -37,20 +44,33 @@ class JobEnding(NamedTuple):
     message: str = ""
 
 
-def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
-    """Put each known task back as it was; returns the tasks whose attempt was interrupted.
+class CancelRequest(NamedTuple):
+    """A cancel request, as `Scheduler.cancel` takes it: one a restored job had had, or one
+    an executor applies when its job starts."""
 
-    A terminal task gets its state, result and message, silently (its events are in the
-    restored log). One that was RUNNING or RETRYING is set RUNNING at its attempt, for the
-    scheduler to fail that attempt as interrupted. Ids the job does not have are ignored.
+    task_ids: tuple[str, ...] = ()
+    """The tasks named (with everything downstream of them); empty: the whole job."""
+    reason: str = ""
+
+
+def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
+    """Put each known task back as it was; returns those that were between attempts.
+
+    A terminal task gets its state, result (or failure) and message, silently (its events are
+    in the restored log). One that was RUNNING comes back RUNNING at its attempt, for the
+    scheduler to end that attempt as interrupted; one that was RETRYING (its last attempt had
+    ended, failed or interrupted, and it was to run again) comes back RETRYING, for the
+    scheduler to run it again. Each keeps its attempts and interruptions. Ids the job does not
+    have are ignored.
     """
     tasks = job.tasks
-    interrupted = []
+    resumed = []
     for status in statuses:
         run = tasks.get(status.id)
         if run is None:
             continue
         run.attempts = status.attempts
+        run.interruptions = status.interruptions
         run.started_at = status.started_at
         state = status.state
         if state.is_terminal:
@@ -59,12 +79,14 @@ def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]
             run.finished_at = status.finished_at
             if state is TaskState.SUCCEEDED:
                 run.result = status.result
+            elif state is TaskState.FAILED:
+                run.result = status.failure
             job.remaining -= 1
             job.counts[state] += 1
-        elif state in _INTERRUPTIBLE and status.attempts > 0:
-            run.state = TaskState.RUNNING
-            interrupted.append(run)
-    return interrupted
+        elif state in _RESUMABLE and status.attempts > 0:
+            run.state = state
+            resumed.append(run)
+    return resumed
 
 
 def settle_pending(job: JobRun) -> list[TaskRun]:

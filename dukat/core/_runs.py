@@ -56,12 +56,14 @@ class TaskRun:
         "holds_resources",
         "id",
         "in_flight",
+        "interruptions",
         "job",
         "message",
         "permit",
         "reservation",
         "result",
         "runner",
+        "said_waiting",
         "spec",
         "started_at",
         "state",
@@ -89,6 +91,7 @@ class TaskRun:
         self.breaker = breaker
         self.state = _PENDING
         self.attempts = 0
+        self.interruptions = 0  # of those attempts, lost through no fault of the task
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
         # A list from its first dependent on (see build_job); a task without any (the last
         # of a DAG, often most of its tasks) shares the empty tuple instead of a list each.
@@ -99,12 +102,14 @@ class TaskRun:
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
         self.permit: int | None = None  # a breaker's permission for one call (its generation)
+        self.said_waiting = False  # its TaskWaiting event is out (Scheduler.waiting)
         # RUNNING
         self.worker: Worker | None = None
         self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop
         # RETRYING: the timer that brings it back
         self.timer: TimerHandle | None = None
-        # outcome
+        # outcome: `result` is the value of the attempt that SUCCEEDED, or the TaskFailure of
+        # the one that FAILED (see Scheduler._terminate)
         self.result: Any = None
         self.error: BaseException | None = None
         self.message = ""
@@ -133,6 +138,7 @@ class TaskRun:
     def status(self, progress_of: Mapping[str, tuple[float | None, str]]) -> TaskStatus:
         """The task now; `progress_of`: its job's last progress report of each task."""
         succeeded = self.state is TaskState.SUCCEEDED
+        failed = self.state is _FAILED
         progress, progress_message = progress_of.get(self.id, (None, ""))
         return TaskStatus(
             id=self.id,
@@ -145,6 +151,8 @@ class TaskRun:
             progress_message=progress_message,
             description=self.spec.description,
             result=self.result if succeeded else None,
+            failure=self.result if failed else None,
+            interruptions=self.interruptions,
         )
 
     def outcome(self) -> TaskResult:
@@ -159,6 +167,7 @@ class TaskRun:
                 self.started_at,
                 self.finished_at,
                 self.message,
+                self.interruptions,
             )
         )
 
@@ -171,6 +180,7 @@ class JobRun:
     __slots__ = (
         "active",
         "breakers",
+        "cancel_reason",
         "cancel_requested",
         "counts",
         "created_at",
@@ -218,6 +228,7 @@ class JobRun:
         self.counts = dict.fromkeys(TaskState, 0)
         self.progress: dict[str, tuple[float | None, str]] = {}  # last report of each task
         self.cancel_requested = False
+        self.cancel_reason = ""  # the first reason given to cancel any of it
         self.message = ""
         self.log = EventLog(job_id, log_limit, held=held)
         self.sequence = 0

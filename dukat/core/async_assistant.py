@@ -25,8 +25,9 @@ from dukat.core.parallel_executor import ParallelTaskExecutor, Task
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
-from dukat.core.retry import RetryPolicy
+from dukat.core.retry import retry_policy
 from dukat.core.scheduler import Scheduler
+from dukat.core.spec import dependency_ids
 from dukat.errors import ValidationError
 
 __all__ = ["AsyncAssistant", "get_async_assistant"]
@@ -47,6 +48,7 @@ _TASK_KEYS = frozenset(
         "trigger_rule",
         "wait_for_breaker",
         "labels",
+        "max_interruptions",
     }
 )
 
@@ -123,7 +125,11 @@ async def get_async_assistant(
     max_parallel_tasks: int = 5,
     address: str | None = None,
 ) -> AsyncAssistant:
-    """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon."""
+    """An assistant: embedded unless `address` (or `DUKAT_ADDRESS`) names a dukatd daemon.
+
+    Embedded is the default, so a daemon on its default socket is reached by saying so:
+    `address=dukat.defaults.default_address()`.
+    """
     address = address or os.environ.get("DUKAT_ADDRESS") or None
     if address is not None:
         # Imported here: dukat.core must not import grpc (or the client) at import time.
@@ -172,15 +178,16 @@ def _task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, d
             "trigger_rule",
             "wait_for_breaker",
             "labels",
+            "max_interruptions",
         )
         if key in description
     }
-    options["dependencies"] = list(description.get("dependencies") or ())
+    options["dependencies"] = dependency_ids(task_id, description.get("dependencies"))
     options["resource_requirements"] = _requirements(
         where, description.get("resource_requirements")
     )
     if description.get("retry") is not None:
-        options["retry"] = _retry(where, description["retry"])
+        options["retry"] = retry_policy(description["retry"], task_id=task_id)
     return task, options
 
 
@@ -203,17 +210,3 @@ def _requirements(where: str, value: Any) -> list[ResourceRequirement]:
         if not isinstance(requirement, ResourceRequirement):
             raise ValidationError(f"{where}: bad resource requirement {requirement!r}")
     return requirements
-
-
-def _retry(where: str, value: Any) -> RetryPolicy:
-    """A `RetryPolicy`, a number of attempts, or a mapping of RetryPolicy fields."""
-    if isinstance(value, RetryPolicy):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return RetryPolicy(max_attempts=value)
-    if isinstance(value, Mapping):
-        try:
-            return RetryPolicy(**value)
-        except TypeError as error:
-            raise ValidationError(f"{where}: bad retry {dict(value)!r}: {error}") from None
-    raise ValidationError(f"{where}: retry must be a RetryPolicy, an int or a dict, not {value!r}")

@@ -88,6 +88,12 @@ class TaskContext:
             fraction = float(fraction)
         self._send("progress", (fraction, str(message)))
 
+    def report_waiting(self, waiting_for: str, queue: str = "") -> None:
+        """Say what this task, READY, waits for when it may never come by itself (a runner's
+        `admit` does: "a worker for queue 'q' (none connected)"). Once per task: a
+        `TaskWaiting` event; ignored once the task has moved on. Call from the loop."""
+        self._scheduler.waiting(self._run, self.attempt, waiting_for, queue)
+
     def output(self, stream: str, text: str) -> None:
         """Record a line the task wrote (`stdout` or `stderr`). Thread-safe."""
         self._send("output", (stream, text))

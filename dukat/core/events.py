@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dukat.core.results import JobSnapshot
 
 __all__ = [
+    "INTERRUPTED",
     "Event",
     "EventLog",
     "JobStateChanged",
@@ -30,6 +31,7 @@ __all__ = [
     "TaskOutput",
     "TaskProgress",
     "TaskStateChanged",
+    "TaskWaiting",
     "event_of",
 ]
 
@@ -58,7 +60,25 @@ class TaskStateChanged(Event):
     state: TaskState
     attempt: int
     message: str = ""
-    """Why: the error of a failed attempt, the upstream that failed, ..."""
+    """Why: the error of a failed attempt, the upstream that failed, ... A RETRYING change
+    after an interrupted attempt says "interrupted (worker 'w1' left), 1 of 3; running
+    again": it begins with `INTERRUPTED`, where a failed attempt's names its error's class."""
+
+
+INTERRUPTED = "interrupted ("
+"""How the message of a task's RETRYING change begins when its attempt was interrupted."""
+
+
+@dataclass(slots=True)
+class TaskWaiting(Event):
+    """A READY task waits for something that may never come by itself (its runner says so):
+    a worker for its dispatch queue when none is connected. Once per task; its state stays."""
+
+    task_id: str
+    waiting_for: str
+    """In words: "a worker for queue 'q' (none connected)"."""
+    queue: str = ""
+    """The dispatch queue it waits on a worker of; empty for another wait."""
 
 
 @dataclass(slots=True)
@@ -90,7 +110,7 @@ Record = tuple  # (event class, sequence, time, *the class's own fields)
 # for the job id (which the log knows).
 _RECORD_LENGTH = {
     kind: len(fields(kind))
-    for kind in (TaskStateChanged, JobStateChanged, TaskProgress, TaskOutput)
+    for kind in (TaskStateChanged, JobStateChanged, TaskProgress, TaskOutput, TaskWaiting)
 }
 RECORD_WIDTH = max(_RECORD_LENGTH.values())
 """Items of the longest record (a TaskStateChanged's); the log pads shorter ones to it."""

@@ -28,10 +28,10 @@ from dukat.core.graph import DependencyGraph
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
-from dukat.core.retry import RetryPolicy
+from dukat.core.retry import RetryPolicy, retry_policy
 from dukat.core.runners import CallableAction
-from dukat.core.scheduler import Scheduler
-from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.scheduler import CancelRequest, Scheduler
+from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, JobSpec, TaskSpec, dependency_ids
 from dukat.core.states import TaskState, TriggerRule
 from dukat.errors import CycleError, FieldViolation, NotFoundError, ValidationError
 
@@ -63,7 +63,8 @@ class Task:
     kwargs: Mapping[str, Any] | None = None
     priority: int = 0
     """Higher runs first among ready tasks."""
-    retry: RetryPolicy | None = None
+    retry: RetryPolicy | int | Mapping[str, Any] | None = None
+    """A RetryPolicy, or its shorthand: a number of attempts (3), a dict of its fields."""
     timeout: float | None = None
     """Seconds one attempt may run."""
     circuit_breaker: str | CircuitBreaker | None = None
@@ -72,6 +73,9 @@ class Task:
     """When the breaker is open, wait for it to half-open instead of failing at once."""
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     labels: Mapping[str, str] = field(default_factory=dict)
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """Attempts lost through no fault of the task that it is run again after, without
+    spending `retry`'s attempts (`TaskSpec.max_interruptions`); 0: it runs at most once."""
 
 
 _GC_BATCH = 5_000
@@ -89,6 +93,7 @@ _OPTIONS = frozenset(
         "trigger_rule",
         "labels",
         "description",
+        "max_interruptions",
     }
 )
 
@@ -122,9 +127,9 @@ class ParallelTaskExecutor:
         self._gc_hold: GcHold | None = None
         self._job_id: str | None = None
         self._running: str | None = None  # the job execute_all() is waiting for
-        # cancel() before execute_all(): applied as soon as the job starts
-        self._cancel_at_start: set[str] = set()
-        self._cancel_all_at_start = False
+        self._ran = False  # an execute_all() took the tasks added before it
+        # cancel() before execute_all(): applied, in order, as soon as the job starts
+        self._cancels_at_start: list[CancelRequest] = []
         self._trackers: list[ProgressTracker] = []  # to follow the next job, once it starts
 
     @property
@@ -143,10 +148,18 @@ class ParallelTaskExecutor:
         resource_requirements: Iterable[ResourceRequirement] | None = None,
         **options: Any,
     ) -> None:
-        """Add a task. A duplicate id, a cycle or an impossible requirement fails here."""
+        """Add a task to the next `execute_all()`. A duplicate id, a cycle, an impossible
+        requirement or a string of dependencies fails here; so does adding one while
+        `execute_all()` runs (it would only run at the next call)."""
         task_id = task.task_id
         if not isinstance(task_id, str) or not task_id:
             raise ValidationError(f"a task needs a non-empty string id, not {task_id!r}")
+        if self._running is not None:
+            raise RuntimeError(
+                f"task {task_id!r} added while execute_all() runs job {self._running}: it would "
+                "not join that run, only the next execute_all(). Add every task before "
+                "execute_all(), or this one after it returns (then call execute_all() again)"
+            )
         if task_id in self._specs:
             raise ValidationError(
                 f"duplicate task id {task_id!r}",
@@ -159,7 +172,7 @@ class ParallelTaskExecutor:
                 f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        deps = tuple(dependencies) if dependencies else ()  # repeats are harmless downstream
+        deps = dependency_ids(task_id, dependencies)  # repeats are harmless downstream
         resources = tuple(resource_requirements) if resource_requirements else ()
         spec = self._spec(task, deps, resources, options)
         specs = self._specs
@@ -212,15 +225,28 @@ class ParallelTaskExecutor:
         asyncio.get_running_loop().call_soon(hold.release)
 
     async def execute_all(self) -> dict[str, TaskResult]:
-        """Run every added task; return each one's result by id. Task failures do not raise.
+        """Run the tasks added since the last call; return each one's result by id. Task
+        failures do not raise.
 
         Raises `ValidationError` if the DAG is invalid (an unknown dependency, ...), before
-        anything runs. Cancelling the caller cancels the job.
+        anything runs. Cancelling the caller cancels the job. Each call is a job of its own:
+        a second call runs the tasks added since the first, and raises `RuntimeError` when
+        there are none (the first took them; add them again to run them again), as does a
+        call while another runs.
         """
-        cancel_all, self._cancel_all_at_start = self._cancel_all_at_start, False
-        cancel_some, self._cancel_at_start = self._cancel_at_start, set()
+        if self._running is not None:
+            raise RuntimeError(
+                f"execute_all() is already running job {self._running}: await that call"
+            )
+        if not self._specs and self._ran:
+            raise RuntimeError(
+                "no task was added since the last execute_all(), which took the tasks added "
+                "before it: each call runs only the tasks added since the one before. To run "
+                "them again, add them again with add_task(), or use a new ParallelTaskExecutor"
+            )
+        cancels, self._cancels_at_start = self._cancels_at_start, []
         job = self._take_job()
-        return {} if job is None else await self._execute(job, cancel_all, cancel_some)
+        return {} if job is None else await self._execute(job, cancels)
 
     def _take_job(self) -> JobSpec | None:
         """The added tasks as a job (None if there are none); the executor starts afresh.
@@ -230,11 +256,10 @@ class ParallelTaskExecutor:
         specs, self._specs, self._named_before_added = self._specs, {}, set()
         if not specs:
             return None
+        self._ran = True
         return JobSpec(tasks=tuple(specs.values()), labels=self.labels, fail_fast=self.fail_fast)
 
-    async def _execute(
-        self, job: JobSpec, cancel_all: bool, cancel_some: set[str]
-    ) -> dict[str, TaskResult]:
+    async def _execute(self, job: JobSpec, cancels: list[CancelRequest]) -> dict[str, TaskResult]:
         scheduler = self._scheduler
         job_id = uuid.uuid4().hex
         listener = self._listen(job_id)  # before submit: the first events are the READY ones
@@ -249,14 +274,12 @@ class ParallelTaskExecutor:
         for tracker in trackers:  # before any cancel: they see every event of the job
             tracker.follow(scheduler, job_id)
         try:
-            if cancel_all:
-                scheduler.cancel(job_id)
-            elif cancel_some:
-                scheduler.cancel(job_id, cancel_some)
+            for request in cancels:
+                scheduler.cancel(job_id, request.task_ids, reason=request.reason)
             try:
                 return await scheduler.wait_results(job_id)
             except asyncio.CancelledError:
-                scheduler.cancel(job_id)
+                scheduler.cancel(job_id, reason="its caller was cancelled")
                 await asyncio.shield(scheduler.wait(job_id))
                 raise
         finally:
@@ -281,22 +304,20 @@ class ParallelTaskExecutor:
             self._trackers.append(tracker)
         return tracker
 
-    def cancel(self, *task_ids: str) -> int:
+    def cancel(self, *task_ids: str, reason: str = "") -> int:
         """Cancel the running job, or the given tasks and everything downstream of them.
 
         Before `execute_all()` starts, the cancellation is applied as soon as it does (for
         the whole job: whatever tasks it has by then). Returns how many tasks were cancelled
-        (0 when deferred). An id that was never added is a `NotFoundError`.
+        (0 when deferred). An id that was never added is a `NotFoundError`. `reason` is kept
+        in the cancelled tasks' messages (`cancelled: <reason>`).
         """
         if self._running is not None:
-            return self._scheduler.cancel(self._running, task_ids)
+            return self._scheduler.cancel(self._running, task_ids, reason=reason)
         unknown = [task_id for task_id in task_ids if task_id not in self._specs]
         if unknown:
             raise NotFoundError(f"no task {unknown[0]!r} was added to this executor")
-        if task_ids:
-            self._cancel_at_start.update(task_ids)
-        else:
-            self._cancel_all_at_start = True
+        self._cancels_at_start.append(CancelRequest(task_ids, reason))
         return 0
 
     async def close(self) -> None:
@@ -332,6 +353,9 @@ class ParallelTaskExecutor:
                         task_id=task.task_id,
                     )
             self._scheduler.resources.check(resources, task_id=task.task_id)
+        retry = task.retry
+        if retry is not None and retry.__class__ is not RetryPolicy:
+            retry = retry_policy(retry, task_id=task.task_id)  # the shorthand: retry=3, a dict
         return _new_spec(
             (
                 task.task_id,
@@ -341,11 +365,12 @@ class ParallelTaskExecutor:
                 resources,
                 breaker,
                 task.wait_for_breaker,
-                task.retry,
+                retry,
                 task.timeout,
                 task.priority,
                 task.trigger_rule,
                 dict(task.labels) if task.labels else _NO_LABELS,
+                task.max_interruptions,
             )
         )
 

@@ -1,4 +1,5 @@
-"""What the engine reports back: a task's result, a task's status, a snapshot of a job."""
+"""What the engine reports back: a task's result, a task's status (and why it failed), a
+snapshot of a job."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from dukat.core.states import _SUCCEEDED, JobState, TaskState
+from dukat.errors import TaskFailedRemotely, TaskProcessError
 
-__all__ = ["JobSnapshot", "TaskResult", "TaskStatus", "count_states"]
+__all__ = ["JobSnapshot", "TaskFailure", "TaskResult", "TaskStatus", "count_states"]
 
 
 class TaskResult(NamedTuple):
@@ -24,11 +26,15 @@ class TaskResult(NamedTuple):
     error: BaseException | None = None
     """The exception of the last attempt, when the task FAILED."""
     attempts: int = 0
+    """Attempts started, the interrupted ones included."""
     started_at: float | None = None
     """Wall-clock start of the first attempt (seconds since the epoch)."""
     finished_at: float | None = None
     message: str = ""
     """Why the task ended as it did, in words (`upstream 'fetch' failed`, ...)."""
+    interruptions: int = 0
+    """Of `attempts`, those lost through no fault of the task (`TaskInterruptedError`: its
+    worker left, the daemon restarted); they do not count against its retry policy."""
 
     @property
     def succeeded(self) -> bool:
@@ -39,6 +45,47 @@ class TaskResult(NamedTuple):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailure:
+    """Why a task FAILED, as data: its last attempt's error where the exception object cannot
+    go (the wire, the journal, another process).
+
+    `type` names the error: the exception's class (`TaskProcessError`, `TaskTimeoutError`,
+    `ValueError`, ...) or, for a dispatch task, the kind its worker gave (may be empty); and
+    `message` gives its words, without the type. An exec task's process that ran leaves its
+    evidence too: `exit_code` or `signal`, and the tails of `stdout` and `stderr` (the last
+    `--output-tail-bytes` of each, as a success's `ExecResult` has them).
+    """
+
+    type: str
+    message: str
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+    @classmethod
+    def of(cls, error: BaseException) -> TaskFailure:
+        """The failure an attempt's exception stands for."""
+        if isinstance(error, TaskProcessError):
+            return cls(
+                type(error).__name__,
+                str(error),
+                error.exit_code,
+                error.signal,
+                error.stdout_tail,
+                error.stderr_tail,
+            )
+        if isinstance(error, TaskFailedRemotely):
+            return cls(error.type, error.detail)
+        return cls(type(error).__name__, str(error))
+
+    def as_error(self) -> TaskFailedRemotely:
+        """An exception for the failure, in a process that does not have the original: a
+        `TaskFailedRemotely` with its `type` and message."""
+        return TaskFailedRemotely(self.message, type=self.type)
 
 
 class TaskStatus(NamedTuple):
@@ -56,6 +103,15 @@ class TaskStatus(NamedTuple):
     result: Any = None
     """The return value of the last attempt, when the task SUCCEEDED (as `TaskResult.result`):
     a `dukat.actions.DispatchResult` or `ExecResult` for the daemon's tasks."""
+    interruptions: int = 0
+    """Of `attempts`, those interrupted (as `TaskResult.interruptions`)."""
+    failure: TaskFailure | None = None
+    """Why the last attempt failed, when the task FAILED (`error` says it in words)."""
+    waiting_for: str = ""
+    """What a READY task waits for when it may never come by itself, in words: "a worker for
+    queue 'q' (none connected)" (the daemon's GetJob says so); empty otherwise."""
+    waiting_for_queue: str = ""
+    """The dispatch queue `waiting_for` is about; empty when it is."""
 
 
 @dataclass(frozen=True, slots=True)

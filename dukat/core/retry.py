@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "retry_policy"]
 
 RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
@@ -90,6 +90,48 @@ class RetryPolicy:
         if self.jitter:
             base *= 1 + self.jitter * (2 * (rng or random).random() - 1)
         return min(self.max_backoff, max(0.0, base))
+
+
+def retry_policy(value: Any, *, task_id: str | None = None) -> RetryPolicy | None:
+    """The policy `value` stands for: a `RetryPolicy` as it is, a number of attempts
+    (`retry=3`), a mapping of RetryPolicy's fields, or None (no retry).
+
+    The one reading of the shorthand, for `add_task`, `Task(retry=...)` and the assistant's
+    task dicts alike; anything else is a `ValidationError` naming the task.
+    """
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    where = "" if task_id is None else f"task {task_id!r}: "
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _built(where, task_id, max_attempts=value)
+    if isinstance(value, Mapping):
+        try:
+            return _built(where, task_id, **value)
+        except TypeError as error:  # a key RetryPolicy does not have
+            raise ValidationError(
+                f"{where}bad retry {dict(value)!r}: {error}",
+                task_id=task_id,
+                violations=[FieldViolation("retry", str(error))],
+            ) from None
+    rule = "must be a RetryPolicy, a number of attempts or a dict of RetryPolicy's fields"
+    raise ValidationError(
+        f"{where}retry {rule}, not {value!r}",
+        task_id=task_id,
+        violations=[FieldViolation("retry", rule)],
+    )
+
+
+def _built(where: str, task_id: str | None, **fields: Any) -> RetryPolicy:
+    try:
+        return RetryPolicy(**fields)
+    except ValidationError as error:  # the policy's own message, placed at the task
+        raise ValidationError(
+            f"{where}{error}",
+            task_id=task_id,
+            violations=[
+                FieldViolation(f"retry.{v.field}", v.description) for v in error.violations
+            ],
+        ) from None
 
 
 _RULES = {

@@ -45,6 +45,8 @@ class AdmittingRunner(Runner, Protocol):
     meanwhile, the scheduler cancels the future: a runner keeping waiters should skip
     cancelled ones. Admission is a hint, not a reservation: `run` must still cope with
     the capacity being gone when it comes. An exception from `admit` fails the attempt.
+    A runner that knows the wait may never end by itself (no remote worker at all) says so
+    with `context.report_waiting(...)`: a `TaskWaiting` event, once per task.
 
     The scheduler looks the hook up once per runner, when a job is submitted.
     """

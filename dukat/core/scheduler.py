@@ -5,6 +5,7 @@ How a task moves (every change passes through `_transition`, which checks the ta
 
     PENDING --(upstreams done)--> READY --(picked, breaker allows, resources taken)--> RUNNING
     RUNNING --> SUCCEEDED | FAILED | CANCELLED, or RETRYING --(backoff)--> READY
+    (an interrupted attempt, `TaskInterruptedError`, goes RETRYING -> READY at once; `_interrupted`)
 
 Work per task is O(1) amortised plus its out-degree: a counter of unfinished upstreams per
 task, a queue of ready tasks per job ordered by (priority, arrival), and a heap of jobs that
@@ -35,6 +36,7 @@ from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc, promote_new
 from dukat.core._holdings import Holdings
 from dukat.core._restore import (
+    CancelRequest,
     JobEnding,
     PreparedJob,
     apply_outcomes,
@@ -47,6 +49,7 @@ from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
 from dukat.core.events import (
+    INTERRUPTED,
     Event,
     EventLog,
     JobStateChanged,
@@ -54,14 +57,16 @@ from dukat.core.events import (
     TaskOutput,
     TaskProgress,
     TaskStateChanged,
+    TaskWaiting,
     event_of,
 )
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool
-from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.results import JobSnapshot, TaskFailure, TaskResult, TaskStatus
 from dukat.core.runners import CallableAction, InProcessRunner, Runner
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import (
+    _FAILED,
     _PENDING,
     _READY,
     _RUNNING,
@@ -74,12 +79,13 @@ from dukat.core.states import (
 from dukat.errors import (
     FieldViolation,
     NotFoundError,
+    TaskFailedRemotely,
     TaskInterruptedError,
     TaskTimeoutError,
     ValidationError,
 )
 
-__all__ = ["JobEnding", "PreparedJob", "Scheduler"]
+__all__ = ["CancelRequest", "JobEnding", "PreparedJob", "Scheduler"]
 
 EventListener = Callable[[Event], None]
 RecordListener = Callable[[str, tuple[Any, ...]], None]
@@ -87,6 +93,7 @@ RecordListener = Callable[[str, tuple[Any, ...]], None]
 *the class's own fields)` (see `EventLog`), for listeners on the hot path (metrics)."""
 
 _TIMEOUT = "timeout"
+_CAUSES = frozenset(TaskInterruptedError.CAUSES)
 _YIELD_EVERY = 64
 _CANCELLED = "cancelled"
 
@@ -152,6 +159,8 @@ class Scheduler:
         self._idle: deque[tuple[asyncio.Future[bool], Worker]] = deque()
         self._wake_scheduled = False
         self.running = 0  # attempts in progress
+        # Attempts interrupted so far, by `TaskInterruptedError.cause` (for metrics).
+        self.interruptions: dict[str, int] = dict.fromkeys(TaskInterruptedError.CAUSES, 0)
         self._listeners: list[RecordListener] = []  # event listeners too, adapted
         self._event_listeners: dict[EventListener, RecordListener] = {}
         self._drop_listeners: list[Callable[[str], None]] = []
@@ -296,18 +305,20 @@ class Scheduler:
         events: Sequence[tuple[Any, ...]] = (),
         last_sequence: int = 0,
         ended: JobEnding | None = None,
-        cancels: Iterable[Sequence[str]] = (),
+        cancels: Iterable[CancelRequest] = (),
     ) -> str:
         """Bring back a job that a previous scheduler ran (a daemon's journal, after a restart).
 
         `tasks`: what is known of each task — a terminal one keeps its outcome and never
-        runs again; one that was RUNNING or RETRYING at its `attempts` lost that attempt,
-        which counts against its retry policy (`TaskInterruptedError`, "interrupted by
-        daemon restart"); the others start over. `events`: the tail of its event log, as
-        records, ending at `last_sequence`; new events continue from there. `ended`: the
+        runs again; one that was RUNNING at its `attempts` lost that attempt to the restart,
+        an interruption like any other (`TaskInterruptedError`, "the daemon restarted"): it
+        runs again at once if its `max_interruptions` allow, its earlier `interruptions`
+        counted; one that was RETRYING runs again at once; the others start over.
+        `events`: the tail of its event log, as records, ending at `last_sequence`; new
+        events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel
-        requests it had had (task ids, or none for the whole job), applied before anything
-        runs: a task that was being cancelled ends CANCELLED, not interrupted. See
+        requests it had had, applied before anything runs: a task that was being cancelled
+        ends CANCELLED, not interrupted, and keeps the request's reason. See
         `dukat.core._restore`.
         """
         if self._closed:
@@ -321,19 +332,21 @@ class Scheduler:
         job.sequence = last_sequence
         if last_sequence:
             job.state = JobState.RUNNING  # it had started: its log says so already
-        interrupted = apply_outcomes(job, tasks)
+        resumed = apply_outcomes(job, tasks)
         if ended is not None:
             self._restore_ended(job, ended)
             return job_id
         self._admit_job(job)
         if job.state is JobState.PENDING:  # accepted, and gone before it started
             self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
-        for task_ids in cancels:
-            self._cancel_restored(job, task_ids)
+        for request in cancels:
+            self._cancel_restored(job, request)
         settled = settle_pending(job)
-        for run in interrupted:
-            if run.state is TaskState.RUNNING:  # not cancelled just now
+        for run in resumed:  # unless cancelled just now
+            if run.state is TaskState.RUNNING:
                 self._resume_interrupted(run)
+            elif run.state is TaskState.RETRYING:  # its attempt had ended: on to the next
+                self._retry_now(run)
         for run in settled:
             if run.state is not TaskState.PENDING:
                 continue  # ended by what an interrupted task's failure propagated
@@ -387,21 +400,21 @@ class Scheduler:
                 job.done = asyncio.get_running_loop().create_future()
             await asyncio.shield(job.done)
 
-    def cancel(self, job_id: str, task_ids: Iterable[str] = ()) -> int:
+    def cancel(self, job_id: str, task_ids: Iterable[str] = (), *, reason: str = "") -> int:
         """Cancel a whole job, or the given tasks with everything downstream of them.
 
         Idempotent; returns how many tasks this call cancelled. Running attempts are
         interrupted (`CancelledError`); their slots and resources come back when they stop.
+        `reason`, in words, is kept in the cancelled tasks' messages (`cancelled: <reason>`)
+        and in the job's, unless an earlier cancel of the job gave one.
         """
         job = self._job(job_id)
         task_ids = list(task_ids)
-        if not task_ids:
-            job.cancel_requested = True
-            return self._cancel_runs(job, list(job.tasks.values()), "job cancelled")
-        unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
-        if unknown:
-            raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
-        return self._cancel_runs(job, _downstream(job, task_ids), "cancelled")
+        if task_ids:
+            unknown = [task_id for task_id in task_ids if task_id not in job.tasks]
+            if unknown:
+                raise NotFoundError(f"job {job_id!r} has no task {unknown[0]!r}")
+        return self._cancel_request(job, CancelRequest(tuple(task_ids), reason))
 
     def get_job(self, job_id: str) -> JobSnapshot:
         self._evict_finished()
@@ -412,8 +425,13 @@ class Scheduler:
         return self._job(job_id).state
 
     def task_result(self, job_id: str, task_id: str) -> Any:
-        """A task's result (None unless it SUCCEEDED), in O(1): for listeners (a journal)."""
+        """A task's result, in O(1), for listeners (a journal): the value of a SUCCEEDED one,
+        the `TaskFailure` of a FAILED one, else None."""
         return self._job(job_id).tasks[task_id].result
+
+    def task_interruptions(self, job_id: str, task_id: str) -> int:
+        """A task's interruptions so far, in O(1): for listeners (a journal)."""
+        return self._job(job_id).tasks[task_id].interruptions
 
     def task_spec(self, job_id: str, task_id: str) -> TaskSpec:
         """A task's spec, in O(1): for listeners that label by action (metrics)."""
@@ -615,6 +633,16 @@ class Scheduler:
         else:
             kind_of_event = TaskOutput
         self._record(job, (kind_of_event, job.sequence, self._wall(), run.id, *payload))
+
+    def waiting(self, run: TaskRun, attempt: int, waiting_for: str, queue: str = "") -> None:
+        """A READY task waits for something that may never come by itself (its runner says
+        so, from `admit`): a `TaskWaiting` event, once per task."""
+        if run.state is not TaskState.READY or run.attempts + 1 != attempt or run.said_waiting:
+            return
+        run.said_waiting = True
+        job = run.job
+        job.sequence += 1
+        self._record(job, (TaskWaiting, job.sequence, self._wall(), run.id, waiting_for, queue))
 
     # -- ready queues and fair share --------------------------------------------------------
 
@@ -872,49 +900,87 @@ class Scheduler:
             run.stop_reason = None
             if stop_reason == _TIMEOUT:
                 error = TaskTimeoutError(run.id, run.spec.timeout or 0.0)
-            if permit is not None:
-                run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
-            self._attempt_failed(run, error)  # type: ignore[arg-type]
+            if isinstance(error, TaskInterruptedError):
+                if permit is not None:  # nothing the breaker guards went wrong
+                    run.breaker.release(permit=permit)  # type: ignore[union-attr]
+                self._interrupted(run, error)
+            else:
+                if permit is not None:
+                    run.breaker.failure(error, permit=permit)  # type: ignore[union-attr]
+                self._attempt_failed(run, error)  # type: ignore[arg-type]
         if permit is not None:
             self._unpark(run.breaker.name)  # type: ignore[union-attr]
 
     def _attempt_failed(self, run: TaskRun, error: BaseException) -> None:
         run.error = error
-        message = f"{type(error).__name__}: {error}"
+        message = _in_words(error)
         policy = run.spec.retry
+        failed = run.attempts - run.interruptions  # the policy counts failed attempts only
         if (
             policy is not None
             and not run.job.cancel_requested
-            and policy.should_retry(error, run.attempts)
+            and policy.should_retry(error, failed)
         ):
-            delay = policy.backoff(run.attempts, self._rng)
+            delay = policy.backoff(failed, self._rng)
             self._transition(run, TaskState.RETRYING, f"{message}; retrying in {delay:.3g}s")
             run.timer = self.clock.call_later(delay, self._retry_now, run)
         else:
             self._finish(run, TaskState.FAILED, message=message)
 
-    def _cancel_restored(self, job: JobRun, task_ids: Sequence[str]) -> None:
-        """Apply a cancel request again to a restored job, before anything of it runs."""
-        if task_ids:
-            runs = _downstream(job, [task_id for task_id in task_ids if task_id in job.tasks])
-            reason = "cancelled"
+    def _cancel_request(self, job: JobRun, request: CancelRequest) -> int:
+        """Cancel what `request` names (its task ids must be the job's); how many it cancelled."""
+        runs, message = self._cancel_targets(job, request)
+        return self._cancel_runs(job, runs, message)
+
+    def _cancel_targets(self, job: JobRun, request: CancelRequest) -> tuple[list[TaskRun], str]:
+        """The tasks a cancel request names, and the message they end with. The first
+        reason to cancel anything is also the job's (`_maybe_finish_job` says it)."""
+        if request.task_ids:
+            runs, message = _downstream(job, request.task_ids), "cancelled"
         else:
             job.cancel_requested = True
-            runs, reason = list(job.tasks.values()), "job cancelled"
+            runs, message = list(job.tasks.values()), "job cancelled"
+        reason = request.reason
+        if not reason:
+            return runs, message
+        if not job.cancel_reason and any(not run.state.is_terminal for run in runs):
+            job.cancel_reason = reason
+        return runs, f"{message}: {reason}"
+
+    def _cancel_restored(self, job: JobRun, request: CancelRequest) -> None:
+        """Apply a cancel request again to a restored job, before anything of it runs."""
+        known = tuple(task_id for task_id in request.task_ids if task_id in job.tasks)
+        if request.task_ids and not known:
+            return  # it names none of the job's tasks: nothing to cancel
+        runs, message = self._cancel_targets(job, request._replace(task_ids=known))
         for run in runs:
             if not run.state.is_terminal:  # an interrupted one holds nothing
-                self._terminate(run, TaskState.CANCELLED, message=reason)
+                self._terminate(run, TaskState.CANCELLED, message=message)
+
+    def _interrupted(self, run: TaskRun, error: TaskInterruptedError) -> None:
+        """An attempt lost through no fault of the task (its worker left, the daemon
+        restarted): not a failure. The task runs again at once (no backoff: it did not fail),
+        its retry policy's attempts untouched, until it has been interrupted more than its
+        `max_interruptions`; then it FAILS, saying how often and why the last time."""
+        run.interruptions = count = run.interruptions + 1
+        cause = error.cause if error.cause in _CAUSES else "other"
+        self.interruptions[cause] += 1
+        cap = run.spec.max_interruptions
+        if count <= cap:
+            message = f"{INTERRUPTED}{error}), {count} of {cap}; running again"
+            self._transition(run, TaskState.RETRYING, message)
+            self._make_ready(run)
+            return
+        run.error = error
+        if cap:
+            why = f"interrupted {count} times, the last ({error}); max_interruptions is {cap}"
+        else:
+            why = f"interrupted ({error}); max_interruptions is 0: it must not run twice"
+        self._finish(run, TaskState.FAILED, message=f"{type(error).__name__}: {why}")
 
     def _resume_interrupted(self, run: TaskRun) -> None:
-        """A restored task whose attempt a restart cut off: again at once if its policy lets
-        it (no backoff: the task did not fail), else FAILED."""
-        run.error = error = TaskInterruptedError("interrupted by daemon restart")
-        policy = run.spec.retry
-        if policy is not None and policy.should_retry(error, run.attempts):
-            self._transition(run, TaskState.RETRYING, f"{error}; retrying now")
-            self._make_ready(run)
-        else:
-            self._finish(run, TaskState.FAILED, message=f"{type(error).__name__}: {error}")
+        """A restored task whose attempt a restart cut off: an interruption like any other."""
+        self._interrupted(run, TaskInterruptedError("the daemon restarted", cause="daemon_restart"))
 
     def _retry_now(self, run: TaskRun) -> None:
         if run.state is TaskState.RETRYING:
@@ -987,7 +1053,12 @@ class Scheduler:
             self._schedule_wake()
 
     def _terminate(self, run: TaskRun, state: TaskState, *, message: str = "") -> None:
-        """Move a task to a terminal state. It holds nothing by now (see `_let_go`)."""
+        """Move a task to a terminal state. It holds nothing by now (see `_let_go`).
+
+        A FAILED one keeps its error as data too (`TaskFailure`), in `result`, which only a
+        success uses otherwise: what a journal keeps of it, and what a restart puts back."""
+        if state is _FAILED and run.error is not None:
+            run.result = TaskFailure.of(run.error)
         run.message = message
         run.finished_at = now = self._wall()
         self._transition(run, state, message, now)
@@ -1055,9 +1126,11 @@ class Scheduler:
         if counts[TaskState.FAILED]:
             state = JobState.FAILED
             message = f"{counts[TaskState.FAILED]} of {len(job.tasks)} tasks failed"
+            if job.cancel_reason:  # a cancel with a reason: the job's end says it too
+                message = f"{message}; {_cancelled(job)}"
         elif counts[TaskState.CANCELLED] or job.cancel_requested:
             state = JobState.CANCELLED
-            message = f"{counts[TaskState.CANCELLED]} of {len(job.tasks)} tasks cancelled"
+            message = _cancelled(job)
         else:
             state = JobState.SUCCEEDED
             message = f"{len(job.tasks)} tasks succeeded"
@@ -1195,6 +1268,20 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
     """An event listener behind the record listeners' list: builds the `Event` it wants."""
     listener(event_of(record, job_id))
+
+
+def _in_words(error: BaseException) -> str:
+    """A failed attempt's error in words: its class and message, or a worker's error as the
+    worker named it (`ValueError: bad row`, as an in-process callable's reads)."""
+    if isinstance(error, TaskFailedRemotely) and error.type:
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _cancelled(job: JobRun) -> str:
+    """How many of a job's tasks were cancelled, and why when a cancel said so."""
+    message = f"{job.counts[TaskState.CANCELLED]} of {len(job.tasks)} tasks cancelled"
+    return f"{message}: {job.cancel_reason}" if job.cancel_reason else message
 
 
 def _downstream(job: JobRun, task_ids: Iterable[str]) -> list[TaskRun]:

@@ -7,7 +7,7 @@ it or raises one `ValidationError` listing every problem, each naming the task a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -17,9 +17,13 @@ from dukat.core.retry import RetryPolicy
 from dukat.core.states import TriggerRule
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["JobSpec", "TaskSpec", "validate_job"]
+__all__ = ["JobSpec", "TaskSpec", "dependency_ids", "validate_job"]
 
 MAX_ID_LENGTH = 256
+DEFAULT_MAX_INTERRUPTIONS = 3
+"""Interruptions a task is run again after, unless it says otherwise (Ray's and Dask's 3)."""
+MAX_INTERRUPTIONS = 100
+"""The most a task may ask for: past that, a task that never gets to finish is a bug to see."""
 
 
 class TaskSpec(NamedTuple):
@@ -47,6 +51,10 @@ class TaskSpec(NamedTuple):
     """Higher runs first among the ready tasks of a job."""
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     labels: Mapping[str, str] = MappingProxyType({})
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """Attempts taken away from the task through no fault of its own (its worker left, the
+    daemon restarted: `TaskInterruptedError`) that it is run again after, at once and without
+    spending `retry`'s attempts; one more fails it. 0: the task runs at most once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +121,17 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
         priority,
         trigger_rule,
         _labels,
+        max_interruptions,
     ) in enumerate(tasks):
         if action is None:
             problem(task_id, index, "action", "a task needs an action")
-        for dep in dependencies:
-            if dep == task_id or dep not in index_of:
-                _check_dependencies(task_id, index, dependencies, index_of, problem)
-                break
+        if dependencies.__class__ is str:
+            problem(task_id, index, "dependencies", _one_string(dependencies))
+        else:
+            for dep in dependencies:
+                if dep == task_id or dep not in index_of:
+                    _check_dependencies(task_id, index, dependencies, index_of, problem)
+                    break
         if timeout is not None and not (
             isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0
         ):
@@ -136,12 +148,39 @@ def validate_job(spec: JobSpec, *, max_tasks: int) -> dict[str, int]:
             problem(task_id, index, "trigger_rule", f"unknown trigger rule {trigger_rule!r}")
         if breaker is not None and not (isinstance(breaker, str) and breaker):
             problem(task_id, index, "circuit_breaker", "must be a breaker name")
+        if (
+            max_interruptions.__class__ is not int
+            and (not isinstance(max_interruptions, int) or isinstance(max_interruptions, bool))
+        ) or not 0 <= max_interruptions <= MAX_INTERRUPTIONS:
+            problem(
+                task_id,
+                index,
+                "max_interruptions",
+                f"must be a whole number from 0 to {MAX_INTERRUPTIONS}, not {max_interruptions!r}",
+            )
     if problems:
         _raise(problems)
     return index_of
 
 
 Problem = Callable[[str | None, int | None, str, str], None]
+
+
+def dependency_ids(task_id: str, dependencies: Iterable[str] | None) -> tuple[str, ...]:
+    """`dependencies` as a tuple of ids; a string is refused, naming the task: iterated, it
+    would be one dependency per letter (`dependencies="fetch"` is 'f', 'e', 't', ...)."""
+    if isinstance(dependencies, (str, bytes)):
+        description = _one_string(dependencies)
+        raise ValidationError(
+            f"task {task_id!r}: dependencies: {description}",
+            task_id=task_id,
+            violations=[FieldViolation("dependencies", description)],
+        )
+    return tuple(dependencies) if dependencies else ()
+
+
+def _one_string(value: str | bytes) -> str:
+    return f"a string, read as one task id per letter: write dependencies=[{value!r}]"
 
 
 def _index_str_ids(tasks: tuple[TaskSpec, ...]) -> dict[str, int] | None:

@@ -27,25 +27,27 @@ from dukat.v1 import job_pb2 as dukat_dot_v1_dot_job__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64ukat/v1/event.proto\x12\x08\x64ukat.v1\x1a\x16\x64ukat/v1/breaker.proto\x1a\x12\x64ukat/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x02\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08snapshot\x18\x04 \x01(\x0b\x32\x12.dukat.v1.SnapshotH\x00\x12.\n\tjob_state\x18\x05 \x01(\x0b\x32\x19.dukat.v1.JobStateChangedH\x00\x12\x30\n\ntask_state\x18\x06 \x01(\x0b\x32\x1a.dukat.v1.TaskStateChangedH\x00\x12*\n\x08progress\x18\x07 \x01(\x0b\x32\x16.dukat.v1.TaskProgressH\x00\x12&\n\x06output\x18\x08 \x01(\x0b\x32\x14.dukat.v1.TaskOutputH\x00\x12\x36\n\rbreaker_state\x18\t \x01(\x0b\x32\x1d.dukat.v1.BreakerStateChangedH\x00\x42\x06\n\x04kind\"&\n\x08Snapshot\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.dukat.v1.Job\"E\n\x0fJobStateChanged\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.dukat.v1.JobState\x12\x0f\n\x07message\x18\x02 \x01(\t\"i\n\x10TaskStateChanged\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"T\n\x0cTaskProgress\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0b\n\t_fraction\"S\n\nTaskOutput\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x06stream\x18\x02 \x01(\x0e\x32\x16.dukat.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64ukat/v1/event.proto\x12\x08\x64ukat.v1\x1a\x16\x64ukat/v1/breaker.proto\x1a\x12\x64ukat/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x03\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08snapshot\x18\x04 \x01(\x0b\x32\x12.dukat.v1.SnapshotH\x00\x12.\n\tjob_state\x18\x05 \x01(\x0b\x32\x19.dukat.v1.JobStateChangedH\x00\x12\x30\n\ntask_state\x18\x06 \x01(\x0b\x32\x1a.dukat.v1.TaskStateChangedH\x00\x12*\n\x08progress\x18\x07 \x01(\x0b\x32\x16.dukat.v1.TaskProgressH\x00\x12&\n\x06output\x18\x08 \x01(\x0b\x32\x14.dukat.v1.TaskOutputH\x00\x12\x36\n\rbreaker_state\x18\t \x01(\x0b\x32\x1d.dukat.v1.BreakerStateChangedH\x00\x12-\n\x0ctask_waiting\x18\n \x01(\x0b\x32\x15.dukat.v1.TaskWaitingH\x00\x42\x06\n\x04kind\"&\n\x08Snapshot\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.dukat.v1.Job\"E\n\x0fJobStateChanged\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.dukat.v1.JobState\x12\x0f\n\x07message\x18\x02 \x01(\t\"i\n\x10TaskStateChanged\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"B\n\x0bTaskWaiting\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bwaiting_for\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\"T\n\x0cTaskProgress\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\x08\x66raction\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0b\n\t_fraction\"S\n\nTaskOutput\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x06stream\x18\x02 \x01(\x0e\x32\x16.dukat.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dukat.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTSTREAM']._serialized_start=872
-  _globals['_OUTPUTSTREAM']._serialized_end=969
+  _globals['_OUTPUTSTREAM']._serialized_start=987
+  _globals['_OUTPUTSTREAM']._serialized_end=1084
   _globals['_EVENT']._serialized_start=112
-  _globals['_EVENT']._serialized_end=481
-  _globals['_SNAPSHOT']._serialized_start=483
-  _globals['_SNAPSHOT']._serialized_end=521
-  _globals['_JOBSTATECHANGED']._serialized_start=523
-  _globals['_JOBSTATECHANGED']._serialized_end=592
-  _globals['_TASKSTATECHANGED']._serialized_start=594
-  _globals['_TASKSTATECHANGED']._serialized_end=699
-  _globals['_TASKPROGRESS']._serialized_start=701
-  _globals['_TASKPROGRESS']._serialized_end=785
-  _globals['_TASKOUTPUT']._serialized_start=787
-  _globals['_TASKOUTPUT']._serialized_end=870
+  _globals['_EVENT']._serialized_end=528
+  _globals['_SNAPSHOT']._serialized_start=530
+  _globals['_SNAPSHOT']._serialized_end=568
+  _globals['_JOBSTATECHANGED']._serialized_start=570
+  _globals['_JOBSTATECHANGED']._serialized_end=639
+  _globals['_TASKSTATECHANGED']._serialized_start=641
+  _globals['_TASKSTATECHANGED']._serialized_end=746
+  _globals['_TASKWAITING']._serialized_start=748
+  _globals['_TASKWAITING']._serialized_end=814
+  _globals['_TASKPROGRESS']._serialized_start=816
+  _globals['_TASKPROGRESS']._serialized_end=900
+  _globals['_TASKOUTPUT']._serialized_start=902
+  _globals['_TASKOUTPUT']._serialized_end=985
 # @@protoc_insertion_point(module_scope)

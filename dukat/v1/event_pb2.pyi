@@ -65,6 +65,7 @@ class Event(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     BREAKER_STATE_FIELD_NUMBER: _builtins.int
+    TASK_WAITING_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the job's event log: from 1, consecutive within a job. A snapshot carries
     the sequence of the last event it includes. 0 for events that belong to no job.
@@ -101,6 +102,10 @@ class Event(_message.Message):
     def breaker_state(self) -> _breaker_pb2.BreakerStateChanged:
         """A circuit breaker changed state; sent to watchers of every job (empty job_id)."""
 
+    @_builtins.property
+    def task_waiting(self) -> Global___TaskWaiting:
+        """A READY task waits for something that may never come by itself."""
+
     def __init__(
         self,
         *,
@@ -113,12 +118,13 @@ class Event(_message.Message):
         progress: Global___TaskProgress | None = ...,
         output: Global___TaskOutput | None = ...,
         breaker_state: _breaker_pb2.BreakerStateChanged | None = ...,
+        task_waiting: Global___TaskWaiting | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "job_state", b"job_state", "kind", b"kind", "output", b"output", "progress", b"progress", "snapshot", b"snapshot", "task_state", b"task_state", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "job_state", b"job_state", "kind", b"kind", "output", b"output", "progress", b"progress", "snapshot", b"snapshot", "task_state", b"task_state", "task_waiting", b"task_waiting", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "job_id", b"job_id", "job_state", b"job_state", "kind", b"kind", "output", b"output", "progress", b"progress", "sequence", b"sequence", "snapshot", b"snapshot", "task_state", b"task_state", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "job_id", b"job_id", "job_state", b"job_state", "kind", b"kind", "output", b"output", "progress", b"progress", "sequence", b"sequence", "snapshot", b"snapshot", "task_state", b"task_state", "task_waiting", b"task_waiting", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "job_state", "task_state", "progress", "output", "breaker_state"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["snapshot", "job_state", "task_state", "progress", "output", "breaker_state", "task_waiting"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -207,6 +213,40 @@ class TaskStateChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskStateChanged: _TypeAlias = TaskStateChanged  # noqa: Y015
+
+@_typing.final
+class TaskWaiting(_message.Message):
+    """A READY task waits for something that may never come by itself: today, a worker for its
+    dispatch queue when none is connected. Sent once per task (per daemon run), when it starts
+    to wait so; the task's state does not change. TaskStatus.waiting_for says whether it
+    still does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The task's id."""
+    waiting_for: _builtins.str
+    """What it waits for, in words: "a worker for queue 'q' (none connected)"."""
+    queue: _builtins.str
+    """The dispatch queue it waits on a worker of; empty when the wait is for something else."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        waiting_for: _builtins.str = ...,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue", "task_id", b"task_id", "waiting_for", b"waiting_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskWaiting: _TypeAlias = TaskWaiting  # noqa: Y015
 
 @_typing.final
 class TaskProgress(_message.Message):

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64ukat/v1/job.proto\x12\x08\x64ukat.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x07JobSpec\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.dukat.v1.TaskSpec\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.dukat.v1.JobSpec.LabelsEntry\x12\x11\n\tfail_fast\x18\x03 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf4\x03\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65pendencies\x18\x03 \x03(\t\x12\x30\n\tresources\x18\x04 \x03(\x0b\x32\x1d.dukat.v1.ResourceRequirement\x12\x17\n\x0f\x63ircuit_breaker\x18\x05 \x01(\t\x12$\n\x05retry\x18\x06 \x01(\x0b\x32\x15.dukat.v1.RetryPolicy\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12+\n\x0ctrigger_rule\x18\t \x01(\x0e\x32\x15.dukat.v1.TriggerRule\x12.\n\x06labels\x18\n \x03(\x0b\x32\x1e.dukat.v1.TaskSpec.LabelsEntry\x12$\n\x04\x65xec\x18\x0b \x01(\x0b\x32\x14.dukat.v1.ExecActionH\x00\x12,\n\x08\x64ispatch\x18\x0c \x01(\x0b\x32\x18.dukat.v1.DispatchActionH\x00\x12\x18\n\x10wait_for_breaker\x18\r \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06\x61\x63tion\"Y\n\x13ResourceRequirement\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.dukat.v1.ResourceType\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xbb\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_jitter\"\x8e\x01\n\nExecAction\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12*\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1d.dukat.v1.ExecAction.EnvEntry\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\r\n\x05stdin\x18\x04 \x01(\x0c\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x0e\x44ispatchAction\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"\xeb\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.dukat.v1.JobState\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.dukat.v1.TaskStatus\x12)\n\x06labels\x18\x04 \x03(\x0b\x32\x19.dukat.v1.Job.LabelsEntry\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x07 \x01(\x03\x12\x0f\n\x07message\x18\x08 \x01(\t\x12)\n\x0btask_counts\x18\t \x01(\x0b\x32\x14.dukat.v1.TaskCounts\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd4\x02\n\nTaskStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08progress\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10progress_message\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12)\n\x06result\x18\n \x01(\x0b\x32\x19.dukat.v1.TaskResultValue\x12\x16\n\x0eresult_omitted\x18\x0b \x01(\x08\x42\x0b\n\t_progress\"m\n\x0fTaskResultValue\x12,\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x18.dukat.v1.DispatchResultH\x00\x12$\n\x04\x65xec\x18\x02 \x01(\x0b\x32\x14.dukat.v1.ExecResultH\x00\x42\x06\n\x04kind\"7\n\x0e\x44ispatchResult\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"?\n\nExecResult\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x0c\"\x96\x01\n\nTaskCounts\x12\x0f\n\x07pending\x18\x01 \x01(\x05\x12\r\n\x05ready\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x10\n\x08retrying\x18\x04 \x01(\x05\x12\x11\n\tsucceeded\x18\x05 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\x12\x11\n\tcancelled\x18\x07 \x01(\x05\x12\x0f\n\x07skipped\x18\x08 \x01(\x05*\xc2\x01\n\x0cResourceType\x12\x1d\n\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RESOURCE_TYPE_CPU\x10\x01\x12\x18\n\x14RESOURCE_TYPE_MEMORY\x10\x02\x12\x19\n\x15RESOURCE_TYPE_NETWORK\x10\x03\x12\x16\n\x12RESOURCE_TYPE_DISK\x10\x04\x12\x15\n\x11RESOURCE_TYPE_GPU\x10\x05\x12\x18\n\x14RESOURCE_TYPE_CUSTOM\x10\x06*d\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRIGGER_RULE_ALL_SUCCESS\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xe9\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x14\n\x10TASK_STATE_READY\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x17\n\x13TASK_STATE_RETRYING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x12\x16\n\x12TASK_STATE_SKIPPED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64ukat/v1/job.proto\x12\x08\x64ukat.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x07JobSpec\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.dukat.v1.TaskSpec\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.dukat.v1.JobSpec.LabelsEntry\x12\x11\n\tfail_fast\x18\x03 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaa\x04\n\x08TaskSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65pendencies\x18\x03 \x03(\t\x12\x30\n\tresources\x18\x04 \x03(\x0b\x32\x1d.dukat.v1.ResourceRequirement\x12\x17\n\x0f\x63ircuit_breaker\x18\x05 \x01(\t\x12$\n\x05retry\x18\x06 \x01(\x0b\x32\x15.dukat.v1.RetryPolicy\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12+\n\x0ctrigger_rule\x18\t \x01(\x0e\x32\x15.dukat.v1.TriggerRule\x12.\n\x06labels\x18\n \x03(\x0b\x32\x1e.dukat.v1.TaskSpec.LabelsEntry\x12$\n\x04\x65xec\x18\x0b \x01(\x0b\x32\x14.dukat.v1.ExecActionH\x00\x12,\n\x08\x64ispatch\x18\x0c \x01(\x0b\x32\x18.dukat.v1.DispatchActionH\x00\x12\x18\n\x10wait_for_breaker\x18\r \x01(\x08\x12\x1e\n\x11max_interruptions\x18\x0e \x01(\x05H\x01\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06\x61\x63tionB\x14\n\x12_max_interruptions\"Y\n\x13ResourceRequirement\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.dukat.v1.ResourceType\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xbb\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_jitter\"\x8e\x01\n\nExecAction\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12*\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1d.dukat.v1.ExecAction.EnvEntry\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\r\n\x05stdin\x18\x04 \x01(\x0c\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x0e\x44ispatchAction\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"\xeb\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.dukat.v1.JobState\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.dukat.v1.TaskStatus\x12)\n\x06labels\x18\x04 \x03(\x0b\x32\x19.dukat.v1.Job.LabelsEntry\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x07 \x01(\x03\x12\x0f\n\x07message\x18\x08 \x01(\t\x12)\n\x0btask_counts\x18\t \x01(\x0b\x32\x14.dukat.v1.TaskCounts\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc3\x03\n\nTaskStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.dukat.v1.TaskState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08progress\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10progress_message\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12)\n\x06result\x18\n \x01(\x0b\x32\x19.dukat.v1.TaskResultValue\x12\x16\n\x0eresult_omitted\x18\x0b \x01(\x08\x12\x15\n\rinterruptions\x18\x0c \x01(\x05\x12&\n\x07\x66\x61ilure\x18\r \x01(\x0b\x32\x15.dukat.v1.TaskFailure\x12\x13\n\x0bwaiting_for\x18\x0f \x01(\t\x12\x19\n\x11waiting_for_queue\x18\x10 \x01(\tB\x0b\n\t_progress\"o\n\x0bTaskFailure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06signal\x18\x04 \x01(\x05\x12\x0e\n\x06stdout\x18\x05 \x01(\x0c\x12\x0e\n\x06stderr\x18\x06 \x01(\x0c\"m\n\x0fTaskResultValue\x12,\n\x08\x64ispatch\x18\x01 \x01(\x0b\x32\x18.dukat.v1.DispatchResultH\x00\x12$\n\x04\x65xec\x18\x02 \x01(\x0b\x32\x14.dukat.v1.ExecResultH\x00\x42\x06\n\x04kind\"7\n\x0e\x44ispatchResult\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"?\n\nExecResult\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12\x0e\n\x06stderr\x18\x03 \x01(\x0c\"\x96\x01\n\nTaskCounts\x12\x0f\n\x07pending\x18\x01 \x01(\x05\x12\r\n\x05ready\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x10\n\x08retrying\x18\x04 \x01(\x05\x12\x11\n\tsucceeded\x18\x05 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\x12\x11\n\tcancelled\x18\x07 \x01(\x05\x12\x0f\n\x07skipped\x18\x08 \x01(\x05*\xc2\x01\n\x0cResourceType\x12\x1d\n\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RESOURCE_TYPE_CPU\x10\x01\x12\x18\n\x14RESOURCE_TYPE_MEMORY\x10\x02\x12\x19\n\x15RESOURCE_TYPE_NETWORK\x10\x03\x12\x16\n\x12RESOURCE_TYPE_DISK\x10\x04\x12\x15\n\x11RESOURCE_TYPE_GPU\x10\x05\x12\x18\n\x14RESOURCE_TYPE_CUSTOM\x10\x06*d\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRIGGER_RULE_ALL_SUCCESS\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xe9\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x14\n\x10TASK_STATE_READY\x10\x02\x12\x16\n\x12TASK_STATE_RUNNING\x10\x03\x12\x17\n\x13TASK_STATE_RETRYING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x12\x16\n\x12TASK_STATE_SKIPPED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,44 +41,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECACTION_ENVENTRY']._serialized_options = b'8\001'
   _globals['_JOB_LABELSENTRY']._loaded_options = None
   _globals['_JOB_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RESOURCETYPE']._serialized_start=2379
-  _globals['_RESOURCETYPE']._serialized_end=2573
-  _globals['_TRIGGERRULE']._serialized_start=2575
-  _globals['_TRIGGERRULE']._serialized_end=2675
-  _globals['_JOBSTATE']._serialized_start=2678
-  _globals['_JOBSTATE']._serialized_end=2833
-  _globals['_TASKSTATE']._serialized_start=2836
-  _globals['_TASKSTATE']._serialized_end=3069
+  _globals['_RESOURCETYPE']._serialized_start=2657
+  _globals['_RESOURCETYPE']._serialized_end=2851
+  _globals['_TRIGGERRULE']._serialized_start=2853
+  _globals['_TRIGGERRULE']._serialized_end=2953
+  _globals['_JOBSTATE']._serialized_start=2956
+  _globals['_JOBSTATE']._serialized_end=3111
+  _globals['_TASKSTATE']._serialized_start=3114
+  _globals['_TASKSTATE']._serialized_end=3347
   _globals['_JOBSPEC']._serialized_start=98
   _globals['_JOBSPEC']._serialized_end=280
   _globals['_JOBSPEC_LABELSENTRY']._serialized_start=235
   _globals['_JOBSPEC_LABELSENTRY']._serialized_end=280
   _globals['_TASKSPEC']._serialized_start=283
-  _globals['_TASKSPEC']._serialized_end=783
+  _globals['_TASKSPEC']._serialized_end=837
   _globals['_TASKSPEC_LABELSENTRY']._serialized_start=235
   _globals['_TASKSPEC_LABELSENTRY']._serialized_end=280
-  _globals['_RESOURCEREQUIREMENT']._serialized_start=785
-  _globals['_RESOURCEREQUIREMENT']._serialized_end=874
-  _globals['_RETRYPOLICY']._serialized_start=877
-  _globals['_RETRYPOLICY']._serialized_end=1064
-  _globals['_EXECACTION']._serialized_start=1067
-  _globals['_EXECACTION']._serialized_end=1209
-  _globals['_EXECACTION_ENVENTRY']._serialized_start=1167
-  _globals['_EXECACTION_ENVENTRY']._serialized_end=1209
-  _globals['_DISPATCHACTION']._serialized_start=1211
-  _globals['_DISPATCHACTION']._serialized_end=1281
-  _globals['_JOB']._serialized_start=1284
-  _globals['_JOB']._serialized_end=1647
+  _globals['_RESOURCEREQUIREMENT']._serialized_start=839
+  _globals['_RESOURCEREQUIREMENT']._serialized_end=928
+  _globals['_RETRYPOLICY']._serialized_start=931
+  _globals['_RETRYPOLICY']._serialized_end=1118
+  _globals['_EXECACTION']._serialized_start=1121
+  _globals['_EXECACTION']._serialized_end=1263
+  _globals['_EXECACTION_ENVENTRY']._serialized_start=1221
+  _globals['_EXECACTION_ENVENTRY']._serialized_end=1263
+  _globals['_DISPATCHACTION']._serialized_start=1265
+  _globals['_DISPATCHACTION']._serialized_end=1335
+  _globals['_JOB']._serialized_start=1338
+  _globals['_JOB']._serialized_end=1701
   _globals['_JOB_LABELSENTRY']._serialized_start=235
   _globals['_JOB_LABELSENTRY']._serialized_end=280
-  _globals['_TASKSTATUS']._serialized_start=1650
-  _globals['_TASKSTATUS']._serialized_end=1990
-  _globals['_TASKRESULTVALUE']._serialized_start=1992
-  _globals['_TASKRESULTVALUE']._serialized_end=2101
-  _globals['_DISPATCHRESULT']._serialized_start=2103
-  _globals['_DISPATCHRESULT']._serialized_end=2158
-  _globals['_EXECRESULT']._serialized_start=2160
-  _globals['_EXECRESULT']._serialized_end=2223
-  _globals['_TASKCOUNTS']._serialized_start=2226
-  _globals['_TASKCOUNTS']._serialized_end=2376
+  _globals['_TASKSTATUS']._serialized_start=1704
+  _globals['_TASKSTATUS']._serialized_end=2155
+  _globals['_TASKFAILURE']._serialized_start=2157
+  _globals['_TASKFAILURE']._serialized_end=2268
+  _globals['_TASKRESULTVALUE']._serialized_start=2270
+  _globals['_TASKRESULTVALUE']._serialized_end=2379
+  _globals['_DISPATCHRESULT']._serialized_start=2381
+  _globals['_DISPATCHRESULT']._serialized_end=2436
+  _globals['_EXECRESULT']._serialized_start=2438
+  _globals['_EXECRESULT']._serialized_end=2501
+  _globals['_TASKCOUNTS']._serialized_start=2504
+  _globals['_TASKCOUNTS']._serialized_end=2654
 # @@protoc_insertion_point(module_scope)

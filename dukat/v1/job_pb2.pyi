@@ -152,7 +152,9 @@ class _TaskStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskState.V
     TASK_STATE_RUNNING: _TaskState.ValueType  # 3
     """An attempt is in progress."""
     TASK_STATE_RETRYING: _TaskState.ValueType  # 4
-    """An attempt failed; waiting out the backoff before the next."""
+    """An attempt failed and the task waits out the backoff before the next, or an attempt was
+    interrupted and the task is about to run again.
+    """
     TASK_STATE_SUCCEEDED: _TaskState.ValueType  # 5
     """The last attempt succeeded."""
     TASK_STATE_FAILED: _TaskState.ValueType  # 6
@@ -176,7 +178,9 @@ TASK_STATE_READY: TaskState.ValueType  # 2
 TASK_STATE_RUNNING: TaskState.ValueType  # 3
 """An attempt is in progress."""
 TASK_STATE_RETRYING: TaskState.ValueType  # 4
-"""An attempt failed; waiting out the backoff before the next."""
+"""An attempt failed and the task waits out the backoff before the next, or an attempt was
+interrupted and the task is about to run again.
+"""
 TASK_STATE_SUCCEEDED: TaskState.ValueType  # 5
 """The last attempt succeeded."""
 TASK_STATE_FAILED: TaskState.ValueType  # 6
@@ -292,6 +296,7 @@ class TaskSpec(_message.Message):
     EXEC_FIELD_NUMBER: _builtins.int
     DISPATCH_FIELD_NUMBER: _builtins.int
     WAIT_FOR_BREAKER_FIELD_NUMBER: _builtins.int
+    MAX_INTERRUPTIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the job; other tasks name it in their dependencies. Non-empty, at most 256
     characters.
@@ -310,6 +315,12 @@ class TaskSpec(_message.Message):
     """When the circuit breaker is open: false fails the attempt at once (a distinct error,
     retried by policy); true waits for the breaker to half-open, without holding a slot.
     """
+    max_interruptions: _builtins.int
+    """How many interrupted attempts the task is run again after: an attempt lost through no
+    fault of the task (the daemon restarted or stopped, its worker left or went silent) runs
+    again at once and does not count against the retry policy; one interruption more fails
+    the task. Unset: 3. 0: the task runs at most once (an interruption fails it). At most 100.
+    """
     @_builtins.property
     def dependencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of the tasks of the same job that must end before this one runs (how they must end is
@@ -322,7 +333,9 @@ class TaskSpec(_message.Message):
 
     @_builtins.property
     def retry(self) -> Global___RetryPolicy:
-        """How the task is retried; unset: one attempt, no retry."""
+        """How the task is retried after a failed attempt; unset: one attempt, no retry. Interrupted
+        attempts are not failures: see max_interruptions.
+        """
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
@@ -358,13 +371,19 @@ class TaskSpec(_message.Message):
         exec: Global___ExecAction | None = ...,
         dispatch: Global___DispatchAction | None = ...,
         wait_for_breaker: _builtins.bool = ...,
+        max_interruptions: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "dispatch", b"dispatch", "exec", b"exec", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_interruptions", b"_max_interruptions", "action", b"action", "dispatch", b"dispatch", "exec", b"exec", "max_interruptions", b"max_interruptions", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "circuit_breaker", b"circuit_breaker", "dependencies", b"dependencies", "description", b"description", "dispatch", b"dispatch", "exec", b"exec", "id", b"id", "labels", b"labels", "priority", b"priority", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "trigger_rule", b"trigger_rule", "wait_for_breaker", b"wait_for_breaker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_interruptions", b"_max_interruptions", "action", b"action", "circuit_breaker", b"circuit_breaker", "dependencies", b"dependencies", "description", b"description", "dispatch", b"dispatch", "exec", b"exec", "id", b"id", "labels", b"labels", "max_interruptions", b"max_interruptions", "priority", b"priority", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "trigger_rule", b"trigger_rule", "wait_for_breaker", b"wait_for_breaker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_interruptions: _TypeAlias = _typing.Literal["max_interruptions"]  # noqa: Y015
+    _WhichOneofArgType__max_interruptions: _TypeAlias = _typing.Literal["_max_interruptions", b"_max_interruptions"]  # noqa: Y015
     _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["exec", "dispatch"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_interruptions) -> _WhichOneofReturnType__max_interruptions | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
 Global___TaskSpec: _TypeAlias = TaskSpec  # noqa: Y015
@@ -643,12 +662,16 @@ class TaskStatus(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     RESULT_OMITTED_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_QUEUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
     """The task's state."""
     attempts: _builtins.int
-    """Attempts started so far (the current one included)."""
+    """Attempts started so far (the current one included), the interrupted ones too."""
     error: _builtins.str
     """The error of the last failed attempt, or why the task was skipped or cancelled; empty
     otherwise.
@@ -660,9 +683,24 @@ class TaskStatus(_message.Message):
     description: _builtins.str
     """The task's description, as submitted."""
     result_omitted: _builtins.bool
-    """True when the task has a result that this GetJob response left out, because the
+    """True when the task has a result, or a failure with output tails, that this GetJob
+    response left out (the failure is there, without its stdout and stderr), because the
     response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
     naming fewer tasks to get it.
+    """
+    interruptions: _builtins.int
+    """Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
+    they do not count against the retry policy, only against TaskSpec.max_interruptions.
+    """
+    waiting_for: _builtins.str
+    """What a READY task waits for, in words, when it is something that may never come by
+    itself: today, a worker for its dispatch queue when none is connected ("a worker for
+    queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+    resources or a busy worker. Filled by GetJob only. More reasons may be added.
+    """
+    waiting_for_queue: _builtins.str
+    """The dispatch queue that waiting_for is about (start a worker serving it); empty when
+    waiting_for is.
     """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
@@ -680,6 +718,13 @@ class TaskStatus(_message.Message):
         daemon's tail size) but a job's are not, and a watch stream is for fast, small events.
         """
 
+    @_builtins.property
+    def failure(self) -> Global___TaskFailure:
+        """Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
+        words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
+        that results share (see result_omitted); Watch snapshots carry it without them.
+        """
+
     def __init__(
         self,
         *,
@@ -694,16 +739,77 @@ class TaskStatus(_message.Message):
         description: _builtins.str = ...,
         result: Global___TaskResultValue | None = ...,
         result_omitted: _builtins.bool = ...,
+        interruptions: _builtins.int = ...,
+        failure: Global___TaskFailure | None = ...,
+        waiting_for: _builtins.str = ...,
+        waiting_for_queue: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "failure", b"failure", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "finished_at", b"finished_at", "id", b"id", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state", "waiting_for", b"waiting_for", "waiting_for_queue", b"waiting_for_queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__progress) -> _WhichOneofReturnType__progress | None: ...
 
 Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
+
+@_typing.final
+class TaskFailure(_message.Message):
+    """Why a task failed: the error of its last attempt, kept across restarts as a success's
+    result is. Apart from TaskStatus.result, which stays a success's alone, so that a client
+    reading a result never takes a failed process's output for a successful one's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The error's kind: for a dispatch task, the WorkError.type its worker sent (empty if it
+    sent none); otherwise the daemon's error class: TaskProcessError (an exec task's process
+    failed or could not start), TaskTimeoutError, CircuitBreakerError, TaskInterruptedError.
+    """
+    message: _builtins.str
+    """The error in words, without its type. For an exec task's process it quotes the last
+    lines of stderr (of stdout when stderr has none), bounded: "'sh' exited with code 7;
+    stderr ends: e1 | e2 | e3".
+    """
+    exit_code: _builtins.int
+    """The exit status of an exec task's process that exited non-zero (1-255); 0 when it did
+    not exit by itself (see signal), or the failure was not a process's.
+    """
+    signal: _builtins.int
+    """The number of the signal that killed an exec task's process (9: SIGKILL); 0 when none
+    did.
+    """
+    stdout: _builtins.bytes
+    """The end of what the process wrote to standard output (bounded as ExecResult.stdout is,
+    64 KiB by default).
+    """
+    stderr: _builtins.bytes
+    """The end of what the process wrote to standard error (bounded as stdout is)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        message: _builtins.str = ...,
+        exit_code: _builtins.int = ...,
+        signal: _builtins.int = ...,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code", "message", b"message", "signal", b"signal", "stderr", b"stderr", "stdout", b"stdout", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskFailure: _TypeAlias = TaskFailure  # noqa: Y015
 
 @_typing.final
 class TaskResultValue(_message.Message):

@@ -124,9 +124,11 @@ class WorkerUpdate(_message.Message):
     """The worker is draining: it takes nothing new and finishes the attempts it holds. Once
     set, it stays set for the rest of the stream (a later false is ignored). The daemon
     assigns the stream nothing more, lets its outstanding attempts end normally (they are
-    neither interrupted nor taken back), and ends the stream with OK once the worker has
-    closed its side. A worker that closes its side with attempts still outstanding loses
-    them, as any worker that leaves does.
+    neither interrupted nor taken back), and ends the stream with OK once none is left. An
+    assignment the daemon sent before it read this is outstanding too: the worker runs it
+    and keeps its side open (results, heartbeats) until the daemon ends the stream. A worker
+    that closes its side with attempts still outstanding loses them, as any worker that
+    leaves does.
     """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkResult]:

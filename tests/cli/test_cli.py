@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dukat.actions import DispatchAction
+from dukat.client import connect
+from dukat.core.spec import JobSpec, TaskSpec
 from tests.cli.conftest import SCRIPT, Dukat
 from tests.dukatd.daemon_process import DaemonProcess
 
@@ -101,7 +104,7 @@ async def test_run_exits_1_and_says_why_when_a_task_fails(dukat: Dukat) -> None:
     assert done.code == 1, done.err
     out = done.out
     assert "broken: attempt 1 failed, retrying" in out
-    assert "✗ broken" in out and "exited with code 3: the last words" in out
+    assert "✗ broken" in out and "exited with code 3; stderr ends: the last words" in out
     assert "⊘ after" in out and "skipped: upstream 'broken' failed" in out
     assert "✓ ok" in out
     assert "failed: 1 succeeded, 1 failed, 1 skipped" in out.splitlines()[-1]
@@ -327,8 +330,23 @@ async def test_an_unreachable_daemon_is_one_line_and_exit_1(dukat: Dukat, tmp_pa
     address = f"unix:{tmp_path}/none.sock"
     done = await dukat("--address", address, "--connect-timeout", "100ms", "jobs")
     assert done.code == 1
-    assert done.err.startswith(f"dukat: cannot reach the daemon at {address}: ")
+    assert done.err.startswith(f"dukat: cannot reach dukatd at {address} (tried for ")
+    assert "Is dukatd running?" in done.err
     assert len(done.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("path", ["/tmp/d.sock", "./d.sock", "dukatd.sock"])
+async def test_a_socket_path_without_unix_is_a_usage_error_saying_how_to_write_it(
+    dukat: Dukat, path: str
+) -> None:
+    # The long timeout would show if the path were tried as a host name: it is not tried.
+    flag = await dukat("--address", path, "--connect-timeout", "60s", "jobs", within=30)
+    dukat.env["DUKAT_ADDRESS"] = path
+    variable = await dukat("--connect-timeout", "60s", "jobs", within=30)
+    for done, where in ((flag, "the address"), (variable, "DUKAT_ADDRESS")):
+        assert done.code == 2, done.err
+        assert f"{where} {path!r} is a unix socket's path without its scheme" in done.err
+        assert f"write 'unix:{path}'" in done.err
 
 
 def test_python_m_dukat_is_the_same_command() -> None:
@@ -351,6 +369,7 @@ async def test_a_daemon_with_a_token_takes_the_token_file(
 ) -> None:
     token = short_tmp / "token"
     token.write_text("s3cret-token\n")
+    token.chmod(0o600)
     daemon = await daemons("--token-file", str(token), name="t").serving()
     dukat = Dukat(daemon, short_tmp)
     refused = await dukat("jobs")
@@ -359,3 +378,22 @@ async def test_a_daemon_with_a_token_takes_the_token_file(
     assert (allowed.code, allowed.out) == (0, "no jobs\n"), allowed.err
     missing = await dukat("--token-file", str(short_tmp / "none"), "jobs")
     assert missing.code == 2 and "--token-file: cannot read" in missing.err
+
+
+async def test_show_and_watch_say_what_a_task_nobody_serves_waits_for(dukat: Dukat) -> None:
+    waits = "waiting for a worker for queue 'nobody' (none connected)"
+    async with connect(dukat.daemon.address) as client:
+        tasks = tuple(TaskSpec(f"t{i}", DispatchAction("nobody", b"")) for i in range(3))
+        handle = await client.submit(JobSpec(tasks=tasks))
+        shown = await dukat("show", handle.job_id)
+        assert shown.out.count(waits) == 3, shown.out
+        watching = await dukat.start("watch", handle.job_id)
+        assert watching.stdout is not None
+        seen = b""
+        while waits.encode() not in seen:
+            seen += await asyncio.wait_for(watching.stdout.readline(), 30)
+        await handle.cancel()
+        out, _ = await asyncio.wait_for(watching.communicate(), 30)
+    assert watching.returncode == 1
+    said = (seen + out).decode()
+    assert said.count(waits) == 1, said  # one line for the three tasks

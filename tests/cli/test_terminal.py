@@ -42,7 +42,7 @@ async def test_run_on_a_terminal_shows_the_bar_running_tasks_and_finished_lines(
         # A task that failed collapses to one line, with its error and last output lines.
         screen.expect("✗")
         screen.expect("broken")
-        screen.expect("exited with code 4: what went wrong")
+        screen.expect("exited with code 4; stderr ends: what went wrong")
         screen.expect("│ what went wrong")
         # The running task, with its progress and latest output line, above the job's bar.
         screen.expect(r"wait\S*\s+50%\s+\S*halfway there · still waiting")

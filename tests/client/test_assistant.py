@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import dukat
 from dukat.actions import DispatchAction
 from dukat.client import Client, DispatchTask
-from dukat.core import report_progress
+from dukat.client._assistant import _RemoteContext
+from dukat.core import CircuitBreakerConfig, TaskContext, current_task, report_progress
 from dukat.core.async_assistant import get_async_assistant
 from dukat.core.scheduler import Scheduler
 from dukat.core.spec import JobSpec, TaskSpec
-from dukat.core.states import JobState, TaskState
-from dukat.errors import DaemonNotFoundError, TaskTimeoutError
+from dukat.core.states import JobState, TaskState, TriggerRule
+from dukat.errors import DaemonNotFoundError, TaskFailedRemotely, TaskTimeoutError
 from tests.client.daemon import Daemon, running_daemon
 from tests.helpers import wait_for
 
@@ -104,6 +106,112 @@ async def test_the_remote_assistant_gives_what_embedded_mode_gives(daemon: Daemo
     assert results["after"].state is TaskState.SKIPPED
     assert results["slow"].state is TaskState.FAILED
     assert isinstance(results["slow"].error, TaskTimeoutError) or "time" in results["slow"].message
+
+
+def test_the_remote_context_has_everything_the_embedded_one_has() -> None:
+    public = {name for name in dir(TaskContext) if not name.startswith("_")}
+    assert public <= set(dir(_RemoteContext)), public - set(dir(_RemoteContext))
+
+
+def seen_by(task_id: str, seen: dict[str, dict[str, Any]]) -> Callable[..., Any]:
+    """A task that notes what current_task() tells it, returns `task_id`'s upper case, and
+    fails if its id says so."""
+
+    async def run(*args: Any) -> str:
+        context = current_task()
+        context.report_progress(0.5, "half")
+        seen[task_id] = {
+            "ids": (type(context.job_id), context.task_id, context.attempt),
+            "action": (context.action.func is run, context.action.args),
+            "labels": dict(context.labels),
+            "timeout": context.timeout,
+            "upstream_results": dict(context.upstream_results),
+            "upstream_outcomes": [
+                (o.task_id, o.state, o.result, type(o.error), o.attempts, o.message)
+                for o in context.upstream_outcomes
+            ],
+        }
+        if task_id.startswith("broken"):
+            raise LookupError(f"{task_id} is broken")
+        return task_id.upper()
+
+    return run
+
+
+def parity_tasks(seen: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"task_id": "search", "func": seen_by("search", seen), "args": (1,)},
+        {"task_id": "broken", "func": seen_by("broken", seen)},
+        {
+            "task_id": "summarise",
+            "func": seen_by("summarise", seen),
+            "dependencies": ["search"],
+            "labels": {"step": "2"},
+            "timeout": 30,
+        },
+        {
+            "task_id": "cleanup",
+            "func": seen_by("cleanup", seen),
+            "dependencies": ["summarise", "broken"],
+            "trigger_rule": TriggerRule.ALL_DONE,
+        },
+    ]
+
+
+async def test_current_task_gives_the_same_remote_as_embedded(daemon: Daemon) -> None:
+    embedded_seen: dict[str, dict[str, Any]] = {}
+    remote_seen: dict[str, dict[str, Any]] = {}
+    async with await get_async_assistant(model_name="parity") as embedded:
+        expected = await embedded.execute_tasks_in_parallel(parity_tasks(embedded_seen))
+    async with await get_async_assistant(model_name="parity", address=daemon.address) as remote:
+        got = await asyncio.wait_for(
+            remote.execute_tasks_in_parallel(parity_tasks(remote_seen)), 20
+        )
+    assert remote_seen["summarise"]["upstream_results"] == {"search": "SEARCH"}
+    assert remote_seen["cleanup"]["upstream_outcomes"] == [
+        ("summarise", TaskState.SUCCEEDED, "SUMMARISE", type(None), 1, ""),
+        ("broken", TaskState.FAILED, None, LookupError, 1, "LookupError: broken is broken"),
+    ]
+    assert remote_seen == embedded_seen
+    assert {t: (r.state, r.result, r.attempts) for t, r in got.items()} == {
+        t: (r.state, r.result, r.attempts) for t, r in expected.items()
+    }
+    assert isinstance(got["broken"].error, LookupError)  # the exception raised here
+
+
+async def test_a_task_the_daemon_failed_has_an_error_with_the_daemons_type(
+    daemon: Daemon,
+) -> None:
+    # An open breaker fails the attempt at the daemon: the callable never runs here.
+    daemon.scheduler.breakers.configure("shut", CircuitBreakerConfig(failure_threshold=1))
+    daemon.scheduler.breakers.get("shut").failure(RuntimeError("down"))
+
+    async def never() -> None:
+        raise AssertionError("the breaker is open")
+
+    tasks = [{"task_id": "guarded", "func": never, "circuit_breaker": "shut"}]
+    async with await get_async_assistant(address=daemon.address) as remote:
+        results = await asyncio.wait_for(remote.execute_tasks_in_parallel(tasks), 20)
+    error = results["guarded"].error
+    assert isinstance(error, TaskFailedRemotely) and error.type == "CircuitBreakerError"
+    assert "circuit breaker 'shut' is open" in str(error)
+    assert results["guarded"].message.startswith("CircuitBreakerError: circuit breaker")
+
+
+async def test_the_remote_assistant_sends_max_interruptions(daemon: Daemon) -> None:
+    async def quick() -> int:
+        return 1
+
+    tasks = [
+        {"task_id": "once", "func": quick, "max_interruptions": 0},
+        {"task_id": "default", "func": quick},
+    ]
+    async with await get_async_assistant(model_name="once", address=daemon.address) as remote:
+        results = await asyncio.wait_for(remote.execute_tasks_in_parallel(tasks), 20)
+    assert [(r.state, r.interruptions) for r in results.values()] == [(TaskState.SUCCEEDED, 0)] * 2
+    [job] = daemon.scheduler.jobs(labels={"model": "once"})
+    specs = {t: daemon.scheduler.task_spec(job.job_id, t) for t in ("once", "default")}
+    assert {t: spec.max_interruptions for t, spec in specs.items()} == {"once": 0, "default": 3}
 
 
 async def test_cancelling_the_caller_cancels_its_job_on_the_daemon(daemon: Daemon) -> None:

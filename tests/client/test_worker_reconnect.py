@@ -110,20 +110,31 @@ class OnceHolding(Handler):
         return task.payload.upper()
 
 
-async def test_a_worker_served_job_goes_on_across_a_kill_of_its_daemon(daemons, short_tmp):
-    # With a journal: the job outlives the daemon; the worker, never told, serves the next.
+@pytest.mark.parametrize(
+    ("stop", "why"),
+    [
+        ("kill-9", "the daemon restarted"),
+        ("sigterm", "worker 'w1' was disconnected: the daemon is stopping"),
+    ],
+)
+async def test_a_worker_served_job_goes_on_across_a_restart_of_its_daemon(
+    daemons, short_tmp, stop: str, why: str
+):
+    """With a journal: the job outlives the daemon; the worker, never told, serves the next.
+    The attempt the restart took was interrupted, not failed: the task, with the default
+    policy of one attempt, runs again. A kill -9 leaves it RUNNING for the next daemon to
+    interrupt; a drain interrupts it as it ends the worker's stream, before the journal stops."""
     state = short_tmp / "state"
     first = await daemons(state_dir=state).serving()
     handler = OnceHolding()
-    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)
     tasks = (
         TaskSpec("first", DispatchAction("q", b"a")),
-        TaskSpec("held", DispatchAction("q", b"b"), dependencies=("first",), retry=retry),
+        TaskSpec("held", DispatchAction("q", b"b"), dependencies=("first",)),
         TaskSpec("last", DispatchAction("q", b"c"), dependencies=("held",)),
     )
     async with (
         dukat.connect(first.address, reconnect=IMPATIENT) as client,
-        client.worker("q", handler, 2) as worker,
+        client.worker("q", handler, 2, worker_id="w1") as worker,
     ):
         await asyncio.wait_for(worker.connected.wait(), 10)
         handle = await client.submit(JobSpec(tasks=tasks))
@@ -131,21 +142,27 @@ async def test_a_worker_served_job_goes_on_across_a_kill_of_its_daemon(daemons, 
         reported = await client.get_job(handle.job_id)
         assert reported.task("first").state is TaskState.SUCCEEDED
 
-        first.kill()  # SIGKILL: no drain, no goodbye to the worker
+        if stop == "kill-9":
+            first.kill()  # SIGKILL: no drain, no goodbye to the worker
+        else:
+            first.signal(signal.SIGTERM)  # systemctl restart
+            assert await first.exited() == 0
         second = await daemons(state_dir=state).serving()
         async with dukat.connect(second.address) as watcher:
             job = await asyncio.wait_for(watcher.job(handle.job_id).wait(), 30)
             events = [event async for event in watcher.job(handle.job_id).events()]
         assert job.state is JobState.SUCCEEDED, job
-        assert job.task("held").attempts == 2
+        held = job.task("held")
+        assert (held.attempts, held.interruptions) == (2, 1)
         assert [event.sequence for event in events] == list(range(1, len(events) + 1))
         interrupted = [
             event
             for event in events
             if isinstance(event, TaskStateChanged) and event.state is TaskState.RETRYING
         ]
-        assert [(e.task_id, e.attempt) for e in interrupted] == [("held", 1)]
-        assert "interrupted by daemon restart" in interrupted[0].message
+        assert [(e.task_id, e.attempt, e.message) for e in interrupted] == [
+            ("held", 1, f"interrupted ({why}), 1 of 3; running again")
+        ]
         assert job.task("last").result.payload == b"C"
         # 'first' was reported done before the kill: it never ran again.
         assert handler.served == [("first", 1), ("held", 2), ("last", 1)]
@@ -176,7 +193,7 @@ async def test_a_worker_whose_handler_blocked_its_loop_past_the_heartbeat_timeou
     async def handler(task: DispatchTask) -> bytes:
         if not blocked:
             blocked.append(task.task_id)
-            block_the_loop_until(lambda: "missed its heartbeats" in daemon.log())
+            block_the_loop_until(lambda: "went silent for" in daemon.log())
         return b"done " + task.task_id.encode()
 
     retry = RetryPolicy(max_attempts=3, initial_backoff=0.01)

@@ -43,6 +43,7 @@ from dukat.core import (
     current_task,
 )
 from dukat.core.states import TASK_TRANSITIONS
+from dukat.errors import TaskInterruptedError
 
 DEADLOCK_SECONDS = 5.0  # generous: a healthy example ends in milliseconds
 LICENCE = "licence"  # the custom resource of every example: a small concurrency group
@@ -70,7 +71,10 @@ class TaskPlan:
     yields: int = 0
     """How long an attempt runs, in `sleep(0)` yields."""
     failures: int = 0
-    """The first `failures` attempts raise `Boom`; later ones succeed."""
+    """Attempts that raise `Boom` before one succeeds (see `script`)."""
+    interruptions: int = 0
+    """Attempts that raise `TaskInterruptedError`, taking turns with the failures, first."""
+    max_interruptions: int = 3
     max_attempts: int = 1
     cpu: int = 0
     """Tenths of the CPU (capacity 1.0); 0 asks for none."""
@@ -94,6 +98,37 @@ class TaskPlan:
         if self.licences:
             resources.append(ResourceRequirement(ResourceType.CUSTOM, self.licences, LICENCE))
         return tuple(resources)
+
+    @property
+    def script(self) -> tuple[str, ...]:
+        """What each attempt does until one succeeds: "interrupted" or "failed", in turns
+        (interrupted first) while both are left; the attempts after it succeed."""
+        script: list[str] = []
+        interruptions, failures = self.interruptions, self.failures
+        while interruptions or failures:
+            if interruptions:
+                script.append("interrupted")
+                interruptions -= 1
+            if failures:
+                script.append("failed")
+                failures -= 1
+        return tuple(script)
+
+    def outcome(self) -> tuple[TaskState, int, int]:
+        """Final state, attempts and interruptions, run alone: an interruption costs the
+        retry policy nothing, one past `max_interruptions` fails the task."""
+        attempts = interrupted = failed = 0
+        for step in self.script:
+            attempts += 1
+            if step == "interrupted":
+                interrupted += 1
+                if interrupted > self.max_interruptions:
+                    return ST.FAILED, attempts, interrupted
+            else:
+                failed += 1
+                if failed >= self.max_attempts:
+                    return ST.FAILED, attempts, interrupted
+        return ST.SUCCEEDED, attempts + 1, interrupted
 
     @property
     def waits_when_picked(self) -> bool:
@@ -126,6 +161,7 @@ class TaskPlan:
             retry=self.retry,
             priority=self.priority,
             trigger_rule=self.trigger_rule,
+            max_interruptions=self.max_interruptions,
         )
 
 
@@ -182,21 +218,19 @@ class JobPlan:
                 stack.extend(dependents[task_id])
         return found
 
-    def expected(self) -> dict[str, tuple[TaskState, int]]:
-        """Each task's final state and attempts when nothing cancels the job."""
+    def expected(self) -> dict[str, tuple[TaskState, int, int]]:
+        """Each task's final state, attempts and interruptions when nothing cancels the job."""
         tasks = self.by_id()
-        outcome: dict[str, tuple[TaskState, int]] = {}
+        outcome: dict[str, tuple[TaskState, int, int]] = {}
 
-        def resolve(task_id: str) -> tuple[TaskState, int]:
+        def resolve(task_id: str) -> tuple[TaskState, int, int]:
             if task_id not in outcome:
                 task = tasks[task_id]
                 upstream = [resolve(dep)[0] for dep in task.deps]
                 if not task.all_done and any(s is not ST.SUCCEEDED for s in upstream):
-                    outcome[task_id] = (ST.SKIPPED, 0)
+                    outcome[task_id] = (ST.SKIPPED, 0, 0)
                 else:
-                    attempts = min(task.failures + 1, task.max_attempts)
-                    ok = task.failures < task.max_attempts
-                    outcome[task_id] = (ST.SUCCEEDED if ok else ST.FAILED, attempts)
+                    outcome[task_id] = task.outcome()
             return outcome[task_id]
 
         for task in self.tasks:
@@ -229,6 +263,8 @@ def task_plans(draw: st.DrawFn, index: int, licences: int) -> TaskPlan:
         deps=tuple(f"t{d}" for d in sorted(deps)),
         yields=draw(st.integers(0, 6)),
         failures=draw(st.sampled_from([0, 0, 0, 1, 2])),
+        interruptions=draw(st.sampled_from([0, 0, 0, 0, 1, 2])),
+        max_interruptions=draw(st.sampled_from([3, 3, 1, 0])),
         max_attempts=draw(st.integers(1, 3)),
         cpu=draw(st.sampled_from([0, 0, 1, 3, 5, 7, 10])),
         licences=draw(st.integers(0, licences)),
@@ -439,8 +475,12 @@ class Probe:
             self.violation(f"{key} started after a task of its fail_fast job failed")
         if event.attempt != self.attempts[key]:
             self.violation(f"{key} RUNNING as attempt {event.attempt}, {self.attempts[key]}th")
-        if self.attempts[key] > task.max_attempts:
-            self.violation(f"{key} ran {self.attempts[key]} times; max {task.max_attempts}")
+        # Each attempt fails, is interrupted or ends the task: at most so many of them.
+        if self.attempts[key] > task.max_attempts + task.max_interruptions:
+            self.violation(
+                f"{key} ran {self.attempts[key]} times; max {task.max_attempts} attempts "
+                f"and {task.max_interruptions} interruptions"
+            )
         total = sum(self.running.values())
         if total > self.scenario.max_concurrency or self.scheduler.running > total:
             self.violation(
@@ -547,7 +587,12 @@ class Probe:
                 # From inside: the task's own worker is the running asyncio task here.
                 self.seen["cancelled from inside a task"] += 1
                 self.cancel(job_id, task.cancels)
-            if context.attempt <= task.failures:
+            script = task.script
+            step = script[context.attempt - 1] if context.attempt <= len(script) else ""
+            if step == "interrupted":
+                self.seen["interrupted"] += 1
+                raise TaskInterruptedError(f"{key} attempt {context.attempt}")
+            if step == "failed":
                 raise Boom(f"{key} attempt {context.attempt}")
             return f"{job_id}/{task_id}"
         finally:
@@ -573,8 +618,16 @@ class Probe:
                     self.violation(f"{key} {result.attempts} attempts, {self.attempts[key]} ran")
                 if result.state is ST.SUCCEEDED and result.result != f"{job_id}/{task.id}":
                     self.violation(f"{key} result {result.result!r}")
-                if result.state is ST.FAILED and not isinstance(result.error, Boom):
+                if result.state is ST.FAILED and not isinstance(
+                    result.error, Boom | TaskInterruptedError
+                ):
                     self.violation(f"{key} failed with {result.error!r}")
+                if (
+                    not 0
+                    <= result.interruptions
+                    <= min(result.attempts, task.max_interruptions + 1)
+                ):
+                    self.violation(f"{key} {result.interruptions} interruptions: {result}")
                 if key in self.must_cancel and result.state is not ST.CANCELLED:
                     self.violation(f"{key} was live when cancelled but ended {result.state}")
             if job_id in self.failed_fast:
@@ -618,14 +671,19 @@ class Probe:
     def check_oracle(self, job_id: str, plan: JobPlan, results: dict) -> None:
         """Untouched by cancels, a job's outcome follows from its plan alone."""
         expected = plan.expected()
-        if plan.fail_fast and any(state is ST.FAILED for state, _ in expected.values()):
+        if plan.fail_fast and any(state is ST.FAILED for state, _, _ in expected.values()):
             return  # which tasks the failure cancels depends on timing; checked above
-        for task_id, (state, attempts) in expected.items():
+        for task_id, (state, attempts, interruptions) in expected.items():
             result = results[task_id]
-            if (result.state, result.attempts) != (state, attempts):
+            if (result.state, result.attempts, result.interruptions) != (
+                state,
+                attempts,
+                interruptions,
+            ):
                 self.violation(
                     f"{job_id}/{task_id} ended {result.state.name} after {result.attempts} "
-                    f"attempts; the plan says {state.name} after {attempts}"
+                    f"attempts ({result.interruptions} interrupted); the plan says "
+                    f"{state.name} after {attempts} ({interruptions})"
                 )
 
 

@@ -248,6 +248,33 @@ async def test_cancel_a_task_during_the_run():
     assert probe.cancelled == ["a"]
 
 
+async def test_a_cancel_keeps_its_reason_before_and_during_the_run():
+    executor = ParallelTaskExecutor(max_concurrency=3)
+    probe = Probe()
+    await executor.add_task(Task("a", probe.task("a")))
+    await executor.add_task(Task("b", noop))
+    executor.cancel("b", reason="not today")
+    running = asyncio.create_task(executor.execute_all())
+    await wait_for(lambda: probe.started)
+    assert executor.cancel("a", reason="enough") == 1
+    results = await asyncio.wait_for(running, 10)
+    assert results["a"].message == "cancelled: enough"
+    assert results["b"].message == "cancelled: not today"
+
+
+async def test_cancelling_the_caller_says_so_in_the_tasks():
+    probe = Probe()
+    events = []
+    executor = ParallelTaskExecutor(max_concurrency=3, on_event=events.append)
+    await executor.add_task(Task("a", probe.task("a")))
+    running = asyncio.create_task(executor.execute_all())
+    await wait_for(lambda: probe.started)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, 10)
+    assert events[-1].message == "1 of 1 tasks cancelled: its caller was cancelled"
+
+
 async def test_cancel_before_execute_all_applies_when_it_starts():
     executor = ParallelTaskExecutor(max_concurrency=3)
     calls: list[str] = []

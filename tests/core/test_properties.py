@@ -31,6 +31,7 @@ from dukat.core import (
     TaskStateChanged,
     current_task,
 )
+from dukat.errors import TaskInterruptedError
 from tests.core.scheduler_model import (
     Action,
     Boom,
@@ -134,6 +135,7 @@ def test_scheduler_invariants_hold_for_random_jobs(scenario: Scenario) -> None:
         "events while tasks wait for resources",
         "started ahead of a lower priority",
         "RETRYING",
+        "interrupted",
         "ALL_DONE ran after an upstream failed",
         "fail_fast stopped running tasks",
         "running tasks cancelled",
@@ -259,9 +261,10 @@ async def test_cancel_gives_back_a_fresh_grant() -> None:
 # -- ParallelTaskExecutor: execute_all always returns ------------------------------------------
 
 
-async def planned_attempt(yields: int, failures: int) -> int:
-    if current_task().attempt <= failures:
-        raise Boom
+async def planned_attempt(yields: int, script: tuple[str, ...]) -> int:
+    attempt = current_task().attempt
+    if attempt <= len(script):
+        raise TaskInterruptedError("planned") if script[attempt - 1] == "interrupted" else Boom
     for _ in range(yields):
         await asyncio.sleep(0)
     return yields
@@ -275,12 +278,13 @@ def test_execute_all_always_returns_every_task(plan: JobPlan, max_concurrency: i
         async with ParallelTaskExecutor(max_concurrency, resource_pool=pool) as executor:
             for task in plan.tasks:
                 await executor.add_task(
-                    Task(task.id, planned_attempt, args=(task.yields, task.failures)),
+                    Task(task.id, planned_attempt, args=(task.yields, task.script)),
                     dependencies=task.deps,
                     resource_requirements=task.resources,
                     priority=task.priority,
                     trigger_rule=task.trigger_rule,
                     retry=task.retry,
+                    max_interruptions=task.max_interruptions,
                 )
             async with asyncio.timeout(DEADLOCK_SECONDS):
                 results = await executor.execute_all()
@@ -288,5 +292,6 @@ def test_execute_all_always_returns_every_task(plan: JobPlan, max_concurrency: i
 
     results, usage = asyncio.run(run())
     expected = plan.expected()
-    assert {task_id: (r.state, r.attempts) for task_id, r in results.items()} == expected
+    outcomes = {task_id: (r.state, r.attempts, r.interruptions) for task_id, r in results.items()}
+    assert outcomes == expected
     assert all(u.used == 0 for u in usage.values())

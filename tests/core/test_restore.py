@@ -20,8 +20,8 @@ from dukat.core import (
     TriggerRule,
 )
 from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
-from dukat.core.results import TaskStatus
-from dukat.core.scheduler import JobEnding
+from dukat.core.results import TaskFailure, TaskStatus
+from dukat.core.scheduler import CancelRequest, JobEnding
 from dukat.errors import LimitExceededError, ValidationError
 from tests.helpers import finished, settle, states, wait_for
 
@@ -127,30 +127,80 @@ async def test_restored_tasks_that_ended_keep_their_outcome_and_never_run_again(
     assert results["d"].result == "d-result"
 
 
-async def test_an_interrupted_attempt_counts_and_the_task_runs_again(make):
+async def test_an_interrupted_attempt_runs_again_without_spending_the_retry_policy(make):
+    """One attempt by default: the restart took it, the task did not fail, it runs again."""
     calls: list[str] = []
     s = make()
-    running = TaskStatus(id="b", state=S.RUNNING, attempts=1, started_at=0.5)
-    s.restore(
-        diamond(calls), job_id="j", created_at=1.0, tasks=[done("a"), running], last_sequence=5
-    )
+    job = JobSpec(tasks=(spec(calls, "a"), spec(calls, "b", "a")))
+    running = TaskStatus(id="a", state=S.RUNNING, attempts=1, started_at=0.5)
+    s.restore(job, job_id="j", created_at=1.0, tasks=[running], last_sequence=3)
     assert await finished(s, "j") is JobState.SUCCEEDED
-    assert sorted(calls) == ["b", "c", "d"]
-    assert s.results("j")["b"].attempts == 2
+    assert calls == ["a", "b"]
+    a = s.results("j")["a"]
+    assert (a.attempts, a.interruptions, a.started_at) == (2, 1, 0.5)
+    assert s.get_job("j").task("a").interruptions == 1
+    assert s.interruptions["daemon_restart"] == 1
 
 
-async def test_an_interrupted_task_without_attempts_left_fails_and_skips_downstream(make):
+async def test_an_interrupted_task_that_must_not_run_twice_fails_and_skips_downstream(make):
     calls: list[str] = []
     s = make()
-    job = JobSpec(tasks=(spec(calls, "a"), spec(calls, "b", "a"), spec(calls, "c")))
+    job = JobSpec(
+        tasks=(spec(calls, "a", max_interruptions=0), spec(calls, "b", "a"), spec(calls, "c"))
+    )
     running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
     s.restore(job, job_id="j", created_at=1.0, tasks=[running], last_sequence=3)
     assert await finished(s, "j") is JobState.FAILED
     assert calls == ["c"]
     results = s.results("j")
     assert results["a"].state is S.FAILED
-    assert "interrupted by daemon restart" in results["a"].message
+    assert results["a"].message == (
+        "TaskInterruptedError: interrupted (the daemon restarted); max_interruptions is 0: "
+        "it must not run twice"
+    )
+    assert (results["a"].attempts, results["a"].interruptions) == (1, 1)
     assert results["b"].state is S.SKIPPED and "'a'" in results["b"].message
+
+
+async def test_the_interruptions_before_a_restart_count_towards_the_cap(make):
+    """Interrupted twice, then the daemon restarts mid-attempt: that is its third."""
+    calls: list[str] = []
+    s = make()
+    job = JobSpec(tasks=(spec(calls, "capped", max_interruptions=2), spec(calls, "free")))
+    s.restore(
+        job,
+        job_id="j",
+        created_at=1.0,
+        tasks=[
+            TaskStatus(id="capped", state=S.RUNNING, attempts=3, interruptions=2),
+            TaskStatus(id="free", state=S.RUNNING, attempts=3, interruptions=2),
+        ],
+        last_sequence=9,
+    )
+    assert await finished(s, "j") is JobState.FAILED
+    results = s.results("j")
+    assert results["capped"].message == (
+        "TaskInterruptedError: interrupted 3 times, the last (the daemon restarted); "
+        "max_interruptions is 2"
+    )
+    assert (results["capped"].attempts, results["capped"].interruptions) == (3, 3)
+    assert (results["free"].state, results["free"].attempts) == (S.SUCCEEDED, 4)
+    assert results["free"].interruptions == 3
+    assert calls == ["free"]
+
+
+async def test_a_task_restored_between_two_attempts_runs_again_uninterrupted(make):
+    """RETRYING: its last attempt had ended (here it failed) before the restart took
+    nothing; the next attempt is its second real one, not an interruption."""
+    calls: list[str] = []
+    s = make()
+    retry = RetryPolicy(max_attempts=2, initial_backoff=60.0)
+    job = JobSpec(tasks=(spec(calls, "a", retry=retry),))
+    waiting = TaskStatus(id="a", state=S.RETRYING, attempts=1)
+    s.restore(job, job_id="j", created_at=1.0, tasks=[waiting], last_sequence=4)
+    assert await finished(s, "j") is JobState.SUCCEEDED  # at once: no 60 s backoff again
+    a = s.results("j")["a"]
+    assert (a.attempts, a.interruptions) == (2, 0)
 
 
 async def test_events_continue_from_the_restored_sequence_without_gap(make):
@@ -170,7 +220,8 @@ async def test_events_continue_from_the_restored_sequence_without_gap(make):
     assert [event.sequence for event in seen] == list(range(1, len(seen) + 1))
     retry = seen[3]
     assert isinstance(retry, TaskStateChanged) and retry.task_id == "a"
-    assert retry.state is S.RETRYING and "interrupted by daemon restart" in retry.message
+    assert retry.state is S.RETRYING
+    assert retry.message == "interrupted (the daemon restarted), 1 of 3; running again"
 
 
 async def test_a_watcher_from_before_the_restored_tail_gets_a_snapshot(make):
@@ -204,6 +255,15 @@ async def test_downstream_of_a_restored_failure_is_skipped_and_all_done_runs(mak
     assert calls == ["cleanup"]
     assert states(s, "j") == {"a": S.FAILED, "b": S.SKIPPED, "cleanup": S.SUCCEEDED}
     assert s.results("j")["a"].message == "boom"
+
+
+async def test_a_restored_failure_keeps_its_evidence(make):
+    s = make()
+    failure = TaskFailure("TaskProcessError", "'sh' exited with code 7", 7, None, b"o", b"e")
+    tasks = [done("a", S.FAILED, error="TaskProcessError: ...", failure=failure)]
+    s.restore(diamond([]), job_id="j", created_at=1.0, tasks=tasks, last_sequence=4)
+    assert await finished(s, "j") is JobState.FAILED
+    assert s.get_job("j").task("a").failure == failure
 
 
 async def test_a_fail_fast_job_with_a_restored_failure_cancels_the_rest(make):
@@ -354,7 +414,7 @@ async def test_cancel_requests_apply_before_anything_runs_again(make):
         created_at=1.0,
         tasks=[done("a"), running],
         last_sequence=6,
-        cancels=[("b",)],
+        cancels=[CancelRequest(("b",))],
     )
     assert await finished(s, "j") is JobState.CANCELLED
     assert calls == ["c"]  # b was being cancelled, d is downstream of it
@@ -366,12 +426,34 @@ async def test_cancel_requests_apply_before_anything_runs_again(make):
     }
 
 
+async def test_a_restored_cancel_keeps_its_reason(make):
+    s = make()
+    running = TaskStatus(id="b", state=S.RUNNING, attempts=1)
+    s.restore(
+        diamond([]),
+        job_id="j",
+        created_at=1.0,
+        tasks=[done("a"), running],
+        last_sequence=6,
+        cancels=[CancelRequest(("b",), "operator said stop")],
+    )
+    assert await finished(s, "j") is JobState.CANCELLED
+    results = s.results("j")
+    assert results["b"].message == results["d"].message == "cancelled: operator said stop"
+    assert s.get_job("j").message == "2 of 4 tasks cancelled: operator said stop"
+
+
 async def test_a_job_being_cancelled_ends_cancelled_without_running_anything(make):
     calls: list[str] = []
     s = make()
     running = TaskStatus(id="a", state=S.RUNNING, attempts=1)
     s.restore(
-        diamond(calls), job_id="j", created_at=1.0, tasks=[running], last_sequence=3, cancels=[()]
+        diamond(calls),
+        job_id="j",
+        created_at=1.0,
+        tasks=[running],
+        last_sequence=3,
+        cancels=[CancelRequest()],
     )
     assert await finished(s, "j") is JobState.CANCELLED
     assert calls == [] and set(states(s, "j").values()) == {S.CANCELLED}

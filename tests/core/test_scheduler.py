@@ -27,6 +27,7 @@ from dukat.core import (
     RetryPolicy,
     Scheduler,
     Snapshot,
+    TaskFailure,
     TaskProgress,
     TaskSpec,
     TaskState,
@@ -632,6 +633,65 @@ async def test_cancelling_a_task_cancels_it_and_its_downstream_only(make):
         "d": S.SUCCEEDED,
     }
     assert probe.cancelled == ["a"] and r["d"].result == "d"
+
+
+async def test_a_cancel_keeps_its_reason_in_the_tasks_the_job_and_the_events(make):
+    s = make()
+    probe = Probe()
+    events: list[Event] = []
+    s.add_listener(events.append)
+    j = s.submit(job(spec("a", probe.task("a")), spec("b", noop, "a"), spec("c", probe.task("c"))))
+    await wait_for(lambda: len(probe.started) == 2)
+    assert s.cancel(j, ["a"], reason="operator said stop") == 2
+    assert s.cancel(j, reason="deploy") == 1  # c; the job keeps the first reason
+    assert await finished(s, j) is JobState.CANCELLED
+    r = s.results(j)
+    assert {t: r[t].message for t in "abc"} == {
+        "a": "cancelled: operator said stop",  # running: stopped with it
+        "b": "cancelled: operator said stop",  # downstream of a
+        "c": "job cancelled: deploy",
+    }
+    assert s.get_job(j).message == "3 of 3 tasks cancelled: operator said stop"
+    ends = {e.task_id: e.message for e in events if isinstance(e, TaskStateChanged)}
+    assert ends["a"] == "cancelled: operator said stop" and ends["c"] == "job cancelled: deploy"
+    assert events[-1].message == "3 of 3 tasks cancelled: operator said stop"
+
+
+async def test_a_job_that_failed_and_was_cancelled_says_both(make):
+    s = make()
+    probe = Probe()
+
+    async def broken() -> None:
+        raise ValueError("bad row")
+
+    j = s.submit(job(spec("a", broken), spec("b", probe.task("b"))))
+    await wait_for(lambda: probe.started and task_state(s, j, "a") is S.FAILED)
+    s.cancel(j, reason="giving up")
+    assert await finished(s, j) is JobState.FAILED
+    assert s.get_job(j).message == "1 of 2 tasks failed; 1 of 2 tasks cancelled: giving up"
+
+
+async def test_a_failed_task_keeps_its_error_as_data_in_its_status(make):
+    s = make()
+
+    async def broken() -> None:
+        raise ValueError("bad row")
+
+    j = s.submit(job(spec("a", broken)))
+    assert await finished(s, j) is JobState.FAILED
+    assert s.get_job(j).task("a").failure == TaskFailure("ValueError", "bad row")
+    assert isinstance(s.results(j)["a"].error, ValueError)  # the exception itself
+
+
+async def test_a_cancel_without_a_reason_reads_as_before(make):
+    s = make()
+    probe = Probe()
+    j = s.submit(job(spec("a", probe.task("a"))))
+    await wait_for(lambda: probe.started)
+    s.cancel(j)
+    assert await finished(s, j) is JobState.CANCELLED
+    assert s.results(j)["a"].message == "job cancelled"
+    assert s.get_job(j).message == "1 of 1 tasks cancelled"
 
 
 async def test_a_task_cancelling_its_own_job_leaves_other_jobs_alone(make):

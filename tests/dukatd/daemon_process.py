@@ -39,11 +39,14 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
         name: str = "d",
         state_dir: Path | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """`wrapper`: a command the daemon runs under (`unshare ...`, an init)."""
         self.socket = directory / f"{name}.sock"
         self.address = f"unix:{self.socket}"
         self.log_path = directory / f"{name}-{id(self)}.log"
         self.argv = [
+            *wrapper,
             sys.executable,
             "-m",
             "dukatd",
@@ -134,8 +137,8 @@ def short_tmp() -> Iterator[Path]:
 
 @pytest.fixture
 def daemons(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """`daemons(*args, env=..., name=..., state_dir=...)` starts a daemon; all are killed at
-    teardown."""
+    """`daemons(*args, env=..., name=..., state_dir=..., wrapper=...)` starts a daemon; all
+    are killed at teardown."""
     started: list[DaemonProcess] = []
 
     def start(
@@ -143,8 +146,11 @@ def daemons(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
         env: Mapping[str, str] | None = None,
         name: str = "d",
         state_dir: Path | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> DaemonProcess:
-        daemon = DaemonProcess(short_tmp, args, env=env, name=name, state_dir=state_dir)
+        daemon = DaemonProcess(
+            short_tmp, args, env=env, name=name, state_dir=state_dir, wrapper=wrapper
+        )
         started.append(daemon)
         return daemon.start()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -64,10 +65,12 @@ def write_journal(
     *,
     jobs: Iterable[tuple[str, job_pb2.JobSpec]] = (),
     breakers: dict[str, dict[str, object]] | None = None,
+    task_changes: dict[str, list[tuple[object, ...]]] | None = None,
 ) -> None:
     """A journal of the current schema holding `jobs` (job id, spec), accepted and not
-    started yet, and `breakers` configured over the API (name -> the engine's settings):
-    written as a dukatd would have, whatever values the specs and settings hold."""
+    started yet (but for their `task_changes`: job id -> the changes of one commit, as
+    `dukatd.journal._fold` takes them), and `breakers` configured over the API (name -> the
+    engine's settings): written as a dukatd would have, whatever values they hold."""
     now = time.time()
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
@@ -88,6 +91,13 @@ def write_journal(
             db.execute(
                 "INSERT INTO job_specs VALUES (?, ?)", (cursor.lastrowid, spec.SerializeToString())
             )
+            changes = (task_changes or {}).get(job_id)
+            if changes:
+                db.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (cursor.lastrowid,))
+                db.execute(
+                    "INSERT INTO task_changes VALUES (?, ?)",
+                    (cursor.lastrowid, pickle.dumps(changes)),
+                )
         for name, settings in (breakers or {}).items():
             db.execute("INSERT INTO breakers VALUES (?, ?)", (name, json.dumps(settings)))
         db.execute("COMMIT")

@@ -53,6 +53,7 @@ def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
 
 def test_the_readme_gives_the_bounds_the_wire_checks():
     from dukat import convert
+    from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, MAX_INTERRUPTIONS
     from dukatd.job_pages import MAX_PAGE_TOKEN
 
     section = README[README.index("### What a request may carry") :]
@@ -72,5 +73,6 @@ def test_the_readme_gives_the_bounds_the_wire_checks():
         f"1 to {convert.MAX_WINDOW:,}",
         f"1 to {convert.MAX_QUEUES:,} queues",
         f"at most {MAX_PAGE_TOKEN} characters",
+        f"`max_interruptions` 0 to {MAX_INTERRUPTIONS} (unset: {DEFAULT_MAX_INTERRUPTIONS})",
     ):
         assert number in table, number

@@ -1,9 +1,10 @@
 """Durable by default: real dukatd processes with a journal, killed and restarted under a job.
 
 What the issue promises, checked end to end over real gRPC with real exec tasks: a restart or a
-`kill -9` of dukatd loses no job and re-runs no finished task; a task that was RUNNING runs
-again as a new attempt counted against its retry policy (none left: it FAILS, "interrupted by
-daemon restart"); the process groups a killed daemon left are killed by the next one; the
+`kill -9` of dukatd loses no job and re-runs no finished task; a task that was RUNNING was
+interrupted, not failed: it runs again as a new attempt without spending its retry policy, up
+to its `max_interruptions` (which a restarted daemon remembers; 0: it FAILS, "interrupted (the
+daemon restarted)"); the process groups a killed daemon left are killed by the next one; the
 socket file it left does not stop the next; event sequences go on without a gap or a duplicate;
 a Submit retried with its `request_id` after the restart gets the same job.
 
@@ -31,17 +32,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
 
 from dukat.v1 import event_pb2, job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.journal import JOURNAL_FILE, SCHEMA_VERSION
 from tests.dukatd.daemon_process import DaemonProcess
 from tests.dukatd.journal_files import write_v1_journal
 from tests.dukatd.processes import alive
+from tests.helpers import wait_for
 
 ARGS = ("--allow-exec", "--shutdown-grace", "0.3s", "--kill-grace", "0.3s")
 SUCCEEDED = job_pb2.TASK_STATE_SUCCEEDED
-INTERRUPTED = "interrupted by daemon restart"
+RESTARTED = "the daemon restarted"
 
 StartDaemon = Callable[..., DaemonProcess]
 
@@ -76,23 +77,29 @@ def recording_task(
     dependencies: tuple[str, ...] = (),
     *,
     first_attempt: str = "sleep 0.03",
-    max_attempts: int = 10,
+    max_attempts: int | None = 10,
     then: str = "sleep 0.03",
+    first_attempts: int = 1,
+    max_interruptions: int | None = None,
 ) -> job_pb2.TaskSpec:
     """A task that appends "<id> <attempt>" to `out`, then runs `first_attempt` on its first
-    attempt and `then` on the others."""
+    `first_attempts` attempts and `then` on the others. `max_attempts` None: the default
+    policy, one attempt; `max_interruptions` None: unset, the default."""
     script = (
         f'echo "{task_id} $DUKAT_ATTEMPT" >> "$OUT"; '
-        f'if [ "$DUKAT_ATTEMPT" = 1 ]; then {first_attempt}; else {then}; fi'
+        f'if [ "$DUKAT_ATTEMPT" -le {first_attempts} ]; then {first_attempt}; else {then}; fi'
     )
-    return job_pb2.TaskSpec(
+    task = job_pb2.TaskSpec(
         id=task_id,
         dependencies=dependencies,
         exec=job_pb2.ExecAction(argv=["sh", "-c", script], env={"OUT": str(out)}),
-        retry=job_pb2.RetryPolicy(
-            max_attempts=max_attempts, initial_backoff=duration_pb2.Duration(nanos=10_000_000)
-        ),
     )
+    if max_attempts is not None:
+        task.retry.max_attempts = max_attempts
+        task.retry.initial_backoff.nanos = 10_000_000
+    if max_interruptions is not None:
+        task.max_interruptions = max_interruptions
+    return task
 
 
 def chains_job(out: Path) -> job_pb2.JobSpec:
@@ -317,21 +324,26 @@ async def test_kill_9_twice_in_a_row_once_during_recovery(daemons, short_tmp: Pa
     assert len(reported) >= 9
 
 
-async def test_a_killed_daemons_task_processes_are_killed_and_its_running_tasks_retried(
+async def test_a_killed_daemons_task_processes_are_killed_and_its_running_tasks_resume(
     daemons, short_tmp: Path
 ):
-    """The next daemon kills what the dead one left running before anything runs again; a
-    task cut off runs again if its policy lets it, else FAILS as interrupted."""
+    """The next daemon kills what the dead one left running before anything runs again. A
+    task cut off was interrupted, not failed: with the default policy (one attempt) it runs
+    again and its job succeeds; one that must never run twice (max_interruptions=0) fails,
+    saying why."""
     state, out = short_tmp / "state", short_tmp / "ran.txt"
     slow = "echo $$; exec sleep 30"
-    spec = job_pb2.JobSpec(
+    resumes = job_pb2.JobSpec(
         tasks=[
-            recording_task("again", out, first_attempt=slow, max_attempts=2),
-            recording_task("once", out, first_attempt=slow, max_attempts=1),
+            recording_task("again", out, first_attempt=slow, max_attempts=None),
+            recording_task("after", out, ("again",), max_attempts=None),
         ]
     )
+    once = job_pb2.JobSpec(
+        tasks=[recording_task("once", out, first_attempt=slow, max_interruptions=0)]
+    )
     first = await start(daemons, state)
-    job_id = await submit(first, spec)
+    resumes_id, once_id = await submit(first, resumes), await submit(first, once)
     pgids: dict[str, int] = {}
 
     def on_event(event: event_pb2.Event) -> None:
@@ -340,20 +352,78 @@ async def test_a_killed_daemons_task_processes_are_killed_and_its_running_tasks_
             if len(pgids) == 2:
                 first.signal(signal.SIGKILL)
 
-    await Watcher(first, job_id, on_event=on_event).ended()
+    await asyncio.gather(
+        Watcher(first, resumes_id, on_event=on_event).ended(),
+        Watcher(first, once_id, on_event=on_event).ended(),
+    )
     assert await first.exited() == -signal.SIGKILL
     assert all(alive(pgid) for pgid in pgids.values())  # orphans, in sessions of their own
 
     second = await start(daemons, state)
     assert not any(alive(pgid) for pgid in pgids.values())
     assert "killed 2 process(es) of tasks left running by an earlier dukatd" in second.log()
-    job = await finished(second, job_id)
-    assert job.state == job_pb2.JOB_STATE_FAILED
+    job = await finished(second, resumes_id)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED
     tasks = {task.id: task for task in job.tasks}
-    assert (tasks["again"].state, tasks["again"].attempts) == (SUCCEEDED, 2)
-    assert (tasks["once"].state, tasks["once"].attempts) == (job_pb2.TASK_STATE_FAILED, 1)
-    assert tasks["once"].error == f"TaskInterruptedError: {INTERRUPTED}"
-    assert ran(out) == {"again": 2, "once": 1}
+    assert (tasks["again"].state, tasks["again"].attempts, tasks["again"].interruptions) == (
+        SUCCEEDED,
+        2,
+        1,
+    )
+    assert (tasks["after"].state, tasks["after"].attempts) == (SUCCEEDED, 1)
+    job = await finished(second, once_id)
+    assert job.state == job_pb2.JOB_STATE_FAILED
+    (task,) = job.tasks
+    assert (task.state, task.attempts, task.interruptions) == (job_pb2.TASK_STATE_FAILED, 1, 1)
+    assert task.error == (
+        f"TaskInterruptedError: interrupted ({RESTARTED}); max_interruptions is 0: "
+        "it must not run twice"
+    )
+    assert ran(out) == {"again": 2, "after": 1, "once": 1}
+
+
+async def test_the_interruptions_a_task_had_survive_restarts_and_count_to_its_cap(
+    daemons, short_tmp: Path
+):
+    """Each kill -9 of the daemon interrupts the running tasks once more, and a restarted
+    daemon remembers how often: the default task runs a fourth time after three, the one
+    capped at 2 fails at its third."""
+    state, out = short_tmp / "state", short_tmp / "ran.txt"
+    hang = "exec sleep 30"
+    spec = job_pb2.JobSpec(
+        tasks=[
+            recording_task("default", out, first_attempt=hang, first_attempts=3, max_attempts=None),
+            recording_task(
+                "capped", out, first_attempt=hang, first_attempts=3, max_interruptions=2
+            ),
+        ]
+    )
+    daemon = await start(daemons, state)
+    job_id = await submit(daemon, spec)
+    for attempt in (1, 2, 3):
+        # Both in their attempt number `attempt` (on disk before its process started).
+        both_in = {"default": attempt, "capped": attempt}
+        await wait_for(lambda both_in=both_in: ran(out) == both_in, within=30)
+        job = await get_job(daemon, job_id)
+        assert {t.id: t.interruptions for t in job.tasks} == {
+            "default": attempt - 1,
+            "capped": attempt - 1,
+        }
+        await kill_9(daemon)
+        daemon = await start(daemons, state)
+    job = await finished(daemon, job_id)
+    tasks = {task.id: task for task in job.tasks}
+    default, capped = tasks["default"], tasks["capped"]
+    assert (default.state, default.attempts, default.interruptions) == (SUCCEEDED, 4, 3)
+    assert (capped.state, capped.attempts, capped.interruptions) == (
+        job_pb2.TASK_STATE_FAILED,
+        3,
+        3,
+    )
+    assert capped.error == (
+        f"TaskInterruptedError: interrupted 3 times, the last ({RESTARTED}); max_interruptions is 2"
+    )
+    assert ran(out) == {"default": 4, "capped": 3}
 
 
 # -- 2. a graceful restart ------------------------------------------------------------------
@@ -362,28 +432,38 @@ async def test_a_killed_daemons_task_processes_are_killed_and_its_running_tasks_
 async def test_sigterm_restart_keeps_what_finished_and_runs_the_interrupted_again(
     daemons, short_tmp: Path
 ):
+    """`systemctl restart`: the attempts the drain cuts off are interrupted, not failed. A
+    task with the default policy (one attempt) runs again after the restart and its job
+    succeeds; one with max_interruptions=0 fails, saying why."""
     state, out = short_tmp / "state", short_tmp / "ran.txt"
     # The slow tasks outlast the drain's grace on their first attempt: it cancels them.
     spec = job_pb2.JobSpec(
         tasks=[
             recording_task("quick", out),
-            recording_task("slow-1", out, ("quick",), first_attempt="sleep 30"),
+            recording_task("slow-1", out, ("quick",), first_attempt="sleep 30", max_attempts=None),
             recording_task("slow-2", out, ("quick",), first_attempt="sleep 30"),
-            recording_task("after", out, ("slow-1", "slow-2")),
+            recording_task("after", out, ("slow-1", "slow-2"), max_attempts=None),
         ]
     )
+    once_out = short_tmp / "once.txt"
+    once = job_pb2.JobSpec(
+        tasks=[recording_task("once", once_out, first_attempt="sleep 30", max_interruptions=0)]
+    )
     first = await start(daemons, state)
-    job_id = await submit(first, spec)
+    job_id, once_id = await submit(first, spec), await submit(first, once)
     running: set[str] = set()
 
     def on_event(event: event_pb2.Event) -> None:
         kind = event.WhichOneof("kind")
         if kind == "task_state" and event.task_state.state == job_pb2.TASK_STATE_RUNNING:
             running.add(event.task_state.task_id)
-            if running >= {"slow-1", "slow-2"}:
+            if running >= {"slow-1", "slow-2", "once"} and first.returncode() is None:
                 first.signal(signal.SIGTERM)
 
-    watcher = await Watcher(first, job_id, on_event=on_event).ended()
+    watcher, _ = await asyncio.gather(
+        Watcher(first, job_id, on_event=on_event).ended(),
+        Watcher(first, once_id, on_event=on_event).ended(),
+    )
     assert await first.exited() == 0
     assert watcher.error is grpc.StatusCode.UNAVAILABLE
     assert watcher.succeeded == {"quick"}
@@ -399,12 +479,27 @@ async def test_sigterm_restart_keeps_what_finished_and_runs_the_interrupted_agai
         if e.WhichOneof("kind") == "task_state"
         and e.task_state.state == job_pb2.TASK_STATE_RETRYING
     ]
-    assert sorted(t.task_id for t in retried) == ["slow-1", "slow-2"]
-    assert all(INTERRUPTED in t.message for t in retried)
+    assert sorted((t.task_id, t.attempt, t.message) for t in retried) == [
+        (task_id, 1, f"interrupted ({RESTARTED}), 1 of 3; running again")
+        for task_id in ("slow-1", "slow-2")
+    ]
 
     job = await get_job(second, job_id)
     assert_ran_once_each_reported(job, spec, out, {"quick": 1})
+    assert {t.id: (t.attempts, t.interruptions) for t in job.tasks} == {
+        "quick": (1, 0),
+        "slow-1": (2, 1),
+        "slow-2": (2, 1),
+        "after": (1, 0),
+    }
+    job = await finished(second, once_id)
+    assert job.state == job_pb2.JOB_STATE_FAILED
+    assert job.tasks[0].error == (
+        f"TaskInterruptedError: interrupted ({RESTARTED}); max_interruptions is 0: "
+        "it must not run twice"
+    )
     assert ran(out) == {"quick": 1, "slow-1": 2, "slow-2": 2, "after": 1}
+    assert ran(once_out) == {"once": 1}
 
 
 # -- 3. Watch resumed across a restart ------------------------------------------------------

@@ -300,7 +300,7 @@ async def test_the_tail_keeps_the_end_of_each_stream() -> None:
 
 
 @on_both_loops
-async def test_a_nonzero_exit_fails_with_the_code_and_the_stderr_tail() -> None:
+async def test_a_nonzero_exit_fails_with_the_code_and_the_tails() -> None:
     run = Run()
     run.submit(task(sh("echo working; echo 'fatal: no such ref' >&2; exit 3")))
     assert await run.finish() is JobState.FAILED
@@ -309,8 +309,8 @@ async def test_a_nonzero_exit_fails_with_the_code_and_the_stderr_tail() -> None:
     error = result.error
     assert isinstance(error, TaskProcessError)
     assert (error.program, error.exit_code, error.signal) == ("sh", 3, None)
-    assert error.stderr_tail == b"fatal: no such ref\n"
-    assert str(error) == "'sh' exited with code 3: fatal: no such ref"
+    assert (error.stdout_tail, error.stderr_tail) == (b"working\n", b"fatal: no such ref\n")
+    assert str(error) == "'sh' exited with code 3; stderr ends: fatal: no such ref"
     assert result.message == f"TaskProcessError: {error}"
 
 
@@ -449,6 +449,7 @@ async def test_kill_all_stops_every_group_and_refuses_new_attempts() -> None:
     for task_id in "ab":
         error = run.result(task_id).error
         assert isinstance(error, TaskInterruptedError), error
+        assert error.cause == "executor_stopped"
     later = Run(run.runner)
     later.submit(task(sh("echo too late")))
     assert await later.finish() is JobState.FAILED

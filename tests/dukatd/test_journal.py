@@ -10,8 +10,20 @@ from typing import Any
 
 import pytest
 
-from dukat.core import CallableAction, JobSpec, JobState, Scheduler, TaskSpec, TaskState
+from dukat.core import (
+    CallableAction,
+    JobSpec,
+    JobState,
+    RetryPolicy,
+    Scheduler,
+    TaskSpec,
+    TaskState,
+    current_task,
+)
 from dukat.core.events import JobStateChanged, TaskStateChanged
+from dukat.core.scheduler import CancelRequest
+from dukat.errors import TaskInterruptedError
+from dukat.v1 import job_pb2
 from dukatd.journal import (
     JOURNAL_FILE,
     SCHEMA_VERSION,
@@ -19,6 +31,7 @@ from dukatd.journal import (
     JournalError,
     JournalWriteError,
 )
+from tests.dukatd.journal_files import write_journal
 from tests.helpers import finished
 
 
@@ -63,7 +76,11 @@ class Host:
     def __init__(self, journal: Journal, **options: Any) -> None:
         self.journal = journal
         self.scheduler = Scheduler(hold_events=True, **options)
-        journal.start(publish=self.scheduler.publish, result_of=self.scheduler.task_result)
+        journal.start(
+            publish=self.scheduler.publish,
+            result_of=self.scheduler.task_result,
+            interruptions_of=self.scheduler.task_interruptions,
+        )
         self.scheduler.add_record_listener(journal.on_record)
         self.scheduler.add_drop_listener(journal.drop)
 
@@ -209,7 +226,7 @@ async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
     )
     job_id = await host.submit(spec)
     host.journal.cancel(job_id, ["b"])
-    host.journal.cancel(job_id, [])
+    host.journal.cancel(job_id, [], "operator said stop")
     host.journal.configure_breaker("api", {"failure_threshold": 3})
     await host.journal.sync()
     gate.set()
@@ -217,7 +234,7 @@ async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
     reopened = open_journal(tmp_path)
     (job,), breakers = reopened.load()
     reopened._db.close()
-    assert job.cancels == [("b",), ()]
+    assert job.cancels == [CancelRequest(("b",)), CancelRequest((), "operator said stop")]
     assert breakers == {"api": {"failure_threshold": 3}}
 
 
@@ -318,6 +335,73 @@ async def test_the_interrupted_state_of_a_running_task_is_kept(hosts, tmp_path):
     states = [e[4] for e in job.events if e[0] is TaskStateChanged]
     assert states == [TaskState.READY, TaskState.RUNNING]
     assert job.job_id == job_id
+
+
+async def test_interruptions_are_kept_and_a_task_between_attempts_comes_back_retrying(
+    hosts, tmp_path
+):
+    host = hosts()
+    hanging = asyncio.Event()
+    left = TaskInterruptedError("worker 'w1' left", cause="worker_lost")
+
+    async def interrupted_twice_then_hangs() -> None:
+        if current_task().attempt <= 2:
+            raise left
+        hanging.set()
+        await asyncio.Event().wait()
+
+    async def interrupted(then: BaseException | None = None) -> None:
+        if current_task().attempt == 1:
+            raise left
+        if then is not None:
+            raise then
+
+    def task(task_id: str, func: Callable[..., Any], *args: Any, **options: Any) -> TaskSpec:
+        return TaskSpec(id=task_id, action=CallableAction(func, args), **options)
+
+    retry = RetryPolicy(max_attempts=3, initial_backoff=600.0, max_backoff=600.0)
+    job_id = await host.submit(
+        JobSpec(
+            tasks=(
+                task("hangs", interrupted_twice_then_hangs),
+                task("capped", interrupted, max_interruptions=0),
+                task("done", interrupted),
+                task("backing-off", interrupted, ValueError("boom"), retry=retry),
+            )
+        )
+    )
+    await hanging.wait()
+    snapshot = host.scheduler.get_job(job_id)
+    await host.journal.sync()
+    await host.close()
+    reopened = open_journal(tmp_path)
+    (job,) = reopened.load()[0]
+    reopened._db.close()
+    kept = {task.id: (task.state, task.attempts, task.interruptions) for task in job.tasks}
+    assert kept == {
+        "hangs": (TaskState.RUNNING, 3, 2),
+        "capped": (TaskState.FAILED, 1, 1),
+        "done": (TaskState.SUCCEEDED, 2, 1),
+        "backing-off": (TaskState.RETRYING, 2, 1),
+    }
+    assert kept == {t.id: (t.state, t.attempts, t.interruptions) for t in snapshot.tasks}
+
+
+def test_task_changes_written_before_interruptions_were_counted_load_with_0(tmp_path):
+    spec = job_pb2.JobSpec(tasks=[job_pb2.TaskSpec(id=t) for t in ("a", "b")])
+    changes = [
+        ("a", TaskState.RUNNING, 1, 10.0),
+        ("b", TaskState.RUNNING, 1, 10.0),
+        ("b", TaskState.FAILED, 1, None, 11.0, "TaskInterruptedError: gone", None),
+    ]
+    write_journal(tmp_path / JOURNAL_FILE, jobs=[("j", spec)], task_changes={"j": changes})
+    journal = open_journal(tmp_path)
+    (job,) = journal.load()[0]
+    journal._db.close()
+    assert {task.id: (task.state, task.interruptions) for task in job.tasks} == {
+        "a": (TaskState.RUNNING, 0),
+        "b": (TaskState.FAILED, 0),
+    }
 
 
 async def test_a_failed_commit_fails_sync_but_settled_waits_for_the_next_that_works(tmp_path):

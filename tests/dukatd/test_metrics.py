@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +21,7 @@ from dukat.actions import DispatchAction, ExecAction
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.scheduler import Scheduler
+from dukat.errors import TaskInterruptedError
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc, job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.exec_runner import ExecRunner
 from dukatd.grpc_metrics import GrpcServerMetrics
@@ -32,15 +34,19 @@ B = breaker_pb2
 
 
 class GatedRunner:
-    """Dispatch tasks in the test: b'fail' fails, b'gate' waits for the gate, else succeeds."""
+    """Dispatch tasks in the test: b'fail' fails, b'gate' waits for the gate, b'fail-once'
+    and b'interrupt-once' fail or are interrupted the first time, else succeeds."""
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
 
     async def run(self, context) -> bytes:
         payload = context.action.payload
-        if payload == b"fail":
+        first = context.attempt == 1
+        if payload == b"fail" or (payload == b"fail-once" and first):
             raise RuntimeError("asked to fail")
+        if payload == b"interrupt-once" and first:
+            raise TaskInterruptedError("worker 'w1' left", cause="worker_lost")
         if payload == b"gate":
             await self.gate.wait()
         await asyncio.sleep(0)
@@ -199,6 +205,26 @@ async def test_jobs_tasks_histograms_and_grpc_counters(daemon):
     # No unbounded labels: neither job ids nor task ids appear anywhere.
     values = m.label_values()
     assert not values & {first, second, "a", "b", "c", "x", "only"}
+
+
+async def test_interruptions_are_counted_by_reason_and_are_no_retries(daemon):
+    m = await scrape(daemon.http)
+    reasons = {"daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other"}
+    assert {
+        s.labels["reason"] for s in m.samples if s.name == "dukat_task_interruptions_total"
+    } == reasons
+    retry = job_pb2.RetryPolicy(max_attempts=2, initial_backoff=duration_pb2.Duration())
+    await run_job(
+        daemon,
+        dispatch("interrupted", b"interrupt-once"),
+        dispatch("retried", b"fail-once", retry=retry),
+        dispatch("also", b"interrupt-once", retry=retry),
+    )
+    m = await scrape(daemon.http)
+    assert m.get("dukat_task_interruptions_total", reason="worker_lost") == 2
+    assert m.get("dukat_task_interruptions_total") == 2
+    assert m.get("dukat_task_retries_total", kind="dispatch") == 1
+    assert m.get("dukat_tasks_finished_total", state="succeeded", kind="dispatch") == 3
 
 
 async def test_running_and_ready_gauges_follow_the_tasks(daemon):

@@ -1,4 +1,6 @@
-"""The README's client snippet runs as written against a real dukatd."""
+"""The README's client snippet runs as written against a real dukatd; and so does each of its
+embedded snippets that can run through a daemon (`DUKAT_ADDRESS`), with the same output as
+embedded (tests/test_readme.py runs them embedded)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,53 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
+import dukat
+from tests.test_readme import EMBEDDED_ENV, SNIPPETS
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLIENT_SNIPPET = next(
     block
     for block in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.DOTALL)
     if "dukat.connect" in block
 )
+
+
+# Those that read DUKAT_ADDRESS: the assistant runs through the daemon it names.
+DAEMON_SNIPPETS = [snippet for snippet in SNIPPETS if "get_async_assistant(" in snippet]
+
+
+async def run_snippet(snippet: str, env: dict[str, str]) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        snippet,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+def test_the_readme_has_snippets_that_run_both_ways() -> None:
+    assert DAEMON_SNIPPETS
+
+
+@pytest.mark.parametrize(
+    "snippet", DAEMON_SNIPPETS, ids=[f"snippet{SNIPPETS.index(s)}" for s in DAEMON_SNIPPETS]
+)
+async def test_an_embedded_snippet_runs_the_same_through_a_daemon(daemons, snippet):
+    daemon = await daemons().serving()
+    embedded = await run_snippet(snippet, EMBEDDED_ENV)
+    remote = await run_snippet(snippet, {**EMBEDDED_ENV, "DUKAT_ADDRESS": daemon.address})
+    assert remote == embedded and remote.strip()
+    async with dukat.connect(daemon.address) as client:  # it did go through the daemon
+        assert [job async for job in client.jobs()]
 
 
 async def test_the_readme_client_snippet_runs_against_a_daemon(daemons):

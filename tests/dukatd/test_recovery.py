@@ -17,6 +17,7 @@ import pytest
 
 from dukat.core import JobState, Scheduler, TaskState
 from dukat.core.results import TaskStatus
+from dukat.core.scheduler import CancelRequest
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc, job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.config import Config
 from dukatd.journal import JOURNAL_FILE, Journal, RecoveredJob
@@ -130,7 +131,7 @@ async def test_a_task_being_cancelled_when_the_daemon_died_stays_cancelled(tmp_p
         message="",
         last_sequence=4,
         tasks=[TaskStatus(id="a", state=TaskState.RUNNING, attempts=1)],
-        cancels=[("a",)],
+        cancels=[CancelRequest(("a",))],
     )
     try:
         recovered = recover(scheduler, journal, [kept])

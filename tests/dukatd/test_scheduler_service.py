@@ -325,6 +325,16 @@ INVALID = {
         "job.tasks[0].retry.max_attempts",
         "'a'",
     ),
+    "negative max_interruptions": (
+        job(dispatch("a", max_interruptions=-1)),
+        "job.tasks[0].max_interruptions",
+        "'a'",
+    ),
+    "max_interruptions past its bound": (
+        job(dispatch("ok"), dispatch("a", max_interruptions=101)),
+        "job.tasks[1].max_interruptions",
+        "from 0 to 100",
+    ),
     "bad job concurrency": (job(dispatch("a"), max_concurrency=-1), "job.max_concurrency", None),
     "over the per-job task limit": (
         job(*(dispatch(f"t{n}") for n in range(MAX_TASKS + 1))),

@@ -1,4 +1,4 @@
-"""packaging/dukatd.service: `systemd-analyze verify` accepts it, and it agrees with the
+"""systemd/: `systemd-analyze verify` accepts the unit, which agrees with the
 daemon's defaults (stop timeout above the drain, a watchdog, the directories it expects)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 
 from dukatd.config import Config
 
-UNIT = Path(__file__).resolve().parents[2] / "packaging" / "dukatd.service"
+SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
+UNIT = SYSTEMD / "dukatd.service"
+SYSUSERS = SYSTEMD / "dukatd.sysusers"
 
 
 def service_section() -> dict[str, str]:
@@ -69,3 +71,27 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     ]
     assert result.returncode == 0, result.stdout + result.stderr
     assert complaints == []
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-sysusers") is None,
+    reason="systemd-sysusers is not installed (apt-get install systemd provides it)",
+)
+def test_the_sysusers_snippet_makes_the_user_and_group_the_unit_runs_as(tmp_path):
+    (tmp_path / "etc").mkdir()
+    subprocess.run(
+        ["systemd-sysusers", f"--root={tmp_path}", str(SYSUSERS)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    service = service_section()
+    users = {
+        line.split(":")[0]: line for line in (tmp_path / "etc/passwd").read_text().splitlines()
+    }
+    groups = [line.split(":")[0] for line in (tmp_path / "etc/group").read_text().splitlines()]
+    assert service["User"] in users and service["Group"] in groups
+    # Its home is the unit's state directory; it cannot log in.
+    home, shell = users[service["User"]].split(":")[5:7]
+    assert home == f"/var/lib/{service['StateDirectory']}"
+    assert shell == "/usr/sbin/nologin"

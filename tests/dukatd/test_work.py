@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable
 
 import grpc
@@ -150,14 +151,26 @@ async def test_a_killed_worker_loses_its_tasks_to_another() -> None:
         assert all(r.attempts == 2 for r in daemon.scheduler.results(job_id).values())
 
 
-async def test_a_worker_lost_without_a_retry_policy_fails_its_task() -> None:
+async def test_a_lost_worker_interrupts_its_tasks_which_run_again_unless_they_must_not() -> None:
+    """No retry policy: the lost attempt was interrupted, not failed, and runs again; a task
+    with max_interruptions=0 fails instead."""
     async with work_daemon() as daemon:
-        doomed = await daemon.worker(handler=lambda assignment: None)
-        job_id = await daemon.submit(dispatch("t"))
-        await wait_for(lambda: doomed.held)
+        doomed = await daemon.worker(handler=lambda assignment: None, worker_id="w1")
+        job_id = await daemon.submit(dispatch("t"), dispatch("once", max_interruptions=0))
+        await wait_for(lambda: len(doomed.held) == 2)
         await doomed.close()
+        await daemon.worker()
         assert await finished(daemon.scheduler, job_id) is JobState.FAILED
-        assert "TaskInterruptedError" in daemon.scheduler.results(job_id)["t"].message
+        results = daemon.scheduler.results(job_id)
+        assert (results["t"].state, results["t"].attempts, results["t"].interruptions) == (
+            TaskState.SUCCEEDED,
+            2,
+            1,
+        )
+        assert results["once"].message == (
+            "TaskInterruptedError: interrupted (worker 'w1' left); max_interruptions is 0: "
+            "it must not run twice"
+        )
 
 
 async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
@@ -173,6 +186,11 @@ async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
         survivor = await daemon.worker()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
         assert len(survivor.assignments) == 3
+        events = [e async for batch in daemon.scheduler.watch(job_id) for e in batch]
+        retrying = [e.message for e in events if getattr(e, "state", None) is TaskState.RETRYING]
+        assert len(retrying) == 3
+        silent_for = re.compile(r"interrupted \(worker '.+' went silent for \d+\.\ds\), 1 of 3")
+        assert all(silent_for.match(message) for message in retrying), retrying
 
 
 async def test_the_daemon_heartbeats_to_a_worker_it_has_nothing_for() -> None:

@@ -157,6 +157,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "description": "string",
         "result": "TaskResultValue",
         "result_omitted": "bool",
+        "failure": "TaskFailure",
+        "waiting_for": "string",
+        "waiting_for_queue": "string",
+    },
+    "TaskFailure": {
+        "type": "string",
+        "message": "string",
+        "exit_code": "int32",
+        "signal": "int32",
+        "stdout": "bytes",
+        "stderr": "bytes",
     },
     "TaskResultValue": {"dispatch": "DispatchResult", "exec": "ExecResult"},
     "DispatchResult": {"payload": "bytes", "content_type": "string"},
@@ -172,6 +183,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "progress": "TaskProgress",
         "output": "TaskOutput",
         "breaker_state": "BreakerStateChanged",
+        "task_waiting": "TaskWaiting",
     },
     "Snapshot": {"job": "Job"},
     "JobStateChanged": {"state": "JobState", "message": "string"},
@@ -183,6 +195,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "TaskProgress": {"task_id": "string", "fraction": "optional double", "message": "string"},
     "TaskOutput": {"task_id": "string", "stream": "OutputStream", "text": "string"},
+    "TaskWaiting": {"task_id": "string", "waiting_for": "string", "queue": "string"},
     # work.proto
     "WorkerHello": {
         "worker_id": "string",
@@ -287,7 +300,15 @@ MESSAGES: dict[str, dict[str, str]] = {
 ONEOFS = {
     "TaskSpec": {"action": {"exec", "dispatch"}},
     "Event": {
-        "kind": {"snapshot", "job_state", "task_state", "progress", "output", "breaker_state"}
+        "kind": {
+            "snapshot",
+            "job_state",
+            "task_state",
+            "progress",
+            "output",
+            "breaker_state",
+            "task_waiting",
+        }
     },
     "WorkRequest": {"kind": {"hello", "update"}},
     "WorkResult": {"outcome": {"success", "error"}},
@@ -486,6 +507,7 @@ def _fields_of(engine_type: type) -> set[str]:
         ("TaskStatus", core_results.TaskStatus, {}, set()),
         ("DispatchResult", actions.DispatchResult, {}, set()),
         ("ExecResult", actions.ExecResult, {}, set()),
+        ("TaskFailure", core_results.TaskFailure, {}, set()),
         ("Job", core_results.JobSnapshot, {}, set()),
         (
             "CircuitBreakerConfig",
@@ -499,6 +521,7 @@ def _fields_of(engine_type: type) -> set[str]:
         ("TaskStateChanged", core_events.TaskStateChanged, {}, set()),
         ("TaskProgress", core_events.TaskProgress, {}, set()),
         ("TaskOutput", core_events.TaskOutput, {}, set()),
+        ("TaskWaiting", core_events.TaskWaiting, {}, set()),
     ],
 )
 def test_wire_messages_use_the_engines_field_names(

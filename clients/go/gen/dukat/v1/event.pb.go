@@ -101,6 +101,7 @@ type Event struct {
 	//	*Event_Progress
 	//	*Event_Output
 	//	*Event_BreakerState
+	//	*Event_TaskWaiting
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -218,6 +219,15 @@ func (x *Event) GetBreakerState() *BreakerStateChanged {
 	return nil
 }
 
+func (x *Event) GetTaskWaiting() *TaskWaiting {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_TaskWaiting); ok {
+			return x.TaskWaiting
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -253,6 +263,11 @@ type Event_BreakerState struct {
 	BreakerState *BreakerStateChanged `protobuf:"bytes,9,opt,name=breaker_state,json=breakerState,proto3,oneof"`
 }
 
+type Event_TaskWaiting struct {
+	// A READY task waits for something that may never come by itself.
+	TaskWaiting *TaskWaiting `protobuf:"bytes,10,opt,name=task_waiting,json=taskWaiting,proto3,oneof"`
+}
+
 func (*Event_Snapshot) isEvent_Kind() {}
 
 func (*Event_JobState) isEvent_Kind() {}
@@ -264,6 +279,8 @@ func (*Event_Progress) isEvent_Kind() {}
 func (*Event_Output) isEvent_Kind() {}
 
 func (*Event_BreakerState) isEvent_Kind() {}
+
+func (*Event_TaskWaiting) isEvent_Kind() {}
 
 // The whole of a job at one moment.
 type Snapshot struct {
@@ -439,6 +456,73 @@ func (x *TaskStateChanged) GetMessage() string {
 	return ""
 }
 
+// A READY task waits for something that may never come by itself: today, a worker for its
+// dispatch queue when none is connected. Sent once per task (per daemon run), when it starts
+// to wait so; the task's state does not change. TaskStatus.waiting_for says whether it
+// still does.
+type TaskWaiting struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task's id.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// What it waits for, in words: "a worker for queue 'q' (none connected)".
+	WaitingFor string `protobuf:"bytes,2,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// The dispatch queue it waits on a worker of; empty when the wait is for something else.
+	Queue         string `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskWaiting) Reset() {
+	*x = TaskWaiting{}
+	mi := &file_dukat_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskWaiting) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskWaiting) ProtoMessage() {}
+
+func (x *TaskWaiting) ProtoReflect() protoreflect.Message {
+	mi := &file_dukat_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskWaiting.ProtoReflect.Descriptor instead.
+func (*TaskWaiting) Descriptor() ([]byte, []int) {
+	return file_dukat_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskWaiting) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskWaiting) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *TaskWaiting) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
 // A running task said how far it got.
 type TaskProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -454,7 +538,7 @@ type TaskProgress struct {
 
 func (x *TaskProgress) Reset() {
 	*x = TaskProgress{}
-	mi := &file_dukat_v1_event_proto_msgTypes[4]
+	mi := &file_dukat_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +550,7 @@ func (x *TaskProgress) String() string {
 func (*TaskProgress) ProtoMessage() {}
 
 func (x *TaskProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_event_proto_msgTypes[4]
+	mi := &file_dukat_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +563,7 @@ func (x *TaskProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskProgress.ProtoReflect.Descriptor instead.
 func (*TaskProgress) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_dukat_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskProgress) GetTaskId() string {
@@ -518,7 +602,7 @@ type TaskOutput struct {
 
 func (x *TaskOutput) Reset() {
 	*x = TaskOutput{}
-	mi := &file_dukat_v1_event_proto_msgTypes[5]
+	mi := &file_dukat_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +614,7 @@ func (x *TaskOutput) String() string {
 func (*TaskOutput) ProtoMessage() {}
 
 func (x *TaskOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_event_proto_msgTypes[5]
+	mi := &file_dukat_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +627,7 @@ func (x *TaskOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskOutput.ProtoReflect.Descriptor instead.
 func (*TaskOutput) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_dukat_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskOutput) GetTaskId() string {
@@ -571,7 +655,7 @@ var File_dukat_v1_event_proto protoreflect.FileDescriptor
 
 const file_dukat_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14dukat/v1/event.proto\x12\bdukat.v1\x1a\x16dukat/v1/breaker.proto\x1a\x12dukat/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x03\n" +
+	"\x14dukat/v1/event.proto\x12\bdukat.v1\x1a\x16dukat/v1/breaker.proto\x1a\x12dukat/v1/job.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x04\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12.\n" +
@@ -582,7 +666,9 @@ const file_dukat_v1_event_proto_rawDesc = "" +
 	"task_state\x18\x06 \x01(\v2\x1a.dukat.v1.TaskStateChangedH\x00R\ttaskState\x124\n" +
 	"\bprogress\x18\a \x01(\v2\x16.dukat.v1.TaskProgressH\x00R\bprogress\x12.\n" +
 	"\x06output\x18\b \x01(\v2\x14.dukat.v1.TaskOutputH\x00R\x06output\x12D\n" +
-	"\rbreaker_state\x18\t \x01(\v2\x1d.dukat.v1.BreakerStateChangedH\x00R\fbreakerStateB\x06\n" +
+	"\rbreaker_state\x18\t \x01(\v2\x1d.dukat.v1.BreakerStateChangedH\x00R\fbreakerState\x12:\n" +
+	"\ftask_waiting\x18\n" +
+	" \x01(\v2\x15.dukat.v1.TaskWaitingH\x00R\vtaskWaitingB\x06\n" +
 	"\x04kind\"+\n" +
 	"\bSnapshot\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.dukat.v1.JobR\x03job\"U\n" +
@@ -593,7 +679,12 @@ const file_dukat_v1_event_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.dukat.v1.TaskStateR\x05state\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"o\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"]\n" +
+	"\vTaskWaiting\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n" +
+	"\vwaiting_for\x18\x02 \x01(\tR\n" +
+	"waitingFor\x12\x14\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\"o\n" +
 	"\fTaskProgress\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n" +
 	"\bfraction\x18\x02 \x01(\x01H\x00R\bfraction\x88\x01\x01\x12\x18\n" +
@@ -624,38 +715,40 @@ func file_dukat_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_dukat_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_dukat_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_dukat_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_dukat_v1_event_proto_goTypes = []any{
 	(OutputStream)(0),             // 0: dukat.v1.OutputStream
 	(*Event)(nil),                 // 1: dukat.v1.Event
 	(*Snapshot)(nil),              // 2: dukat.v1.Snapshot
 	(*JobStateChanged)(nil),       // 3: dukat.v1.JobStateChanged
 	(*TaskStateChanged)(nil),      // 4: dukat.v1.TaskStateChanged
-	(*TaskProgress)(nil),          // 5: dukat.v1.TaskProgress
-	(*TaskOutput)(nil),            // 6: dukat.v1.TaskOutput
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*BreakerStateChanged)(nil),   // 8: dukat.v1.BreakerStateChanged
-	(*Job)(nil),                   // 9: dukat.v1.Job
-	(JobState)(0),                 // 10: dukat.v1.JobState
-	(TaskState)(0),                // 11: dukat.v1.TaskState
+	(*TaskWaiting)(nil),           // 5: dukat.v1.TaskWaiting
+	(*TaskProgress)(nil),          // 6: dukat.v1.TaskProgress
+	(*TaskOutput)(nil),            // 7: dukat.v1.TaskOutput
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*BreakerStateChanged)(nil),   // 9: dukat.v1.BreakerStateChanged
+	(*Job)(nil),                   // 10: dukat.v1.Job
+	(JobState)(0),                 // 11: dukat.v1.JobState
+	(TaskState)(0),                // 12: dukat.v1.TaskState
 }
 var file_dukat_v1_event_proto_depIdxs = []int32{
-	7,  // 0: dukat.v1.Event.time:type_name -> google.protobuf.Timestamp
+	8,  // 0: dukat.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: dukat.v1.Event.snapshot:type_name -> dukat.v1.Snapshot
 	3,  // 2: dukat.v1.Event.job_state:type_name -> dukat.v1.JobStateChanged
 	4,  // 3: dukat.v1.Event.task_state:type_name -> dukat.v1.TaskStateChanged
-	5,  // 4: dukat.v1.Event.progress:type_name -> dukat.v1.TaskProgress
-	6,  // 5: dukat.v1.Event.output:type_name -> dukat.v1.TaskOutput
-	8,  // 6: dukat.v1.Event.breaker_state:type_name -> dukat.v1.BreakerStateChanged
-	9,  // 7: dukat.v1.Snapshot.job:type_name -> dukat.v1.Job
-	10, // 8: dukat.v1.JobStateChanged.state:type_name -> dukat.v1.JobState
-	11, // 9: dukat.v1.TaskStateChanged.state:type_name -> dukat.v1.TaskState
-	0,  // 10: dukat.v1.TaskOutput.stream:type_name -> dukat.v1.OutputStream
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	6,  // 4: dukat.v1.Event.progress:type_name -> dukat.v1.TaskProgress
+	7,  // 5: dukat.v1.Event.output:type_name -> dukat.v1.TaskOutput
+	9,  // 6: dukat.v1.Event.breaker_state:type_name -> dukat.v1.BreakerStateChanged
+	5,  // 7: dukat.v1.Event.task_waiting:type_name -> dukat.v1.TaskWaiting
+	10, // 8: dukat.v1.Snapshot.job:type_name -> dukat.v1.Job
+	11, // 9: dukat.v1.JobStateChanged.state:type_name -> dukat.v1.JobState
+	12, // 10: dukat.v1.TaskStateChanged.state:type_name -> dukat.v1.TaskState
+	0,  // 11: dukat.v1.TaskOutput.stream:type_name -> dukat.v1.OutputStream
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_dukat_v1_event_proto_init() }
@@ -672,15 +765,16 @@ func file_dukat_v1_event_proto_init() {
 		(*Event_Progress)(nil),
 		(*Event_Output)(nil),
 		(*Event_BreakerState)(nil),
+		(*Event_TaskWaiting)(nil),
 	}
-	file_dukat_v1_event_proto_msgTypes[4].OneofWrappers = []any{}
+	file_dukat_v1_event_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dukat_v1_event_proto_rawDesc), len(file_dukat_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

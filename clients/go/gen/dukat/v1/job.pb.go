@@ -232,7 +232,8 @@ const (
 	TaskState_TASK_STATE_READY TaskState = 2
 	// An attempt is in progress.
 	TaskState_TASK_STATE_RUNNING TaskState = 3
-	// An attempt failed; waiting out the backoff before the next.
+	// An attempt failed and the task waits out the backoff before the next, or an attempt was
+	// interrupted and the task is about to run again.
 	TaskState_TASK_STATE_RETRYING TaskState = 4
 	// The last attempt succeeded.
 	TaskState_TASK_STATE_SUCCEEDED TaskState = 5
@@ -390,7 +391,8 @@ type TaskSpec struct {
 	// Name of the daemon's circuit breaker that guards this task's downstream; empty: none. A
 	// breaker that does not exist yet is created with the daemon's defaults.
 	CircuitBreaker string `protobuf:"bytes,5,opt,name=circuit_breaker,json=circuitBreaker,proto3" json:"circuit_breaker,omitempty"`
-	// How the task is retried; unset: one attempt, no retry.
+	// How the task is retried after a failed attempt; unset: one attempt, no retry. Interrupted
+	// attempts are not failures: see max_interruptions.
 	Retry *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	// How long one attempt may run; unset: no limit. An attempt that runs over fails, and is
 	// retried by the retry policy.
@@ -411,8 +413,13 @@ type TaskSpec struct {
 	// When the circuit breaker is open: false fails the attempt at once (a distinct error,
 	// retried by policy); true waits for the breaker to half-open, without holding a slot.
 	WaitForBreaker bool `protobuf:"varint,13,opt,name=wait_for_breaker,json=waitForBreaker,proto3" json:"wait_for_breaker,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many interrupted attempts the task is run again after: an attempt lost through no
+	// fault of the task (the daemon restarted or stopped, its worker left or went silent) runs
+	// again at once and does not count against the retry policy; one interruption more fails
+	// the task. Unset: 3. 0: the task runs at most once (an interruption fails it). At most 100.
+	MaxInterruptions *int32 `protobuf:"varint,14,opt,name=max_interruptions,json=maxInterruptions,proto3,oneof" json:"max_interruptions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -545,6 +552,13 @@ func (x *TaskSpec) GetWaitForBreaker() bool {
 		return x.WaitForBreaker
 	}
 	return false
+}
+
+func (x *TaskSpec) GetMaxInterruptions() int32 {
+	if x != nil && x.MaxInterruptions != nil {
+		return *x.MaxInterruptions
+	}
+	return 0
 }
 
 type isTaskSpec_Action interface {
@@ -979,7 +993,7 @@ type TaskStatus struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The task's state.
 	State TaskState `protobuf:"varint,2,opt,name=state,proto3,enum=dukat.v1.TaskState" json:"state,omitempty"`
-	// Attempts started so far (the current one included).
+	// Attempts started so far (the current one included), the interrupted ones too.
 	Attempts int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// The error of the last failed attempt, or why the task was skipped or cancelled; empty
 	// otherwise.
@@ -999,12 +1013,28 @@ type TaskStatus struct {
 	// bounded (a dispatch result by WorkerWelcome.max_result_bytes, an exec result by the
 	// daemon's tail size) but a job's are not, and a watch stream is for fast, small events.
 	Result *TaskResultValue `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`
-	// True when the task has a result that this GetJob response left out, because the
+	// True when the task has a result, or a failure with output tails, that this GetJob
+	// response left out (the failure is there, without its stdout and stderr), because the
 	// response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
 	// naming fewer tasks to get it.
 	ResultOmitted bool `protobuf:"varint,11,opt,name=result_omitted,json=resultOmitted,proto3" json:"result_omitted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
+	// they do not count against the retry policy, only against TaskSpec.max_interruptions.
+	Interruptions int32 `protobuf:"varint,12,opt,name=interruptions,proto3" json:"interruptions,omitempty"`
+	// Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
+	// words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
+	// that results share (see result_omitted); Watch snapshots carry it without them.
+	Failure *TaskFailure `protobuf:"bytes,13,opt,name=failure,proto3" json:"failure,omitempty"`
+	// What a READY task waits for, in words, when it is something that may never come by
+	// itself: today, a worker for its dispatch queue when none is connected ("a worker for
+	// queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+	// resources or a busy worker. Filled by GetJob only. More reasons may be added.
+	WaitingFor string `protobuf:"bytes,15,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// The dispatch queue that waiting_for is about (start a worker serving it); empty when
+	// waiting_for is.
+	WaitingForQueue string `protobuf:"bytes,16,opt,name=waiting_for_queue,json=waitingForQueue,proto3" json:"waiting_for_queue,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -1114,6 +1144,134 @@ func (x *TaskStatus) GetResultOmitted() bool {
 	return false
 }
 
+func (x *TaskStatus) GetInterruptions() int32 {
+	if x != nil {
+		return x.Interruptions
+	}
+	return 0
+}
+
+func (x *TaskStatus) GetFailure() *TaskFailure {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *TaskStatus) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetWaitingForQueue() string {
+	if x != nil {
+		return x.WaitingForQueue
+	}
+	return ""
+}
+
+// Why a task failed: the error of its last attempt, kept across restarts as a success's
+// result is. Apart from TaskStatus.result, which stays a success's alone, so that a client
+// reading a result never takes a failed process's output for a successful one's.
+type TaskFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The error's kind: for a dispatch task, the WorkError.type its worker sent (empty if it
+	// sent none); otherwise the daemon's error class: TaskProcessError (an exec task's process
+	// failed or could not start), TaskTimeoutError, CircuitBreakerError, TaskInterruptedError.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The error in words, without its type. For an exec task's process it quotes the last
+	// lines of stderr (of stdout when stderr has none), bounded: "'sh' exited with code 7;
+	// stderr ends: e1 | e2 | e3".
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The exit status of an exec task's process that exited non-zero (1-255); 0 when it did
+	// not exit by itself (see signal), or the failure was not a process's.
+	ExitCode int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// The number of the signal that killed an exec task's process (9: SIGKILL); 0 when none
+	// did.
+	Signal int32 `protobuf:"varint,4,opt,name=signal,proto3" json:"signal,omitempty"`
+	// The end of what the process wrote to standard output (bounded as ExecResult.stdout is,
+	// 64 KiB by default).
+	Stdout []byte `protobuf:"bytes,5,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	// The end of what the process wrote to standard error (bounded as stdout is).
+	Stderr        []byte `protobuf:"bytes,6,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFailure) Reset() {
+	*x = TaskFailure{}
+	mi := &file_dukat_v1_job_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFailure) ProtoMessage() {}
+
+func (x *TaskFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_dukat_v1_job_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFailure.ProtoReflect.Descriptor instead.
+func (*TaskFailure) Descriptor() ([]byte, []int) {
+	return file_dukat_v1_job_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TaskFailure) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *TaskFailure) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *TaskFailure) GetStdout() []byte {
+	if x != nil {
+		return x.Stdout
+	}
+	return nil
+}
+
+func (x *TaskFailure) GetStderr() []byte {
+	if x != nil {
+		return x.Stderr
+	}
+	return nil
+}
+
 // The result of a task that succeeded, by the kind of its action.
 type TaskResultValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1130,7 +1288,7 @@ type TaskResultValue struct {
 
 func (x *TaskResultValue) Reset() {
 	*x = TaskResultValue{}
-	mi := &file_dukat_v1_job_proto_msgTypes[8]
+	mi := &file_dukat_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1300,7 @@ func (x *TaskResultValue) String() string {
 func (*TaskResultValue) ProtoMessage() {}
 
 func (x *TaskResultValue) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_job_proto_msgTypes[8]
+	mi := &file_dukat_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1313,7 @@ func (x *TaskResultValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResultValue.ProtoReflect.Descriptor instead.
 func (*TaskResultValue) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_dukat_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskResultValue) GetKind() isTaskResultValue_Kind {
@@ -1214,7 +1372,7 @@ type DispatchResult struct {
 
 func (x *DispatchResult) Reset() {
 	*x = DispatchResult{}
-	mi := &file_dukat_v1_job_proto_msgTypes[9]
+	mi := &file_dukat_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1384,7 @@ func (x *DispatchResult) String() string {
 func (*DispatchResult) ProtoMessage() {}
 
 func (x *DispatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_job_proto_msgTypes[9]
+	mi := &file_dukat_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1397,7 @@ func (x *DispatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchResult.ProtoReflect.Descriptor instead.
 func (*DispatchResult) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_dukat_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DispatchResult) GetPayload() []byte {
@@ -1272,7 +1430,7 @@ type ExecResult struct {
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_dukat_v1_job_proto_msgTypes[10]
+	mi := &file_dukat_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1442,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_job_proto_msgTypes[10]
+	mi := &file_dukat_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1455,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_dukat_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -1346,7 +1504,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_dukat_v1_job_proto_msgTypes[11]
+	mi := &file_dukat_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1516,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_job_proto_msgTypes[11]
+	mi := &file_dukat_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1529,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_dukat_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskCounts) GetPending() int32 {
@@ -1442,7 +1600,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\x0fmax_concurrency\x18\x04 \x01(\x05R\x0emaxConcurrency\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x05\n" +
 	"\bTaskSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\"\n" +
@@ -1457,11 +1615,13 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	" \x03(\v2\x1e.dukat.v1.TaskSpec.LabelsEntryR\x06labels\x12*\n" +
 	"\x04exec\x18\v \x01(\v2\x14.dukat.v1.ExecActionH\x00R\x04exec\x126\n" +
 	"\bdispatch\x18\f \x01(\v2\x18.dukat.v1.DispatchActionH\x00R\bdispatch\x12(\n" +
-	"\x10wait_for_breaker\x18\r \x01(\bR\x0ewaitForBreaker\x1a9\n" +
+	"\x10wait_for_breaker\x18\r \x01(\bR\x0ewaitForBreaker\x120\n" +
+	"\x11max_interruptions\x18\x0e \x01(\x05H\x01R\x10maxInterruptions\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
-	"\x06action\"m\n" +
+	"\x06actionB\x14\n" +
+	"\x12_max_interruptions\"m\n" +
 	"\x13ResourceRequirement\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.dukat.v1.ResourceTypeR\x04type\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\x01R\x06amount\x12\x12\n" +
@@ -1504,7 +1664,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1520,8 +1680,20 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\vdescription\x18\t \x01(\tR\vdescription\x121\n" +
 	"\x06result\x18\n" +
 	" \x01(\v2\x19.dukat.v1.TaskResultValueR\x06result\x12%\n" +
-	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmittedB\v\n" +
-	"\t_progress\"}\n" +
+	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12$\n" +
+	"\rinterruptions\x18\f \x01(\x05R\rinterruptions\x12/\n" +
+	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailure\x12\x1f\n" +
+	"\vwaiting_for\x18\x0f \x01(\tR\n" +
+	"waitingFor\x12*\n" +
+	"\x11waiting_for_queue\x18\x10 \x01(\tR\x0fwaitingForQueueB\v\n" +
+	"\t_progress\"\xa0\x01\n" +
+	"\vTaskFailure\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06signal\x18\x04 \x01(\x05R\x06signal\x12\x16\n" +
+	"\x06stdout\x18\x05 \x01(\fR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x06 \x01(\fR\x06stderr\"}\n" +
 	"\x0fTaskResultValue\x126\n" +
 	"\bdispatch\x18\x01 \x01(\v2\x18.dukat.v1.DispatchResultH\x00R\bdispatch\x12*\n" +
 	"\x04exec\x18\x02 \x01(\v2\x14.dukat.v1.ExecResultH\x00R\x04execB\x06\n" +
@@ -1588,7 +1760,7 @@ func file_dukat_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_dukat_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_dukat_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_dukat_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_dukat_v1_job_proto_goTypes = []any{
 	(ResourceType)(0),             // 0: dukat.v1.ResourceType
 	(TriggerRule)(0),              // 1: dukat.v1.TriggerRule
@@ -1602,48 +1774,50 @@ var file_dukat_v1_job_proto_goTypes = []any{
 	(*DispatchAction)(nil),        // 9: dukat.v1.DispatchAction
 	(*Job)(nil),                   // 10: dukat.v1.Job
 	(*TaskStatus)(nil),            // 11: dukat.v1.TaskStatus
-	(*TaskResultValue)(nil),       // 12: dukat.v1.TaskResultValue
-	(*DispatchResult)(nil),        // 13: dukat.v1.DispatchResult
-	(*ExecResult)(nil),            // 14: dukat.v1.ExecResult
-	(*TaskCounts)(nil),            // 15: dukat.v1.TaskCounts
-	nil,                           // 16: dukat.v1.JobSpec.LabelsEntry
-	nil,                           // 17: dukat.v1.TaskSpec.LabelsEntry
-	nil,                           // 18: dukat.v1.ExecAction.EnvEntry
-	nil,                           // 19: dukat.v1.Job.LabelsEntry
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*TaskFailure)(nil),           // 12: dukat.v1.TaskFailure
+	(*TaskResultValue)(nil),       // 13: dukat.v1.TaskResultValue
+	(*DispatchResult)(nil),        // 14: dukat.v1.DispatchResult
+	(*ExecResult)(nil),            // 15: dukat.v1.ExecResult
+	(*TaskCounts)(nil),            // 16: dukat.v1.TaskCounts
+	nil,                           // 17: dukat.v1.JobSpec.LabelsEntry
+	nil,                           // 18: dukat.v1.TaskSpec.LabelsEntry
+	nil,                           // 19: dukat.v1.ExecAction.EnvEntry
+	nil,                           // 20: dukat.v1.Job.LabelsEntry
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_dukat_v1_job_proto_depIdxs = []int32{
 	5,  // 0: dukat.v1.JobSpec.tasks:type_name -> dukat.v1.TaskSpec
-	16, // 1: dukat.v1.JobSpec.labels:type_name -> dukat.v1.JobSpec.LabelsEntry
+	17, // 1: dukat.v1.JobSpec.labels:type_name -> dukat.v1.JobSpec.LabelsEntry
 	6,  // 2: dukat.v1.TaskSpec.resources:type_name -> dukat.v1.ResourceRequirement
 	7,  // 3: dukat.v1.TaskSpec.retry:type_name -> dukat.v1.RetryPolicy
-	20, // 4: dukat.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	21, // 4: dukat.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
 	1,  // 5: dukat.v1.TaskSpec.trigger_rule:type_name -> dukat.v1.TriggerRule
-	17, // 6: dukat.v1.TaskSpec.labels:type_name -> dukat.v1.TaskSpec.LabelsEntry
+	18, // 6: dukat.v1.TaskSpec.labels:type_name -> dukat.v1.TaskSpec.LabelsEntry
 	8,  // 7: dukat.v1.TaskSpec.exec:type_name -> dukat.v1.ExecAction
 	9,  // 8: dukat.v1.TaskSpec.dispatch:type_name -> dukat.v1.DispatchAction
 	0,  // 9: dukat.v1.ResourceRequirement.type:type_name -> dukat.v1.ResourceType
-	20, // 10: dukat.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	20, // 11: dukat.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	18, // 12: dukat.v1.ExecAction.env:type_name -> dukat.v1.ExecAction.EnvEntry
+	21, // 10: dukat.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	21, // 11: dukat.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	19, // 12: dukat.v1.ExecAction.env:type_name -> dukat.v1.ExecAction.EnvEntry
 	2,  // 13: dukat.v1.Job.state:type_name -> dukat.v1.JobState
 	11, // 14: dukat.v1.Job.tasks:type_name -> dukat.v1.TaskStatus
-	19, // 15: dukat.v1.Job.labels:type_name -> dukat.v1.Job.LabelsEntry
-	21, // 16: dukat.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	21, // 17: dukat.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 18: dukat.v1.Job.task_counts:type_name -> dukat.v1.TaskCounts
+	20, // 15: dukat.v1.Job.labels:type_name -> dukat.v1.Job.LabelsEntry
+	22, // 16: dukat.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	22, // 17: dukat.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 18: dukat.v1.Job.task_counts:type_name -> dukat.v1.TaskCounts
 	3,  // 19: dukat.v1.TaskStatus.state:type_name -> dukat.v1.TaskState
-	21, // 20: dukat.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	21, // 21: dukat.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 22: dukat.v1.TaskStatus.result:type_name -> dukat.v1.TaskResultValue
-	13, // 23: dukat.v1.TaskResultValue.dispatch:type_name -> dukat.v1.DispatchResult
-	14, // 24: dukat.v1.TaskResultValue.exec:type_name -> dukat.v1.ExecResult
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	22, // 20: dukat.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	22, // 21: dukat.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	13, // 22: dukat.v1.TaskStatus.result:type_name -> dukat.v1.TaskResultValue
+	12, // 23: dukat.v1.TaskStatus.failure:type_name -> dukat.v1.TaskFailure
+	14, // 24: dukat.v1.TaskResultValue.dispatch:type_name -> dukat.v1.DispatchResult
+	15, // 25: dukat.v1.TaskResultValue.exec:type_name -> dukat.v1.ExecResult
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_dukat_v1_job_proto_init() }
@@ -1657,7 +1831,7 @@ func file_dukat_v1_job_proto_init() {
 	}
 	file_dukat_v1_job_proto_msgTypes[3].OneofWrappers = []any{}
 	file_dukat_v1_job_proto_msgTypes[7].OneofWrappers = []any{}
-	file_dukat_v1_job_proto_msgTypes[8].OneofWrappers = []any{
+	file_dukat_v1_job_proto_msgTypes[9].OneofWrappers = []any{
 		(*TaskResultValue_Dispatch)(nil),
 		(*TaskResultValue_Exec)(nil),
 	}
@@ -1667,7 +1841,7 @@ func file_dukat_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dukat_v1_job_proto_rawDesc), len(file_dukat_v1_job_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -111,6 +111,9 @@ export interface Event {
     | //
     /** A circuit breaker changed state; sent to watchers of every job (empty job_id). */
     { $case: "breakerState"; value: BreakerStateChanged }
+    | //
+    /** A READY task waits for something that may never come by itself. */
+    { $case: "taskWaiting"; value: TaskWaiting }
     | undefined;
 }
 
@@ -138,6 +141,21 @@ export interface TaskStateChanged {
   attempt: number;
   /** Why, in words: the error of a failed attempt, the dependency that failed, ... */
   message: string;
+}
+
+/**
+ * A READY task waits for something that may never come by itself: today, a worker for its
+ * dispatch queue when none is connected. Sent once per task (per daemon run), when it starts
+ * to wait so; the task's state does not change. TaskStatus.waiting_for says whether it
+ * still does.
+ */
+export interface TaskWaiting {
+  /** The task's id. */
+  taskId: string;
+  /** What it waits for, in words: "a worker for queue 'q' (none connected)". */
+  waitingFor: string;
+  /** The dispatch queue it waits on a worker of; empty when the wait is for something else. */
+  queue: string;
 }
 
 /** A running task said how far it got. */
@@ -198,6 +216,9 @@ export const Event: MessageFns<Event> = {
         break;
       case "breakerState":
         BreakerStateChanged.encode(message.kind.value, writer.uint32(74).fork()).join();
+        break;
+      case "taskWaiting":
+        TaskWaiting.encode(message.kind.value, writer.uint32(82).fork()).join();
         break;
     }
     return writer;
@@ -288,6 +309,14 @@ export const Event: MessageFns<Event> = {
             message.kind = { $case: "breakerState", value: BreakerStateChanged.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.kind = { $case: "taskWaiting", value: TaskWaiting.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -327,6 +356,10 @@ export const Event: MessageFns<Event> = {
         ? { $case: "breakerState", value: BreakerStateChanged.fromJSON(object.breakerState) }
         : isSet(object.breaker_state)
         ? { $case: "breakerState", value: BreakerStateChanged.fromJSON(object.breaker_state) }
+        : isSet(object.taskWaiting)
+        ? { $case: "taskWaiting", value: TaskWaiting.fromJSON(object.taskWaiting) }
+        : isSet(object.task_waiting)
+        ? { $case: "taskWaiting", value: TaskWaiting.fromJSON(object.task_waiting) }
         : undefined,
     };
   },
@@ -354,6 +387,8 @@ export const Event: MessageFns<Event> = {
       obj.output = TaskOutput.toJSON(message.kind.value);
     } else if (message.kind?.$case === "breakerState") {
       obj.breakerState = BreakerStateChanged.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "taskWaiting") {
+      obj.taskWaiting = TaskWaiting.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -400,6 +435,12 @@ export const Event: MessageFns<Event> = {
       case "breakerState": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "breakerState", value: BreakerStateChanged.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "taskWaiting": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "taskWaiting", value: TaskWaiting.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -677,6 +718,115 @@ export const TaskStateChanged: MessageFns<TaskStateChanged> = {
     message.state = object.state ?? 0;
     message.attempt = object.attempt ?? 0;
     message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseTaskWaiting(): TaskWaiting {
+  return { taskId: "", waitingFor: "", queue: "" };
+}
+
+export const TaskWaiting: MessageFns<TaskWaiting> = {
+  encode(message: TaskWaiting, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.waitingFor !== "") {
+      writer.uint32(18).string(message.waitingFor);
+    }
+    if (message.queue !== "") {
+      writer.uint32(26).string(message.queue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskWaiting {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskWaiting();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.waitingFor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskWaiting {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      waitingFor: isSet(object.waitingFor)
+        ? globalThis.String(object.waitingFor)
+        : isSet(object.waiting_for)
+        ? globalThis.String(object.waiting_for)
+        : "",
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+    };
+  },
+
+  toJSON(message: TaskWaiting): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.waitingFor !== "") {
+      obj.waitingFor = message.waitingFor;
+    }
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskWaiting>, I>>(base?: I): TaskWaiting {
+    return TaskWaiting.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskWaiting>, I>>(object: I): TaskWaiting {
+    const message = createBaseTaskWaiting();
+    message.taskId = object.taskId ?? "";
+    message.waitingFor = object.waitingFor ?? "";
+    message.queue = object.queue ?? "";
     return message;
   },
 };

@@ -223,7 +223,10 @@ export enum TaskState {
   TASK_STATE_READY = 2,
   /** TASK_STATE_RUNNING - An attempt is in progress. */
   TASK_STATE_RUNNING = 3,
-  /** TASK_STATE_RETRYING - An attempt failed; waiting out the backoff before the next. */
+  /**
+   * TASK_STATE_RETRYING - An attempt failed and the task waits out the backoff before the next, or an attempt was
+   * interrupted and the task is about to run again.
+   */
   TASK_STATE_RETRYING = 4,
   /** TASK_STATE_SUCCEEDED - The last attempt succeeded. */
   TASK_STATE_SUCCEEDED = 5,
@@ -348,7 +351,10 @@ export interface TaskSpec {
    * breaker that does not exist yet is created with the daemon's defaults.
    */
   circuitBreaker: string;
-  /** How the task is retried; unset: one attempt, no retry. */
+  /**
+   * How the task is retried after a failed attempt; unset: one attempt, no retry. Interrupted
+   * attempts are not failures: see max_interruptions.
+   */
   retry:
     | RetryPolicy
     | undefined;
@@ -379,6 +385,13 @@ export interface TaskSpec {
    * retried by policy); true waits for the breaker to half-open, without holding a slot.
    */
   waitForBreaker: boolean;
+  /**
+   * How many interrupted attempts the task is run again after: an attempt lost through no
+   * fault of the task (the daemon restarted or stopped, its worker left or went silent) runs
+   * again at once and does not count against the retry policy; one interruption more fails
+   * the task. Unset: 3. 0: the task runs at most once (an interruption fails it). At most 100.
+   */
+  maxInterruptions?: number | undefined;
 }
 
 export interface TaskSpec_LabelsEntry {
@@ -494,7 +507,7 @@ export interface TaskStatus {
   id: string;
   /** The task's state. */
   state: TaskState;
-  /** Attempts started so far (the current one included). */
+  /** Attempts started so far (the current one included), the interrupted ones too. */
   attempts: number;
   /**
    * The error of the last failed attempt, or why the task was skipped or cancelled; empty
@@ -527,11 +540,74 @@ export interface TaskStatus {
     | TaskResultValue
     | undefined;
   /**
-   * True when the task has a result that this GetJob response left out, because the
+   * True when the task has a result, or a failure with output tails, that this GetJob
+   * response left out (the failure is there, without its stdout and stderr), because the
    * response's results had reached the daemon's budget; ask again with GetJobRequest.task_ids
    * naming fewer tasks to get it.
    */
   resultOmitted: boolean;
+  /**
+   * Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
+   * they do not count against the retry policy, only against TaskSpec.max_interruptions.
+   */
+  interruptions: number;
+  /**
+   * Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
+   * words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
+   * that results share (see result_omitted); Watch snapshots carry it without them.
+   */
+  failure:
+    | TaskFailure
+    | undefined;
+  /**
+   * What a READY task waits for, in words, when it is something that may never come by
+   * itself: today, a worker for its dispatch queue when none is connected ("a worker for
+   * queue 'q' (none connected)"). Empty otherwise, also while it waits for a free slot,
+   * resources or a busy worker. Filled by GetJob only. More reasons may be added.
+   */
+  waitingFor: string;
+  /**
+   * The dispatch queue that waiting_for is about (start a worker serving it); empty when
+   * waiting_for is.
+   */
+  waitingForQueue: string;
+}
+
+/**
+ * Why a task failed: the error of its last attempt, kept across restarts as a success's
+ * result is. Apart from TaskStatus.result, which stays a success's alone, so that a client
+ * reading a result never takes a failed process's output for a successful one's.
+ */
+export interface TaskFailure {
+  /**
+   * The error's kind: for a dispatch task, the WorkError.type its worker sent (empty if it
+   * sent none); otherwise the daemon's error class: TaskProcessError (an exec task's process
+   * failed or could not start), TaskTimeoutError, CircuitBreakerError, TaskInterruptedError.
+   */
+  type: string;
+  /**
+   * The error in words, without its type. For an exec task's process it quotes the last
+   * lines of stderr (of stdout when stderr has none), bounded: "'sh' exited with code 7;
+   * stderr ends: e1 | e2 | e3".
+   */
+  message: string;
+  /**
+   * The exit status of an exec task's process that exited non-zero (1-255); 0 when it did
+   * not exit by itself (see signal), or the failure was not a process's.
+   */
+  exitCode: number;
+  /**
+   * The number of the signal that killed an exec task's process (9: SIGKILL); 0 when none
+   * did.
+   */
+  signal: number;
+  /**
+   * The end of what the process wrote to standard output (bounded as ExecResult.stdout is,
+   * 64 KiB by default).
+   */
+  stdout: Buffer;
+  /** The end of what the process wrote to standard error (bounded as stdout is). */
+  stderr: Buffer;
 }
 
 /** The result of a task that succeeded, by the kind of its action. */
@@ -842,6 +918,7 @@ function createBaseTaskSpec(): TaskSpec {
     labels: {},
     action: undefined,
     waitForBreaker: false,
+    maxInterruptions: undefined,
   };
 }
 
@@ -887,6 +964,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     }
     if (message.waitForBreaker !== false) {
       writer.uint32(104).bool(message.waitForBreaker);
+    }
+    if (message.maxInterruptions !== undefined) {
+      writer.uint32(112).int32(message.maxInterruptions);
     }
     return writer;
   },
@@ -1011,6 +1091,14 @@ export const TaskSpec: MessageFns<TaskSpec> = {
             message.waitForBreaker = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.maxInterruptions = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1070,6 +1158,11 @@ export const TaskSpec: MessageFns<TaskSpec> = {
         : isSet(object.wait_for_breaker)
         ? globalThis.Boolean(object.wait_for_breaker)
         : false,
+      maxInterruptions: isSet(object.maxInterruptions)
+        ? globalThis.Number(object.maxInterruptions)
+        : isSet(object.max_interruptions)
+        ? globalThis.Number(object.max_interruptions)
+        : undefined,
     };
   },
 
@@ -1119,6 +1212,9 @@ export const TaskSpec: MessageFns<TaskSpec> = {
     if (message.waitForBreaker !== false) {
       obj.waitForBreaker = message.waitForBreaker;
     }
+    if (message.maxInterruptions !== undefined) {
+      obj.maxInterruptions = Math.round(message.maxInterruptions);
+    }
     return obj;
   },
 
@@ -1164,6 +1260,7 @@ export const TaskSpec: MessageFns<TaskSpec> = {
       }
     }
     message.waitForBreaker = object.waitForBreaker ?? false;
+    message.maxInterruptions = object.maxInterruptions ?? undefined;
     return message;
   },
 };
@@ -2202,6 +2299,10 @@ function createBaseTaskStatus(): TaskStatus {
     description: "",
     result: undefined,
     resultOmitted: false,
+    interruptions: 0,
+    failure: undefined,
+    waitingFor: "",
+    waitingForQueue: "",
   };
 }
 
@@ -2239,6 +2340,18 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.resultOmitted !== false) {
       writer.uint32(88).bool(message.resultOmitted);
+    }
+    if (message.interruptions !== 0) {
+      writer.uint32(96).int32(message.interruptions);
+    }
+    if (message.failure !== undefined) {
+      TaskFailure.encode(message.failure, writer.uint32(106).fork()).join();
+    }
+    if (message.waitingFor !== "") {
+      writer.uint32(122).string(message.waitingFor);
+    }
+    if (message.waitingForQueue !== "") {
+      writer.uint32(130).string(message.waitingForQueue);
     }
     return writer;
   },
@@ -2344,6 +2457,38 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.resultOmitted = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.interruptions = reader.int32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.failure = TaskFailure.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.waitingFor = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.waitingForQueue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2385,6 +2530,18 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : isSet(object.result_omitted)
         ? globalThis.Boolean(object.result_omitted)
         : false,
+      interruptions: isSet(object.interruptions) ? globalThis.Number(object.interruptions) : 0,
+      failure: isSet(object.failure) ? TaskFailure.fromJSON(object.failure) : undefined,
+      waitingFor: isSet(object.waitingFor)
+        ? globalThis.String(object.waitingFor)
+        : isSet(object.waiting_for)
+        ? globalThis.String(object.waiting_for)
+        : "",
+      waitingForQueue: isSet(object.waitingForQueue)
+        ? globalThis.String(object.waitingForQueue)
+        : isSet(object.waiting_for_queue)
+        ? globalThis.String(object.waiting_for_queue)
+        : "",
     };
   },
 
@@ -2423,6 +2580,18 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.resultOmitted !== false) {
       obj.resultOmitted = message.resultOmitted;
     }
+    if (message.interruptions !== 0) {
+      obj.interruptions = Math.round(message.interruptions);
+    }
+    if (message.failure !== undefined) {
+      obj.failure = TaskFailure.toJSON(message.failure);
+    }
+    if (message.waitingFor !== "") {
+      obj.waitingFor = message.waitingFor;
+    }
+    if (message.waitingForQueue !== "") {
+      obj.waitingForQueue = message.waitingForQueue;
+    }
     return obj;
   },
 
@@ -2444,6 +2613,165 @@ export const TaskStatus: MessageFns<TaskStatus> = {
       ? TaskResultValue.fromPartial(object.result)
       : undefined;
     message.resultOmitted = object.resultOmitted ?? false;
+    message.interruptions = object.interruptions ?? 0;
+    message.failure = (object.failure !== undefined && object.failure !== null)
+      ? TaskFailure.fromPartial(object.failure)
+      : undefined;
+    message.waitingFor = object.waitingFor ?? "";
+    message.waitingForQueue = object.waitingForQueue ?? "";
+    return message;
+  },
+};
+
+function createBaseTaskFailure(): TaskFailure {
+  return { type: "", message: "", exitCode: 0, signal: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+}
+
+export const TaskFailure: MessageFns<TaskFailure> = {
+  encode(message: TaskFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.exitCode !== 0) {
+      writer.uint32(24).int32(message.exitCode);
+    }
+    if (message.signal !== 0) {
+      writer.uint32(32).int32(message.signal);
+    }
+    if (message.stdout.length !== 0) {
+      writer.uint32(42).bytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      writer.uint32(50).bytes(message.stderr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.signal = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskFailure {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : 0,
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : Buffer.alloc(0),
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TaskFailure): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.signal !== 0) {
+      obj.signal = Math.round(message.signal);
+    }
+    if (message.stdout.length !== 0) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr.length !== 0) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskFailure>, I>>(base?: I): TaskFailure {
+    return TaskFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskFailure>, I>>(object: I): TaskFailure {
+    const message = createBaseTaskFailure();
+    message.type = object.type ?? "";
+    message.message = object.message ?? "";
+    message.exitCode = object.exitCode ?? 0;
+    message.signal = object.signal ?? 0;
+    message.stdout = object.stdout ?? Buffer.alloc(0);
+    message.stderr = object.stderr ?? Buffer.alloc(0);
     return message;
   },
 };
