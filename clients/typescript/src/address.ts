@@ -1,30 +1,58 @@
 // Where the daemon is: the address given, else $DUKAT_ADDRESS, else the socket dukatd listens
-// on by default (dukatd/config.py default_listen: dukatd.sock in $RUNTIME_DIRECTORY, else
-// $XDG_RUNTIME_DIR, else the private /tmp/dukatd-$UID/).
+// on by default (dukat/defaults.py default_address: dukatd.sock in $RUNTIME_DIRECTORY, else
+// $XDG_RUNTIME_DIR, else the private /tmp/dukatd-$UID/). A unix socket is always written
+// `unix:/path`; a bare path is refused with that spelling (unix_spelling there), since grpc
+// would look it up as a host name and fail only once the reconnect policy gave up.
 import { statSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { homedir } from "node:os";
+import { isAbsolute } from "node:path";
 
 export const SOCKET_NAME = "dukatd.sock";
 
-/** The address to dial, as grpc-js takes it: `unix:/path` or `host:port`. */
+// Schemes of grpc's target names (and the `unix:` of dukatd's --listen): an address with one of
+// them says what it is.
+const SCHEMES = ["unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:"];
+
+/** `address`, else $DUKAT_ADDRESS, else the daemon's default socket; checked. */
 export function resolveAddress(
   address: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): string {
-  const given = address?.trim() || env["DUKAT_ADDRESS"]?.trim();
-  if (!given) {
-    return defaultAddress(env);
-  }
-  if (/^[a-z][a-z0-9+.-]*:/i.test(given) && !isHostPort(given)) {
-    return given; // unix:, and grpc-js's own schemes (dns:, ipv4:, ipv6:)
-  }
-  if (given.startsWith("/") || given.startsWith(".") || isSocket(given)) {
+  if (address !== undefined) return checkAddress(address);
+  const fromEnvironment = env["DUKAT_ADDRESS"];
+  if (fromEnvironment) return checkAddress(fromEnvironment, "DUKAT_ADDRESS");
+  return defaultAddress(env);
+}
+
+/** `address` if it can name a daemon; else a TypeError saying how to write it. `where` names
+ * the setting in the message. */
+export function checkAddress(address: string, where = "address"): string {
+  if (typeof address !== "string" || !address.trim()) {
     throw new TypeError(
-      `${JSON.stringify(given)} looks like a unix socket's path: write ` +
-        `unix:${resolve(given)} (an address without a scheme is host:port)`,
+      `${where} must name a daemon, like 'unix:/run/dukatd/dukatd.sock' or 'localhost:7070', ` +
+        `not ${JSON.stringify(address)}`,
     );
   }
-  return given;
+  const unix = unixSpelling(address);
+  if (unix !== undefined) {
+    throw new TypeError(
+      `${where} '${address}' is a unix socket's path without its scheme, which grpc would ` +
+        `look up as a host name: write '${unix}'`,
+    );
+  }
+  return address;
+}
+
+/** `unix:PATH` when `address` is a unix socket's path written without its scheme: it names a
+ * socket file, or looks like a path (it starts with `/`, `./`, `../` or `~/`, or ends in
+ * `.sock`); else undefined. */
+export function unixSpelling(address: string): string | undefined {
+  const text = address.trim();
+  if (!text || SCHEMES.some((scheme) => text.startsWith(scheme))) return undefined;
+  const path = text.startsWith("~/") ? `${homedir()}${text.slice(1)}` : text;
+  const looksLikeAPath =
+    ["/", "./", "../", "~/"].some((start) => text.startsWith(start)) || text.endsWith(".sock");
+  return looksLikeAPath || isSocket(path) ? `unix:${path}` : undefined;
 }
 
 /** `unix:` and the socket dukatd listens on when it is given no --listen. */
@@ -43,15 +71,10 @@ function firstAbsolute(value: string | undefined): string | undefined {
   return isAbsolute(first) ? first : undefined;
 }
 
-// "localhost:7070" also matches the scheme pattern: a port after the colon makes it one.
-function isHostPort(text: string): boolean {
-  return /^[^:/]+:\d+$/.test(text);
-}
-
 function isSocket(path: string): boolean {
   try {
     return statSync(path).isSocket();
   } catch {
-    return false;
+    return false; // no such file; a name with a NUL
   }
 }

@@ -18,8 +18,8 @@ import {
   status,
 } from "@grpc/grpc-js";
 
-import { resolveAddress } from "./address.js";
-import { fromServiceError, isServiceError } from "./errors.js";
+import { defaultAddress, resolveAddress } from "./address.js";
+import { fromServiceError, isServiceError, UnavailableError } from "./errors.js";
 import { CircuitBreakerServiceClient } from "./gen/dukat/v1/breaker.js";
 import { DaemonServiceClient } from "./gen/dukat/v1/daemon.js";
 import { SchedulerServiceClient } from "./gen/dukat/v1/scheduler.js";
@@ -39,6 +39,12 @@ export const CLIENT_ID_KEY = "dukat-client-id";
 /** The daemon's default message limit: room for a 100,000-task Submit. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+// Codes a call can end with without the daemon having answered it.
+const NOT_AN_ANSWER: ReadonlySet<status> = new Set([
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.CANCELLED,
+]);
 const KEEPALIVE_TIME_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 20_000;
 // grpc's own reconnect backoff starts at 1 s and grows to 120 s: after a daemon restart a
@@ -106,6 +112,9 @@ export class Connection {
   readonly breakers: CircuitBreakerServiceClient;
   readonly daemon: DaemonServiceClient;
   readonly logger: Logger;
+  /** Whether the daemon has answered on this connection yet: until then, an unreachable
+   * daemon is given up on after the policy's `connectWithin`. */
+  reached = false;
   private readonly metadata: Metadata;
   private closed = false;
 
@@ -147,27 +156,58 @@ export class Connection {
     request: Request,
     { idempotent = true }: { idempotent?: boolean } = {},
   ): Promise<Response> {
-    const backoff = new Backoff(this.reconnect);
+    const backoff = this.backoff();
     for (;;) {
+      let response: Response;
       try {
-        return await new Promise<Response>((resolve, reject) => {
-          method(request, this.callMetadata(), {}, (error, response) =>
-            error ? reject(error) : resolve(response),
+        response = await new Promise<Response>((resolve, reject) => {
+          method(request, this.callMetadata(), {}, (error, answer) =>
+            error ? reject(error) : resolve(answer),
           );
         });
       } catch (error) {
         if (!isServiceError(error)) throw error;
-        if (
-          idempotent &&
-          error.code === status.UNAVAILABLE &&
-          !this.closed &&
-          (await backoff.wait())
-        ) {
-          continue;
+        if (error.code !== status.UNAVAILABLE) {
+          this.answered(error);
+          throw fromServiceError(error);
         }
-        throw fromServiceError(error);
+        if (idempotent && !this.closed && (await backoff.wait())) continue;
+        throw this.unavailable(error, backoff);
       }
+      this.reached = true;
+      return response;
     }
+  }
+
+  /** A run of retries under this connection's policy and its first-contact budget. */
+  backoff(): Backoff {
+    return new Backoff(this.reconnect, () => this.reached);
+  }
+
+  /** Note that `error` came from the daemon (not from failing to reach it). */
+  answered(error: ServiceError): void {
+    if (!NOT_AN_ANSWER.has(error.code)) this.reached = true;
+  }
+
+  /** The error for a daemon given up on: its address, how long, and what to check. */
+  unavailable(error: ServiceError, backoff: Backoff): UnavailableError {
+    const details = error.details || "unavailable";
+    const waited = backoff.retrying ? ` for ${(backoff.waited / 1000).toFixed(1)}s` : "";
+    let message: string;
+    if (this.reached) {
+      message = `lost dukatd at ${this.address}, not back${waited}: ${details}`;
+    } else {
+      const fallback = defaultAddress();
+      const where =
+        this.address === fallback
+          ? "that is its default socket"
+          : `by default it listens on ${fallback}`;
+      message =
+        `cannot reach dukatd at ${this.address} (tried${waited}: ${details}). Is dukatd ` +
+        `running? Start it with \`dukatd\` (\`make run\` in a checkout); ${where}`;
+    }
+    const unavailable = new UnavailableError(error.details, error.code, error.metadata, message);
+    return Object.assign(unavailable, { cause: error });
   }
 
   close(): void {

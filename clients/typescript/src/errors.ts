@@ -40,9 +40,15 @@ export class DaemonError extends DukatError {
   /** The call's trailing metadata. */
   readonly metadata: Metadata;
 
-  constructor(details: string, code: status = status.UNKNOWN, metadata = new Metadata()) {
+  /** `message`: the error's message when it says more than the status's `details`. */
+  constructor(
+    details: string,
+    code: status = status.UNKNOWN,
+    metadata = new Metadata(),
+    message?: string,
+  ) {
     const codeName = status[code] ?? String(code);
-    super(details || `the daemon answered ${codeName}`);
+    super(message ?? (details || `the daemon answered ${codeName}`));
     this.code = code;
     this.codeName = codeName;
     this.details = details;

@@ -22,6 +22,7 @@ const POLL: ReconnectPolicy = Object.freeze({
   maxBackoff: 1_000,
   multiplier: 2,
   giveUpAfter: null,
+  connectWithin: null,
 });
 
 /** Options of `watch`. */
@@ -127,16 +128,18 @@ export class JobHandle {
   /** `watch`; `jobEventsOnly`: the daemon leaves out task events (`wait` needs none). */
   private async *events(afterSequence: number, jobEventsOnly: boolean): AsyncGenerator<Event> {
     let last = afterSequence;
-    const backoff = new Backoff(this.connection.reconnect);
+    const connection = this.connection;
+    const backoff = connection.backoff();
     for (;;) {
       const request = WatchRequest.create({
         jobId: this.jobId,
         afterSequence: BigInt(last),
         jobEventsOnly,
       });
-      const call = this.connection.scheduler.watch(request, this.connection.callMetadata());
+      const call = connection.scheduler.watch(request, connection.callMetadata());
       try {
         for await (const response of call) {
+          connection.reached = true;
           backoff.reset();
           for (const message of (response as WatchResponse).events) {
             const sequence = Number(message.sequence);
@@ -149,14 +152,12 @@ export class JobHandle {
         return;
       } catch (error) {
         if (!isServiceError(error)) throw error;
-        if (
-          error.code === status.UNAVAILABLE &&
-          !this.connection.isClosed &&
-          (await backoff.wait())
-        ) {
-          continue;
+        if (error.code !== status.UNAVAILABLE) {
+          connection.answered(error);
+          throw fromServiceError(error);
         }
-        throw fromServiceError(error);
+        if (!connection.isClosed && (await backoff.wait())) continue;
+        throw connection.unavailable(error, backoff);
       } finally {
         call.cancel(); // the consumer stopped early: end the stream on the daemon too
       }

@@ -18,7 +18,8 @@
 //
 // `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
 // it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
-// holds, sends the results, closes its side of the stream and ends, losing nothing.
+// holds (an assignment already on its way included) and sends the results; the daemon ends the
+// stream once it holds nothing, and the worker ends, losing nothing.
 import { hostname } from "node:os";
 
 import { type ClientDuplexStream, type ServiceError, status } from "@grpc/grpc-js";
@@ -118,8 +119,6 @@ export class Worker {
   private lastHeard = 0;
   /** Why the worker ended the stream itself, for the log. */
   private gaveUp: string | undefined;
-  /** Drained: every result sent and our side of the stream closed. */
-  private handedIn = false;
   private maxResultBytes = 0;
 
   constructor(
@@ -185,8 +184,8 @@ export class Worker {
   /**
    * Stop taking tasks, finish those held, hand in their results, then stop serving: tells the
    * daemon it is draining (WorkerUpdate.draining: it assigns nothing more), lets every running
-   * attempt end and sends its result, then closes its side; the daemon ends the stream.
-   * Resolves when the worker has ended. Attempts still running after `grace` ms (default: no
+   * attempt end (one already on its way too) and sends its result; the daemon ends the stream
+   * once the worker holds nothing. Resolves when the worker has ended. Attempts still running after `grace` ms (default: no
    * limit) are aborted as `stop` aborts them: the daemon runs those again. A worker not
    * connected just stops.
    */
@@ -310,15 +309,12 @@ export class Worker {
     this.results = [];
     this.progress.clear();
     this.blocked = false;
-    this.handedIn = false;
   }
 
   // -- attempts -------------------------------------------------------------------------------
 
   private take(response: WorkResponse): void {
     for (const assignment of response.assignments) {
-      // Our side is closed: the daemon counts these as lost with the worker that leaves.
-      if (this.handedIn) break;
       const task = new DispatchTask(assignment, this.onProgress);
       if (this.running.has(task.key)) continue; // the same attempt twice: never run it twice
       const running: Running = { task, controller: new AbortController(), timer: undefined };
@@ -425,7 +421,7 @@ export class Worker {
   /** Write one update of every result and progress report held (empty: a heartbeat). */
   private flush(): void {
     const call = this.call;
-    if (call === undefined || !this.connectedNow || call.writableEnded) return;
+    if (call === undefined || !this.connectedNow) return;
     const results = this.results;
     this.results = [];
     const progress = [...this.progress.values()];
@@ -444,10 +440,6 @@ export class Worker {
         this.blocked = false;
         if (this.results.length > 0 || this.progress.size > 0) this.scheduleFlush();
       });
-    }
-    if (this.draining && this.running.size === 0) {
-      this.handedIn = true;
-      call.end(); // all held is reported: close our side, the daemon ends the stream
     }
   }
 

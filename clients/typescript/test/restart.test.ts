@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { connect, type Event, exec } from "../src/index.js";
+import { connect, type Event, exec, NotFoundError, UnavailableError } from "../src/index.js";
 import { Dukatd, until } from "./dukatd.js";
 
 test("a watch resumes after a daemon restart with no gap and no duplicate", async () => {
@@ -64,6 +64,7 @@ test("a watch resumes after a daemon restart with no gap and no duplicate", asyn
 test("submit rides out a daemon restart, and its request id makes the repeat safe", async () => {
   await using daemon = await Dukatd.start({ journaled: true, args: ["--allow-exec"] });
   await using client = connect(daemon.address);
+  await client.status(); // reached once: an outage is ridden out for giveUpAfter, not connectWithin
   assert.equal(await daemon.terminate(), 0);
 
   const submitted = client.submit([exec("t", ["true"])], { requestId: "once-only" });
@@ -76,4 +77,16 @@ test("submit rides out a daemon restart, and its request id makes the repeat saf
   const jobs = [];
   for await (const found of client.listJobs()) jobs.push(found.jobId);
   assert.deepEqual(jobs, [handle.jobId]);
+});
+
+test("a daemon lost and not back within giveUpAfter is said as lost, with its address", async () => {
+  await using daemon = await Dukatd.start();
+  await using client = connect(daemon.address, { reconnect: { giveUpAfter: 300 } });
+  await assert.rejects(client.getJob("unknown"), NotFoundError); // reached: the daemon answered
+  assert.equal(await daemon.terminate(), 0);
+
+  const error = await client.getJob("unknown").catch((e: unknown) => e);
+
+  assert.ok(error instanceof UnavailableError, String(error));
+  assert.match(error.message, new RegExp(`^lost dukatd at ${daemon.address}, not back for `));
 });
