@@ -136,6 +136,7 @@ function taskSpecToProto(task: TaskSpec): TaskSpecProto {
     priority: task.priority ?? 0,
     triggerRule: task.triggerRule === undefined ? 0 : TRIGGER_RULES.toProto(task.triggerRule),
     labels: { ...task.labels },
+    maxInterruptions: task.maxInterruptions,
     action:
       action.type === "exec"
         ? {
@@ -200,6 +201,7 @@ export function taskStatusFromProto(task: TaskStatusProto): TaskStatus {
     id: task.id,
     state: TASK_STATES.fromProto(task.state),
     attempts: task.attempts,
+    interruptions: task.interruptions,
     error: task.error,
     startedAt: task.startedAt,
     finishedAt: task.finishedAt,
@@ -207,6 +209,9 @@ export function taskStatusFromProto(task: TaskStatusProto): TaskStatus {
     progressMessage: task.progressMessage,
     description: task.description,
     result: taskResultFromProto(task.result),
+    failure: task.failure && { ...task.failure },
+    waitingFor: task.waitingFor,
+    waitingForQueue: task.waitingForQueue,
   };
 }
 
@@ -273,6 +278,14 @@ export function eventFromProto(message: EventProto): Event | undefined {
         taskId: kind.value.taskId,
         stream: kind.value.stream === OutputStream.OUTPUT_STREAM_STDERR ? "stderr" : "stdout",
         text: kind.value.text,
+      };
+    case "taskWaiting":
+      return {
+        type: "TaskWaiting",
+        ...head,
+        taskId: kind.value.taskId,
+        waitingFor: kind.value.waitingFor,
+        queue: kind.value.queue,
       };
     case "snapshot":
       return kind.value.job === undefined

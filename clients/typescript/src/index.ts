@@ -50,11 +50,13 @@ export type {
   JobStateChanged,
   Snapshot,
   TaskCounts,
+  TaskFailure,
   TaskOutput,
   TaskProgress,
   TaskResult,
   TaskStateChanged,
   TaskStatus,
+  TaskWaiting,
 } from "./results.js";
 export {
   type DispatchAction,

@@ -3,7 +3,7 @@
 import { status } from "@grpc/grpc-js";
 
 import type { Connection } from "./connection.js";
-import { eventFromProto, jobFromProto, taskResultFromProto } from "./convert.js";
+import { eventFromProto, jobFromProto, taskStatusFromProto } from "./convert.js";
 import {
   fromServiceError,
   isServiceError,
@@ -13,7 +13,7 @@ import {
 import type { Job } from "./gen/dukat/v1/job.js";
 import { WatchRequest, type WatchResponse } from "./gen/dukat/v1/scheduler.js";
 import { Backoff, type ReconnectPolicy } from "./reconnect.js";
-import type { Event, JobSnapshot, TaskResult } from "./results.js";
+import type { Event, JobSnapshot, TaskStatus } from "./results.js";
 import { isTerminal } from "./states.js";
 
 /** How `wait` polls GetJob while the daemon refuses it a Watch (jittered, as retries are). */
@@ -34,8 +34,7 @@ export interface WatchOptions {
 
 /** Options of `cancel`. */
 export interface CancelOptions {
-  /** Why, in words; by the contract kept in the cancelled tasks' errors and the job's
-   * message (dukatd does not keep it yet). */
+  /** Why, in words; kept in the cancelled tasks' errors and the job's message. */
   readonly reason?: string;
   /** Cancel these tasks and everything downstream of them; default: the whole job. */
   readonly taskIds?: readonly string[];
@@ -56,16 +55,17 @@ export class JobHandle {
     if (!jobId) throw new TypeError("a JobHandle needs the id of a job, not an empty string");
   }
 
-  /** The job now, with every task (GetJob), results included. */
+  /** The job now, with every task (GetJob), results and failures' output included. */
   async get(): Promise<JobSnapshot> {
     const job = await this.getJob();
     const snapshot = jobFromProto(job);
-    const missing = job.tasks.filter((task) => task.resultOmitted).map((task) => task.id);
-    if (missing.length === 0) return snapshot;
-    const fetched = await this.fetchResults(missing);
-    const tasks = snapshot.tasks.map((task) =>
-      fetched.has(task.id) ? { ...task, result: fetched.get(task.id) } : task,
-    );
+    const omitted = job.tasks.filter((task) => task.resultOmitted).map((task) => task.id);
+    if (omitted.length === 0) return snapshot;
+    const fetched = await this.fetchOmitted(omitted);
+    const tasks = snapshot.tasks.map((task) => {
+      const whole = fetched.get(task.id);
+      return whole === undefined ? task : { ...task, result: whole.result, failure: whole.failure };
+    });
     return { ...snapshot, tasks };
   }
 
@@ -81,18 +81,15 @@ export class JobHandle {
     return response.job;
   }
 
-  /** The results a GetJob left out (over the daemon's budget), asked for by task id. Each
-   * answer brings as many as fit; one that brings none (a single result bigger than the
-   * budget) ends the loop rather than asking forever. */
-  private async fetchResults(taskIds: string[]): Promise<Map<string, TaskResult | undefined>> {
-    const fetched = new Map<string, TaskResult | undefined>();
+  /** The tasks whose results (or failures' output tails) a GetJob left out, over the
+   * daemon's budget, asked for by id: each answer brings as many as fit; one that brings
+   * none (a single result bigger than the budget) ends the loop rather than asking forever. */
+  private async fetchOmitted(taskIds: string[]): Promise<Map<string, TaskStatus>> {
+    const fetched = new Map<string, TaskStatus>();
     while (taskIds.length > 0) {
       const job = await this.getJob(taskIds);
-      taskIds = [];
-      for (const task of job.tasks) {
-        if (task.resultOmitted) taskIds.push(task.id);
-        else if (task.result !== undefined) fetched.set(task.id, taskResultFromProto(task.result));
-      }
+      for (const task of job.tasks) fetched.set(task.id, taskStatusFromProto(task));
+      taskIds = job.tasks.filter((task) => task.resultOmitted).map((task) => task.id);
       if (taskIds.length === job.tasks.length) break;
     }
     return fetched;

@@ -13,12 +13,32 @@ export type TaskResult =
       readonly stderr: Uint8Array;
     };
 
+/** Why a task FAILED, as data: its last attempt's error. */
+export interface TaskFailure {
+  /** The error's kind: a dispatch task's WorkError.type as its worker sent it; else the
+   * daemon's error class (TaskProcessError, TaskTimeoutError, CircuitBreakerError,
+   * TaskInterruptedError). */
+  readonly type: string;
+  /** The error in words, without its type. */
+  readonly message: string;
+  /** An exec task's process that exited non-zero: its status; 0 otherwise. */
+  readonly exitCode: number;
+  /** The signal that killed an exec task's process; 0 when none did. */
+  readonly signal: number;
+  /** The ends of what the process wrote (getJob and wait only). */
+  readonly stdout: Uint8Array;
+  readonly stderr: Uint8Array;
+}
+
 /** A task at one moment. */
 export interface TaskStatus {
   readonly id: string;
   readonly state: TaskState;
-  /** Attempts started so far (the current one included). */
+  /** Attempts started so far (the current one included), the interrupted ones too. */
   readonly attempts: number;
+  /** Of the attempts, those interrupted (the daemon restarted, the worker left): they count
+   * against the task's maxInterruptions, not its retry policy. */
+  readonly interruptions: number;
   /** The error of the last failed attempt, or why the task was skipped or cancelled. */
   readonly error: string;
   readonly startedAt: Date | undefined;
@@ -29,6 +49,13 @@ export interface TaskStatus {
   readonly description: string;
   /** What the task gave, when it SUCCEEDED (getJob and wait only: never in events). */
   readonly result: TaskResult | undefined;
+  /** Why it failed, when it FAILED (`error` says it in words). */
+  readonly failure: TaskFailure | undefined;
+  /** What a READY task waits for when it may never come by itself: "a worker for queue 'q'
+   * (none connected)"; empty otherwise (getJob and wait only). */
+  readonly waitingFor: string;
+  /** The dispatch queue `waitingFor` is about (start a worker serving it); empty otherwise. */
+  readonly waitingForQueue: string;
 }
 
 /** How many of a job's tasks are in each state. */
@@ -93,6 +120,17 @@ export interface TaskOutput extends EventHead {
   readonly text: string;
 }
 
+/** A READY task waits for something that may never come by itself: a worker for its dispatch
+ * queue when none is connected. Once per task (and daemon run); its state does not change. */
+export interface TaskWaiting extends EventHead {
+  readonly type: "TaskWaiting";
+  readonly taskId: string;
+  /** In words: "a worker for queue 'q' (none connected)". */
+  readonly waitingFor: string;
+  /** The dispatch queue it waits on a worker of; empty for another wait. */
+  readonly queue: string;
+}
+
 /** The whole job, instead of events the daemon no longer holds. */
 export interface Snapshot extends EventHead {
   readonly type: "Snapshot";
@@ -100,4 +138,10 @@ export interface Snapshot extends EventHead {
 }
 
 /** One thing that happened to a job; `type` says which. */
-export type Event = JobStateChanged | TaskStateChanged | TaskProgress | TaskOutput | Snapshot;
+export type Event =
+  | JobStateChanged
+  | TaskStateChanged
+  | TaskProgress
+  | TaskOutput
+  | TaskWaiting
+  | Snapshot;

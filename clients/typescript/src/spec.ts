@@ -69,6 +69,10 @@ export interface TaskOptions {
   readonly triggerRule?: TriggerRule;
   /** Free-form key/value labels, for people and tools. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** How many interrupted attempts the task is run again after (an attempt lost through no
+   * fault of the task: the daemon restarted, its worker left); they do not count against
+   * `retry`. Default the daemon's, 3; 0: the task runs at most once. */
+  readonly maxInterruptions?: number;
 }
 
 /** One task of a job. */

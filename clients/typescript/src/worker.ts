@@ -9,8 +9,8 @@
 // A worker outlives its daemon (a restart, an upgrade). When the stream ends, breaks (any
 // status but a fatal one), or, from a daemon that heartbeats too (welcome.daemon_heartbeats),
 // nothing is heard for the welcome's heartbeat timeout (a daemon stopped or cut off behind a
-// connection that looks open), the daemon has taken our tasks back (or will) and retries them
-// by their policy: the handlers still running are aborted (their results would be for
+// connection that looks open), the daemon has taken our tasks back (or will) and runs them
+// again (interrupted, not failed): the handlers still running are aborted (their results would be for
 // attempts no longer current, on a stream that is gone) and the worker says hello again at
 // the same address after a backoff (0.1 s doubling to 5 s, jittered, from the start again once
 // a daemon welcomes it), until it is stopped. A status no new stream can change (FATAL_CODES:
@@ -172,8 +172,8 @@ export class Worker {
     return this.connectedNow ? Promise.resolve() : this.welcomed.promise;
   }
 
-  /** Stop serving now: attempts still running are aborted (the daemon retries them by their
-   * policy). Resolves when the worker has ended; rejects with the fatal error that ended it
+  /** Stop serving now: attempts still running are aborted (interrupted: the daemon runs them
+   * again). Resolves when the worker has ended; rejects with the fatal error that ended it
    * before, if one did. */
   async stop(): Promise<void> {
     this.stopping.abort();

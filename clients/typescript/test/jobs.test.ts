@@ -31,6 +31,8 @@ after(async () => {
   await daemon?.stop();
 });
 
+const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
+
 async function collect(events: AsyncIterable<Event>): Promise<Event[]> {
   const seen: Event[] = [];
   for await (const event of events) seen.push(event);
@@ -129,16 +131,12 @@ test("cancel a running job: every task ends CANCELLED, a repeat cancels nothing"
   );
 });
 
-test(
-  "cancel with a reason: the cancelled tasks' errors and the job's message say it",
-  { todo: "dukatd does not keep CancelRequest.reason (its TODO(engine) in scheduler_service.py)" },
-  async () => {
-    const done = await cancelledWhileRunning("no longer needed");
+test("cancel with a reason: the cancelled tasks' errors and the job's message say it", async () => {
+  const done = await cancelledWhileRunning("no longer needed");
 
-    assert.match(done.message, /no longer needed/);
-    assert.match(done.tasks[0]?.error ?? "", /no longer needed/);
-  },
-);
+  assert.match(done.message, /no longer needed/);
+  assert.match(done.tasks[0]?.error ?? "", /no longer needed/);
+});
 
 test("cancel some tasks: they and their downstream, the rest runs on", async () => {
   const handle = await client.submit([
@@ -276,9 +274,9 @@ test("watch after a sequence gives only the events after it", async () => {
   assert.throws(() => handle.watch({ afterSequence: -1 }), RangeError);
 });
 
-test("a failed task fails the job, with its error in words", async () => {
+test("a failed task fails the job, with its error in words and as data", async () => {
   const handle = await client.submit([
-    exec("fails", ["sh", "-c", "echo broken >&2; exit 3"]),
+    exec("fails", ["sh", "-c", "echo out; echo broken >&2; exit 3"]),
     exec("skipped", ["true"], { dependencies: ["fails"] }),
   ]);
 
@@ -287,8 +285,17 @@ test("a failed task fails the job, with its error in words", async () => {
   assert.equal(done.state, "FAILED");
   const [fails, skipped] = done.tasks;
   assert.equal(fails?.state, "FAILED");
-  assert.match(fails?.error ?? "", /exited with code 3: broken/);
+  assert.match(fails?.error ?? "", /exited with code 3; stderr ends: broken/);
+  assert.deepEqual(fails?.failure && { ...fails.failure, stdout: text(fails.failure.stdout) }, {
+    type: "TaskProcessError",
+    message: "'sh' exited with code 3; stderr ends: broken",
+    exitCode: 3,
+    signal: 0,
+    stdout: "out\n",
+    stderr: Buffer.from("broken\n"),
+  });
   assert.equal(skipped?.state, "SKIPPED");
+  assert.equal(skipped?.failure, undefined);
 });
 
 test("exec on a daemon without --allow-exec is PermissionDeniedError", async () => {

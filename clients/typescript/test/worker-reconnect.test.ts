@@ -30,7 +30,7 @@ test("a worker reconnects to the daemon that replaces its own, and serves its ta
     return Buffer.from(`served on attempt ${task.attempt}`);
   });
   await worker.untilConnected();
-  const handle = await client.submit([dispatch("held", "q", "", { retry: 3 })]);
+  const handle = await client.submit([dispatch("held", "q")]); // interrupted, not failed
   await until("the first attempt runs", () => attempts.length === 1);
 
   assert.equal(await daemon.terminate(), 0); // a restart, say for an upgrade
@@ -46,6 +46,7 @@ test("a worker reconnects to the daemon that replaces its own, and serves its ta
     "served on attempt 2",
   );
   assert.deepEqual(attempts, [1, 2]);
+  assert.equal(done.tasks[0]?.interruptions, 1);
   await worker.stop();
 });
 

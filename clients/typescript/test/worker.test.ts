@@ -207,6 +207,8 @@ test("a handler's error fails the attempt: retried by policy, never for a NonRet
     assert.equal(fatal?.state, "FAILED");
     assert.equal(fatal?.attempts, 1);
     assert.match(fatal?.error ?? "", /NonRetryableError: no point retrying/);
+    assert.equal(fatal?.failure?.type, "NonRetryableError");
+    assert.equal(fatal?.failure?.message, "no point retrying");
     assert.equal(notBytes?.state, "FAILED");
     assert.match(notBytes?.error ?? "", /TypeError: .*Uint8Array/);
   } finally {
@@ -239,7 +241,7 @@ test("a worker never runs more attempts at once than its concurrency", async () 
   }
 });
 
-test("stop aborts the attempts running; the daemon gives them to the next worker", async () => {
+test("stop aborts the attempts running: interrupted, they go to the next worker", async () => {
   const started = gate();
   const reasons: unknown[] = [];
   const first = client.worker("handover", async (_task, signal) => {
@@ -247,7 +249,7 @@ test("stop aborts the attempts running; the daemon gives them to the next worker
     reasons.push(await aborted(signal));
     return new Uint8Array();
   });
-  const handle = await client.submit([dispatch("moved", "handover", "", { retry: 2 })]);
+  const handle = await client.submit([dispatch("moved", "handover")]); // no retry: not needed
   await started.promise;
 
   await first.stop();
@@ -260,8 +262,54 @@ test("stop aborts the attempts running; the daemon gives them to the next worker
       done.tasks[0]?.result?.type === "dispatch" && text(done.tasks[0].result.payload),
       "#2",
     );
+    assert.equal(done.tasks[0]?.interruptions, 1, "interrupted, not failed");
     assert.equal(reasons.length, 1);
   } finally {
     await second.stop();
+  }
+});
+
+test("maxInterruptions 0: a task whose worker leaves fails rather than running again", async () => {
+  const started = gate();
+  const leaving = client.worker("once", async (_task, signal) => {
+    started.open();
+    await aborted(signal);
+    return new Uint8Array();
+  });
+  const handle = await client.submit([dispatch("once", "once", "", { maxInterruptions: 0 })]);
+  await started.promise;
+
+  await leaving.stop();
+  const done = await handle.wait();
+
+  assert.equal(done.state, "FAILED");
+  assert.equal(done.tasks[0]?.failure?.type, "TaskInterruptedError");
+});
+
+test("a task on a queue nobody serves says what it waits for, until a worker comes", async () => {
+  const handle = await client.submit([dispatch("lonely", "nobody-yet")]);
+  let waiting: Event | undefined;
+  for await (const event of handle.watch()) {
+    if (event.type === "TaskWaiting") {
+      waiting = event;
+      break;
+    }
+  }
+  assert.equal(waiting?.type, "TaskWaiting");
+  assert.equal(waiting.taskId, "lonely");
+  assert.equal(waiting.queue, "nobody-yet");
+  assert.match(waiting.waitingFor, /nobody-yet/);
+  const [ready] = (await handle.get()).tasks;
+  assert.equal(ready?.state, "READY");
+  assert.equal(ready?.waitingForQueue, "nobody-yet");
+  assert.equal(ready?.waitingFor, waiting.waitingFor);
+
+  const worker = client.worker("nobody-yet", async (task) => task.payload);
+  try {
+    const done = await handle.wait();
+    assert.equal(done.state, "SUCCEEDED");
+    assert.equal(done.tasks[0]?.waitingFor, "");
+  } finally {
+    await worker.stop();
   }
 });
