@@ -1,7 +1,10 @@
 // @dukat/client: the TypeScript client of dukatd, the dukat task runner's daemon.
 //
 //   const client = connect("unix:/run/dukatd/dukatd.sock");
-//   const handle = await client.submit([exec("a", ["true"]), exec("b", ["true"], { dependencies: ["a"] })]);
+//   const handle = await client.submit([
+//     exec("a", ["true"]),
+//     exec("b", ["true"], { dependencies: ["a"] }),
+//   ]);
 //   for await (const event of handle.watch()) console.log(event.sequence, event.type);
 //   const done = await handle.wait();
 //

@@ -10,10 +10,10 @@
 // status but a fatal one), or, from a daemon that heartbeats too (welcome.daemon_heartbeats),
 // nothing is heard for the welcome's heartbeat timeout (a daemon stopped or cut off behind a
 // connection that looks open), the daemon has taken our tasks back (or will) and runs them
-// again (interrupted, not failed): the handlers still running are aborted (their results would be for
-// attempts no longer current, on a stream that is gone) and the worker says hello again at
-// the same address after a backoff (0.1 s doubling to 5 s, jittered, from the start again once
-// a daemon welcomes it), until it is stopped. A status no new stream can change (FATAL_CODES:
+// again (interrupted, not failed): the handlers still running are aborted (their results
+// would be for attempts no longer current, on a stream that is gone) and the worker says hello
+// again at the same address after a backoff (0.1 s doubling to 5 s, jittered, from the start
+// again once a daemon welcomes it), until it is stopped. A status no new stream can change (FATAL_CODES:
 // a wrong token, a refused hello, a daemon serving no workers) ends the worker with its error.
 //
 // `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
