@@ -8,7 +8,7 @@ import { connect, dispatch } from "../src/index.js";
 import { Dukatd, until } from "./dukatd.js";
 
 // Short heartbeat terms both ways (dukatd's are 10 s and 30 s), so that silence shows soon.
-const HEARTBEATS = ["--worker-heartbeat-interval", "50ms", "--worker-heartbeat-timeout", "250ms"];
+const HEARTBEATS = ["--worker-heartbeat-interval", "100ms", "--worker-heartbeat-timeout", "1s"];
 const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
 
 test("a worker reconnects to the daemon that replaces its own, and serves its tasks", async () => {
@@ -54,7 +54,7 @@ test("heartbeats keep an attempt that outlasts the heartbeat timeout alive", asy
   await using daemon = await Dukatd.start({ args: HEARTBEATS });
   await using client = connect(daemon.address);
   const worker = client.worker("long", async (task) => {
-    await new Promise((resolve) => setTimeout(resolve, 1_000)); // four heartbeat timeouts
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // past the heartbeat timeout
     return Buffer.from(`attempt ${task.attempt}`);
   });
   try {
