@@ -251,7 +251,7 @@ def test_job_snapshot_round_trip_and_counts() -> None:
     counts = message.task_counts
     assert (counts.succeeded, counts.failed, counts.skipped, counts.running) == (1, 1, 1, 0)
     assert not message.tasks[1].HasField("progress")
-    assert [task.interruptions for task in message.tasks] == [0, 2, 0]
+    assert [task.interruptions for task in message.tasks] == [0, 2, 0, 0]
     listed = convert.job_to_proto(snapshot(), with_tasks=False)
     assert not listed.tasks and listed.task_counts == counts
 
