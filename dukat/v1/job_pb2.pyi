@@ -664,6 +664,7 @@ class TaskStatus(_message.Message):
     RESULT_OMITTED_FIELD_NUMBER: _builtins.int
     INTERRUPTIONS_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
+    CARRIED_FROM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
@@ -689,6 +690,11 @@ class TaskStatus(_message.Message):
     interruptions: _builtins.int
     """Of the attempts, those interrupted so far (the daemon restarted, the worker left, ...):
     they do not count against the retry policy, only against TaskSpec.max_interruptions.
+    """
+    carried_from: _builtins.str
+    """The job this task's outcome comes from, when it was carried over by a rerun
+    (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+    attempts, times and result are that job's. Empty for a task that ran in this job.
     """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
@@ -729,10 +735,11 @@ class TaskStatus(_message.Message):
         result_omitted: _builtins.bool = ...,
         interruptions: _builtins.int = ...,
         failure: Global___TaskFailure | None = ...,
+        carried_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "failure", b"failure", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "carried_from", b"carried_from", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015

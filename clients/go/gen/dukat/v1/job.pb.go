@@ -1024,7 +1024,11 @@ type TaskStatus struct {
 	// Why the task failed, when it FAILED: its last attempt's error as data (`error` says it in
 	// words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
 	// that results share (see result_omitted); Watch snapshots carry it without them.
-	Failure       *TaskFailure `protobuf:"bytes,13,opt,name=failure,proto3" json:"failure,omitempty"`
+	Failure *TaskFailure `protobuf:"bytes,13,opt,name=failure,proto3" json:"failure,omitempty"`
+	// The job this task's outcome comes from, when it was carried over by a rerun
+	// (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+	// attempts, times and result are that job's. Empty for a task that ran in this job.
+	CarriedFrom   string `protobuf:"bytes,17,opt,name=carried_from,json=carriedFrom,proto3" json:"carried_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1148,6 +1152,13 @@ func (x *TaskStatus) GetFailure() *TaskFailure {
 		return x.Failure
 	}
 	return nil
+}
+
+func (x *TaskStatus) GetCarriedFrom() string {
+	if x != nil {
+		return x.CarriedFrom
+	}
+	return ""
 }
 
 // Why a task failed: the error of its last attempt, kept across restarts as a success's
@@ -1642,7 +1653,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x04\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1660,7 +1671,8 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	" \x01(\v2\x19.dukat.v1.TaskResultValueR\x06result\x12%\n" +
 	"\x0eresult_omitted\x18\v \x01(\bR\rresultOmitted\x12$\n" +
 	"\rinterruptions\x18\f \x01(\x05R\rinterruptions\x12/\n" +
-	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailureB\v\n" +
+	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailure\x12!\n" +
+	"\fcarried_from\x18\x11 \x01(\tR\vcarriedFromB\v\n" +
 	"\t_progress\"\xa0\x01\n" +
 	"\vTaskFailure\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +

@@ -556,7 +556,15 @@ export interface TaskStatus {
    * words); unset otherwise. GetJob fills it whole, its stdout and stderr within the budget
    * that results share (see result_omitted); Watch snapshots carry it without them.
    */
-  failure: TaskFailure | undefined;
+  failure:
+    | TaskFailure
+    | undefined;
+  /**
+   * The job this task's outcome comes from, when it was carried over by a rerun
+   * (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+   * attempts, times and result are that job's. Empty for a task that ran in this job.
+   */
+  carriedFrom: string;
 }
 
 /**
@@ -2287,6 +2295,7 @@ function createBaseTaskStatus(): TaskStatus {
     resultOmitted: false,
     interruptions: 0,
     failure: undefined,
+    carriedFrom: "",
   };
 }
 
@@ -2330,6 +2339,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.failure !== undefined) {
       TaskFailure.encode(message.failure, writer.uint32(106).fork()).join();
+    }
+    if (message.carriedFrom !== "") {
+      writer.uint32(138).string(message.carriedFrom);
     }
     return writer;
   },
@@ -2451,6 +2463,14 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.failure = TaskFailure.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.carriedFrom = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2494,6 +2514,11 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : false,
       interruptions: isSet(object.interruptions) ? globalThis.Number(object.interruptions) : 0,
       failure: isSet(object.failure) ? TaskFailure.fromJSON(object.failure) : undefined,
+      carriedFrom: isSet(object.carriedFrom)
+        ? globalThis.String(object.carriedFrom)
+        : isSet(object.carried_from)
+        ? globalThis.String(object.carried_from)
+        : "",
     };
   },
 
@@ -2538,6 +2563,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.failure !== undefined) {
       obj.failure = TaskFailure.toJSON(message.failure);
     }
+    if (message.carriedFrom !== "") {
+      obj.carriedFrom = message.carriedFrom;
+    }
     return obj;
   },
 
@@ -2563,6 +2591,7 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     message.failure = (object.failure !== undefined && object.failure !== null)
       ? TaskFailure.fromPartial(object.failure)
       : undefined;
+    message.carriedFrom = object.carriedFrom ?? "";
     return message;
   },
 };
