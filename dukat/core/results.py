@@ -107,6 +107,10 @@ class TaskStatus(NamedTuple):
     """Of `attempts`, those interrupted (as `TaskResult.interruptions`)."""
     failure: TaskFailure | None = None
     """Why the last attempt failed, when the task FAILED (`error` says it in words)."""
+    carried_from: str = ""
+    """The job this task's outcome was carried over from, when its job is a rerun
+    (`Scheduler.submit(..., rerun_of=)`) and the task had SUCCEEDED there: it did not run in
+    this job, and its attempts, times and result are that job's. Empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
