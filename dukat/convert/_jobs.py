@@ -114,6 +114,7 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         progress=status.progress,
         failure=None if failure is None else task_failure_to_proto(failure, tails=False),
         interruptions=status.interruptions,
+        carried_from=status.carried_from,
     )
 
 
@@ -148,6 +149,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         result=task_result_from_proto(task.result) if task.HasField("result") else None,
         failure=task_failure_from_proto(task.failure) if task.HasField("failure") else None,
         interruptions=task.interruptions,
+        carried_from=task.carried_from,
     )
 
 
