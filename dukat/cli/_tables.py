@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from dukat.core.breaker import CircuitBreakerState
+from dukat.core.events import CARRIED
 from dukat.core.results import JobSnapshot
 from dukat.core.states import JobState, TaskState
 from dukat.daemon_status import BreakerStatus, DaemonStatus
@@ -85,9 +86,8 @@ def job_table(job: JobSnapshot) -> RenderableType:
         duration = None
         if task.started_at is not None and task.finished_at is not None:
             duration = task.finished_at - task.started_at
-        error = (
-            task.error if len(task.error) <= ERROR_WIDTH else task.error[: ERROR_WIDTH - 1] + "…"
-        )
+        error = task.error or (f"{CARRIED}{task.carried_from}" if task.carried_from else "")
+        error = error if len(error) <= ERROR_WIDTH else error[: ERROR_WIDTH - 1] + "…"
         table.add_row(
             Text(mark, style=style),
             task.id,
