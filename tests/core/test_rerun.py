@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dukat.core import (
     CallableAction,
     JobSpec,
     JobState,
+    ManualClock,
     ProgressFold,
+    Scheduler,
     TaskSpec,
     TaskState,
     TriggerRule,
@@ -242,3 +247,55 @@ async def test_a_prepared_rerun_restored_before_it_started_keeps_its_carried_tas
         "extract",
         "clean",
     ]
+
+
+@st.composite
+def broken_dags(draw: st.DrawFn) -> tuple[list[tuple[str, tuple[str, ...], bool]], set[str]]:
+    """Up to 8 tasks, each after some of those before it, some ALL_DONE; some broken."""
+    tasks = []
+    for index in range(draw(st.integers(1, 8))):
+        earlier = [f"t{i}" for i in range(index)]
+        deps = draw(st.lists(st.sampled_from(earlier), unique=True, max_size=3)) if earlier else []
+        tasks.append((f"t{index}", tuple(deps), draw(st.booleans())))
+    broken = draw(st.sets(st.sampled_from([task_id for task_id, _, _ in tasks])))
+    return tasks, broken
+
+
+@settings(max_examples=150, deadline=None)
+@given(broken_dags())
+def test_a_rerun_of_the_same_job_fixed_runs_exactly_what_was_not_carried(dag) -> None:
+    """Carried: SUCCEEDED before, and every upstream carried (the definition, recursively);
+    each other task runs once, and the fixed job succeeds; its events fold to its counts."""
+    tasks, broken = dag
+
+    async def run() -> None:
+        pipeline = Pipeline()
+        pipeline.broken |= broken
+        rule = {True: TriggerRule.ALL_DONE, False: TriggerRule.ALL_SUCCESS}
+        spec = JobSpec(
+            tasks=tuple(
+                TaskSpec(task_id, pipeline.action(task_id), dependencies=deps, trigger_rule=rule[a])
+                for task_id, deps, a in tasks
+            )
+        )
+        async with Scheduler(clock=ManualClock()) as s:
+            old = s.submit(spec)
+            await finished(s, old)
+            before = {t.id: t.state for t in s.get_job(old).tasks}
+            carried: dict[str, bool] = {}
+            for task_id, deps, _ in tasks:  # upstreams come first
+                carried[task_id] = before[task_id] is S.SUCCEEDED and all(carried[d] for d in deps)
+            pipeline.calls.clear()
+            pipeline.broken.clear()
+            new = s.submit(spec, rerun_of=old)
+            assert await finished(s, new) is JobState.SUCCEEDED
+            assert sorted(pipeline.calls) == sorted(t for t, kept in carried.items() if not kept)
+            job = s.get_job(new)
+            assert {t.id for t in job.tasks if t.carried_from == old} == {
+                t for t, kept in carried.items() if kept
+            }
+            fold = ProgressFold(new, total=len(tasks))
+            fold.apply([e async for batch in s.watch(new) for e in batch])
+            assert fold.progress(0.0).counts == job.task_counts
+
+    asyncio.run(run())
