@@ -350,7 +350,9 @@ class Scheduler:
         runs again; one that was RUNNING at its `attempts` lost that attempt to the restart,
         an interruption like any other (`TaskInterruptedError`, "the daemon restarted"): it
         runs again at once if its `max_interruptions` allow, its earlier `interruptions`
-        counted; one that was RETRYING runs again at once; the others start over.
+        counted; one that was RETRYING runs again at once; the others start over. One a
+        rerun carried over (`carried_from`) stays so, and a job that had not started yet
+        tells of it in its events as `start` does.
         `events`: the tail of its event log, as records, ending at `last_sequence`; new
         events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel

@@ -189,3 +189,7 @@ async def test_kill_9_right_after_a_rerun_keeps_what_it_carried_over(daemons, sh
         assert pipeline.ran_lines().count("extract") == 1
         assert pipeline.served.count("shape") == 1
         assert pipeline.upstreams["report"]["shape"] == b"shaped rows"
+        # The old job, brought back from the journal, is the same work as a client's spec.
+        corrected = pipeline.spec(shape_payload=b"rows, v2")
+        again = await asyncio.wait_for((await client.rerun(old, corrected)).wait(), 30)
+        assert {t.id for t in again.tasks if t.carried_from} == {"extract"}
