@@ -136,9 +136,9 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         wire, spec = request.job, None
         rerun_of = request.rerun_of or None
         if rerun_of is not None:
-            earlier = self._rerun_source(rerun_of)
+            before = self._rerun_source(rerun_of)
             if not request.HasField("job"):  # the old job as it was
-                spec, wire = earlier, convert.job_spec_to_proto(earlier)
+                spec, wire = before, convert.job_spec_to_proto(before)
         if not self.allow_exec:
             _refuse_exec(wire)
         if spec is None:

@@ -53,10 +53,10 @@ class Client:
         `job`: a corrected spec (None: the old job's own). A task is carried over, SUCCEEDED
         at once with its result (`TaskStatus.carried_from` names `job_id`), when it
         SUCCEEDED in the old job with the same action, dependencies, trigger rule and
-        labels, and so did each of its upstreams; the others run, so those downstream of a
-        task that runs again run again. DaemonNotFoundError when the daemon no longer holds
-        the old job (its retention), FailedPreconditionError while it still runs.
-        `request_id`: as `submit`'s.
+        labels, and each of its upstreams is carried over too; the others run, so those
+        downstream of a task that runs again run again. DaemonNotFoundError when the daemon
+        no longer holds the old job (its retention), FailedPreconditionError while it still
+        runs. `request_id`: as `submit`'s.
         """
         if job is not None and not isinstance(job, JobSpec):
             raise TypeError(f"rerun takes a dukat.JobSpec or None, not {type(job).__name__}")
