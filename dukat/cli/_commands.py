@@ -359,6 +359,14 @@ def logs(settings: Settings, job_id: str, task_id: str, follow: bool) -> None:
             handle = client.job(job_id)
             job = await handle.get()
             task = job.task(task_id)  # KeyError for a task the job does not have
+            if task.carried_from:  # its lines are in the events of the job it ran in
+                source = task.carried_from
+                click.echo(
+                    f"dukat: task {task_id!r} did not run in this job: a rerun carried it over "
+                    f"from job {source} (dukat logs {source} {task_id})",
+                    err=True,
+                )
+                return EXIT_OK
             # Without -f, or for a task already ended: what was written up to now.
             until = job.last_sequence if not follow or task.state.is_terminal else None
             await until_interrupted(_print_output(handle, task_id, until), _nothing)

@@ -268,6 +268,9 @@ async def test_rerun_runs_a_failed_job_again_from_where_it_failed(dukat: Dukat) 
     assert ran(dukat) == ["extract", "shape rows", "load", "load", "report"]
     shown = await dukat("show", new)
     assert f"carried over from job {old}" in shown.out
+    logs = await dukat("logs", new, "extract")
+    assert logs.code == 0 and logs.out == ""
+    assert f"carried it over from job {old} (dukat logs {old} extract)" in logs.err
     document = json.loads((await dukat("show", new, "-o", "json")).out)
     assert {t["id"]: t["carried_from"] for t in document["tasks"]} == {
         "extract": old,
