@@ -20,7 +20,7 @@ from dukat.actions import DispatchAction, ExecAction, ExecResult
 from dukat.client import Client, DispatchTask
 from dukat.core import JobSpec, JobState, TaskSpec, TaskState
 from dukat.core.events import TaskStateChanged
-from dukat.errors import DaemonNotFoundError, FailedPreconditionError
+from dukat.errors import DaemonNotFoundError, FailedPreconditionError, InvalidArgumentError
 from tests.dukatd.daemon_process import DaemonProcess
 
 ARGS = ("--allow-exec", "--shutdown-grace", "0.3s", "--kill-grace", "0.3s")
@@ -154,6 +154,9 @@ async def test_a_rerun_needs_a_finished_job_the_daemon_holds(daemon, short_tmp):
         assert "rerun_of" in str(raised.value)
         assert "--retain-finished-jobs" in str(raised.value)
         assert "--finished-job-ttl" in str(raised.value)
+        with pytest.raises(InvalidArgumentError) as too_long:
+            await client.rerun("j" * 300)
+        assert [v.field for v in too_long.value.violations] == ["rerun_of"]
         await running.cancel()
         assert [job.job_id async for job in client.jobs()] == [running.job_id]
 
