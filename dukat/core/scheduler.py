@@ -366,8 +366,9 @@ class Scheduler:
         self._bind_loop()
         self._check_new_id(job_id)
         positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
-        # Past the breakers' limit if need be: the job was accepted once, it must come back.
-        job = self._build(spec, job_id, created_at, positions, within_limit=False)
+        # Accepted once, it must come back: past the breakers' limit if need be, and with
+        # what this scheduler cannot run failing as it is picked (`_build.Unrunnable`).
+        job = self._build(spec, job_id, created_at, positions, restoring=True)
         job.log.restore(list(events), last_sequence)
         job.sequence = last_sequence
         if last_sequence:
@@ -1268,7 +1269,7 @@ class Scheduler:
         positions: dict[str, int],
         *,
         hold_gc_now: bool = False,
-        within_limit: bool = True,
+        restoring: bool = False,
     ) -> JobRun:
         """A job's records from its spec, which `validate_job` checked (giving `positions`);
         nothing registered yet but the claim on its breakers (`abandon` lets go of a job
@@ -1277,7 +1278,7 @@ class Scheduler:
         `hold_gc_now`: a big job about to start is frozen before the collector is back on,
         or the collector's first pass walks all its records; one that may never start
         (`prepare`) is frozen when it starts (`_admit_job`): a hold must be let go."""
-        runners = runners_for(spec, self._runners, self.resources)
+        runners = runners_for(spec, self._runners, self.resources, restoring=restoring)
         job = JobRun(
             job_id,
             spec,
@@ -1288,7 +1289,7 @@ class Scheduler:
         big = len(spec.tasks) >= self._gc_hold_min_tasks
         with gc_paused(big):
             # Many records: no collecting.
-            build_job(job, runners, self.breakers, positions, within_limit=within_limit)
+            build_job(job, runners, self.breakers, positions, within_limit=not restoring)
             if big and hold_gc_now:
                 job.gc_hold = hold_gc()
         return job
