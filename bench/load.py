@@ -36,8 +36,13 @@ The run FAILS (exit status 1) when:
   memory levels off once the run is warm. The steady phase is the part of the run after
   its first third; the median RSS over the last fifth of it may exceed the median over a
   fifth around its middle by at most max(16 MB, 10%). A leak shows as growth between the
-  two; the allocator's own slack, a few MB, does not. The shorter the run, the bigger a
-  leak must be to show: a CI-sized run catches only gross ones.
+  two; the allocator's own slack, a few MB, does not, nor does the daemon's ring of events
+  for watchers of every job (bounded at 100,000 events, ~15 MB, which the watchers of every
+  job make it fill at a few hundred kB a second). The shorter the run, the bigger a leak
+  must be to show: a CI-sized run catches only gross ones.
+
+Every call has a deadline (CALL_SECONDS, WATCH_DEADLINE), so the run ends in bounded time
+whatever the daemon does.
 """
 
 from __future__ import annotations
@@ -53,10 +58,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -67,6 +72,7 @@ from dukat.client import DispatchTask, JobHandle
 from dukat.core import JobSpec, JobStateChanged, RetryPolicy, Snapshot, TaskSpec
 from dukat.errors import DaemonError, DaemonNotFoundError
 
+T = TypeVar("T")
 QUEUE = "load"
 IDLE_QUEUE = "load-idle"
 """No worker serves it: the greedy watcher's job waits on it until cancelled."""
@@ -82,6 +88,8 @@ START_MARGIN = 3.0
 """Seconds for the client processes to start before the common start time."""
 DROP_RETAIN = 5
 """Finished jobs the daemon of the wait() scenario keeps."""
+CALL_SECONDS = 20.0
+"""Deadline of a unary call (Submit, Cancel, GetJob): any answer comes in a second."""
 WAIT_FOLLOWS = 1.0
 """Time given to `wait()` to be following its job before the job ends (there is nothing to
 wait on instead: whether its Watch is open shows nowhere)."""
@@ -97,6 +105,8 @@ class Options:
     start_at: float
     seed: int
     greedy: bool
+    tally_file: str
+    """Where the process writes its tally (JSON) when done: too big for a pipe's buffer."""
 
 
 # -- one client process -----------------------------------------------------------------------
@@ -113,7 +123,7 @@ class Tally:
     watches_ended: int = 0
     watches_hung: int = 0
     late: int = 0
-    """Watches and waits that found their job already dropped (it had ended)."""
+    """Watches, waits and cancels that found their job already dropped (it had ended)."""
     submit_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     terminal: int = 0
@@ -142,7 +152,7 @@ class ClientProcess:
         self.seen_end: set[str] = set()
         """Jobs whose terminal event a client or the watcher of every job saw."""
         self.not_found: list[tuple[str, str]] = []
-        """(call, job id) of the Watch and wait calls that answered NOT_FOUND."""
+        """(call, job id) of the Watch, wait and Cancel calls that answered NOT_FOUND."""
         self.end = 0.0
 
     async def run(self) -> Tally:
@@ -204,10 +214,8 @@ class ClientProcess:
                 mode = rng.choices(("events", "wait", "cancel"), (75, 10, 15))[0]
                 spec = self.job(rng, slow=mode == "cancel")
                 started = time.perf_counter()
-                try:
-                    handle = await client.submit(spec)
-                except DaemonError as error:
-                    self.tally.errors[f"Submit {error.code}"] += 1
+                handle = await self.answer("Submit", client.submit(spec))
+                if handle is None:
                     await asyncio.sleep(0.1)
                     continue
                 self.tally.submit_ms.append((time.perf_counter() - started) * 1000)
@@ -218,14 +226,34 @@ class ClientProcess:
                 elif mode == "cancel":
                     follow = asyncio.create_task(self.follow(handle))
                     await asyncio.sleep(rng.uniform(0, 0.2))
-                    try:
-                        await handle.cancel(reason="load")
-                        self.tally.cancels += 1
-                    except DaemonError as error:
-                        self.tally.errors[f"Cancel {error.code}"] += 1
+                    await self.cancel(handle)
                     await follow
                 else:
                     await self.follow(handle)
+
+    async def answer(self, name: str, call: Awaitable[T]) -> T | None:
+        """What a call gave, or None once its error (or its silence) is counted."""
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                return await call
+        except TimeoutError:
+            self.tally.errors[f"{name} unanswered after {CALL_SECONDS:g}s"] += 1
+        except DaemonError as error:
+            self.tally.errors[f"{name} {error.code}"] += 1
+        return None
+
+    async def cancel(self, handle: JobHandle) -> None:
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                await handle.cancel(reason="load")
+        except TimeoutError:
+            self.tally.errors[f"Cancel unanswered after {CALL_SECONDS:g}s"] += 1
+        except DaemonNotFoundError:
+            self.not_found.append(("Cancel", handle.job_id))
+        except DaemonError as error:
+            self.tally.errors[f"Cancel {error.code}"] += 1
+        else:
+            self.tally.cancels += 1
 
     async def follow(self, handle: JobHandle) -> None:
         """Watch a job to its terminal event, within the deadline."""
@@ -306,7 +334,10 @@ class ClientProcess:
 
         from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc
 
-        handle = await admin.submit(JobSpec((TaskSpec("idle", DispatchAction(IDLE_QUEUE)),)))
+        idle = JobSpec((TaskSpec("idle", DispatchAction(IDLE_QUEUE)),))
+        handle = await self.answer("Submit", admin.submit(idle))
+        if handle is None:
+            return
         loop = asyncio.get_running_loop()
         streams: list[asyncio.Task[grpc.StatusCode]] = []
         async with grpc.aio.insecure_channel(self.o.address) as channel:
@@ -332,7 +363,7 @@ class ClientProcess:
                 if any(stream.done() for stream in burst):  # refused: ask again later
                     await asyncio.sleep(0.2)
             self.tally.greedy_held = sum(1 for stream in streams if not stream.done())
-            await handle.cancel(reason="load over")
+            await self.answer("Cancel", handle.cancel(reason="load over"))
             done, pending = await asyncio.wait(streams, timeout=10)
             self.tally.greedy_hung = len(pending)
             self.tally.greedy_refused = sum(
@@ -349,7 +380,11 @@ class ClientProcess:
         async def check(job_id: str) -> None:
             async with gate:
                 try:
-                    job = await admin.get_job(job_id)
+                    async with asyncio.timeout(CALL_SECONDS):
+                        job = await admin.get_job(job_id)
+                except TimeoutError:
+                    self.tally.errors[f"GetJob unanswered after {CALL_SECONDS:g}s"] += 1
+                    return
                 except DaemonNotFoundError:
                     if job_id in self.seen_end:
                         self.tally.dropped_after_end += 1
@@ -382,7 +417,7 @@ def client_main(config: str) -> None:
 
         uvloop.install()
     tally = asyncio.run(ClientProcess(options).run())
-    print(json.dumps(tally.__dict__))
+    Path(options.tally_file).write_text(json.dumps(tally.__dict__))
 
 
 async def wait_through_a_drop(address: str, retain: int) -> str | None:
@@ -560,7 +595,7 @@ def run(args: argparse.Namespace) -> int:
             address,
             log,
         ):
-            lines, failures = drive(args, address, process, log)
+            lines, failures = drive(args, directory, address, process, log)
         # wait() at a drop, on a daemon of its own: without a journal (whose own trouble
         # with retention is the main run's to find) and keeping only DROP_RETAIN jobs, so
         # that a few jobs ending at once, within the concurrency limit, drop the first.
@@ -584,7 +619,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def drive(
-    args: argparse.Namespace, address: str, process: subprocess.Popen[bytes], log: Path
+    args: argparse.Namespace,
+    directory: str,
+    address: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
 ) -> tuple[list[str], list[str]]:
     """The main run: its table's lines and its failures."""
     start_at = time.time() + START_MARGIN
@@ -599,25 +638,29 @@ def drive(
             start_at=start_at,
             seed=args.seed + index,
             greedy=args.greedy and index == 0,
+            tally_file=f"{directory}/tally-{index}.json",
         )
         argv = [sys.executable, __file__, "--client", json.dumps(options.__dict__)]
-        clients.append(subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=REPO))
+        clients.append(subprocess.Popen(argv, cwd=REPO))
     samples: list[tuple[float, float]] = []
-    limit = START_MARGIN + args.seconds + 2 * args.watch_deadline + 60
-    try:
+    # Every wait of a client is bounded: a process still running past this is stuck.
+    limit = START_MARGIN + args.seconds + args.watch_deadline + 3 * CALL_SECONDS + 30
+    with contextlib.suppress(TimeoutError):
         asyncio.run(asyncio.wait_for(sample_rss(process.pid, start_at, clients, samples), limit))
-    except TimeoutError:
-        for client in clients:
-            client.kill()
     tallies = []
-    for client in clients:
-        stdout, _ = client.communicate()
-        if client.returncode != 0 or not stdout.strip():
-            raise SystemExit(f"a client process failed (exit {client.returncode})")
-        tallies.append(json.loads(stdout.splitlines()[-1]))
+    stuck = []
+    for index, client in enumerate(clients):
+        if client.poll() is None:
+            client.kill()
+        if client.wait() == 0:
+            tallies.append(json.loads(Path(f"{directory}/tally-{index}.json").read_text()))
+        else:
+            stuck.append(f"client process {index} (exit {client.returncode})")
     tally = merge(tallies)
     steady = [(at, mb) for at, mb in samples if 0 <= at <= args.seconds]
     lines, failures = judge(tally, steady, args)
+    if stuck:
+        failures.append(f"failed, or killed {limit:g}s after the start: {', '.join(stuck)}")
     lines.insert(
         0,
         f"load: {args.seconds:g} s, {args.processes} processes x {args.clients} clients, "
