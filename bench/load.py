@@ -520,7 +520,7 @@ def judge(
     ]
     if args.greedy:
         lines.append(
-            f"  greedy watcher  held {tally.greedy_held:,} streams at the end, refused "
+            f"  greedy watcher  {tally.greedy_held:,} streams still open at the end, refused "
             f"{tally.greedy_refused:,} times, {tally.greedy_hung:,} not ended by the cancel"
         )
     if samples:

@@ -1,9 +1,10 @@
 """How long and how the fuzzer runs: a short deterministic run in CI, or exploring for longer.
 
 In `make test` (no `DUKAT_FUZZ_SECONDS`) each fuzz test draws a fixed number of examples with
-`derandomize=True`, so a green CI run is green every time, within `CI_SECONDS` at most. With
-`DUKAT_FUZZ_SECONDS=N` (`make fuzz`) each test draws random batches of examples for N
-seconds, different every run.
+`derandomize=True`, so a green CI run is green every time; examples drawn once `CI_SECONDS`
+have passed do nothing, so that a daemon that hangs calls (each until its deadline) cannot
+hold CI for long. With `DUKAT_FUZZ_SECONDS=N` (`make fuzz`) each test draws random batches
+of examples for N seconds, different every run.
 
 Examples are not shrunk: the daemon under test keeps its state from one example to the next,
 so an example does not fail alone. The probe records every failure and the test reports
@@ -21,7 +22,8 @@ from hypothesis import HealthCheck, Phase, settings
 __all__ = ["CI_SECONDS", "Budget", "exploring", "fuzz_settings", "repeat"]
 
 CI_SECONDS = 20.0
-"""At most this long per fuzz test in CI, whatever bugs slow it down."""
+"""Examples are played for this long at most per fuzz test in CI (a healthy daemon answers
+all of them well within it)."""
 _SECONDS = float(os.environ.get("DUKAT_FUZZ_SECONDS") or 0)
 exploring = _SECONDS > 0
 EXPLORING_BATCH = 100
