@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-go test-ts lint bench bench-peers clean protos protos-check
+.PHONY: install run test test-go test-ts lint bench bench-peers fuzz load clean protos protos-check
 
 install: $(STAMP)
 
@@ -145,6 +145,17 @@ bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	$(BIN)/python bench/memory.py
 	@echo
 	$(BIN)/python bench/journal.py
+
+# Abuse and load (issue 10), longer than the short runs `make test` has of each (tests/fuzz,
+# tests/dukatd/test_load_bench.py). fuzz: every RPC fuzzed against a real dukatd, each of
+# the three fuzz tests exploring new random examples for FUZZ_SECONDS (pytest's 120 s limit
+# off). load: a minute of hundreds of clients (bench/load.py --help). Both fail on a bug.
+FUZZ_SECONDS ?= 120
+fuzz: install
+	DUKAT_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/fuzz -s --timeout=0
+
+load: install
+	$(BIN)/python bench/load.py
 
 # The same DAG on Dask distributed and Ray local (bench/peers.py). Their own venv: ray and
 # distributed pull in much that neither the project nor its CI needs. Not part of CI.

@@ -281,6 +281,8 @@ def _ended_line(
         line.append(f"  {state.value}", style=style)
         if message:
             line.append(f": {message}")
+    elif message:  # a success says nothing, but that a rerun carried it over
+        line.append(f"  {message}", style="dim")
     if state is TaskState.FAILED and live:  # plain lines showed the output as it came
         for text in tail:
             line.append(f"\n    │ {text}", style="dim")

@@ -50,9 +50,10 @@ from dukat.actions import ExecAction
 from dukat.client import channel_options
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.resources import ResourcePool
+from dukat.core.runners import Unrunnable
 from dukat.core.scheduler import Scheduler
 from dukat.daemon_status import DaemonStatus
-from dukat.errors import DukatError
+from dukat.errors import DukatError, ValidationError
 from dukatd.address import TcpAddress, UnixAddress, probe_tcp
 from dukatd.auth import BearerTokenAuth
 from dukatd.breaker_service import MAX_BREAKERS, BreakerService
@@ -424,6 +425,8 @@ def build_scheduler(
         before_spawn = journal.settled if journal is not None else None
         exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)
         runners[ExecAction] = exec_runner
+    else:  # Submit refuses exec tasks; these are ones accepted while exec was on, restored
+        runners[ExecAction] = Unrunnable(ValidationError(EXEC_OFF))
     scheduler = Scheduler(
         max_concurrency=config.max_concurrency,
         resources=ResourcePool(dict(config.resources)),
@@ -438,6 +441,12 @@ def build_scheduler(
     )
     return scheduler, exec_runner
 
+
+EXEC_OFF = (
+    "exec tasks are off on this daemon; restart it with --allow-exec, then run the job again "
+    "with `dukat rerun JOB`"
+)
+"""Why an exec task accepted while exec was on fails on a daemon restarted without it."""
 
 METRICS_FIX = "--metrics-listen 127.0.0.1:PORT, or turn metrics off with --metrics-listen off"
 """What to do about a metrics address that cannot be bound (a second dukatd's, by default)."""

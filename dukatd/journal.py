@@ -19,7 +19,9 @@ per task, each a WAL append (and an fsync). What is kept:
   RETRYING in it — state, attempts, times, message, when it succeeded its result, when it
   failed its `TaskFailure` (each encoded by the caller's `encode_result` into plain values:
   bytes, str, numbers, tuples), and when it went RETRYING or FAILED its interruptions so far
-  (`_fold` lists the shapes); recovery folds them in order, the last change of a task wins;
+  (`_fold` lists the shapes); recovery folds them in order, the last change of a task wins.
+  A rerun's tasks carried over from the job it reruns are written with its acceptance, in the
+  same transaction, each with that job's id: a rerun never comes back without them;
 - `event_chunks`: per job and commit, one row of its events, for watchers that resume after
   a restart; the chunks older than twice `event_tail` events are deleted as the job goes on.
   A row holds a pickled list of the engine's own event records (`_pack`): a row costs
@@ -381,6 +383,7 @@ class Journal:
                 message,
                 result,
                 interruptions,
+                carried_from,
             ) in folded.values():
                 value = decode(result) if result is not None else None
                 job.tasks.append(
@@ -394,6 +397,7 @@ class Journal:
                         result=value if state is TaskState.SUCCEEDED else None,
                         failure=value if state is TaskState.FAILED else None,
                         interruptions=interruptions,
+                        carried_from=carried_from,
                     )
                 )
         chunks = db.execute("SELECT job, data FROM event_chunks ORDER BY job, first_sequence")
@@ -459,10 +463,17 @@ class Journal:
                 )
         self._put((_EVENT, job_id, record, kept))
 
-    def accept(self, job_id: str, request_id: str, spec: bytes, created_at: float) -> None:
-        """Queue a job that was submitted; `await sync()`, then `check_accepted`, before
-        starting it."""
-        self._put((_ACCEPT, job_id, request_id or None, spec, created_at))
+    def accept(
+        self,
+        job_id: str,
+        request_id: str,
+        spec: bytes,
+        created_at: float,
+        carried: Sequence[TaskStatus] = (),
+    ) -> None:
+        """Queue a job that was submitted, with the tasks a rerun carried over into it
+        (`PreparedJob.carried`); `await sync()`, then `check_accepted`, before starting it."""
+        self._put((_ACCEPT, job_id, request_id or None, spec, created_at, carried))
 
     def check_accepted(self, job_id: str) -> None:
         """After `sync`: raise `JournalWriteError` if the job was left out for want of room
@@ -683,7 +694,7 @@ class Journal:
                         if state.is_terminal:
                             update[3] = record[2]
                 elif kind == _ACCEPT:
-                    _, job_id, request_id, spec, created_at = operation
+                    _, job_id, request_id, spec, created_at, carried = operation
                     if self._accept_pages is not None:
                         db.execute("SAVEPOINT accept")
                     cursor = db.execute(
@@ -692,6 +703,11 @@ class Journal:
                         (job_id, request_id, created_at, JobState.PENDING.value),
                     )
                     db.execute("INSERT INTO job_specs VALUES (?, ?)", (cursor.lastrowid, spec))
+                    if carried:
+                        db.execute(
+                            "INSERT INTO task_changes VALUES (?, ?)",
+                            (cursor.lastrowid, _pack([_carried(t, encode) for t in carried])),
+                        )
                     if self._accept_pages is not None:
                         if _pages_in_use(db) > self._accept_pages:
                             db.execute("ROLLBACK TO accept")
@@ -959,18 +975,37 @@ def _cancel_request(kept: Any) -> CancelRequest:
     return CancelRequest(tuple(kept))
 
 
+def _carried(status: TaskStatus, encode: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """A task a rerun carried over, as the change `_fold` reads: SUCCEEDED, its result, its
+    interruptions, and the job it comes from."""
+    value = None if status.result is None else encode(status.result)
+    return (
+        status.id,
+        status.state,
+        status.attempts,
+        status.started_at,
+        status.finished_at,
+        status.error,
+        value,
+        status.interruptions,
+        status.carried_from,
+    )
+
+
 def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:
     """Apply one task change to the task's [task, state, attempt, started, finished, message,
-    result, interruptions]. A change is (task, RUNNING, attempt, started), (task, RETRYING,
-    attempt, interruptions), or (task, state, attempt, started, finished, message, result),
-    which a FAILED one follows with its interruptions. The first start of a task stays its
-    start; its interruptions stay as the last change that said them (0 in a journal of a
-    dukatd that did not count them)."""
+    result, interruptions, carried from]. A change is (task, RUNNING, attempt, started),
+    (task, RETRYING, attempt, interruptions), or (task, state, attempt, started, finished,
+    message, result), which a FAILED one follows with its interruptions, and one a rerun
+    carried over with its interruptions and the job it comes from (`_carried`). The first
+    start of a task stays its start; its interruptions stay as the last change that said
+    them (0 in a journal of a dukatd that did not count them); a carried task stays carried
+    (its SUCCEEDED event, written later, says nothing of it)."""
     earlier = folded.get(change[0])
     if len(change) == 4:
         task_id, state, attempt, value = change
         if earlier is None:
-            earlier = folded[task_id] = [task_id, state, attempt, None, None, "", None, 0]
+            earlier = folded[task_id] = [task_id, state, attempt, None, None, "", None, 0, ""]
         earlier[1], earlier[2] = state, attempt
         if state is _RETRYING:
             earlier[7] = value
@@ -978,14 +1013,26 @@ def _fold(folded: dict[str, list[Any]], change: tuple[Any, ...]) -> None:
             earlier[3] = value
         return
     task_id, state, attempt, started, finished, message, result, *counted = change
-    interruptions = 0
+    interruptions, carried_from = 0, ""
     if earlier is not None:
         if earlier[3] is not None:
             started = earlier[3]
-        interruptions = earlier[7]
+        interruptions, carried_from = earlier[7], earlier[8]
     if counted:
         interruptions = counted[0]
-    folded[task_id] = [task_id, state, attempt, started, finished, message, result, interruptions]
+    if len(counted) > 1:
+        carried_from = counted[1]
+    folded[task_id] = [
+        task_id,
+        state,
+        attempt,
+        started,
+        finished,
+        message,
+        result,
+        interruptions,
+        carried_from,
+    ]
 
 
 def _record(entry: Sequence[Any]) -> tuple[Any, ...]:

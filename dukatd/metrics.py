@@ -32,7 +32,8 @@ The metrics (labels in braces):
     dukat_jobs_submitted_total                    jobs accepted
     dukat_jobs_finished_total{state}              succeeded | failed | cancelled
     dukat_tasks_finished_total{state,kind}        state: succeeded|failed|cancelled|skipped;
-                                                  kind: exec | dispatch | callable
+                                                  kind: exec | dispatch | callable (a rerun's
+                                                  carried-over tasks are not counted again)
     dukat_task_retries_total{kind}                attempts that failed and will be retried
     dukat_task_interruptions_total{reason}        attempts interrupted (not failed), by cause:
                                                   daemon_restart | daemon_stopping |

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from dukat.core.events import INTERRUPTED, TaskStateChanged
+from dukat.core.events import CARRIED, INTERRUPTED, TaskStateChanged
 from dukat.core.states import TaskState
 
 __all__ = ["TaskMetrics"]
@@ -88,8 +88,8 @@ class TaskMetrics(Collector):
                 duration = now - since if now > since else 0.0
                 kind.duration[bisect_left(self.buckets, duration)] += 1
                 kind.duration_sum += duration
-            elif state is TaskState.PENDING:
-                return
+            elif state is TaskState.PENDING or record[6].startswith(CARRIED):
+                return  # nothing ended here (a carried-over task ran in the job it comes from)
             else:
                 kind = self._kind(job_id, task_id)
             if state is _RETRYING:

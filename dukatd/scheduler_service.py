@@ -1,10 +1,10 @@
 """dukat.v1.SchedulerService over the engine's Scheduler: validate, convert, call, convert back.
 
 Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
-here is what only the service knows: idempotent Submit, the exec switch, watch streams and
-their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work` (worker streams) is the
-`WorkerHub`'s (`dukatd.work_hub`; the protocol is in `dukatd.dispatch_runner`), served when
-one is given.
+here is what only the service knows: idempotent Submit (and a rerun's source job), the exec
+switch, watch streams and their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work`
+(worker streams) is the `WorkerHub`'s (`dukatd.work_hub`; the protocol is in
+`dukatd.dispatch_runner`), served when one is given.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dukat import convert
 from dukat.client import CLIENT_ID_KEY
 from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
 from dukat.core.results import JobSnapshot
-from dukat.core.scheduler import Scheduler
+from dukat.core.scheduler import PreparedJob, Scheduler
+from dukat.core.spec import JobSpec
 from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
@@ -121,7 +122,10 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         # No await between looking the request id up and remembering it: two retries of one
         # request cannot both get through on the one loop.
         request_id = request.request_id
-        _bounded(("request_id", request_id, convert.MAX_NAME))
+        _bounded(
+            ("request_id", request_id, convert.MAX_NAME),
+            ("rerun_of", request.rerun_of, convert.MAX_NAME),
+        )
         earlier = self.request_ids.get(request_id)
         if earlier is not None:
             return scheduler_pb2.SubmitResponse(job_id=earlier)
@@ -129,18 +133,26 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             return scheduler_pb2.SubmitResponse(
                 job_id=await asyncio.shield(self._submitting[request_id])
             )
+        wire, spec = request.job, None
+        rerun_of = request.rerun_of or None
+        if rerun_of is not None:
+            before = self._rerun_source(rerun_of)
+            if not request.HasField("job"):  # the old job as it was
+                spec, wire = before, convert.job_spec_to_proto(before)
         if not self.allow_exec:
-            _refuse_exec(request.job)
-        spec = convert.job_spec_from_proto(request.job, path="job")
+            _refuse_exec(wire)
+        if spec is None:
+            spec = convert.job_spec_from_proto(wire, path="job")
         try:
-            prepared = self.scheduler.prepare(spec)  # nothing is journaled before it fits
+            # Nothing is journaled before it fits.
+            prepared = self.scheduler.prepare(spec, rerun_of=rerun_of)
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
         except CapacityError as error:
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, _over_max_tasks(error)) from None
         try:
             if self.journal is not None:
-                await self._make_durable(request, prepared.job_id, prepared.job.created_at)
+                await self._make_durable(request_id, wire, prepared)
             # Remembered before the start, which is all or nothing: should it fail, an entry
             # for a job the scheduler does not hold is never answered (RequestIds.get).
             self.request_ids.add(request_id, prepared.job_id)
@@ -161,18 +173,21 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         return scheduler_pb2.SubmitResponse(job_id=job_id)
 
     async def _make_durable(
-        self, request: scheduler_pb2.SubmitRequest, job_id: str, created_at: float
+        self, request_id: str, wire: job_pb2.JobSpec, prepared: PreparedJob
     ) -> None:
-        """Write the job to the journal; nothing of it has run, and on failure nothing will."""
+        """Write the job to the journal (its spec, as `wire`, and the tasks a rerun carried
+        over into it); nothing of it has run, and on failure nothing will."""
         journal = self.journal
         assert journal is not None
         _refuse_if_frozen(journal)
+        job_id = prepared.job_id
         twin: asyncio.Future[str] | None = None
-        if request.request_id:
+        if request_id:
             twin = asyncio.get_running_loop().create_future()
-            self._submitting[request.request_id] = twin
+            self._submitting[request_id] = twin
         try:
-            journal.accept(job_id, request.request_id, request.job.SerializeToString(), created_at)
+            spec = wire.SerializeToString()
+            journal.accept(job_id, request_id, spec, prepared.job.created_at, prepared.carried)
             await _durable(journal, "the job was not accepted", accepted=job_id)
         except BaseException as error:
             journal.drop(job_id)  # in case a later commit would write it after all
@@ -184,8 +199,26 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             if twin is not None:
                 twin.set_result(job_id)
         finally:
-            if request.request_id:
-                del self._submitting[request.request_id]
+            if request_id:
+                del self._submitting[request_id]
+
+    def _rerun_source(self, job_id: str) -> JobSpec:
+        """The spec of the finished job a rerun continues from (`SubmitRequest.rerun_of`)."""
+        try:
+            spec = self.scheduler.job_spec(job_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"rerun_of: no job {job_id!r}: unknown, or dropped since it finished (dukatd "
+                "keeps finished jobs as --retain-finished-jobs and --finished-job-ttl say)"
+            ) from None
+        state = self.scheduler.job_state(job_id)
+        if not state.is_terminal:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"rerun_of: job {job_id!r} is still {state.value}; cancel it or wait for it to "
+                "end, then rerun it",
+            )
+        return spec
 
     @rpc_errors
     async def Watch(

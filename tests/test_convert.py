@@ -227,7 +227,18 @@ def snapshot() -> JobSnapshot:
         job_id="j1",
         state=JobState.FAILED,
         tasks=(
-            TaskStatus("a", TaskState.SUCCEEDED, 1, "", 10.5, 11.25, 1.0, "done", "first"),
+            TaskStatus(
+                "a",
+                TaskState.SUCCEEDED,
+                1,
+                "",
+                10.5,
+                11.25,
+                1.0,
+                "done",
+                "first",
+                carried_from="j0",
+            ),
             TaskStatus("b", TaskState.FAILED, 3, "boom", 11.5, 12.0, None, "", "", None, 2),
             TaskStatus("c", TaskState.SKIPPED, 0, "upstream 'b' failed"),
             TaskStatus(
@@ -251,7 +262,8 @@ def test_job_snapshot_round_trip_and_counts() -> None:
     counts = message.task_counts
     assert (counts.succeeded, counts.failed, counts.skipped, counts.running) == (1, 1, 1, 0)
     assert not message.tasks[1].HasField("progress")
-    assert [task.interruptions for task in message.tasks] == [0, 2, 0]
+    assert [task.interruptions for task in message.tasks] == [0, 2, 0, 0]
+    assert [task.carried_from for task in message.tasks] == ["j0", "", "", ""]
     listed = convert.job_to_proto(snapshot(), with_tasks=False)
     assert not listed.tasks and listed.task_counts == counts
 

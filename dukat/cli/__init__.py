@@ -1,6 +1,7 @@
 """`dukat`, the command line: run job files, watch jobs, list, show, cancel, tail their output.
 
     dukat run pipeline.toml          # submit and show it live; exit 0 when it succeeds
+    dukat rerun JOB                  # run a failed job again from where it failed
     dukat jobs --state running       # a table of jobs
     dukat logs JOB TASK -f           # a task's output lines, followed
 

@@ -137,9 +137,7 @@ settings = click.make_pass_decorator(Settings)
 # -- run, submit, watch ---------------------------------------------------------------------------
 
 
-@cli.command()
-@click.argument("file", type=click.File("r"))
-@click.option(
+output_option = click.option(
     "--output",
     "-o",
     type=OUTPUTS,
@@ -147,11 +145,17 @@ settings = click.make_pass_decorator(Settings)
     show_default=True,
     help="auto: live on a terminal, plain lines elsewhere; json: one event per line.",
 )
-@click.option(
+cancel_on_interrupt_option = click.option(
     "--cancel-on-interrupt",
     is_flag=True,
     help="On Ctrl-C, cancel the job (by default it keeps running).",
 )
+
+
+@cli.command()
+@click.argument("file", type=click.File("r"))
+@output_option
+@cancel_on_interrupt_option
 @settings
 def run(settings: Settings, file: Any, output: str, cancel_on_interrupt: bool) -> None:
     """Submit the job FILE (TOML; - for standard input) and show it until it ends.
@@ -159,12 +163,46 @@ def run(settings: Settings, file: Any, output: str, cancel_on_interrupt: bool) -
     Exits 0 when the job succeeded, 1 when it failed or was cancelled.
     """
     spec = _read_job(file)
+    _run_and_follow(settings, spec, file.name, None, output, cancel_on_interrupt)
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB")
+@click.argument("file", type=click.File("r"), required=False)
+@output_option
+@cancel_on_interrupt_option
+@settings
+def rerun(
+    settings: Settings, job_id: str, file: Any, output: str, cancel_on_interrupt: bool
+) -> None:
+    """Run the finished job JOB again from where it failed, and show it until it ends.
+
+    A new job: the tasks that succeeded in JOB are carried over with their results, the
+    others run. FILE (TOML; - for standard input): a corrected job file to run instead of
+    JOB's own; a task that changed in it runs again, and so does everything downstream of
+    it. Exits 0 when the new job succeeded, 1 when it failed or was cancelled.
+    """
+    spec = None if file is None else _read_job(file)
+    name = "" if file is None else file.name
+    _run_and_follow(settings, spec, name, job_id, output, cancel_on_interrupt)
+
+
+def _run_and_follow(
+    settings: Settings,
+    spec: JobSpec | None,
+    name: str,
+    rerun_of: str | None,
+    output: str,
+    cancel_on_interrupt: bool,
+) -> NoReturn:
+    """`run` and `rerun`: submit, then show the job until it ends; exit by how it ended."""
 
     async def main() -> int:
         async with settings.client() as client:
-            handle = await _submit(client, spec, file.name)
+            handle = await _submit(client, spec, name, rerun_of)
             if output != "json":
-                click.echo(f"job {handle.job_id}")
+                rerun = "" if rerun_of is None else f" (a rerun of {rerun_of})"
+                click.echo(f"job {handle.job_id}{rerun}")
 
             async def interrupted() -> None:
                 if cancel_on_interrupt:
@@ -185,15 +223,27 @@ def run(settings: Settings, file: Any, output: str, cancel_on_interrupt: bool) -
 
 
 @cli.command()
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("r"), required=False)
+@click.option(
+    "--rerun-of",
+    metavar="JOB",
+    help="Run the finished job JOB again from where it failed (see `dukat rerun`); FILE, "
+    "if given, is a corrected job file.",
+)
 @settings
-def submit(settings: Settings, file: Any) -> None:
-    """Submit the job FILE (TOML; - for standard input) and print its id."""
-    spec = _read_job(file)
+def submit(settings: Settings, file: Any, rerun_of: str | None) -> None:
+    """Submit the job FILE (TOML; - for standard input) and print its id.
+
+    With --rerun-of JOB, FILE may be left out: JOB's own job is run again.
+    """
+    if file is None and rerun_of is None:
+        raise click.UsageError("Missing argument 'FILE' (or --rerun-of JOB).")
+    spec = None if file is None else _read_job(file)
+    name = "" if file is None else file.name
 
     async def main() -> int:
         async with settings.client() as client:
-            handle = await _submit(client, spec, file.name)
+            handle = await _submit(client, spec, name, rerun_of)
         click.echo(handle.job_id)
         return EXIT_OK
 
@@ -323,6 +373,14 @@ def logs(settings: Settings, job_id: str, task_id: str, follow: bool) -> None:
             handle = client.job(job_id)
             job = await handle.get()
             task = job.task(task_id)  # KeyError for a task the job does not have
+            if task.carried_from:  # its lines are in the events of the job it ran in
+                source = task.carried_from
+                click.echo(
+                    f"dukat: task {task_id!r} did not run in this job: a rerun carried it over "
+                    f"from job {source} (dukat logs {source} {task_id})",
+                    err=True,
+                )
+                return EXIT_OK
             # Without -f, or for a task already ended: what was written up to now.
             until = job.last_sequence if not follow or task.state.is_terminal else None
             await until_interrupted(_print_output(handle, task_id, until), _nothing)
@@ -432,11 +490,19 @@ def _read_job(file: Any) -> JobSpec:
         _fail(str(error), EXIT_USAGE)
 
 
-async def _submit(client: Client, spec: JobSpec, name: str) -> JobHandle:
-    """Submit; a job the daemon rejects is a job-file error, placed in the file."""
+async def _submit(
+    client: Client, spec: JobSpec | None, name: str, rerun_of: str | None = None
+) -> JobHandle:
+    """Submit `spec` (from the file `name`), or rerun `rerun_of` (with `spec` if given); a
+    job the daemon rejects is a job-file error, placed in the file."""
     try:
+        if rerun_of is not None:
+            return await client.rerun(rerun_of, spec)
+        assert spec is not None
         return await client.submit(spec)
     except InvalidArgumentError as error:
+        if spec is None:
+            raise
         problems = engine_problems(error, spec)
         raise JobFileError(name, problems) from None
 
@@ -473,6 +539,7 @@ def _job_json(job: Any, *, with_tasks: bool = False) -> dict[str, Any]:
                 "progress": task.progress,
                 "progress_message": task.progress_message,
                 "waiting_for": task.waiting_for,
+                "carried_from": task.carried_from,
             }
             for task in job.tasks
         ]

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from dukat.core.breaker import CircuitBreakerState
+from dukat.core.events import CARRIED
 from dukat.core.results import JobSnapshot
 from dukat.core.states import JobState, TaskState
 from dukat.daemon_status import BreakerStatus, DaemonStatus
@@ -86,6 +87,7 @@ def job_table(job: JobSnapshot) -> RenderableType:
         if task.started_at is not None and task.finished_at is not None:
             duration = task.finished_at - task.started_at
         said = f"waiting for {task.waiting_for}" if task.waiting_for else task.error
+        said = said or (f"{CARRIED}{task.carried_from}" if task.carried_from else "")
         error = said if len(said) <= ERROR_WIDTH else said[: ERROR_WIDTH - 1] + "…"
         table.add_row(
             Text(mark, style=style),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import grpc
@@ -11,7 +10,7 @@ import grpc
 from dukat import convert
 from dukat.client._breaker import RemoteBreaker
 from dukat.client._connection import DEFAULT_MAX_MESSAGE_BYTES, Connection, resolve_address
-from dukat.client._jobs import JobHandle
+from dukat.client._jobs import JobHandle, submit_job
 from dukat.client._reconnect import Reconnect
 from dukat.client._worker import WORKER_RECONNECT, Handler, Worker
 from dukat.core.results import JobSnapshot
@@ -43,12 +42,25 @@ class Client:
         """
         if not isinstance(job, JobSpec):
             raise TypeError(f"submit takes a dukat.JobSpec, not {type(job).__name__}")
-        request = scheduler_pb2.SubmitRequest(
-            job=convert.job_spec_to_proto(job), request_id=request_id or uuid.uuid4().hex
-        )
-        response = await self._connection.call(self._connection.scheduler.Submit, request)
-        probe = job.tasks[0].id if job.tasks else ""
-        return JobHandle(self._connection, response.job_id, probe=probe)
+        return await submit_job(self._connection, job, request_id=request_id)
+
+    async def rerun(
+        self, job_id: str, job: JobSpec | None = None, *, request_id: str | None = None
+    ) -> JobHandle:
+        """Run the finished job `job_id` again from where it failed: a new job, whose handle
+        this returns, that carries over what succeeded in it and runs the rest.
+
+        `job`: a corrected spec (None: the old job's own). A task is carried over, SUCCEEDED
+        at once with its result (`TaskStatus.carried_from` names `job_id`), when it
+        SUCCEEDED in the old job with the same action, dependencies, trigger rule and
+        labels, and each of its upstreams is carried over too; the others run, so those
+        downstream of a task that runs again run again. DaemonNotFoundError when the daemon
+        no longer holds the old job (its retention), FailedPreconditionError while it still
+        runs. `request_id`: as `submit`'s.
+        """
+        if job is not None and not isinstance(job, JobSpec):
+            raise TypeError(f"rerun takes a dukat.JobSpec or None, not {type(job).__name__}")
+        return await submit_job(self._connection, job, rerun_of=job_id, request_id=request_id)
 
     def job(self, job_id: str) -> JobHandle:
         """A handle to a job by id (no call is made; a wrong id shows on first use)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,10 +16,11 @@ from dukat.client._reconnect import Backoff, Reconnect
 from dukat.core.events import Event, JobStateChanged, Snapshot
 from dukat.core.progress import ProgressTracker
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus
+from dukat.core.spec import JobSpec
 from dukat.errors import DaemonNotFoundError, ResourceExhaustedError
 from dukat.v1 import job_pb2, scheduler_pb2
 
-__all__ = ["JobHandle"]
+__all__ = ["JobHandle", "submit_job"]
 
 _POLL = Reconnect(initial_backoff=0.05, max_backoff=1.0, give_up_after=None)
 """How `wait` polls GetJob while the daemon refuses it a Watch (jittered, as retries are)."""
@@ -56,6 +58,12 @@ class JobHandle:
             for status in snapshot.tasks
         )
         return dataclasses.replace(snapshot, tasks=tasks)
+
+    async def rerun(
+        self, job: JobSpec | None = None, *, request_id: str | None = None
+    ) -> JobHandle:
+        """Run this job, once finished, again from where it failed: `Client.rerun`."""
+        return await submit_job(self._connection, job, rerun_of=self.job_id, request_id=request_id)
 
     async def results(self) -> dict[str, TaskResult]:
         """Every task's outcome so far, by id, as the embedded `Scheduler.results()` gives.
@@ -225,6 +233,24 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} at {self._connection.address}>"
+
+
+async def submit_job(
+    connection: Connection,
+    job: JobSpec | None,
+    *,
+    rerun_of: str = "",
+    request_id: str | None = None,
+) -> JobHandle:
+    """Submit `job` (None: `rerun_of`'s spec again), with a fresh request id unless given."""
+    request = scheduler_pb2.SubmitRequest(
+        job=None if job is None else convert.job_spec_to_proto(job),
+        request_id=request_id or uuid.uuid4().hex,
+        rerun_of=rerun_of,
+    )
+    response = await connection.call(connection.scheduler.Submit, request)
+    probe = job.tasks[0].id if job is not None and job.tasks else ""
+    return JobHandle(connection, response.job_id, probe=probe)
 
 
 def _without_tasks(snapshot: JobSnapshot) -> JobSnapshot:

@@ -117,6 +117,7 @@ def task_status_to_proto(status: TaskStatus) -> job_pb2.TaskStatus:
         interruptions=status.interruptions,
         waiting_for=status.waiting_for,
         waiting_for_queue=status.waiting_for_queue,
+        carried_from=status.carried_from,
     )
 
 
@@ -153,6 +154,7 @@ def _task_status_from_proto(task: job_pb2.TaskStatus) -> TaskStatus:
         interruptions=task.interruptions,
         waiting_for=task.waiting_for,
         waiting_for_queue=task.waiting_for_queue,
+        carried_from=task.carried_from,
     )
 
 

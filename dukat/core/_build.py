@@ -13,40 +13,59 @@ from dukat.core._runs import JobRun, TaskRun
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.graph import find_cycle
 from dukat.core.resources import ResourcePool
-from dukat.core.runners import Runner
-from dukat.core.spec import JobSpec
+from dukat.core.runners import Runner, Unrunnable
+from dukat.core.spec import JobSpec, TaskSpec
 from dukat.errors import CycleError, FieldViolation, ValidationError
 
 __all__ = ["build_job", "runners_for"]
 
 
 def runners_for(
-    spec: JobSpec, runners: Mapping[type, Runner], resources: ResourcePool
+    spec: JobSpec,
+    runners: Mapping[type, Runner],
+    resources: ResourcePool,
+    *,
+    restoring: bool = False,
 ) -> list[Runner]:
-    """The runner of each task's action, checking its resources can ever be granted."""
-    found = []
+    """The runner of each task's action, checking its resources can ever be granted.
+
+    `restoring`: the job was accepted before (by a scheduler set up otherwise: exec was on,
+    a resource was bigger): a task that cannot run here is not a reason to refuse the job
+    and lose it, but gets an `Unrunnable` runner, which fails its attempts saying why."""
+    found: list[Runner] = []
     for index, task in enumerate(spec.tasks):
-        runner = runners.get(type(task.action))
-        if runner is None:
-            raise ValidationError(
-                f"task {task.id!r}: no runner for actions of type {type(task.action).__name__}",
-                task_id=task.id,
-                violations=[FieldViolation(f"tasks[{index}].action", "no runner for it")],
-            )
-        found.append(runner)
-        if task.resources:
-            try:
-                resources.check(task.resources, task_id=task.id)
-            except ValidationError as error:
-                raise ValidationError(
-                    str(error),
-                    task_id=task.id,
-                    violations=[
-                        FieldViolation(f"tasks[{index}].{v.field}", v.description)
-                        for v in error.violations
-                    ],
-                ) from None
+        try:
+            found.append(_runner_of(task, index, runners, resources))
+        except ValidationError as error:
+            if not restoring:
+                raise
+            found.append(Unrunnable(error))
     return found
+
+
+def _runner_of(
+    task: TaskSpec, index: int, runners: Mapping[type, Runner], resources: ResourcePool
+) -> Runner:
+    runner = runners.get(type(task.action))
+    if runner is None:
+        raise ValidationError(
+            f"task {task.id!r}: no runner for actions of type {type(task.action).__name__}",
+            task_id=task.id,
+            violations=[FieldViolation(f"tasks[{index}].action", "no runner for it")],
+        )
+    if task.resources:
+        try:
+            resources.check(task.resources, task_id=task.id)
+        except ValidationError as error:
+            raise ValidationError(
+                str(error),
+                task_id=task.id,
+                violations=[
+                    FieldViolation(f"tasks[{index}].{v.field}", v.description)
+                    for v in error.violations
+                ],
+            ) from None
+    return runner
 
 
 def build_job(

@@ -3,7 +3,9 @@
 A host that must make a job durable before any of it runs prepares it (`PreparedJob`),
 writes it down, then starts it. After a restart it restores each job from its journal: the
 tasks that had ended keep their outcomes, and the scheduler decides what the others do
-(`Scheduler.restore`). This module only puts the known outcomes back on the records.
+(`Scheduler.restore`). A rerun's carried-over tasks are known outcomes too, put on its
+records when it is prepared (`dukat.core._rerun`). This module only puts the known outcomes
+back on the records.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class PreparedJob(NamedTuple):
     job_id: str
     spec: JobSpec
     job: JobRun
+    carried: tuple[TaskStatus, ...] = ()
+    """A rerun's tasks carried over (SUCCEEDED, with `carried_from`): what a host keeps with
+    the job, for `Scheduler.restore` to put back should the job come back before it ran."""
 
 
 class JobEnding(NamedTuple):
@@ -60,8 +65,9 @@ def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]
     in the restored log). One that was RUNNING comes back RUNNING at its attempt, for the
     scheduler to end that attempt as interrupted; one that was RETRYING (its last attempt had
     ended, failed or interrupted, and it was to run again) comes back RETRYING, for the
-    scheduler to run it again. Each keeps its attempts and interruptions. Ids the job does not
-    have are ignored.
+    scheduler to run it again. Each keeps its attempts and interruptions, and one a rerun
+    carried over (`carried_from`) is remembered as such. Ids the job does not have are
+    ignored.
     """
     tasks = job.tasks
     resumed = []
@@ -79,6 +85,8 @@ def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]
             run.finished_at = status.finished_at
             if state is TaskState.SUCCEEDED:
                 run.result = status.result
+                if status.carried_from:
+                    job.carried[run.id] = status.carried_from
             elif state is TaskState.FAILED:
                 run.result = status.failure
             job.remaining -= 1

@@ -135,8 +135,11 @@ class TaskRun:
             if tasks[dep].state is TaskState.SUCCEEDED
         }
 
-    def status(self, progress_of: Mapping[str, tuple[float | None, str]]) -> TaskStatus:
-        """The task now; `progress_of`: its job's last progress report of each task."""
+    def status(
+        self, progress_of: Mapping[str, tuple[float | None, str]], carried_from: str = ""
+    ) -> TaskStatus:
+        """The task now; `progress_of`: its job's last progress report of each task;
+        `carried_from`: the job a rerun carried it over from, if it did."""
         succeeded = self.state is TaskState.SUCCEEDED
         failed = self.state is _FAILED
         progress, progress_message = progress_of.get(self.id, (None, ""))
@@ -153,6 +156,7 @@ class TaskRun:
             result=self.result if succeeded else None,
             failure=self.result if failed else None,
             interruptions=self.interruptions,
+            carried_from=carried_from,
         )
 
     def outcome(self) -> TaskResult:
@@ -182,6 +186,7 @@ class JobRun:
         "breakers",
         "cancel_reason",
         "cancel_requested",
+        "carried",
         "counts",
         "created_at",
         "done",
@@ -242,15 +247,15 @@ class JobRun:
         self.in_heap = False
         self.gc_hold: Any = None  # a big job keeps the collector off its records while live
         self.breakers: tuple[str, ...] = ()  # claimed from the registry while live
+        # A rerun's tasks carried over from the job it reruns: task id -> that job's id.
+        self.carried: dict[str, str] = {}
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
         """The job now; without its tasks (a listing), it still counts them by state."""
         return JobSnapshot(
             job_id=self.id,
             state=self.state,
-            tasks=tuple(run.status(self.progress) for run in self.tasks.values())
-            if with_tasks
-            else (),
+            tasks=self._statuses() if with_tasks else (),
             labels=dict(self.labels),
             created_at=self.created_at,
             finished_at=self.finished_at,
@@ -258,6 +263,12 @@ class JobRun:
             message=self.message,
             task_counts=count_states(self.tasks.values()),
         )
+
+    def _statuses(self) -> tuple[TaskStatus, ...]:
+        progress, carried = self.progress, self.carried
+        if not carried:
+            return tuple(run.status(progress) for run in self.tasks.values())
+        return tuple(run.status(progress, carried.get(run.id, "")) for run in self.tasks.values())
 
     def __repr__(self) -> str:
         return (

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dukat.core.results import JobSnapshot
 
 __all__ = [
+    "CARRIED",
     "INTERRUPTED",
     "Event",
     "EventLog",
@@ -62,11 +63,16 @@ class TaskStateChanged(Event):
     message: str = ""
     """Why: the error of a failed attempt, the upstream that failed, ... A RETRYING change
     after an interrupted attempt says "interrupted (worker 'w1' left), 1 of 3; running
-    again": it begins with `INTERRUPTED`, where a failed attempt's names its error's class."""
+    again": it begins with `INTERRUPTED`, where a failed attempt's names its error's class.
+    A SUCCEEDED change has none, unless a rerun carried the task over: "carried over from
+    job J" (`CARRIED`)."""
 
 
 INTERRUPTED = "interrupted ("
 """How the message of a task's RETRYING change begins when its attempt was interrupted."""
+CARRIED = "carried over from job "
+"""How the message of a task's SUCCEEDED change begins when a rerun carried it over from
+the job it reruns (whose id follows) instead of running it."""
 
 
 @dataclass(slots=True)

@@ -112,6 +112,10 @@ class TaskStatus(NamedTuple):
     queue 'q' (none connected)" (the daemon's GetJob says so); empty otherwise."""
     waiting_for_queue: str = ""
     """The dispatch queue `waiting_for` is about; empty when it is."""
+    carried_from: str = ""
+    """The job this task's outcome was carried over from, when its job is a rerun
+    (`Scheduler.submit(..., rerun_of=)`) and the task had SUCCEEDED there: it did not run in
+    this job, and its attempts, times and result are that job's. Empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

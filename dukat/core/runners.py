@@ -15,8 +15,9 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from dukat.core.context import TaskContext
+from dukat.errors import ValidationError
 
-__all__ = ["AdmittingRunner", "CallableAction", "InProcessRunner", "Runner"]
+__all__ = ["AdmittingRunner", "CallableAction", "InProcessRunner", "Runner", "Unrunnable"]
 
 
 class Runner(Protocol):
@@ -111,3 +112,21 @@ class InProcessRunner:
 
     def __repr__(self) -> str:
         return "<InProcessRunner>"
+
+
+class Unrunnable:
+    """The runner of tasks this scheduler cannot run, but must keep (a restored job that a
+    scheduler set up otherwise accepted: exec was on, a resource was bigger): their attempts
+    fail at once, before they take a slot or resources, never retried, saying why; the job
+    is not lost, and a rerun runs it where it can run."""
+
+    def __init__(self, why: ValidationError) -> None:
+        self.why = why
+
+    def admit(self, context: Any) -> None:
+        error = ValidationError(f"cannot run here: {self.why}", task_id=self.why.task_id)
+        error.retryable = False  # type: ignore[attr-defined]  # nothing a retry could change
+        raise error
+
+    async def run(self, context: Any) -> None:
+        self.admit(context)

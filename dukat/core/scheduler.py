@@ -35,6 +35,7 @@ from dukat.core._build import build_job, runners_for
 from dukat.core._fair_share import FairShare
 from dukat.core._gc import gc_paused, hold_gc, promote_new
 from dukat.core._holdings import Holdings
+from dukat.core._rerun import carried_over
 from dukat.core._restore import (
     CancelRequest,
     JobEnding,
@@ -49,6 +50,7 @@ from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock, SystemClock
 from dukat.core.context import TaskContext, _current
 from dukat.core.events import (
+    CARRIED,
     INTERRUPTED,
     Event,
     EventLog,
@@ -239,18 +241,33 @@ class Scheduler:
         """Call `listener(job_id)` when a finished job is dropped (retention, `forget`)."""
         self._drop_listeners.append(listener)
 
-    def submit(self, spec: JobSpec, *, job_id: str | None = None) -> str:
-        """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid."""
-        return self.start(self._prepare(spec, job_id, starting=True))
+    def submit(
+        self, spec: JobSpec, *, job_id: str | None = None, rerun_of: str | None = None
+    ) -> str:
+        """Validate a whole job and start it; returns its id. Nothing is kept if it is invalid.
 
-    def prepare(self, spec: JobSpec, *, job_id: str | None = None) -> PreparedJob:
+        `rerun_of`: a finished job this one runs again from where it failed. Its tasks
+        that SUCCEEDED there doing the same work, with every upstream carried over too, are
+        carried over: SUCCEEDED at once with their results, attempts and times (their
+        `TaskStatus.carried_from`, and an event "carried over from job J"), and their
+        dependents ready as if they had just succeeded; the rest run (see
+        `dukat.core._rerun`). `spec` may be the old job's own (`job_spec`) or a corrected
+        one. NotFoundError if the scheduler does not hold that job, ValueError if it has
+        not finished. The old job is left as it was.
+        """
+        return self.start(self._prepare(spec, job_id, rerun_of, starting=True))
+
+    def prepare(
+        self, spec: JobSpec, *, job_id: str | None = None, rerun_of: str | None = None
+    ) -> PreparedJob:
         """Validate a whole job and build it, without starting it: `start` does.
 
-        For a host that must make the job durable before anything of it runs. Its tasks
-        count against `max_tasks`, and it claims its breakers, from now on: `abandon` a
-        prepared job that will not start.
+        For a host that must make the job durable before anything of it runs (a rerun's
+        carried-over outcomes too: `PreparedJob.carried`). Its tasks count against
+        `max_tasks`, and it claims its breakers, from now on: `abandon` a prepared job that
+        will not start. `rerun_of`: as `submit`'s.
         """
-        return self._prepare(spec, job_id, starting=False)
+        return self._prepare(spec, job_id, rerun_of, starting=False)
 
     def abandon(self, prepared: PreparedJob) -> None:
         """Let go of a prepared job that will not start: its room under `max_tasks` and its
@@ -261,18 +278,34 @@ class Scheduler:
             self.breakers.release(job.breakers)
             job.breakers = ()
 
-    def _prepare(self, spec: JobSpec, job_id: str | None, *, starting: bool) -> PreparedJob:
+    def _prepare(
+        self, spec: JobSpec, job_id: str | None, rerun_of: str | None, *, starting: bool
+    ) -> PreparedJob:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         self._bind_loop()
+        # Found before the room is made, which may drop it: its records stay readable.
+        before = None if rerun_of is None else self._finished_job(rerun_of)
         positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
         self._holdings.check_room(len(positions))
         self._evict_finished(room=len(positions))  # before the id check: it may free the id
         job_id = job_id or uuid.uuid4().hex
         self._check_new_id(job_id)
         job = self._build(spec, job_id, self.clock.wall(), positions, hold_gc_now=starting)
+        carried = () if before is None else tuple(carried_over(before, job))
+        apply_outcomes(job, carried)
         self._holdings.prepare(job, len(job.tasks))
-        return PreparedJob(job_id, spec, job)
+        return PreparedJob(job_id, spec, job, carried)
+
+    def _finished_job(self, job_id: str) -> JobRun:
+        """The finished job a rerun carries over from."""
+        self._evict_finished()  # an expired job is not there to rerun
+        job = self._job(job_id)
+        if not job.state.is_terminal:
+            raise ValueError(
+                f"job {job_id!r} is still {job.state.value}; cancel it or wait for it to end"
+            )
+        return job
 
     def start(self, prepared: PreparedJob) -> str:
         """Start a job made by `prepare`; returns its id.
@@ -286,10 +319,15 @@ class Scheduler:
         self._holdings.unprepare(job)  # it is counted live from here
         self._admit_job(job)
         try:
-            self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
-            for run in job.tasks.values():
-                if run.waiting_on == 0:
+            self._begin(job)
+            if job.carried:  # their dependents wait on those that run only
+                for run in settle_pending(job):
                     self._make_ready(run)
+                self._maybe_finish_job(job)  # nothing was left to run
+            else:
+                for run in job.tasks.values():
+                    if run.waiting_on == 0:
+                        self._make_ready(run)
         except BaseException:
             self._take_back(job)
             raise
@@ -313,7 +351,9 @@ class Scheduler:
         runs again; one that was RUNNING at its `attempts` lost that attempt to the restart,
         an interruption like any other (`TaskInterruptedError`, "the daemon restarted"): it
         runs again at once if its `max_interruptions` allow, its earlier `interruptions`
-        counted; one that was RETRYING runs again at once; the others start over.
+        counted; one that was RETRYING runs again at once; the others start over. One a
+        rerun carried over (`carried_from`) stays so, and a job that had not started yet
+        tells of it in its events as `start` does.
         `events`: the tail of its event log, as records, ending at `last_sequence`; new
         events continue from there. `ended`: the
         job had finished (it is held for retention, as it was). `cancels`: the cancel
@@ -326,8 +366,9 @@ class Scheduler:
         self._bind_loop()
         self._check_new_id(job_id)
         positions = validate_job(spec, max_tasks=self.max_tasks_per_job)
-        # Past the breakers' limit if need be: the job was accepted once, it must come back.
-        job = self._build(spec, job_id, created_at, positions, within_limit=False)
+        # Accepted once, it must come back: past the breakers' limit if need be, and with
+        # what this scheduler cannot run failing as it is picked (`_build.Unrunnable`).
+        job = self._build(spec, job_id, created_at, positions, restoring=True)
         job.log.restore(list(events), last_sequence)
         job.sequence = last_sequence
         if last_sequence:
@@ -338,7 +379,7 @@ class Scheduler:
             return job_id
         self._admit_job(job)
         if job.state is JobState.PENDING:  # accepted, and gone before it started
-            self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
+            self._begin(job)
         for request in cancels:
             self._cancel_restored(job, request)
         settled = settle_pending(job)
@@ -362,6 +403,32 @@ class Scheduler:
             self._cancel_runs(job, list(job.tasks.values()), "fail_fast: a task had failed")
         self._maybe_finish_job(job)
         return job_id
+
+    def _begin(self, job: JobRun) -> None:
+        """Set a job RUNNING, and tell of the tasks a rerun carried over: each one's event
+        has its time (when it ended in the job it comes from) and says where from."""
+        carried = job.carried
+        if not carried:
+            self._transition_job(job, JobState.RUNNING, f"{len(job.tasks)} tasks")
+            return
+        source = next(iter(carried.values()))  # the job it reruns, the same for each
+        self._transition_job(
+            job, JobState.RUNNING, f"{len(job.tasks)} tasks, {len(carried)} {CARRIED}{source}"
+        )
+        tasks = job.tasks
+        for task_id in carried:
+            run = tasks[task_id]
+            job.sequence += 1
+            record = (
+                TaskStateChanged,
+                job.sequence,
+                run.finished_at,
+                task_id,
+                _SUCCEEDED,
+                run.attempts,
+                run.message,
+            )
+            self._record(job, record)
 
     def publish(self, job_id: str, sequence: int) -> None:
         """Let watchers of a held job (`hold_events`) see its events up to `sequence`.
@@ -423,6 +490,11 @@ class Scheduler:
     def job_state(self, job_id: str) -> JobState:
         """The job's state, without building a snapshot of every task."""
         return self._job(job_id).state
+
+    def job_spec(self, job_id: str) -> JobSpec:
+        """The spec the job was submitted with (to rerun it as it was)."""
+        self._evict_finished()
+        return self._job(job_id).spec
 
     def task_result(self, job_id: str, task_id: str) -> Any:
         """A task's result, in O(1), for listeners (a journal): the value of a SUCCEEDED one,
@@ -1197,7 +1269,7 @@ class Scheduler:
         positions: dict[str, int],
         *,
         hold_gc_now: bool = False,
-        within_limit: bool = True,
+        restoring: bool = False,
     ) -> JobRun:
         """A job's records from its spec, which `validate_job` checked (giving `positions`);
         nothing registered yet but the claim on its breakers (`abandon` lets go of a job
@@ -1206,7 +1278,7 @@ class Scheduler:
         `hold_gc_now`: a big job about to start is frozen before the collector is back on,
         or the collector's first pass walks all its records; one that may never start
         (`prepare`) is frozen when it starts (`_admit_job`): a hold must be let go."""
-        runners = runners_for(spec, self._runners, self.resources)
+        runners = runners_for(spec, self._runners, self.resources, restoring=restoring)
         job = JobRun(
             job_id,
             spec,
@@ -1217,7 +1289,7 @@ class Scheduler:
         big = len(spec.tasks) >= self._gc_hold_min_tasks
         with gc_paused(big):
             # Many records: no collecting.
-            build_job(job, runners, self.breakers, positions, within_limit=within_limit)
+            build_job(job, runners, self.breakers, positions, within_limit=not restoring)
             if big and hold_gc_now:
                 job.gc_hold = hold_gc()
         return job

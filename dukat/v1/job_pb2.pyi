@@ -666,6 +666,7 @@ class TaskStatus(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     WAITING_FOR_FIELD_NUMBER: _builtins.int
     WAITING_FOR_QUEUE_FIELD_NUMBER: _builtins.int
+    CARRIED_FROM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id, as submitted."""
     state: Global___TaskState.ValueType
@@ -701,6 +702,11 @@ class TaskStatus(_message.Message):
     waiting_for_queue: _builtins.str
     """The dispatch queue that waiting_for is about (start a worker serving it); empty when
     waiting_for is.
+    """
+    carried_from: _builtins.str
+    """The job this task's outcome comes from, when it was carried over by a rerun
+    (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+    attempts, times and result are that job's. Empty for a task that ran in this job.
     """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
@@ -743,10 +749,11 @@ class TaskStatus(_message.Message):
         failure: Global___TaskFailure | None = ...,
         waiting_for: _builtins.str = ...,
         waiting_for_queue: _builtins.str = ...,
+        carried_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "failure", b"failure", "finished_at", b"finished_at", "progress", b"progress", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state", "waiting_for", b"waiting_for", "waiting_for_queue", b"waiting_for_queue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_progress", b"_progress", "attempts", b"attempts", "carried_from", b"carried_from", "description", b"description", "error", b"error", "failure", b"failure", "finished_at", b"finished_at", "id", b"id", "interruptions", b"interruptions", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "result_omitted", b"result_omitted", "started_at", b"started_at", "state", b"state", "waiting_for", b"waiting_for", "waiting_for_queue", b"waiting_for_queue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__progress: _TypeAlias = _typing.Literal["progress"]  # noqa: Y015
     _WhichOneofArgType__progress: _TypeAlias = _typing.Literal["_progress", b"_progress"]  # noqa: Y015

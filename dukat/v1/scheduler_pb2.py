@@ -27,7 +27,7 @@ from dukat.v1 import job_pb2 as dukat_dot_v1_dot_job__pb2
 from dukat.v1 import work_pb2 as dukat_dot_v1_dot_work__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ukat/v1/scheduler.proto\x12\x08\x64ukat.v1\x1a\x14\x64ukat/v1/event.proto\x1a\x12\x64ukat/v1/job.proto\x1a\x13\x64ukat/v1/work.proto\"C\n\rSubmitRequest\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.dukat.v1.JobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\" \n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"O\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x17\n\x0fjob_events_only\x18\x03 \x01(\x08\"0\n\rWatchResponse\x12\x1f\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.dukat.v1.Event\"A\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\")\n\x0e\x43\x61ncelResponse\x12\x17\n\x0f\x63\x61ncelled_count\x18\x01 \x01(\x05\"1\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.dukat.v1.Job\"\xc2\x01\n\x0fListJobsRequest\x12\"\n\x06states\x18\x01 \x03(\x0e\x32\x12.dukat.v1.JobState\x12\x35\n\x06labels\x18\x02 \x03(\x0b\x32%.dukat.v1.ListJobsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.dukat.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x0bWorkRequest\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.dukat.v1.WorkerHelloH\x00\x12(\n\x06update\x18\x02 \x01(\x0b\x32\x16.dukat.v1.WorkerUpdateH\x00\x42\x06\n\x04kind\"\x8e\x01\n\x0cWorkResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.dukat.v1.WorkerWelcome\x12-\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x18.dukat.v1.TaskAssignment\x12%\n\x07\x63\x61ncels\x18\x03 \x03(\x0b\x32\x14.dukat.v1.TaskCancel2\x83\x03\n\x10SchedulerService\x12;\n\x06Submit\x12\x17.dukat.v1.SubmitRequest\x1a\x18.dukat.v1.SubmitResponse\x12:\n\x05Watch\x12\x16.dukat.v1.WatchRequest\x1a\x17.dukat.v1.WatchResponse0\x01\x12;\n\x06\x43\x61ncel\x12\x17.dukat.v1.CancelRequest\x1a\x18.dukat.v1.CancelResponse\x12;\n\x06GetJob\x12\x17.dukat.v1.GetJobRequest\x1a\x18.dukat.v1.GetJobResponse\x12\x41\n\x08ListJobs\x12\x19.dukat.v1.ListJobsRequest\x1a\x1a.dukat.v1.ListJobsResponse\x12\x39\n\x04Work\x12\x15.dukat.v1.WorkRequest\x1a\x16.dukat.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ukat/v1/scheduler.proto\x12\x08\x64ukat.v1\x1a\x14\x64ukat/v1/event.proto\x1a\x12\x64ukat/v1/job.proto\x1a\x13\x64ukat/v1/work.proto\"U\n\rSubmitRequest\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.dukat.v1.JobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08rerun_of\x18\x03 \x01(\t\" \n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"O\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x17\n\x0fjob_events_only\x18\x03 \x01(\x08\"0\n\rWatchResponse\x12\x1f\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.dukat.v1.Event\"A\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\")\n\x0e\x43\x61ncelResponse\x12\x17\n\x0f\x63\x61ncelled_count\x18\x01 \x01(\x05\"1\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.dukat.v1.Job\"\xc2\x01\n\x0fListJobsRequest\x12\"\n\x06states\x18\x01 \x03(\x0e\x32\x12.dukat.v1.JobState\x12\x35\n\x06labels\x18\x02 \x03(\x0b\x32%.dukat.v1.ListJobsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.dukat.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x0bWorkRequest\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.dukat.v1.WorkerHelloH\x00\x12(\n\x06update\x18\x02 \x01(\x0b\x32\x16.dukat.v1.WorkerUpdateH\x00\x42\x06\n\x04kind\"\x8e\x01\n\x0cWorkResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.dukat.v1.WorkerWelcome\x12-\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x18.dukat.v1.TaskAssignment\x12%\n\x07\x63\x61ncels\x18\x03 \x03(\x0b\x32\x14.dukat.v1.TaskCancel2\x83\x03\n\x10SchedulerService\x12;\n\x06Submit\x12\x17.dukat.v1.SubmitRequest\x1a\x18.dukat.v1.SubmitResponse\x12:\n\x05Watch\x12\x16.dukat.v1.WatchRequest\x1a\x17.dukat.v1.WatchResponse0\x01\x12;\n\x06\x43\x61ncel\x12\x17.dukat.v1.CancelRequest\x1a\x18.dukat.v1.CancelResponse\x12;\n\x06GetJob\x12\x17.dukat.v1.GetJobRequest\x1a\x18.dukat.v1.GetJobResponse\x12\x41\n\x08ListJobs\x12\x19.dukat.v1.ListJobsRequest\x1a\x1a.dukat.v1.ListJobsResponse\x12\x39\n\x04Work\x12\x15.dukat.v1.WorkRequest\x1a\x16.dukat.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SUBMITREQUEST']._serialized_start=101
-  _globals['_SUBMITREQUEST']._serialized_end=168
-  _globals['_SUBMITRESPONSE']._serialized_start=170
-  _globals['_SUBMITRESPONSE']._serialized_end=202
-  _globals['_WATCHREQUEST']._serialized_start=204
-  _globals['_WATCHREQUEST']._serialized_end=283
-  _globals['_WATCHRESPONSE']._serialized_start=285
-  _globals['_WATCHRESPONSE']._serialized_end=333
-  _globals['_CANCELREQUEST']._serialized_start=335
-  _globals['_CANCELREQUEST']._serialized_end=400
-  _globals['_CANCELRESPONSE']._serialized_start=402
-  _globals['_CANCELRESPONSE']._serialized_end=443
-  _globals['_GETJOBREQUEST']._serialized_start=445
-  _globals['_GETJOBREQUEST']._serialized_end=494
-  _globals['_GETJOBRESPONSE']._serialized_start=496
-  _globals['_GETJOBRESPONSE']._serialized_end=540
-  _globals['_LISTJOBSREQUEST']._serialized_start=543
-  _globals['_LISTJOBSREQUEST']._serialized_end=737
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=692
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=737
-  _globals['_LISTJOBSRESPONSE']._serialized_start=739
-  _globals['_LISTJOBSRESPONSE']._serialized_end=811
-  _globals['_WORKREQUEST']._serialized_start=813
-  _globals['_WORKREQUEST']._serialized_end=916
-  _globals['_WORKRESPONSE']._serialized_start=919
-  _globals['_WORKRESPONSE']._serialized_end=1061
-  _globals['_SCHEDULERSERVICE']._serialized_start=1064
-  _globals['_SCHEDULERSERVICE']._serialized_end=1451
+  _globals['_SUBMITREQUEST']._serialized_end=186
+  _globals['_SUBMITRESPONSE']._serialized_start=188
+  _globals['_SUBMITRESPONSE']._serialized_end=220
+  _globals['_WATCHREQUEST']._serialized_start=222
+  _globals['_WATCHREQUEST']._serialized_end=301
+  _globals['_WATCHRESPONSE']._serialized_start=303
+  _globals['_WATCHRESPONSE']._serialized_end=351
+  _globals['_CANCELREQUEST']._serialized_start=353
+  _globals['_CANCELREQUEST']._serialized_end=418
+  _globals['_CANCELRESPONSE']._serialized_start=420
+  _globals['_CANCELRESPONSE']._serialized_end=461
+  _globals['_GETJOBREQUEST']._serialized_start=463
+  _globals['_GETJOBREQUEST']._serialized_end=512
+  _globals['_GETJOBRESPONSE']._serialized_start=514
+  _globals['_GETJOBRESPONSE']._serialized_end=558
+  _globals['_LISTJOBSREQUEST']._serialized_start=561
+  _globals['_LISTJOBSREQUEST']._serialized_end=755
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=710
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=755
+  _globals['_LISTJOBSRESPONSE']._serialized_start=757
+  _globals['_LISTJOBSRESPONSE']._serialized_end=829
+  _globals['_WORKREQUEST']._serialized_start=831
+  _globals['_WORKREQUEST']._serialized_end=934
+  _globals['_WORKRESPONSE']._serialized_start=937
+  _globals['_WORKRESPONSE']._serialized_end=1079
+  _globals['_SCHEDULERSERVICE']._serialized_start=1082
+  _globals['_SCHEDULERSERVICE']._serialized_end=1469
 # @@protoc_insertion_point(module_scope)

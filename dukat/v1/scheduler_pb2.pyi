@@ -32,9 +32,23 @@ class SubmitRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Chosen by the client to make a retried Submit safe: a request id the daemon has seen
     returns the job it made then, and runs nothing new. Empty: no deduplication.
+    """
+    rerun_of: _builtins.str
+    """Run a finished job again from where it failed: the id of that job. The new job (a new id,
+    with events of its own; the old one is left as it was) is `job`, or when `job` is unset
+    the old job's own spec. Its tasks that SUCCEEDED in the old job are carried over,
+    SUCCEEDED at once with their results, attempts and times (TaskStatus.carried_from), and
+    the others run; a task is carried over only if the old job had a task of that id that
+    SUCCEEDED with the same action, dependencies (in order), trigger rule and labels (what
+    decides its result; its description, priority, retry policy, timeout, resources and
+    breaker may differ), and only if each of its dependencies is carried over too: a task
+    downstream of one that runs again runs again. The old job must have finished (else
+    FAILED_PRECONDITION) and still be held by the daemon (else NOT_FOUND: see its
+    --retain-finished-jobs and --finished-job-ttl). Empty: a new job from nothing.
     """
     @_builtins.property
     def job(self) -> _job_pb2.JobSpec:
@@ -45,10 +59,11 @@ class SubmitRequest(_message.Message):
         *,
         job: _job_pb2.JobSpec | None = ...,
         request_id: _builtins.str = ...,
+        rerun_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "request_id", b"request_id", "rerun_of", b"rerun_of"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

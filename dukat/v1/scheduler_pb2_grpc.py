@@ -76,7 +76,9 @@ class SchedulerServiceServicer:
     def Submit(self, request, context):
         """Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
         naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-        an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+        an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+        rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

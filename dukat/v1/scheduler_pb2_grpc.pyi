@@ -41,7 +41,9 @@ class SchedulerServiceStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.SubmitRequest, _scheduler_pb2.SubmitResponse]
     """Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
     naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-    an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+    an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+    rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+    FAILED_PRECONDITION.
     """
     Watch: _grpc.UnaryStreamMultiCallable[_scheduler_pb2.WatchRequest, _scheduler_pb2.WatchResponse]
     """Replay a job's events after a sequence number, then follow it live, several events per
@@ -70,7 +72,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     Submit: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.SubmitRequest, _scheduler_pb2.SubmitResponse]  # type: ignore[assignment]
     """Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
     naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-    an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+    an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+    rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+    FAILED_PRECONDITION.
     """
     Watch: _aio.UnaryStreamMultiCallable[_scheduler_pb2.WatchRequest, _scheduler_pb2.WatchResponse]  # type: ignore[assignment]
     """Replay a job's events after a sequence number, then follow it live, several events per
@@ -102,7 +106,9 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_scheduler_pb2.SubmitResponse, _abc.Awaitable[_scheduler_pb2.SubmitResponse]]:
         """Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
         naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-        an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+        an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+        rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod

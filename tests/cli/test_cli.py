@@ -221,6 +221,104 @@ async def test_show_and_logs_of_unknown_jobs_and_tasks_are_one_line_errors(dukat
     assert done.code == 1 and done.err.startswith(f"dukat: job {job_id!r} has no task 'nothing'")
 
 
+# -- rerun -------------------------------------------------------------------------------------
+
+
+def flaky_pipeline(directory: Path, *, shape: str = "rows") -> str:
+    """Four steps that note each run in ran.txt; the third fails until `flag` says fixed."""
+    ran, flag = directory / "ran.txt", directory / "flag"
+    if not flag.exists():
+        flag.write_text("broken\n")
+    return f"""
+[tasks.extract]
+run = "echo extract >> {ran}"
+
+[tasks.shape]
+run = "echo shape {shape} >> {ran}"
+dependencies = ["extract"]
+
+[tasks.load]
+run = "echo load >> {ran}; grep -qx fixed {flag}"
+dependencies = ["shape"]
+
+[tasks.report]
+run = "echo report >> {ran}"
+dependencies = ["load"]
+"""
+
+
+def ran(dukat: Dukat) -> list[str]:
+    return (dukat.directory / "ran.txt").read_text().splitlines()
+
+
+async def test_rerun_runs_a_failed_job_again_from_where_it_failed(dukat: Dukat) -> None:
+    failed = await dukat("run", dukat.file(flaky_pipeline(dukat.directory)))
+    assert failed.code == 1, failed.err
+    old = failed.out.split()[1]
+    (dukat.directory / "flag").write_text("fixed\n")
+    done = await dukat("rerun", old)
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    new = lines[0].split()[1]
+    assert lines[0] == f"job {new} (a rerun of {old})" and new != old
+    assert f"✓ extract  carried over from job {old}" in lines
+    assert f"✓ shape  carried over from job {old}" in lines
+    assert [line.split()[:2] for line in lines if line.startswith("✓")][2:] == [
+        ["✓", "load"],
+        ["✓", "report"],
+    ]
+    assert lines[-1].startswith(f"job {new} succeeded: 4 succeeded in ")
+    assert ran(dukat) == ["extract", "shape rows", "load", "load", "report"]
+    shown = await dukat("show", new)
+    assert f"carried over from job {old}" in shown.out
+    logs = await dukat("logs", new, "extract")
+    assert logs.code == 0 and logs.out == ""
+    assert f"carried it over from job {old} (dukat logs {old} extract)" in logs.err
+    document = json.loads((await dukat("show", new, "-o", "json")).out)
+    assert {t["id"]: t["carried_from"] for t in document["tasks"]} == {
+        "extract": old,
+        "shape": old,
+        "load": "",
+        "report": "",
+    }
+
+
+async def test_rerun_with_a_corrected_file_runs_what_changed_and_what_follows(
+    dukat: Dukat,
+) -> None:
+    failed = await dukat("run", dukat.file(flaky_pipeline(dukat.directory)))
+    old = failed.out.split()[1]
+    (dukat.directory / "flag").write_text("fixed\n")
+    corrected = dukat.file(flaky_pipeline(dukat.directory, shape="v2"), "fixed.toml")
+    done = await dukat("rerun", old, corrected)
+    assert done.code == 0, done.err
+    assert f"✓ extract  carried over from job {old}" in done.out.splitlines()
+    assert ran(dukat) == ["extract", "shape rows", "load", "shape v2", "load", "report"]
+
+
+async def test_submit_rerun_of_prints_the_new_job_and_rerun_errors_are_one_line(
+    dukat: Dukat,
+) -> None:
+    failed = await dukat("run", dukat.file(flaky_pipeline(dukat.directory)))
+    old = failed.out.split()[1]
+    submitted = await dukat("submit", "--rerun-of", old)
+    assert submitted.code == 0, submitted.err
+    new = submitted.out.strip()
+    watched = await dukat("watch", new)
+    assert watched.code == 1 and f"carried over from job {old}" in watched.out
+    assert ran(dukat) == ["extract", "shape rows", "load", "load"]
+    unknown = await dukat("rerun", "nope")
+    assert unknown.code == 1 and unknown.err.startswith("dukat: not found: rerun_of: no job 'nope'")
+    running = (await dukat("submit", dukat.file(SLOW))).out.strip()
+    refused = await dukat("rerun", running)
+    assert refused.code == 1
+    assert refused.err.startswith("dukat: failed precondition: rerun_of: ")
+    assert "cancel it or wait" in refused.err
+    await dukat("cancel", running)
+    neither = await dukat("submit")
+    assert neither.code == 2 and "FILE" in neither.err and "--rerun-of" in neither.err
+
+
 # -- bad job files -----------------------------------------------------------------------------
 
 BAD_FILES = [

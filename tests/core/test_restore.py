@@ -20,6 +20,7 @@ from dukat.core import (
     TriggerRule,
 )
 from dukat.core.events import JobStateChanged, Snapshot, TaskStateChanged
+from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskFailure, TaskStatus
 from dukat.core.scheduler import CancelRequest, JobEnding
 from dukat.errors import LimitExceededError, ValidationError
@@ -491,3 +492,52 @@ async def test_restored_jobs_come_back_past_the_breakers_limit_and_finished_ones
     job_id = s.submit(JobSpec(tasks=(spec(calls, "z", circuit_breaker="z"),)))
     assert await finished(s, job_id) is JobState.SUCCEEDED
     assert [b.name for b in s.breakers] == ["z"]
+
+
+# -- a job accepted by a scheduler set up otherwise -------------------------------------------
+
+
+class Elsewhere:
+    """An action no runner of the restoring scheduler takes (exec, on a daemon now without)."""
+
+
+async def test_a_restored_task_this_scheduler_cannot_run_fails_saying_why_and_the_job_stays(make):
+    calls: list[str] = []
+    s = make()
+    job = JobSpec(
+        tasks=(
+            spec(calls, "ok"),
+            TaskSpec("elsewhere", Elsewhere()),
+            spec(calls, "after", "elsewhere", retry=RetryPolicy(max_attempts=3)),
+        )
+    )
+    with pytest.raises(ValidationError):  # a new job like it is refused whole, as ever
+        s.submit(job)
+    job_id = s.restore(job, job_id="j1", created_at=1.0)
+    assert await finished(s, job_id) is JobState.FAILED
+    results = s.results(job_id)
+    assert results["ok"].state is S.SUCCEEDED and calls == ["ok"]
+    failed = results["elsewhere"]
+    assert failed.state is S.FAILED and failed.attempts == 1  # never retried: nothing would help
+    assert "cannot run here: task 'elsewhere': no runner for actions of type Elsewhere" in (
+        failed.message
+    )
+    assert results["after"].state is S.SKIPPED
+
+
+async def test_a_restored_task_wanting_more_than_the_pool_has_now_fails_instead_of_waiting(make):
+    calls: list[str] = []
+    s = make(resources=ResourcePool({"licence": 1}))
+    job = JobSpec(
+        tasks=(
+            spec(
+                calls,
+                "big",
+                resources=(ResourceRequirement(ResourceType.CUSTOM, 2, name="licence"),),
+            ),
+        )
+    )
+    job_id = s.restore(job, job_id="j1", created_at=1.0)
+    assert await finished(s, job_id) is JobState.FAILED
+    assert calls == [] and "cannot run here" in s.results(job_id)["big"].message
+    assert s.resources.usage()["licence"].available == 1  # it never held any

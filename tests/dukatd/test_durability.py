@@ -612,6 +612,50 @@ async def test_a_finished_job_is_the_same_after_a_restart(daemons, short_tmp: Pa
     assert dict(listed.jobs[0].labels) == {"kind": "finished"}
 
 
+async def test_an_exec_job_outlives_a_restart_without_exec_and_reruns_once_exec_is_back(
+    daemons, short_tmp: Path
+):
+    state = short_tmp / "state"
+    out = short_tmp / "out"
+    spec = job_pb2.JobSpec(
+        tasks=[
+            recording_task("first", out, max_attempts=None),
+            recording_task(
+                "hangs",
+                out,
+                ("first",),
+                first_attempt=f'[ -e "{out}.fixed" ] || sleep 30',  # until the test says
+                max_attempts=None,
+            ),
+        ]
+    )
+    first = await start(daemons, state)
+    job_id = await submit(first, spec)
+    await wait_for(lambda: out.exists() and "hangs 1" in out.read_text(), within=10)
+    await kill_9(first)
+
+    # The operator turned exec off: the job accepted before is kept, not dropped, and what
+    # this daemon cannot run fails saying how to run it.
+    without = await daemons("--shutdown-grace", "0.3s", state_dir=state).serving()
+    ended = await finished(without, job_id)
+    assert ended.state == job_pb2.JOB_STATE_FAILED
+    tasks = {task.id: task for task in ended.tasks}
+    assert tasks["first"].state == SUCCEEDED
+    assert tasks["hangs"].state == job_pb2.TASK_STATE_FAILED
+    assert "exec tasks are off on this daemon; restart it with --allow-exec" in tasks["hangs"].error
+    assert "dropped" not in without.log()
+    without.signal(signal.SIGTERM)
+    assert await without.exited() == 0
+
+    (short_tmp / "out.fixed").touch()
+    again = await start(daemons, state)
+    async with grpc.aio.insecure_channel(again.address) as channel:
+        request = scheduler_pb2.SubmitRequest(rerun_of=job_id)
+        rerun = (await stub_of(channel).Submit(request, timeout=10)).job_id
+    assert (await finished(again, rerun)).state == job_pb2.JOB_STATE_SUCCEEDED
+    assert out.read_text().splitlines() == ["first 1", "hangs 1", "hangs 1"]  # first: carried
+
+
 # -- 6. a damaged journal -------------------------------------------------------------------
 
 

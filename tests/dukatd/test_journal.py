@@ -84,10 +84,23 @@ class Host:
         self.scheduler.add_record_listener(journal.on_record)
         self.scheduler.add_drop_listener(journal.drop)
 
-    async def submit(self, spec: JobSpec, *, request_id: str = "", wire: bytes = b"spec") -> str:
-        prepared = self.scheduler.prepare(spec)
-        self.journal.accept(prepared.job_id, request_id, wire, prepared.job.created_at)
+    async def submit(
+        self,
+        spec: JobSpec,
+        *,
+        request_id: str = "",
+        wire: bytes = b"spec",
+        rerun_of: str | None = None,
+        start: bool = True,
+    ) -> str:
+        """`start`: False stops where a crash right after the acceptance would."""
+        prepared = self.scheduler.prepare(spec, rerun_of=rerun_of)
+        created_at = prepared.job.created_at
+        self.journal.accept(prepared.job_id, request_id, wire, created_at, prepared.carried)
         await self.journal.sync()
+        if not start:
+            self.scheduler.abandon(prepared)
+            return prepared.job_id
         return self.scheduler.start(prepared)
 
     async def close(self) -> None:
@@ -136,6 +149,48 @@ async def test_a_job_comes_back_whole_after_the_journal_is_reopened(hosts, tmp_p
     assert tasks["t2"].result == "'r2'" and tasks["t2"].attempts == 1
     assert tasks["t2"].started_at is not None and tasks["t2"].finished_at is not None
     assert breakers == {}
+
+
+async def test_a_rerun_comes_back_with_its_carried_tasks_started_or_not(hosts, tmp_path):
+    """They are written with the acceptance: a crash before the rerun's events are written
+    loses none of them, and the SUCCEEDED events written later keep them carried."""
+    host = hosts()
+    flaky = [RuntimeError("not yet")]
+
+    async def load() -> str:
+        if flaky:
+            raise flaky.pop()
+        return "loaded"
+
+    first = TaskSpec("extract", CallableAction(returning("rows")))
+    spec = JobSpec(tasks=(first, TaskSpec("load", CallableAction(load), dependencies=("extract",))))
+    old = await host.submit(spec)
+    assert await finished(host.scheduler, old) is JobState.FAILED
+    extracted = host.scheduler.get_job(old).task("extract")
+    crashed = await host.submit(spec, rerun_of=old, start=False)
+    ran = await host.submit(spec, rerun_of=old)
+    assert await finished(host.scheduler, ran) is JobState.SUCCEEDED
+    await host.close()
+
+    reopened = open_journal(tmp_path)
+    jobs = {job.job_id: job for job in reopened.load()[0]}
+    reopened._db.close()
+    for job_id in (crashed, ran):
+        tasks = {task.id: task for task in jobs[job_id].tasks}
+        carried = tasks["extract"]
+        assert (carried.state, carried.result, carried.carried_from) == (
+            TaskState.SUCCEEDED,
+            "'rows'",
+            old,
+        )
+        assert (carried.attempts, carried.started_at, carried.finished_at) == (
+            1,
+            extracted.started_at,
+            extracted.finished_at,
+        )
+    assert "load" not in {task.id for task in jobs[crashed].tasks}  # it has to run
+    assert {t.id: t.carried_from for t in jobs[ran].tasks} == {"extract": old, "load": ""}
+    assert {t.carried_from for t in jobs[old].tasks} == {""}
 
 
 async def test_watchers_see_an_event_only_once_it_is_committed(hosts):

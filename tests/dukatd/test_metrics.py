@@ -227,6 +227,18 @@ async def test_interruptions_are_counted_by_reason_and_are_no_retries(daemon):
     assert m.get("dukat_tasks_finished_total", state="succeeded", kind="dispatch") == 3
 
 
+async def test_tasks_a_rerun_carries_over_are_not_counted_as_finished_again(daemon):
+    old, _ = await run_job(daemon, dispatch("a"), dispatch("b", b"fail", dependencies=["a"]))
+    rerun = await daemon.stub.Submit(scheduler_pb2.SubmitRequest(rerun_of=old))
+    async for _ in daemon.stub.Watch(scheduler_pb2.WatchRequest(job_id=rerun.job_id)):
+        pass
+    m = await scrape(daemon.http)
+    assert m.get("dukat_jobs_submitted_total") == 2
+    # `a` ran once, in the first job; `b` failed in each.
+    assert m.get("dukat_tasks_finished_total", state="succeeded", kind="dispatch") == 1
+    assert m.get("dukat_tasks_finished_total", state="failed", kind="dispatch") == 2
+
+
 async def test_running_and_ready_gauges_follow_the_tasks(daemon):
     job = job_pb2.JobSpec(tasks=[dispatch("slow", b"gate"), dispatch("next")])
     job_id = (await daemon.stub.Submit(scheduler_pb2.SubmitRequest(job=job))).job_id

@@ -76,7 +76,7 @@ LABELS = "map<string, string>"
 # message -> field -> type, as `describe()` spells it. Types in dukat.v1 are named short.
 MESSAGES: dict[str, dict[str, str]] = {
     # scheduler.proto
-    "SubmitRequest": {"job": "JobSpec", "request_id": "string"},
+    "SubmitRequest": {"job": "JobSpec", "request_id": "string", "rerun_of": "string"},
     "SubmitResponse": {"job_id": "string"},
     "WatchRequest": {"job_id": "string", "after_sequence": "int64", "job_events_only": "bool"},
     "WatchResponse": {"events": "repeated Event"},
@@ -160,6 +160,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "failure": "TaskFailure",
         "waiting_for": "string",
         "waiting_for_queue": "string",
+        "carried_from": "string",
     },
     "TaskFailure": {
         "type": "string",

@@ -1033,8 +1033,12 @@ type TaskStatus struct {
 	// The dispatch queue that waiting_for is about (start a worker serving it); empty when
 	// waiting_for is.
 	WaitingForQueue string `protobuf:"bytes,16,opt,name=waiting_for_queue,json=waitingForQueue,proto3" json:"waiting_for_queue,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The job this task's outcome comes from, when it was carried over by a rerun
+	// (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+	// attempts, times and result are that job's. Empty for a task that ran in this job.
+	CarriedFrom   string `protobuf:"bytes,17,opt,name=carried_from,json=carriedFrom,proto3" json:"carried_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
@@ -1168,6 +1172,13 @@ func (x *TaskStatus) GetWaitingFor() string {
 func (x *TaskStatus) GetWaitingForQueue() string {
 	if x != nil {
 		return x.WaitingForQueue
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetCarriedFrom() string {
+	if x != nil {
+		return x.CarriedFrom
 	}
 	return ""
 }
@@ -1664,7 +1675,7 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"taskCounts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x05\n" +
 	"\n" +
 	"TaskStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
@@ -1685,7 +1696,8 @@ const file_dukat_v1_job_proto_rawDesc = "" +
 	"\afailure\x18\r \x01(\v2\x15.dukat.v1.TaskFailureR\afailure\x12\x1f\n" +
 	"\vwaiting_for\x18\x0f \x01(\tR\n" +
 	"waitingFor\x12*\n" +
-	"\x11waiting_for_queue\x18\x10 \x01(\tR\x0fwaitingForQueueB\v\n" +
+	"\x11waiting_for_queue\x18\x10 \x01(\tR\x0fwaitingForQueue\x12!\n" +
+	"\fcarried_from\x18\x11 \x01(\tR\vcarriedFromB\v\n" +
 	"\t_progress\"\xa0\x01\n" +
 	"\vTaskFailure\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +

@@ -32,7 +32,19 @@ type SubmitRequest struct {
 	Job *JobSpec `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	// Chosen by the client to make a retried Submit safe: a request id the daemon has seen
 	// returns the job it made then, and runs nothing new. Empty: no deduplication.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Run a finished job again from where it failed: the id of that job. The new job (a new id,
+	// with events of its own; the old one is left as it was) is `job`, or when `job` is unset
+	// the old job's own spec. Its tasks that SUCCEEDED in the old job are carried over,
+	// SUCCEEDED at once with their results, attempts and times (TaskStatus.carried_from), and
+	// the others run; a task is carried over only if the old job had a task of that id that
+	// SUCCEEDED with the same action, dependencies (in order), trigger rule and labels (what
+	// decides its result; its description, priority, retry policy, timeout, resources and
+	// breaker may differ), and only if each of its dependencies is carried over too: a task
+	// downstream of one that runs again runs again. The old job must have finished (else
+	// FAILED_PRECONDITION) and still be held by the daemon (else NOT_FOUND: see its
+	// --retain-finished-jobs and --finished-job-ttl). Empty: a new job from nothing.
+	RerunOf       string `protobuf:"bytes,3,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,6 +89,13 @@ func (x *SubmitRequest) GetJob() *JobSpec {
 func (x *SubmitRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SubmitRequest) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
 	}
 	return ""
 }
@@ -741,11 +760,12 @@ var File_dukat_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_dukat_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"\x18dukat/v1/scheduler.proto\x12\bdukat.v1\x1a\x14dukat/v1/event.proto\x1a\x12dukat/v1/job.proto\x1a\x13dukat/v1/work.proto\"S\n" +
+	"\x18dukat/v1/scheduler.proto\x12\bdukat.v1\x1a\x14dukat/v1/event.proto\x1a\x12dukat/v1/job.proto\x1a\x13dukat/v1/work.proto\"n\n" +
 	"\rSubmitRequest\x12#\n" +
 	"\x03job\x18\x01 \x01(\v2\x11.dukat.v1.JobSpecR\x03job\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"'\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x19\n" +
+	"\brerun_of\x18\x03 \x01(\tR\arerunOf\"'\n" +
 	"\x0eSubmitResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"t\n" +
 	"\fWatchRequest\x12\x15\n" +

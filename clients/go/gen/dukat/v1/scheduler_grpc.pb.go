@@ -40,7 +40,9 @@ const (
 type SchedulerServiceClient interface {
 	// Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
 	// naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-	// an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+	// an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+	// rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+	// FAILED_PRECONDITION.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// Replay a job's events after a sequence number, then follow it live, several events per
 	// message when they come fast; ends after the job's terminal event.
@@ -147,7 +149,9 @@ type SchedulerService_WorkClient = grpc.BidiStreamingClient[WorkRequest, WorkRes
 type SchedulerServiceServer interface {
 	// Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
 	// naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-	// an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+	// an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+	// rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+	// FAILED_PRECONDITION.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// Replay a job's events after a sequence number, then follow it live, several events per
 	// message when they come fast; ends after the job's terminal event.

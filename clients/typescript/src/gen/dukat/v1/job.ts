@@ -571,6 +571,12 @@ export interface TaskStatus {
    * waiting_for is.
    */
   waitingForQueue: string;
+  /**
+   * The job this task's outcome comes from, when it was carried over by a rerun
+   * (SubmitRequest.rerun_of): it SUCCEEDED there and did not run in this job, whose
+   * attempts, times and result are that job's. Empty for a task that ran in this job.
+   */
+  carriedFrom: string;
 }
 
 /**
@@ -2303,6 +2309,7 @@ function createBaseTaskStatus(): TaskStatus {
     failure: undefined,
     waitingFor: "",
     waitingForQueue: "",
+    carriedFrom: "",
   };
 }
 
@@ -2352,6 +2359,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     }
     if (message.waitingForQueue !== "") {
       writer.uint32(130).string(message.waitingForQueue);
+    }
+    if (message.carriedFrom !== "") {
+      writer.uint32(138).string(message.carriedFrom);
     }
     return writer;
   },
@@ -2489,6 +2499,14 @@ export const TaskStatus: MessageFns<TaskStatus> = {
             message.waitingForQueue = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.carriedFrom = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2542,6 +2560,11 @@ export const TaskStatus: MessageFns<TaskStatus> = {
         : isSet(object.waiting_for_queue)
         ? globalThis.String(object.waiting_for_queue)
         : "",
+      carriedFrom: isSet(object.carriedFrom)
+        ? globalThis.String(object.carriedFrom)
+        : isSet(object.carried_from)
+        ? globalThis.String(object.carried_from)
+        : "",
     };
   },
 
@@ -2592,6 +2615,9 @@ export const TaskStatus: MessageFns<TaskStatus> = {
     if (message.waitingForQueue !== "") {
       obj.waitingForQueue = message.waitingForQueue;
     }
+    if (message.carriedFrom !== "") {
+      obj.carriedFrom = message.carriedFrom;
+    }
     return obj;
   },
 
@@ -2619,6 +2645,7 @@ export const TaskStatus: MessageFns<TaskStatus> = {
       : undefined;
     message.waitingFor = object.waitingFor ?? "";
     message.waitingForQueue = object.waitingForQueue ?? "";
+    message.carriedFrom = object.carriedFrom ?? "";
     return message;
   },
 };

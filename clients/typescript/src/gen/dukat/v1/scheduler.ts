@@ -47,6 +47,20 @@ export interface SubmitRequest {
    * returns the job it made then, and runs nothing new. Empty: no deduplication.
    */
   requestId: string;
+  /**
+   * Run a finished job again from where it failed: the id of that job. The new job (a new id,
+   * with events of its own; the old one is left as it was) is `job`, or when `job` is unset
+   * the old job's own spec. Its tasks that SUCCEEDED in the old job are carried over,
+   * SUCCEEDED at once with their results, attempts and times (TaskStatus.carried_from), and
+   * the others run; a task is carried over only if the old job had a task of that id that
+   * SUCCEEDED with the same action, dependencies (in order), trigger rule and labels (what
+   * decides its result; its description, priority, retry policy, timeout, resources and
+   * breaker may differ), and only if each of its dependencies is carried over too: a task
+   * downstream of one that runs again runs again. The old job must have finished (else
+   * FAILED_PRECONDITION) and still be held by the daemon (else NOT_FOUND: see its
+   * --retain-finished-jobs and --finished-job-ttl). Empty: a new job from nothing.
+   */
+  rerunOf: string;
 }
 
 /** Response of SchedulerService.Submit. */
@@ -176,7 +190,7 @@ export interface WorkResponse {
 }
 
 function createBaseSubmitRequest(): SubmitRequest {
-  return { job: undefined, requestId: "" };
+  return { job: undefined, requestId: "", rerunOf: "" };
 }
 
 export const SubmitRequest: MessageFns<SubmitRequest> = {
@@ -186,6 +200,9 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(18).string(message.requestId);
+    }
+    if (message.rerunOf !== "") {
+      writer.uint32(26).string(message.rerunOf);
     }
     return writer;
   },
@@ -219,6 +236,14 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rerunOf = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -239,6 +264,11 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      rerunOf: isSet(object.rerunOf)
+        ? globalThis.String(object.rerunOf)
+        : isSet(object.rerun_of)
+        ? globalThis.String(object.rerun_of)
+        : "",
     };
   },
 
@@ -250,6 +280,9 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.rerunOf !== "") {
+      obj.rerunOf = message.rerunOf;
+    }
     return obj;
   },
 
@@ -260,6 +293,7 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     const message = createBaseSubmitRequest();
     message.job = (object.job !== undefined && object.job !== null) ? JobSpec.fromPartial(object.job) : undefined;
     message.requestId = object.requestId ?? "";
+    message.rerunOf = object.rerunOf ?? "";
     return message;
   },
 };
@@ -1422,7 +1456,9 @@ export const SchedulerServiceService = {
   /**
    * Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
    * naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+   * rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+   * FAILED_PRECONDITION.
    */
   submit: {
     path: "/dukat.v1.SchedulerService/Submit" as const,
@@ -1497,7 +1533,9 @@ export interface SchedulerServiceServer extends UntypedServiceImplementation {
   /**
    * Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
    * naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+   * rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+   * FAILED_PRECONDITION.
    */
   submit: handleUnaryCall<SubmitRequest, SubmitResponse>;
   /**
@@ -1524,7 +1562,9 @@ export interface SchedulerServiceClient extends Client {
   /**
    * Validate a whole job and accept all of it or nothing. A bad DAG answers INVALID_ARGUMENT,
    * naming the task and field (with google.rpc.BadRequest details, and the path of a cycle);
-   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED.
+   * an exec task when the daemon does not allow exec answers PERMISSION_DENIED. With
+   * rerun_of: a job the daemon does not hold answers NOT_FOUND, one still running
+   * FAILED_PRECONDITION.
    */
   submit(
     request: SubmitRequest,
