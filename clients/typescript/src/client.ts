@@ -1,10 +1,8 @@
 // connect() and Client: the daemon's scheduler from TypeScript, in the engine's words, as the
 // Python client's (dukat/client/_client.py).
-import { randomUUID } from "node:crypto";
-
 import { RemoteBreaker } from "./breaker.js";
 import { type ConnectOptions, Connection } from "./connection.js";
-import { JOB_STATES, jobFromProto, jobSpecToProto } from "./convert.js";
+import { JOB_STATES, jobFromProto } from "./convert.js";
 import {
   type BreakerStatus,
   breakerStatusFromProto,
@@ -12,19 +10,17 @@ import {
   daemonStatusFromProto,
 } from "./daemon-status.js";
 import { ListJobsRequest } from "./gen/dukat/v1/scheduler.js";
-import { type CancelOptions, JobHandle, type WatchOptions } from "./jobs.js";
+import {
+  type CancelOptions,
+  JobHandle,
+  type SubmitOptions,
+  submitJob,
+  type WatchOptions,
+} from "./jobs.js";
 import type { Event, JobSnapshot } from "./results.js";
 import type { JobSpec, TaskSpec } from "./spec.js";
 import type { JobState } from "./states.js";
 import { type Handler, Worker, type WorkerOptions } from "./worker.js";
-
-/** Options of `submit`. */
-export interface SubmitOptions {
-  /** Makes the Submit safe to repeat (default: a fresh one per call): this client retries it
-   * when the daemon is briefly unreachable, and the daemon answers a repeat with the job it
-   * made the first time. */
-  readonly requestId?: string;
-}
 
 /** Filters of `listJobs`. */
 export interface ListJobsOptions {
@@ -51,17 +47,27 @@ export class Client {
   }
 
   /** Submit a whole job; the daemon accepts all of it or throws InvalidArgumentError. */
-  async submit(
-    job: JobSpec | readonly TaskSpec[],
+  submit(job: JobSpec | readonly TaskSpec[], options: SubmitOptions = {}): Promise<JobHandle> {
+    return submitJob(this.connection, job, options);
+  }
+
+  /**
+   * Run the finished job `jobId` again from where it failed: a new job, whose handle this
+   * resolves to, that carries over what succeeded in it and runs the rest.
+   *
+   * `job`: a corrected spec (left out: the old job's own). A task is carried over, SUCCEEDED
+   * at once with its result (`TaskStatus.carriedFrom` names `jobId`), when it SUCCEEDED in the
+   * old job with the same action, dependencies, trigger rule and labels, and each of its
+   * upstreams is carried over too; the others run, so those downstream of a task that runs
+   * again run again. NotFoundError when the daemon no longer holds the old job (its
+   * retention), FailedPreconditionError while it still runs.
+   */
+  rerun(
+    jobId: string,
+    job?: JobSpec | readonly TaskSpec[],
     options: SubmitOptions = {},
   ): Promise<JobHandle> {
-    const spec = jobSpecToProto(job);
-    const scheduler = this.connection.scheduler;
-    const response = await this.connection.call(scheduler.submit.bind(scheduler), {
-      job: spec,
-      requestId: options.requestId || randomUUID(),
-    });
-    return new JobHandle(this.connection, response.jobId, spec.tasks[0]?.id ?? "");
+    return this.job(jobId).rerun(job, options);
   }
 
   /** A handle to a job by id (no call is made; a wrong id shows on first use). */

@@ -212,6 +212,7 @@ export function taskStatusFromProto(task: TaskStatusProto): TaskStatus {
     failure: task.failure && { ...task.failure },
     waitingFor: task.waitingFor,
     waitingForQueue: task.waitingForQueue,
+    carriedFrom: task.carriedFrom,
   };
 }
 

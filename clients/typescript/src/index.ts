@@ -12,7 +12,7 @@
 // every duration in milliseconds; a failed call throws the DaemonError named after its status.
 export { defaultAddress } from "./address.js";
 export { Permit, RemoteBreaker } from "./breaker.js";
-export { Client, connect, type ListJobsOptions, type SubmitOptions } from "./client.js";
+export { Client, connect, type ListJobsOptions } from "./client.js";
 export {
   CLIENT_ID_KEY,
   type ConnectOptions,
@@ -44,7 +44,7 @@ export {
   UnauthenticatedError,
   UnavailableError,
 } from "./errors.js";
-export { type CancelOptions, JobHandle, type WatchOptions } from "./jobs.js";
+export { type CancelOptions, JobHandle, type SubmitOptions, type WatchOptions } from "./jobs.js";
 export type { Logger } from "./logger.js";
 export { CALL_RECONNECT, type Reconnect, WORKER_RECONNECT } from "./reconnect.js";
 export type {

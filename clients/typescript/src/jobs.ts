@@ -3,7 +3,9 @@
 import { status } from "@grpc/grpc-js";
 
 import type { Connection } from "./connection.js";
-import { eventFromProto, jobFromProto, taskStatusFromProto } from "./convert.js";
+import { randomUUID } from "node:crypto";
+
+import { eventFromProto, jobFromProto, jobSpecToProto, taskStatusFromProto } from "./convert.js";
 import {
   fromServiceError,
   isServiceError,
@@ -14,6 +16,7 @@ import type { Job } from "./gen/dukat/v1/job.js";
 import { WatchRequest, type WatchResponse } from "./gen/dukat/v1/scheduler.js";
 import { Backoff, type ReconnectPolicy } from "./reconnect.js";
 import type { Event, JobSnapshot, TaskStatus } from "./results.js";
+import type { JobSpec, TaskSpec } from "./spec.js";
 import { isTerminal } from "./states.js";
 
 /** How `wait` polls GetJob while the daemon refuses it a Watch (jittered, as retries are). */
@@ -30,6 +33,14 @@ export interface WatchOptions {
   /** Events with a sequence above this one: 0 (the default) from the start, a snapshot's
    * `lastSequence` to follow on from it, the last one seen to resume. */
   readonly afterSequence?: number;
+}
+
+/** Options of `submit` and `rerun`. */
+export interface SubmitOptions {
+  /** Makes the Submit safe to repeat (default: a fresh one per call): this client retries it
+   * when the daemon is briefly unreachable, and the daemon answers a repeat with the job it
+   * made the first time. */
+  readonly requestId?: string;
 }
 
 /** Options of `cancel`. */
@@ -93,6 +104,11 @@ export class JobHandle {
       if (taskIds.length === job.tasks.length) break;
     }
     return fetched;
+  }
+
+  /** Run this job, once finished, again from where it failed: `Client.rerun`. */
+  rerun(job?: JobSpec | readonly TaskSpec[], options: SubmitOptions = {}): Promise<JobHandle> {
+    return submitJob(this.connection, job, { ...options, rerunOf: this.jobId });
   }
 
   /** Cancel the whole job, or `taskIds` and everything downstream of them. Idempotent;
@@ -215,6 +231,22 @@ export class JobHandle {
     }
     return seen;
   }
+}
+
+/** Submit `job` (undefined: `rerunOf`'s spec again), with a fresh request id unless given. */
+export async function submitJob(
+  connection: Connection,
+  job: JobSpec | readonly TaskSpec[] | undefined,
+  { requestId, rerunOf = "" }: SubmitOptions & { rerunOf?: string } = {},
+): Promise<JobHandle> {
+  const spec = job === undefined ? undefined : jobSpecToProto(job);
+  const scheduler = connection.scheduler;
+  const response = await connection.call(scheduler.submit.bind(scheduler), {
+    job: spec,
+    requestId: requestId || randomUUID(),
+    rerunOf,
+  });
+  return new JobHandle(connection, response.jobId, spec?.tasks[0]?.id ?? "");
 }
 
 function withoutTasks(snapshot: JobSnapshot): JobSnapshot {

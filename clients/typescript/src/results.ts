@@ -56,6 +56,9 @@ export interface TaskStatus {
   readonly waitingFor: string;
   /** The dispatch queue `waitingFor` is about (start a worker serving it); empty otherwise. */
   readonly waitingForQueue: string;
+  /** The job this task's outcome comes from when a rerun carried it over (it SUCCEEDED there
+   * and did not run here: attempts, times and result are that job's); empty otherwise. */
+  readonly carriedFrom: string;
 }
 
 /** How many of a job's tasks are in each state. */

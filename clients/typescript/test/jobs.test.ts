@@ -9,6 +9,7 @@ import {
   dispatch,
   type Event,
   exec,
+  FailedPreconditionError,
   InvalidArgumentError,
   job,
   type JobSnapshot,
@@ -296,6 +297,44 @@ test("a failed task fails the job, with its error in words and as data", async (
   });
   assert.equal(skipped?.state, "SKIPPED");
   assert.equal(skipped?.failure, undefined);
+});
+
+test("rerun: what succeeded is carried over, the rest runs again", async () => {
+  const broken = [
+    exec("fetch", ["sh", "-c", "echo fetched"]),
+    exec("load", ["sh", "-c", "exit 1"], { dependencies: ["fetch"] }),
+  ];
+  const first = await client.submit(broken);
+  assert.equal((await first.wait()).state, "FAILED");
+
+  const fixed = [broken[0]!, exec("load", ["true"], { dependencies: ["fetch"] })];
+  const second = await client.rerun(first.jobId, fixed);
+  const done = await second.wait();
+
+  assert.notEqual(second.jobId, first.jobId);
+  assert.equal(done.state, "SUCCEEDED");
+  assert.deepEqual(
+    done.tasks.map((t) => [t.id, t.carriedFrom]),
+    [
+      ["fetch", first.jobId],
+      ["load", ""],
+    ],
+  );
+  const fetch = done.tasks[0]?.result;
+  assert.equal(fetch?.type === "exec" && text(fetch.stdout), "fetched\n");
+  // The same again, with the old job's own spec: it fails again, having run only `load`.
+  const third = await first.rerun();
+  assert.equal((await third.wait()).state, "FAILED");
+});
+
+test("rerun of a job still running, or unknown, is refused", async () => {
+  const running = await client.submit([exec("slow", ["sleep", "30"])]);
+  try {
+    await assert.rejects(client.rerun(running.jobId), FailedPreconditionError);
+    await assert.rejects(client.rerun("no-such-job"), NotFoundError);
+  } finally {
+    await running.cancel();
+  }
 });
 
 test("exec on a daemon without --allow-exec is PermissionDeniedError", async () => {
