@@ -57,7 +57,8 @@ test: install lint test-go test-ts
 	$(BIN)/python -m pytest
 
 # The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
-# knows nothing of: -count=1 runs them every time. gofmt and go vet guard the Go; tsc is strict.
+# knows nothing of: -count=1 runs them every time. gofmt and go vet guard the Go; prettier (pinned
+# in the lock file) the TypeScript's format, and tsc is strict.
 test-go: install
 	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
@@ -131,11 +132,12 @@ protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
 # Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores;
 # the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes.
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	$(BIN)/python bench/engine.py
 	@echo
 	$(BIN)/python bench/exec.py --rounds 3
 	@echo
+	cd $(TS_CLIENT) && npm run --silent build  # dispatch.py's TypeScript worker
 	$(BIN)/python bench/dispatch.py
 	@echo
 	$(BIN)/python bench/submit.py

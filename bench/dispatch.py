@@ -18,17 +18,20 @@ unix socket, and a client in a subprocess (a second process, as a real worker is
                      (clients/go/cmd/dukat-bench-worker, built here with `go build`; skipped
                      without a Go toolchain) on a queue of its own, concurrency as above; its
                      rounds take turns with dukatd/client's
+    dukatd/ts-client the same again, served by the TypeScript client's Worker in a node process
+                     (clients/typescript/bench/worker.ts, built by `make bench`; skipped
+                     without node or the build), on a queue of its own
     raw/round-trip   N round trips on one raw grpc.aio bidi stream with bytes of the same
                      sizes as a TaskAssignment and a WorkResult: one message each way per
                      task, never batched (what dispatch would cost without batching)
 
 The targets: dukat/dispatch and dukatd/client >= 10,000 tasks/s, and above raw/round-trip;
-dukatd/go-client >= 1.3x dukatd/client. Figures are the median of the rounds, tasks per
-second of wall-clock time: the work is split between processes, so one process's CPU time
-would miss half of it. For the two real workers, the CPU milliseconds per 1,000 tasks of the
-daemon, of the worker and of this process (which submits and waits) say where the time goes:
-when the daemon's far exceed the worker's, the daemon is the ceiling and a faster worker
-cannot make the job go much faster.
+dukatd/go-client >= 1.3x dukatd/client; dukatd/ts-client >= 1x dukatd/client. Figures are
+the median of the rounds, tasks per second of wall-clock time: the work is split between
+processes, so one process's CPU time would miss half of it. For the real workers, the CPU
+milliseconds per 1,000 tasks of the daemon, of the worker and of this process (which submits
+and waits) say where the time goes: when the daemon's far exceed the worker's, the daemon is
+the ceiling and a faster worker cannot make the job go much faster.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +69,8 @@ QUEUE = "bench"
 GO_QUEUE = "bench-go"
 ECHO = "/bench.Echo/Stream"
 GO_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "go"
+TS_QUEUE = "bench-ts"
+TS_WORKER = Path(__file__).resolve().parent.parent / "clients/typescript/dist/bench/worker.js"
 
 
 def sample_sizes() -> tuple[int, int]:
@@ -196,6 +202,14 @@ def build_go_worker(directory: str) -> Path | None:
     return binary
 
 
+def typescript_worker() -> Path | None:
+    """The TypeScript client's no-op bench worker, built; None without it or without node."""
+    if shutil.which("node") is None or not TS_WORKER.exists():
+        print(f"  (dukatd/ts-client skipped: no node, or no {TS_WORKER}: `make bench` builds it)")
+        return None
+    return TS_WORKER
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a running process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -215,12 +229,12 @@ def measured(run: Callable[[], float], pids: dict[str, int]) -> tuple[float, dic
 
 
 def run_daemon(
-    n: int, in_flight: int, rounds: int, go_worker: Path | None
+    n: int, in_flight: int, rounds: int, go_worker: Path | None, ts_worker: Path | None = None
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
     """`rounds` jobs for each real worker through one dukatd started once, taking turns: the
     public `dukat.client` Worker (dukatd/client) and, when built, the Go client's
-    (dukatd/go-client), each on a queue of its own. Returns the rates, and the seconds of
-    each contender's rounds (`measured`)."""
+    (dukatd/go-client) and the TypeScript client's (dukatd/ts-client), each on a queue of its
+    own. Returns the rates, and the seconds of each contender's rounds (`measured`)."""
 
     env = daemon_env()
     concurrency = str(max(in_flight * 2, 64))
@@ -250,6 +264,11 @@ def run_daemon(
             contenders["dukatd/go-client"] = (
                 [*go_argv, "-concurrency", str(in_flight)],
                 spec(GO_QUEUE),
+            )
+        if ts_worker is not None:
+            contenders["dukatd/ts-client"] = (
+                ["node", str(ts_worker), address, str(in_flight), TS_QUEUE],
+                spec(TS_QUEUE),
             )
         workers: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -326,7 +345,8 @@ def main() -> None:
     print(f"dispatch: {n:,} no-op tasks, one worker, max_in_flight {args.in_flight}")
     rates: dict[str, list[float]] = {"dukat/dispatch": [], "raw/round-trip": []}
     with tempfile.TemporaryDirectory(prefix="dukat-bench-go-") as build:
-        daemon_rates, costs = run_daemon(n, args.in_flight, args.rounds, build_go_worker(build))
+        go_worker, ts_worker = build_go_worker(build), typescript_worker()
+        daemon_rates, costs = run_daemon(n, args.in_flight, args.rounds, go_worker, ts_worker)
     rates.update(daemon_rates)
     for _ in range(args.rounds):
         rates["dukat/dispatch"].append(uvloop.run(run_dispatch(n, args.in_flight)))
@@ -345,6 +365,9 @@ def main() -> None:
     if "dukatd/go-client" in median:
         ratio = median["dukatd/go-client"] / median["dukatd/client"]
         print(f"  dukatd/go-client vs dukatd/client: {ratio:.2f}x  (target >= 1.3x)")
+    if "dukatd/ts-client" in median:
+        ratio = median["dukatd/ts-client"] / median["dukatd/client"]
+        print(f"  dukatd/ts-client vs dukatd/client: {ratio:.2f}x  (target >= 1x)")
 
 
 if __name__ == "__main__":
