@@ -1,9 +1,10 @@
 """The daemon's side of dispatch: attempts waiting on queues, the workers that take them.
 
-Every attempt of a dispatch task is an `_Attempt`: WAITING on its queue until a worker with
-credit takes it, ASSIGNED while that worker holds it, then DONE (a result, or the worker
-lost) or GIVEN_UP (the engine stopped waiting: job cancelled, timeout). The protocol as a
-worker sees it is in `dukatd.dispatch_runner`.
+Every attempt of a dispatch task is an `Attempt` (`dukatd.work_attempt`, its states and their
+one `move`): WAITING on its queue until a worker with credit takes it, ASSIGNED while that
+worker holds it, then DONE (a result, or the worker lost) or GIVEN_UP (the engine stopped
+waiting: job cancelled, timeout). The protocol as a worker sees it is in
+`dukatd.dispatch_runner`.
 
 Invariants:
 
@@ -57,6 +58,7 @@ from dukat.errors import (
 from dukat.v1 import scheduler_pb2, work_pb2
 from dukatd.dispatch_runner import DispatchRunner
 from dukatd.status import Refusal
+from dukatd.work_attempt import ASSIGNED, DONE, GIVEN_UP, WAITING, Attempt, move
 from dukatd.work_session import WorkerSession
 
 __all__ = ["WorkerHub", "WorkersListener"]
@@ -65,44 +67,6 @@ WorkersListener = Callable[[int], object]
 """Told the number of workers connected whenever it changes (`WorkerHub.add_listener`)."""
 
 _log = logging.getLogger(__name__)
-
-WAITING, ASSIGNED, DONE, GIVEN_UP = range(4)
-_Key = tuple[str, str, int]
-
-
-class _Attempt:
-    """One attempt of a dispatch task on its way to a worker and back."""
-
-    __slots__ = ("action", "context", "deadline", "future", "key", "sent", "session", "state")
-
-    def __init__(
-        self, context: TaskContext, future: asyncio.Future[DispatchResult], deadline: float | None
-    ) -> None:
-        self.context = context
-        self.action: DispatchAction = context.action
-        self.key: _Key = (context.job_id, context.task_id, context.attempt)
-        self.future = future
-        self.deadline = deadline
-        self.state = WAITING
-        self.session: WorkerSession | None = None
-        self.sent = False
-
-    def to_proto(self, now: float) -> tuple[work_pb2.TaskAssignment, int]:
-        """The assignment, and roughly its size in bytes (for the batch's byte cap)."""
-        upstream = [
-            convert.upstream_result_to_proto(outcome) for outcome in self.context.upstream_outcomes
-        ]
-        size = 64 + len(self.action.payload) + sum(len(u.payload) for u in upstream)
-        job_id, task_id, number = self.key
-        timeout = None if self.deadline is None else self.deadline - now
-        message = convert.task_assignment_to_proto(
-            job_id, task_id, number, self.action, upstream, timeout
-        )
-        return message, size
-
-    def __repr__(self) -> str:
-        state = ("WAITING", "ASSIGNED", "DONE", "GIVEN_UP")[self.state]
-        return f"<_Attempt {'/'.join(map(str, self.key))} {state}>"
 
 
 class WorkerHub:
@@ -158,7 +122,7 @@ class WorkerHub:
         self.clock = clock
         self.before_send = before_send
         self.sessions: set[WorkerSession] = set()
-        self._waiting: dict[str, deque[_Attempt]] = {}  # queue -> attempts, oldest first
+        self._waiting: dict[str, deque[Attempt]] = {}  # queue -> attempts, oldest first
         self._stale: dict[str, int] = {}  # queue -> given-up attempts still in _waiting
         self._serving: dict[str, list[WorkerSession]] = {}  # queue -> its workers
         self._turn: dict[str, int] = {}  # queue -> round-robin position
@@ -286,7 +250,7 @@ class WorkerHub:
         loop = asyncio.get_running_loop()
         timeout = context.timeout
         deadline = None if timeout is None else self.clock() + timeout
-        attempt = _Attempt(context, loop.create_future(), deadline)
+        attempt = Attempt(context, loop.create_future(), deadline)
         queue = attempt.action.queue
         waiting = self._waiting.get(queue)
         if waiting is None:
@@ -301,10 +265,11 @@ class WorkerHub:
             self._give_up(attempt)
             raise
 
-    def _give_up(self, attempt: _Attempt) -> None:
-        state = attempt.state
-        attempt.state = GIVEN_UP
-        if state == WAITING:
+    def _give_up(self, attempt: Attempt) -> None:
+        if attempt.state is DONE:
+            return  # its outcome came in as the engine stopped waiting: nothing to take back
+        state = move(attempt, GIVEN_UP)
+        if state is WAITING:
             # Left in the deque (removing from the middle is O(n)); skipped when reached,
             # and the deque is rebuilt when most of it is such leftovers (a job cancelled
             # while nobody serves its queue must not leave its tasks behind forever).
@@ -312,10 +277,10 @@ class WorkerHub:
             stale = self._stale.get(queue, 0) + 1
             waiting = self._waiting[queue]
             if stale > 64 and 2 * stale > len(waiting):
-                self._waiting[queue] = deque(a for a in waiting if a.state == WAITING)
+                self._waiting[queue] = deque(a for a in waiting if a.state is WAITING)
                 stale = 0
             self._stale[queue] = stale
-        elif state == ASSIGNED and attempt.session is not None:
+        elif attempt.session is not None:  # ASSIGNED
             attempt.session.take_back(attempt, "the daemon stopped the attempt")
 
     # -- handing out --------------------------------------------------------------------------
@@ -343,7 +308,7 @@ class WorkerHub:
             turn = self._turn.get(queue, 0)
             while waiting and workers:
                 attempt = waiting.popleft()
-                if attempt.state != WAITING:
+                if attempt.state is not WAITING:
                     self._stale[queue] -= 1
                     continue
                 index = turn % len(workers)
@@ -412,8 +377,8 @@ class WorkerHub:
         returned = 0
         for attempt in reversed(session.to_send):
             session.outstanding.pop(attempt.key, None)
-            if attempt.state == ASSIGNED:
-                attempt.state = WAITING
+            if attempt.state is ASSIGNED:
+                move(attempt, WAITING)
                 attempt.session = None
                 queue = attempt.action.queue
                 waiting = self._waiting.get(queue)
@@ -449,8 +414,8 @@ class WorkerHub:
         self._stop_serving(session)
         lost = 0
         for attempt in session.outstanding.values():
-            if attempt.state == ASSIGNED:
-                attempt.state = DONE
+            if attempt.state is ASSIGNED:
+                move(attempt, DONE)
                 if not attempt.future.done():
                     lost += 1
                     attempt.future.set_exception(
@@ -479,7 +444,7 @@ class WorkerHub:
                     f"progress fraction must be between 0 and 1, not {fraction!r}",
                     violations=[FieldViolation("update.progress.fraction", "0.0 to 1.0")],
                 )
-            if attempt.state == ASSIGNED:
+            if attempt.state is ASSIGNED:
                 attempt.context.report_progress(fraction, convert.cut(progress.message))
         for result in update.results:
             outcome = result.WhichOneof("outcome")
@@ -494,9 +459,9 @@ class WorkerHub:
                 self._unmatched(result.job_id, result.task_id, result.attempt)
                 continue
             freed = True
-            if attempt.state != ASSIGNED:
+            if attempt.state is not ASSIGNED:
                 continue  # given up: its slot is free now, its outcome means nothing
-            attempt.state = DONE
+            move(attempt, DONE)
             future = attempt.future
             if future.done():
                 continue

@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from dukat import convert
 from dukat.v1 import scheduler_pb2, work_pb2
 from dukatd.handlers import Undecodable
 from dukatd.status import Refusal
+from dukatd.work_attempt import ASSIGNED, Attempt, AttemptKey, move
 
 if TYPE_CHECKING:
-    from dukatd.work_hub import WorkerHub, _Attempt
+    from dukatd.work_hub import WorkerHub
 
 __all__ = ["WorkerSession"]
 
-ASSIGNED = 1  # dukatd.work_hub's states, repeated to keep the import one-way
 HEARTBEAT = scheduler_pb2.WorkResponse()  # nothing to say, but the daemon is there
 
 
@@ -66,8 +67,8 @@ class WorkerSession:
         self.worker_id = worker_id
         self.queues = queues
         self.max_in_flight = max_in_flight
-        self.outstanding: dict[tuple[str, str, int], _Attempt] = {}
-        self.to_send: deque[_Attempt] = deque()
+        self.outstanding: dict[AttemptKey, Attempt] = {}
+        self.to_send: deque[Attempt] = deque()
         self.cancels: list[work_pb2.TaskCancel] = []
         self.draining = False  # the worker takes nothing new (WorkerHub.drain)
         self.last_heard = self.last_sent = hub.clock()  # the welcome goes right after
@@ -81,14 +82,14 @@ class WorkerSession:
     def credit(self) -> int:
         return self.max_in_flight - len(self.outstanding)
 
-    def assign(self, attempt: _Attempt) -> None:
-        attempt.state = ASSIGNED
+    def assign(self, attempt: Attempt) -> None:
+        move(attempt, ASSIGNED)
         attempt.session = self
         self.outstanding[attempt.key] = attempt
         self.to_send.append(attempt)
         self.poke()
 
-    def take_back(self, attempt: _Attempt, reason: str) -> None:
+    def take_back(self, attempt: Attempt, reason: str) -> None:
         """The daemon gave `attempt` up; tell the worker if it has it already."""
         if attempt.sent:
             job_id, task_id, number = attempt.key
@@ -176,12 +177,21 @@ class WorkerSession:
         while ready and to_send and len(batch) < hub.max_batch and size < hub.max_batch_bytes:
             ready -= 1
             attempt = to_send.popleft()
-            if attempt.state != ASSIGNED:  # given up before it went out
+            if attempt.state is not ASSIGNED:  # given up before it went out
                 self.outstanding.pop(attempt.key, None)
                 freed = True
                 continue
             attempt.sent = True
-            message, length = attempt.to_proto(now)
+            job_id, task_id, number = attempt.key
+            deadline = attempt.deadline
+            message, length = convert.task_assignment_to_proto(
+                job_id,
+                task_id,
+                number,
+                attempt.action,
+                attempt.context.upstream_outcomes,
+                None if deadline is None else deadline - now,
+            )
             batch.append(message)
             size += length
         cancels = self.cancels

@@ -111,10 +111,13 @@ def task_assignment_to_proto(
     task_id: str,
     attempt: int,
     action: DispatchAction,
-    upstream: Sequence[work_pb2.UpstreamResult] = (),
+    upstream: Sequence[TaskResult] = (),
     timeout: float | None = None,
-) -> work_pb2.TaskAssignment:
-    """An assignment; `timeout` is what is left of the attempt's time, None for no limit."""
+) -> tuple[work_pb2.TaskAssignment, int]:
+    """An assignment, and about its size in bytes (for a message's byte cap); `upstream`:
+    how each dependency ended; `timeout`: what is left of the attempt's time, None for no
+    limit."""
+    upstream_results = [upstream_result_to_proto(outcome) for outcome in upstream]
     message = work_pb2.TaskAssignment(
         job_id=job_id,
         task_id=task_id,
@@ -122,8 +125,9 @@ def task_assignment_to_proto(
         queue=action.queue,
         payload=action.payload,
         content_type=action.content_type,
-        upstream_results=upstream,
+        upstream_results=upstream_results,
     )
     if timeout is not None:
         message.timeout.CopyFrom(duration(max(timeout, 0.001)))
-    return message
+    size = 64 + len(action.payload) + sum(len(u.payload) for u in upstream_results)
+    return message, size
