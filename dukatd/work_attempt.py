@@ -52,6 +52,9 @@ class AttemptState(enum.Enum):
     GIVEN_UP = "given up"
     """The engine stopped waiting for it; a result that still comes only frees its slot."""
 
+    # By identity, in C: Enum's own hash is a Python call, and `move` runs twice an attempt.
+    __hash__ = object.__hash__
+
 
 WAITING, ASSIGNED, DONE, GIVEN_UP = AttemptState  # the states by their names, for short
 
