@@ -3,18 +3,32 @@
 `ExecAction` is run by the daemon itself as a subprocess (`dukatd.exec_runner`);
 `DispatchAction` is handed to a worker serving its queue over `SchedulerService.Work`, and a
 successful attempt's result is the worker's `DispatchResult`. They live here, beside the
-engine rather than in the daemon, because clients build them too.
+engine rather than in the daemon, because clients build them too. A worker's handler gets
+each attempt as a `DispatchTask` (re-exported by `dukat.client`), with its dependencies'
+`UpstreamResult`s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dukat.core.states import TaskState
 from dukat.errors import FieldViolation, ValidationError
 
-__all__ = ["DispatchAction", "DispatchResult", "ExecAction", "ExecResult"]
+__all__ = [
+    "DispatchAction",
+    "DispatchResult",
+    "DispatchTask",
+    "ExecAction",
+    "ExecResult",
+    "ProgressSink",
+    "UpstreamResult",
+]
+
+ProgressSink = Callable[["DispatchTask", "float | None", str], None]
+"""Where a `DispatchTask`'s progress reports go (the worker that runs it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +129,49 @@ class ExecResult:
     """The last `ExecOptions.tail_bytes` the process wrote to stdout."""
     stderr: bytes
     """The last `ExecOptions.tail_bytes` the process wrote to stderr."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResult:
+    """How one dependency of a dispatch task ended."""
+
+    task_id: str
+    state: TaskState
+    """Its terminal state (not SUCCEEDED only under trigger rule ALL_DONE)."""
+    payload: bytes = b""
+    """What it returned, when it was a dispatch task that succeeded."""
+    content_type: str = ""
+    error: str = ""
+    """Why it did not succeed, in words."""
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchTask:
+    """One attempt of a dispatch task given to a worker; `attempt` is its fencing token."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    queue: str
+    payload: bytes
+    content_type: str = ""
+    upstream_results: tuple[UpstreamResult, ...] = ()
+    """How each dependency ended, in the order of the task's dependencies."""
+    timeout: float | None = None
+    """Seconds this attempt may run (the daemon cancels it after); None: no limit."""
+    progress_sink: ProgressSink | None = field(default=None, repr=False, compare=False)
+    """Where `report_progress` sends its reports: the worker running the attempt."""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.job_id, self.task_id, self.attempt)
+
+    def report_progress(self, fraction: float | None = None, message: str = "") -> None:
+        """Say how far the attempt is (0.0 to 1.0) and/or what it is doing.
+
+        Batched: sent with the worker's next update, the latest report per attempt only.
+        """
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, not {fraction!r}")
+        if self.progress_sink is not None:
+            self.progress_sink(self, None if fraction is None else float(fraction), str(message))

@@ -19,6 +19,13 @@
      ├── NotFoundError (LookupError)      an unknown job or task id
      ├── LimitExceededError               a bound of the engine would be passed (more circuit
      │                                    breakers than a registry may hold)
+     ├── AttemptStateError                a dispatch attempt was moved where its state table
+     │                                    does not allow (a bug of the daemon); `.key`
+     ├── ProtocolError                    a worker's stream broke the Work protocol in a way that
+     │                                    does not fit its state (a second hello); the daemon
+     │                                    ends the stream FAILED_PRECONDITION
+     ├── HeartbeatTimeoutError            a worker sent nothing for longer than its heartbeat
+     │    (TimeoutError)                  timeout; the daemon ends its stream DEADLINE_EXCEEDED
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -47,6 +54,7 @@ from dataclasses import dataclass
 from signal import Signals
 
 __all__ = [
+    "AttemptStateError",
     "CapacityError",
     "CircuitBreakerError",
     "CycleError",
@@ -57,10 +65,12 @@ __all__ = [
     "DukatError",
     "FailedPreconditionError",
     "FieldViolation",
+    "HeartbeatTimeoutError",
     "InvalidArgumentError",
     "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProtocolError",
     "ResourceExhaustedError",
     "TaskFailedRemotely",
     "TaskInterruptedError",
@@ -281,6 +291,39 @@ class NotFoundError(DukatError, LookupError):
 class LimitExceededError(DukatError):
     """What was asked would pass a bound of the engine (a breaker registry's `max_breakers`);
     nothing of it was done. The daemon answers RESOURCE_EXHAUSTED."""
+
+
+class AttemptStateError(DukatError):
+    """An attempt of a dispatch task was asked to move from one state to another that its
+    table of transitions (`dukatd.work_attempt.TRANSITIONS`) does not allow; nothing moved.
+    A bug of the daemon, never a worker's doing. `key` is (job_id, task_id, attempt)."""
+
+    def __init__(self, key: tuple[str, str, int], state: str, to: str) -> None:
+        self.key = key
+        self.state = state
+        self.to = to
+        job_id, task_id, attempt = key
+        super().__init__(
+            f"attempt {attempt} of task {task_id!r} (job {job_id!r}) cannot go from {state} to {to}"
+        )
+
+
+class ProtocolError(DukatError):
+    """A peer broke a stream's protocol in a way that does not fit the state it is in (a
+    second hello, a report for a job the daemon does not hold); the stream ends. The daemon
+    answers FAILED_PRECONDITION (misuse that a message alone shows, a report without an
+    outcome, is a `ValidationError`)."""
+
+
+class HeartbeatTimeoutError(DukatError, TimeoutError):
+    """A peer of a stream sent nothing for longer than its heartbeat timeout: the stream is
+    taken for dead and ends (the daemon answers DEADLINE_EXCEEDED). `silent` is how long it
+    was silent, `timeout` the heartbeat timeout, in seconds."""
+
+    def __init__(self, message: str, *, silent: float, timeout: float) -> None:
+        self.silent = silent
+        self.timeout = timeout
+        super().__init__(message)
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

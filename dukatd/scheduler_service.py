@@ -4,7 +4,7 @@ Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what
 here is what only the service knows: idempotent Submit (and a rerun's source job), the exec
 switch, watch streams and their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work`
 (worker streams) is the `WorkerHub`'s (`dukatd.work_hub`; the protocol is in
-`dukatd.dispatch_runner`), served when one is given.
+`dukatd.work_session`), served when one is given.
 """
 
 from __future__ import annotations

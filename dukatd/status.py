@@ -4,6 +4,8 @@ Servicers raise; `rpc_errors` wraps each handler and turns what it raised into a
 
     ValidationError (CycleError too)  INVALID_ARGUMENT, with google.rpc.BadRequest details
     NotFoundError                     NOT_FOUND
+    ProtocolError                     FAILED_PRECONDITION (a worker's stream broke the protocol)
+    HeartbeatTimeoutError             DEADLINE_EXCEEDED (a worker went silent)
     Refusal(code, message)            that code: PERMISSION_DENIED (exec is off),
                                       RESOURCE_EXHAUSTED (a limit of the daemon), ...
     FellBehind                        RESOURCE_EXHAUSTED (a watcher of every job lost events)
@@ -27,7 +29,13 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from dukat.errors import LimitExceededError, NotFoundError, ValidationError
+from dukat.errors import (
+    HeartbeatTimeoutError,
+    LimitExceededError,
+    NotFoundError,
+    ProtocolError,
+    ValidationError,
+)
 from dukatd.event_ring import FellBehind
 from dukatd.handlers import Undecodable
 
@@ -77,6 +85,10 @@ def to_status(error: BaseException) -> status_pb2.Status | None:
         return status
     if isinstance(error, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=_cut(str(error), 1000))
+    if isinstance(error, ProtocolError):
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=_cut(str(error), 1000))
+    if isinstance(error, HeartbeatTimeoutError):
+        return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=_cut(str(error), 1000))
     if isinstance(error, (FellBehind, LimitExceededError)):
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_cut(str(error), 1000))
     if isinstance(error, Refusal):
@@ -97,6 +109,17 @@ async def abort(context: grpc.aio.ServicerContext, error: BaseException) -> NoRe
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
+# What `to_status` has a status for (MemoryError aside: it is logged too).
+_ANSWERED = (
+    ValidationError,
+    NotFoundError,
+    ProtocolError,
+    HeartbeatTimeoutError,
+    Refusal,
+    FellBehind,
+    LimitExceededError,
+)
+
 
 def rpc_errors(handler: Handler) -> Handler:
     """Wrap a servicer method (a coroutine: unary, or streaming through context.write)."""
@@ -110,7 +133,7 @@ def rpc_errors(handler: Handler) -> Handler:
                     f"the request is not a valid {request.message_name}: {request.reason}",
                 )
             return await handler(self, request, context)
-        except (ValidationError, NotFoundError, Refusal, FellBehind, LimitExceededError) as error:
+        except _ANSWERED as error:
             await abort(context, error)
         except MemoryError as error:
             _log.error("%s: out of memory", handler.__qualname__, exc_info=True)

@@ -1,9 +1,26 @@
-"""The daemon's side of dispatch: attempts waiting on queues, the workers that take them.
+"""Dispatch tasks, run by workers over `SchedulerService.Work`: the hub is the engine's runner
+for `DispatchAction` (its `admit` and `run`), and holds the queues and the workers serving them.
 
-Every attempt of a dispatch task is an `_Attempt`: WAITING on its queue until a worker with
-credit takes it, ASSIGNED while that worker holds it, then DONE (a result, or the worker
-lost) or GIVEN_UP (the engine stopped waiting: job cancelled, timeout). The protocol as a
-worker sees it is in `dukatd.dispatch_runner`.
+    hub = WorkerHub(scheduler)   # registers itself on scheduler for DispatchAction
+    service = SchedulerService(scheduler, work_hub=hub)
+
+An attempt of a dispatch task is an `Attempt` (`dukatd.work_attempt`: its states, and the one
+`move` that changes them), handed to a worker session (`dukatd.work_session`, one worker's
+stream, which holds the protocol as a worker sees it); the engine awaits the result that the
+worker sends back. Success gives the task a `dukat.actions.DispatchResult` (payload and
+content type: its dependents get both). A `WorkError` becomes `dukat.errors.TaskFailedRemotely`,
+whose `retryable` the engine's `RetryPolicy` obeys (false: the task fails now, whatever
+attempts are left). A worker that leaves or falls silent interrupts its attempts
+(`TaskInterruptedError`, "worker 'w1' left"): no failure, they run again at once, maybe
+elsewhere, up to the task's `max_interruptions`. Every message is built and read in
+`dukat.convert` (`_work`).
+
+Slots: a dispatch task waits for a worker READY, outside the scheduler's `max_concurrency`
+slots (`admit`, the engine's admission hook): it goes to a slot, shows RUNNING and starts its
+timeout only once a worker serving its queue has credit for it. While it waits it counts
+against its job's `max_concurrency`, so that bounds how many of a job's tasks sit on a queue
+nobody serves. Admission is a hint: if that credit goes to another attempt first, this one
+waits in its slot, RUNNING, for the next (it is not sent back).
 
 Invariants:
 
@@ -13,16 +30,21 @@ Invariants:
 - fencing: an attempt is found by `(job_id, task_id, attempt)` in the session it was
   assigned on, and leaves it with its first result; a second result, or one for an attempt
   given up and assigned again, finds nothing and is ignored. A future is resolved once.
-- fairness: a queue's waiting attempts go round-robin to the workers with credit, the turn
-  carried from one hand-out to the next.
-- batching: attempts that become ready in one turn of the loop are handed out in one pass
-  (`_pump`, deferred with call_soon), and each session's writer sends everything it has
-  when it gets to write (up to `max_batch`), so the stream carries few, large messages.
+- fairness: a queue's attempts go round-robin to the workers with credit, the turn carried
+  from one hand-out to the next.
+- batching: an attempt goes to a session as soon as it runs if nothing older waits on its
+  queue and a worker has credit; else it waits on its queue, and attempts that become ready
+  in one turn of the loop are handed out in one pass (`_pump`, deferred with call_soon).
+  Each session's writer sends everything it has when it gets to write (up to `max_batch`),
+  so the stream carries few, large messages.
 - admission (`admit`, the engine's hook): a task goes to a scheduler slot only once a
   worker serving its queue has spare credit (credit beyond the attempts already waiting);
   until then it waits READY in `_admitting`, FIFO per queue, and the pump admits as many
   as there is spare credit when credit appears. A hint, not a reservation: credit that
   goes between admission and assignment leaves the attempt WAITING here, as before.
+- draining: a draining worker (WorkerUpdate.draining) serves no queue any more: it is
+  assigned nothing more, and what was assigned to it but not sent yet goes back to its
+  queue, first in line; its stream ends OK once it holds nothing.
 - saying why: a task that starts to wait for admission on a queue no worker serves gets a
   `TaskWaiting` event (once per task), GetJob's `waiting_for` says so of every READY
   dispatch task on such a queue (`with_waiting_for`), and `tasks_waiting()` counts the tasks
@@ -34,29 +56,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from functools import partial
 
-import grpc
-
 from dukat import convert
 from dukat.actions import DispatchAction, DispatchResult
+from dukat.core.clock import Clock
 from dukat.core.context import TaskContext
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import Scheduler
 from dukat.core.states import TaskState
-from dukat.errors import (
-    FieldViolation,
-    TaskFailedRemotely,
-    TaskInterruptedError,
-    ValidationError,
-)
 from dukat.v1 import scheduler_pb2, work_pb2
-from dukatd.dispatch_runner import DispatchRunner
-from dukatd.status import Refusal
+from dukatd.work_attempt import DONE, GIVEN_UP, WAITING, Attempt, move
 from dukatd.work_session import WorkerSession
 
 __all__ = ["WorkerHub", "WorkersListener"]
@@ -66,47 +79,10 @@ WorkersListener = Callable[[int], object]
 
 _log = logging.getLogger(__name__)
 
-WAITING, ASSIGNED, DONE, GIVEN_UP = range(4)
-_Key = tuple[str, str, int]
-
-
-class _Attempt:
-    """One attempt of a dispatch task on its way to a worker and back."""
-
-    __slots__ = ("action", "context", "deadline", "future", "key", "sent", "session", "state")
-
-    def __init__(
-        self, context: TaskContext, future: asyncio.Future[DispatchResult], deadline: float | None
-    ) -> None:
-        self.context = context
-        self.action: DispatchAction = context.action
-        self.key: _Key = (context.job_id, context.task_id, context.attempt)
-        self.future = future
-        self.deadline = deadline
-        self.state = WAITING
-        self.session: WorkerSession | None = None
-        self.sent = False
-
-    def to_proto(self, now: float) -> tuple[work_pb2.TaskAssignment, int]:
-        """The assignment, and roughly its size in bytes (for the batch's byte cap)."""
-        upstream = [
-            convert.upstream_result_to_proto(outcome) for outcome in self.context.upstream_outcomes
-        ]
-        size = 64 + len(self.action.payload) + sum(len(u.payload) for u in upstream)
-        job_id, task_id, number = self.key
-        timeout = None if self.deadline is None else self.deadline - now
-        message = convert.task_assignment_to_proto(
-            job_id, task_id, number, self.action, upstream, timeout
-        )
-        return message, size
-
-    def __repr__(self) -> str:
-        state = ("WAITING", "ASSIGNED", "DONE", "GIVEN_UP")[self.state]
-        return f"<_Attempt {'/'.join(map(str, self.key))} {state}>"
-
 
 class WorkerHub:
-    """Connected workers, and the dispatch attempts waiting for them, of one scheduler."""
+    """The runner of one scheduler's dispatch tasks: its connected workers, and the attempts
+    waiting for them."""
 
     def __init__(
         self,
@@ -118,11 +94,12 @@ class WorkerHub:
         max_batch: int = 1_000,
         max_batch_bytes: int = 1024 * 1024,
         max_in_flight_cap: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         install: bool = True,
         before_send: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """`install`: register a `DispatchRunner` on `scheduler` for `DispatchAction`.
+        """`install`: register the hub on `scheduler` as the runner of `DispatchAction`.
+        `clock`: what heartbeats and timeouts are measured on (default: the scheduler's).
 
         `before_send`: awaited before each message of assignments goes out, which then holds
         only attempts assigned before it was called: a journal's `settled`, so that no worker
@@ -155,10 +132,10 @@ class WorkerHub:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.max_in_flight_cap = max_in_flight_cap
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else scheduler.clock
         self.before_send = before_send
         self.sessions: set[WorkerSession] = set()
-        self._waiting: dict[str, deque[_Attempt]] = {}  # queue -> attempts, oldest first
+        self._waiting: dict[str, deque[Attempt]] = {}  # queue -> attempts, oldest first
         self._stale: dict[str, int] = {}  # queue -> given-up attempts still in _waiting
         self._serving: dict[str, list[WorkerSession]] = {}  # queue -> its workers
         self._turn: dict[str, int] = {}  # queue -> round-robin position
@@ -170,13 +147,14 @@ class WorkerHub:
         self._names = itertools.count(1)
         self._listeners: list[WorkersListener] = []
         if install:
-            scheduler.add_runner(DispatchAction, DispatchRunner(self))
+            scheduler.add_runner(DispatchAction, self)
 
-    # -- the engine's side --------------------------------------------------------------------
+    # -- the engine's side: the runner ------------------------------------------------------
 
     def admit(self, context: TaskContext) -> asyncio.Future[None] | None:
-        """None if a worker on the task's queue has spare credit; else a future the pump
-        resolves when one has (the engine keeps the task READY, outside its slots)."""
+        """The engine's admission hook: None if a worker on the task's queue has spare
+        credit; else a future the pump resolves when one has (the engine keeps the task
+        READY, outside its slots)."""
         queue = context.action.queue
         admitting = self._admitting.get(queue)
         if not admitting and self._spare(queue, 1):
@@ -281,19 +259,27 @@ class WorkerHub:
             self._admitting[queue] = admitting
         self._dropped[queue] = dropped
 
-    async def dispatch(self, context: TaskContext) -> DispatchResult:
-        """Run one attempt: wait for a worker on the task's queue, then for its result."""
-        loop = asyncio.get_running_loop()
+    async def run(self, context: TaskContext) -> DispatchResult:
+        """Run one attempt: hand it to a worker on the task's queue, or wait for one, then
+        wait for its result."""
         timeout = context.timeout
-        deadline = None if timeout is None else self.clock() + timeout
-        attempt = _Attempt(context, loop.create_future(), deadline)
+        deadline = None if timeout is None else self.clock.now() + timeout
+        attempt = Attempt(context, asyncio.get_running_loop().create_future(), deadline)
         queue = attempt.action.queue
         waiting = self._waiting.get(queue)
         if waiting is None:
-            waiting = self._waiting[queue] = deque()
-        waiting.append(attempt)
-        if queue in self._serving:
-            self._mark(queue)
+            # Nothing older waits on the queue: straight to a worker with credit, if any.
+            session = self._with_credit(queue)
+            if session is not None:
+                session.assign(attempt)
+            else:
+                self._waiting[queue] = deque((attempt,))
+                if queue in self._serving:
+                    self._mark(queue)
+        else:
+            waiting.append(attempt)
+            if queue in self._serving:
+                self._mark(queue)
         try:
             return await attempt.future
         except asyncio.CancelledError:
@@ -301,10 +287,11 @@ class WorkerHub:
             self._give_up(attempt)
             raise
 
-    def _give_up(self, attempt: _Attempt) -> None:
-        state = attempt.state
-        attempt.state = GIVEN_UP
-        if state == WAITING:
+    def _give_up(self, attempt: Attempt) -> None:
+        if attempt.state is DONE:
+            return  # its outcome came in as the engine stopped waiting: nothing to take back
+        state = move(attempt, GIVEN_UP)
+        if state is WAITING:
             # Left in the deque (removing from the middle is O(n)); skipped when reached,
             # and the deque is rebuilt when most of it is such leftovers (a job cancelled
             # while nobody serves its queue must not leave its tasks behind forever).
@@ -312,11 +299,11 @@ class WorkerHub:
             stale = self._stale.get(queue, 0) + 1
             waiting = self._waiting[queue]
             if stale > 64 and 2 * stale > len(waiting):
-                self._waiting[queue] = deque(a for a in waiting if a.state == WAITING)
+                self._waiting[queue] = deque(a for a in waiting if a.state is WAITING)
                 stale = 0
             self._stale[queue] = stale
-        elif state == ASSIGNED and attempt.session is not None:
-            attempt.session.take_back(attempt, "the daemon stopped the attempt")
+        elif attempt.session is not None:  # ASSIGNED
+            attempt.session.take_back(attempt)
 
     # -- handing out --------------------------------------------------------------------------
 
@@ -324,6 +311,34 @@ class WorkerHub:
         self._dirty.add(queue)
         if self._pump_handle is None:
             self._pump_handle = asyncio.get_running_loop().call_soon(self._pump)
+
+    def _with_credit(self, queue: str) -> WorkerSession | None:
+        """The next worker in turn on `queue` with credit, if any; the turn moves past it."""
+        serving = self._serving.get(queue)
+        if not serving:
+            return None
+        count = len(serving)
+        turn = self._turn.get(queue, 0)
+        for step in range(count):
+            index = (turn + step) % count
+            session = serving[index]
+            if session.credit > 0:
+                self._turn[queue] = index + 1
+                return session
+        return None
+
+    def requeue(self, attempts: Iterable[Attempt]) -> None:
+        """`attempts`, assigned but never sent, go back to their queues first in line, in
+        their order (`WorkerSession.drain`)."""
+        for attempt in reversed(list(attempts)):
+            move(attempt, WAITING)
+            attempt.session = None
+            queue = attempt.action.queue
+            waiting = self._waiting.get(queue)
+            if waiting is None:
+                waiting = self._waiting[queue] = deque()
+            waiting.appendleft(attempt)
+            self._mark(queue)
 
     def credit_freed(self, session: WorkerSession) -> None:
         """`session` has room again: look for work on its queues."""
@@ -339,11 +354,14 @@ class WorkerHub:
                 if queue in self._admitting:
                     self._admit_waiting(queue)
                 continue
-            workers = [s for s in self._serving.get(queue, ()) if s.credit > 0]
-            turn = self._turn.get(queue, 0)
+            serving = self._serving.get(queue, [])
+            start = self._turn.get(queue, 0) % len(serving) if serving else 0
+            # The workers with credit, the one whose turn it is first.
+            workers = [s for s in serving[start:] + serving[:start] if s.credit > 0]
+            turn = 0
             while waiting and workers:
                 attempt = waiting.popleft()
-                if attempt.state != WAITING:
+                if attempt.state is not WAITING:
                     self._stale[queue] -= 1
                     continue
                 index = turn % len(workers)
@@ -354,7 +372,8 @@ class WorkerHub:
                 else:
                     workers.pop(index)  # the next worker moves into this place
                     turn = index
-            self._turn[queue] = turn
+            if workers:  # the turn, as an index of `serving`, for the next hand-out
+                self._turn[queue] = serving.index(workers[turn % len(workers)])
             if not waiting:
                 del self._waiting[queue]
                 self._stale.pop(queue, None)
@@ -392,52 +411,25 @@ class WorkerHub:
         return session
 
     def welcome(self, session: WorkerSession) -> scheduler_pb2.WorkResponse:
-        welcome = convert.worker_welcome_to_proto(
+        return convert.worker_welcome_to_proto(
             session.worker_id,
             self.heartbeat_interval,
             self.heartbeat_timeout,
             self.max_result_bytes,
-        )
-        welcome.daemon_heartbeats = True  # WorkerSession.serve keeps the daemon's side
-        return scheduler_pb2.WorkResponse(welcome=welcome)
-
-    def drain(self, session: WorkerSession) -> None:
-        """The worker takes nothing new (WorkerUpdate.draining): it is assigned nothing more,
-        and what was assigned to it but not sent yet goes back to its queue, first in line.
-        What it holds it finishes; its stream ends when it closes its side. Idempotent."""
-        if session.draining or session not in self.sessions:
-            return
-        session.draining = True
-        self._stop_serving(session)
-        returned = 0
-        for attempt in reversed(session.to_send):
-            session.outstanding.pop(attempt.key, None)
-            if attempt.state == ASSIGNED:
-                attempt.state = WAITING
-                attempt.session = None
-                queue = attempt.action.queue
-                waiting = self._waiting.get(queue)
-                if waiting is None:
-                    waiting = self._waiting[queue] = deque()
-                waiting.appendleft(attempt)
-                self._mark(queue)
-                returned += 1
-        session.to_send.clear()
-        session.poke()  # holding nothing, its stream ends now
-        _log.info(
-            "worker %r is draining: %d attempts to finish, %d handed back to their queues",
-            session.worker_id,
-            len(session.outstanding),
-            returned,
+            daemon_heartbeats=True,  # WorkerSession.serve keeps the daemon's side
         )
 
-    def _stop_serving(self, session: WorkerSession) -> None:
+    def stop_serving(self, session: WorkerSession) -> None:
+        """`session` is assigned nothing more (it drains, or it is over)."""
         for queue in session.queues:
             serving = self._serving.get(queue)
             if serving is not None and session in serving:
                 serving.remove(session)
                 if not serving:
                     del self._serving[queue]
+
+    def holds_job(self, job_id: str) -> bool:
+        return job_id in self.scheduler
 
     def disconnect(self, session: WorkerSession, reason: str, cause: str = "worker_lost") -> None:
         """The session is over: the attempts it holds are interrupted ("worker 'w1'
@@ -446,92 +438,10 @@ class WorkerHub:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        self._stop_serving(session)
-        lost = 0
-        for attempt in session.outstanding.values():
-            if attempt.state == ASSIGNED:
-                attempt.state = DONE
-                if not attempt.future.done():
-                    lost += 1
-                    attempt.future.set_exception(
-                        TaskInterruptedError(f"worker {session.worker_id!r} {reason}", cause=cause)
-                    )
-        session.outstanding.clear()
-        session.to_send.clear()
+        self.stop_serving(session)
+        lost = session.interrupt(reason, cause)
         _log.info("worker %r %s; %d attempts given up", session.worker_id, reason, lost)
         self._workers_changed()
-
-    # -- what workers send --------------------------------------------------------------------
-
-    def apply(self, session: WorkerSession, update: work_pb2.WorkerUpdate) -> None:
-        """Results and progress from `session`'s worker."""
-        outstanding = session.outstanding
-        freed = False
-        # Progress first: an update may carry the progress and the result of one attempt.
-        for progress in update.progress:
-            attempt = outstanding.get((progress.job_id, progress.task_id, progress.attempt))
-            if attempt is None:
-                self._unmatched(progress.job_id, progress.task_id, progress.attempt)
-                continue
-            fraction = progress.fraction if progress.HasField("fraction") else None
-            if fraction is not None and not 0.0 <= fraction <= 1.0:  # NaN too
-                raise ValidationError(
-                    f"progress fraction must be between 0 and 1, not {fraction!r}",
-                    violations=[FieldViolation("update.progress.fraction", "0.0 to 1.0")],
-                )
-            if attempt.state == ASSIGNED:
-                attempt.context.report_progress(fraction, convert.cut(progress.message))
-        for result in update.results:
-            outcome = result.WhichOneof("outcome")
-            if outcome is None:
-                raise ValidationError(
-                    f"result for {result.job_id}/{result.task_id} attempt {result.attempt} "
-                    "has no outcome: set success or error",
-                    violations=[FieldViolation("update.results.outcome", "set one")],
-                )
-            attempt = outstanding.pop((result.job_id, result.task_id, result.attempt), None)
-            if attempt is None:
-                self._unmatched(result.job_id, result.task_id, result.attempt)
-                continue
-            freed = True
-            if attempt.state != ASSIGNED:
-                continue  # given up: its slot is free now, its outcome means nothing
-            attempt.state = DONE
-            future = attempt.future
-            if future.done():
-                continue
-            if outcome == "success":
-                try:
-                    success = convert.work_success_from_proto(result.success, self.max_result_bytes)
-                except TaskFailedRemotely as refused:
-                    future.set_exception(refused)
-                else:
-                    future.set_result(success)
-            else:
-                future.set_exception(convert.work_error_from_proto(result.error))
-        if update.draining:
-            self.drain(session)
-        if freed:
-            if session.draining:
-                session.poke()  # its stream ends once it holds nothing more
-            else:
-                self.credit_freed(session)
-
-    def _unmatched(self, job_id: str, task_id: str, attempt: int) -> None:
-        """A report for nothing this session holds: stale (ignored) or nonsense (refused)."""
-        if not job_id or not task_id or attempt < 1:
-            raise ValidationError(
-                f"a report names job {job_id!r}, task {task_id!r}, attempt {attempt}: echo "
-                "the ids and attempt of the assignment",
-                violations=[FieldViolation("update", "job_id, task_id and attempt >= 1")],
-            )
-        if job_id not in self.scheduler:
-            raise Refusal(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"a report for job {job_id!r}, which this daemon does not hold: report only "
-                "attempts assigned on this stream",
-            )
-        _log.debug("ignored a report for %s/%s attempt %d: not current", job_id, task_id, attempt)
 
     def __repr__(self) -> str:
         waiting = sum(len(w) for w in self._waiting.values()) - sum(self._stale.values())

@@ -10,6 +10,7 @@ import pytest
 
 import dukat.errors as errors
 from dukat.errors import (
+    AttemptStateError,
     CapacityError,
     CircuitBreakerError,
     CycleError,
@@ -20,10 +21,12 @@ from dukat.errors import (
     DukatError,
     FailedPreconditionError,
     FieldViolation,
+    HeartbeatTimeoutError,
     InvalidArgumentError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
+    ProtocolError,
     ResourceExhaustedError,
     TaskFailedRemotely,
     TaskInterruptedError,
@@ -36,6 +39,7 @@ from dukat.errors import (
 
 def test_public_surface_is_pinned():
     assert errors.__all__ == [
+        "AttemptStateError",
         "CapacityError",
         "CircuitBreakerError",
         "CycleError",
@@ -46,10 +50,12 @@ def test_public_surface_is_pinned():
         "DukatError",
         "FailedPreconditionError",
         "FieldViolation",
+        "HeartbeatTimeoutError",
         "InvalidArgumentError",
         "LimitExceededError",
         "NotFoundError",
         "PermissionDeniedError",
+        "ProtocolError",
         "ResourceExhaustedError",
         "TaskFailedRemotely",
         "TaskInterruptedError",
@@ -73,6 +79,9 @@ def test_public_surface_is_pinned():
         (TaskProcessError, (DukatError,)),
         (NotFoundError, (DukatError, LookupError)),
         (LimitExceededError, (DukatError,)),
+        (AttemptStateError, (DukatError,)),
+        (ProtocolError, (DukatError,)),
+        (HeartbeatTimeoutError, (DukatError, TimeoutError)),
         (DaemonError, (DukatError,)),
         (InvalidArgumentError, (DaemonError, ValidationError, ValueError)),
         (DaemonNotFoundError, (DaemonError, NotFoundError, LookupError)),
@@ -288,6 +297,9 @@ TRAVELLERS = [
     TaskProcessError("sh", signal=9),
     TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
     NotFoundError("unknown job 'j1'"),
+    AttemptStateError(("j", "t", 2), "DONE", "WAITING"),
+    ProtocolError("a second hello"),
+    HeartbeatTimeoutError("worker 'w1' went silent", silent=31.5, timeout=30.0),
     DaemonError("odd", code="INTERNAL"),
     InvalidArgumentError(
         "task 'a': bad", task_id="a", violations=[FieldViolation("job.tasks[0].id", "bad")]

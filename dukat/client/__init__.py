@@ -12,10 +12,10 @@ Importing this package imports grpc; importing `dukat` does not (`dukat.connect`
 on first use).
 """
 
+from dukat.actions import DispatchTask, UpstreamResult
 from dukat.client._breaker import RemoteBreaker
 from dukat.client._client import Client, connect
 from dukat.client._connection import CLIENT_ID_KEY, DEFAULT_MAX_MESSAGE_BYTES, channel_options
-from dukat.client._dispatch import DispatchTask, UpstreamResult
 from dukat.client._errors import ERRORS_BY_CODE
 from dukat.client._jobs import JobHandle
 from dukat.client._reconnect import Reconnect

@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dukat.actions import DispatchAction
+from dukat.actions import DispatchAction, DispatchTask, UpstreamResult
 from dukat.client._client import Client, connect
-from dukat.client._dispatch import DispatchTask, UpstreamResult
 from dukat.client._jobs import JobHandle
 from dukat.core import context as task_context
 from dukat.core.async_assistant import _task_from_dict

@@ -34,8 +34,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
+from dukat import convert
+from dukat.actions import DispatchTask
 from dukat.client._connection import Connection
-from dukat.client._dispatch import DispatchTask
 from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
 from dukat.errors import DaemonUnavailableError
@@ -190,20 +191,18 @@ class Worker:
         """One stream, from hello to its end; raises its error status, else says how it ended."""
         call = self._connection.scheduler.Work(metadata=self._connection.metadata)
         try:
-            hello = work_pb2.WorkerHello(
-                worker_id=self.worker_id, queues=self.queues, max_in_flight=self.concurrency
-            )
-            await call.write(scheduler_pb2.WorkRequest(hello=hello))
+            hello = convert.worker_hello_to_proto(self.worker_id, self.queues, self.concurrency)
+            await call.write(hello)
             first = await call.read()
             if first is grpc.aio.EOF:
                 await _raise_status(call)
                 return "the daemon ended the stream before its welcome"
-            welcome = first.welcome
-            interval = _seconds(welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
+            terms = convert.work_terms_from_proto(first)
+            interval = terms.heartbeat_interval or DEFAULT_HEARTBEAT
             # Such a daemon says something every interval: silence past the timeout is a dead
             # stream, whatever the connection under it looks like.
-            silence = _seconds(welcome.heartbeat_timeout) if welcome.daemon_heartbeats else 0.0
-            self._max_result_bytes = welcome.max_result_bytes
+            silence = terms.heartbeat_timeout if terms.daemon_heartbeats else 0.0
+            self._max_result_bytes = terms.max_result_bytes
             if backoff.retrying:
                 _log.info("worker %s: serving again", self.worker_id)
             backoff.reset()
@@ -232,18 +231,18 @@ class Worker:
             call.cancel()
 
     def _take(self, response: scheduler_pb2.WorkResponse) -> None:
-        for assignment in response.assignments:
-            task = DispatchTask.from_proto(assignment, self._on_progress)
+        tasks, cancels = convert.work_response_from_proto(response, self._on_progress)
+        for task in tasks:
             if task.key in self._running:
                 continue  # the same attempt twice: never run it twice
             self._running[task.key] = asyncio.create_task(self._run_one(task))
-        for cancel in response.cancels:
-            running = self._running.get((cancel.job_id, cancel.task_id, cancel.attempt))
+        for key, reason in cancels:
+            running = self._running.get(key)
             if running is not None:
-                running.cancel(cancel.reason or "cancelled by the daemon")
+                running.cancel(reason or "cancelled by the daemon")
 
     async def _run_one(self, task: DispatchTask) -> None:
-        result = work_pb2.WorkResult(job_id=task.job_id, task_id=task.task_id, attempt=task.attempt)
+        key = task.key
         try:
             payload = await self.handler(task)
             if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -253,44 +252,38 @@ class Worker:
                 )
             payload = bytes(payload)
             if self._max_result_bytes and len(payload) > self._max_result_bytes:
-                result.error.CopyFrom(
-                    work_pb2.WorkError(
-                        message=f"result of {len(payload)} bytes is over the daemon's limit "
-                        f"of {self._max_result_bytes}",
-                        type="ResultTooLarge",
-                        retryable=False,
-                    )
+                result = convert.work_error_to_proto(
+                    key,
+                    f"result of {len(payload)} bytes is over the daemon's limit "
+                    f"of {self._max_result_bytes}",
+                    "ResultTooLarge",
                 )
             else:
-                result.success.payload = payload
+                result = convert.work_success_to_proto(key, payload)
         except asyncio.CancelledError:
             # The daemon took the attempt back (cancel, timeout) and still waits for a result
             # to free the slot; when the stream is gone, nobody will read it and that is fine.
-            result.error.CopyFrom(work_pb2.WorkError(message="cancelled", type="CancelledError"))
+            result = convert.work_error_to_proto(key, "cancelled", "CancelledError")
         except Exception as error:
-            result.error.CopyFrom(
-                work_pb2.WorkError(
-                    message=str(error) or type(error).__name__,
-                    type=type(error).__name__,
-                    retryable=bool(self._retryable(error)),
-                )
+            result = convert.work_error_to_proto(
+                key,
+                str(error) or type(error).__name__,
+                type(error).__name__,
+                retryable=bool(self._retryable(error)),
             )
         finally:
             # Its last progress report stays queued: it goes in the same update as the
-            # result, and the daemon applies progress first (dukatd.work_hub).
-            self._running.pop(task.key, None)
+            # result, and the daemon applies progress first (dukatd.work_session).
+            self._running.pop(key, None)
         self._results.append(result)
         self._wake.set()
 
     def _on_progress(self, task: DispatchTask, fraction: float | None, message: str) -> None:
-        if task.key not in self._running:
+        key = task.key
+        if key not in self._running:
             return  # the attempt ended: a late report says nothing
-        progress = work_pb2.WorkProgress(
-            job_id=task.job_id, task_id=task.task_id, attempt=task.attempt, message=message
-        )
-        if fraction is not None:
-            progress.fraction = fraction
-        self._progress[task.key] = progress  # the latest per attempt is all that matters
+        # The latest per attempt is all that matters.
+        self._progress[key] = convert.work_progress_to_proto(key, fraction, message)
         self._wake.set()
 
     async def _send_updates(self, call: grpc.aio.StreamStreamCall, interval: float) -> None:
@@ -301,9 +294,8 @@ class Worker:
             self._wake.clear()
             results, self._results = self._results, []
             progress, self._progress = list(self._progress.values()), {}
-            draining = self._draining
-            update = work_pb2.WorkerUpdate(results=results, progress=progress, draining=draining)
-            await call.write(scheduler_pb2.WorkRequest(update=update))
+            update = convert.worker_update_to_proto(results, progress, draining=self._draining)
+            await call.write(update)
             self.completed += len(results)
 
     async def _abandon_running(self) -> None:
@@ -339,7 +331,3 @@ def _gave_up(address: str) -> DaemonUnavailableError:
         f"no daemon at {address} took the worker back within the reconnect policy",
         code="UNAVAILABLE",
     )
-
-
-def _seconds(duration: object) -> float:
-    return duration.seconds + duration.nanos / 1e9  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """client.worker(): the Work protocol of work.proto, against a stand-in daemon side.
 
-The daemon's own Work (dukatd.dispatch_runner) is being written; until it lands, a small
-servicer here plays the daemon's part of the contract: it checks the hello, welcomes, sends
+A small servicer here plays the daemon's part of the contract (the daemon's own is
+dukatd.work_hub's, tested in tests/dukatd/test_work.py): it checks the hello, welcomes, sends
 the assignments and cancels a test gives it, and records every update the worker sends.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 import dukat
-from dukat import errors
+from dukat import convert, errors
 from dukat.client import Client, DispatchTask, Reconnect, UpstreamResult, _reconnect
 from dukat.core.states import TaskState
 from dukat.v1 import job_pb2, scheduler_pb2, work_pb2
@@ -308,7 +308,7 @@ def test_dispatch_task_is_frozen_data_from_an_assignment() -> None:
     upstream = work_pb2.UpstreamResult(task_id="u", state=job_pb2.TASK_STATE_FAILED, error="no")
     assignment = assign("a", b"p", 2, upstream_results=[upstream], content_type="text/plain")
     assignment.timeout.FromSeconds(3)
-    task = DispatchTask.from_proto(assignment)
+    task = convert.dispatch_task_from_proto(assignment)
     assert task == DispatchTask(
         "j",
         "a",

@@ -9,12 +9,18 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from google.rpc import code_pb2
 
 from dukat.actions import DispatchResult
+from dukat.core.clock import ManualClock
 from dukat.core.retry import RetryPolicy
+from dukat.core.scheduler import Scheduler
 from dukat.core.states import JobState, TaskState
+from dukat.errors import HeartbeatTimeoutError, ProtocolError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc, work_pb2
 from dukatd.metrics import DaemonMetrics
+from dukatd.status import to_status
+from dukatd.work_hub import WorkerHub
 from tests.dukatd.work_worker import dispatch, failure, success, work_daemon
 from tests.helpers import finished, settle, wait_for
 
@@ -174,15 +180,20 @@ async def test_a_lost_worker_interrupts_its_tasks_which_run_again_unless_they_mu
 
 
 async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
-    async with work_daemon(heartbeat_interval=0.05, heartbeat_timeout=0.3) as daemon:
+    clock = ManualClock()  # the daemon's: the silence is timed on it, not waited for
+    async with work_daemon(clock=clock, heartbeat_interval=1, heartbeat_timeout=3) as daemon:
         silent = await daemon.worker(handler=lambda assignment: None)
-        assert silent.welcome.heartbeat_timeout.ToMilliseconds() == 300
+        assert silent.welcome.heartbeat_timeout.ToMilliseconds() == 3000
         job_id = await daemon.submit(*(dispatch(f"t{i}", retry=RETRY) for i in range(3)))
         await wait_for(lambda: len(silent.held) == 3)
         silent.stop_heartbeats()
+        await clock.advance(2.9)
+        await settle()
+        assert silent.status is None and len(daemon.hub.sessions) == 1  # not silent long enough
+        await clock.advance(0.2)
         await wait_for(lambda: silent.status is not None)
         assert silent.status is grpc.StatusCode.DEADLINE_EXCEEDED
-        assert "heartbeat_timeout" in silent.details
+        assert "sent nothing for 3.0s, more than the heartbeat_timeout of 3s" in silent.details
         survivor = await daemon.worker()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
         assert len(survivor.assignments) == 3
@@ -194,11 +205,18 @@ async def test_a_silent_worker_loses_its_tasks_and_its_stream() -> None:
 
 
 async def test_the_daemon_heartbeats_to_a_worker_it_has_nothing_for() -> None:
-    async with work_daemon(heartbeat_interval=0.05, heartbeat_timeout=0.3) as daemon:
+    clock = ManualClock()  # the worker's heartbeats come in real time: a long timeout
+    async with work_daemon(clock=clock, heartbeat_interval=1, heartbeat_timeout=30) as daemon:
         worker = await daemon.worker()
         assert worker.welcome.daemon_heartbeats
-        await wait_for(lambda: worker.heartbeats >= 3)
-        assert worker.messages == worker.heartbeats  # nothing else was sent
+        await clock.advance(0.9)
+        await settle()
+        assert worker.messages == 0  # an interval has not passed since the welcome
+        for beats in (1, 2, 3):  # one a heartbeat interval, no more
+            await clock.advance(1)
+            await wait_for(lambda beats=beats: worker.heartbeats == beats)
+        await settle()
+        assert worker.messages == worker.heartbeats == 3  # nothing else was sent
         job_id = await daemon.submit(dispatch("t"))
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
 
@@ -385,9 +403,9 @@ async def test_a_stream_ended_while_the_daemon_writes_to_it_still_gets_its_statu
     # The worker reads nothing while 1 MiB assignments pile up for it, so the daemon's writer
     # is stuck behind flow control when the stream fails. Its attempts are given up at once;
     # the status follows what was sent already, not the client's own deadline.
-    timeout = 0.5 if misuse is None else 30.0
+    clock = ManualClock()  # the daemon's: only the silent stream's test moves it
     async with (
-        work_daemon(heartbeat_timeout=timeout, max_message_bytes=24 * len(BIG)) as daemon,
+        work_daemon(clock=clock, max_message_bytes=24 * len(BIG)) as daemon,
         grpc.aio.insecure_channel(daemon.address) as channel,
     ):
         call = scheduler_pb2_grpc.SchedulerServiceStub(channel).Work(timeout=60)
@@ -400,6 +418,8 @@ async def test_a_stream_ended_while_the_daemon_writes_to_it_still_gets_its_statu
         await wait_for(lambda: len(session.outstanding) == 20 and session.to_send)
         if misuse is not None:
             await call.write(misuse(job_id))
+        else:
+            await clock.advance(5.1)  # past the heartbeat_timeout
         await wait_for(lambda: session not in daemon.hub.sessions, within=10)
 
         error = await asyncio.wait_for(_end_of(call), 10)
@@ -486,7 +506,8 @@ async def test_no_assignment_goes_out_before_before_send_returns() -> None:
         calls.append(len(calls))
         await gate.wait()
 
-    async with work_daemon(before_send=before_send, heartbeat_interval=0.05) as daemon:
+    clock = ManualClock()
+    async with work_daemon(before_send=before_send, clock=clock, heartbeat_interval=1) as daemon:
         worker = await daemon.worker()
         job_id = await daemon.submit(dispatch("a", b"A"))
         await wait_for(lambda: calls == [0])
@@ -494,9 +515,27 @@ async def test_no_assignment_goes_out_before_before_send_returns() -> None:
         assert worker.assignments == []  # held behind the wait
         assert daemon.scheduler.get_job(job_id).task("a").state is TaskState.RUNNING
         # A journal that takes long (a full disk) does not make the daemon look gone.
-        beats = worker.heartbeats
-        await wait_for(lambda: worker.heartbeats >= beats + 3)
+        for beats in (1, 2, 3):
+            await clock.advance(1)
+            await wait_for(lambda beats=beats: worker.heartbeats == beats)
         assert calls == [0] and worker.assignments == []
         gate.set()
         assert await finished(daemon.scheduler, job_id) is JobState.SUCCEEDED
         assert [a.task_id for a in worker.assignments] == ["a"]
+
+
+def test_the_dispatch_errors_get_the_statuses_the_protocol_names() -> None:
+    # The dispatch modules raise dukat.errors; the daemon's status module alone knows gRPC.
+    assert to_status(ProtocolError("a second hello")).code == code_pb2.FAILED_PRECONDITION
+    silent = HeartbeatTimeoutError("silent", silent=31.0, timeout=30.0)
+    assert to_status(silent).code == code_pb2.DEADLINE_EXCEEDED
+
+
+async def test_the_hub_times_heartbeats_on_the_schedulers_clock_unless_given_one() -> None:
+    clock, other = ManualClock(), ManualClock()
+    scheduler = Scheduler(clock=clock)
+    try:
+        assert WorkerHub(scheduler).clock is clock
+        assert WorkerHub(scheduler, clock=other, install=False).clock is other
+    finally:
+        await scheduler.close(grace=0)
