@@ -19,6 +19,10 @@
      ├── NotFoundError (LookupError)      an unknown job or task id
      ├── LimitExceededError               a bound of the engine would be passed (more circuit
      │                                    breakers than a registry may hold)
+     ├── JournalError                     dukatd's journal cannot be used (damaged, written by a
+     │                                    newer dukatd, unreadable): the daemon does not start
+     ├── JournalWriteError                what was to be made durable could not be written to
+     │                                    the journal; `.full`: for want of room
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -58,6 +62,8 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "JournalError",
+    "JournalWriteError",
     "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -281,6 +287,20 @@ class NotFoundError(DukatError, LookupError):
 class LimitExceededError(DukatError):
     """What was asked would pass a bound of the engine (a breaker registry's `max_breakers`);
     nothing of it was done. The daemon answers RESOURCE_EXHAUSTED."""
+
+
+class JournalError(DukatError):
+    """dukatd's journal cannot be used; the daemon must not start on it. The message says
+    why and what to do."""
+
+
+class JournalWriteError(DukatError):
+    """What was asked to be made durable could not be written to dukatd's journal (`full`:
+    the disk, or the journal's size limit, is full)."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

@@ -21,6 +21,8 @@ from dukat.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
+    JournalError,
+    JournalWriteError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
@@ -47,6 +49,8 @@ def test_public_surface_is_pinned():
         "FailedPreconditionError",
         "FieldViolation",
         "InvalidArgumentError",
+        "JournalError",
+        "JournalWriteError",
         "LimitExceededError",
         "NotFoundError",
         "PermissionDeniedError",
@@ -288,6 +292,8 @@ TRAVELLERS = [
     TaskProcessError("sh", signal=9),
     TaskProcessError("nope", spawn_error="No such file or directory: 'nope'"),
     NotFoundError("unknown job 'j1'"),
+    JournalError("the journal is damaged"),
+    JournalWriteError("the disk is full", full=True),
     DaemonError("odd", code="INTERNAL"),
     InvalidArgumentError(
         "task 'a': bad", task_id="a", violations=[FieldViolation("job.tasks[0].id", "bad")]

@@ -62,7 +62,6 @@ async def upper(task: dukat.client.DispatchTask) -> bytes:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="the journal pickles the engine's classes")
 async def test_a_journal_of_0_1_0_comes_back_whole_with_the_engine_classes_renamed(
     daemons, short_tmp: Path
 ):
