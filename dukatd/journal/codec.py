@@ -7,8 +7,9 @@ tables are in the package docstring). Pickle is in C and reads any older protoco
 pickle of plain values names no Python class: `decode` reads it with an unpickler that
 refuses every class (`find_class`), so what a later dukatd renames or moves can never
 make a journal unreadable. Tuples of plain values rather than `dukat.v1` messages: the
-writer encodes every event of every job, on the hot path of 20k tasks/s, and a message
-per event costs ~25 times more (3.5 µs against 0.14; see `docs/architecture.md`).
+writer encodes every event of every job, on the hot path of 20k tasks/s, holding the GIL
+the loop needs, and a message per event costs it about twenty times as much
+(`bench/journal_codec.py`).
 
 Engine records are `(EventClass, sequence, time, *fields)` (`dukat.core.events`); this
 module is the one place that maps them to their kinds and back.
@@ -38,6 +39,7 @@ __all__ = [
     "carried_change",
     "decode",
     "encode",
+    "encode_events",
     "engine_record",
     "plain_record",
     "task_change",
@@ -61,7 +63,8 @@ EVENT_KINDS: dict[type, int] = {
 }
 _CLASSES = {kind: event_class for event_class, kind in EVENT_KINDS.items()}
 _TASK_STATES = {state.value: state for state in TaskState}
-_RUNNING, _RETRYING, _FAILED = TaskState.RUNNING, TaskState.RETRYING, TaskState.FAILED
+_READY, _RUNNING = TaskState.READY, TaskState.RUNNING
+_RETRYING, _FAILED = TaskState.RETRYING, TaskState.FAILED
 _ENDS = frozenset(state for state in TaskState if state.is_terminal)
 _JOB_STATES = {state.value: state for state in JobState}
 
@@ -90,6 +93,20 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"names a class ({module}.{name}), plain values expected")
+
+
+def encode_events(records: Sequence[Sequence[Any]]) -> bytes:
+    """Engine records as one blob (`plain_record` each, the commonest kind inline: the
+    writer encodes every event of every job, holding the GIL the loop needs). A
+    TaskStateChanged record has all its fields (`EventLog` refuses it otherwise)."""
+    return encode(
+        [
+            (TASK_STATE, r[1], r[2], r[3], r[4]._value_, r[5], r[6])
+            if r[0] is TaskStateChanged
+            else plain_record(r)
+            for r in records
+        ]
+    )
 
 
 def plain_record(record: Sequence[Any]) -> tuple[Any, ...]:
@@ -131,7 +148,10 @@ def task_change(
     the journal keeps: PENDING, READY). `kept`: what `Journal.on_record` took of the task
     with it: a succeeded task's result, a failed one's (failure, interruptions), the
     interruptions of one RETRYING."""
-    task_id, state, attempt = record[3], record[4], record[5]
+    state = record[4]
+    if state is _READY:  # a third of them
+        return None
+    task_id, attempt = record[3], record[5]
     if state is _RUNNING:
         return (task_id, state._value_, attempt, record[2])
     if state is _RETRYING:

@@ -277,8 +277,11 @@ class Journal:
     def _put(self, operation: Operation) -> None:
         if self._frozen and operation.kind != ConfigureBreaker.kind:
             return
-        self._writer.put(operation)
+        writer = self._writer
+        writer.queue.append(operation)
         self._queued += 1
+        if not writer.signalled:
+            writer.wake()
 
     # -- back on the loop -------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The journal's writer: one thread that commits what the loop queued, a group at a time.
 
-The loop appends operations (`operations`) to a deque (no lock) and wakes the thread; the
+The loop appends operations (`operations`) to `queue` (no lock) and wakes the thread; the
 thread takes what has gathered and writes it as one transaction (`commit`), then tells the
 loop (`on_commit`, `on_failure`, called in the loop). While nobody waits for a commit, a
 group gathers for up to `commit_delay`; `hurry` commits at once. A commit that fails is
@@ -76,7 +76,8 @@ class Committed:
 
 @dataclass(slots=True)
 class _JobWrites:
-    """A job's writes of one commit: its event records and task changes (plain, in order),
+    """A job's writes of one commit: its event records (the engine's) and task changes
+    (plain), in order,
     its last sequence, and its row's new state, message and end if its state changed."""
 
     job_id: str
@@ -121,9 +122,9 @@ class Writer:
         self.accept_pages = accept_pages
         self._keys: dict[str, int] = {}  # job id -> its row id: the jobs in the file
         self._trim_at: dict[int, int] = {}  # row id -> the sequence to trim its events at
-        self.queue: deque[Operation] = deque()
+        self.queue: deque[Operation] = deque()  # appended to by the loop, taken by the thread
         self.report_events = False  # give on_commit the events committed (for listeners)
-        self._signalled = False
+        self.signalled = False  # woken since the last take: appending needs no wake()
         self._wake = threading.Event()
         self._hurry = threading.Event()  # someone awaits what is queued: commit at once
         self._closing = False
@@ -167,12 +168,11 @@ class Writer:
     def running(self) -> bool:
         return self._thread is not None
 
-    def put(self, operation: Operation) -> None:
-        """Queue `operation` (from the loop)."""
-        self.queue.append(operation)
-        if not self._signalled:
-            self._signalled = True
-            self._wake.set()
+    def wake(self) -> None:
+        """Something was appended to `queue` (from the loop, which appends to it directly:
+        a call less per event) while `signalled` was False."""
+        self.signalled = True
+        self._wake.set()
 
     def hurry(self) -> None:
         """Commit what is queued without waiting for more: someone waits for it."""
@@ -199,7 +199,7 @@ class Writer:
                 self._hurry.wait(self.commit_delay)
             self._wake.clear()
             self._hurry.clear()  # before taking: a sync() after the take hurries the next
-            self._signalled = False  # before taking: what comes after wakes us again
+            self.signalled = False  # before taking: what comes after wakes us again
             queue = self.queue
             taken = [queue.popleft() for _ in range(len(queue))]
             uncounted += len(taken)
@@ -280,7 +280,7 @@ class Writer:
         if writes is None:
             writes = batch.jobs[key] = _JobWrites(operation.job_id, record[1])
         writes.last = record[1]
-        writes.events.append(codec.plain_record(record))
+        writes.events.append(record)  # encoded at `_flush`, all at once
         event_class = record[0]
         if event_class is TaskStateChanged:
             change = codec.task_change(record, operation.kept, self.encode_result)
@@ -349,7 +349,9 @@ class Writer:
             return
         batch.jobs = {}
         db, encode = self.db, codec.encode
-        events = [(k, w.events[0][1], w.last, encode(w.events)) for k, w in jobs.items()]
+        events = [
+            (k, w.events[0][1], w.last, codec.encode_events(w.events)) for k, w in jobs.items()
+        ]
         db.executemany("INSERT INTO event_chunks VALUES (?, ?, ?, ?)", events)
         changes = [(k, encode(w.changes)) for k, w in jobs.items() if w.changes]
         if changes:
