@@ -9,8 +9,8 @@ writer packs them:
 
     pickled records   dukatd 0.1.0's blobs: the engine's records pickled as they are, event
                       classes and enum members named by their class paths
-    plain tuples      today's (`dukatd.journal.codec`): each record as plain values
-                      (`plain_record`), then pickled, with the format byte
+    plain tuples      today's (`dukatd.journal.codec.encode_events`): each record as plain
+                      values, then pickled, with the format byte
     dukat.v1.Event    a contract message per event, serialized, the messages pickled
 
 ns/event is the best of 5 repeats. The figures that count are `bench/journal.py`'s (the whole
@@ -53,7 +53,7 @@ def pickled(chunk: list[tuple[object, ...]]) -> bytes:
 
 
 def plain(chunk: list[tuple[object, ...]]) -> bytes:
-    return codec.encode([codec.plain_record(record) for record in chunk])
+    return codec.encode_events(chunk)
 
 
 def messages(chunk: list[tuple[object, ...]]) -> bytes:

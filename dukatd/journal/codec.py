@@ -8,7 +8,7 @@ pickle of plain values names no Python class: `decode` reads it with an unpickle
 refuses every class (`find_class`), so what a later dukatd renames or moves can never
 make a journal unreadable. Tuples of plain values rather than `dukat.v1` messages: the
 writer encodes every event of every job, on the hot path of 20k tasks/s, holding the GIL
-the loop needs, and a message per event costs it about twenty times as much
+the loop needs, and a message per event costs it ten times as much and more
 (`bench/journal_codec.py`).
 
 Engine records are `(EventClass, sequence, time, *fields)` (`dukat.core.events`); this
