@@ -26,6 +26,10 @@
      │                                    ends the stream FAILED_PRECONDITION
      ├── HeartbeatTimeoutError            a worker sent nothing for longer than its heartbeat
      │    (TimeoutError)                  timeout; the daemon ends its stream DEADLINE_EXCEEDED
+     ├── JournalError                     dukatd's journal cannot be used (damaged, written by a
+     │                                    newer dukatd, unreadable): the daemon does not start
+     ├── JournalWriteError                what was to be made durable could not be written to
+     │                                    the journal; `.full`: for want of room
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -67,6 +71,8 @@ __all__ = [
     "FieldViolation",
     "HeartbeatTimeoutError",
     "InvalidArgumentError",
+    "JournalError",
+    "JournalWriteError",
     "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -324,6 +330,20 @@ class HeartbeatTimeoutError(DukatError, TimeoutError):
         self.silent = silent
         self.timeout = timeout
         super().__init__(message)
+
+
+class JournalError(DukatError):
+    """dukatd's journal cannot be used; the daemon must not start on it. The message says
+    why and what to do."""
+
+
+class JournalWriteError(DukatError):
+    """What was asked to be made durable could not be written to dukatd's journal (`full`:
+    the disk, or the journal's size limit, is full)."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

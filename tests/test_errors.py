@@ -23,6 +23,8 @@ from dukat.errors import (
     FieldViolation,
     HeartbeatTimeoutError,
     InvalidArgumentError,
+    JournalError,
+    JournalWriteError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
@@ -52,6 +54,8 @@ def test_public_surface_is_pinned():
         "FieldViolation",
         "HeartbeatTimeoutError",
         "InvalidArgumentError",
+        "JournalError",
+        "JournalWriteError",
         "LimitExceededError",
         "NotFoundError",
         "PermissionDeniedError",
@@ -300,6 +304,8 @@ TRAVELLERS = [
     AttemptStateError(("j", "t", 2), "DONE", "WAITING"),
     ProtocolError("a second hello"),
     HeartbeatTimeoutError("worker 'w1' went silent", silent=31.5, timeout=30.0),
+    JournalError("the journal is damaged"),
+    JournalWriteError("the disk is full", full=True),
     DaemonError("odd", code="INTERNAL"),
     InvalidArgumentError(
         "task 'a': bad", task_id="a", violations=[FieldViolation("job.tasks[0].id", "bad")]

@@ -1,6 +1,6 @@
 """Journals as older dukatds wrote them, made by hand with sqlite3, for the upgrade tests.
 
-Made from the migrations as released (`dukatd.journal._MIGRATIONS`, append only), so a file
+Made from the migrations as released (`dukatd.journal.schema.MIGRATIONS`, append only), so a file
 of schema version N is what a dukatd of version N left: the rows are those its writer made.
 """
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import pickle
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from dukat.v1 import job_pb2
-from dukatd.journal import _MIGRATIONS
+from dukatd.journal import codec
+from dukatd.journal.schema import MIGRATIONS
 
 __all__ = ["write_journal", "write_v1_journal"]
 
@@ -37,7 +37,7 @@ def write_v1_journal(
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("BEGIN")
-        for statement in _MIGRATIONS[0].split(";"):
+        for statement in MIGRATIONS[0].split(";"):
             if statement.strip():
                 db.execute(statement)
         db.execute("PRAGMA user_version = 1")
@@ -68,21 +68,22 @@ def write_journal(
     task_changes: dict[str, list[tuple[object, ...]]] | None = None,
 ) -> None:
     """A journal of the current schema holding `jobs` (job id, spec), accepted and not
-    started yet (but for their `task_changes`: job id -> the changes of one commit, as
-    `dukatd.journal._fold` takes them), and `breakers` configured over the API (name -> the
-    engine's settings): written as a dukatd would have, whatever values they hold."""
+    started yet (but for their `task_changes`: job id -> the changes of one commit, in the
+    shapes the docstring of `dukatd.journal` lists), and `breakers` configured over the API
+    (name -> the engine's settings): written as a dukatd would have, whatever values they
+    hold."""
     now = time.time()
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("BEGIN")
-        for migration in _MIGRATIONS:
+        for migration in MIGRATIONS:
             if callable(migration):
                 migration(db)
                 continue
             for statement in migration.split(";"):
                 if statement.strip():
                     db.execute(statement)
-        db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
         for job_id, spec in jobs:
             cursor = db.execute(
                 "INSERT INTO jobs (job_id, created_at, state) VALUES (?, ?, 'pending')",
@@ -96,7 +97,7 @@ def write_journal(
                 db.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (cursor.lastrowid,))
                 db.execute(
                     "INSERT INTO task_changes VALUES (?, ?)",
-                    (cursor.lastrowid, pickle.dumps(changes)),
+                    (cursor.lastrowid, codec.encode(changes)),
                 )
         for name, settings in (breakers or {}).items():
             db.execute("INSERT INTO breakers VALUES (?, ?)", (name, json.dumps(settings)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from dukatd.journal import (
     JournalError,
     JournalWriteError,
 )
+from dukatd.journal.writer import Writer
 from tests.dukatd.journal_files import write_journal
 from tests.helpers import finished
 
@@ -68,6 +70,12 @@ def chain(length: int, *, payload: str = "") -> JobSpec:
             for i in range(length)
         )
     )
+
+
+def rows(directory: Path, query: str) -> list[tuple[Any, ...]]:
+    """What a reader of the file sees (what the writer committed)."""
+    with contextlib.closing(sqlite3.connect(directory / JOURNAL_FILE)) as db:
+        return db.execute(query).fetchall()
 
 
 class Host:
@@ -124,7 +132,7 @@ async def hosts(tmp_path: Path) -> AsyncIterator[Callable[..., Host]]:
 
     yield make
     for host in made:
-        if host.journal._thread is not None:
+        if not host.journal.closed:
             await host.close()
 
 
@@ -137,7 +145,7 @@ async def test_a_job_comes_back_whole_after_the_journal_is_reopened(hosts, tmp_p
 
     reopened = open_journal(tmp_path)
     jobs, breakers = reopened.load()
-    reopened._db.close()
+    await reopened.close()
     (job,) = jobs
     assert (job.job_id, job.request_id, job.spec) == (job_id, "req-1", b"the spec")
     assert job.state is JobState.SUCCEEDED and job.finished_at is not None
@@ -174,7 +182,7 @@ async def test_a_rerun_comes_back_with_its_carried_tasks_started_or_not(hosts, t
 
     reopened = open_journal(tmp_path)
     jobs = {job.job_id: job for job in reopened.load()[0]}
-    reopened._db.close()
+    await reopened.close()
     for job_id in (crashed, ran):
         tasks = {task.id: task for task in jobs[job_id].tasks}
         carried = tasks["extract"]
@@ -214,26 +222,25 @@ async def test_the_events_kept_per_job_are_a_bounded_ring(hosts, tmp_path):
     await host.journal.sync()
     last = host.scheduler.get_job(job_id).last_sequence
     assert last > 20
-    oldest = host.journal._db.execute("SELECT min(last_sequence) FROM event_chunks").fetchone()
-    assert oldest[0] > last - 2 * 5  # chunks older than twice the tail are gone
+    oldest = rows(tmp_path, "SELECT min(last_sequence) FROM event_chunks")
+    assert oldest[0][0] > last - 2 * 5  # chunks older than twice the tail are gone
     await host.close()
     reopened = open_journal(tmp_path, event_tail=5)
     (job,) = reopened.load()[0]
-    reopened._db.close()
+    await reopened.close()
     assert [event[1] for event in job.events] == list(
         range(job.last_sequence - 4, job.last_sequence + 1)
     )
 
 
-async def test_a_dropped_job_leaves_nothing_behind(hosts):
+async def test_a_dropped_job_leaves_nothing_behind(hosts, tmp_path):
     host = hosts(retain_finished_jobs=0)
     job_id = await host.submit(chain(3))
     await finished(host.scheduler, job_id)
     host.scheduler.jobs()  # retention runs on lookups: the job is dropped
     await host.journal.sync()
-    db = host.journal._db
     for table in ("jobs", "task_changes", "event_chunks", "cancels"):
-        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        assert rows(tmp_path, f"SELECT count(*) FROM {table}") == [(0,)], table
 
 
 async def test_a_commit_that_drops_a_job_publishes_every_job_it_wrote(hosts):
@@ -288,7 +295,7 @@ async def test_cancels_and_breakers_are_kept(hosts, tmp_path):
     await host.close()
     reopened = open_journal(tmp_path)
     (job,), breakers = reopened.load()
-    reopened._db.close()
+    await reopened.close()
     assert job.cancels == [CancelRequest(("b",)), CancelRequest((), "operator said stop")]
     assert breakers == {"api": {"failure_threshold": 3}}
 
@@ -298,10 +305,10 @@ async def test_nothing_is_recorded_once_frozen(hosts):
     job_id = await host.submit(chain(1))
     await host.journal.sync()
     host.journal.freeze()
-    queued = host.journal._queued
+    queued = host.journal.queued
     await finished(host.scheduler, job_id)
     host.journal.cancel(job_id, [])
-    assert host.journal._queued == queued
+    assert host.journal.queued == queued
     await host.journal.sync()  # returns at once: nothing is waiting to be written
 
 
@@ -316,7 +323,7 @@ async def test_a_job_over_the_size_limit_is_refused_and_the_journal_goes_on(host
     await host.close()
     reopened = open_journal(tmp_path)
     jobs, _ = reopened.load()
-    reopened._db.close()
+    await reopened.close()
     assert [job.job_id for job in jobs] == [job_id]
 
 
@@ -349,7 +356,7 @@ async def test_a_journal_with_damaged_pages_is_refused(hosts, tmp_path):
         try:
             journal.load()
         finally:
-            journal._db.close()
+            await journal.close()
 
 
 def test_a_journal_from_a_newer_dukatd_is_refused(tmp_path):
@@ -360,8 +367,8 @@ def test_a_journal_from_a_newer_dukatd_is_refused(tmp_path):
         open_journal(tmp_path)
 
 
-def test_a_new_journal_is_in_wal_mode_at_the_current_schema(tmp_path):
-    open_journal(tmp_path)._db.close()
+async def test_a_new_journal_is_in_wal_mode_at_the_current_schema(tmp_path):
+    await open_journal(tmp_path).close()
     db = sqlite3.connect(tmp_path / JOURNAL_FILE)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -383,7 +390,7 @@ async def test_the_interrupted_state_of_a_running_task_is_kept(hosts, tmp_path):
     await host.close()  # frozen first: the cancel at close is not recorded
     reopened = open_journal(tmp_path)
     (job,) = reopened.load()[0]
-    reopened._db.close()
+    await reopened.close()
     (task,) = job.tasks
     assert (task.state, task.attempts) == (TaskState.RUNNING, 1)
     assert job.state is JobState.RUNNING
@@ -431,7 +438,7 @@ async def test_interruptions_are_kept_and_a_task_between_attempts_comes_back_ret
     await host.close()
     reopened = open_journal(tmp_path)
     (job,) = reopened.load()[0]
-    reopened._db.close()
+    await reopened.close()
     kept = {task.id: (task.state, task.attempts, task.interruptions) for task in job.tasks}
     assert kept == {
         "hangs": (TaskState.RUNNING, 3, 2),
@@ -442,35 +449,52 @@ async def test_interruptions_are_kept_and_a_task_between_attempts_comes_back_ret
     assert kept == {t.id: (t.state, t.attempts, t.interruptions) for t in snapshot.tasks}
 
 
-def test_task_changes_written_before_interruptions_were_counted_load_with_0(tmp_path):
+async def test_task_changes_written_before_interruptions_were_counted_load_with_0(tmp_path):
     spec = job_pb2.JobSpec(tasks=[job_pb2.TaskSpec(id=t) for t in ("a", "b")])
     changes = [
-        ("a", TaskState.RUNNING, 1, 10.0),
-        ("b", TaskState.RUNNING, 1, 10.0),
-        ("b", TaskState.FAILED, 1, None, 11.0, "TaskInterruptedError: gone", None),
+        ("a", "running", 1, 10.0),
+        ("b", "running", 1, 10.0),
+        ("b", "failed", 1, None, 11.0, "TaskInterruptedError: gone", None),
     ]
     write_journal(tmp_path / JOURNAL_FILE, jobs=[("j", spec)], task_changes={"j": changes})
     journal = open_journal(tmp_path)
     (job,) = journal.load()[0]
-    journal._db.close()
+    await journal.close()
     assert {task.id: (task.state, task.interruptions) for task in job.tasks} == {
         "a": (TaskState.RUNNING, 0),
         "b": (TaskState.FAILED, 0),
     }
 
 
-async def test_a_failed_commit_fails_sync_but_settled_waits_for_the_next_that_works(tmp_path):
-    journal = open_journal(tmp_path)  # not started: nothing is written until we say
-    journal._loop = asyncio.get_running_loop()
-    journal._publish = lambda job_id, sequence: None
+async def test_a_failed_commit_fails_sync_but_settled_waits_for_the_next_that_works(
+    tmp_path, monkeypatch
+):
+    commit = Writer.commit
+    calls = 0
+
+    def fails_once(writer: Writer, operations: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return commit(writer, operations)
+
+    monkeypatch.setattr(Writer, "commit", fails_once)
+    journal = open_journal(tmp_path)
+    journal.start(
+        publish=lambda job_id, sequence: None,
+        result_of=lambda job_id, task_id: None,
+        interruptions_of=lambda job_id, task_id: 0,
+    )
     journal.accept("j", "", b"spec", 0.0)
+    journal.configure_breaker("api", {"failure_threshold": 3})
     impatient = asyncio.ensure_future(journal.sync())
     patient = asyncio.ensure_future(journal.settled())
-    await asyncio.sleep(0)
-    journal._on_failure(JournalWriteError("disk full", full=True), 1)
-    with pytest.raises(JournalWriteError, match="disk full"):
+    with pytest.raises(JournalWriteError, match="disk I/O error"):
         await impatient
-    assert not patient.done()
-    journal._on_commit(1, {}, ())
-    await asyncio.wait_for(patient, 5)
-    journal._db.close()
+    await asyncio.wait_for(patient, 5)  # the retry, without the job, worked
+    assert (journal.write_errors, journal.commits, journal.backlog) == (1, 1, 0)
+    await journal.close()
+    reopened = open_journal(tmp_path)
+    assert reopened.load() == ([], {"api": {"failure_threshold": 3}})
+    await reopened.close()

@@ -1,4 +1,4 @@
-"""bench/journal.py, smoke-run tiny (`--quick`), so that the script does not rot."""
+"""bench/journal.py and bench/journal_codec.py, smoke-run tiny, so that they do not rot."""
 
 from __future__ import annotations
 
@@ -20,3 +20,17 @@ def test_the_journal_benchmark_runs() -> None:
     for line in ("journal vs ephemeral", "journal/full vs ephemeral", "no-ledger vs ephemeral"):
         assert line in completed.stdout
     assert "peak RSS" in completed.stdout
+
+
+def test_the_journal_codec_benchmark_runs() -> None:
+    root = Path(__file__).resolve().parents[2]
+    completed = subprocess.run(
+        [sys.executable, "bench/journal_codec.py", "--events", "300"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    for line in ("pickled records", "plain tuples", "dukat.v1.Event"):
+        assert line in completed.stdout

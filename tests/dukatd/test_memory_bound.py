@@ -19,7 +19,8 @@ import pytest
 from dukat import convert
 from dukat.core import Scheduler
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
-from dukatd.journal import JOURNAL_FILE, Journal
+from dukatd.journal import JOURNAL_FILE
+from dukatd.journal.writer import Writer
 from tests.dukatd.in_loop import served
 from tests.dukatd.test_recovery import config_for
 
@@ -120,7 +121,7 @@ async def test_a_submit_that_runs_out_of_memory_keeps_nothing(
     in memory or in the journal; the daemon goes on (its journal writer too)."""
     target, name = {
         "convert": (convert, "job_spec_from_proto"),
-        "journal": (Journal, "_commit"),
+        "journal": (Writer, "commit"),
         "start": (Scheduler, "_make_ready"),
     }[where]
     original = getattr(target, name)

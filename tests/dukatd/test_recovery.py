@@ -141,7 +141,7 @@ async def test_a_task_being_cancelled_when_the_daemon_died_stays_cancelled(tmp_p
         assert states["a"] is TaskState.CANCELLED
     finally:
         await scheduler.close()
-        journal._db.close()
+        await journal.close()
 
 
 async def test_the_journal_reports_its_commits_size_and_backlog_on_metrics(short_tmp: Path):
