@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from dukat import convert
-from dukat.core import Scheduler
+from dukat.core._gates import Gates
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.journal import JOURNAL_FILE, Journal
 from tests.dukatd.in_loop import served
@@ -121,7 +121,7 @@ async def test_a_submit_that_runs_out_of_memory_keeps_nothing(
     target, name = {
         "convert": (convert, "job_spec_from_proto"),
         "journal": (Journal, "_commit"),
-        "start": (Scheduler, "_make_ready"),
+        "start": (Gates, "make_ready"),
     }[where]
     original = getattr(target, name)
     calls = 0
