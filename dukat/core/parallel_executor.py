@@ -24,7 +24,7 @@ from dukat.core._gc import GcHold, hold_gc
 from dukat.core.breaker import CircuitBreaker
 from dukat.core.clock import Clock
 from dukat.core.events import Event
-from dukat.core.graph import DependencyGraph
+from dukat.core.graph import DependencyGraph, cycle_from
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
@@ -193,21 +193,16 @@ class ParallelTaskExecutor:
         Only tasks added after something named them as a dependency get here: building in
         topological order, the common case, never does.
         """
-        parent: dict[str, str] = {}
-        stack = [dep for dep in deps if dep == task_id or dep in self._specs]
-        for dep in stack:
-            parent[dep] = task_id
-        while stack:
-            node = stack.pop()
+        specs = self._specs
+
+        def dependencies(node: str) -> Iterable[str]:
             if node == task_id:
-                path = [node]
-                while (node := parent[node]) != task_id:
-                    path.append(node)
-                raise CycleError([task_id, *reversed(path)])
-            for upstream in self._specs[node].dependencies if node in self._specs else ():
-                if upstream not in parent:
-                    parent[upstream] = node
-                    stack.append(upstream)
+                return deps
+            return specs[node].dependencies if node in specs else ()
+
+        cycle = cycle_from(task_id, dependencies)
+        if cycle is not None:
+            raise CycleError(cycle)
 
     def _hold_gc_while_growing(self, count: int) -> None:
         """Hold the collector off the specs collected so far (see `dukat.core._gc`), until
