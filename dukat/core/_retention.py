@@ -42,7 +42,7 @@ class FinishedJobs:
             raise ValidationError(f"retain_finished_jobs must be 0 or more, not {limit!r}")
         if ttl is not None and not (isinstance(ttl, int | float) and 0 <= ttl < math.inf):
             raise ValidationError(
-                f"retain_finished_for must be None or a finite number of seconds >= 0, not {ttl!r}"
+                f"finished_job_ttl must be None or a finite number of seconds >= 0, not {ttl!r}"
             )
         self.limit = limit
         self.ttl = ttl

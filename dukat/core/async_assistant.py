@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from dukat.core.events import Event
-from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.parallel_executor import ParallelTaskExecutor, Task, one_pool
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
@@ -67,12 +67,17 @@ class AsyncAssistant:
         *,
         model_name: str | None = None,
         max_parallel_tasks: int = 5,
-        resource_pool: ResourcePool | None = None,
+        resources: ResourcePool | None = None,
         on_event: Callable[[Event], None] | None = None,
+        resource_pool: ResourcePool | None = None,
     ) -> None:
+        """`resources`: the pool its tasks take from (`resource_pool`, the name it had
+        first, is the same)."""
         self.model_name = model_name
         self.max_parallel_tasks = max_parallel_tasks
-        self._scheduler = Scheduler(max_concurrency=max_parallel_tasks, resources=resource_pool)
+        self._scheduler = Scheduler(
+            max_concurrency=max_parallel_tasks, resources=one_pool(resources, resource_pool)
+        )
         self._on_event = on_event
         self._trackers: list[ProgressTracker] = []  # to follow the next batch's job
         self._executor: ParallelTaskExecutor | None = None  # the batch running now

@@ -98,6 +98,14 @@ _OPTIONS = frozenset(
 )
 
 
+def one_pool(resources: ResourcePool | None, resource_pool: ResourcePool | None) -> Any:
+    """The pool given as `resources`, or as `resource_pool` (the documented name it had
+    first); TypeError if both are."""
+    if resources is not None and resource_pool is not None:
+        raise TypeError("resources and resource_pool name the same pool: give one of them")
+    return resources if resources is not None else resource_pool
+
+
 class ParallelTaskExecutor:
     """Collect tasks with `add_task`, then run them all with `execute_all`."""
 
@@ -105,16 +113,20 @@ class ParallelTaskExecutor:
         self,
         max_concurrency: int = 3,
         *,
-        resource_pool: ResourcePool | None = None,
+        resources: ResourcePool | None = None,
         fail_fast: bool = False,
         labels: Mapping[str, str] | None = None,
         on_event: Callable[[Event], None] | None = None,
         scheduler: Scheduler | None = None,
         clock: Clock | None = None,
+        resource_pool: ResourcePool | None = None,
     ) -> None:
-        """`scheduler` shares a long-lived one; otherwise the executor has its own."""
+        """`scheduler` shares a long-lived one; otherwise the executor has its own, with
+        `resources` (`resource_pool`, the name it had first, is the same)."""
         self._scheduler = scheduler or Scheduler(
-            max_concurrency=max_concurrency, resources=resource_pool, clock=clock
+            max_concurrency=max_concurrency,
+            resources=one_pool(resources, resource_pool),
+            clock=clock,
         )
         self.max_concurrency = self._scheduler.max_concurrency
         self.fail_fast = fail_fast

@@ -70,15 +70,15 @@ class Scheduler:
         runners: Mapping[type, Runner] | None = None,
         clock: Clock | None = None,
         max_tasks_per_job: int = 1_000_000,
-        event_log_limit: int = 10_000,
+        event_log_length: int = 10_000,
         retain_finished_jobs: int = 1_000,
-        retain_finished_for: float | None = None,
+        finished_job_ttl: float | None = None,
         rng: random.Random | None = None,
         gc_hold_min_tasks: int | None = 5_000,
         hold_events: bool = False,
         max_tasks: int | None = None,
     ) -> None:
-        """`retain_finished_jobs` / `retain_finished_for`: finished jobs stay for `get_job`,
+        """`retain_finished_jobs` / `finished_job_ttl`: finished jobs stay for `get_job`,
         `watch` and `jobs` until more than that many finished after them, or that many
         seconds of `clock` passed (None: no time limit); see `dukat.core._retention`.
         `max_tasks`: tasks held at most, of every job (None: no bound). A job that the
@@ -101,7 +101,7 @@ class Scheduler:
         gates = self._gates = Gates(transitions, slots, resources, breakers, clock, reporter)
         rng = rng or random.Random()
         attempts = self._attempts = Attempts(transitions, gates, reporter, resources, clock, rng)
-        finished = FinishedJobs(retain_finished_jobs, retain_finished_for)
+        finished = FinishedJobs(retain_finished_jobs, finished_job_ttl)
         retention = self._retention = Retention(finished, holdings, breakers, slots, clock)
         endings = self._endings = Endings(transitions, gates, attempts, clock, retention.job_ended)
         slots.wire(
@@ -120,7 +120,7 @@ class Scheduler:
             {CallableAction: InProcessRunner(), **(runners or {})},
             clock,
             max_tasks_per_job=max_tasks_per_job,
-            log_settings=(event_log_limit, hold_events),
+            log_settings=(event_log_length, hold_events),
             gc_hold_min_tasks=UNLIMITED if gc_hold_min_tasks is None else gc_hold_min_tasks,
         )
         self._restore = Restore(self._intake, gates, attempts, endings, retention)
@@ -148,7 +148,7 @@ class Scheduler:
         return self._retention.finished.limit
 
     @property
-    def retain_finished_for(self) -> float | None:
+    def finished_job_ttl(self) -> float | None:
         """Seconds a finished job is held at most, or None for no time limit."""
         return self._retention.finished.ttl
 
