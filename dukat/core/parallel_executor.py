@@ -172,7 +172,8 @@ class ParallelTaskExecutor:
                 "not join that run, only the next execute_all(). Add every task before "
                 "execute_all(), or this one after it returns (then call execute_all() again)"
             )
-        if task_id in self._specs:
+        specs = self._specs
+        if task_id in specs:
             raise ValidationError(
                 f"duplicate task id {task_id!r}",
                 task_id=task_id,
@@ -184,10 +185,13 @@ class ParallelTaskExecutor:
                 f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        deps = dependency_ids(task_id, dependencies)  # repeats are harmless downstream
+        # Repeats are harmless downstream. A list, the usual, needs no look for a string.
+        if dependencies.__class__ is list:
+            deps = tuple(dependencies)
+        else:
+            deps = dependency_ids(task_id, dependencies)
         resources = tuple(resource_requirements) if resource_requirements else ()
         spec = self._spec(task, deps, resources, options)
-        specs = self._specs
         named = self._named_before_added
         if task_id in named or task_id in deps:
             self._check_no_cycle(task_id, deps)
