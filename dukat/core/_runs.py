@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from dukat.core._gc import gc_paused, promote_new
 from dukat.core._ready import ReadyQueue
 from dukat.core.events import EventLog
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus, count_states
@@ -258,6 +259,22 @@ class JobRun:
         self.breakers: tuple[str, ...] = ()  # claimed from the registry while live
         # A rerun's tasks carried over from the job it reruns: task id -> that job's id.
         self.carried: dict[str, str] = {}
+
+    async def finished(self) -> None:
+        """Return once the job is in a terminal state."""
+        if not self.state.is_terminal:
+            if self.done is None:
+                self.done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self.done)
+
+    def outcomes(self, *, big: bool) -> dict[str, TaskResult]:
+        """Every task's outcome, by id; `big`: many, long-lived (see `_gc.promote_new`)."""
+        outcome = TaskRun.outcome
+        with gc_paused(big):
+            results = {task_id: outcome(run) for task_id, run in self.tasks.items()}
+            if big:
+                promote_new()
+        return results
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
         """The job now; without its tasks (a listing), it still counts them by state."""

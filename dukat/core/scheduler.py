@@ -32,14 +32,13 @@ from dukat.core._attempts import Attempts
 from dukat.core._drain import close, drain
 from dukat.core._endings import Endings
 from dukat.core._gates import Gates
-from dukat.core._gc import gc_paused, promote_new
 from dukat.core._holdings import Holdings
 from dukat.core._intake import Intake
 from dukat.core._reporter import Reporter
 from dukat.core._requests import CancelRequest, JobEnding, PreparedJob
 from dukat.core._restore import Restore
 from dukat.core._retention import FinishedJobs, Retention
-from dukat.core._runs import UNLIMITED, JobRun, TaskRun
+from dukat.core._runs import UNLIMITED, JobRun
 from dukat.core._slots import Slots
 from dukat.core._transitions import RecordListener, Transitions
 from dukat.core.breaker import BreakerRegistry
@@ -321,7 +320,7 @@ class Scheduler:
     async def wait(self, job_id: str) -> JobState:
         """Wait until the job is finished; return its final state."""
         job = self._job(job_id)
-        await _until_done(job)
+        await job.finished()
         return job.state
 
     async def wait_results(self, job_id: str) -> dict[str, TaskResult]:
@@ -331,7 +330,7 @@ class Scheduler:
         dropped the job from the scheduler by the time this caller runs again.
         """
         job = self._job(job_id)
-        await _until_done(job)
+        await job.finished()
         return self._outcomes(job)
 
     def cancel(self, job_id: str, task_ids: Iterable[str] = (), *, reason: str = "") -> int:
@@ -479,26 +478,13 @@ class Scheduler:
             raise RuntimeError("a Scheduler serves the event loop it was first used on")
 
     def _outcomes(self, job: JobRun) -> dict[str, TaskResult]:
-        outcome = TaskRun.outcome
-        big = len(job.tasks) >= self._intake.gc_hold_min_tasks
-        with gc_paused(big):  # a result per task, long-lived: see promote_new
-            results = {task_id: outcome(run) for task_id, run in job.tasks.items()}
-            if big:
-                promote_new()
-        return results
+        return job.outcomes(big=len(job.tasks) >= self._intake.gc_hold_min_tasks)
 
     def _job(self, job_id: str) -> JobRun:
         job = self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         return job
-
-
-async def _until_done(job: JobRun) -> None:
-    if not job.state.is_terminal:
-        if job.done is None:
-            job.done = asyncio.get_running_loop().create_future()
-        await asyncio.shield(job.done)
 
 
 def _as_event(listener: EventListener, job_id: str, record: tuple[Any, ...]) -> None:
