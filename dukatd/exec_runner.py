@@ -158,15 +158,15 @@ class ExecRunner:
         *,
         ledger: GroupLedger | None = None,
         before_spawn: Callable[[], Awaitable[object]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`clock`: monotonic seconds, for the output rate limit."""
+        """`monotonic`: seconds, for the output rate limit (a bare function, not a `Clock`)."""
         self.options = options = options or ExecOptions()
         base = default_base_env() if options.base_env is None else dict(options.base_env)
         self._base_env: dict[str, str] = base
         self._ledger = ledger
         self._before_spawn = before_spawn
-        self._clock = clock
+        self._monotonic = monotonic
         self._live: dict[int, Child] = {}  # pgid -> its leader; reaped ones leave at once
         self._closed = False
 
@@ -194,7 +194,7 @@ class ExecRunner:
             burst=options.line_burst,
             max_line_bytes=options.max_line_bytes,
             tail_bytes=options.tail_bytes,
-            clock=self._clock,
+            monotonic=self._monotonic,
         )
         env = {**self._base_env, **action.env}
         env["DUKAT_JOB_ID"] = context.job_id
