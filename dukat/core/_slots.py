@@ -24,7 +24,7 @@ _YIELD_EVERY = 64
 
 Begin = Callable[[TaskRun, Slot], tuple[TaskContext, Any, Any]]
 """`begin(run, slot) -> (context, timeout timer or None, context variable token)`."""
-End = Callable[[TaskRun, Any, "BaseException | None"], None]
+End = Callable[[TaskRun, Any, BaseException | None], None]
 """`end(run, result, error)`: the attempt is over."""
 
 
