@@ -2,7 +2,10 @@
 
     (a) N no-op tasks, concurrency 64: ParallelTaskExecutor vs asyncio.gather + Semaphore(64)
     (b) a layered DAG (200 tasks per layer, up to 3 upstreams each, fixed seed):
-        ParallelTaskExecutor vs a graphlib.TopologicalSorter-driven asyncio loop, and dask.get
+        ParallelTaskExecutor, as its users call it (`await add_task(...)` per task, then
+        `execute_all()`), vs a graphlib.TopologicalSorter-driven asyncio loop, and dask.get;
+        for comparison, the same DAG as one JobSpec submitted to a Scheduler (the engine
+        without the executor's face)
     (c) the same DAG at 10,000 and 100,000 tasks: how the time scales (and, for reference,
         how the graphlib loop's does)
 
@@ -36,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dukat.core import CallableAction, JobSpec, Scheduler, TaskSpec
 from dukat.core.parallel_executor import ParallelTaskExecutor, Task
 
 LIMIT = 64
@@ -94,6 +98,19 @@ async def dukat_dag(graph: Graph) -> None:
     for name, deps in graph.items():
         await executor.add_task(Task(name, noop), dependencies=deps)
     results = await executor.execute_all()
+    assert len(results) == len(graph) and all(r.succeeded for r in results.values())
+
+
+async def dukat_job_spec(graph: Graph) -> None:
+    """The same DAG without the executor: one JobSpec, built and submitted at once."""
+    scheduler = Scheduler(max_concurrency=LIMIT)
+    spec = JobSpec(
+        tuple(
+            TaskSpec(name, CallableAction(noop), dependencies=tuple(deps))
+            for name, deps in graph.items()
+        )
+    )
+    results = await scheduler.wait_results(scheduler.submit(spec))
     assert len(results) == len(graph) and all(r.succeeded for r in results.values())
 
 
@@ -210,6 +227,7 @@ def main() -> None:
         {
             "graphlib": lambda: graphlib_loop(graph),
             "dukat": lambda: dukat_dag(graph),
+            "job spec": lambda: dukat_job_spec(graph),
             "dask": lambda: dask_get(graph),
         },
         repeats,
@@ -217,6 +235,9 @@ def main() -> None:
     print(row(f"(b) graphlib + asyncio loop, {n:,}-task DAG", dag.median("graphlib"), n, None, ""))
     dukat_dag_ratio = dag.ratio("dukat", "graphlib")
     print(row("    dukat ParallelTaskExecutor", dag.median("dukat"), n, dukat_dag_ratio, "<= 1.5x"))
+    spec_ratio = dag.ratio("job spec", "graphlib")
+    label = "    dukat Scheduler, one JobSpec"
+    print(row(label, dag.median("job spec"), n, spec_ratio, "(comparison)"))
     dask_ratio = dag.ratio("dask", "graphlib")
     print(row("    dask.get (synchronous)", dag.median("dask"), n, dask_ratio, ""))
     print(f"{'    dask.get / dukat':<44} {dag.ratio('dask', 'dukat'):41.1f}x  >= 10x")

@@ -418,7 +418,7 @@ def build_scheduler(
     runners: dict[type, object] = {}
     if config.allow_exec:
         options = ExecOptions(
-            term_grace=config.kill_grace,
+            kill_grace=config.kill_grace,
             # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
             tail_bytes=max(1, config.output_tail_bytes),
         )
@@ -434,9 +434,9 @@ def build_scheduler(
         runners=runners,  # type: ignore[arg-type]
         max_tasks_per_job=config.max_tasks_per_job,
         max_tasks=config.max_tasks,
-        event_log_limit=config.event_log_length,
+        event_log_length=config.event_log_length,
         retain_finished_jobs=config.retain_finished_jobs,
-        retain_finished_for=config.finished_job_ttl,
+        finished_job_ttl=config.finished_job_ttl,
         hold_events=journal is not None,
     )
     return scheduler, exec_runner

@@ -110,10 +110,10 @@ class OutputPump:
 
     __slots__ = (
         "_burst",
-        "_clock",
         "_dropped",
         "_last_refill",
         "_max_line",
+        "_monotonic",
         "_pending_progress",
         "_rate",
         "_sink",
@@ -130,14 +130,14 @@ class OutputPump:
         burst: int,
         max_line_bytes: int,
         tail_bytes: int,
-        clock: Callable[[], float],
+        monotonic: Callable[[], float],
     ) -> None:
         self._sink = sink
         self._rate = lines_per_second
         self._burst = burst
         self._tokens = float(burst)
-        self._clock = clock
-        self._last_refill = clock()
+        self._monotonic = monotonic
+        self._last_refill = monotonic()
         self._max_line = max_line_bytes
         self._splitters = (LineSplitter(max_line_bytes), LineSplitter(max_line_bytes))
         self._tails = (_Tail(tail_bytes), _Tail(tail_bytes))
@@ -226,7 +226,7 @@ class OutputPump:
 
     def _take(self) -> bool:
         """One token from the bucket, if there is one."""
-        now = self._clock()
+        now = self._monotonic()
         tokens = min(float(self._burst), self._tokens + (now - self._last_refill) * self._rate)
         self._last_refill = now
         if tokens < 1.0:

@@ -12,7 +12,7 @@ signal, and the tails of both streams: the failed task's evidence). A process th
 start (no such program, no such cwd) is a `TaskProcessError` too, not a crash of the daemon.
 
 Stopping: a timeout or a cancel reaches the attempt as `CancelledError`. The runner sends
-SIGTERM to the whole group, SIGKILL after `term_grace` seconds, waits until the leader is
+SIGTERM to the whole group, SIGKILL after `kill_grace` seconds, waits until the leader is
 reaped and only then lets the `CancelledError` go on. When the leader exits, on its own or
 not, what is left of its group is killed before it is reaped: a task's processes end with
 the task (a task that wants a process to outlive it is asking for a service, not a task).
@@ -101,7 +101,7 @@ def default_base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]
 class ExecOptions:
     """How the exec runner treats processes; the defaults suit a daemon on a small host."""
 
-    term_grace: float = 3.0
+    kill_grace: float = 3.0
     """Seconds from SIGTERM to SIGKILL when an attempt is stopped (timeout, cancel)."""
     lines_per_second: float = 100.0
     """Output lines (and progress reports) per second and task that become events."""
@@ -130,7 +130,7 @@ class ExecOptions:
                     violations=[FieldViolation(name, f"must be {what}")],
                 )
 
-        positive("term_grace", self.term_grace, zero=True)
+        positive("kill_grace", self.kill_grace, zero=True)
         positive("lines_per_second", self.lines_per_second)
         positive("drain_timeout", self.drain_timeout, zero=True)
         for name in ("line_burst", "max_line_bytes", "tail_bytes"):
@@ -158,15 +158,15 @@ class ExecRunner:
         *,
         ledger: GroupLedger | None = None,
         before_spawn: Callable[[], Awaitable[object]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`clock`: monotonic seconds, for the output rate limit."""
+        """`monotonic`: seconds, for the output rate limit (a bare function, not a `Clock`)."""
         self.options = options = options or ExecOptions()
         base = default_base_env() if options.base_env is None else dict(options.base_env)
         self._base_env: dict[str, str] = base
         self._ledger = ledger
         self._before_spawn = before_spawn
-        self._clock = clock
+        self._monotonic = monotonic
         self._live: dict[int, Child] = {}  # pgid -> its leader; reaped ones leave at once
         self._closed = False
 
@@ -194,7 +194,7 @@ class ExecRunner:
             burst=options.line_burst,
             max_line_bytes=options.max_line_bytes,
             tail_bytes=options.tail_bytes,
-            clock=self._clock,
+            monotonic=self._monotonic,
         )
         env = {**self._base_env, **action.env}
         env["DUKAT_JOB_ID"] = context.job_id
@@ -220,7 +220,7 @@ class ExecRunner:
                 ledger.add(pgid, started_after)
             code = await child.wait()
         except asyncio.CancelledError:
-            await child.stop(options.term_grace)
+            await child.stop(options.kill_grace)
             raise
         except BaseException:
             # The ledger could not record it (a full disk): a process nobody could find
@@ -246,14 +246,14 @@ class ExecRunner:
     async def kill_all(self, grace: float | None = None) -> int:
         """Refuse new attempts; SIGTERM every live group, SIGKILL after `grace`; wait for all.
 
-        `grace` defaults to `options.term_grace`. Returns how many groups there were. The
+        `grace` defaults to `options.kill_grace`. Returns how many groups there were. The
         attempts end with `TaskInterruptedError`: interrupted, not failed, they run again
         (after the restart: the drain has stopped the journal by then).
         """
         self._closed = True
         children = list(self._live.values())
         if children:
-            grace = self.options.term_grace if grace is None else grace
+            grace = self.options.kill_grace if grace is None else grace
             await asyncio.gather(*(child.stop(grace) for child in children))
         return len(children)
 

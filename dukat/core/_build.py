@@ -11,7 +11,7 @@ from typing import Any
 
 from dukat.core._runs import JobRun, TaskRun
 from dukat.core.breaker import BreakerRegistry
-from dukat.core.graph import find_cycle
+from dukat.core.graph import topological_order
 from dukat.core.resources import ResourcePool
 from dukat.core.runners import Runner, Unrunnable
 from dukat.core.spec import JobSpec, TaskSpec
@@ -33,13 +33,19 @@ def runners_for(
     a resource was bigger): a task that cannot run here is not a reason to refuse the job
     and lose it, but gets an `Unrunnable` runner, which fails its attempts saying why."""
     found: list[Runner] = []
+    append = found.append
     for index, task in enumerate(spec.tasks):
-        try:
-            found.append(_runner_of(task, index, runners, resources))
-        except ValidationError as error:
-            if not restoring:
-                raise
-            found.append(Unrunnable(error))
+        # A task that needs no resources and whose action has a runner, the common case,
+        # costs a lookup: no call per task.
+        runner = None if task.resources else runners.get(task.action.__class__)
+        if runner is None:
+            try:
+                runner = _runner_of(task, index, runners, resources)
+            except ValidationError as error:
+                if not restoring:
+                    raise
+                runner = Unrunnable(error)
+        append(runner)
     return found
 
 
@@ -110,8 +116,8 @@ def build_job(
                 upstream.dependents = [run]
     job.tasks = tasks
     if not ordered:
+        _check_acyclic(spec)
         _wire_in_spec_order(tasks)
-        _check_acyclic(spec, tasks)
     # Only now: a claim makes the breakers it does not know yet, and a job rejected for a
     # cycle must leave nothing behind.
     if guarded:
@@ -134,18 +140,11 @@ def _wire_in_spec_order(tasks: dict[str, TaskRun]) -> None:
         run.dependents = wired.get(run.id, ())
 
 
-def _check_acyclic(spec: JobSpec, tasks: dict[str, TaskRun]) -> None:
-    """Kahn's algorithm over the records' own counters; a leftover task means a cycle."""
-    order = [run for run in tasks.values() if run.waiting_on == 0]
-    for run in order:  # grows while iterating
-        for dependent in run.dependents:
-            dependent.waiting_on -= 1
-            if dependent.waiting_on == 0:
-                order.append(dependent)
-    if len(order) < len(tasks):
-        stuck = {task_id for task_id, run in tasks.items() if run.waiting_on > 0}
-        cycle = find_cycle({t.id: t.dependencies for t in spec.tasks if t.id in stuck}, stuck)
-        index = next(i for i, t in enumerate(spec.tasks) if t.id == cycle[0])
-        raise CycleError(cycle, field=f"tasks[{index}].dependencies")
-    for run in order:
-        run.waiting_on = len(run.spec.dependencies)
+def _check_acyclic(spec: JobSpec) -> None:
+    """CycleError, naming the first task (in the spec's order) of the cycle found, unless
+    the tasks can be ordered (`graph.topological_order`: the engine's one routine for it)."""
+    try:
+        topological_order({task.id: task.dependencies for task in spec.tasks})
+    except CycleError as error:
+        index = next(i for i, task in enumerate(spec.tasks) if task.id == error.cycle[0])
+        raise CycleError(error.cycle, field=f"tasks[{index}].dependencies") from None

@@ -9,11 +9,11 @@ on the new job's records by `apply_outcomes`, as a restart's are.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 
 from dukat.core._runs import JobRun, TaskRun
 from dukat.core.events import CARRIED
+from dukat.core.graph import topological_order
 from dukat.core.results import TaskStatus
 from dukat.core.spec import TaskSpec
 from dukat.core.states import TaskState
@@ -70,12 +70,8 @@ def carried_over(before: JobRun, job: JobRun) -> list[TaskStatus]:
 
 def _upstreams_first(job: JobRun) -> Iterator[TaskRun]:
     """The job's tasks, each after all of its upstreams (the job is acyclic)."""
-    waiting = {task_id: len(run.spec.dependencies) for task_id, run in job.tasks.items()}
-    ready = deque(run for run in job.tasks.values() if not run.spec.dependencies)
-    while ready:
-        run = ready.popleft()
-        yield run
-        for dependent in run.dependents:
-            waiting[dependent.id] -= 1
-            if not waiting[dependent.id]:
-                ready.append(dependent)
+    tasks = job.tasks
+    for task_id in topological_order(
+        {task_id: run.spec.dependencies for task_id, run in tasks.items()}
+    ):
+        yield tasks[task_id]

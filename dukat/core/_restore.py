@@ -1,123 +1,120 @@
-"""Jobs that come back: built but not started yet, or restored from what a journal kept.
+"""Restore: a job a previous scheduler ran comes back (a daemon's journal, after a restart).
 
-A host that must make a job durable before any of it runs prepares it (`PreparedJob`),
-writes it down, then starts it. After a restart it restores each job from its journal: the
-tasks that had ended keep their outcomes, and the scheduler decides what the others do
-(`Scheduler.restore`). A rerun's carried-over tasks are known outcomes too, put on its
-records when it is prepared (`dukat.core._rerun`). This module only puts the known outcomes
-back on the records.
+The tasks that had ended keep their outcomes (`_outcomes.apply_outcomes`), silently: their
+events are in the restored log. What was cut off goes on: an attempt RUNNING when the daemon
+stopped was interrupted (`TaskInterruptedError`, "the daemon restarted"), a RETRYING task
+runs again at once, and the PENDING ones whose upstreams are all done become READY, or
+SKIPPED after an upstream that did not succeed. The cancels the job had had are applied again
+before any of that, and a job that had finished is only held, for retention.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from dukat.core._attempts import Attempts
+from dukat.core._endings import Endings
+from dukat.core._gates import Gates
+from dukat.core._intake import Intake
+from dukat.core._outcomes import apply_outcomes, failed_upstream, settle_pending
+from dukat.core._requests import CancelRequest, JobEnding
+from dukat.core._retention import Retention
 from dukat.core._runs import JobRun, TaskRun
+from dukat.core._transitions import put_back_job
 from dukat.core.results import TaskStatus
-from dukat.core.spec import JobSpec
-from dukat.core.states import JobState, TaskState
+from dukat.core.spec import JobSpec, validate_job
+from dukat.core.states import _FAILED, _PENDING, _RETRYING, _RUNNING, JobState, TaskState
 
-__all__ = [
-    "CancelRequest",
-    "JobEnding",
-    "PreparedJob",
-    "apply_outcomes",
-    "failed_upstream",
-    "settle_pending",
-]
-
-_RESUMABLE = frozenset({TaskState.RUNNING, TaskState.RETRYING})
+__all__ = ["Restore"]
 
 
-class PreparedJob(NamedTuple):
-    """A validated job, built but not started: `Scheduler.start` runs it."""
+class Restore:
+    """Brings jobs back (`Scheduler.restore`)."""
 
-    job_id: str
-    spec: JobSpec
-    job: JobRun
-    carried: tuple[TaskStatus, ...] = ()
-    """A rerun's tasks carried over (SUCCEEDED, with `carried_from`): what a host keeps with
-    the job, for `Scheduler.restore` to put back should the job come back before it ran."""
+    __slots__ = ("_attempts", "_endings", "_gates", "_intake", "_retention")
 
+    def __init__(
+        self,
+        intake: Intake,
+        gates: Gates,
+        attempts: Attempts,
+        endings: Endings,
+        retention: Retention,
+    ) -> None:
+        self._intake = intake
+        self._gates = gates
+        self._attempts = attempts
+        self._endings = endings
+        self._retention = retention
 
-class JobEnding(NamedTuple):
-    """How a restored job had finished."""
+    def restore(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        created_at: float,
+        tasks: Iterable[TaskStatus],
+        events: Sequence[tuple[Any, ...]],
+        last_sequence: int,
+        ended: JobEnding | None,
+        cancels: Iterable[CancelRequest],
+    ) -> None:
+        """See `Scheduler.restore`."""
+        intake = self._intake
+        intake.check_new_id(job_id)
+        positions = validate_job(spec, max_tasks=intake.max_tasks_per_job)
+        job = intake.build(spec, job_id, created_at, positions, restoring=True)
+        job.log.restore(list(events), last_sequence)
+        job.sequence = last_sequence
+        if last_sequence:
+            put_back_job(job, JobState.RUNNING)  # it had started: its log says so already
+        resumed = apply_outcomes(job, tasks)
+        if ended is not None:
+            put_back_job(job, ended.state)  # its end is in the log too
+            job.message, job.finished_at = ended.message, ended.finished_at
+            job.log.close()
+            self._retention.hold_ended(job)
+            return
+        intake.admit(job)
+        if job.state is JobState.PENDING:  # accepted, and gone before it started
+            intake.begin(job)
+        for request in cancels:
+            self._cancel(job, request)
+        self._resume(job, resumed)
+        if job.counts[_FAILED]:
+            self._endings.fail_fast(job, "fail_fast: a task had failed")
+        self._endings.maybe_finish_job(job)
 
-    state: JobState
-    finished_at: float
-    message: str = ""
+    def _cancel(self, job: JobRun, request: CancelRequest) -> None:
+        """Apply a cancel request again to a restored job, before anything of it runs."""
+        known = tuple(task_id for task_id in request.task_ids if task_id in job.tasks)
+        if request.task_ids and not known:
+            return  # it names none of the job's tasks: nothing to cancel
+        endings = self._endings
+        runs, message = endings.cancel_targets(job, request._replace(task_ids=known))
+        for run in runs:
+            if not run.state.is_terminal:  # an interrupted one holds nothing
+                endings.terminate(run, TaskState.CANCELLED, message)
 
+    def _resume(self, job: JobRun, resumed: list[TaskRun]) -> None:
+        """Go on from where the job was cut off: interrupted attempts, retries, and the
+        PENDING tasks whose upstreams are all done."""
+        settled = settle_pending(job)
+        attempts, endings = self._attempts, self._endings
+        for run in resumed:  # unless cancelled just now
+            if run.state is _RUNNING:
+                attempts.resume_interrupted(run)
+            elif run.state is _RETRYING:  # its attempt had ended: on to the next
+                attempts.retry_now(run)
+        for run in settled:
+            if run.state is not _PENDING:
+                continue  # ended by what an interrupted task's failure propagated
+            upstream = failed_upstream(run)
+            if upstream is None or run.all_done:
+                self._gates.make_ready(run)
+            else:
+                endings.skip(run, upstream)
+                endings.propagate_failure(run)
 
-class CancelRequest(NamedTuple):
-    """A cancel request, as `Scheduler.cancel` takes it: one a restored job had had, or one
-    an executor applies when its job starts."""
-
-    task_ids: tuple[str, ...] = ()
-    """The tasks named (with everything downstream of them); empty: the whole job."""
-    reason: str = ""
-
-
-def apply_outcomes(job: JobRun, statuses: Iterable[TaskStatus]) -> list[TaskRun]:
-    """Put each known task back as it was; returns those that were between attempts.
-
-    A terminal task gets its state, result (or failure) and message, silently (its events are
-    in the restored log). One that was RUNNING comes back RUNNING at its attempt, for the
-    scheduler to end that attempt as interrupted; one that was RETRYING (its last attempt had
-    ended, failed or interrupted, and it was to run again) comes back RETRYING, for the
-    scheduler to run it again. Each keeps its attempts and interruptions, and one a rerun
-    carried over (`carried_from`) is remembered as such. Ids the job does not have are
-    ignored.
-    """
-    tasks = job.tasks
-    resumed = []
-    for status in statuses:
-        run = tasks.get(status.id)
-        if run is None:
-            continue
-        run.attempts = status.attempts
-        run.interruptions = status.interruptions
-        run.started_at = status.started_at
-        state = status.state
-        if state.is_terminal:
-            run.state = state
-            run.message = status.error
-            run.finished_at = status.finished_at
-            if state is TaskState.SUCCEEDED:
-                run.result = status.result
-                if status.carried_from:
-                    job.carried[run.id] = status.carried_from
-            elif state is TaskState.FAILED:
-                run.result = status.failure
-            job.remaining -= 1
-            job.counts[state] += 1
-        elif state in _RESUMABLE and status.attempts > 0:
-            run.state = state
-            resumed.append(run)
-    return resumed
-
-
-def settle_pending(job: JobRun) -> list[TaskRun]:
-    """Count each PENDING task's unfinished upstreams again; those with none, in job order.
-
-    Each of those is to become READY, or SKIPPED when an upstream did not succeed.
-    """
-    tasks = job.tasks
-    settled = []
-    for run in tasks.values():
-        if run.state is not TaskState.PENDING:
-            continue
-        run.waiting_on = sum(1 for dep in run.spec.dependencies if not tasks[dep].state.is_terminal)
-        if run.waiting_on == 0:
-            settled.append(run)
-    return settled
-
-
-def failed_upstream(run: TaskRun) -> TaskRun | None:
-    """The first upstream of `run` that ended without succeeding, if any."""
-    tasks = run.job.tasks
-    for dep in run.spec.dependencies:
-        upstream = tasks[dep]
-        if upstream.state is not TaskState.SUCCEEDED:
-            return upstream
-    return None
+    def __repr__(self) -> str:
+        return "<Restore>"

@@ -1,8 +1,13 @@
 """The scheduler's bookkeeping for one job and one task while they run.
 
-Plain slotted records with no behaviour beyond describing themselves: all decisions live in
-`scheduler.py`. Each record has one status field (`state`); the other fields carry the data
-of that state (a RUNNING task has its worker, a RETRYING one its timer, ...).
+Plain slotted records with no behaviour beyond describing themselves: the decisions live in
+the scheduler's rooms (see `dukat.core.scheduler`). Each record has one status field
+(`state`), changed only by `dukat.core._transitions`; the other fields carry the data of that
+state (a RUNNING task has its slot, a RETRYING one its timer, ...).
+
+The records sit below the task's context and its runner: a task's `runner` and `admit` are a
+`runners.Runner`'s, typed loosely here, since a runner takes a `TaskContext`, itself a view
+of these records.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from dukat.core._gc import gc_paused, promote_new
 from dukat.core._ready import ReadyQueue
 from dukat.core.events import EventLog
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus, count_states
@@ -23,18 +29,22 @@ if TYPE_CHECKING:
 
     from dukat.core.breaker import CircuitBreaker
     from dukat.core.clock import TimerHandle
-    from dukat.core.context import TaskContext
-    from dukat.core.runners import Runner
     from dukat.core.spec import JobSpec, TaskSpec
 
 UNLIMITED = sys.maxsize
+
+# Why a RUNNING task was asked to stop (`TaskRun.stop_reason`).
+TIMED_OUT = "timeout"
+CANCELLED = "cancelled"
 
 # One per task at the end of a job: built without NamedTuple's __new__, which is Python code.
 _new_result = partial(tuple.__new__, TaskResult)
 
 
-class Worker:
-    """One of the scheduler's execution slots: an asyncio task running attempts in turn."""
+class Slot:
+    """One of the scheduler's execution slots: an asyncio task running attempts in turn.
+
+    (A remote process serving dispatch tasks is a *worker*; this is not one.)"""
 
     __slots__ = ("cancel_sent", "task")
 
@@ -64,27 +74,27 @@ class TaskRun:
         "result",
         "runner",
         "said_waiting",
+        "slot",
         "spec",
         "started_at",
         "state",
         "stop_reason",
         "timer",
         "waiting_on",
-        "worker",
     )
 
     def __init__(
         self,
         spec: TaskSpec,
         job: JobRun,
-        runner: Runner,
+        runner: Any,
         breaker: CircuitBreaker | None,
-        admit: Callable[[TaskContext], asyncio.Future[Any] | None] | None = None,
+        admit: Callable[[Any], asyncio.Future[Any] | None] | None = None,
     ) -> None:
         self.spec = spec
         self.id = spec.id
-        self.job: JobRun | None = job  # None once the job is dropped: see Scheduler._drop
-        self.runner = runner
+        self.job: JobRun | None = job  # None once the job is dropped: see Retention.drop
+        self.runner = runner  # a `runners.Runner`
         self.admit = admit  # the runner's optional admission hook, looked up once per runner
         # Something to pass before a slot runs it (admission, resources): one test when picked.
         self.gated = admit is not None or bool(spec.resources)
@@ -102,14 +112,14 @@ class TaskRun:
         self.reservation: asyncio.Future[Any] | None = None  # waiting for resources
         self.holds_resources = False
         self.permit: int | None = None  # a breaker's permission for one call (its generation)
-        self.said_waiting = False  # its TaskWaiting event is out (Scheduler.waiting)
+        self.said_waiting = False  # its TaskWaiting event is out (Reporter.waiting)
         # RUNNING
-        self.worker: Worker | None = None
-        self.stop_reason: str | None = None  # "timeout" or "cancelled" once asked to stop
+        self.slot: Slot | None = None
+        self.stop_reason: str | None = None  # TIMED_OUT or CANCELLED once asked to stop
         # RETRYING: the timer that brings it back
         self.timer: TimerHandle | None = None
         # outcome: `result` is the value of the attempt that SUCCEEDED, or the TaskFailure of
-        # the one that FAILED (see Scheduler._terminate)
+        # the one that FAILED (see Endings.terminate)
         self.result: Any = None
         self.error: BaseException | None = None
         self.message = ""
@@ -249,6 +259,22 @@ class JobRun:
         self.breakers: tuple[str, ...] = ()  # claimed from the registry while live
         # A rerun's tasks carried over from the job it reruns: task id -> that job's id.
         self.carried: dict[str, str] = {}
+
+    async def finished(self) -> None:
+        """Return once the job is in a terminal state."""
+        if not self.state.is_terminal:
+            if self.done is None:
+                self.done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self.done)
+
+    def outcomes(self, *, big: bool) -> dict[str, TaskResult]:
+        """Every task's outcome, by id; `big`: many, long-lived (see `_gc.promote_new`)."""
+        outcome = TaskRun.outcome
+        with gc_paused(big):
+            results = {task_id: outcome(run) for task_id, run in self.tasks.items()}
+            if big:
+                promote_new()
+        return results
 
     def snapshot(self, *, with_tasks: bool = True) -> JobSnapshot:
         """The job now; without its tasks (a listing), it still counts them by state."""

@@ -9,19 +9,25 @@
 
 With no address (and no `DUKAT_ADDRESS` in the environment) the assistant runs the embedded
 engine in this process; with one, the same tasks run through that dukatd daemon, their
-callables still in this process (`dukat.client._assistant.RemoteAssistant`), with the same
-results. `model_name` is carried as the job label `model`.
+callables still in this process, with the same results. `model_name` is carried as the job
+label `model`.
+
+The engine knows no daemon: reaching one is the client's, a layer above it. So the engine
+declares a hook, `set_remote_factory`, and the top package `dukat` (always imported before
+any of its submodules, this one too) fills it with a factory that loads the client on first
+use (`dukat.client._assistant.RemoteAssistant`): `dukat.core` imports nothing above itself,
+and `import dukat` alone still imports no grpc.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from dukat.core.events import Event
-from dukat.core.parallel_executor import ParallelTaskExecutor, Task
+from dukat.core.parallel_executor import ParallelTaskExecutor, Task, one_pool
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
@@ -30,7 +36,7 @@ from dukat.core.scheduler import Scheduler
 from dukat.core.spec import dependency_ids
 from dukat.errors import ValidationError
 
-__all__ = ["AsyncAssistant", "get_async_assistant"]
+__all__ = ["AsyncAssistant", "RemoteFactory", "get_async_assistant", "set_remote_factory"]
 
 _TASK_KEYS = frozenset(
     {
@@ -61,12 +67,17 @@ class AsyncAssistant:
         *,
         model_name: str | None = None,
         max_parallel_tasks: int = 5,
-        resource_pool: ResourcePool | None = None,
+        resources: ResourcePool | None = None,
         on_event: Callable[[Event], None] | None = None,
+        resource_pool: ResourcePool | None = None,
     ) -> None:
+        """`resources`: the pool its tasks take from (`resource_pool`, the name it had
+        first, is the same)."""
         self.model_name = model_name
         self.max_parallel_tasks = max_parallel_tasks
-        self._scheduler = Scheduler(max_concurrency=max_parallel_tasks, resources=resource_pool)
+        self._scheduler = Scheduler(
+            max_concurrency=max_parallel_tasks, resources=one_pool(resources, resource_pool)
+        )
         self._on_event = on_event
         self._trackers: list[ProgressTracker] = []  # to follow the next batch's job
         self._executor: ParallelTaskExecutor | None = None  # the batch running now
@@ -120,6 +131,27 @@ class AsyncAssistant:
         return f"<AsyncAssistant model={self.model_name!r} embedded {self._scheduler!r}>"
 
 
+class RemoteFactory(Protocol):
+    """Opens an assistant that runs its tasks through the daemon at `address` (with the
+    methods of `AsyncAssistant`: `execute_tasks_in_parallel`, `track`, `close`, ...)."""
+
+    def __call__(
+        self, address: str, *, model_name: str | None, max_parallel_tasks: int
+    ) -> Awaitable[Any]: ...
+
+
+_remote_factory: RemoteFactory | None = None
+
+
+def set_remote_factory(factory: RemoteFactory | None) -> RemoteFactory | None:
+    """Make `factory` what `get_async_assistant(address=...)` opens; returns the one before.
+
+    The top package `dukat` sets the client's when it is imported; None unsets it."""
+    global _remote_factory
+    before, _remote_factory = _remote_factory, factory
+    return before
+
+
 async def get_async_assistant(
     model_name: str | None = None,
     max_parallel_tasks: int = 5,
@@ -132,13 +164,14 @@ async def get_async_assistant(
     """
     address = address or os.environ.get("DUKAT_ADDRESS") or None
     if address is not None:
-        # Imported here: dukat.core must not import grpc (or the client) at import time.
-        from dukat.client._assistant import RemoteAssistant
-
-        remote = RemoteAssistant(
-            address, model_name=model_name, max_parallel_tasks=max_parallel_tasks
-        )
-        return await remote.open()  # type: ignore[return-value]
+        factory = _remote_factory
+        if factory is None:
+            raise RuntimeError(
+                f"no way to reach the daemon at {address!r}: the remote assistant is the "
+                "client's (dukat.client), and none was set with set_remote_factory()"
+            )
+        remote = factory(address, model_name=model_name, max_parallel_tasks=max_parallel_tasks)
+        return await remote  # type: ignore[no-any-return]
     return AsyncAssistant(model_name=model_name, max_parallel_tasks=max_parallel_tasks)
 
 

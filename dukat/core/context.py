@@ -10,29 +10,49 @@ having a context object passed in:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from dukat.core._runs import JobRun, TaskRun
-    from dukat.core.results import TaskResult
-    from dukat.core.scheduler import Scheduler
+from dukat.core._runs import JobRun, TaskRun
+from dukat.core.results import TaskResult
 
-__all__ = ["TaskContext", "current_task", "report_progress"]
+__all__ = ["AttemptReporter", "TaskContext", "current_task", "report_progress"]
+
+
+class AttemptReporter(Protocol):
+    """All a task's context holds of the engine: where its reports go.
+
+    Reports of an attempt that is over (the task moved on) are dropped. `report` and
+    `waiting` are called on `loop`, whose thread is `loop_thread`: a report from another
+    thread is handed to the loop first."""
+
+    loop: asyncio.AbstractEventLoop | None
+    loop_thread: int
+
+    def report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
+        """Progress (`kind` "progress", payload `(fraction, message)`) or a line of output
+        ("output", `(stream, text)`) from inside an attempt."""
+        ...
+
+    def waiting(self, run: TaskRun, attempt: int, waiting_for: str, queue: str) -> None:
+        """The READY task waits for something that may never come by itself."""
+        ...
 
 
 class TaskContext:
     """One attempt of a task: its ids, its action, upstream results, and a way to report.
 
-    Made for every attempt, so it is only a view over the scheduler's record of the task.
+    Made for every attempt, so it is only a view over the scheduler's record of the task,
+    and a reporter to say things back (`AttemptReporter`), never the scheduler itself.
     """
 
-    __slots__ = ("_run", "_scheduler", "action", "attempt")
+    __slots__ = ("_reporter", "_run", "action", "attempt")
 
-    def __init__(self, scheduler: Scheduler, run: TaskRun, attempt: int) -> None:
-        self._scheduler = scheduler
+    def __init__(self, reporter: AttemptReporter, run: TaskRun, attempt: int) -> None:
+        self._reporter = reporter
         self._run = run
         self.attempt = attempt
         self.action: Any = run.spec.action
@@ -92,19 +112,19 @@ class TaskContext:
         """Say what this task, READY, waits for when it may never come by itself (a runner's
         `admit` does: "a worker for queue 'q' (none connected)"). Once per task: a
         `TaskWaiting` event; ignored once the task has moved on. Call from the loop."""
-        self._scheduler.waiting(self._run, self.attempt, waiting_for, queue)
+        self._reporter.waiting(self._run, self.attempt, waiting_for, queue)
 
     def output(self, stream: str, text: str) -> None:
         """Record a line the task wrote (`stdout` or `stderr`). Thread-safe."""
         self._send("output", (stream, text))
 
     def _send(self, kind: str, payload: Any) -> None:
-        scheduler = self._scheduler
-        if threading.get_ident() == scheduler.loop_thread:
-            scheduler.report(self._run, self.attempt, kind, payload)
+        reporter = self._reporter
+        if threading.get_ident() == reporter.loop_thread:
+            reporter.report(self._run, self.attempt, kind, payload)
         else:
-            scheduler.loop.call_soon_threadsafe(
-                scheduler.report, self._run, self.attempt, kind, payload
+            reporter.loop.call_soon_threadsafe(  # type: ignore[union-attr]  # set by then
+                reporter.report, self._run, self.attempt, kind, payload
             )
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ disk, so no watcher ever sees a state change that a crash could take back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "TaskStateChanged",
     "TaskWaiting",
     "event_of",
+    "watch_log",
 ]
 
 # Events are made on the scheduler's hot path, so they are plain slotted dataclasses rather
@@ -287,3 +288,32 @@ class EventLog:
             f"held:{len(self)} watchers:{len(self.waiters)}"
             f"{' closed' if self.closed else ''}>"
         )
+
+
+async def watch_log(
+    log: EventLog,
+    snapshot: Callable[[], JobSnapshot],
+    wall: Callable[[], float],
+    after_sequence: int,
+    max_batch: int,
+) -> AsyncIterator[list[Event]]:
+    """A watcher: the log's events after `after_sequence`, in batches, live until it ends.
+
+    A watcher whose cursor fell out of the log gets a `Snapshot` (`snapshot()`, dated by
+    `wall()`) first, once readers may see the state it shows."""
+    cursor = after_sequence
+    while True:
+        batch = log.read(cursor, max_batch)
+        if batch is None:
+            job = snapshot()
+            cursor = job.last_sequence
+            while log.visible_sequence < cursor:  # held: show no state before it is
+                await log.wait(log.visible_sequence)
+            yield [Snapshot(cursor, job.job_id, wall(), job)]
+        elif batch:
+            cursor = batch[-1].sequence
+            yield batch
+        elif log.ended:
+            return
+        else:
+            await log.wait(cursor)

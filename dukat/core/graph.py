@@ -1,16 +1,21 @@
-"""Dependency graphs of tasks: the documented `DependencyGraph` and whole-DAG validation.
+"""Dependency graphs of tasks: the documented `DependencyGraph`, and the engine's one
+topological order (`topological_order`) and one cycle finder (`cycle_from`), which every
+check of a DAG uses: the graph's own as it is built, a job's (`dukat.core._build`), an
+executor's as tasks are added (`dukat.core.parallel_executor`), a rerun's walk.
 
 Edges read "task depends on upstream". A cycle is reported as a path in that direction, the
-first task repeated at the end: `a -> b -> c -> a` means a depends on b, b on c, c on a.
+first task repeated at the end: `a -> b -> c -> a` means a depends on b, b on c, c on a. The
+path found depends only on the order of the tasks and of their dependencies, never on a
+hash seed: a whole DAG's starts from the first task, in its order, that cannot be ordered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from dukat.errors import CycleError
 
-__all__ = ["DependencyGraph", "find_cycle", "topological_order"]
+__all__ = ["DependencyGraph", "cycle_from", "find_cycle", "topological_order"]
 
 
 class DependencyGraph:
@@ -48,9 +53,10 @@ class DependencyGraph:
         # A new edge closes a cycle only if `task` is already upstream of `depends_on`, and
         # that needs `task` to have dependents: building in topological order costs O(1).
         if self._downstream[task]:
-            path = self._upstream_path(depends_on, task)
-            if path is not None:
-                raise CycleError([task, *path])
+            upstream = self._upstream
+            cycle = cycle_from(task, lambda node: (depends_on,) if node == task else upstream[node])
+            if cycle is not None:
+                raise CycleError(cycle)
         self._upstream[task][depends_on] = None
         self._downstream[depends_on][task] = None
 
@@ -134,30 +140,14 @@ class DependencyGraph:
         if self._waiting_on is not None:
             raise ValueError("tasks cannot be added after prepare()")
 
-    def _upstream_path(self, start: str, goal: str) -> list[str] | None:
-        """A path start -> ... -> goal following dependencies, or None."""
-        parent: dict[str, str | None] = {start: None}
-        stack = [start]
-        while stack:
-            node = stack.pop()
-            if node == goal:
-                path = [node]
-                while (previous := parent[path[-1]]) is not None:
-                    path.append(previous)
-                return path[::-1]
-            for upstream in self._upstream[node]:
-                if upstream not in parent:
-                    parent[upstream] = node
-                    stack.append(upstream)
-        return None
-
     def __repr__(self) -> str:
         edges = sum(len(up) for up in self._upstream.values())
         return f"<DependencyGraph tasks:{len(self._upstream)} dependencies:{edges}>"
 
 
 def topological_order(upstream: Mapping[str, Sequence[str]]) -> list[str]:
-    """Order the tasks of `upstream` (task -> its dependencies) so that each follows its own.
+    """Order the tasks of `upstream` (task -> its dependencies) so that each follows its own,
+    the tasks without any first, each wave in the order of `upstream` (Kahn's algorithm).
 
     Every dependency must itself be a key. Raises `CycleError` with one cycle's path.
     """
@@ -167,28 +157,54 @@ def topological_order(upstream: Mapping[str, Sequence[str]]) -> list[str]:
         for dep in deps:
             downstream[dep].append(task)
     order = [task for task, count in waiting_on.items() if count == 0]
-    for task in order:  # grows while iterating: Kahn's algorithm
+    for task in order:  # grows while iterating
         for dependent in downstream[task]:
             waiting_on[dependent] -= 1
             if waiting_on[dependent] == 0:
                 order.append(dependent)
     if len(order) < len(upstream):
-        stuck = {task for task, count in waiting_on.items() if count > 0}
+        stuck = [task for task, count in waiting_on.items() if count > 0]  # in their order
         raise CycleError(find_cycle(upstream, stuck))
     return order
 
 
 def find_cycle(upstream: Mapping[str, Iterable[str]], among: Collection[str]) -> list[str]:
-    """One cycle among `among`, tasks Kahn's algorithm could not order.
+    """One cycle among `among`, tasks Kahn's algorithm could not order, found from the first
+    of them in their order (`cycle_from`, following dependencies among them only).
 
-    Every such task has a dependency among them, so walking dependencies from any of them
-    must revisit a task; the walk from that first revisit is the cycle.
+    Every such task has a dependency among them, so there is one: it may leave out the first
+    task, when that one only waits on a cycle.
     """
-    node = next(iter(among))
-    seen: dict[str, int] = {}
-    walk: list[str] = []
-    while node not in seen:
-        seen[node] = len(walk)
-        walk.append(node)
-        node = next(dep for dep in upstream[node] if dep in among)
-    return [*walk[seen[node] :], node]
+    found = set(among)
+    cycle = cycle_from(next(iter(among)), lambda node: [d for d in upstream[node] if d in found])
+    assert cycle is not None, "tasks Kahn's algorithm could not order hold a cycle"
+    return cycle
+
+
+def cycle_from(start: str, dependencies: Callable[[str], Iterable[str]]) -> list[str] | None:
+    """The first cycle reachable from `start` following `dependencies(task)`, depth first in
+    the order they come, as a path each task of which depends on the next, the first
+    repeated at the end; None if there is none.
+
+    Checking a new edge (or a new task's edges) on a graph that was acyclic before: start
+    from the task it leaves, give only the new edges for it, and any cycle found runs
+    through them, beginning with that task.
+    """
+    on_path: dict[str, int] = {start: 0}  # the path from `start`, task -> its position
+    path = [start]
+    ways = [iter(dependencies(start))]  # at each step of the path, the dependencies left
+    done: set[str] = set()  # explored to the end: no cycle from there
+    while ways:
+        task = next(ways[-1], None)
+        if task is None:
+            finished = path.pop()
+            del on_path[finished]
+            done.add(finished)
+            ways.pop()
+        elif task in on_path:
+            return [*path[on_path[task] :], task]
+        elif task not in done:
+            on_path[task] = len(path)
+            path.append(task)
+            ways.append(iter(dependencies(task)))
+    return None

@@ -24,7 +24,7 @@ from dukat.core._gc import GcHold, hold_gc
 from dukat.core.breaker import CircuitBreaker
 from dukat.core.clock import Clock
 from dukat.core.events import Event
-from dukat.core.graph import DependencyGraph
+from dukat.core.graph import DependencyGraph, cycle_from
 from dukat.core.progress import ProgressTracker
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.results import TaskResult
@@ -98,6 +98,14 @@ _OPTIONS = frozenset(
 )
 
 
+def one_pool(resources: ResourcePool | None, resource_pool: ResourcePool | None) -> Any:
+    """The pool given as `resources`, or as `resource_pool` (the documented name it had
+    first); TypeError if both are."""
+    if resources is not None and resource_pool is not None:
+        raise TypeError("resources and resource_pool name the same pool: give one of them")
+    return resources if resources is not None else resource_pool
+
+
 class ParallelTaskExecutor:
     """Collect tasks with `add_task`, then run them all with `execute_all`."""
 
@@ -105,16 +113,20 @@ class ParallelTaskExecutor:
         self,
         max_concurrency: int = 3,
         *,
-        resource_pool: ResourcePool | None = None,
+        resources: ResourcePool | None = None,
         fail_fast: bool = False,
         labels: Mapping[str, str] | None = None,
         on_event: Callable[[Event], None] | None = None,
         scheduler: Scheduler | None = None,
         clock: Clock | None = None,
+        resource_pool: ResourcePool | None = None,
     ) -> None:
-        """`scheduler` shares a long-lived one; otherwise the executor has its own."""
+        """`scheduler` shares a long-lived one; otherwise the executor has its own, with
+        `resources` (`resource_pool`, the name it had first, is the same)."""
         self._scheduler = scheduler or Scheduler(
-            max_concurrency=max_concurrency, resources=resource_pool, clock=clock
+            max_concurrency=max_concurrency,
+            resources=one_pool(resources, resource_pool),
+            clock=clock,
         )
         self.max_concurrency = self._scheduler.max_concurrency
         self.fail_fast = fail_fast
@@ -160,7 +172,8 @@ class ParallelTaskExecutor:
                 "not join that run, only the next execute_all(). Add every task before "
                 "execute_all(), or this one after it returns (then call execute_all() again)"
             )
-        if task_id in self._specs:
+        specs = self._specs
+        if task_id in specs:
             raise ValidationError(
                 f"duplicate task id {task_id!r}",
                 task_id=task_id,
@@ -172,10 +185,13 @@ class ParallelTaskExecutor:
                 f"add_task() got unknown option(s) {unknown} for task {task_id!r}; "
                 f"known: {', '.join(sorted(_OPTIONS))}"
             )
-        deps = dependency_ids(task_id, dependencies)  # repeats are harmless downstream
+        # Repeats are harmless downstream. A list, the usual, needs no look for a string.
+        if dependencies.__class__ is list:
+            deps = tuple(dependencies)
+        else:
+            deps = dependency_ids(task_id, dependencies)
         resources = tuple(resource_requirements) if resource_requirements else ()
         spec = self._spec(task, deps, resources, options)
-        specs = self._specs
         named = self._named_before_added
         if task_id in named or task_id in deps:
             self._check_no_cycle(task_id, deps)
@@ -193,21 +209,16 @@ class ParallelTaskExecutor:
         Only tasks added after something named them as a dependency get here: building in
         topological order, the common case, never does.
         """
-        parent: dict[str, str] = {}
-        stack = [dep for dep in deps if dep == task_id or dep in self._specs]
-        for dep in stack:
-            parent[dep] = task_id
-        while stack:
-            node = stack.pop()
+        specs = self._specs
+
+        def dependencies(node: str) -> Iterable[str]:
             if node == task_id:
-                path = [node]
-                while (node := parent[node]) != task_id:
-                    path.append(node)
-                raise CycleError([task_id, *reversed(path)])
-            for upstream in self._specs[node].dependencies if node in self._specs else ():
-                if upstream not in parent:
-                    parent[upstream] = node
-                    stack.append(upstream)
+                return deps
+            return specs[node].dependencies if node in specs else ()
+
+        cycle = cycle_from(task_id, dependencies)
+        if cycle is not None:
+            raise CycleError(cycle)
 
     def _hold_gc_while_growing(self, count: int) -> None:
         """Hold the collector off the specs collected so far (see `dukat.core._gc`), until

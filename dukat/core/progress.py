@@ -19,12 +19,12 @@ made (`as_of`, from the tracker's clock), so a value read twice says the same th
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from dukat.core.clock import Clock, SystemClock
 from dukat.core.events import (
     Event,
     JobStateChanged,
@@ -35,9 +35,6 @@ from dukat.core.events import (
 )
 from dukat.core.results import JobSnapshot
 from dukat.core.states import JobState, TaskState
-
-if TYPE_CHECKING:
-    from dukat.core.scheduler import Scheduler
 
 __all__ = ["JobProgress", "ProgressFold", "ProgressTracker", "RunningTask"]
 
@@ -258,6 +255,18 @@ class ProgressFold:
 EventsListener = Callable[[Sequence[Event]], object]
 
 
+class Followable(Protocol):
+    """What `ProgressTracker.follow` needs of an embedded engine (a `Scheduler`)."""
+
+    clock: Clock
+
+    def get_job(self, job_id: str) -> JobSnapshot: ...
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None: ...
+
+
 class ProgressTracker:
     """Keeps one job's progress current; `tracker.progress` at any time, or iterate.
 
@@ -269,9 +278,10 @@ class ProgressTracker:
     `close()` (or leaving `async with tracker:`) stops following the job.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        """`clock`: wall-clock seconds, for `JobProgress.as_of` (the scheduler's, if any)."""
-        self._clock = clock
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        """`clock`: its `wall()` dates `JobProgress.as_of` (the scheduler's, once it
+        follows one; the system's before)."""
+        self._clock: Clock = clock or SystemClock()
         self._fold = ProgressFold()
         self._version = 0  # bumped by every change; 0: not started
         self._waiters: list[asyncio.Future[None]] = []
@@ -286,7 +296,7 @@ class ProgressTracker:
     @property
     def progress(self) -> JobProgress:
         """The job's progress now (an empty, PENDING one before the job started)."""
-        return self._fold.progress(self._clock())
+        return self._fold.progress(self._clock.wall())
 
     @property
     def started(self) -> bool:
@@ -378,7 +388,7 @@ class ProgressTracker:
         self._stop_source()
         self._wake()
 
-    def follow(self, scheduler: Scheduler, job_id: str) -> None:
+    def follow(self, scheduler: Followable, job_id: str) -> None:
         """Follow `job_id` of an embedded `scheduler`, event by event, as it runs.
 
         A listener, not a watcher: it sees every event as it happens, so the tracker is
@@ -386,7 +396,7 @@ class ProgressTracker:
         """
         if self._closed:
             return
-        self._clock = scheduler.clock.wall
+        self._clock = scheduler.clock
         self.start(scheduler.get_job(job_id))
         if self.finished:
             return

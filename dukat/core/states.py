@@ -1,12 +1,13 @@
 """The states of tasks and jobs, and which transitions between them are allowed.
 
 A state machine is data: an enum of states and a table of allowed transitions. The scheduler
-passes every change through one function that checks this table (see `Scheduler._transition`).
+passes every change through one module that checks this table (`dukat.core._transitions`).
 """
 
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 __all__ = ["JobState", "TaskState", "TriggerRule"]
 
@@ -59,12 +60,14 @@ class TriggerRule(enum.Enum):
 # `TaskState.X` goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a
 # global ~15.
 _PENDING, _READY, _RUNNING = TaskState.PENDING, TaskState.READY, TaskState.RUNNING
-_SUCCEEDED, _FAILED = TaskState.SUCCEEDED, TaskState.FAILED
+_RETRYING, _SUCCEEDED, _FAILED = TaskState.RETRYING, TaskState.SUCCEEDED, TaskState.FAILED
 
 _TERMINAL_TASK_STATES = frozenset(
     {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.SKIPPED}
 )
 _TERMINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+_State = TypeVar("_State", TaskState, JobState)
 
 _S = TaskState
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -86,3 +89,24 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
+
+
+def _reachable(table: dict[_State, frozenset[_State]]) -> dict[_State, frozenset[_State]]:
+    """Each state's successors through any number of allowed transitions (one or more)."""
+    found = {}
+    for start in table:
+        seen: set[_State] = set()
+        stack = list(table[start])
+        while stack:
+            state = stack.pop()
+            if state not in seen:
+                seen.add(state)
+                stack.extend(table[state])
+        found[start] = frozenset(seen)
+    return found
+
+
+TASK_REACHABLE = _reachable(TASK_TRANSITIONS)
+"""Where a task may get to from each state through allowed transitions: what a record put
+back as it was (a restart's, a rerun's carried task) is checked against."""
+JOB_REACHABLE = _reachable(JOB_TRANSITIONS)

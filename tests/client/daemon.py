@@ -72,7 +72,7 @@ async def running_daemon(
             max_concurrency=8,
             runners={DispatchAction: runner},
             resources=ResourcePool({"seats": 2}),
-            event_log_limit=1_000,
+            event_log_length=1_000,
         )
     # Short, so the socket path fits in sun_path (108 bytes) wherever pytest's tmp is.
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="dukat-client-") as directory:

@@ -20,7 +20,7 @@ from tests.helpers import wait_for
 
 @pytest.fixture
 async def daemon() -> AsyncIterator[Daemon]:
-    scheduler = Scheduler(max_concurrency=8, event_log_limit=1_000)
+    scheduler = Scheduler(max_concurrency=8, event_log_length=1_000)
     async with running_daemon(scheduler=scheduler, work_hub=WorkerHub(scheduler)) as d:
         yield d
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 
 import pytest
 
-from dukat.core.async_assistant import AsyncAssistant, get_async_assistant
+from dukat.core.async_assistant import AsyncAssistant, get_async_assistant, set_remote_factory
 from dukat.core.circuit_breaker import CircuitBreakerConfig, CircuitBreakerError
 from dukat.core.context import current_task
 from dukat.core.parallel_executor import ResourceRequirement, ResourceType, TaskState
@@ -197,3 +199,43 @@ async def test_an_address_or_dukat_address_gives_the_remote_assistant(monkeypatc
     monkeypatch.delenv("DUKAT_ADDRESS")
     async with await get_async_assistant(address="unix:///nonexistent/other.sock") as assistant:
         assert "remote" in repr(assistant)
+
+
+async def test_an_address_opens_the_remote_assistant_the_layer_above_set(monkeypatch):
+    opened = []
+
+    async def factory(address, *, model_name, max_parallel_tasks):
+        opened.append((address, model_name, max_parallel_tasks))
+        return "remote"
+
+    before = set_remote_factory(factory)
+    try:
+        assert await get_async_assistant("m", 7, address="unix:/tmp/a.sock") == "remote"
+        monkeypatch.setenv("DUKAT_ADDRESS", "unix:/tmp/b.sock")
+        assert await get_async_assistant() == "remote"
+    finally:
+        assert set_remote_factory(before) is factory
+    assert opened == [("unix:/tmp/a.sock", "m", 7), ("unix:/tmp/b.sock", None, 5)]
+
+
+async def test_an_address_without_a_remote_factory_is_a_clear_error():
+    before = set_remote_factory(None)
+    try:
+        with pytest.raises(RuntimeError, match="set_remote_factory"):
+            await get_async_assistant(address="unix:/tmp/a.sock")
+    finally:
+        set_remote_factory(before)
+
+
+def test_importing_the_assistant_alone_sets_the_clients_factory_without_loading_it():
+    """The top package, imported first whatever the user imports, plugs the client in; the
+    client (and grpc) load only once an address is given."""
+    check = (
+        "import sys\n"
+        "from dukat.core import async_assistant\n"
+        "assert async_assistant._remote_factory is not None\n"
+        "loaded = [m for m in ('dukat.client', 'grpc') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

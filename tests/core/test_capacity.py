@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dukat.core import CallableAction, JobSpec, JobState, Scheduler, TaskSpec, TaskState
+from dukat.core._gates import Gates
 from dukat.core.scheduler import JobEnding
 from dukat.errors import CapacityError, NotFoundError, ValidationError
 from tests.helpers import finished, settle
@@ -120,17 +121,17 @@ async def test_a_start_that_fails_half_way_takes_the_job_back_whole(make, monkey
         ran.append("ran")
 
     prepared = s.prepare(job_of(4, CallableAction(record)))
-    make_ready = Scheduler._make_ready
+    make_ready = Gates.make_ready
     calls = 0
 
-    def out_of_memory_at_the_third(self: Scheduler, run: Any, *args: Any) -> None:
+    def out_of_memory_at_the_third(self: Gates, run: Any, *args: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise MemoryError
         make_ready(self, run, *args)
 
-    monkeypatch.setattr(Scheduler, "_make_ready", out_of_memory_at_the_third)
+    monkeypatch.setattr(Gates, "make_ready", out_of_memory_at_the_third)
     with pytest.raises(MemoryError):
         s.start(prepared)
     monkeypatch.undo()

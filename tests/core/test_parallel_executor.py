@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from dukat.core.async_assistant import AsyncAssistant
 from dukat.core.parallel_executor import (
     DependencyGraph,
     ParallelTaskExecutor,
@@ -120,6 +121,19 @@ async def test_custom_resource_in_the_executors_pool_is_a_concurrency_group():
     results = await executor.execute_all()
     assert {r.state for r in results.values()} == {TaskState.SUCCEEDED}
     assert gauge.peak == 1
+
+
+def test_the_pool_is_resources_as_for_the_scheduler_and_resource_pool_still_names_it():
+    pool = ResourcePool({"licence": 1})
+    for executor in (
+        ParallelTaskExecutor(resources=pool),
+        ParallelTaskExecutor(resource_pool=pool),  # the name it was documented with first
+        AsyncAssistant(resources=pool),
+        AsyncAssistant(resource_pool=pool),
+    ):
+        assert executor.scheduler.resources is pool
+    with pytest.raises(TypeError, match="give one of them"):
+        ParallelTaskExecutor(resources=pool, resource_pool=pool)
 
 
 async def test_retry_option_gives_more_attempts():

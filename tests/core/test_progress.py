@@ -65,7 +65,7 @@ class ProgressProbe(Probe):
             max_concurrency=scenario.max_concurrency,
             resources=self.pool,
             runners={AdmittedCall: AdmittingRunner()},
-            event_log_limit=log_limit,
+            event_log_length=log_limit,
         )
         self.scheduler.add_listener(self.on_event)
         self.log_limit = log_limit

@@ -286,7 +286,7 @@ async def test_a_job_whose_tasks_had_all_ended_finishes_at_once(make):
 
 
 async def test_a_restored_finished_job_is_held_for_retention_and_watchable(make, clock):
-    s = make(retain_finished_for=60.0)
+    s = make(finished_job_ttl=60.0)
     tail = [(JobStateChanged, 13, 1.0, JobState.SUCCEEDED, "4 tasks succeeded")]
     ended = JobEnding(JobState.SUCCEEDED, clock.wall() - 50.0, "4 tasks succeeded")
     tasks = [done(task_id) for task_id in "abcd"]

@@ -753,7 +753,7 @@ async def test_watch_replays_after_a_sequence_then_follows_live_until_the_end(ma
 
 
 async def test_watcher_behind_a_trimmed_log_resumes_from_a_snapshot(make):
-    s = make(event_log_limit=2)
+    s = make(event_log_length=2)
     probe = Probe()
     j = s.submit(job(spec("a", probe.task("a")), *(spec(f"t{i}", noop, "a") for i in range(5))))
     await wait_for(lambda: probe.started)
@@ -918,7 +918,7 @@ async def test_only_the_newest_finished_jobs_are_retained(make):
 
 
 async def test_finished_jobs_are_dropped_once_their_ttl_passed(make, clock):
-    s = make(retain_finished_for=60)
+    s = make(finished_job_ttl=60)
     old = s.submit(job(spec("a", noop)))
     await finished(s, old)
     await clock.advance(30)
@@ -934,11 +934,11 @@ async def test_finished_jobs_are_dropped_once_their_ttl_passed(make, clock):
     with pytest.raises(NotFoundError):
         s.get_job(young)
     assert clock.pending_timers == 0  # lazy eviction: no timer per job
-    assert (s.retain_finished_jobs, s.retain_finished_for) == (1_000, 60)
+    assert (s.retain_finished_jobs, s.finished_job_ttl) == (1_000, 60)
 
 
 async def test_the_ttl_counts_from_the_finish_and_spares_live_jobs(make, clock):
-    s = make(retain_finished_for=10)
+    s = make(finished_job_ttl=10)
     probe = Probe()
     live = s.submit(job(spec("a", probe.task("a"))))
     await clock.advance(100)  # running for longer than the TTL: still held
@@ -952,7 +952,7 @@ async def test_the_ttl_counts_from_the_finish_and_spares_live_jobs(make, clock):
 
 
 async def test_the_count_and_the_ttl_both_bound_retention(make, clock):
-    s = make(retain_finished_jobs=1, retain_finished_for=60)
+    s = make(retain_finished_jobs=1, finished_job_ttl=60)
     first = s.submit(job(spec("a", noop)))
     await finished(s, first)
     second = s.submit(job(spec("a", noop)))
@@ -961,7 +961,7 @@ async def test_the_count_and_the_ttl_both_bound_retention(make, clock):
 
 
 async def test_a_ttl_of_zero_drops_a_job_as_it_finishes_but_its_waiters_get_it(make):
-    s = make(retain_finished_for=0)
+    s = make(finished_job_ttl=0)
     j = s.submit(job(spec("a", returning(7))))
     results = await asyncio.wait_for(s.wait_results(j), 10)
     assert results["a"].result == 7
@@ -971,12 +971,12 @@ async def test_a_ttl_of_zero_drops_a_job_as_it_finishes_but_its_waiters_get_it(m
 
 @pytest.mark.parametrize("ttl", [-1, math.inf, math.nan, "60"])
 def test_a_ttl_must_be_a_finite_number_of_seconds(ttl):
-    with pytest.raises(ValidationError, match="retain_finished_for"):
-        Scheduler(retain_finished_for=ttl)
+    with pytest.raises(ValidationError, match="finished_job_ttl"):
+        Scheduler(finished_job_ttl=ttl)
 
 
 async def test_forget_drops_a_finished_job_and_its_id_can_be_used_again(make, clock):
-    s = make(retain_finished_for=60)
+    s = make(finished_job_ttl=60)
     j = s.submit(job(spec("a", noop)), job_id="nightly")
     await finished(s, j)
     s.forget(j)
@@ -1016,7 +1016,7 @@ async def test_a_dropped_job_is_freed_at_once_not_left_to_the_collector(make, dr
 
 
 async def test_a_watcher_of_a_job_dropped_as_it_finished_still_gets_its_tasks(make):
-    s = make(retain_finished_for=0, event_log_limit=1)
+    s = make(finished_job_ttl=0, event_log_length=1)
     j = s.submit(job(spec("a", noop), spec("b", noop, "a")))
     results = asyncio.ensure_future(s.wait_results(j))
     batches = s.watch(j)

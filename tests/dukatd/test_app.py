@@ -146,13 +146,13 @@ async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: boo
     )
     scheduler, exec_runner = build_scheduler(config)
     assert scheduler.max_concurrency == 3
-    assert (scheduler.retain_finished_jobs, scheduler.retain_finished_for) == (7, 90.0)
+    assert (scheduler.retain_finished_jobs, scheduler.finished_job_ttl) == (7, 90.0)
     assert scheduler.resources.capacities["seats"] == 4.0
     assert scheduler.resources.capacities["cpu"] == 2.0
     assert scheduler.breakers.get("payments").config == breaker
     assert (exec_runner is not None) is allow_exec
     if exec_runner is not None:
-        assert exec_runner.options.term_grace == 0.25
+        assert exec_runner.options.kill_grace == 0.25
         assert scheduler._runners[ExecAction] is exec_runner
     await scheduler.close()
 

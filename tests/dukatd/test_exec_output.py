@@ -45,7 +45,7 @@ def pump(
         burst=burst,
         max_line_bytes=max_line,
         tail_bytes=tail,
-        clock=clock or Clock(),
+        monotonic=clock or Clock(),
     )
 
 

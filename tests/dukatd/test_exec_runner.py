@@ -391,7 +391,7 @@ async def test_cancelling_a_running_job_kills_the_tree() -> None:
 
 @on_both_loops
 async def test_a_child_that_ignores_sigterm_gets_sigkill_after_the_grace() -> None:
-    run = Run(ExecRunner(ExecOptions(term_grace=0.5)))
+    run = Run(ExecRunner(ExecOptions(kill_grace=0.5)))
     run.submit(task(sh("trap '' TERM; echo ready; sleep 30 & wait")))
     await wait_for(lambda: run.output() == ["ready"], within=10)
     pgid, members = await tree_of(run, 2)
@@ -405,7 +405,7 @@ async def test_a_child_that_ignores_sigterm_gets_sigkill_after_the_grace() -> No
 
 @on_both_loops
 async def test_a_second_cancel_during_the_grace_kills_at_once_and_still_reaps() -> None:
-    run = Run(ExecRunner(ExecOptions(term_grace=20)))
+    run = Run(ExecRunner(ExecOptions(kill_grace=20)))
     run.submit(task(sh("trap '' TERM; echo ready; sleep 30 & wait")))
     await wait_for(lambda: run.output() == ["ready"], within=10)
     pgid, members = await tree_of(run, 2)
@@ -439,7 +439,7 @@ async def test_an_escaped_process_holds_the_pipes_only_for_the_drain_timeout() -
 
 @on_both_loops
 async def test_kill_all_stops_every_group_and_refuses_new_attempts() -> None:
-    run = Run(ExecRunner(ExecOptions(term_grace=5)))
+    run = Run(ExecRunner(ExecOptions(kill_grace=5)))
     run.submit(task(sh("sleep 30"), "a"), task(sh("sleep 30 & sleep 30 & wait"), "b"))
     await wait_for(lambda: len(run.runner.live_groups) == 2, within=10)
     groups = run.runner.live_groups
@@ -459,7 +459,7 @@ async def test_kill_all_stops_every_group_and_refuses_new_attempts() -> None:
 
 @on_both_loops
 async def test_kill_all_during_a_long_grace_brings_the_sigkill_forward() -> None:
-    run = Run(ExecRunner(ExecOptions(term_grace=20)))
+    run = Run(ExecRunner(ExecOptions(kill_grace=20)))
     run.submit(task(sh("trap '' TERM; echo ready; sleep 30")))
     await wait_for(lambda: run.output() == ["ready"], within=10)
     pgid, members = await tree_of(run, 2)
@@ -607,7 +607,7 @@ def test_exec_action_names_the_bad_field(kwargs: dict[str, Any], message: str) -
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"term_grace": -1}, "term_grace"),
+        ({"kill_grace": -1}, "kill_grace"),
         ({"lines_per_second": 0}, "lines_per_second"),
         ({"lines_per_second": float("nan")}, "lines_per_second"),
         ({"line_burst": 0}, "line_burst"),

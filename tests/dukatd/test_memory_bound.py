@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from dukat import convert
-from dukat.core import Scheduler
+from dukat.core._gates import Gates
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.journal import JOURNAL_FILE
 from dukatd.journal.writer import Writer
@@ -122,7 +122,7 @@ async def test_a_submit_that_runs_out_of_memory_keeps_nothing(
     target, name = {
         "convert": (convert, "job_spec_from_proto"),
         "journal": (Writer, "commit"),
-        "start": (Scheduler, "_make_ready"),
+        "start": (Gates, "make_ready"),
     }[where]
     original = getattr(target, name)
     calls = 0

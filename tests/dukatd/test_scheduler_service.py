@@ -74,7 +74,7 @@ async def running_daemon(
         runners={DispatchAction: runner, ExecAction: ExecRunner()},
         resources=ResourcePool({"seats": 2}),
         max_tasks_per_job=MAX_TASKS,
-        event_log_limit=1_000,
+        event_log_length=1_000,
     )
     service = SchedulerService(scheduler, allow_exec=allow_exec, watch_all_capacity=ring)
     # Short, so the socket path fits in sun_path (108 bytes) wherever pytest's tmp is.
