@@ -80,18 +80,20 @@ async def run(
     argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path = REPO
 ) -> str:
     """Run a program to its end: its standard output. Fails the test, with its standard
-    error, if it exits non-zero or takes longer than WITHIN seconds."""
+    error, if it exits non-zero or takes longer than WITHIN seconds (then its whole process
+    group is killed: a shell's commands too, which would hold its pipes open)."""
     process = await asyncio.create_subprocess_exec(
         *map(str, argv),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
         cwd=cwd,
+        start_new_session=True,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), WITHIN)
     except TimeoutError:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = await process.communicate()
         pytest.fail(f"{argv[0]} still running after {WITHIN}s:\n{stderr.decode()}")
     if process.returncode != 0:
