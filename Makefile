@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-go test-ts lint bench bench-peers fuzz load clean protos protos-check
+.PHONY: install run test test-go test-ts grpcurl lint bench bench-peers fuzz load clean protos protos-check
 
 install: $(STAMP)
 
@@ -39,6 +39,17 @@ $(NPM_STAMP): $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --silent
 	touch $@
 
+# grpcurl, pinned, into .tools/bin: tests/clients/test_wire.py runs the grpcurl commands that
+# clients/README.md gives every other language (buf, for its buf curl ones, is in .venv).
+GRPCURL_VERSION := v1.9.4
+GRPCURL := $(TOOLS)/.grpcurl-$(GRPCURL_VERSION)
+
+grpcurl: $(GRPCURL)
+
+$(GRPCURL):
+	GOBIN=$(CURDIR)/$(TOOLS)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	touch $@
+
 # The benchmark's baselines (dask) are not needed to build or test.
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -53,16 +64,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint test-go test-ts
+# tests/clients starts the Go and TypeScript clients' programs (test-ts leaves them built) and grpcurl.
+test: install lint test-go test-ts $(GRPCURL)
 	$(BIN)/python -m pytest
 
 # The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
-# knows nothing of: -count=1 runs them every time. gofmt and go vet guard the Go; prettier (pinned
-# in the lock file) the TypeScript's format, and tsc is strict.
+# knows nothing of: -count=1 runs them every time. gofmt and go vet guard the Go (vet is told of
+# testdata/crosslang, the Go side of tests/clients, which ./... leaves out); prettier (pinned in
+# the lock file) the TypeScript's format, and tsc is strict.
 test-go: install
 	@unformatted=$$(cd $(GO_CLIENT) && gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
-	cd $(GO_CLIENT) && go vet ./... && go test -count=1 ./...
+	cd $(GO_CLIENT) && go vet ./... ./testdata/crosslang && go test -count=1 ./...
 
 test-ts: install $(NPM_STAMP)
 	cd $(TS_CLIENT) && npm test --silent
