@@ -92,6 +92,8 @@ _log = logging.getLogger("dukatd")
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
+RAY_JOB_FILE = "ray-job"
+"""File in the state dir keeping the Ray job of the daemon's last bridge (dukatd.ray_executor)."""
 LEDGER_DIR = "exec-groups"
 """Directory in the state dir where the exec runner records live task process groups."""
 
@@ -458,6 +460,7 @@ def build_scheduler(
             ledger=ledger,
             before_spawn=journal.settled if journal is not None else None,
             ray={
+                "job_file": None if config.ephemeral else config.state_dir / RAY_JOB_FILE,
                 "address": config.ray_address,
                 "pinned": config.resources,
                 "refresh_interval": config.ray_refresh_interval,

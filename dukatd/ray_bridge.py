@@ -6,11 +6,12 @@ reconnect timeout, Ray ends the driver's process. In dukatd's process that would
 daemon, its dispatch tasks and its other clients down with the cluster; here it takes only
 the bridge, and the daemon starts another once the cluster is back.
 
-It connects (`ray.init`), says hello with the cluster's nodes, then serves the link
-(`dukatd.ray_link`, on the socket `--fd`): each attempt is a streaming generator task
+It connects (`ray.init`), says hello with the cluster's nodes, starts its `EventSink` actor,
+then serves the link (`dukatd.ray_link`, on the socket `--fd`): each attempt is a Ray task
 (`dukatd.ray_remote.ray_task`) with the task's resources and `max_retries=0` (retries are
-dukat's), whose items it passes on as events and, last, the outcome. The alive nodes and
-their resources are sent again whenever they change (looked at every `--refresh-interval`).
+dukat's), whose batches of events (collected from the sink) it passes on as they come, and
+its outcome once every batch is passed on. The alive nodes and their resources are sent
+again whenever they change (looked at every `--refresh-interval`).
 
 A stop is `ray.cancel(force=False)`, which the task answers by stopping its process group;
 `ray.cancel(force=True)` follows after the grace and `FORCE_MARGIN`, for a worker that does
@@ -26,6 +27,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +35,7 @@ import ray
 import ray.exceptions
 
 from dukatd.ray_link import read_message, write_message
-from dukatd.ray_remote import RemoteAttempt, ray_task
+from dukatd.ray_remote import SINK_NAMESPACE, EventSink, RemoteAttempt, ray_task
 
 __all__ = ["main"]
 
@@ -43,6 +45,10 @@ FORCE_MARGIN = 2.0
 """Seconds past an attempt's grace before a stop forces its worker down."""
 MAX_WHY = 2000
 """Characters of a Ray error's message passed on."""
+AFTER_JOB_WAIT = 60.0
+"""Seconds a new bridge waits at most for Ray to have the one before it for dead."""
+SINK_WAIT = 1.0
+"""Seconds the bridge's call for events waits at the sink when there are none."""
 
 # A worker or node that died under the attempt: the task did nothing wrong.
 _LOST = (
@@ -65,14 +71,21 @@ class Bridge:
         self.reader = reader
         self.writer = writer
         self.refresh_interval = refresh_interval
-        self.remote = ray.remote(num_returns="streaming", max_retries=0)(ray_task)
-        self.running: dict[int, Any] = {}  # key -> its ObjectRefGenerator
+        self.remote = ray.remote(max_retries=0)(ray_task)
+        self.running: dict[int, Any] = {}  # key -> its ObjectRef
         self.stopping: set[int] = set()
+        self.received: dict[int, int] = {}  # key -> batches of events passed on
+        self.arrived = asyncio.Condition()
+        self.sink: Any = None
+        self.sink_name = ""
         self.followers: set[asyncio.Task[None]] = set()
         self.nodes: list[tuple[str, dict[str, float]]] = []
 
     async def serve(self) -> None:
         refresh = asyncio.create_task(self._refresh())
+        sink = self.sink = await start_sink()
+        self.sink_name = sink_name()
+        collect = asyncio.create_task(self._collect(sink))
         while (message := await read_message(self.reader)) is not None:
             if message[0] == "start":
                 _, key, attempt, options = message
@@ -81,40 +94,40 @@ class Bridge:
                 _, key, grace = message
                 self._stop(key, grace)
         refresh.cancel()
+        collect.cancel()
 
     def send(self, message: tuple[Any, ...]) -> None:
         write_message(self.writer, message)
 
     def _start(self, key: int, attempt: RemoteAttempt, options: dict[str, Any]) -> None:
-        generator = self.remote.options(**options).remote(attempt)
-        self.running[key] = generator
-        follower = asyncio.create_task(self._follow(key, generator))
+        ref = self.remote.options(**options).remote(attempt, self.sink_name)
+        self.running[key] = ref
+        self.received.setdefault(key, 0)
+        follower = asyncio.create_task(self._follow(key, ref))
         self.followers.add(follower)
         follower.add_done_callback(self.followers.discard)
 
     def _stop(self, key: int, grace: float) -> None:
-        generator = self.running.get(key)
-        if generator is None or key in self.stopping:
+        ref = self.running.get(key)
+        if ref is None or key in self.stopping:
             return
         self.stopping.add(key)
-        ray.cancel(generator, force=False)
+        ray.cancel(ref, force=False)
         asyncio.get_running_loop().call_later(grace + FORCE_MARGIN, self._force, key)
 
     def _force(self, key: int) -> None:
-        generator = self.running.get(key)
-        if generator is not None:
+        ref = self.running.get(key)
+        if ref is not None:
             _log.warning("attempt %d did not stop within its grace: forcing its worker", key)
-            ray.cancel(generator, force=True)
+            ray.cancel(ref, force=True)
 
-    async def _follow(self, key: int, generator: Any) -> None:
+    async def _follow(self, key: int, ref: Any) -> None:
         outcome: tuple[Any, ...] = ("failed", "RayError", "the attempt ended without an outcome")
         try:
-            async for ref in generator:
-                item = await ref
-                if item[0] == "events":
-                    self.send(("events", key, item[1]))
-                else:
-                    outcome = item
+            outcome, sent = await ref
+            # Its events are all with the sink: pass them on before its end.
+            async with self.arrived:
+                await self.arrived.wait_for(lambda: self.received[key] >= sent)
         except BaseException as error:
             outcome = self._outcome_of(key, error)
             if not isinstance(error, Exception):
@@ -122,7 +135,20 @@ class Bridge:
         finally:
             self.running.pop(key, None)
             self.stopping.discard(key)
+            self.received.pop(key, None)
             self.send(("done", key, outcome))
+
+    async def _collect(self, sink: Any) -> None:
+        """Pass on the batches of events the sink holds, as they come."""
+        while True:
+            batches = await sink.take.remote(SINK_WAIT)
+            for key, events in batches:
+                if key in self.received:
+                    self.received[key] += 1
+                    self.send(("events", key, events))
+            if batches:
+                async with self.arrived:
+                    self.arrived.notify_all()
 
     def _outcome_of(self, key: int, error: BaseException) -> tuple[Any, ...]:
         if key in self.stopping or _cancelled(error):
@@ -143,6 +169,31 @@ class Bridge:
             await asyncio.sleep(self.refresh_interval)
 
 
+def sink_name() -> str:
+    """The name of this bridge's event sink: one per Ray job (so per bridge)."""
+    return f"dukat-events-{ray.get_runtime_context().get_job_id()}"
+
+
+async def start_sink() -> Any:
+    """Start this bridge's `EventSink` on its own node, so that it goes with the bridge."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    sink = (
+        ray.remote(EventSink)
+        .options(
+            name=sink_name(),
+            namespace=SINK_NAMESPACE,
+            num_cpus=0,
+            max_concurrency=1000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        )
+        .remote()
+    )
+    await sink.take.remote(0)  # up and running before the first attempt looks for it
+    return sink
+
+
 def _cancelled(error: BaseException) -> bool:
     if isinstance(error, ray.exceptions.TaskCancelledError):
         return True
@@ -159,8 +210,13 @@ def alive_nodes() -> list[tuple[str, dict[str, float]]]:
     )
 
 
-def connect(address: str) -> dict[str, Any]:
-    """`ray.init` for `address` (auto, local, host:port, ray://...); what hello says."""
+def connect(address: str, after_job: str = "") -> dict[str, Any]:
+    """`ray.init` for `address` (auto, local, host:port, ray://...); what hello says.
+
+    `after_job`: the Ray job of the bridge before this one (the daemon's, before a crash or
+    a lost connection): hello waits until Ray has it for dead, since that is when Ray ends
+    the tasks it owned; the attempts they ran are run again only after that.
+    """
     local = address == "local"
     ray.init(
         address=address,
@@ -170,6 +226,8 @@ def connect(address: str) -> dict[str, Any]:
         # A local Ray for trying things out listens on loopback only, with no dashboard.
         **({"include_dashboard": False, "_node_ip_address": "127.0.0.1"} if local else {}),
     )
+    if after_job:
+        _wait_for_the_end_of(after_job)
     context = ray.get_runtime_context()
     return {
         "ray_version": ray.__version__,
@@ -180,10 +238,20 @@ def connect(address: str) -> dict[str, Any]:
     }
 
 
-async def _serve(fd: int, address: str, refresh_interval: float) -> None:
+def _wait_for_the_end_of(job_id: str) -> None:
+    deadline = time.monotonic() + AFTER_JOB_WAIT
+    while time.monotonic() < deadline:
+        jobs = {job["JobID"]: job for job in ray._private.state.jobs()}
+        if job_id not in jobs or jobs[job_id]["IsDead"]:
+            return
+        time.sleep(0.1)
+    _log.warning("Ray still has job %s (the bridge before) for alive; going on", job_id)
+
+
+async def _serve(fd: int, address: str, refresh_interval: float, after_job: str) -> None:
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     try:
-        info = connect(address)
+        info = connect(address, after_job)
     except Exception as error:
         write_message(writer, ("failed", f"{type(error).__name__}: {error}"[:MAX_WHY]))
         await writer.drain()
@@ -198,12 +266,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--address", required=True)
     parser.add_argument("--refresh-interval", type=float, default=10.0)
+    parser.add_argument("--after-job", default="")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve(args.fd, args.address, args.refresh_interval))
+    asyncio.run(_serve(args.fd, args.address, args.refresh_interval, args.after_job))
     # The daemon is gone (or the cluster could not be reached): no clean Ray shutdown to
     # wait for; Ray ends the tasks of a driver that exited.
     sys.stderr.flush()

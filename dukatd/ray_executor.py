@@ -50,11 +50,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -208,6 +210,12 @@ class RayExecutor:
     `pool` is the scheduler's: its capacities follow the cluster's (see the module
     docstring), `pinned` being the capacities given with `--resource`. `before_spawn` as for
     `ExecRunner`: awaited before each attempt is sent (the journal's `settled`).
+
+    `job_file` (in the state directory) keeps the Ray job of the last bridge that connected:
+    a bridge started after a crash, or after the one before was lost, waits until Ray has
+    that job for dead before it says hello, since Ray ends a dead driver's tasks then (and
+    their wardens their processes): no attempt runs again while the one it replaces may
+    still run.
     """
 
     def __init__(
@@ -220,6 +228,7 @@ class RayExecutor:
         refresh_interval: float = 10.0,
         connect_timeout: float = 30.0,
         before_spawn: Callable[[], Awaitable[object]] | None = None,
+        job_file: Path | None = None,
         python: str = sys.executable,
     ) -> None:
         self.address = address
@@ -230,6 +239,8 @@ class RayExecutor:
         self.connect_timeout = connect_timeout
         self._before_spawn = before_spawn
         self._python = python
+        self._job_file = job_file
+        self._previous_job = _read_job(job_file)
         self._keys = itertools.count(1)
         self._live: dict[int, _Attempt] = {}
         self._link: _Link | None = None
@@ -303,10 +314,15 @@ class RayExecutor:
     def _spawn_bridge(self, fd: int) -> subprocess.Popen[bytes]:
         argv = [self._python, "-m", "dukatd.ray_bridge", "--fd", str(fd)]
         argv += ["--address", self.address, "--refresh-interval", str(self.refresh_interval)]
+        if self._previous_job:  # its attempts run again only once Ray has ended them
+            argv += ["--after-job", self._previous_job]
         return subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL)
 
     def _on_hello(self, link: _Link, info: dict[str, Any]) -> None:
         self.info = info
+        self._previous_job = info["job_id"]
+        if self._job_file is not None:
+            _write_job(self._job_file, info["job_id"])
         self._link = link
         self._on_nodes(info["nodes"])
         self._connected.set()
@@ -425,6 +441,7 @@ class RayExecutor:
             task_id=context.task_id,
             attempt=context.attempt,
             options=options,
+            key=key,
         )
         ray_options = ray_options_for(context.resources, self._ray_names)
         ray_options["name"] = f"dukat {context.job_id}/{context.task_id} #{context.attempt}"
@@ -495,6 +512,22 @@ class RayExecutor:
     def __repr__(self) -> str:
         state = "connected" if self.connected else f"unavailable ({self.why_unavailable})"
         return f"<RayExecutor {self.address} {state} live:{len(self._live)}>"
+
+
+def _read_job(path: Path | None) -> str:
+    try:
+        return path.read_text().strip() if path is not None else ""
+    except FileNotFoundError:
+        return ""
+
+
+def _write_job(path: Path, job_id: str) -> None:
+    """Remember the bridge's Ray job for the daemon after this one (see `RayExecutor`)."""
+    temporary = path.with_name(path.name + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(job_id)
+    os.replace(temporary, path)
 
 
 def _replay(context: TaskContext, events: list[tuple[Any, ...]]) -> None:

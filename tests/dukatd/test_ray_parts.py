@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -21,7 +22,16 @@ from dukatd.config import ConfigError, parse_args
 from dukatd.exec_runner import ExecOptions
 from dukatd.ray_executor import ClusterView, ray_options_for
 from dukatd.ray_remote import RemoteAttempt, run_attempt
-from tests.dukatd.processes import alive, all_dead, proc_stat
+from tests.dukatd.processes import alive, proc_stat
+
+
+def dead(pids: list[int], within: float = 2.0) -> None:
+    """Wait until none of `pids` runs (a killed process takes a moment to be a zombie).
+    Sync: `run_attempt` runs its own loop, as in a Ray worker, so no loop may run here."""
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {pids}"
+        time.sleep(0.01)
 
 
 def attempt(script: str, **kwargs) -> RemoteAttempt:
@@ -84,7 +94,7 @@ def test_a_program_that_cannot_start_is_a_spawn_error():
     assert items == [("spawn_error", "No such file or directory: '/no/such/program'")]
 
 
-async def test_a_cancelled_attempt_stops_its_whole_process_tree_and_ends():
+def test_a_cancelled_attempt_stops_its_whole_process_tree_and_ends():
     told = threading.Event()
     generator = run_attempt(
         attempt('sleep 300 & sh -c "sleep 301" & echo "pids $$ $!"; wait', term_grace=1),
@@ -95,15 +105,15 @@ async def test_a_cancelled_attempt_stops_its_whole_process_tree_and_ends():
     assert kind == "events" and all(alive(pid) for pid in pids)
     told.set()
     assert list(generator) == []  # stopped: no outcome, the owner knows it stopped it
-    await all_dead(pids)
+    dead(pids)
 
 
-async def test_a_closed_attempt_stops_its_process_too():
+def test_a_closed_attempt_stops_its_process_too():
     """Ray closes a cancelled generator at a yield (GeneratorExit): the tree goes too."""
     generator = run_attempt(attempt('sleep 300 & echo "pids $$ $!"; wait'))
     pids = [int(pid) for pid in next(generator)[1][0][2].split()[1:]]
     generator.close()
-    await all_dead(pids)
+    dead(pids)
 
 
 def test_the_warden_kills_the_groups_it_was_told_of_when_its_pipe_ends():
