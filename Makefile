@@ -137,7 +137,8 @@ protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 # Each script prints its table with ratios against baselines measured in the same run, and
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
 # Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores;
-# the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes.
+# the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes, the Ray
+# executor's (a local Ray, dukatd on it against Ray alone) about one.
 bench: $(VENV)/.bench-installed $(RAY_STAMP)
 	$(BIN)/python bench/engine.py
 	@echo
@@ -150,6 +151,8 @@ bench: $(VENV)/.bench-installed $(RAY_STAMP)
 	$(BIN)/python bench/memory.py
 	@echo
 	$(BIN)/python bench/journal.py
+	@echo
+	$(BIN)/python bench/ray.py
 
 # The same DAG on Dask distributed and Ray local (bench/peers.py). Their own venv: ray and
 # distributed pull in much that neither the project nor its CI needs. Not part of CI.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -359,3 +360,51 @@ async def test_a_killed_daemons_ray_task_is_gone_before_it_runs_again_and_nothin
         first.kill()
         if second is not None:
             second.kill()
+
+
+def bridge_of(daemon: DaemonProcess) -> int:
+    """The pid of the daemon's Ray bridge process."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == daemon.pid and b"dukatd.ray_bridge" in cmdline:
+                return int(entry.name)
+    raise AssertionError("the daemon has no Ray bridge")
+
+
+async def test_a_lost_bridge_interrupts_its_attempts_and_the_next_one_runs_them_again(
+    cluster: RayCluster, short_tmp: Path
+):
+    """What Ray does to a driver whose head is gone too long: its bridge dies. The daemon
+    goes on serving, starts another bridge, and runs the attempts the first had again once
+    Ray has ended them."""
+    process = ray_daemon(short_tmp, cluster).start()
+    try:
+        await process.serving(within=60)
+        script = f'if [ "$DUKAT_ATTEMPT" = 1 ]; then {TREE}; fi; echo done'
+        async with dukat.connect(process.address) as client:
+            handle = await client.submit(JobSpec(tasks=(TaskSpec("t", sh(script)),)))
+            pids: list[int] = []
+            messages = []
+            async for event in handle.events():
+                if isinstance(event, TaskOutput) and event.text.startswith("pids "):
+                    pids = [int(pid) for pid in event.text.split()[1:]]
+                    os.kill(bridge_of(process), signal.SIGKILL)
+                if isinstance(event, TaskStateChanged) and event.state is TaskState.RETRYING:
+                    messages.append(event.message)
+            result = (await handle.results())["t"]
+        assert result.state is TaskState.SUCCEEDED, result.error
+        assert (result.attempts, result.interruptions) == (2, 1)
+        assert messages == [
+            "interrupted (the Ray bridge exited (the cluster's head may be down)), 1 of 3; "
+            "running again"
+        ]
+        await all_dead(pids)
+        assert process.returncode() is None
+    finally:
+        process.kill()
