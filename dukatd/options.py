@@ -346,7 +346,8 @@ OPTIONS: tuple[Option, ...] = (
         help=f"capacity of a resource, NAME=CAPACITY (repeat for several; the variable takes a "
         f"comma-separated list). Built-in names {BUILTIN_NAMES} default to 1.0 (the whole "
         f"host); any other name makes a custom resource (capacity 4 = at most 4 at once). "
-        f"Default: the built-ins only",
+        f"With --executor ray the cluster's resources follow its totals in Ray's units, and "
+        f"this pins one (docs/scale-out.md). Default: the built-ins only",
         metavar="NAME=CAPACITY",
         repeatable=True,
         from_text=_text_resources,

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -35,7 +37,7 @@ import ray
 import ray.exceptions
 
 from dukatd.ray_link import read_message, write_message
-from dukatd.ray_remote import SINK_NAMESPACE, EventSink, RemoteAttempt, ray_task
+from dukatd.ray_remote import SINK_NAMESPACE, EventSink, ray_task
 
 __all__ = ["main"]
 
@@ -75,10 +77,9 @@ class Bridge:
         self.running: dict[int, Any] = {}  # key -> its ObjectRef
         self.stopping: set[int] = set()
         self.received: dict[int, int] = {}  # key -> batches of events passed on
-        self.arrived = asyncio.Condition()
+        self.ending: dict[int, tuple[tuple[Any, ...], int]] = {}  # ended, batches to come
         self.sink: Any = None
         self.sink_name = ""
-        self.followers: set[asyncio.Task[None]] = set()
         self.nodes: list[tuple[str, dict[str, float]]] = []
 
     async def serve(self) -> None:
@@ -99,13 +100,13 @@ class Bridge:
     def send(self, message: tuple[Any, ...]) -> None:
         write_message(self.writer, message)
 
-    def _start(self, key: int, attempt: RemoteAttempt, options: dict[str, Any]) -> None:
+    def _start(self, key: int, attempt: bytes, options: dict[str, Any]) -> None:
         ref = self.remote.options(**options).remote(attempt, self.sink_name)
         self.running[key] = ref
-        self.received.setdefault(key, 0)
-        follower = asyncio.create_task(self._follow(key, ref))
-        self.followers.add(follower)
-        follower.add_done_callback(self.followers.discard)
+        self.received[key] = 0
+        # A callback, not a coroutine awaiting the ref: a few hundred microseconds less a task.
+        loop = asyncio.get_running_loop()
+        ref.future().add_done_callback(lambda ended: _soon(loop, self._ended, key, ended))
 
     def _stop(self, key: int, grace: float) -> None:
         ref = self.running.get(key)
@@ -121,22 +122,22 @@ class Bridge:
             _log.warning("attempt %d did not stop within its grace: forcing its worker", key)
             ray.cancel(ref, force=True)
 
-    async def _follow(self, key: int, ref: Any) -> None:
-        outcome: tuple[Any, ...] = ("failed", "RayError", "the attempt ended without an outcome")
+    def _ended(self, key: int, ended: concurrent.futures.Future[Any]) -> None:
         try:
-            outcome, sent = await ref
-            # Its events are all with the sink: pass them on before its end.
-            async with self.arrived:
-                await self.arrived.wait_for(lambda: self.received[key] >= sent)
-        except BaseException as error:
-            outcome = self._outcome_of(key, error)
-            if not isinstance(error, Exception):
-                raise
-        finally:
-            self.running.pop(key, None)
-            self.stopping.discard(key)
-            self.received.pop(key, None)
-            self.send(("done", key, outcome))
+            outcome, sent = ended.result()
+        except Exception as error:
+            outcome, sent = self._outcome_of(key, error), 0
+        if self.received[key] < sent:  # its last batches are on their way from the sink
+            self.ending[key] = (outcome, sent)
+        else:
+            self._finish(key, outcome)
+
+    def _finish(self, key: int, outcome: tuple[Any, ...]) -> None:
+        self.running.pop(key, None)
+        self.stopping.discard(key)
+        self.received.pop(key, None)
+        self.ending.pop(key, None)
+        self.send(("done", key, outcome))
 
     async def _collect(self, sink: Any) -> None:
         """Pass on the batches of events the sink holds, as they come."""
@@ -146,9 +147,9 @@ class Bridge:
                 if key in self.received:
                     self.received[key] += 1
                     self.send(("events", key, events))
-            if batches:
-                async with self.arrived:
-                    self.arrived.notify_all()
+                    ending = self.ending.get(key)
+                    if ending is not None and self.received[key] >= ending[1]:
+                        self._finish(key, ending[0])
 
     def _outcome_of(self, key: int, error: BaseException) -> tuple[Any, ...]:
         if key in self.stopping or _cancelled(error):
@@ -167,6 +168,12 @@ class Bridge:
                 self.nodes = nodes
                 self.send(("nodes", nodes))
             await asyncio.sleep(self.refresh_interval)
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """Call `callback(*args)` on `loop` (from one of Ray's threads), unless it is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def sink_name() -> str:

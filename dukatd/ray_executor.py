@@ -51,6 +51,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -252,6 +253,7 @@ class RayExecutor:
         self.info: dict[str, Any] = {}
         """What the bridge said when it connected: ray_version, job_id, address."""
         self._ray_names = self.cluster.names
+        self._followed: set[str] = set()  # the pool's resources that follow the cluster
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -341,8 +343,12 @@ class RayExecutor:
 
     def _on_nodes(self, nodes: list[tuple[str, dict[str, float]]]) -> None:
         self.cluster.update(nodes)
-        self._ray_names = self.cluster.names | frozenset(self.cluster.pinned)
-        for name, capacity in self.cluster.capacities().items():
+        self._ray_names = self.cluster.names
+        capacities = self.cluster.capacities()
+        for name in self._followed - capacities.keys():  # no node has it any more
+            capacities[name] = 0.0
+        self._followed |= capacities.keys()
+        for name, capacity in capacities.items():
             self.pool.set_capacity(name, capacity)
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
@@ -446,7 +452,7 @@ class RayExecutor:
         ray_options = ray_options_for(context.resources, self._ray_names)
         ray_options["name"] = f"dukat {context.job_id}/{context.task_id} #{context.attempt}"
         try:
-            link.send(("start", key, remote, ray_options))
+            link.send(("start", key, pickle.dumps(remote, pickle.HIGHEST_PROTOCOL), ray_options))
             try:
                 ended = await asyncio.shield(outcome)
             except asyncio.CancelledError:
@@ -492,6 +498,10 @@ class RayExecutor:
         self._closed = True
         for attempt in self._live.values():
             attempt.stopped = True
+        admissions, self._admissions = self._admissions, []
+        for future in admissions:  # they go on to `run`, which says the executor is shut
+            if not future.done():
+                future.set_result(None)
         if self._link is not None:
             self._link.close()
         if self._supervisor is not None:

@@ -5,7 +5,9 @@ package's code, started together from the same installation, over a socket pair 
 holds: pickle is safe here, and carries the dataclasses and bytes as they are.
 
 dukatd -> bridge:
-    ("start", key, RemoteAttempt, ray_options)   run an attempt (`dukatd.ray_remote`)
+    ("start", key, attempt, ray_options)         run an attempt: a pickled
+                                                 `dukatd.ray_remote.RemoteAttempt`, which
+                                                 the bridge hands Ray as it is
     ("stop", key, grace)                         stop it: cancel, then force after the grace
 bridge -> dukatd:
     ("hello", info)          connected to the cluster: ray_version, job_id, address, nodes

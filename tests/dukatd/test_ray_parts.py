@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from dukat.core.resources import ResourceRequirement, ResourceType
+from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukatd.config import ConfigError, parse_args
 from dukatd.exec_runner import ExecOptions
-from dukatd.ray_executor import ClusterView, ray_options_for
+from dukatd.ray_executor import ClusterView, RayExecutor, ray_options_for
 from dukatd.ray_remote import RemoteAttempt, run_attempt
 from tests.dukatd.processes import alive, proc_stat
 
@@ -190,3 +190,18 @@ def test_the_ray_executor_is_an_option_and_needs_exec_on():
         parse_args(["--executor", "dask"], environ={})
     with pytest.raises(ConfigError, match="--ray-address: must be auto"):
         parse_args(["--allow-exec", "--executor", "ray", "--ray-address", " "], environ={})
+
+
+async def test_the_pool_follows_the_cluster_and_a_resource_no_node_has_any_more_goes_to_zero():
+    pool = ResourcePool({"licence": 2})
+    executor = RayExecutor("127.0.0.1:1", pool, pinned={"licence": 2})
+    executor._on_nodes([("n1", {"CPU": 2.0, "spare": 1.0}), ("n2", {"CPU": 2.0, "spare": 1.0})])
+    assert {k: pool.capacities[k] for k in ("cpu", "spare", "licence", "gpu")} == {
+        "cpu": 4.0,
+        "spare": 2.0,
+        "licence": 2.0,
+        "gpu": 0.0,
+    }
+    executor._on_nodes([("n1", {"CPU": 2.0})])  # both spare nodes left
+    assert (pool.capacities["cpu"], pool.capacities["spare"]) == (2.0, 0.0)
+    assert pool.capacities["licence"] == 2.0  # the daemon's own: not the cluster's to change
