@@ -378,7 +378,15 @@ class Daemon:
             _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
             changed = [
                 option
-                for option in ("listen", "allow_exec", "max_concurrency", "resources", "ephemeral")
+                for option in (
+                    "listen",
+                    "allow_exec",
+                    "max_concurrency",
+                    "resources",
+                    "ephemeral",
+                    "executor",
+                    "ray_address",
+                )
                 if getattr(fresh, option) != getattr(self.config, option)
             ]
             if changed:

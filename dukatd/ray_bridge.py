@@ -35,6 +35,7 @@ from typing import Any
 
 import ray
 import ray.exceptions
+import uvloop
 
 from dukatd.ray_link import read_message, write_message
 from dukatd.ray_remote import SINK_NAMESPACE, EventSink, ray_task
@@ -279,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve(args.fd, args.address, args.refresh_interval, args.after_job))
+    # uvloop, as the daemon: each attempt is a few wake-ups of this loop.
+    uvloop.run(_serve(args.fd, args.address, args.refresh_interval, args.after_job))
     # The daemon is gone (or the cluster could not be reached): no clean Ray shutdown to
     # wait for; Ray ends the tasks of a driver that exited.
     sys.stderr.flush()
