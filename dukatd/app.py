@@ -452,9 +452,18 @@ def build_scheduler(
     breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
     for name, settings in config.breakers.items():  # the file may pass the cap
         breakers.configure(name, settings, within_limit=False)
+    scheduler = Scheduler(
+        max_concurrency=config.max_concurrency,
+        resources=ResourcePool(dict(config.resources)),
+        breakers=breakers,
+        max_tasks_per_job=config.max_tasks_per_job,
+        max_tasks=config.max_tasks,
+        event_log_limit=config.event_log_length,
+        retain_finished_jobs=config.retain_finished_jobs,
+        retain_finished_for=config.finished_job_ttl,
+        hold_events=journal is not None,
+    )
     exec_runner = None
-    runners: dict[type, object] = {}
-    pool = ResourcePool(dict(config.resources))
     if config.allow_exec:
         options = ExecOptions(
             term_grace=config.kill_grace,
@@ -464,7 +473,7 @@ def build_scheduler(
         exec_runner = build_exec_executor(
             config.executor,
             options,
-            pool,
+            scheduler,
             ledger=ledger,
             before_spawn=journal.settled if journal is not None else None,
             ray={
@@ -475,21 +484,9 @@ def build_scheduler(
                 "connect_timeout": config.ray_connect_timeout,
             },
         )
-        runners[ExecAction] = exec_runner
+        scheduler.add_runner(ExecAction, exec_runner)
     else:  # Submit refuses exec tasks; these are ones accepted while exec was on, restored
-        runners[ExecAction] = Unrunnable(ValidationError(EXEC_OFF))
-    scheduler = Scheduler(
-        max_concurrency=config.max_concurrency,
-        resources=pool,
-        breakers=breakers,
-        runners=runners,  # type: ignore[arg-type]
-        max_tasks_per_job=config.max_tasks_per_job,
-        max_tasks=config.max_tasks,
-        event_log_limit=config.event_log_length,
-        retain_finished_jobs=config.retain_finished_jobs,
-        retain_finished_for=config.finished_job_ttl,
-        hold_events=journal is not None,
-    )
+        scheduler.add_runner(ExecAction, Unrunnable(ValidationError(EXEC_OFF)))
     return scheduler, exec_runner
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from dukat.actions import ExecResult
 from dukat.core.context import TaskContext
-from dukat.core.resources import ResourcePool
+from dukat.core.scheduler import Scheduler
 from dukatd.exec_groups import GroupLedger
 from dukatd.exec_runner import ExecOptions, ExecRunner
 from dukatd.options import EXECUTORS
@@ -46,16 +46,22 @@ class ExecExecutor(Protocol):
 def build_exec_executor(
     executor: str,
     options: ExecOptions,
-    pool: ResourcePool,
+    scheduler: Scheduler,
     *,
     ledger: GroupLedger | None = None,
     before_spawn: Callable[[], Awaitable[object]] | None = None,
     ray: Mapping[str, Any] | None = None,
 ) -> ExecExecutor:
-    """The executor named `executor`; `ray` holds the Ray executor's settings (address,
-    pinned, refresh_interval, connect_timeout)."""
+    """The executor named `executor` for `scheduler`; `ray` holds the Ray executor's
+    settings (address, pinned, refresh_interval, connect_timeout, job_file)."""
     if executor == "ray":
         from dukatd.ray_executor import RayExecutor
 
-        return RayExecutor(pool=pool, options=options, before_spawn=before_spawn, **dict(ray or {}))
+        return RayExecutor(
+            pool=scheduler.resources,
+            task_spec=scheduler.task_spec,
+            options=options,
+            before_spawn=before_spawn,
+            **dict(ray or {}),
+        )
     return ExecRunner(options, ledger=ledger, before_spawn=before_spawn)

@@ -65,7 +65,7 @@ import grpc
 from dukat.actions import ExecAction, ExecResult
 from dukat.core.context import TaskContext
 from dukat.core.resources import ResourcePool, ResourceRequirement
-from dukat.core.spec import JobSpec
+from dukat.core.spec import JobSpec, TaskSpec
 from dukat.errors import (
     FieldViolation,
     TaskFailedRemotely,
@@ -209,8 +209,10 @@ class RayExecutor:
     `await start()` before the scheduler runs anything.
 
     `pool` is the scheduler's: its capacities follow the cluster's (see the module
-    docstring), `pinned` being the capacities given with `--resource`. `before_spawn` as for
-    `ExecRunner`: awaited before each attempt is sent (the journal's `settled`).
+    docstring), `pinned` being the capacities given with `--resource`; `task_spec` is the
+    scheduler's too (`Scheduler.task_spec`): a task's resources are asked of Ray as well.
+    `before_spawn` as for `ExecRunner`: awaited before each attempt is sent (the journal's
+    `settled`).
 
     `job_file` (in the state directory) keeps the Ray job of the last bridge that connected:
     a bridge started after a crash, or after the one before was lost, waits until Ray has
@@ -225,6 +227,7 @@ class RayExecutor:
         pool: ResourcePool,
         options: ExecOptions | None = None,
         *,
+        task_spec: Callable[[str, str], TaskSpec],
         pinned: Mapping[str, float] | None = None,
         refresh_interval: float = 10.0,
         connect_timeout: float = 30.0,
@@ -235,6 +238,7 @@ class RayExecutor:
         self.address = address
         self.options = options or ExecOptions()
         self.pool = pool
+        self._task_spec = task_spec
         self.cluster = ClusterView(pinned=dict(pinned or {}))
         self.refresh_interval = refresh_interval
         self.connect_timeout = connect_timeout
@@ -449,7 +453,8 @@ class RayExecutor:
             options=options,
             key=key,
         )
-        ray_options = ray_options_for(context.resources, self._ray_names)
+        resources = self._task_spec(context.job_id, context.task_id).resources
+        ray_options = ray_options_for(resources, self._ray_names)
         ray_options["name"] = f"dukat {context.job_id}/{context.task_id} #{context.attempt}"
         try:
             link.send(("start", key, pickle.dumps(remote, pickle.HIGHEST_PROTOCOL), ray_options))

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dukat.core._runs import JobRun, TaskRun
-    from dukat.core.resources import ResourceRequirement
     from dukat.core.results import TaskResult
     from dukat.core.scheduler import Scheduler
 
@@ -75,12 +74,6 @@ class TaskContext:
                 "is for use during its attempt"
             )
         return job
-
-    @property
-    def resources(self) -> tuple[ResourceRequirement, ...]:
-        """What the task holds while it runs (its `resources`): a runner that hands the task
-        to another scheduler (a Ray cluster) asks it for the same."""
-        return self._run.spec.resources
 
     @property
     def timeout(self) -> float | None:

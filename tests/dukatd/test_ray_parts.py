@@ -18,6 +18,7 @@ import time
 import pytest
 
 from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
+from dukat.core.scheduler import Scheduler
 from dukatd.config import ConfigError, parse_args
 from dukatd.exec_runner import ExecOptions
 from dukatd.ray_executor import ClusterView, RayExecutor, ray_options_for
@@ -194,7 +195,9 @@ def test_the_ray_executor_is_an_option_and_needs_exec_on():
 
 async def test_the_pool_follows_the_cluster_and_a_resource_no_node_has_any_more_goes_to_zero():
     pool = ResourcePool({"licence": 2})
-    executor = RayExecutor("127.0.0.1:1", pool, pinned={"licence": 2})
+    executor = RayExecutor(
+        "127.0.0.1:1", pool, task_spec=Scheduler().task_spec, pinned={"licence": 2}
+    )
     executor._on_nodes([("n1", {"CPU": 2.0, "spare": 1.0}), ("n2", {"CPU": 2.0, "spare": 1.0})])
     assert {k: pool.capacities[k] for k in ("cpu", "spare", "licence", "gpu")} == {
         "cpu": 4.0,
