@@ -290,8 +290,10 @@ async def test_a_node_lost_mid_task_interrupts_the_attempt_which_runs_again_else
             while capacity.get("spare") != 2:  # the daemon sees both spare nodes (refreshed)
                 await look()
             handle = await client.submit(JobSpec(tasks=(task,)))
-            first_node, pids = "", []
+            first_node, pids, why = "", [], []
             async for event in handle.events():
+                if isinstance(event, TaskStateChanged) and event.state is TaskState.RETRYING:
+                    why.append(event.message)
                 if isinstance(event, TaskOutput) and " on " in event.text and not first_node:
                     first_node = event.text.split(" on ")[1]
                 if isinstance(event, TaskOutput) and event.text.startswith("pids "):
@@ -301,6 +303,7 @@ async def test_a_node_lost_mid_task_interrupts_the_attempt_which_runs_again_else
             result = (await handle.results())["move"]
         assert result.state is TaskState.SUCCEEDED, result.error
         assert (result.attempts, result.interruptions) == (2, 1)
+        assert len(why) == 1 and why[0].startswith("interrupted (its Ray node or worker was lost")
         survivor = next(i for n, i in cluster.node_ids.items() if n.startswith("spare"))
         assert result.result.stdout.decode().split(" on ")[1].strip() == survivor != first_node
         await all_dead(pids)
