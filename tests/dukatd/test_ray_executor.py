@@ -411,3 +411,38 @@ async def test_a_lost_bridge_interrupts_its_attempts_and_the_next_one_runs_them_
         assert process.returncode() is None
     finally:
         process.kill()
+
+
+async def test_a_drain_stops_the_remote_processes_and_the_next_daemon_runs_the_task_again(
+    cluster: RayCluster, short_tmp: Path
+):
+    """SIGTERM (systemctl stop) with a task running on the cluster: the drain stops its
+    remote process tree as it would a local one, the attempt is interrupted, not failed, and
+    the next daemon runs it again."""
+    state = short_tmp / "state"
+    script = f'if [ "$DUKAT_ATTEMPT" = 1 ]; then {TREE}; fi; echo again'
+    first = ray_daemon(short_tmp, cluster, "--shutdown-grace", "0s", state_dir=state).start()
+    second = None
+    try:
+        await first.serving(within=60)
+        async with dukat.connect(first.address) as client:
+            handle = await client.submit(JobSpec(tasks=(TaskSpec("t", sh(script)),)))
+            pids: list[int] = []
+            async for event in handle.events():
+                if isinstance(event, TaskOutput) and event.text.startswith("pids "):
+                    pids = [int(pid) for pid in event.text.split()[1:]]
+                    first.signal(signal.SIGTERM)
+                    break
+        assert await first.exited(within=30) == 0
+        await all_dead(pids)  # stopped by the drain itself, not left to Ray
+        second = ray_daemon(short_tmp, cluster, state_dir=state, name="e").start()
+        await second.serving(within=60)
+        async with dukat.connect(second.address) as client:
+            assert (await client.job(handle.job_id).wait()).state is JobState.SUCCEEDED
+            result = (await client.job(handle.job_id).results())["t"]
+        assert (result.attempts, result.interruptions) == (2, 1)
+        assert result.result.stdout == b"again\n"
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
