@@ -231,7 +231,8 @@ def connect(address: str, after_job: str = "") -> dict[str, Any]:
         logging_level=logging.WARNING,
         log_to_driver=False,
         configure_logging=False,
-        # A local Ray for trying things out listens on loopback only, with no dashboard.
+        # A local Ray for trying things out listens on loopback only (the daemon also tells
+        # Ray this host is no cluster: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), no dashboard.
         **({"include_dashboard": False, "_node_ip_address": "127.0.0.1"} if local else {}),
     )
     if after_job:

@@ -322,7 +322,12 @@ class RayExecutor:
         argv += ["--address", self.address, "--refresh-interval", str(self.refresh_interval)]
         if self._previous_job:  # its attempts run again only once Ray has ended them
             argv += ["--after-job", self._previous_job]
-        return subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL)
+        env = None
+        if self.address == "local":
+            # A Ray of its own listens on loopback only: Ray would take this host's outside
+            # address (and listen on every interface) unless told it is not a cluster.
+            env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        return subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, env=env)
 
     def _on_hello(self, link: _Link, info: dict[str, Any]) -> None:
         self.info = info

@@ -446,3 +446,22 @@ async def test_a_drain_stops_the_remote_processes_and_the_next_daemon_runs_the_t
         first.kill()
         if second is not None:
             second.kill()
+
+
+async def test_a_local_ray_of_its_own_runs_exec_tasks_on_loopback(short_tmp: Path):
+    """`--ray-address local`, to try the executor out: the bridge starts a Ray of its own."""
+    process = DaemonProcess(
+        short_tmp, ("--allow-exec", "--executor", "ray", "--ray-address", "local")
+    ).start()
+    try:
+        await process.serving(within=60)
+        async with dukat.connect(process.address) as client:
+            handle = await client.submit(JobSpec(tasks=(TaskSpec("a", sh(WHERE)),)))
+            assert (await handle.wait()).state is JobState.SUCCEEDED
+            ran = (await handle.results())["a"].result.stdout.decode()
+            status = await client.status()
+        assert ran.startswith("a on ") and len(ran.split(" on ")[1].strip()) == 56  # a node id
+        assert {r.name: r.capacity for r in status.resources}["cpu"] >= 1
+        assert "Ray cluster at 127.0.0.1:" in process.log()  # loopback only
+    finally:
+        process.kill()
