@@ -12,7 +12,9 @@ import asyncio
 import importlib.util
 import os
 import signal
+import socket
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -463,5 +465,29 @@ async def test_a_local_ray_of_its_own_runs_exec_tasks_on_loopback(short_tmp: Pat
         assert ran.startswith("a on ") and len(ran.split(" on ")[1].strip()) == 56  # a node id
         assert {r.name: r.capacity for r in status.resources}["cpu"] >= 1
         assert "Ray cluster at 127.0.0.1:" in process.log()  # loopback only
+    finally:
+        process.kill()
+
+
+async def test_the_metrics_show_the_cluster_and_its_capacity(cluster: RayCluster, short_tmp):
+    with socket.socket() as probe:  # a free port on loopback for /metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = ray_daemon(short_tmp, cluster, "--metrics-listen", f"127.0.0.1:{port}").start()
+    try:
+        await process.serving(within=60)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                return page.read().decode()
+
+        text = await asyncio.to_thread(scrape)
+        # The head, alpha and beta (once Ray has a node another test removed for dead).
+        while "dukat_ray_nodes 3.0" not in text:
+            text = await asyncio.to_thread(scrape)
+        assert "dukat_ray_connected 1.0" in text
+        assert "dukat_ray_attempts_running 0.0" in text
+        assert 'dukat_resource_capacity{resource="alpha"} 2.0' in text
+        assert 'dukat_resource_capacity{resource="cpu"} 5.0' in text
     finally:
         process.kill()
