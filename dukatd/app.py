@@ -313,6 +313,7 @@ class Daemon:
             state_dir=None if config.ephemeral else str(config.state_dir),
             allow_exec=config.allow_exec,
             workers=self.work_hub.sessions,
+            ray=None if self.ray_executor is None else self.ray_executor.status(),
         )
 
     def recover(self) -> dict[str, str]:

@@ -66,6 +66,7 @@ from dukat.actions import ExecAction, ExecResult
 from dukat.core.context import TaskContext
 from dukat.core.resources import ResourcePool, ResourceRequirement
 from dukat.core.spec import JobSpec, TaskSpec
+from dukat.daemon_status import RayClusterStatus
 from dukat.errors import (
     FieldViolation,
     TaskFailedRemotely,
@@ -523,6 +524,16 @@ class RayExecutor:
         if self._supervisor is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._supervisor
+
+    def status(self) -> RayClusterStatus:
+        """The cluster as `dukat status` shows it."""
+        connected = self.connected
+        return RayClusterStatus(
+            address=self.address,
+            connected=connected,
+            unavailable_reason="" if connected else self.why_unavailable,
+            nodes=len(self.cluster.nodes),
+        )
 
     @property
     def live(self) -> int:

@@ -30,6 +30,7 @@ from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
 from dukat.core.states import JobState, TaskState
+from dukat.daemon_status import RayClusterStatus
 from dukat.errors import InvalidArgumentError
 from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.dukatd.daemon_process import DaemonProcess
@@ -127,6 +128,8 @@ async def test_a_diamond_runs_each_task_on_a_node_that_has_its_resources(daemon,
         # The cluster's totals, in Ray's units: 1 + 2 + 2 CPUs, and the custom resources.
         assert (capacity["cpu"], capacity["alpha"], capacity["beta"]) == (5, 2, 2)
         assert capacity["gpu"] == 0  # no node has one
+        assert status.executor == "ray"
+        assert status.ray == RayClusterStatus(cluster.address, True, "", 3)
         handle = await client.submit(job)
         assert (await handle.wait()).state is JobState.SUCCEEDED
         results = await handle.results()
@@ -267,6 +270,9 @@ async def test_a_cluster_out_of_reach_refuses_exec_work_and_serves_the_rest(
             )
             assert (await handle.get()).state is JobState.RUNNING
             assert await client.breakers() == []
+            ray = (await client.status()).ray
+            assert ray is not None and (ray.address, ray.connected) == (nobody, False)
+            assert ray.unavailable_reason  # why: not connected yet, or cannot connect
     finally:
         process.kill()
 
