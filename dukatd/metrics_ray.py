@@ -17,7 +17,10 @@ from prometheus_client.registry import Collector
 
 from dukatd.ray_executor import RayExecutor
 
-__all__ = ["RayMetrics"]
+__all__ = ["RAY_METRICS", "RayMetrics"]
+
+RAY_METRICS = ("dukat_ray_connected", "dukat_ray_nodes", "dukat_ray_attempts_running")
+"""The families only a daemon with `--executor ray` serves."""
 
 
 class RayMetrics(Collector):
@@ -28,16 +31,17 @@ class RayMetrics(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         executor = self.executor
+        connected, nodes, running = RAY_METRICS
         yield GaugeMetricFamily(
-            "dukat_ray_connected",
+            connected,
             "1 while the Ray bridge is connected to the cluster, else 0.",
             value=1 if executor.connected else 0,
         )
         yield GaugeMetricFamily(
-            "dukat_ray_nodes", "Alive nodes of the Ray cluster.", value=len(executor.cluster.nodes)
+            nodes, "Alive nodes of the Ray cluster.", value=len(executor.cluster.nodes)
         )
         yield GaugeMetricFamily(
-            "dukat_ray_attempts_running",
+            running,
             "Exec attempts running on the Ray cluster.",
             value=executor.live,
         )

@@ -33,6 +33,7 @@ from dukat.core.states import JobState, TaskState
 from dukat.daemon_status import RayClusterStatus
 from dukat.errors import InvalidArgumentError
 from dukat.v1 import scheduler_pb2, scheduler_pb2_grpc
+from dukatd.metrics_ray import RAY_METRICS
 from tests.dukatd.daemon_process import DaemonProcess
 from tests.dukatd.processes import alive, all_dead
 from tests.dukatd.ray_cluster import RAY_ENV, RayCluster
@@ -491,6 +492,8 @@ async def test_the_metrics_show_the_cluster_and_its_capacity(cluster: RayCluster
         # The head, alpha and beta (once Ray has a node another test removed for dead).
         while "dukat_ray_nodes 3.0" not in text:
             text = await asyncio.to_thread(scrape)
+        for family in RAY_METRICS:  # what the README lists and a local daemon does not serve
+            assert f"# TYPE {family} gauge" in text
         assert "dukat_ray_connected 1.0" in text
         assert "dukat_ray_attempts_running 0.0" in text
         assert 'dukat_resource_capacity{resource="alpha"} 2.0' in text
