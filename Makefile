@@ -55,6 +55,13 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
+# Ray (`dukat[ray]`, ~80 MB) for the Ray executor: its tests and benchmark need it, `make run`
+# and the default install do not.
+RAY_STAMP := $(VENV)/.ray-installed
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[ray]'
+	touch $@
+
 # The daemon in the foreground on its defaults (socket in $XDG_RUNTIME_DIR, else /tmp/dukatd-$UID;
 # journal in ~/.local/state/dukatd). Ctrl-C drains and stops it; `dukatd --help` lists the options.
 run: install
@@ -65,7 +72,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # tests/clients starts the Go and TypeScript clients' programs (test-ts leaves them built) and grpcurl.
-test: install lint test-go test-ts $(GRPCURL)
+test: install $(RAY_STAMP) lint test-go test-ts $(GRPCURL)
 	$(BIN)/python -m pytest
 
 # The Go and TypeScript clients' tests start a real dukatd from $(BIN), which Go's test cache
@@ -144,8 +151,9 @@ protos-check: install $(GO_PLUGINS) $(NPM_STAMP)
 # Each script prints its table with ratios against baselines measured in the same run, and
 # the targets (issue 3); a missed target is printed, not an error: this is not part of CI.
 # Exec runs 3 rounds rather than its default 5 to keep the whole under ~5 minutes on 2 cores;
-# the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes.
-bench: $(VENV)/.bench-installed $(NPM_STAMP)
+# the journal's (real daemons, journal on against --ephemeral) adds ~2.5 minutes, the Ray
+# executor's (a local Ray, dukatd on it against Ray alone) about one.
+bench: $(VENV)/.bench-installed $(NPM_STAMP) $(RAY_STAMP)
 	$(BIN)/python bench/engine.py
 	@echo
 	$(BIN)/python bench/exec.py --rounds 3
@@ -158,6 +166,8 @@ bench: $(VENV)/.bench-installed $(NPM_STAMP)
 	$(BIN)/python bench/memory.py
 	@echo
 	$(BIN)/python bench/journal.py
+	@echo
+	$(BIN)/python bench/ray.py
 
 # Abuse and load (issue 10), longer than the short runs `make test` has of each (tests/fuzz,
 # tests/dukatd/test_load_bench.py). fuzz: every RPC fuzzed against a real dukatd, each of

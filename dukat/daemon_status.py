@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dukat.core.breaker import CircuitBreakerConfig, CircuitBreakerState
 
-__all__ = ["BreakerStatus", "DaemonStatus", "QueueStatus", "ResourceStatus"]
+__all__ = ["BreakerStatus", "DaemonStatus", "QueueStatus", "RayClusterStatus", "ResourceStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,19 @@ class QueueStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RayClusterStatus:
+    """The Ray cluster of a daemon run with `--executor ray`, as it sees it."""
+
+    address: str
+    """As given to `--ray-address`."""
+    connected: bool
+    """Exec tasks are refused (UNAVAILABLE) while it is not."""
+    unavailable_reason: str = ""
+    nodes: int = 0
+    """Alive nodes, as last seen."""
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonStatus:
     """A daemon at one moment."""
 
@@ -49,6 +62,10 @@ class DaemonStatus:
     jobs_finished: int
     resources: tuple[ResourceStatus, ...] = ()
     queues: tuple[QueueStatus, ...] = ()
+    executor: str = "local"
+    """Where exec tasks run: "local" or "ray" (`--executor`)."""
+    ray: RayClusterStatus | None = None
+    """With the Ray executor: its cluster (the resources are then the cluster's)."""
 
 
 @dataclass(frozen=True, slots=True)

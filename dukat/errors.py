@@ -192,7 +192,8 @@ class TaskTimeoutError(DukatError, TimeoutError):
 
 class TaskInterruptedError(DukatError):
     """An attempt was lost through no fault of the task: its worker left or went silent, the
-    daemon restarted or stopped its runner. Any runner may raise it (a remote node lost, ...).
+    daemon restarted or stopped its runner, a Ray node running it was lost ("node_lost") or the
+    daemon lost its Ray cluster ("cluster_lost"). Any runner may raise it.
 
     Not a failure: the engine runs the task again at once, without spending its retry
     policy's attempts, up to its `max_interruptions`. `cause` names what took the attempt,
@@ -200,7 +201,15 @@ class TaskInterruptedError(DukatError):
     it for people ("worker 'w1' left").
     """
 
-    CAUSES = ("daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other")
+    CAUSES = (
+        "daemon_restart",
+        "daemon_stopping",
+        "worker_lost",
+        "executor_stopped",
+        "node_lost",
+        "cluster_lost",
+        "other",
+    )
 
     def __init__(self, message: str, *, cause: str = "other") -> None:
         self.cause = cause

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import shlex
@@ -62,7 +63,8 @@ from dukatd.daemon_service import DaemonService, status_of
 from dukatd.drain import drain
 from dukatd.exec_groups import GroupLedger
 from dukatd.exec_process import LEADERS
-from dukatd.exec_runner import ExecOptions, ExecRunner
+from dukatd.exec_runner import ExecOptions
+from dukatd.executor import ExecExecutor, build_exec_executor
 from dukatd.journal import JOURNAL_FILE, Journal, JournalError
 from dukatd.lock import (
     LockError,
@@ -74,9 +76,11 @@ from dukatd.lock import (
 )
 from dukatd.metrics import DaemonMetrics, MetricsServer, start_metrics_server
 from dukatd.metrics_journal import JournalMetrics
+from dukatd.metrics_ray import RayMetrics
 from dukatd.metrics_work import WorkMetrics
 from dukatd.notify import Notifier
 from dukatd.orphans import OrphanReaper
+from dukatd.ray_executor import RayExecutor
 from dukatd.recovery import decode_result, encode_result, recover, recover_breakers
 from dukatd.scheduler_service import SchedulerService, page_bytes_for, result_budget_for
 from dukatd.server import create_server
@@ -88,6 +92,8 @@ _log = logging.getLogger("dukatd")
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
+RAY_JOB_FILE = "ray-job"
+"""File in the state dir keeping the Ray job of the daemon's last bridge (dukatd.ray_executor)."""
 LEDGER_DIR = "exec-groups"
 """Directory in the state dir where the exec runner records live task process groups."""
 
@@ -107,7 +113,7 @@ class Daemon:
         self.ledger: GroupLedger | None = None
         self.journal: Journal | None = None
         self.scheduler: Scheduler | None = None
-        self.exec_runner: ExecRunner | None = None
+        self.exec_runner: ExecExecutor | None = None
         self.service: SchedulerService | None = None
         self.work_hub: WorkerHub | None = None
         self.metrics: DaemonMetrics | None = None
@@ -181,6 +187,11 @@ class Daemon:
         config = self.config
         _log.info("dukatd %s, pid %d", dukat.__version__, os.getpid())
         self.check_ports()
+        if config.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise StartError(
+                "--executor ray needs Ray in dukatd's environment: pip install 'dukat[ray]' "
+                "(the same Ray and Python versions as the cluster's nodes)"
+            )
         warn_of_client_pings(config)
         open_exec = config.open_exec_address
         if open_exec is not None:  # only with --insecure
@@ -192,6 +203,16 @@ class Daemon:
         self.scheduler, self.exec_runner = build_scheduler(
             config, ledger=self.ledger, journal=self.journal
         )
+        ray = self.ray_executor
+        if ray is not None:  # before recovery: restored tasks are checked against its pool
+            _log.info("connecting to the Ray cluster at %s", ray.address)
+            if not await ray.start():
+                _log.warning(
+                    "the Ray cluster at %s is unavailable (%s): serving anyway; exec tasks "
+                    "are refused (UNAVAILABLE) until it is back, those accepted before wait",
+                    ray.address,
+                    ray.why_unavailable,
+                )
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         # With a journal, no worker gets an attempt before its RUNNING state is on disk.
         self.work_hub = WorkerHub(
@@ -214,6 +235,7 @@ class Daemon:
             # RESOURCE_EXHAUSTED.
             result_budget=result_budget_for(config.max_message_bytes),
             page_bytes=page_bytes_for(config.max_message_bytes),
+            check_job=ray.check_job if ray is not None else None,
         )
         interceptors: list[grpc.aio.ServerInterceptor] = []
         # Only /metrics reads the registry: with it off, no listener or interceptor pays its
@@ -226,6 +248,8 @@ class Daemon:
             # The hub reports the count; it knows nothing of prometheus (metrics subscribe).
             self.work_hub.add_listener(self.metrics.workers_connected.set)
             self.metrics.registry.register(WorkMetrics(self.work_hub))
+            if ray is not None:
+                self.metrics.registry.register(RayMetrics(ray))
             # Metrics outermost: they count the calls the token check refuses too.
             interceptors.append(self.metrics.grpc)
         if self.auth is not None:
@@ -273,6 +297,11 @@ class Daemon:
         self.notifier.ready(f"serving on {', '.join(config.listen)}; exec {exec_state}")
         self.watchdog = self.notifier.start_watchdog()
 
+    @property
+    def ray_executor(self) -> RayExecutor | None:
+        """The exec executor when it is Ray's (`--executor ray`)."""
+        return self.exec_runner if isinstance(self.exec_runner, RayExecutor) else None
+
     def status(self) -> DaemonStatus:
         """What `dukat status` shows (DaemonService.GetStatus)."""
         assert self.scheduler is not None and self.work_hub is not None
@@ -284,6 +313,7 @@ class Daemon:
             state_dir=None if config.ephemeral else str(config.state_dir),
             allow_exec=config.allow_exec,
             workers=self.work_hub.sessions,
+            ray=None if self.ray_executor is None else self.ray_executor.status(),
         )
 
     def recover(self) -> dict[str, str]:
@@ -349,7 +379,15 @@ class Daemon:
             _log.info("SIGHUP: reloaded %d breaker(s)", len(fresh.breakers))
             changed = [
                 option
-                for option in ("listen", "allow_exec", "max_concurrency", "resources", "ephemeral")
+                for option in (
+                    "listen",
+                    "allow_exec",
+                    "max_concurrency",
+                    "resources",
+                    "ephemeral",
+                    "executor",
+                    "ray_address",
+                )
                 if getattr(fresh, option) != getattr(self.config, option)
             ]
             if changed:
@@ -405,8 +443,9 @@ class Daemon:
 
 def build_scheduler(
     config: Config, *, ledger: GroupLedger | None = None, journal: Journal | None = None
-) -> tuple[Scheduler, ExecRunner | None]:
-    """The daemon's one scheduler, with the exec runner when exec is allowed.
+) -> tuple[Scheduler, ExecExecutor | None]:
+    """The daemon's one scheduler, with the exec executor when exec is allowed (`--executor`:
+    this host's subprocesses, or a Ray cluster's, whose `start` is then the caller's).
 
     With a `journal`, watchers see only what it has written (`hold_events`), and no task
     process starts before its RUNNING state is written (a crash must not take back an
@@ -414,24 +453,10 @@ def build_scheduler(
     breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
     for name, settings in config.breakers.items():  # the file may pass the cap
         breakers.configure(name, settings, within_limit=False)
-    exec_runner = None
-    runners: dict[type, object] = {}
-    if config.allow_exec:
-        options = ExecOptions(
-            kill_grace=config.kill_grace,
-            # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
-            tail_bytes=max(1, config.output_tail_bytes),
-        )
-        before_spawn = journal.settled if journal is not None else None
-        exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)
-        runners[ExecAction] = exec_runner
-    else:  # Submit refuses exec tasks; these are ones accepted while exec was on, restored
-        runners[ExecAction] = Unrunnable(ValidationError(EXEC_OFF))
     scheduler = Scheduler(
         max_concurrency=config.max_concurrency,
         resources=ResourcePool(dict(config.resources)),
         breakers=breakers,
-        runners=runners,  # type: ignore[arg-type]
         max_tasks_per_job=config.max_tasks_per_job,
         max_tasks=config.max_tasks,
         event_log_length=config.event_log_length,
@@ -439,6 +464,30 @@ def build_scheduler(
         finished_job_ttl=config.finished_job_ttl,
         hold_events=journal is not None,
     )
+    exec_runner = None
+    if config.allow_exec:
+        options = ExecOptions(
+            kill_grace=config.kill_grace,
+            # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
+            tail_bytes=max(1, config.output_tail_bytes),
+        )
+        exec_runner = build_exec_executor(
+            config.executor,
+            options,
+            scheduler,
+            ledger=ledger,
+            before_spawn=journal.settled if journal is not None else None,
+            ray={
+                "job_file": None if config.ephemeral else config.state_dir / RAY_JOB_FILE,
+                "address": config.ray_address,
+                "pinned": config.resources,
+                "refresh_interval": config.ray_refresh_interval,
+                "connect_timeout": config.ray_connect_timeout,
+            },
+        )
+        scheduler.add_runner(ExecAction, exec_runner)
+    else:  # Submit refuses exec tasks; these are ones accepted while exec was on, restored
+        scheduler.add_runner(ExecAction, Unrunnable(ValidationError(EXEC_OFF)))
     return scheduler, exec_runner
 
 
@@ -474,7 +523,12 @@ def log_start_up(config: Config) -> None:
         _log.info("ephemeral (--ephemeral): jobs are kept in memory only, none outlives dukatd")
     else:
         _log.info("state directory %s (the journal, %s)", config.state_dir, JOURNAL_FILE)
-    if config.allow_exec:
+    if config.allow_exec and config.executor == "ray":
+        _log.info(
+            "exec tasks on (--allow-exec), run on the Ray cluster at %s (--executor ray)",
+            config.ray_address,
+        )
+    elif config.allow_exec:
         _log.info("exec tasks on (--allow-exec): they run as this daemon's user")
     else:
         _log.info("exec tasks off: they are refused (start dukatd with --allow-exec to run them)")

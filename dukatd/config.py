@@ -43,6 +43,7 @@ from dukatd.options import (
     BY_ENV,
     BY_FIELD,
     EPILOG,
+    EXECUTORS,
     LOG_LEVELS,
     MIB,
     OPTIONS,
@@ -132,6 +133,14 @@ class Config:
     """Keep jobs in memory only: no journal, nothing survives a restart."""
     allow_exec: bool = False
     """Accept exec tasks (run argv as a subprocess of the daemon, as its user)."""
+    executor: str = "local"
+    """Where exec tasks run: 'local' (this host) or 'ray' (a Ray cluster's nodes)."""
+    ray_address: str = "auto"
+    """The Ray cluster of the 'ray' executor: auto, HOST:PORT, ray://HOST:PORT or local."""
+    ray_refresh_interval: float = 10.0
+    """Seconds between two looks at the Ray cluster's nodes and resources."""
+    ray_connect_timeout: float = 30.0
+    """Seconds connecting to the Ray cluster may take (and start-up waits for it)."""
     max_concurrency: int = field(default_factory=default_max_concurrency)
     """Tasks running at once across every job."""
     resources: Mapping[str, float] = field(default_factory=dict)
@@ -349,6 +358,8 @@ def _validate(config: Config) -> None:
         "keepalive_min_client_interval": 0.0,
         "shutdown_grace": 0.0,
         "kill_grace": 0.0,
+        "ray_refresh_interval": 0.001,
+        "ray_connect_timeout": 0.001,
     }
     for option, least in durations.items():
         value = getattr(config, option)
@@ -381,6 +392,16 @@ def _validate(config: Config) -> None:
             fail("breakers", f"{name!r} must be a CircuitBreakerConfig, not {settings!r}")
     put("breakers", MappingProxyType(breakers))
 
+    if config.executor not in EXECUTORS:
+        fail("executor", f"must be one of {', '.join(EXECUTORS)}, not {config.executor!r}")
+    if config.executor == "ray" and not config.allow_exec:
+        fail("executor", f"'ray' runs exec tasks, which are off: give {_flag('allow_exec')} too")
+    if not isinstance(config.ray_address, str) or not config.ray_address.strip():
+        fail(
+            "ray_address",
+            f"must be auto, local, HOST:PORT or ray://HOST:PORT, not {config.ray_address!r}",
+        )
+    put("ray_address", config.ray_address.strip())
     if config.journal_sync not in ("full", "normal"):
         fail("journal_sync", f"must be 'full' or 'normal', not {config.journal_sync!r}")
     level = config.log_level.upper() if isinstance(config.log_level, str) else config.log_level

@@ -15,7 +15,7 @@ import grpc
 import dukat
 from dukat import convert
 from dukat.core.scheduler import Scheduler
-from dukat.daemon_status import DaemonStatus, QueueStatus, ResourceStatus
+from dukat.daemon_status import DaemonStatus, QueueStatus, RayClusterStatus, ResourceStatus
 from dukat.v1 import daemon_pb2, daemon_pb2_grpc
 from dukatd.status import rpc_errors
 from dukatd.work_session import WorkerSession
@@ -44,8 +44,10 @@ def status_of(
     state_dir: str | None = None,
     allow_exec: bool = False,
     workers: Iterable[WorkerSession] = (),
+    ray: RayClusterStatus | None = None,
 ) -> DaemonStatus:
-    """The status of a daemon serving `scheduler` (and the worker sessions `workers`)."""
+    """The status of a daemon serving `scheduler` (and the worker sessions `workers`), whose
+    exec tasks run on the Ray cluster `ray` if given, else locally."""
     live = scheduler.live_jobs
     usage = scheduler.resources.usage()
     return DaemonStatus(
@@ -62,6 +64,8 @@ def status_of(
             ResourceStatus(name, usage[name].capacity, usage[name].used) for name in sorted(usage)
         ),
         queues=queues_of(workers),
+        executor="local" if ray is None else "ray",
+        ray=ray,
     )
 
 

@@ -82,6 +82,7 @@ __all__ = [
     "ExecResult",
     "ExecRunner",
     "default_base_env",
+    "describe_spawn_error",
 ]
 
 BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -211,7 +212,9 @@ class ExecRunner:
                 drain_timeout=options.drain_timeout,
             )
         except (OSError, ValueError) as error:
-            raise TaskProcessError(action.argv[0], spawn_error=_describe(error)) from None
+            raise TaskProcessError(
+                action.argv[0], spawn_error=describe_spawn_error(error)
+            ) from None
         pgid = child.pid
         self._live[pgid] = child
         ledger = self._ledger
@@ -270,7 +273,7 @@ class ExecRunner:
         return f"<ExecRunner live:{len(self._live)}{state}>"
 
 
-def _describe(error: BaseException) -> str:
+def describe_spawn_error(error: BaseException) -> str:
     """An OSError as 'No such file or directory: '/nope'' (the file may be the cwd)."""
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}: {error.filename!r}" if error.filename else error.strerror

@@ -37,7 +37,8 @@ The metrics (labels in braces):
     dukat_task_retries_total{kind}                attempts that failed and will be retried
     dukat_task_interruptions_total{reason}        attempts interrupted (not failed), by cause:
                                                   daemon_restart | daemon_stopping |
-                                                  worker_lost | executor_stopped | other
+                                                  worker_lost | executor_stopped |
+                                                  node_lost | cluster_lost | other
     dukat_task_duration_seconds{kind}             histogram, one attempt (RUNNING -> its end)
     dukat_task_queue_wait_seconds{kind}           histogram, READY -> RUNNING
     dukat_tasks_running, dukat_tasks_ready        gauges

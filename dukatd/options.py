@@ -27,6 +27,7 @@ __all__ = [
     "BY_ENV",
     "BY_FIELD",
     "EPILOG",
+    "EXECUTORS",
     "LOG_LEVELS",
     "MIB",
     "OPTIONS",
@@ -38,6 +39,7 @@ __all__ = [
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXECUTORS = ("local", "ray")
 BUILTIN_NAMES = ", ".join(t.value for t in BUILTIN_RESOURCES)
 
 
@@ -286,6 +288,49 @@ OPTIONS: tuple[Option, ...] = (
         from_toml=_toml_bool,
     ),
     Option(
+        field="executor",
+        flag="--executor",
+        env="DUKATD_EXECUTOR",
+        help="where exec tasks run: 'local' (subprocesses of the daemon, on this host) or "
+        "'ray' (on the nodes of the Ray cluster at --ray-address, which needs --allow-exec and "
+        "pip install 'dukat[ray]'; see docs/scale-out.md). Default: local",
+        metavar="NAME",
+        from_text=str,
+        from_toml=_toml_str,
+    ),
+    Option(
+        field="ray_address",
+        flag="--ray-address",
+        env="DUKATD_RAY_ADDRESS",
+        help="the Ray cluster of --executor ray: 'auto' (the one running on this host, or "
+        "$RAY_ADDRESS), HOST:PORT of its head, ray://HOST:PORT (Ray Client), or 'local' "
+        "(start a Ray of its own on this host, to try things out). Default: auto",
+        metavar="ADDRESS",
+        from_text=str,
+        from_toml=_toml_str,
+    ),
+    Option(
+        field="ray_refresh_interval",
+        flag="--ray-refresh-interval",
+        env="DUKATD_RAY_REFRESH_INTERVAL",
+        help="how often the Ray cluster's nodes are looked at: the resource pool's capacities "
+        "follow its totals. Default: 10s",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
+        field="ray_connect_timeout",
+        flag="--ray-connect-timeout",
+        env="DUKATD_RAY_CONNECT_TIMEOUT",
+        help="how long connecting to the Ray cluster may take; at start, dukatd waits that "
+        "long for it before serving (then serves anyway, and exec tasks wait for the "
+        "cluster). Default: 30s",
+        metavar="DURATION",
+        from_text=_text_duration,
+        from_toml=_toml_duration,
+    ),
+    Option(
         field="max_concurrency",
         flag="--max-concurrency",
         env="DUKATD_MAX_CONCURRENCY",
@@ -301,7 +346,8 @@ OPTIONS: tuple[Option, ...] = (
         help=f"capacity of a resource, NAME=CAPACITY (repeat for several; the variable takes a "
         f"comma-separated list). Built-in names {BUILTIN_NAMES} default to 1.0 (the whole "
         f"host); any other name makes a custom resource (capacity 4 = at most 4 at once). "
-        f"Default: the built-ins only",
+        f"With --executor ray the cluster's resources follow its totals in Ray's units, and "
+        f"this pins one (docs/scale-out.md). Default: the built-ins only",
         metavar="NAME=CAPACITY",
         repeatable=True,
         from_text=_text_resources,

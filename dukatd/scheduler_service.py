@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -74,6 +74,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         page_bytes: int = DEFAULT_PAGE_BYTES,
         journal: Journal | None = None,
         request_ids: dict[str, str] | None = None,
+        check_job: Callable[[JobSpec], None] | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
         `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
@@ -91,9 +92,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         `journal`: when given, Submit and Cancel answer once what they did is on disk, and
         GetJob and ListJobs once what they show is (`dukatd.journal`); the scheduler must
         hold events for it. `request_ids`: those of the jobs recovered from it.
+        `check_job`: a check of the executor's on each job submitted, before the scheduler's
+        (the Ray executor's: is its cluster there, does each exec task fit one of its nodes);
+        it raises a `ValidationError` or a `Refusal`.
         """
         self.scheduler = scheduler
         self.allow_exec = allow_exec
+        self.check_job = check_job
         self.watch_batch = watch_batch
         self.max_watchers = max_watchers
         self.max_watchers_per_client = max_watchers_per_client
@@ -143,6 +148,11 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             _refuse_exec(wire)
         if spec is None:
             spec = convert.job_spec_from_proto(wire, path="job")
+        if self.check_job is not None:
+            try:
+                self.check_job(spec)
+            except ValidationError as error:
+                raise convert.at_path(error, "job") from None
         try:
             # Nothing is journaled before it fits.
             prepared = self.scheduler.prepare(spec, rerun_of=rerun_of)

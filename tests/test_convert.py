@@ -394,7 +394,9 @@ def test_an_action_without_a_wire_form_is_refused() -> None:
 
 
 def test_a_daemon_status_round_trips() -> None:
-    from dukat.daemon_status import DaemonStatus, QueueStatus, ResourceStatus
+    import dataclasses
+
+    from dukat.daemon_status import DaemonStatus, QueueStatus, RayClusterStatus, ResourceStatus
 
     status = DaemonStatus(
         version="1.2.3",
@@ -410,3 +412,8 @@ def test_a_daemon_status_round_trips() -> None:
         queues=(QueueStatus("q", 2, 8),),
     )
     assert convert.daemon_status_from_proto(convert.daemon_status_to_proto(status)) == status
+    assert status.executor == "local" and status.ray is None
+    on_ray = dataclasses.replace(
+        status, executor="ray", ray=RayClusterStatus("auto", False, "not connected yet", 3)
+    )
+    assert convert.daemon_status_from_proto(convert.daemon_status_to_proto(on_ray)) == on_ray

@@ -136,6 +136,14 @@ def status_table(
     facts.add_row("listening", ", ".join(daemon.listen))
     facts.add_row("state", daemon.state_dir or "none (ephemeral)")
     facts.add_row("exec", "allowed" if daemon.allow_exec else "refused")
+    if daemon.ray is not None:
+        ray = daemon.ray
+        state = (
+            f"connected, {ray.nodes} node{'s' if ray.nodes != 1 else ''}"
+            if ray.connected
+            else f"unavailable ({ray.unavailable_reason})"
+        )
+        facts.add_row("executor", f"ray at {ray.address}: {state}")
     facts.add_row("tasks", f"{daemon.tasks_running} running of {daemon.max_concurrency}")
     facts.add_row("jobs", f"{daemon.jobs_live} live, {daemon.jobs_finished} finished held")
     parts: list[RenderableType] = [facts]

@@ -282,4 +282,5 @@ def _outcome(status: TaskStatus) -> TaskResult:
         status.started_at,
         status.finished_at,
         status.error,
+        status.interruptions,
     )

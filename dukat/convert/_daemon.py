@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dukat.convert._breakers import breaker_config_from_proto
 from dukat.convert._tables import BREAKER_STATES, seconds, seconds_of, timestamp
-from dukat.daemon_status import BreakerStatus, DaemonStatus, QueueStatus, ResourceStatus
+from dukat.daemon_status import (
+    BreakerStatus,
+    DaemonStatus,
+    QueueStatus,
+    RayClusterStatus,
+    ResourceStatus,
+)
 from dukat.v1 import breaker_pb2, daemon_pb2
 
 
@@ -27,6 +33,17 @@ def daemon_status_to_proto(status: DaemonStatus) -> daemon_pb2.DaemonStatus:
             daemon_pb2.QueueStatus(name=q.name, workers=q.workers, slots=q.slots)
             for q in status.queues
         ],
+        executor=status.executor,
+        ray=None if status.ray is None else _ray_to_proto(status.ray),
+    )
+
+
+def _ray_to_proto(ray: RayClusterStatus) -> daemon_pb2.RayClusterStatus:
+    return daemon_pb2.RayClusterStatus(
+        address=ray.address,
+        connected=ray.connected,
+        unavailable_reason=ray.unavailable_reason,
+        nodes=ray.nodes,
     )
 
 
@@ -43,6 +60,17 @@ def daemon_status_from_proto(message: daemon_pb2.DaemonStatus) -> DaemonStatus:
         jobs_finished=message.jobs_finished,
         resources=tuple(ResourceStatus(r.name, r.capacity, r.used) for r in message.resources),
         queues=tuple(QueueStatus(q.name, q.workers, q.slots) for q in message.queues),
+        executor=message.executor or "local",
+        ray=(
+            RayClusterStatus(
+                message.ray.address,
+                message.ray.connected,
+                message.ray.unavailable_reason,
+                message.ray.nodes,
+            )
+            if message.HasField("ray")
+            else None
+        ),
     )
 
 

@@ -232,6 +232,26 @@ class ResourcePool:
         self._notify()
         return {key: amount / MILLI for key, amount in held.items()}
 
+    def set_capacity(self, resource: ResourceType | str, capacity: float) -> None:
+        """Change the capacity of a resource, or add one (a cluster that grew or shrank).
+
+        What tasks hold stays theirs: after a shrink below it, nothing more of the resource
+        is granted until enough has been given back, so the pool is never over-allocated
+        by a new grant. Queued requests that no longer fit wait for it to grow again (they
+        were valid when accepted); `check` refuses new ones that cannot fit. A growth grants
+        the waiters that fit now.
+        """
+        key = resource.value if isinstance(resource, ResourceType) else str(resource)
+        if key == ResourceType.CUSTOM.value or not key:
+            raise ValidationError(f"a custom resource needs a name, not {resource!r}")
+        milli = 0 if capacity == 0 else _to_milli(capacity, key)
+        if self._capacity.get(key) == milli:
+            return
+        self._capacity[key] = milli
+        self._used.setdefault(key, 0)
+        self._grant_waiters()
+        self._notify()
+
     # -- looking ----------------------------------------------------------------------------
 
     def usage(self) -> dict[str, ResourceUsage]:

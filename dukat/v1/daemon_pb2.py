@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64ukat/v1/daemon.proto\x12\x08\x64ukat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\";\n\x11GetStatusResponse\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.dukat.v1.DaemonStatus\"\xb4\x02\n\x0c\x44\x61\x65monStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06listen\x18\x03 \x03(\t\x12\x11\n\tstate_dir\x18\x04 \x01(\t\x12\x12\n\nallow_exec\x18\x05 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\x05\x12\x15\n\rtasks_running\x18\x07 \x01(\x05\x12\x11\n\tjobs_live\x18\x08 \x01(\x05\x12\x15\n\rjobs_finished\x18\t \x01(\x05\x12+\n\tresources\x18\n \x03(\x0b\x32\x18.dukat.v1.ResourceStatus\x12%\n\x06queues\x18\x0b \x03(\x0b\x32\x15.dukat.v1.QueueStatus\">\n\x0eResourceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x01\x12\x0c\n\x04used\x18\x03 \x01(\x01\";\n\x0bQueueStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x01(\x05\x32U\n\rDaemonService\x12\x44\n\tGetStatus\x12\x1a.dukat.v1.GetStatusRequest\x1a\x1b.dukat.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64ukat/v1/daemon.proto\x12\x08\x64ukat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\";\n\x11GetStatusResponse\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.dukat.v1.DaemonStatus\"\xef\x02\n\x0c\x44\x61\x65monStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06listen\x18\x03 \x03(\t\x12\x11\n\tstate_dir\x18\x04 \x01(\t\x12\x12\n\nallow_exec\x18\x05 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\x05\x12\x15\n\rtasks_running\x18\x07 \x01(\x05\x12\x11\n\tjobs_live\x18\x08 \x01(\x05\x12\x15\n\rjobs_finished\x18\t \x01(\x05\x12+\n\tresources\x18\n \x03(\x0b\x32\x18.dukat.v1.ResourceStatus\x12%\n\x06queues\x18\x0b \x03(\x0b\x32\x15.dukat.v1.QueueStatus\x12\x10\n\x08\x65xecutor\x18\x0c \x01(\t\x12\'\n\x03ray\x18\r \x01(\x0b\x32\x1a.dukat.v1.RayClusterStatus\"a\n\x10RayClusterStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x03 \x01(\t\x12\r\n\x05nodes\x18\x04 \x01(\x05\">\n\x0eResourceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x01\x12\x0c\n\x04used\x18\x03 \x01(\x01\";\n\x0bQueueStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x01(\x05\x32U\n\rDaemonService\x12\x44\n\tGetStatus\x12\x1a.dukat.v1.GetStatusRequest\x1a\x1b.dukat.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSRESPONSE']._serialized_start=88
   _globals['_GETSTATUSRESPONSE']._serialized_end=147
   _globals['_DAEMONSTATUS']._serialized_start=150
-  _globals['_DAEMONSTATUS']._serialized_end=458
-  _globals['_RESOURCESTATUS']._serialized_start=460
-  _globals['_RESOURCESTATUS']._serialized_end=522
-  _globals['_QUEUESTATUS']._serialized_start=524
-  _globals['_QUEUESTATUS']._serialized_end=583
-  _globals['_DAEMONSERVICE']._serialized_start=585
-  _globals['_DAEMONSERVICE']._serialized_end=670
+  _globals['_DAEMONSTATUS']._serialized_end=517
+  _globals['_RAYCLUSTERSTATUS']._serialized_start=519
+  _globals['_RAYCLUSTERSTATUS']._serialized_end=616
+  _globals['_RESOURCESTATUS']._serialized_start=618
+  _globals['_RESOURCESTATUS']._serialized_end=680
+  _globals['_QUEUESTATUS']._serialized_start=682
+  _globals['_QUEUESTATUS']._serialized_end=741
+  _globals['_DAEMONSERVICE']._serialized_start=743
+  _globals['_DAEMONSERVICE']._serialized_end=828
 # @@protoc_insertion_point(module_scope)

@@ -79,6 +79,8 @@ class DaemonStatus(_message.Message):
     JOBS_FINISHED_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     QUEUES_FIELD_NUMBER: _builtins.int
+    EXECUTOR_FIELD_NUMBER: _builtins.int
+    RAY_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """The daemon's version (the dukat package's)."""
     state_dir: _builtins.str
@@ -93,6 +95,10 @@ class DaemonStatus(_message.Message):
     """Jobs held that have not finished."""
     jobs_finished: _builtins.int
     """Finished jobs held for GetJob, Watch and ListJobs."""
+    executor: _builtins.str
+    """Where exec tasks run (--executor): "local", subprocesses of the daemon on its host, or
+    "ray", the nodes of a Ray cluster. Empty from a daemon older than the field: "local".
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
         """When the daemon started serving."""
@@ -109,6 +115,12 @@ class DaemonStatus(_message.Message):
     def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueStatus]:
         """Every queue that a connected worker serves, sorted by name."""
 
+    @_builtins.property
+    def ray(self) -> Global___RayClusterStatus:
+        """With the Ray executor, its cluster as the daemon sees it; unset otherwise. The
+        resources above are then the cluster's, in Ray's units.
+        """
+
     def __init__(
         self,
         *,
@@ -123,14 +135,50 @@ class DaemonStatus(_message.Message):
         jobs_finished: _builtins.int = ...,
         resources: _abc.Iterable[Global___ResourceStatus] | None = ...,
         queues: _abc.Iterable[Global___QueueStatus] | None = ...,
+        executor: _builtins.str = ...,
+        ray: Global___RayClusterStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ray", b"ray", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_exec", b"allow_exec", "jobs_finished", b"jobs_finished", "jobs_live", b"jobs_live", "listen", b"listen", "max_concurrency", b"max_concurrency", "queues", b"queues", "resources", b"resources", "started_at", b"started_at", "state_dir", b"state_dir", "tasks_running", b"tasks_running", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_exec", b"allow_exec", "executor", b"executor", "jobs_finished", b"jobs_finished", "jobs_live", b"jobs_live", "listen", b"listen", "max_concurrency", b"max_concurrency", "queues", b"queues", "ray", b"ray", "resources", b"resources", "started_at", b"started_at", "state_dir", b"state_dir", "tasks_running", b"tasks_running", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DaemonStatus: _TypeAlias = DaemonStatus  # noqa: Y015
+
+@_typing.final
+class RayClusterStatus(_message.Message):
+    """The Ray cluster of a daemon run with --executor ray."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """The cluster's address as given (--ray-address)."""
+    connected: _builtins.bool
+    """Whether the daemon is connected to it now: exec tasks are refused (UNAVAILABLE) while not."""
+    unavailable_reason: _builtins.str
+    """Why it is not connected; empty while it is."""
+    nodes: _builtins.int
+    """The cluster's alive nodes, as last seen."""
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        connected: _builtins.bool = ...,
+        unavailable_reason: _builtins.str = ...,
+        nodes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected", b"connected", "nodes", b"nodes", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RayClusterStatus: _TypeAlias = RayClusterStatus  # noqa: Y015
 
 @_typing.final
 class ResourceStatus(_message.Message):

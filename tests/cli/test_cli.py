@@ -424,6 +424,26 @@ async def test_status_breakers_and_breaker_reset(dukat: Dukat) -> None:
     assert missing.code == 1 and missing.err.startswith("dukat: not found:")
 
 
+def test_status_says_where_exec_tasks_run_on_a_ray_cluster() -> None:
+    from rich.console import Console
+
+    from dukat.cli._tables import status_table
+    from dukat.daemon_status import DaemonStatus, RayClusterStatus
+
+    def shown(ray: RayClusterStatus) -> str:
+        daemon = DaemonStatus("1", 0.0, ("unix:/d.sock",), None, True, 64, 0, 0, 0, ray=ray)
+        console = Console(width=120, record=True)
+        with console.capture() as captured:
+            console.print(status_table(daemon, [], now=1.0))
+        return captured.get()
+
+    assert "executor   ray at auto: connected, 3 nodes" in shown(
+        RayClusterStatus("auto", True, nodes=3)
+    )
+    down = shown(RayClusterStatus("10.0.0.1:6379", False, "the Ray bridge exited"))
+    assert "executor   ray at 10.0.0.1:6379: unavailable (the Ray bridge exited)" in down
+
+
 async def test_an_unreachable_daemon_is_one_line_and_exit_1(dukat: Dukat, tmp_path: Path) -> None:
     address = f"unix:{tmp_path}/none.sock"
     done = await dukat("--address", address, "--connect-timeout", "100ms", "jobs")

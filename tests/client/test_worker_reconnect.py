@@ -151,9 +151,11 @@ async def test_a_worker_served_job_goes_on_across_a_restart_of_its_daemon(
         async with dukat.connect(second.address) as watcher:
             job = await asyncio.wait_for(watcher.job(handle.job_id).wait(), 30)
             events = [event async for event in watcher.job(handle.job_id).events()]
+            results = await watcher.job(handle.job_id).results()
         assert job.state is JobState.SUCCEEDED, job
         held = job.task("held")
         assert (held.attempts, held.interruptions) == (2, 1)
+        assert (results["held"].attempts, results["held"].interruptions) == (2, 1)
         assert [event.sequence for event in events] == list(range(1, len(events) + 1))
         interrupted = [
             event

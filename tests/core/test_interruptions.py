@@ -85,6 +85,8 @@ async def test_an_interrupted_task_runs_again_at_once_without_spending_its_one_a
         "daemon_stopping": 0,
         "worker_lost": 1,
         "executor_stopped": 0,
+        "node_lost": 0,
+        "cluster_lost": 0,
         "other": 0,
     }
 
@@ -221,6 +223,8 @@ async def test_interruptions_are_counted_by_cause_and_unknown_causes_as_other(ma
         "daemon_stopping": 0,
         "worker_lost": 0,
         "executor_stopped": 1,
+        "node_lost": 0,
+        "cluster_lost": 0,
         "other": 2,
     }
 

@@ -692,3 +692,53 @@ def test_random_take_and_give_keeps_usage_exact_and_within_capacity(steps):
         assert usage["cpu"].used == used[0] / 1000
         assert usage["memory"].used == used[1] / 1000
         assert usage["cpu"].used <= usage["cpu"].capacity
+
+
+# -- capacities that change (a Ray cluster that grows and shrinks) ----------------------------
+
+
+async def test_a_growing_capacity_grants_the_waiters_that_fit_now():
+    pool = ResourcePool({"cpu": 2})
+    assert pool.try_allocate("a", cpu(2)) is not None
+    waiting = pool.reserve("b", cpu(1))
+    pool.set_capacity("cpu", 3)
+    assert waiting.done() and waiting.result() == {"cpu": 1.0}
+    assert pool.usage()["cpu"] == ResourceUsage(3.0, 3.0)
+
+
+async def test_a_shrink_keeps_what_is_held_and_grants_nothing_until_it_fits_again():
+    pool = ResourcePool({"cpu": 4})
+    assert pool.try_allocate("a", cpu(3)) is not None
+    pool.set_capacity("cpu", 2)  # a node left: held stays held, above the new capacity
+    assert pool.usage()["cpu"] == ResourceUsage(3.0, 2.0)
+    waiting = pool.reserve("b", cpu(1))
+    await settle()
+    assert not waiting.done()  # never over-allocated by a new grant
+    pool.release_nowait("a")
+    assert waiting.result() == {"cpu": 1.0}
+
+
+async def test_a_waiter_bigger_than_a_shrunk_capacity_waits_for_it_to_grow_again():
+    pool = ResourcePool({"gpu": 2})
+    assert pool.try_allocate("a", [ResourceRequirement(ResourceType.GPU, 1)]) is not None
+    waiting = pool.reserve("b", [ResourceRequirement(ResourceType.GPU, 2)])
+    pool.set_capacity("gpu", 1)
+    pool.release_nowait("a")
+    await settle()
+    assert not waiting.done()  # accepted when it fitted: it waits, it is not dropped
+    with pytest.raises(ValidationError, match="capacity is 1"):  # a new one is refused
+        pool.check([ResourceRequirement(ResourceType.GPU, 2)])
+    pool.set_capacity("gpu", 2)
+    assert waiting.result() == {"gpu": 2.0}
+
+
+def test_set_capacity_adds_a_resource_and_tells_the_listeners():
+    pool = ResourcePool()
+    seen: list[float] = []
+    pool.add_listener(lambda p: seen.append(p.capacities.get("alpha", -1)))
+    pool.set_capacity("alpha", 2)
+    pool.set_capacity("alpha", 2)  # no change, no news
+    pool.set_capacity("alpha", 0)
+    assert seen == [2.0, 0.0]
+    with pytest.raises(ValidationError, match="must be positive"):
+        pool.set_capacity("alpha", -1)

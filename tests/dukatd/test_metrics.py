@@ -209,7 +209,15 @@ async def test_jobs_tasks_histograms_and_grpc_counters(daemon):
 
 async def test_interruptions_are_counted_by_reason_and_are_no_retries(daemon):
     m = await scrape(daemon.http)
-    reasons = {"daemon_restart", "daemon_stopping", "worker_lost", "executor_stopped", "other"}
+    reasons = {
+        "daemon_restart",
+        "daemon_stopping",
+        "worker_lost",
+        "executor_stopped",
+        "node_lost",
+        "cluster_lost",
+        "other",
+    }
     assert {
         s.labels["reason"] for s in m.samples if s.name == "dukat_task_interruptions_total"
     } == reasons

@@ -132,7 +132,13 @@ type DaemonStatus struct {
 	// Every resource of the pool, sorted by name.
 	Resources []*ResourceStatus `protobuf:"bytes,10,rep,name=resources,proto3" json:"resources,omitempty"`
 	// Every queue that a connected worker serves, sorted by name.
-	Queues        []*QueueStatus `protobuf:"bytes,11,rep,name=queues,proto3" json:"queues,omitempty"`
+	Queues []*QueueStatus `protobuf:"bytes,11,rep,name=queues,proto3" json:"queues,omitempty"`
+	// Where exec tasks run (--executor): "local", subprocesses of the daemon on its host, or
+	// "ray", the nodes of a Ray cluster. Empty from a daemon older than the field: "local".
+	Executor string `protobuf:"bytes,12,opt,name=executor,proto3" json:"executor,omitempty"`
+	// With the Ray executor, its cluster as the daemon sees it; unset otherwise. The
+	// resources above are then the cluster's, in Ray's units.
+	Ray           *RayClusterStatus `protobuf:"bytes,13,opt,name=ray,proto3" json:"ray,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,6 +250,93 @@ func (x *DaemonStatus) GetQueues() []*QueueStatus {
 	return nil
 }
 
+func (x *DaemonStatus) GetExecutor() string {
+	if x != nil {
+		return x.Executor
+	}
+	return ""
+}
+
+func (x *DaemonStatus) GetRay() *RayClusterStatus {
+	if x != nil {
+		return x.Ray
+	}
+	return nil
+}
+
+// The Ray cluster of a daemon run with --executor ray.
+type RayClusterStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster's address as given (--ray-address).
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// Whether the daemon is connected to it now: exec tasks are refused (UNAVAILABLE) while not.
+	Connected bool `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	// Why it is not connected; empty while it is.
+	UnavailableReason string `protobuf:"bytes,3,opt,name=unavailable_reason,json=unavailableReason,proto3" json:"unavailable_reason,omitempty"`
+	// The cluster's alive nodes, as last seen.
+	Nodes         int32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RayClusterStatus) Reset() {
+	*x = RayClusterStatus{}
+	mi := &file_dukat_v1_daemon_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RayClusterStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RayClusterStatus) ProtoMessage() {}
+
+func (x *RayClusterStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_dukat_v1_daemon_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RayClusterStatus.ProtoReflect.Descriptor instead.
+func (*RayClusterStatus) Descriptor() ([]byte, []int) {
+	return file_dukat_v1_daemon_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RayClusterStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RayClusterStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *RayClusterStatus) GetUnavailableReason() string {
+	if x != nil {
+		return x.UnavailableReason
+	}
+	return ""
+}
+
+func (x *RayClusterStatus) GetNodes() int32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
 // One resource of the daemon's pool.
 type ResourceStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -259,7 +352,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_dukat_v1_daemon_proto_msgTypes[3]
+	mi := &file_dukat_v1_daemon_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +364,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_daemon_proto_msgTypes[3]
+	mi := &file_dukat_v1_daemon_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +377,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_daemon_proto_rawDescGZIP(), []int{3}
+	return file_dukat_v1_daemon_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -323,7 +416,7 @@ type QueueStatus struct {
 
 func (x *QueueStatus) Reset() {
 	*x = QueueStatus{}
-	mi := &file_dukat_v1_daemon_proto_msgTypes[4]
+	mi := &file_dukat_v1_daemon_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +428,7 @@ func (x *QueueStatus) String() string {
 func (*QueueStatus) ProtoMessage() {}
 
 func (x *QueueStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dukat_v1_daemon_proto_msgTypes[4]
+	mi := &file_dukat_v1_daemon_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +441,7 @@ func (x *QueueStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatus.ProtoReflect.Descriptor instead.
 func (*QueueStatus) Descriptor() ([]byte, []int) {
-	return file_dukat_v1_daemon_proto_rawDescGZIP(), []int{4}
+	return file_dukat_v1_daemon_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QueueStatus) GetName() string {
@@ -379,7 +472,7 @@ const file_dukat_v1_daemon_proto_rawDesc = "" +
 	"\x15dukat/v1/daemon.proto\x12\bdukat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10GetStatusRequest\"C\n" +
 	"\x11GetStatusResponse\x12.\n" +
-	"\x06status\x18\x01 \x01(\v2\x16.dukat.v1.DaemonStatusR\x06status\"\xae\x03\n" +
+	"\x06status\x18\x01 \x01(\v2\x16.dukat.v1.DaemonStatusR\x06status\"\xf8\x03\n" +
 	"\fDaemonStatus\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
@@ -394,7 +487,14 @@ const file_dukat_v1_daemon_proto_rawDesc = "" +
 	"\rjobs_finished\x18\t \x01(\x05R\fjobsFinished\x126\n" +
 	"\tresources\x18\n" +
 	" \x03(\v2\x18.dukat.v1.ResourceStatusR\tresources\x12-\n" +
-	"\x06queues\x18\v \x03(\v2\x15.dukat.v1.QueueStatusR\x06queues\"T\n" +
+	"\x06queues\x18\v \x03(\v2\x15.dukat.v1.QueueStatusR\x06queues\x12\x1a\n" +
+	"\bexecutor\x18\f \x01(\tR\bexecutor\x12,\n" +
+	"\x03ray\x18\r \x01(\v2\x1a.dukat.v1.RayClusterStatusR\x03ray\"\x8f\x01\n" +
+	"\x10RayClusterStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12-\n" +
+	"\x12unavailable_reason\x18\x03 \x01(\tR\x11unavailableReason\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\x05R\x05nodes\"T\n" +
 	"\x0eResourceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x01R\bcapacity\x12\x12\n" +
@@ -419,27 +519,29 @@ func file_dukat_v1_daemon_proto_rawDescGZIP() []byte {
 	return file_dukat_v1_daemon_proto_rawDescData
 }
 
-var file_dukat_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_dukat_v1_daemon_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_dukat_v1_daemon_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: dukat.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: dukat.v1.GetStatusResponse
 	(*DaemonStatus)(nil),          // 2: dukat.v1.DaemonStatus
-	(*ResourceStatus)(nil),        // 3: dukat.v1.ResourceStatus
-	(*QueueStatus)(nil),           // 4: dukat.v1.QueueStatus
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*RayClusterStatus)(nil),      // 3: dukat.v1.RayClusterStatus
+	(*ResourceStatus)(nil),        // 4: dukat.v1.ResourceStatus
+	(*QueueStatus)(nil),           // 5: dukat.v1.QueueStatus
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_dukat_v1_daemon_proto_depIdxs = []int32{
 	2, // 0: dukat.v1.GetStatusResponse.status:type_name -> dukat.v1.DaemonStatus
-	5, // 1: dukat.v1.DaemonStatus.started_at:type_name -> google.protobuf.Timestamp
-	3, // 2: dukat.v1.DaemonStatus.resources:type_name -> dukat.v1.ResourceStatus
-	4, // 3: dukat.v1.DaemonStatus.queues:type_name -> dukat.v1.QueueStatus
-	0, // 4: dukat.v1.DaemonService.GetStatus:input_type -> dukat.v1.GetStatusRequest
-	1, // 5: dukat.v1.DaemonService.GetStatus:output_type -> dukat.v1.GetStatusResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 1: dukat.v1.DaemonStatus.started_at:type_name -> google.protobuf.Timestamp
+	4, // 2: dukat.v1.DaemonStatus.resources:type_name -> dukat.v1.ResourceStatus
+	5, // 3: dukat.v1.DaemonStatus.queues:type_name -> dukat.v1.QueueStatus
+	3, // 4: dukat.v1.DaemonStatus.ray:type_name -> dukat.v1.RayClusterStatus
+	0, // 5: dukat.v1.DaemonService.GetStatus:input_type -> dukat.v1.GetStatusRequest
+	1, // 6: dukat.v1.DaemonService.GetStatus:output_type -> dukat.v1.GetStatusResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_dukat_v1_daemon_proto_init() }
@@ -453,7 +555,7 @@ func file_dukat_v1_daemon_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dukat_v1_daemon_proto_rawDesc), len(file_dukat_v1_daemon_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

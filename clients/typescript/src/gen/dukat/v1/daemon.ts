@@ -65,6 +65,28 @@ export interface DaemonStatus {
   resources: ResourceStatus[];
   /** Every queue that a connected worker serves, sorted by name. */
   queues: QueueStatus[];
+  /**
+   * Where exec tasks run (--executor): "local", subprocesses of the daemon on its host, or
+   * "ray", the nodes of a Ray cluster. Empty from a daemon older than the field: "local".
+   */
+  executor: string;
+  /**
+   * With the Ray executor, its cluster as the daemon sees it; unset otherwise. The
+   * resources above are then the cluster's, in Ray's units.
+   */
+  ray: RayClusterStatus | undefined;
+}
+
+/** The Ray cluster of a daemon run with --executor ray. */
+export interface RayClusterStatus {
+  /** The cluster's address as given (--ray-address). */
+  address: string;
+  /** Whether the daemon is connected to it now: exec tasks are refused (UNAVAILABLE) while not. */
+  connected: boolean;
+  /** Why it is not connected; empty while it is. */
+  unavailableReason: string;
+  /** The cluster's alive nodes, as last seen. */
+  nodes: number;
 }
 
 /** One resource of the daemon's pool. */
@@ -221,6 +243,8 @@ function createBaseDaemonStatus(): DaemonStatus {
     jobsFinished: 0,
     resources: [],
     queues: [],
+    executor: "",
+    ray: undefined,
   };
 }
 
@@ -258,6 +282,12 @@ export const DaemonStatus: MessageFns<DaemonStatus> = {
     }
     for (const v of message.queues) {
       QueueStatus.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.executor !== "") {
+      writer.uint32(98).string(message.executor);
+    }
+    if (message.ray !== undefined) {
+      RayClusterStatus.encode(message.ray, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -363,6 +393,22 @@ export const DaemonStatus: MessageFns<DaemonStatus> = {
             message.queues.push(QueueStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.executor = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.ray = RayClusterStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -420,6 +466,8 @@ export const DaemonStatus: MessageFns<DaemonStatus> = {
       queues: globalThis.Array.isArray(object?.queues)
         ? object.queues.map((e: any) => QueueStatus.fromJSON(e))
         : [],
+      executor: isSet(object.executor) ? globalThis.String(object.executor) : "",
+      ray: isSet(object.ray) ? RayClusterStatus.fromJSON(object.ray) : undefined,
     };
   },
 
@@ -458,6 +506,12 @@ export const DaemonStatus: MessageFns<DaemonStatus> = {
     if (message.queues?.length) {
       obj.queues = message.queues.map((e) => QueueStatus.toJSON(e));
     }
+    if (message.executor !== "") {
+      obj.executor = message.executor;
+    }
+    if (message.ray !== undefined) {
+      obj.ray = RayClusterStatus.toJSON(message.ray);
+    }
     return obj;
   },
 
@@ -477,6 +531,131 @@ export const DaemonStatus: MessageFns<DaemonStatus> = {
     message.jobsFinished = object.jobsFinished ?? 0;
     message.resources = object.resources?.map((e) => ResourceStatus.fromPartial(e)) || [];
     message.queues = object.queues?.map((e) => QueueStatus.fromPartial(e)) || [];
+    message.executor = object.executor ?? "";
+    message.ray = (object.ray !== undefined && object.ray !== null)
+      ? RayClusterStatus.fromPartial(object.ray)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRayClusterStatus(): RayClusterStatus {
+  return { address: "", connected: false, unavailableReason: "", nodes: 0 };
+}
+
+export const RayClusterStatus: MessageFns<RayClusterStatus> = {
+  encode(message: RayClusterStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.connected !== false) {
+      writer.uint32(16).bool(message.connected);
+    }
+    if (message.unavailableReason !== "") {
+      writer.uint32(26).string(message.unavailableReason);
+    }
+    if (message.nodes !== 0) {
+      writer.uint32(32).int32(message.nodes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RayClusterStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRayClusterStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.unavailableReason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nodes = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RayClusterStatus {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false,
+      unavailableReason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : "",
+      nodes: isSet(object.nodes) ? globalThis.Number(object.nodes) : 0,
+    };
+  },
+
+  toJSON(message: RayClusterStatus): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.connected !== false) {
+      obj.connected = message.connected;
+    }
+    if (message.unavailableReason !== "") {
+      obj.unavailableReason = message.unavailableReason;
+    }
+    if (message.nodes !== 0) {
+      obj.nodes = Math.round(message.nodes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RayClusterStatus>, I>>(base?: I): RayClusterStatus {
+    return RayClusterStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RayClusterStatus>, I>>(object: I): RayClusterStatus {
+    const message = createBaseRayClusterStatus();
+    message.address = object.address ?? "";
+    message.connected = object.connected ?? false;
+    message.unavailableReason = object.unavailableReason ?? "";
+    message.nodes = object.nodes ?? 0;
     return message;
   },
 };
