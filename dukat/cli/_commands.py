@@ -31,8 +31,7 @@ from dukat.cli._follow import (
 )
 from dukat.cli._jobfile import JobFileError, engine_problems, parse_job_file
 from dukat.cli._tables import breakers_table, job_table, jobs_table, status_table
-from dukat.client import Client, JobHandle, Reconnect
-from dukat.client._connection import check_address
+from dukat.client import Client, JobHandle, Reconnect, check_address
 from dukat.core.events import Snapshot, TaskOutput, TaskStateChanged
 from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
