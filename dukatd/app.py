@@ -53,7 +53,7 @@ from dukat.core.resources import ResourcePool
 from dukat.core.runners import Unrunnable
 from dukat.core.scheduler import Scheduler
 from dukat.daemon_status import DaemonStatus
-from dukat.errors import DukatError, ValidationError
+from dukat.errors import StartError, ValidationError
 from dukatd.address import TcpAddress, UnixAddress, probe_tcp
 from dukatd.auth import BearerTokenAuth
 from dukatd.breaker_service import MAX_BREAKERS, BreakerService
@@ -90,10 +90,6 @@ EXIT_OK = 0
 EXIT_START_FAILED = 1
 LEDGER_DIR = "exec-groups"
 """Directory in the state dir where the exec runner records live task process groups."""
-
-
-class StartError(DukatError):
-    """The daemon cannot start with this configuration; the message says why and what to do."""
 
 
 class Daemon:

@@ -36,7 +36,7 @@ import dukat
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import ResourceType
 from dukat.defaults import default_address, first_absolute
-from dukat.errors import FieldViolation, ValidationError
+from dukat.errors import ConfigError
 from dukatd.address import ListenAddress, TcpAddress, UnixAddress, parse_address, parse_tcp_address
 from dukatd.options import (
     BUILTIN_NAMES,
@@ -64,16 +64,6 @@ __all__ = [
 
 _GRPC_MAX_MESSAGE = 2**31 - 1  # grpc keeps message lengths in a signed 32-bit int
 _RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-
-
-class ConfigError(ValidationError):
-    """An option has a bad value; `.option` is the Config field, `.source` where it was given."""
-
-    def __init__(self, problem: str, *, option: str, source: str | None = None) -> None:
-        self.option = option
-        self.source = source or option
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}", violations=[FieldViolation(option, problem)])
 
 
 # -- defaults that depend on the environment ------------------------------------------------

@@ -20,7 +20,7 @@ from dukat import convert
 from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import BUILTIN_RESOURCES
 from dukat.defaults import parse_duration
-from dukat.errors import ValidationError
+from dukat.errors import BadValue, ValidationError
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -39,10 +39,6 @@ __all__ = [
 MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 BUILTIN_NAMES = ", ".join(t.value for t in BUILTIN_RESOURCES)
-
-
-class BadValue(ValueError):
-    """A value that cannot be converted; the message says why, the caller says where."""
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged, TaskWa
 from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import PreparedJob, Scheduler
 from dukat.core.spec import JobSpec
-from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
+from dukat.errors import CapacityError, FieldViolation, NotFoundError, Refused, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
 from dukatd.job_pages import fill_page, page_bytes_for, page_start, page_token
 from dukatd.journal import Journal, JournalWriteError
-from dukatd.status import Refusal, rpc_errors
+from dukatd.status import rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
@@ -149,7 +149,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
         except CapacityError as error:
-            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, _over_max_tasks(error)) from None
+            raise Refused("RESOURCE_EXHAUSTED", _over_max_tasks(error)) from None
         try:
             if self.journal is not None:
                 await self._make_durable(request_id, wire, prepared)
@@ -158,8 +158,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             self.request_ids.add(request_id, prepared.job_id)
             job_id = self.scheduler.start(prepared)
         except RuntimeError:  # closed by the drain while the journal was writing
-            raise Refusal(
-                grpc.StatusCode.UNAVAILABLE,
+            raise Refused(
+                "UNAVAILABLE",
                 "dukatd is shutting down; the job is kept and runs when it is back (Submit "
                 "again with the same request_id to get its id)",
             ) from None
@@ -213,8 +213,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             ) from None
         state = self.scheduler.job_state(job_id)
         if not state.is_terminal:
-            raise Refusal(
-                grpc.StatusCode.FAILED_PRECONDITION,
+            raise Refused(
+                "FAILED_PRECONDITION",
                 f"rerun_of: job {job_id!r} is still {state.value}; cancel it or wait for it to "
                 "end, then rerun it",
             )
@@ -267,15 +267,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     @contextlib.contextmanager
     def _watcher(self, client: str) -> Iterator[None]:
         if self.watchers >= self.max_watchers:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise Refused(
+                "RESOURCE_EXHAUSTED",
                 f"{self.watchers} watch streams are open, the daemon's limit "
                 "(--max-watch-streams); close one first, or poll GetJob",
             )
         held = self._watchers_of.get(client, 0)
         if held >= self.max_watchers_per_client:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise Refused(
+                "RESOURCE_EXHAUSTED",
                 f"this client has {held} watch streams open, the daemon's limit per client "
                 "(--max-watch-streams-per-client); close one first, or poll GetJob",
             )
@@ -362,8 +362,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> None:
         hub = self.work_hub
         if hub is None:
-            raise Refusal(
-                grpc.StatusCode.UNIMPLEMENTED,
+            raise Refused(
+                "UNIMPLEMENTED",
                 "this daemon does not serve workers: it has no dispatch runner",
             )
         with self.streams.track(context):
@@ -372,13 +372,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             if first is None:
                 return  # closed before saying anything: nothing to serve
             if isinstance(first, Undecodable):
-                raise Refusal(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                raise Refused(
+                    "INVALID_ARGUMENT",
                     f"the request is not a valid {first.message_name}: {first.reason}",
                 )
             if first.WhichOneof("kind") != "hello":
-                raise Refusal(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                raise Refused(
+                    "FAILED_PRECONDITION",
                     "the first WorkRequest must be a hello (queues, max_in_flight)",
                 )
             session = hub.connect(first.hello)
@@ -406,8 +406,8 @@ def client_of(context: grpc.aio.ServicerContext) -> str:
 def _refuse_exec(job: job_pb2.JobSpec) -> None:
     for index, task in enumerate(job.tasks):
         if task.WhichOneof("action") == "exec":
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise Refused(
+                "PERMISSION_DENIED",
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
@@ -422,8 +422,8 @@ def _over_max_tasks(error: CapacityError) -> str:
 def _refuse_if_frozen(journal: Journal) -> None:
     """The drain has stopped the journal: what is asked now would not survive the restart."""
     if journal.frozen:
-        raise Refusal(
-            grpc.StatusCode.UNAVAILABLE,
+        raise Refused(
+            "UNAVAILABLE",
             "dukatd is shutting down and records nothing more; ask again once it is back",
         )
 
@@ -437,8 +437,9 @@ async def _durable(journal: Journal, consequence: str, *, accepted: str = "") ->
         if accepted:
             journal.check_accepted(accepted)
     except JournalWriteError as error:
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
-        raise Refusal(code, f"{error}; {consequence}") from None
+        raise Refused(
+            "RESOURCE_EXHAUSTED" if error.full else "UNAVAILABLE", f"{error}; {consequence}"
+        ) from None
 
 
 def _require_job_id(job_id: str) -> None:
