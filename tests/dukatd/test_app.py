@@ -16,7 +16,7 @@ from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState
 from dukat.errors import DaemonNotFoundError, UnauthenticatedError
-from dukatd import app
+from dukatd import daemon as daemon_module
 from dukatd.app import EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
 from dukatd.metrics import DaemonMetrics
@@ -176,13 +176,13 @@ async def test_with_metrics_off_nothing_listens_for_them_and_the_daemon_works(
     short_tmp: Path, metrics_listen: str | None, monkeypatch
 ):
     server_options: dict[str, object] = {}
-    create_server = app.create_server
+    create_server = daemon_module.create_server
 
     async def recording_create_server(*args: object, **options: object) -> grpc.aio.Server:
         server_options.update(options)
         return await create_server(*args, **options)
 
-    monkeypatch.setattr(app, "create_server", recording_create_server)
+    monkeypatch.setattr(daemon_module, "create_server", recording_create_server)
     config = config_for(short_tmp, metrics_listen=metrics_listen)
     async with served(config) as daemon:
         if metrics_listen is None:

@@ -1,0 +1,64 @@
+"""The daemon's one scheduler, built from its configuration: the breakers it names, the
+runners of the actions it serves (exec, when allowed), the resource pool and the limits."""
+
+from __future__ import annotations
+
+from dukat.actions import ExecAction
+from dukat.core.breaker import BreakerRegistry
+from dukat.core.resources import ResourcePool
+from dukat.core.runners import Unrunnable
+from dukat.core.scheduler import Scheduler
+from dukat.errors import ValidationError
+from dukatd.breaker_service import MAX_BREAKERS
+from dukatd.config import Config
+from dukatd.exec_groups import GroupLedger
+from dukatd.exec_runner import ExecOptions, ExecRunner
+from dukatd.journal import Journal
+
+__all__ = ["EXEC_OFF", "build_scheduler"]
+
+
+def build_scheduler(
+    config: Config, *, ledger: GroupLedger | None = None, journal: Journal | None = None
+) -> tuple[Scheduler, ExecRunner | None]:
+    """The daemon's one scheduler, with the exec runner when exec is allowed.
+
+    With a `journal`, watchers see only what it has written (`hold_events`), and no task
+    process starts before its RUNNING state is written (a crash must not take back an
+    attempt that ran)."""
+    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
+    for name, settings in config.breakers.items():  # the file may pass the cap
+        breakers.configure(name, settings, within_limit=False)
+    exec_runner = None
+    runners: dict[type, object] = {}
+    if config.allow_exec:
+        options = ExecOptions(
+            kill_grace=config.kill_grace,
+            # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
+            tail_bytes=max(1, config.output_tail_bytes),
+        )
+        before_spawn = journal.settled if journal is not None else None
+        exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)
+        runners[ExecAction] = exec_runner
+    else:  # Submit refuses exec tasks; these are ones accepted while exec was on, restored
+        runners[ExecAction] = Unrunnable(ValidationError(EXEC_OFF))
+    scheduler = Scheduler(
+        max_concurrency=config.max_concurrency,
+        resources=ResourcePool(dict(config.resources)),
+        breakers=breakers,
+        runners=runners,  # type: ignore[arg-type]
+        max_tasks_per_job=config.max_tasks_per_job,
+        max_tasks=config.max_tasks,
+        event_log_length=config.event_log_length,
+        retain_finished_jobs=config.retain_finished_jobs,
+        finished_job_ttl=config.finished_job_ttl,
+        hold_events=journal is not None,
+    )
+    return scheduler, exec_runner
+
+
+EXEC_OFF = (
+    "exec tasks are off on this daemon; restart it with --allow-exec, then run the job again "
+    "with `dukat rerun JOB`"
+)
+"""Why an exec task accepted while exec was on fails on a daemon restarted without it."""
