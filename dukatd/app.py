@@ -38,6 +38,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from dukat.core.clock import Clock
 from dukat.errors import ConfigError, LockError, StartError
 from dukatd.build import build_scheduler
 from dukatd.config import Config
@@ -61,6 +62,7 @@ async def serve(
     install_signal_handlers: bool = True,
     ready: Callable[[Daemon], object] | None = None,
     reload_config: Callable[[], Config] | None = None,
+    clock: Clock | None = None,
 ) -> int:
     """Run the daemon in the running loop until it is stopped; the exit status.
 
@@ -70,7 +72,7 @@ async def serve(
     is called once it serves.
     """
     notifier = Notifier.from_environ(unset=True)
-    daemon = Daemon(config, notifier)
+    daemon = Daemon(config, notifier, clock)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     if install_signal_handlers:
@@ -113,6 +115,7 @@ def run(
     ready: Callable[[Daemon], object] | None = None,
     reload_config: Callable[[], Config] | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    clock: Clock | None = None,
 ) -> int:
     """`serve` in a loop of its own (from `loop_factory`, e.g. `uvloop.new_event_loop`)."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -122,5 +125,6 @@ def run(
                 install_signal_handlers=install_signal_handlers,
                 ready=ready,
                 reload_config=reload_config,
+                clock=clock,
             )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dukat.actions import ExecAction
 from dukat.core.breaker import BreakerRegistry
+from dukat.core.clock import Clock, SystemClock
 from dukat.core.resources import ResourcePool
 from dukat.core.runners import Unrunnable
 from dukat.core.scheduler import Scheduler
@@ -19,14 +20,22 @@ __all__ = ["EXEC_OFF", "build_scheduler"]
 
 
 def build_scheduler(
-    config: Config, *, ledger: GroupLedger | None = None, journal: Journal | None = None
+    config: Config,
+    *,
+    ledger: GroupLedger | None = None,
+    journal: Journal | None = None,
+    clock: Clock | None = None,
 ) -> tuple[Scheduler, ExecRunner | None]:
     """The daemon's one scheduler, with the exec runner when exec is allowed.
 
     With a `journal`, watchers see only what it has written (`hold_events`), and no task
     process starts before its RUNNING state is written (a crash must not take back an
-    attempt that ran)."""
-    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS)
+    attempt that ran). `clock`: the daemon's one clock (default: the system's), which the
+    breakers and the scheduler both read: breaker timeouts, task timeouts and backoff, the
+    retention of finished jobs, and the work hub's heartbeats (the hub takes the
+    scheduler's)."""
+    clock = clock if clock is not None else SystemClock()
+    breakers = BreakerRegistry(max_breakers=MAX_BREAKERS, clock=clock)
     for name, settings in config.breakers.items():  # the file may pass the cap
         breakers.configure(name, settings, within_limit=False)
     exec_runner = None
@@ -53,6 +62,7 @@ def build_scheduler(
         retain_finished_jobs=config.retain_finished_jobs,
         finished_job_ttl=config.finished_job_ttl,
         hold_events=journal is not None,
+        clock=clock,
     )
     return scheduler, exec_runner
 

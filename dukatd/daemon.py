@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health
 
 import dukat
+from dukat.core.clock import Clock, SystemClock
 from dukat.core.scheduler import Scheduler
 from dukat.daemon_status import DaemonStatus
 from dukat.errors import ConfigError, JournalError, StartError
@@ -62,7 +62,9 @@ LEDGER_DIR = "exec-groups"
 class Daemon:
     """One daemon: what `serve` built, and the handle that stops it (`stop`)."""
 
-    def __init__(self, config: Config, notifier: Notifier) -> None:
+    def __init__(self, config: Config, notifier: Notifier, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        """What the daemon times on: its breakers, its scheduler and its work hub."""
         self.config = config
         self.notifier = notifier
         self.state_lock: LockFile | None = None
@@ -80,7 +82,7 @@ class Daemon:
         self.server: grpc.aio.Server | None = None
         self.watchdog: asyncio.Task[None] | None = None
         self.reaper: OrphanReaper | None = None
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self.stop_requested = asyncio.Event()
         self.fast = asyncio.Event()
         """Set by a second stop (a second SIGTERM or Ctrl-C): the drain skips its waits."""
@@ -153,7 +155,7 @@ class Daemon:
                 open_exec,
             )
         self.scheduler, self.exec_runner = build_scheduler(
-            config, ledger=self.ledger, journal=self.journal
+            config, ledger=self.ledger, journal=self.journal, clock=self.clock
         )
         # Dispatch tasks wait READY until a worker serving their queue takes them over Work.
         # With a journal, no worker gets an attempt before its RUNNING state is on disk.
@@ -211,7 +213,7 @@ class Daemon:
                 interceptors=interceptors,
             )
             await self.server.start()
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         for address in config.listen:
             _log.info("listening on %s", address)
         metrics_address = config.metrics_address

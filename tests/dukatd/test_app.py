@@ -12,10 +12,11 @@ from prometheus_client import Gauge
 
 import dukat
 from dukat.actions import DispatchAction, ExecAction
-from dukat.core.breaker import CircuitBreakerConfig
+from dukat.core.breaker import CircuitBreakerConfig, CircuitBreakerState
+from dukat.core.clock import ManualClock
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState
-from dukat.errors import DaemonNotFoundError, UnauthenticatedError
+from dukat.errors import DaemonNotFoundError, NotFoundError, UnauthenticatedError
 from dukatd import daemon as daemon_module
 from dukatd.app import EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
@@ -155,6 +156,54 @@ async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: boo
         assert exec_runner.options.kill_grace == 0.25
         assert scheduler._runners[ExecAction] is exec_runner
     await scheduler.close()
+
+
+async def test_build_scheduler_gives_its_breakers_and_the_scheduler_the_clock_it_is_given(
+    short_tmp: Path,
+):
+    clock = ManualClock()
+    db = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=30)
+    scheduler, _ = build_scheduler(config_for(short_tmp, breakers={"db": db}), clock=clock)
+    assert scheduler.clock is clock
+    breaker = scheduler.breakers.get("db")
+    breaker.failure()
+    assert (breaker.state, breaker.retry_after) == (CircuitBreakerState.OPEN, 30)
+    await clock.advance(30)
+    assert (breaker.state, breaker.retry_after) == (CircuitBreakerState.HALF_OPEN, 0)
+    await scheduler.close()
+
+
+async def test_the_daemon_times_everything_of_its_own_on_the_one_clock_it_is_given(
+    short_tmp: Path,
+):
+    """Its breakers (those of the file and those clients make), the retention of finished
+    jobs (--finished-job-ttl), workers' heartbeats and when it started: all on `serve`'s
+    clock."""
+    clock = ManualClock()
+    db = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=60)
+    config = config_for(short_tmp, breakers={"db": db}, finished_job_ttl=60.0)
+    async with served(config, clock=clock) as daemon:
+        scheduler = daemon.scheduler
+        assert scheduler.clock is clock and daemon.work_hub.clock is clock
+        assert daemon.started_at == clock.wall()
+        opened = {}
+        for name in ("db", "made-by-a-client"):
+            breaker = scheduler.breakers.get(name)
+            while breaker.state is CircuitBreakerState.CLOSED:
+                breaker.failure()
+            opened[name] = breaker.retry_after
+        # With exec off, the task fails at once: a finished job, held for 60 s of the clock.
+        job_id = scheduler.submit(JobSpec(tasks=(TaskSpec("t", ExecAction(("true",))),)))
+        await asyncio.wait_for(scheduler.wait(job_id), 10)
+        await clock.advance(59)
+        assert scheduler.get_job(job_id).state is JobState.FAILED
+        for name, retry_after in opened.items():
+            assert scheduler.breakers.get(name).retry_after == max(0.0, retry_after - 59)
+        await clock.advance(1)
+        with pytest.raises(NotFoundError):
+            scheduler.get_job(job_id)
+        assert scheduler.breakers.get("db").state is CircuitBreakerState.HALF_OPEN
+        assert daemon.status().started_at == clock.wall() - 60
 
 
 def metrics_listeners(daemon: Daemon) -> list[object]:
