@@ -44,7 +44,7 @@ def build_scheduler(
         options = ExecOptions(
             kill_grace=config.kill_grace,
             # The runner keeps at least one byte; 0 in the config means "keep nothing useful".
-            tail_bytes=max(1, config.output_tail_bytes),
+            output_tail_bytes=max(1, config.output_tail_bytes),
         )
         before_spawn = journal.settled if journal is not None else None
         exec_runner = ExecRunner(options, ledger=ledger, before_spawn=before_spawn)

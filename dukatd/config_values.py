@@ -188,7 +188,7 @@ class Config:
             self.max_message_bytes,
             keepalive_time=self.keepalive_time,
             keepalive_timeout=self.keepalive_timeout,
-            min_client_ping_interval=self.keepalive_min_client_interval,
+            keepalive_min_client_interval=self.keepalive_min_client_interval,
         )
 
     def read_token(self) -> str | None:

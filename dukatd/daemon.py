@@ -126,7 +126,7 @@ class Daemon:
                     decode_result=decode_result,
                     sync=config.journal_sync,
                     max_bytes=config.journal_max_bytes or None,
-                    event_tail=config.event_log_length,
+                    event_log_length=config.event_log_length,
                 )
             except JournalError as error:
                 raise StartError(str(error)) from None
@@ -170,8 +170,8 @@ class Daemon:
         self.service = SchedulerService(
             self.scheduler,
             allow_exec=config.allow_exec,
-            max_watchers=config.max_watch_streams,
-            max_watchers_per_client=config.max_watch_streams_per_client,
+            max_watch_streams=config.max_watch_streams,
+            max_watch_streams_per_client=config.max_watch_streams_per_client,
             work_hub=self.work_hub,
             journal=self.journal,
             request_ids=request_ids,
@@ -208,7 +208,7 @@ class Daemon:
                 max_message_bytes=config.max_message_bytes,
                 keepalive_time=config.keepalive_time,
                 keepalive_timeout=config.keepalive_timeout,
-                min_client_ping_interval=config.keepalive_min_client_interval,
+                keepalive_min_client_interval=config.keepalive_min_client_interval,
                 credentials=tls_credentials(config),
                 interceptors=interceptors,
             )

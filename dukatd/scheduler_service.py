@@ -70,8 +70,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         *,
         allow_exec: bool = False,
         watch_batch: int = 500,
-        max_watchers: int = 1_000,
-        max_watchers_per_client: int = 100,
+        max_watch_streams: int = 1_000,
+        max_watch_streams_per_client: int = 100,
         watch_all_capacity: int = 100_000,
         default_page_size: int = 100,
         max_page_size: int = 1_000,
@@ -82,8 +82,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         request_ids: dict[str, str] | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
-        `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
-        `max_watchers_per_client`: likewise for one client's (`client_of`), so that one
+        `max_watch_streams`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
+        `max_watch_streams_per_client`: likewise for one client's (`client_of`), so that one
         client cannot take every stream from the others.
         `watch_all_capacity`: events of all jobs held for watchers of every job (see
         `dukatd.event_ring`); the default takes the burst of a 100,000-task Submit (one
@@ -101,8 +101,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.scheduler = scheduler
         self.allow_exec = allow_exec
         self.watch_batch = watch_batch
-        self.max_watchers = max_watchers
-        self.max_watchers_per_client = max_watchers_per_client
+        self.max_watch_streams = max_watch_streams
+        self.max_watch_streams_per_client = max_watch_streams_per_client
         self.watchers = 0
         self._watchers_of: dict[str, int] = {}  # client -> its open Watch streams (> 0)
         self.ring = EventRing(scheduler, watch_all_capacity, source=journal)
@@ -272,14 +272,14 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @contextlib.contextmanager
     def _watcher(self, client: str) -> Iterator[None]:
-        if self.watchers >= self.max_watchers:
+        if self.watchers >= self.max_watch_streams:
             raise Refused(
                 "RESOURCE_EXHAUSTED",
                 f"{self.watchers} watch streams are open, the daemon's limit "
                 "(--max-watch-streams); close one first, or poll GetJob",
             )
         held = self._watchers_of.get(client, 0)
-        if held >= self.max_watchers_per_client:
+        if held >= self.max_watch_streams_per_client:
             raise Refused(
                 "RESOURCE_EXHAUSTED",
                 f"this client has {held} watch streams open, the daemon's limit per client "
