@@ -77,7 +77,7 @@ async def _open_remote_assistant(
     address: str, *, model_name: str | None, max_parallel_tasks: int
 ) -> object:
     """`get_async_assistant(address=...)`: the client's assistant, loaded on first use."""
-    from dukat.client._assistant import RemoteAssistant
+    from dukat.client import RemoteAssistant
 
     remote = RemoteAssistant(address, model_name=model_name, max_parallel_tasks=max_parallel_tasks)
     return await remote.open()

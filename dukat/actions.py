@@ -126,9 +126,9 @@ class ExecResult:
 
     exit_code: int
     stdout: bytes
-    """The last `ExecOptions.tail_bytes` the process wrote to stdout."""
+    """The last `ExecOptions.output_tail_bytes` the process wrote to stdout."""
     stderr: bytes
-    """The last `ExecOptions.tail_bytes` the process wrote to stderr."""
+    """The last `ExecOptions.output_tail_bytes` the process wrote to stderr."""
 
 
 @dataclass(frozen=True, slots=True)

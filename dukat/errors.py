@@ -4,7 +4,13 @@
      ├── ValidationError (ValueError)     bad input: a job, a task, a requirement, an option;
      │    │                               `.violations` lists (field, description) pairs and
      │    │                               `.task_id` names the offending task when there is one
-     │    └── CycleError                  the dependencies close a loop; `.cycle` is the path
+     │    ├── CycleError                  the dependencies close a loop; `.cycle` is the path
+     │    ├── ConfigError                 an option of dukatd has a bad value; `.option` is the
+     │    │                               Config field, `.source` where it was given
+     │    └── JobFileError                a job file (the command line's) cannot be run;
+     │                                    `.problems` lists every mistake found in `.source`
+     ├── BadValue (ValueError)            an option's value that cannot be converted (the caller
+     │                                    says which option, as a ConfigError)
      ├── CircuitBreakerError              a call refused by an open breaker; `.name`, `.retry_after`
      ├── CapacityError                    a job refused for want of room (the scheduler's
      │                                    `max_tasks`); `.limit`, `.capacity`, `.held`, `.requested`
@@ -30,6 +36,17 @@
      │                                    newer dukatd, unreadable): the daemon does not start
      ├── JournalWriteError                what was to be made durable could not be written to
      │                                    the journal; `.full`: for want of room
+     ├── FormatError (ValueError)         a record of dukatd's journal that it cannot read
+     ├── LockError                        dukatd cannot claim a socket or its state directory;
+     │    │                               `.path`
+     │    └── AlreadyRunningError         another dukatd holds the lock; `.pid`
+     ├── StartError                       dukatd cannot start with this configuration
+     ├── Refused                          dukatd turns a request down for a reason of its own (a
+     │                                    policy, a limit); `.code` names the gRPC status
+     ├── FellBehind                       a watcher of every job was overwritten before it read
+     │                                    (dukatd answers RESOURCE_EXHAUSTED); `.lost`
+     ├── RecordedFailure                  a failure a client reported to a breaker of dukatd
+     │                                    (Record): only its text is known
      └── DaemonError                      the daemon (over gRPC) answered with an error status;
           │                               `.code` is the status's name ("NOT_FOUND"), `.details`
           │                               its message; raised by `dukat.client` only
@@ -44,8 +61,9 @@
           └── DaemonUnavailableError        UNAVAILABLE: not reachable, or draining (after the
                                             client's own reconnects); also a ConnectionError
 
-The gRPC status code of a `DaemonError` is a plain string, so that this module (and whoever
-catches its errors) needs no grpc import; `dukat.client` holds the one code -> class table.
+The gRPC status code of a `DaemonError` or a `Refused` is a plain string, its name, so that
+this module (and whoever catches its errors) needs no grpc import; `dukat.client` holds the
+one code -> class table, `dukatd.status` the one error -> status table.
 
 A task that is SKIPPED because an upstream failed, or CANCELLED, is an outcome recorded in its
 result, not an exception: `TaskResult.state` says so and `TaskResult.message` says why.
@@ -55,12 +73,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from signal import Signals
 
 __all__ = [
+    "AlreadyRunningError",
     "AttemptStateError",
+    "BadValue",
     "CapacityError",
     "CircuitBreakerError",
+    "ConfigError",
     "CycleError",
     "DaemonError",
     "DaemonNotFoundError",
@@ -68,16 +90,23 @@ __all__ = [
     "DeadlineExceededError",
     "DukatError",
     "FailedPreconditionError",
+    "FellBehind",
     "FieldViolation",
+    "FormatError",
     "HeartbeatTimeoutError",
     "InvalidArgumentError",
+    "JobFileError",
     "JournalError",
     "JournalWriteError",
     "LimitExceededError",
+    "LockError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
+    "RecordedFailure",
+    "Refused",
     "ResourceExhaustedError",
+    "StartError",
     "TaskFailedRemotely",
     "TaskInterruptedError",
     "TaskProcessError",
@@ -141,6 +170,31 @@ class CycleError(ValidationError):
             task_id=self.cycle[0] if self.cycle else None,
             violations=[FieldViolation(field, f"dependency cycle: {path}")],
         )
+
+
+class ConfigError(ValidationError):
+    """An option of dukatd has a bad value; `.option` is the Config field, `.source` where it
+    was given (a flag, a variable, a TOML key)."""
+
+    def __init__(self, problem: str, *, option: str, source: str | None = None) -> None:
+        self.option = option
+        self.source = source or option
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}", violations=[FieldViolation(option, problem)])
+
+
+class JobFileError(ValidationError):
+    """A job file that cannot be run; `problems` lists every mistake found (each says where
+    it is in the file: `dukat.cli`'s `Problem`), `source` names the file."""
+
+    def __init__(self, source: str, problems: Sequence[object]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class BadValue(DukatError, ValueError):
+    """A value that cannot be converted; the message says why, the caller says where."""
 
 
 class CircuitBreakerError(DukatError):
@@ -353,6 +407,65 @@ class JournalWriteError(DukatError):
     def __init__(self, message: str, *, full: bool) -> None:
         super().__init__(message)
         self.full = full
+
+
+class FormatError(DukatError, ValueError):
+    """A blob of dukatd's journal this dukatd cannot read: another format, or not plain
+    values."""
+
+
+class LockError(DukatError):
+    """The daemon cannot claim a socket or directory; the message says why and what to do."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class AlreadyRunningError(LockError):
+    """Another process holds the lock at `path`; `pid` is its process id when it wrote one."""
+
+    def __init__(self, path: Path, *, pid: int | None, serving: str, hint: str) -> None:
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(
+            f"another dukatd ({holder}) already serves {serving}: it holds the lock {str(path)!r}."
+            f" Stop it first, or start this one with {hint}",
+            path=path,
+        )
+        self.pid = pid
+
+
+class StartError(DukatError):
+    """The daemon cannot start with this configuration; the message says why and what to do."""
+
+
+class Refused(DukatError):
+    """A request the daemon turns down for a reason of its own (a policy, a limit). `code` is
+    the gRPC status it answers with, by name (`"PERMISSION_DENIED"`, as
+    `grpc.StatusCode.PERMISSION_DENIED.name` spells it; `dukatd.status` maps it)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class FellBehind(DukatError):
+    """A watcher's next event was overwritten before it read it."""
+
+    def __init__(self, lost: int, capacity: int) -> None:
+        super().__init__(
+            f"this watcher fell {lost} events behind and the daemon keeps only the last "
+            f"{capacity} of all jobs; watch again (Watch with a job_id resumes a job from the "
+            "last sequence seen)"
+        )
+        self.lost = lost
+
+
+class RecordedFailure(DukatError):
+    """A failure a client reported with Record; only its text is known (kept in the reason)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # -- errors the daemon answers with (raised by dukat.client) ---------------------------------

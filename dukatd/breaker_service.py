@@ -24,10 +24,16 @@ import grpc
 
 from dukat import convert
 from dukat.core.breaker import BreakerRegistry, CircuitBreaker, CircuitBreakerConfig
-from dukat.errors import FieldViolation, NotFoundError, ValidationError
+from dukat.errors import (
+    FieldViolation,
+    NotFoundError,
+    RecordedFailure,
+    Refused,
+    ValidationError,
+)
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc
 from dukatd.journal import Journal, JournalWriteError
-from dukatd.status import Refusal, rpc_errors
+from dukatd.status import rpc_errors
 
 __all__ = ["MAX_BREAKERS", "BreakerService", "apply_breaker_config"]
 
@@ -91,8 +97,8 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
             try:
                 await self.journal.sync()
             except JournalWriteError as error:
-                raise Refusal(
-                    grpc.StatusCode.UNAVAILABLE,
+                raise Refused(
+                    "UNAVAILABLE",
                     f"{error}; the breaker is configured until the daemon restarts",
                 ) from None
         return breaker_pb2.ConfigureBreakerResponse(breaker=convert.breaker_to_proto(breaker))
@@ -141,13 +147,6 @@ class BreakerService(breaker_pb2_grpc.CircuitBreakerServiceServicer):
                 "ConfigureBreaker creates one"
             )
         return breaker
-
-
-class RecordedFailure(Exception):
-    """A failure a client reported with Record; only its text is known (kept in the reason)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _check_name(name: str) -> None:

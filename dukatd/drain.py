@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from dukatd.streams import SHUTTING_DOWN
 
 if TYPE_CHECKING:
-    from dukatd.app import Daemon
+    from dukatd.daemon import Daemon
 
 __all__ = ["drain"]
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from dukat.core.breaker import BreakerTransition
 from dukat.core.events import Event
+from dukat.errors import FellBehind
 
 if TYPE_CHECKING:
     from dukat.core.scheduler import Scheduler
@@ -42,18 +43,6 @@ class EventSource(Protocol):
     def add_listener(self, listener: Callable[[Event], None]) -> None: ...
 
     def remove_listener(self, listener: Callable[[Event], None]) -> None: ...
-
-
-class FellBehind(Exception):
-    """A watcher's next event was overwritten before it read it."""
-
-    def __init__(self, lost: int, capacity: int) -> None:
-        super().__init__(
-            f"this watcher fell {lost} events behind and the daemon keeps only the last "
-            f"{capacity} of all jobs; watch again (Watch with a job_id resumes a job from the "
-            "last sequence seen)"
-        )
-        self.lost = lost
 
 
 class EventRing:

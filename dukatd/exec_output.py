@@ -12,7 +12,7 @@ job's event log, every watcher and the daemon's memory must not pay for that. So
   is kept (only the newest one) and sent as soon as there is a token: reports supersede
   each other, so only the last one matters. Markers take tokens too, so a task never makes
   more events than the bucket allows (but for one marker per stream at the end).
-- Every byte, dropped or not, goes through the tail: the last `tail_bytes` of each stream,
+- Every byte, dropped or not, goes through the tail: the last `output_tail_bytes` of each stream,
   kept for the task's result or its error.
 
 A stdout line `::progress 0.4 message` is a progress report rather than output; one whose
@@ -129,7 +129,7 @@ class OutputPump:
         lines_per_second: float,
         burst: int,
         max_line_bytes: int,
-        tail_bytes: int,
+        output_tail_bytes: int,
         monotonic: Callable[[], float],
     ) -> None:
         self._sink = sink
@@ -140,7 +140,7 @@ class OutputPump:
         self._last_refill = monotonic()
         self._max_line = max_line_bytes
         self._splitters = (LineSplitter(max_line_bytes), LineSplitter(max_line_bytes))
-        self._tails = (_Tail(tail_bytes), _Tail(tail_bytes))
+        self._tails = (_Tail(output_tail_bytes), _Tail(output_tail_bytes))
         self._dropped = [0, 0]  # per stream, not yet told
         self._pending_progress: tuple[float, str] | None = None
 

@@ -5,7 +5,7 @@
 
 One attempt is one process, the leader of a session of its own (so also of a process group)
 with its `env`, `cwd` and `stdin`. Its stdout and stderr become output events line by line,
-bounded in line length and rate, and the last `tail_bytes` of each are kept
+bounded in line length and rate, and the last `output_tail_bytes` of each are kept
 (`dukatd.exec_output`); a stdout line `::progress 0.4 message` is a progress report. Exit 0
 is success and gives an `ExecResult`; anything else raises `TaskProcessError` (exit code or
 signal, and the tails of both streams: the failed task's evidence). A process that cannot
@@ -110,7 +110,7 @@ class ExecOptions:
     """How many lines a task may write at once before `lines_per_second` applies."""
     max_line_bytes: int = 8192
     """Longer lines are cut, with a note of how much was cut."""
-    tail_bytes: int = 64 * 1024
+    output_tail_bytes: int = 64 * 1024
     """How much of the end of each stream is kept for the result or the error."""
     drain_timeout: float = 1.0
     """After the leader exits, how long its pipes may stay open (held by an escaped process)."""
@@ -134,7 +134,7 @@ class ExecOptions:
         positive("kill_grace", self.kill_grace, zero=True)
         positive("lines_per_second", self.lines_per_second)
         positive("drain_timeout", self.drain_timeout, zero=True)
-        for name in ("line_burst", "max_line_bytes", "tail_bytes"):
+        for name in ("line_burst", "max_line_bytes", "output_tail_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValidationError(
@@ -194,7 +194,7 @@ class ExecRunner:
             lines_per_second=options.lines_per_second,
             burst=options.line_burst,
             max_line_bytes=options.max_line_bytes,
-            tail_bytes=options.tail_bytes,
+            output_tail_bytes=options.output_tail_bytes,
             monotonic=self._monotonic,
         )
         env = {**self._base_env, **action.env}

@@ -20,11 +20,19 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 
+from dukat import convert
 from dukat.core.results import JobSnapshot
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import job_pb2
 
-__all__ = ["MAX_PAGE_TOKEN", "fill_page", "page_bytes_for", "page_start", "page_token"]
+__all__ = [
+    "MAX_PAGE_TOKEN",
+    "fill_page",
+    "listed_job",
+    "page_bytes_for",
+    "page_start",
+    "page_token",
+]
 
 _VERSION = 1
 _HEAD = struct.Struct(">Bd")  # version, created_at of the page's last job
@@ -107,3 +115,8 @@ def _decode(token: str) -> tuple[float, str]:
 
 def _varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
+
+
+def listed_job(job: JobSnapshot) -> job_pb2.Job:
+    """A listed job's message: its task counts, no tasks."""
+    return convert.job_to_proto(job, with_tasks=False)

@@ -33,7 +33,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from dukat.errors import DukatError
+from dukat.errors import AlreadyRunningError, LockError
 from dukatd.private_files import open_private
 
 __all__ = [
@@ -51,27 +51,6 @@ _log = logging.getLogger("dukatd")
 STATE_LOCK_NAME = "dukatd.lock"
 # Sockets are created 0777 & ~umask: 0660 lets the owner and the group connect, nobody else.
 SOCKET_UMASK = 0o117
-
-
-class LockError(DukatError):
-    """The daemon cannot claim a socket or directory; the message says why and what to do."""
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class AlreadyRunningError(LockError):
-    """Another process holds the lock at `path`; `pid` is its process id when it wrote one."""
-
-    def __init__(self, path: Path, *, pid: int | None, serving: str, hint: str) -> None:
-        holder = f"pid {pid}" if pid is not None else "pid unknown"
-        super().__init__(
-            f"another dukatd ({holder}) already serves {serving}: it holds the lock {str(path)!r}."
-            f" Stop it first, or start this one with {hint}",
-            path=path,
-        )
-        self.pid = pid
 
 
 class LockFile:

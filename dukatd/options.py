@@ -1,26 +1,40 @@
 """The option table of `dukatd`: each option's flag, variable, help, and how its value is read.
 
 `dukatd.config` builds the argparse parser and reads the environment and the TOML file from
-this table, so an option is declared once. Readers here only convert text (a flag, a variable)
-or a TOML value to a Python value, raising `BadValue` with what is wrong; range checks and the
-name of the culprit belong to `dukatd.config`.
+this table, so an option is declared once. Its readers (`dukatd.option_values`) only convert
+text (a flag, a variable) or a TOML value to a Python value, raising `BadValue` with what is
+wrong; range checks and the name of the culprit belong to `dukatd.config_values`' `Config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import re
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dukat import convert
-from dukat.core.breaker import CircuitBreakerConfig
 from dukat.core.resources import BUILTIN_RESOURCES
-from dukat.defaults import parse_duration
-from dukat.errors import ValidationError
+from dukat.errors import BadValue
+from dukatd.option_values import (
+    MIB,
+    did_you_mean,
+    path_text,
+    text_bool,
+    text_duration,
+    text_int,
+    text_listen,
+    text_metrics,
+    text_resources,
+    text_size,
+    toml_bool,
+    toml_breakers,
+    toml_duration,
+    toml_int,
+    toml_listen,
+    toml_metrics,
+    toml_resources,
+    toml_size,
+    toml_str,
+)
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -37,14 +51,9 @@ __all__ = [
     "did_you_mean",
 ]
 
-MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXECUTORS = ("local", "ray")
 BUILTIN_NAMES = ", ".join(t.value for t in BUILTIN_RESOURCES)
-
-
-class BadValue(ValueError):
-    """A value that cannot be converted; the message says why, the caller says where."""
 
 
 @dataclass(frozen=True)
@@ -60,160 +69,6 @@ class Option:
     from_toml: Callable[[Any], Any] = str
 
 
-def _text_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise BadValue(f"expected true or false (1/0, yes/no, on/off), not {text!r}")
-
-
-def _toml_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise BadValue(f"expected true or false, not {value!r}")
-    return value
-
-
-def _text_int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise BadValue(f"expected a whole number, not {text!r}") from None
-
-
-def _toml_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadValue(f"expected a whole number, not {value!r}")
-    return value
-
-
-_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
-_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
-
-
-def _text_size(text: str) -> int:
-    match = _SIZE.fullmatch(text.strip())
-    if not match:
-        raise BadValue(
-            f"expected a size in bytes, like 65536 or 64MiB (KiB, MiB, GiB), not {text!r}"
-        )
-    return int(match[1]) * _SIZE_UNITS[match[2]]
-
-
-def _toml_size(value: object) -> int:
-    return _text_size(value) if isinstance(value, str) else _toml_int(value)
-
-
-def _text_duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise BadValue(str(error)) from None
-
-
-def _toml_duration(value: object) -> float:
-    if isinstance(value, str):
-        return _text_duration(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadValue(f"expected seconds, like 30 or '30s', not {value!r}")
-    return float(value)
-
-
-def _toml_str(value: object) -> str:
-    if not isinstance(value, str):
-        raise BadValue(f"expected a string, not {value!r}")
-    return value
-
-
-def _text_listen(text: str) -> tuple[str, ...]:
-    # One address per flag; the variable takes a comma-separated list.
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _toml_listen(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadValue(f"expected a list of addresses, like ['unix:/run/x.sock'], not {value!r}")
-    return tuple(value)
-
-
-def _text_metrics(text: str) -> str | None:
-    return None if text.strip().lower() == "off" else text
-
-
-def _toml_metrics(value: object) -> str | None:
-    return _text_metrics(_toml_str(value))
-
-
-def _text_resources(text: str) -> dict[str, float]:
-    resources: dict[str, float] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, equals, capacity = item.partition("=")
-        name = name.strip()
-        if not equals or not name:
-            raise BadValue(f"expected NAME=CAPACITY, like cpu=4 or licences=2, not {item!r}")
-        if name in resources:
-            raise BadValue(f"resource {name!r} is given twice")
-        try:
-            resources[name] = float(capacity)
-        except ValueError:
-            raise BadValue(f"capacity of {name!r} must be a number, not {capacity!r}") from None
-    return resources
-
-
-def _toml_resources(value: object) -> dict[str, float]:
-    if not isinstance(value, dict):
-        raise BadValue(f"expected a table of NAME = CAPACITY, like {{ cpu = 4 }}, not {value!r}")
-    for name, capacity in value.items():
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, float)):
-            raise BadValue(f"capacity of {name!r} must be a number, not {capacity!r}")
-    return dict(value)
-
-
-def _toml_breakers(value: object) -> dict[str, CircuitBreakerConfig]:
-    if not isinstance(value, dict):
-        raise BadValue("expected tables, like [breakers.payments] with failure_threshold = 5")
-    hints = typing.get_type_hints(CircuitBreakerConfig)
-    known = [f.name for f in dataclasses.fields(CircuitBreakerConfig)]
-    breakers: dict[str, CircuitBreakerConfig] = {}
-    for name, table in value.items():
-        if not isinstance(table, dict):
-            raise BadValue(f"breakers.{name} must be a table, not {table!r}")
-        for key, setting in table.items():
-            if key not in known:
-                raise BadValue(f"breakers.{name}: unknown key {key!r}{did_you_mean(key, known)}")
-            whole = hints[key] in (int, int | None)
-            kinds = (int,) if whole else (int, float)
-            if isinstance(setting, bool) or not isinstance(setting, kinds):
-                kind = "a whole number" if whole else "a number"
-                raise BadValue(f"breakers.{name}.{key} must be {kind}, not {setting!r}")
-        if len(name) > convert.MAX_BREAKER_NAME:
-            raise BadValue(f"a breaker's name has at most {convert.MAX_BREAKER_NAME} characters")
-        try:
-            config = CircuitBreakerConfig(**table)
-        except ValidationError as error:
-            raise BadValue(f"breakers.{name}: {error}") from None
-
-        def refuse(field: str, description: str, name: str = name) -> None:
-            key = field.rpartition(".")[2]  # the wire's name of the setting
-            raise BadValue(f"breakers.{name}.{_WIRE_KEYS.get(key, key)}: {description}")
-
-        # The same bounds as a breaker configured over the API.
-        breakers[name] = convert.breaker_config_within_bounds(config, refuse)
-    return breakers
-
-
-_WIRE_KEYS = {"timeout": "timeout_seconds"}
-
-
-def _path_text(text: str) -> str:
-    return text  # made absolute by Config
-
-
 OPTIONS: tuple[Option, ...] = (
     Option(
         field="listen",
@@ -226,8 +81,8 @@ OPTIONS: tuple[Option, ...] = (
         "/tmp/dukatd-$UID/",
         metavar="ADDR",
         repeatable=True,
-        from_text=_text_listen,
-        from_toml=_toml_listen,
+        from_text=text_listen,
+        from_toml=toml_listen,
     ),
     Option(
         field="metrics_listen",
@@ -235,8 +90,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_METRICS_LISTEN",
         help="HOST:PORT of the Prometheus /metrics endpoint, or 'off'. Default: 127.0.0.1:9464",
         metavar="HOST:PORT",
-        from_text=_text_metrics,
-        from_toml=_toml_metrics,
+        from_text=text_metrics,
+        from_toml=toml_metrics,
     ),
     Option(
         field="state_dir",
@@ -245,16 +100,16 @@ OPTIONS: tuple[Option, ...] = (
         help="directory of the journal and the state lock. Default: $STATE_DIRECTORY, else "
         "$XDG_STATE_HOME/dukatd, else ~/.local/state/dukatd",
         metavar="DIR",
-        from_text=_path_text,
-        from_toml=_toml_str,
+        from_text=path_text,
+        from_toml=toml_str,
     ),
     Option(
         field="ephemeral",
         flag="--ephemeral",
         env="DUKATD_EPHEMERAL",
         help="keep jobs in memory only: no journal, nothing survives a restart. Default: off",
-        from_text=_text_bool,
-        from_toml=_toml_bool,
+        from_text=text_bool,
+        from_toml=toml_bool,
     ),
     Option(
         field="journal_sync",
@@ -265,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
         "fsynced, and survives power loss. Default: normal",
         metavar="MODE",
         from_text=str,
-        from_toml=_toml_str,
+        from_toml=toml_str,
     ),
     Option(
         field="journal_max_bytes",
@@ -275,8 +130,8 @@ OPTIONS: tuple[Option, ...] = (
         "is for the jobs accepted before to finish), past that Submit fails with "
         "RESOURCE_EXHAUSTED, as on a full disk. 0: no limit. Default: 0",
         metavar="SIZE",
-        from_text=_text_size,
-        from_toml=_toml_size,
+        from_text=text_size,
+        from_toml=toml_size,
     ),
     Option(
         field="allow_exec",
@@ -284,8 +139,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_ALLOW_EXEC",
         help="accept exec tasks, which run argv as subprocesses with the daemon's user and rights. "
         "Default: off (exec tasks are refused with PERMISSION_DENIED)",
-        from_text=_text_bool,
-        from_toml=_toml_bool,
+        from_text=text_bool,
+        from_toml=toml_bool,
     ),
     Option(
         field="executor",
@@ -296,7 +151,7 @@ OPTIONS: tuple[Option, ...] = (
         "pip install 'dukat[ray]'; see docs/scale-out.md). Default: local",
         metavar="NAME",
         from_text=str,
-        from_toml=_toml_str,
+        from_toml=toml_str,
     ),
     Option(
         field="ray_address",
@@ -307,7 +162,7 @@ OPTIONS: tuple[Option, ...] = (
         "(start a Ray of its own on this host, to try things out). Default: auto",
         metavar="ADDRESS",
         from_text=str,
-        from_toml=_toml_str,
+        from_toml=toml_str,
     ),
     Option(
         field="ray_refresh_interval",
@@ -316,8 +171,8 @@ OPTIONS: tuple[Option, ...] = (
         help="how often the Ray cluster's nodes are looked at: the resource pool's capacities "
         "follow its totals. Default: 10s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="ray_connect_timeout",
@@ -327,8 +182,8 @@ OPTIONS: tuple[Option, ...] = (
         "long for it before serving (then serves anyway, and exec tasks wait for the "
         "cluster). Default: 30s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="max_concurrency",
@@ -336,8 +191,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_MAX_CONCURRENCY",
         help="tasks running at once across every job. Default: max(64, 8 x CPUs available)",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="resources",
@@ -350,8 +205,8 @@ OPTIONS: tuple[Option, ...] = (
         f"this pins one (docs/scale-out.md). Default: the built-ins only",
         metavar="NAME=CAPACITY",
         repeatable=True,
-        from_text=_text_resources,
-        from_toml=_toml_resources,
+        from_text=text_resources,
+        from_toml=toml_resources,
     ),
     Option(
         field="breakers",
@@ -359,7 +214,7 @@ OPTIONS: tuple[Option, ...] = (
         env=None,
         help="named circuit breakers, [breakers.NAME] tables in the TOML file only",
         from_text=str,
-        from_toml=_toml_breakers,
+        from_toml=toml_breakers,
     ),
     Option(
         field="token_file",
@@ -369,8 +224,8 @@ OPTIONS: tuple[Option, ...] = (
         "refused if other users may read it (mode 0600, or 0640 for its group). "
         "Default: none",
         metavar="FILE",
-        from_text=_path_text,
-        from_toml=_toml_str,
+        from_text=path_text,
+        from_toml=toml_str,
     ),
     Option(
         field="tls_cert_file",
@@ -378,8 +233,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_TLS_CERT_FILE",
         help="PEM certificate chain for TCP addresses. Default: none (plaintext)",
         metavar="FILE",
-        from_text=_path_text,
-        from_toml=_toml_str,
+        from_text=path_text,
+        from_toml=toml_str,
     ),
     Option(
         field="tls_key_file",
@@ -387,8 +242,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_TLS_KEY_FILE",
         help="PEM private key of --tls-cert-file. Default: none",
         metavar="FILE",
-        from_text=_path_text,
-        from_toml=_toml_str,
+        from_text=path_text,
+        from_toml=toml_str,
     ),
     Option(
         field="insecure",
@@ -396,8 +251,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_INSECURE",
         help="allow TCP beyond loopback without TLS or without a token, and exec tasks over TCP "
         "without a token. Default: off",
-        from_text=_text_bool,
-        from_toml=_toml_bool,
+        from_text=text_bool,
+        from_toml=toml_bool,
     ),
     Option(
         field="max_tasks_per_job",
@@ -405,8 +260,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_MAX_TASKS_PER_JOB",
         help="tasks one Submit may carry; more is INVALID_ARGUMENT. Default: 100000",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="max_tasks",
@@ -416,8 +271,8 @@ OPTIONS: tuple[Option, ...] = (
         "850 MB). A Submit that the unfinished jobs leave no room for is RESOURCE_EXHAUSTED; "
         "finished jobs are dropped, oldest first, to make room. Default: 500000",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="max_message_bytes",
@@ -425,8 +280,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_MAX_MESSAGE_BYTES",
         help="largest gRPC message received or sent (fits a 100000-task Submit). Default: 64MiB",
         metavar="SIZE",
-        from_text=_text_size,
-        from_toml=_toml_size,
+        from_text=text_size,
+        from_toml=toml_size,
     ),
     Option(
         field="max_result_bytes",
@@ -434,8 +289,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_MAX_RESULT_BYTES",
         help="largest result a worker may return for one task. Default: 1MiB",
         metavar="SIZE",
-        from_text=_text_size,
-        from_toml=_toml_size,
+        from_text=text_size,
+        from_toml=toml_size,
     ),
     Option(
         field="output_tail_bytes",
@@ -443,8 +298,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_OUTPUT_TAIL_BYTES",
         help="bytes of an exec task's stdout and of its stderr kept after it ends. Default: 64KiB",
         metavar="SIZE",
-        from_text=_text_size,
-        from_toml=_toml_size,
+        from_text=text_size,
+        from_toml=toml_size,
     ),
     Option(
         field="event_log_length",
@@ -453,8 +308,8 @@ OPTIONS: tuple[Option, ...] = (
         help="events kept per job for Watch replay; a watcher further behind gets a snapshot. "
         "Default: 10000",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="max_watch_streams",
@@ -462,8 +317,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_MAX_WATCH_STREAMS",
         help="Watch streams open at once; more is RESOURCE_EXHAUSTED. Default: 1000",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="max_watch_streams_per_client",
@@ -473,8 +328,8 @@ OPTIONS: tuple[Option, ...] = (
         "all; more is RESOURCE_EXHAUSTED. A client is a dukat-client-id metadata value (the "
         "Python client sends one per connect()), else a peer address. Default: 100",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="retain_finished_jobs",
@@ -482,8 +337,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_RETAIN_FINISHED_JOBS",
         help="finished jobs kept in memory, oldest dropped first. Default: 1000",
         metavar="N",
-        from_text=_text_int,
-        from_toml=_toml_int,
+        from_text=text_int,
+        from_toml=toml_int,
     ),
     Option(
         field="finished_job_ttl",
@@ -491,8 +346,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_FINISHED_JOB_TTL",
         help="how long a finished job is kept in memory at most. Default: 1h",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="worker_heartbeat_interval",
@@ -501,8 +356,8 @@ OPTIONS: tuple[Option, ...] = (
         help="how often a worker sends an update on its Work stream, and the daemon a message to "
         "it, each an empty one when there is nothing else. Default: 10s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="worker_heartbeat_timeout",
@@ -512,8 +367,8 @@ OPTIONS: tuple[Option, ...] = (
         "again); a worker that hears nothing from the daemon this long says hello again. "
         "Longer than the interval. Default: 30s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="keepalive_time",
@@ -521,8 +376,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_KEEPALIVE_TIME",
         help="interval of the server's keepalive pings on an idle connection. Default: 30s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="keepalive_timeout",
@@ -530,8 +385,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_KEEPALIVE_TIMEOUT",
         help="wait for a keepalive ack before dropping the connection. Default: 10s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="keepalive_min_client_interval",
@@ -540,8 +395,8 @@ OPTIONS: tuple[Option, ...] = (
         help="shortest interval between a client's pings the server tolerates (more often gets "
         "GOAWAY too_many_pings). Default: 10s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="shutdown_grace",
@@ -550,8 +405,8 @@ OPTIONS: tuple[Option, ...] = (
         help="on SIGTERM, how long RPCs and running tasks may finish before they are cancelled; "
         "keep grace plus kill grace below the supervisor's stop timeout. Default: 5s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="kill_grace",
@@ -559,8 +414,8 @@ OPTIONS: tuple[Option, ...] = (
         env="DUKATD_KILL_GRACE",
         help="after SIGTERM to a task's process group, the wait before SIGKILL. Default: 2s",
         metavar="DURATION",
-        from_text=_text_duration,
-        from_toml=_toml_duration,
+        from_text=text_duration,
+        from_toml=toml_duration,
     ),
     Option(
         field="log_level",
@@ -569,7 +424,7 @@ OPTIONS: tuple[Option, ...] = (
         help=f"log threshold, one of {', '.join(LOG_LEVELS)}. Default: INFO",
         metavar="LEVEL",
         from_text=str,
-        from_toml=_toml_str,
+        from_toml=toml_str,
     ),
     Option(
         field="config_file",
@@ -578,8 +433,8 @@ OPTIONS: tuple[Option, ...] = (
         help="TOML file of options (keys named like the options with underscores); flags and "
         "DUKATD_* variables override it. Default: none",
         metavar="FILE.toml",
-        from_text=_path_text,
-        from_toml=_toml_str,
+        from_text=path_text,
+        from_toml=toml_str,
     ),
 )
 BY_FIELD = {option.field: option for option in OPTIONS}
@@ -597,8 +452,3 @@ In the TOML file, options are top-level keys named like the flags with underscor
 ([resources] cpu = 4); circuit breakers are [breakers.NAME] tables with failure_threshold,
 timeout_seconds, half_open_max_calls, success_threshold, failure_rate_threshold, window_size.
 """
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""

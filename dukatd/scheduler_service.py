@@ -1,8 +1,11 @@
 """dukat.v1.SchedulerService over the engine's Scheduler: validate, convert, call, convert back.
 
 Conversions are `dukat.convert`'s and the error statuses `dukatd.status`'s; what is left
-here is what only the service knows: idempotent Submit (and a rerun's source job), the exec
-switch, watch streams and their limits, and ListJobs (its pages: `dukatd.job_pages`). `Work`
+here is what only the service knows: idempotent Submit (its request ids:
+`dukatd.request_ids`) and a rerun's source job, the exec switch, watch streams and their
+limits, and ListJobs (its pages: `dukatd.job_pages`). Every call checks its ids first
+(`dukatd.request_checks`) and, with a journal, answers once what it did or shows is on disk
+(`dukatd.durable`). `Work`
 (worker streams) is the `WorkerHub`'s (`dukatd.work_hub`; the protocol is in
 `dukatd.work_session`), served when one is given.
 """
@@ -19,22 +22,25 @@ import grpc
 from dukat import convert
 from dukat.client import CLIENT_ID_KEY
 from dukat.core.events import TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
-from dukat.core.results import JobSnapshot
 from dukat.core.scheduler import PreparedJob, Scheduler
 from dukat.core.spec import JobSpec
-from dukat.errors import CapacityError, FieldViolation, NotFoundError, ValidationError
+from dukat.errors import CapacityError, FieldViolation, NotFoundError, Refused, ValidationError
 from dukat.v1 import job_pb2, scheduler_pb2, scheduler_pb2_grpc
+from dukatd.durable import durable, refuse_if_frozen
 from dukatd.event_ring import EventRing
 from dukatd.handlers import Undecodable
-from dukatd.job_pages import fill_page, page_bytes_for, page_start, page_token
-from dukatd.journal import Journal, JournalWriteError
-from dukatd.status import Refusal, rpc_errors
+from dukatd.job_pages import fill_page, listed_job, page_bytes_for, page_start, page_token
+from dukatd.journal import Journal
+from dukatd.request_checks import bounded, require_job_id, task_id_fields
+from dukatd.request_ids import RequestIds
+from dukatd.status import rpc_errors
 from dukatd.streams import LiveStreams
 from dukatd.work_hub import WorkerHub
 
 __all__ = [
     "DEFAULT_PAGE_BYTES",
     "DEFAULT_RESULT_BUDGET",
+    "RequestIds",
     "SchedulerService",
     "client_of",
     "page_bytes_for",
@@ -64,8 +70,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         *,
         allow_exec: bool = False,
         watch_batch: int = 500,
-        max_watchers: int = 1_000,
-        max_watchers_per_client: int = 100,
+        max_watch_streams: int = 1_000,
+        max_watch_streams_per_client: int = 100,
         watch_all_capacity: int = 100_000,
         default_page_size: int = 100,
         max_page_size: int = 1_000,
@@ -77,8 +83,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         check_job: Callable[[JobSpec], None] | None = None,
     ) -> None:
         """`watch_batch`: most events per WatchResponse (a message stays well under 4 MiB).
-        `max_watchers`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
-        `max_watchers_per_client`: likewise for one client's (`client_of`), so that one
+        `max_watch_streams`: open Watch streams, beyond which Watch answers RESOURCE_EXHAUSTED;
+        `max_watch_streams_per_client`: likewise for one client's (`client_of`), so that one
         client cannot take every stream from the others.
         `watch_all_capacity`: events of all jobs held for watchers of every job (see
         `dukatd.event_ring`); the default takes the burst of a 100,000-task Submit (one
@@ -100,8 +106,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.allow_exec = allow_exec
         self.check_job = check_job
         self.watch_batch = watch_batch
-        self.max_watchers = max_watchers
-        self.max_watchers_per_client = max_watchers_per_client
+        self.max_watch_streams = max_watch_streams
+        self.max_watch_streams_per_client = max_watch_streams_per_client
         self.watchers = 0
         self._watchers_of: dict[str, int] = {}  # client -> its open Watch streams (> 0)
         self.ring = EventRing(scheduler, watch_all_capacity, source=journal)
@@ -127,7 +133,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         # No await between looking the request id up and remembering it: two retries of one
         # request cannot both get through on the one loop.
         request_id = request.request_id
-        _bounded(
+        bounded(
             ("request_id", request_id, convert.MAX_NAME),
             ("rerun_of", request.rerun_of, convert.MAX_NAME),
         )
@@ -159,7 +165,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         except ValidationError as error:
             raise convert.at_path(error, "job") from None
         except CapacityError as error:
-            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, _over_max_tasks(error)) from None
+            raise Refused("RESOURCE_EXHAUSTED", _over_max_tasks(error)) from None
         try:
             if self.journal is not None:
                 await self._make_durable(request_id, wire, prepared)
@@ -168,8 +174,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             self.request_ids.add(request_id, prepared.job_id)
             job_id = self.scheduler.start(prepared)
         except RuntimeError:  # closed by the drain while the journal was writing
-            raise Refusal(
-                grpc.StatusCode.UNAVAILABLE,
+            raise Refused(
+                "UNAVAILABLE",
                 "dukatd is shutting down; the job is kept and runs when it is back (Submit "
                 "again with the same request_id to get its id)",
             ) from None
@@ -189,7 +195,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         over into it); nothing of it has run, and on failure nothing will."""
         journal = self.journal
         assert journal is not None
-        _refuse_if_frozen(journal)
+        refuse_if_frozen(journal)
         job_id = prepared.job_id
         twin: asyncio.Future[str] | None = None
         if request_id:
@@ -198,7 +204,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         try:
             spec = wire.SerializeToString()
             journal.accept(job_id, request_id, spec, prepared.job.created_at, prepared.carried)
-            await _durable(journal, "the job was not accepted", accepted=job_id)
+            await durable(journal, "the job was not accepted", accepted=job_id)
         except BaseException as error:
             journal.drop(job_id)  # in case a later commit would write it after all
             if twin is not None:
@@ -223,8 +229,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             ) from None
         state = self.scheduler.job_state(job_id)
         if not state.is_terminal:
-            raise Refusal(
-                grpc.StatusCode.FAILED_PRECONDITION,
+            raise Refused(
+                "FAILED_PRECONDITION",
                 f"rerun_of: job {job_id!r} is still {state.value}; cancel it or wait for it to "
                 "end, then rerun it",
             )
@@ -234,7 +240,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Watch(
         self, request: scheduler_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        _bounded(("job_id", request.job_id, convert.MAX_NAME))
+        bounded(("job_id", request.job_id, convert.MAX_NAME))
         with self._watcher(client_of(context)), self.streams.track(context):
             if request.job_id:
                 await self._watch_job(request, context)
@@ -276,16 +282,16 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @contextlib.contextmanager
     def _watcher(self, client: str) -> Iterator[None]:
-        if self.watchers >= self.max_watchers:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+        if self.watchers >= self.max_watch_streams:
+            raise Refused(
+                "RESOURCE_EXHAUSTED",
                 f"{self.watchers} watch streams are open, the daemon's limit "
                 "(--max-watch-streams); close one first, or poll GetJob",
             )
         held = self._watchers_of.get(client, 0)
-        if held >= self.max_watchers_per_client:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+        if held >= self.max_watch_streams_per_client:
+            raise Refused(
+                "RESOURCE_EXHAUSTED",
                 f"this client has {held} watch streams open, the daemon's limit per client "
                 "(--max-watch-streams-per-client); close one first, or poll GetJob",
             )
@@ -305,22 +311,22 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def Cancel(
         self, request: scheduler_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.CancelResponse:
-        _require_job_id(request.job_id)
-        _bounded(("reason", request.reason, convert.MAX_TEXT), *_task_ids(request.task_ids))
+        require_job_id(request.job_id)
+        bounded(("reason", request.reason, convert.MAX_TEXT), *task_id_fields(request.task_ids))
         if self.journal is not None:
-            _refuse_if_frozen(self.journal)
+            refuse_if_frozen(self.journal)
         cancelled = self.scheduler.cancel(request.job_id, request.task_ids, reason=request.reason)
         if self.journal is not None and cancelled:
             self.journal.cancel(request.job_id, request.task_ids, request.reason)
-            await _durable(self.journal, "the cancel may not survive a restart")
+            await durable(self.journal, "the cancel may not survive a restart")
         return scheduler_pb2.CancelResponse(cancelled_count=cancelled)
 
     @rpc_errors
     async def GetJob(
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetJobResponse:
-        _require_job_id(request.job_id)
-        _bounded(*_task_ids(request.task_ids))
+        require_job_id(request.job_id)
+        bounded(*task_id_fields(request.task_ids))
         snapshot = self.scheduler.get_job(request.job_id)
         if self.work_hub is not None:  # READY dispatch tasks nobody serves say so
             snapshot = self.work_hub.with_waiting_for(snapshot)
@@ -330,7 +336,7 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             if unknown:
                 raise NotFoundError(f"job {request.job_id!r} has no task {unknown[0]!r}")
         if self.journal is not None:  # show nothing a crash could take back
-            await _durable(self.journal, "the job's state cannot be vouched for")
+            await durable(self.journal, "the job's state cannot be vouched for")
         job = convert.job_to_proto(
             snapshot, result_budget=self.result_budget, task_ids=request.task_ids
         )
@@ -357,13 +363,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
         jobs = self.scheduler.jobs(labels=labels)  # oldest first, no tasks
         newest_first = [job for job in reversed(jobs) if not states or job.state in states]
         start = page_start(newest_first, request.page_token)
-        page, more = fill_page(newest_first, start, size, self.page_bytes, _listed)
+        page, more = fill_page(newest_first, start, size, self.page_bytes, listed_job)
         last = newest_first[start + len(page) - 1] if page else None
         response = scheduler_pb2.ListJobsResponse(
             jobs=page, next_page_token=page_token(last) if more and last else ""
         )
         if self.journal is not None:  # show nothing a crash could take back
-            await _durable(self.journal, "the jobs' states cannot be vouched for")
+            await durable(self.journal, "the jobs' states cannot be vouched for")
         return response
 
     @rpc_errors
@@ -372,8 +378,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> None:
         hub = self.work_hub
         if hub is None:
-            raise Refusal(
-                grpc.StatusCode.UNIMPLEMENTED,
+            raise Refused(
+                "UNIMPLEMENTED",
                 "this daemon does not serve workers: it has no dispatch runner",
             )
         with self.streams.track(context):
@@ -382,13 +388,13 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServiceServicer):
             if first is None:
                 return  # closed before saying anything: nothing to serve
             if isinstance(first, Undecodable):
-                raise Refusal(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                raise Refused(
+                    "INVALID_ARGUMENT",
                     f"the request is not a valid {first.message_name}: {first.reason}",
                 )
             if first.WhichOneof("kind") != "hello":
-                raise Refusal(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                raise Refused(
+                    "FAILED_PRECONDITION",
                     "the first WorkRequest must be a hello (queues, max_in_flight)",
                 )
             session = hub.connect(first.hello)
@@ -416,8 +422,8 @@ def client_of(context: grpc.aio.ServicerContext) -> str:
 def _refuse_exec(job: job_pb2.JobSpec) -> None:
     for index, task in enumerate(job.tasks):
         if task.WhichOneof("action") == "exec":
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise Refused(
+                "PERMISSION_DENIED",
                 f"task {task.id!r} (job.tasks[{index}].exec): this daemon does not run exec "
                 "tasks; start it with --allow-exec, or use a dispatch task and a worker",
             )
@@ -429,88 +435,6 @@ def _over_max_tasks(error: CapacityError) -> str:
     return f"{named} (--max-tasks bounds the tasks dukatd holds in memory)"
 
 
-def _refuse_if_frozen(journal: Journal) -> None:
-    """The drain has stopped the journal: what is asked now would not survive the restart."""
-    if journal.frozen:
-        raise Refusal(
-            grpc.StatusCode.UNAVAILABLE,
-            "dukatd is shutting down and records nothing more; ask again once it is back",
-        )
-
-
-async def _durable(journal: Journal, consequence: str, *, accepted: str = "") -> None:
-    """Wait until the journal has written everything so far (and the job `accepted`, if
-    given); a status saying `consequence` if it cannot: RESOURCE_EXHAUSTED when it is full,
-    else UNAVAILABLE."""
-    try:
-        await journal.sync()
-        if accepted:
-            journal.check_accepted(accepted)
-    except JournalWriteError as error:
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
-        raise Refusal(code, f"{error}; {consequence}") from None
-
-
-def _require_job_id(job_id: str) -> None:
-    if not job_id:
-        raise ValidationError(
-            "job_id is empty", violations=[FieldViolation("job_id", "name the job")]
-        )
-    _bounded(("job_id", job_id, convert.MAX_NAME))
-
-
-def _bounded(*fields: tuple[str, str, int]) -> None:
-    """INVALID_ARGUMENT naming each (field, value, limit) whose value is longer than its
-    limit (`dukat.convert`'s bounds)."""
-    problems = convert.Problems()
-    report = problems.report()
-    for field, value, limit in fields:
-        convert.check_length(report, field, value, limit)
-    problems.raise_if_any()
-
-
-def _task_ids(task_ids: Iterable[str]) -> Iterator[tuple[str, str, int]]:
-    for index, task_id in enumerate(task_ids):
-        yield f"task_ids[{index}]", task_id, convert.MAX_NAME
-
-
-class RequestIds:
-    """request_id -> job_id of a Submit, kept only while the scheduler still holds the job.
-
-    Memory stays proportional to the jobs the scheduler retains (its own bound): whenever the
-    table has doubled since the last sweep, entries of jobs the scheduler has dropped go.
-    Each sweep is paid for by the entries added since, so adding stays O(1) amortised.
-    """
-
-    __slots__ = ("_jobs", "_scheduler", "_sweep_at")
-
-    MIN_SWEEP = 64
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
-        self._jobs: dict[str, str] = {}
-        self._sweep_at = self.MIN_SWEEP
-
-    def get(self, request_id: str) -> str | None:
-        job_id = self._jobs.get(request_id) if request_id else None
-        if job_id is not None and job_id not in self._scheduler:
-            del self._jobs[request_id]
-            return None
-        return job_id
-
-    def add(self, request_id: str, job_id: str) -> None:
-        if not request_id:
-            return
-        self._jobs[request_id] = job_id
-        if len(self._jobs) >= self._sweep_at:
-            held = self._scheduler
-            self._jobs = {r: j for r, j in self._jobs.items() if j in held}
-            self._sweep_at = max(self.MIN_SWEEP, 2 * len(self._jobs))
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-
 _TASK_EVENTS = (TaskStateChanged, TaskProgress, TaskOutput, TaskWaiting)
 
 
@@ -519,8 +443,3 @@ def _wire_events(batch: Iterable[Any], job_events_only: bool) -> list[Any]:
     if job_events_only:
         return [convert.event_to_proto(e) for e in batch if not isinstance(e, _TASK_EVENTS)]
     return [convert.event_to_proto(event) for event in batch]
-
-
-def _listed(job: JobSnapshot) -> job_pb2.Job:
-    """A listed job's message: its task counts, no tasks."""
-    return convert.job_to_proto(job, with_tasks=False)

@@ -51,7 +51,7 @@ def server_options(
     *,
     keepalive_time: float = KEEPALIVE_TIME_MS / 1000,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_MS / 1000,
-    min_client_ping_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
+    keepalive_min_client_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
 ) -> list[tuple[str, int]]:
     """The channel arguments of the server (see the constants above for why each).
 
@@ -66,9 +66,10 @@ def server_options(
     ):
         if not seconds > 0:  # also refuses NaN
             raise ValueError(f"{name} must be more than 0 seconds, not {seconds!r}")
-    if not min_client_ping_interval >= 0:
+    if not keepalive_min_client_interval >= 0:
         raise ValueError(
-            f"min_client_ping_interval must be 0 seconds or more, not {min_client_ping_interval!r}"
+            "keepalive_min_client_interval must be 0 seconds or more, "
+            f"not {keepalive_min_client_interval!r}"
         )
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -78,7 +79,10 @@ def server_options(
         # 0: the server's own keepalive pings go on while a stream is quiet (an idle Watch).
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", round(min_client_ping_interval * 1000)),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            round(keepalive_min_client_interval * 1000),
+        ),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
         # Two daemons must never share a TCP port silently (ARCHITECTURE, "The daemon").
         ("grpc.so_reuseport", 0),
@@ -99,7 +103,7 @@ async def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     keepalive_time: float = KEEPALIVE_TIME_MS / 1000,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_MS / 1000,
-    min_client_ping_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
+    keepalive_min_client_interval: float = MIN_CLIENT_PING_INTERVAL_MS / 1000,
 ) -> grpc.aio.Server:
     """A grpc.aio server for `scheduler` bound to `addresses`, not started yet.
 
@@ -123,7 +127,7 @@ async def create_server(
     MiB; bigger ones fail with RESOURCE_EXHAUSTED); keepalive pings from the server every
     `keepalive_time` (default 30 s) on an idle connection, answered within `keepalive_timeout`
     (default 10 s) or the connection is dropped; pings from clients accepted at most every
-    `min_client_ping_interval` (default 10 s; dukat's client pings every 30 s), also without
+    `keepalive_min_client_interval` (default 10 s; dukat's client pings every 30 s), also without
     calls, two strikes then GOAWAY. dukatd passes its `--keepalive-*` options here.
     """
     if not addresses:
@@ -151,7 +155,7 @@ async def create_server(
         max_message_bytes,
         keepalive_time=keepalive_time,
         keepalive_timeout=keepalive_timeout,
-        min_client_ping_interval=min_client_ping_interval,
+        keepalive_min_client_interval=keepalive_min_client_interval,
     )
     server = grpc.aio.server(options=options, interceptors=list(interceptors) or None)
     add_service(server, scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"], service)

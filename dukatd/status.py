@@ -6,7 +6,7 @@ Servicers raise; `rpc_errors` wraps each handler and turns what it raised into a
     NotFoundError                     NOT_FOUND
     ProtocolError                     FAILED_PRECONDITION (a worker's stream broke the protocol)
     HeartbeatTimeoutError             DEADLINE_EXCEEDED (a worker went silent)
-    Refusal(code, message)            that code: PERMISSION_DENIED (exec is off),
+    Refused(code, message)            that code: PERMISSION_DENIED (exec is off),
                                       RESOURCE_EXHAUSTED (a limit of the daemon), ...
     FellBehind                        RESOURCE_EXHAUSTED (a watcher of every job lost events)
     LimitExceededError                RESOURCE_EXHAUSTED (too many circuit breakers)
@@ -30,16 +30,17 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from dukat.errors import (
+    FellBehind,
     HeartbeatTimeoutError,
     LimitExceededError,
     NotFoundError,
     ProtocolError,
+    Refused,
     ValidationError,
 )
-from dukatd.event_ring import FellBehind
 from dukatd.handlers import Undecodable
 
-__all__ = ["Refusal", "abort", "rpc_errors", "to_status"]
+__all__ = ["abort", "rpc_errors", "to_status"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,14 +52,6 @@ _OUT_OF_MEMORY = (
     "dukatd ran out of memory (a Submit answered so kept nothing of its job); try again "
     "later, and lower --max-tasks (the tasks it holds) to what the host can give it"
 )
-
-
-class Refusal(Exception):
-    """A request the daemon turns down for a reason of its own (a policy, a limit)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _cut(text: str, limit: int = MAX_TEXT) -> str:
@@ -91,8 +84,10 @@ def to_status(error: BaseException) -> status_pb2.Status | None:
         return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=_cut(str(error), 1000))
     if isinstance(error, (FellBehind, LimitExceededError)):
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_cut(str(error), 1000))
-    if isinstance(error, Refusal):
-        return status_pb2.Status(code=error.code.value[0], message=_cut(str(error), 1000))
+    if isinstance(error, Refused):
+        # The code by its name: dukat.errors names codes without importing grpc.
+        code = code_pb2.Code.Value(error.code)
+        return status_pb2.Status(code=code, message=_cut(str(error), 1000))
     if isinstance(error, MemoryError):
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_OUT_OF_MEMORY)
     return None
@@ -115,7 +110,7 @@ _ANSWERED = (
     NotFoundError,
     ProtocolError,
     HeartbeatTimeoutError,
-    Refusal,
+    Refused,
     FellBehind,
     LimitExceededError,
 )
@@ -128,8 +123,8 @@ def rpc_errors(handler: Handler) -> Handler:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             if isinstance(request, Undecodable):
-                raise Refusal(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                raise Refused(
+                    "INVALID_ARGUMENT",
                     f"the request is not a valid {request.message_name}: {request.reason}",
                 )
             return await handler(self, request, context)

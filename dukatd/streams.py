@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from dukatd.status import Refusal
+from dukat.errors import Refused
 
 __all__ = ["SHUTTING_DOWN", "LiveStreams"]
 
@@ -45,7 +45,7 @@ class LiveStreams:
     def track(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
         """Hold a streaming call open until its body ends, or until `end_all`."""
         if self.ending is not None:
-            raise Refusal(grpc.StatusCode.UNAVAILABLE, self.ending)
+            raise Refused("UNAVAILABLE", self.ending)
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("LiveStreams.track() must run inside a grpc.aio handler's task")

@@ -17,14 +17,11 @@ import asyncio
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dukat.actions import DispatchAction, DispatchResult
 from dukat.core.context import TaskContext
 from dukat.errors import AttemptStateError
-
-if TYPE_CHECKING:
-    from dukatd.work_session import WorkerSession
 
 __all__ = [
     "ASSIGNED",
@@ -35,6 +32,7 @@ __all__ = [
     "Attempt",
     "AttemptKey",
     "AttemptState",
+    "Holder",
     "move",
 ]
 
@@ -69,6 +67,15 @@ TRANSITIONS: Mapping[AttemptState, frozenset[AttemptState]] = MappingProxyType(
 """Each state, and the states an attempt may go to from it."""
 
 
+class Holder(Protocol):
+    """Who holds an ASSIGNED attempt: a worker's session (`dukatd.work_session`), which
+    imports this module, so the attempt knows it by what it is asked to do."""
+
+    def take_back(self, attempt: Attempt) -> None:
+        """The daemon gave `attempt` up; tell the worker if it has it already."""
+        ...
+
+
 class Attempt:
     """One attempt of a dispatch task: what the engine awaits, and where it is."""
 
@@ -84,7 +91,7 @@ class Attempt:
         self.deadline = deadline
         """When its timeout runs out, on the hub's clock; None: no limit."""
         self.state = WAITING
-        self.session: WorkerSession | None = None
+        self.session: Holder | None = None
         """The session holding it while ASSIGNED."""
         self.sent = False
         """Its assignment went out on the session's stream (a give-up then sends a cancel)."""

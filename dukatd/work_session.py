@@ -63,12 +63,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 import grpc
 
 from dukat import convert
+from dukat.core.clock import Clock
 from dukat.errors import (
     HeartbeatTimeoutError,
     ProtocolError,
@@ -80,14 +81,37 @@ from dukat.v1 import scheduler_pb2, work_pb2
 from dukatd.handlers import Undecodable
 from dukatd.work_attempt import ASSIGNED, DONE, Attempt, AttemptKey, move
 
-if TYPE_CHECKING:
-    from dukatd.work_hub import WorkerHub
-
-__all__ = ["WorkerSession"]
+__all__ = ["Hub", "WorkerSession"]
 
 _log = logging.getLogger(__name__)
 
 STOPPED = "the daemon stopped the attempt"  # a TaskCancel's reason
+
+
+class Hub(Protocol):
+    """What a session uses of the hub that connected it (`dukatd.work_hub.WorkerHub`, which
+    imports this module): the terms and the clock, and what the session tells it."""
+
+    clock: Clock
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    max_result_bytes: int
+    max_batch: int
+    max_batch_bytes: int
+    before_send: Callable[[], Awaitable[object]] | None
+    sessions: set[WorkerSession]
+
+    def credit_freed(self, session: WorkerSession) -> None: ...
+
+    def holds_job(self, job_id: str) -> bool: ...
+
+    def stop_serving(self, session: WorkerSession) -> None: ...
+
+    def requeue(self, attempts: Iterable[Attempt]) -> None: ...
+
+    def disconnect(
+        self, session: WorkerSession, reason: str, cause: str = "worker_lost"
+    ) -> None: ...
 
 
 class WorkerSession:
@@ -112,7 +136,7 @@ class WorkerSession:
     )
 
     def __init__(
-        self, hub: WorkerHub, worker_id: str, queues: tuple[str, ...], max_in_flight: int
+        self, hub: Hub, worker_id: str, queues: tuple[str, ...], max_in_flight: int
     ) -> None:
         self.hub = hub
         self.worker_id = worker_id

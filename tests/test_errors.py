@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import importlib
 import pickle
+from pathlib import Path
 
 import pytest
 
 import dukat.errors as errors
+from dukat.cli._jobfile import Problem
 from dukat.errors import (
+    AlreadyRunningError,
     AttemptStateError,
+    BadValue,
     CapacityError,
     CircuitBreakerError,
+    ConfigError,
     CycleError,
     DaemonError,
     DaemonNotFoundError,
@@ -20,16 +27,23 @@ from dukat.errors import (
     DeadlineExceededError,
     DukatError,
     FailedPreconditionError,
+    FellBehind,
     FieldViolation,
+    FormatError,
     HeartbeatTimeoutError,
     InvalidArgumentError,
+    JobFileError,
     JournalError,
     JournalWriteError,
     LimitExceededError,
+    LockError,
     NotFoundError,
     PermissionDeniedError,
     ProtocolError,
+    RecordedFailure,
+    Refused,
     ResourceExhaustedError,
+    StartError,
     TaskFailedRemotely,
     TaskInterruptedError,
     TaskProcessError,
@@ -41,9 +55,12 @@ from dukat.errors import (
 
 def test_public_surface_is_pinned():
     assert errors.__all__ == [
+        "AlreadyRunningError",
         "AttemptStateError",
+        "BadValue",
         "CapacityError",
         "CircuitBreakerError",
+        "ConfigError",
         "CycleError",
         "DaemonError",
         "DaemonNotFoundError",
@@ -51,16 +68,23 @@ def test_public_surface_is_pinned():
         "DeadlineExceededError",
         "DukatError",
         "FailedPreconditionError",
+        "FellBehind",
         "FieldViolation",
+        "FormatError",
         "HeartbeatTimeoutError",
         "InvalidArgumentError",
+        "JobFileError",
         "JournalError",
         "JournalWriteError",
         "LimitExceededError",
+        "LockError",
         "NotFoundError",
         "PermissionDeniedError",
         "ProtocolError",
+        "RecordedFailure",
+        "Refused",
         "ResourceExhaustedError",
+        "StartError",
         "TaskFailedRemotely",
         "TaskInterruptedError",
         "TaskProcessError",
@@ -75,6 +99,9 @@ def test_public_surface_is_pinned():
     [
         (ValidationError, (DukatError, ValueError)),
         (CycleError, (ValidationError, DukatError, ValueError)),
+        (ConfigError, (ValidationError, DukatError, ValueError)),
+        (JobFileError, (ValidationError, DukatError, ValueError)),
+        (BadValue, (DukatError, ValueError)),
         (CircuitBreakerError, (DukatError,)),
         (CapacityError, (DukatError,)),
         (TaskTimeoutError, (DukatError, TimeoutError)),
@@ -86,6 +113,13 @@ def test_public_surface_is_pinned():
         (AttemptStateError, (DukatError,)),
         (ProtocolError, (DukatError,)),
         (HeartbeatTimeoutError, (DukatError, TimeoutError)),
+        (FormatError, (DukatError, ValueError)),
+        (LockError, (DukatError,)),
+        (AlreadyRunningError, (LockError, DukatError)),
+        (StartError, (DukatError,)),
+        (Refused, (DukatError,)),
+        (FellBehind, (DukatError,)),
+        (RecordedFailure, (DukatError,)),
         (DaemonError, (DukatError,)),
         (InvalidArgumentError, (DaemonError, ValidationError, ValueError)),
         (DaemonNotFoundError, (DaemonError, NotFoundError, LookupError)),
@@ -306,6 +340,16 @@ TRAVELLERS = [
     HeartbeatTimeoutError("worker 'w1' went silent", silent=31.5, timeout=30.0),
     JournalError("the journal is damaged"),
     JournalWriteError("the disk is full", full=True),
+    ConfigError("must be at least 1", option="max_tasks", source="--max-tasks"),
+    JobFileError("job.toml", [Problem("[tasks.a]", "retry", "must be at least 1")]),
+    BadValue("not a duration: 'soon'"),
+    FormatError("a record of format 02, not 1"),
+    LockError("cannot create the directory", path=Path("/run/dukatd")),
+    AlreadyRunningError(Path("/run/d.lock"), pid=42, serving="/run/d.sock", hint="--listen"),
+    StartError("--token-file: cannot read it"),
+    Refused("PERMISSION_DENIED", "exec tasks are off"),
+    FellBehind(5, 10),
+    RecordedFailure("a client's failure"),
     DaemonError("odd", code="INTERNAL"),
     InvalidArgumentError(
         "task 'a': bad", task_id="a", violations=[FieldViolation("job.tasks[0].id", "bad")]
@@ -366,3 +410,45 @@ def test_task_failed_remotely_names_the_workers_error_and_says_whether_to_retry(
     assert (error.type, error.retryable) == ("KeyError", False)
     assert str(TaskFailedRemotely("boom")) == "boom"
     assert TaskFailedRemotely("boom").retryable is True
+
+
+# -- every error is here, and where it was too -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("dukat.cli._jobfile", "JobFileError"),
+        ("dukatd.lock", "LockError"),
+        ("dukatd.lock", "AlreadyRunningError"),
+        ("dukatd.event_ring", "FellBehind"),
+        ("dukatd.journal.codec", "FormatError"),
+        ("dukatd.config", "ConfigError"),
+        ("dukatd.app", "StartError"),
+        ("dukatd.options", "BadValue"),
+    ],
+)
+def test_an_error_that_moved_here_is_still_found_where_it_was(module, name):
+    assert getattr(importlib.import_module(module), name) is getattr(errors, name)
+
+
+def test_no_module_of_the_product_defines_an_error_of_its_own():
+    """Every exception class of dukat and dukatd is in dukat.errors (the generated stubs
+    aside), so that the tree in its docstring is the whole of them."""
+    root = Path(errors.__file__).parent.parent
+    found = []
+    for path in sorted([*(root / "dukat").rglob("*.py"), *(root / "dukatd").rglob("*.py")]):
+        if path == Path(errors.__file__) or "v1" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                _names_an_exception(base) for base in node.bases
+            ):
+                found.append(f"{path.relative_to(root)}: {node.name}")
+    assert found == []
+
+
+def _names_an_exception(base: ast.expr) -> bool:
+    name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")
+    return name.endswith(("Error", "Exception")) or name in errors.__all__

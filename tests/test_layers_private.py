@@ -20,27 +20,6 @@ FIRST_PARTY = ("dukat", "dukatd", "bench")
 # The underscore API of a named tuple is public (collections.namedtuple's documentation).
 NAMED_TUPLE_API = {"_asdict", "_field_defaults", "_fields", "_make", "_replace"}
 
-KNOWN = {
-    # The engine's (dukat/core) and the journal's: left to their owners, who take them out
-    # of this list as they go; nothing new joins it.
-    "dukat/core/_fair_share.py: from dukat.core.states import _READY",
-    "dukat/core/_runs.py: from dukat.core.states import _FAILED",
-    "dukat/core/_runs.py: from dukat.core.states import _PENDING",
-    "dukat/core/_runs.py: from dukat.core.states import _SUCCEEDED",
-    "dukat/core/results.py: from dukat.core.states import _SUCCEEDED",
-    "dukat/core/scheduler.py: from dukat.core.context import _current",
-    "dukat/core/scheduler.py: from dukat.core.states import _FAILED",
-    "dukat/core/scheduler.py: from dukat.core.states import _PENDING",
-    "dukat/core/scheduler.py: from dukat.core.states import _READY",
-    "dukat/core/scheduler.py: from dukat.core.states import _RUNNING",
-    "dukat/core/scheduler.py: from dukat.core.states import _SUCCEEDED",
-    "dukat/core/async_assistant.py: from dukat.client._assistant (a private module)",
-    "dukat/client/_assistant.py: from dukat.core.async_assistant import _task_from_dict",
-    "dukat/client/_assistant.py: task_context._current (dukat.core.context)",
-    "dukatd/journal.py: from dukat.core.states import _RUNNING",
-    "dukat/cli/_commands.py: from dukat.client._connection (a private module)",
-}
-
 
 def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -107,7 +86,7 @@ def scanned() -> list[Path]:
 
 def test_no_module_reaches_into_another_modules_private_names() -> None:
     found = {reach for path in scanned() for reach in reaches(path)}
-    assert sorted(found - KNOWN) == []
+    assert sorted(found) == []
 
 
 def test_the_scan_sees_each_way_of_reaching_in(tmp_path: Path) -> None:

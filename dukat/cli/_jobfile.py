@@ -35,7 +35,7 @@ from dukat.core.retry import RetryPolicy
 from dukat.core.spec import JobSpec, TaskSpec, validate_job
 from dukat.core.states import TriggerRule
 from dukat.defaults import parse_duration
-from dukat.errors import ValidationError
+from dukat.errors import JobFileError, ValidationError
 
 __all__ = ["JobFileError", "Problem", "parse_job_file", "where_in_file"]
 
@@ -74,15 +74,6 @@ class Problem:
     def __str__(self) -> str:
         place = " ".join(part for part in (self.table, self.key) if part)
         return f"{place}: {self.description}" if place else self.description
-
-
-class JobFileError(ValidationError):
-    """A job file that cannot be run; `problems` lists every mistake found."""
-
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
 
 
 def parse_job_file(text: str, source: str, *, max_tasks: int = 1_000_000) -> JobSpec:

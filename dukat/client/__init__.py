@@ -13,9 +13,15 @@ on first use).
 """
 
 from dukat.actions import DispatchTask, UpstreamResult
+from dukat.client._assistant import RemoteAssistant
 from dukat.client._breaker import RemoteBreaker
 from dukat.client._client import Client, connect
-from dukat.client._connection import CLIENT_ID_KEY, DEFAULT_MAX_MESSAGE_BYTES, channel_options
+from dukat.client._connection import (
+    CLIENT_ID_KEY,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    channel_options,
+    check_address,
+)
 from dukat.client._errors import ERRORS_BY_CODE
 from dukat.client._jobs import JobHandle
 from dukat.client._reconnect import Reconnect
@@ -29,9 +35,11 @@ __all__ = [
     "DispatchTask",
     "JobHandle",
     "Reconnect",
+    "RemoteAssistant",
     "RemoteBreaker",
     "UpstreamResult",
     "Worker",
     "channel_options",
+    "check_address",
     "connect",
 ]

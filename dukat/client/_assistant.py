@@ -26,8 +26,8 @@ from typing import Any
 from dukat.actions import DispatchAction, DispatchTask, UpstreamResult
 from dukat.client._client import Client, connect
 from dukat.client._jobs import JobHandle
-from dukat.core import context as task_context
-from dukat.core.async_assistant import _task_from_dict
+from dukat.core.async_assistant import task_from_dict
+from dukat.core.context import reset_current_task, set_current_task
 from dukat.core.parallel_executor import Task
 from dukat.core.progress import ProgressTracker
 from dukat.core.results import TaskFailure, TaskResult
@@ -118,7 +118,7 @@ class RemoteAssistant:
         batch = uuid.uuid4().hex
         local = _Batch()
         for index, description in enumerate(tasks):
-            task, options = _task_from_dict(index, description)
+            task, options = task_from_dict(index, description)
             local.actions[task.task_id] = CallableAction(task.func, task.args, task.kwargs)
             local.policies[task.task_id] = options.get("retry")
             local.specs[task.task_id] = self._spec(batch, task, options)
@@ -187,7 +187,7 @@ class RemoteAssistant:
         if ran.started_at is None:
             ran.started_at = time.time()
         context = _RemoteContext(assigned, batch)
-        token = task_context._current.set(context)  # current_task() works, as embedded
+        token = set_current_task(context)  # current_task() works, as embedded
         try:
             call = _RUNNER.run(context)  # type: ignore[arg-type]
             if assigned.timeout is not None:
@@ -204,7 +204,7 @@ class RemoteAssistant:
                 self._verdicts[id(error)] = policy.should_retry(error, 0)
             raise
         finally:
-            task_context._current.reset(token)
+            reset_current_task(token)
             ran.finished_at = time.time()
         ran.outcomes[assigned.attempt] = (value, None)
         # The value stays here; the daemon passes the attempt on to the dependents, which

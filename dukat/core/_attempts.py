@@ -16,12 +16,13 @@ from typing import Any
 
 from dukat.core._gates import Gates
 from dukat.core._runs import CANCELLED, TIMED_OUT, Slot, TaskRun
+from dukat.core._task_states import FAILED, RETRYING, RUNNING, SUCCEEDED
 from dukat.core._transitions import Transitions
 from dukat.core.clock import Clock
-from dukat.core.context import AttemptReporter, TaskContext, _current
+from dukat.core.context import AttemptReporter, TaskContext, set_current_task
 from dukat.core.events import INTERRUPTED
 from dukat.core.resources import ResourcePool
-from dukat.core.states import _FAILED, _RETRYING, _RUNNING, _SUCCEEDED, TaskState
+from dukat.core.states import TaskState
 from dukat.errors import TaskFailedRemotely, TaskInterruptedError, TaskTimeoutError
 
 __all__ = ["Attempts", "Finish"]
@@ -86,14 +87,14 @@ class Attempts:
         now = self._wall()
         if run.started_at is None:
             run.started_at = now
-        self._transition(run, _RUNNING, "", now)
+        self._transition(run, RUNNING, "", now)
         context = TaskContext(self._reporter, run, attempt)
         timeout = run.spec.timeout
         timer = self._clock.call_later(timeout, self._time_out, run, attempt) if timeout else None
-        return context, timer, _current.set(context)
+        return context, timer, set_current_task(context)
 
     def _time_out(self, run: TaskRun, attempt: int) -> None:
-        if run.state is _RUNNING and run.attempts == attempt:
+        if run.state is RUNNING and run.attempts == attempt:
             self.stop(run, TIMED_OUT)
 
     def stop(self, run: TaskRun, reason: str) -> None:
@@ -116,7 +117,7 @@ class Attempts:
 
     def _cancel_if_still_running(self, run: TaskRun, attempt: int) -> None:
         slot = run.slot
-        if run.state is _RUNNING and run.attempts == attempt and slot is not None:
+        if run.state is RUNNING and run.attempts == attempt and slot is not None:
             slot.cancel_sent = True
             slot.task.cancel()  # type: ignore[union-attr]
 
@@ -136,7 +137,7 @@ class Attempts:
             if permit is not None:
                 run.breaker.success(permit=permit)  # type: ignore[union-attr]
             run.result = result
-            self._finish(run, _SUCCEEDED, "")
+            self._finish(run, SUCCEEDED, "")
         elif stop_reason == CANCELLED:
             run.stop_reason = None  # spent: a retry starts afresh
             if permit is not None:
@@ -169,10 +170,10 @@ class Attempts:
             and policy.should_retry(error, failed)
         ):
             delay = policy.backoff(failed, self._rng)
-            self._transition(run, _RETRYING, f"{message}; retrying in {delay:.3g}s")
+            self._transition(run, RETRYING, f"{message}; retrying in {delay:.3g}s")
             run.timer = self._clock.call_later(delay, self.retry_now, run)
         else:
-            self._finish(run, _FAILED, message)
+            self._finish(run, FAILED, message)
 
     def interrupted(self, run: TaskRun, error: TaskInterruptedError) -> None:
         """An attempt lost through no fault of the task (its worker left, the daemon
@@ -185,7 +186,7 @@ class Attempts:
         cap = run.spec.max_interruptions
         if count <= cap:
             message = f"{INTERRUPTED}{error}), {count} of {cap}; running again"
-            self._transition(run, _RETRYING, message)
+            self._transition(run, RETRYING, message)
             self._make_ready(run)
             return
         run.error = error
@@ -193,14 +194,14 @@ class Attempts:
             why = f"interrupted {count} times, the last ({error}); max_interruptions is {cap}"
         else:
             why = f"interrupted ({error}); max_interruptions is 0: it must not run twice"
-        self._finish(run, _FAILED, f"{type(error).__name__}: {why}")
+        self._finish(run, FAILED, f"{type(error).__name__}: {why}")
 
     def resume_interrupted(self, run: TaskRun) -> None:
         """A restored task whose attempt a restart cut off: an interruption like any other."""
         self.interrupted(run, TaskInterruptedError("the daemon restarted", cause="daemon_restart"))
 
     def retry_now(self, run: TaskRun) -> None:
-        if run.state is _RETRYING:
+        if run.state is RETRYING:
             run.timer = None
             self._make_ready(run)
 

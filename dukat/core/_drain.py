@@ -12,8 +12,8 @@ from dukat.core._endings import Endings
 from dukat.core._requests import CancelRequest
 from dukat.core._runs import JobRun
 from dukat.core._slots import Slots, nothing_to_pick
+from dukat.core._task_states import RUNNING
 from dukat.core.clock import Clock
-from dukat.core.states import _RUNNING
 from dukat.errors import ValidationError
 
 __all__ = ["close", "drain"]
@@ -49,7 +49,7 @@ async def drain(
     for job in list(jobs):
         if job.state.is_terminal:
             continue
-        running = [run for run in job.tasks.values() if run.state is _RUNNING]
+        running = [run for run in job.tasks.values() if run.state is RUNNING]
         if running:
             cancelled += endings.cancel_runs(job, running, "cancelled: the drain's grace ran out")
     return cancelled

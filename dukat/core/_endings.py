@@ -14,10 +14,11 @@ from dukat.core._attempts import Attempts
 from dukat.core._gates import Gates
 from dukat.core._requests import CancelRequest
 from dukat.core._runs import CANCELLED, JobRun, TaskRun
+from dukat.core._task_states import FAILED, PENDING, RUNNING, SUCCEEDED
 from dukat.core._transitions import Transitions
 from dukat.core.clock import Clock
 from dukat.core.results import TaskFailure
-from dukat.core.states import _FAILED, _PENDING, _RUNNING, _SUCCEEDED, JobState, TaskState
+from dukat.core.states import JobState, TaskState
 
 __all__ = ["Endings"]
 
@@ -58,7 +59,7 @@ class Endings:
 
         A FAILED one keeps its error as data too (`TaskFailure`), in `result`, which only a
         success uses otherwise: what a journal keeps of it, and what a restart puts back."""
-        if state is _FAILED and run.error is not None:
+        if state is FAILED and run.error is not None:
             run.result = TaskFailure.of(run.error)
         run.message = message
         run.finished_at = now = self._wall()
@@ -71,16 +72,16 @@ class Endings:
         """End a task and propagate: ready or skip its dependents; maybe end the job."""
         self.terminate(run, state, message)
         job = run.job
-        if state is _SUCCEEDED:  # the common case, kept short
+        if state is SUCCEEDED:  # the common case, kept short
             now = run.finished_at  # when its dependents became ready, too
             for dependent in run.dependents:
-                if dependent.state is _PENDING:
+                if dependent.state is PENDING:
                     dependent.waiting_on -= 1
                     if dependent.waiting_on == 0:
                         self._make_ready(dependent, "", now)
         else:
             self.propagate_failure(run)
-            if state is _FAILED:
+            if state is FAILED:
                 self.fail_fast(job, f"fail_fast: task {run.id!r} failed")
         if not job.remaining:
             self.maybe_finish_job(job)
@@ -94,9 +95,9 @@ class Endings:
         stack = [run]
         while stack:
             done = stack.pop()
-            succeeded = done.state is _SUCCEEDED
+            succeeded = done.state is SUCCEEDED
             for dependent in done.dependents:
-                if dependent.state is not _PENDING:
+                if dependent.state is not PENDING:
                     continue
                 dependent.waiting_on -= 1
                 if succeeded or dependent.all_done:
@@ -138,7 +139,7 @@ class Endings:
             if run.state.is_terminal or run.stop_reason == CANCELLED:
                 continue  # already over, or already being stopped
             cancelled += 1
-            if run.state is _RUNNING:
+            if run.state is RUNNING:
                 run.message = reason
                 self._stop(run, CANCELLED)
             else:
@@ -151,9 +152,9 @@ class Endings:
         if job.remaining or job.state.is_terminal:
             return
         counts = job.counts
-        if counts[_FAILED]:
+        if counts[FAILED]:
             state = JobState.FAILED
-            message = f"{counts[_FAILED]} of {len(job.tasks)} tasks failed"
+            message = f"{counts[FAILED]} of {len(job.tasks)} tasks failed"
             if job.cancel_reason:  # a cancel with a reason: the job's end says it too
                 message = f"{message}; {_cancelled(job)}"
         elif counts[TaskState.CANCELLED] or job.cancel_requested:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 
 from dukat.core._runs import JobRun, TaskRun
-from dukat.core.states import _READY
+from dukat.core._task_states import READY
 
 __all__ = ["FairShare"]
 
@@ -72,7 +72,7 @@ class FairShare:
             while ready.size:
                 candidate = ready.pop()
                 self.queued -= 1
-                if candidate.state is _READY:  # else cancelled while it waited
+                if candidate.state is READY:  # else cancelled while it waited
                     run = candidate
                     break
             if run is None:

@@ -20,12 +20,12 @@ from typing import Any
 from dukat.core._fair_share import FairShare
 from dukat.core._runs import TaskRun
 from dukat.core._slots import Slots
+from dukat.core._task_states import READY
 from dukat.core._transitions import Transitions
 from dukat.core.breaker import BreakerRegistry, BreakerTransition
 from dukat.core.clock import Clock
 from dukat.core.context import AttemptReporter, TaskContext
 from dukat.core.resources import ResourcePool
-from dukat.core.states import _READY
 
 __all__ = ["AttemptFailed", "Gates"]
 
@@ -81,7 +81,7 @@ class Gates:
         return self.fair.queued + len(self.granted)
 
     def make_ready(self, run: TaskRun, message: str = "", moment: float | None = None) -> None:
-        self._transition(run, _READY, message, moment)
+        self._transition(run, READY, message, moment)
         self.fair.push(run)
         slots = self._slots
         if not slots.wake_scheduled:
@@ -93,7 +93,7 @@ class Gates:
         while True:
             if granted:
                 run = granted.popleft()
-                if run.state is not _READY:
+                if run.state is not READY:
                     continue
                 # Back from admission, it may have resources still to take.
                 if not run.holds_resources and run.spec.resources and not self._reserve(run):
@@ -158,7 +158,7 @@ class Gates:
         if future.cancelled() or run.reservation is not future:
             return  # let go while the grant was on its way: `let_go` gave it back
         run.reservation = None
-        if run.state is not _READY:  # cancelled while the grant was on its way
+        if run.state is not READY:  # cancelled while the grant was on its way
             self._resources.release_nowait(run.pool_key)
             return
         run.holds_resources = True
@@ -233,7 +233,7 @@ class Gates:
         if timer is not None:
             timer.cancel()
         for run in parked:
-            if run.state is _READY:
+            if run.state is READY:
                 self.fair.push(run)
         self._slots.schedule_wake()
 

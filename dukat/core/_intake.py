@@ -21,6 +21,7 @@ from dukat.core._requests import PreparedJob
 from dukat.core._rerun import carried_over
 from dukat.core._retention import Retention
 from dukat.core._runs import JobRun
+from dukat.core._task_states import SUCCEEDED
 from dukat.core._transitions import Transitions
 from dukat.core.breaker import BreakerRegistry
 from dukat.core.clock import Clock
@@ -28,7 +29,7 @@ from dukat.core.events import CARRIED, TaskStateChanged
 from dukat.core.resources import ResourcePool
 from dukat.core.runners import Runner
 from dukat.core.spec import JobSpec, validate_job
-from dukat.core.states import _SUCCEEDED, JobState
+from dukat.core.states import JobState
 from dukat.errors import FieldViolation, NotFoundError, ValidationError
 
 __all__ = ["Intake"]
@@ -162,7 +163,7 @@ class Intake:
                 job.sequence,
                 run.finished_at,
                 task_id,
-                _SUCCEEDED,
+                SUCCEEDED,
                 run.attempts,
                 run.message,
             )

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dukat.core._runs import JobRun, TaskRun
+from dukat.core._task_states import READY, RUNNING
 from dukat.core.events import Event, TaskOutput, TaskProgress, TaskWaiting
-from dukat.core.states import _READY, _RUNNING
 
 __all__ = ["Reporter"]
 
@@ -34,7 +34,7 @@ class Reporter:
 
     def report(self, run: TaskRun, attempt: int, kind: str, payload: Any) -> None:
         """Progress and output from inside an attempt (ignored once the attempt is over)."""
-        if run.state is not _RUNNING or run.attempts != attempt:
+        if run.state is not RUNNING or run.attempts != attempt:
             return
         job = run.job
         job.sequence += 1
@@ -48,7 +48,7 @@ class Reporter:
     def waiting(self, run: TaskRun, attempt: int, waiting_for: str, queue: str = "") -> None:
         """A READY task waits for something that may never come by itself (its runner says
         so, from `admit`): a `TaskWaiting` event, once per task."""
-        if run.state is not _READY or run.attempts + 1 != attempt or run.said_waiting:
+        if run.state is not READY or run.attempts + 1 != attempt or run.said_waiting:
             return
         run.said_waiting = True
         job = run.job

@@ -21,10 +21,11 @@ from dukat.core._outcomes import apply_outcomes, failed_upstream, settle_pending
 from dukat.core._requests import CancelRequest, JobEnding
 from dukat.core._retention import Retention
 from dukat.core._runs import JobRun, TaskRun
+from dukat.core._task_states import FAILED, PENDING, RETRYING, RUNNING
 from dukat.core._transitions import put_back_job
 from dukat.core.results import TaskStatus
 from dukat.core.spec import JobSpec, validate_job
-from dukat.core.states import _FAILED, _PENDING, _RETRYING, _RUNNING, JobState, TaskState
+from dukat.core.states import JobState, TaskState
 
 __all__ = ["Restore"]
 
@@ -81,7 +82,7 @@ class Restore:
         for request in cancels:
             self._cancel(job, request)
         self._resume(job, resumed)
-        if job.counts[_FAILED]:
+        if job.counts[FAILED]:
             self._endings.fail_fast(job, "fail_fast: a task had failed")
         self._endings.maybe_finish_job(job)
 
@@ -102,12 +103,12 @@ class Restore:
         settled = settle_pending(job)
         attempts, endings = self._attempts, self._endings
         for run in resumed:  # unless cancelled just now
-            if run.state is _RUNNING:
+            if run.state is RUNNING:
                 attempts.resume_interrupted(run)
-            elif run.state is _RETRYING:  # its attempt had ended: on to the next
+            elif run.state is RETRYING:  # its attempt had ended: on to the next
                 attempts.retry_now(run)
         for run in settled:
-            if run.state is not _PENDING:
+            if run.state is not PENDING:
                 continue  # ended by what an interrupted task's failure propagated
             upstream = failed_upstream(run)
             if upstream is None or run.all_done:

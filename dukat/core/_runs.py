@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from dukat.core._gc import gc_paused, promote_new
 from dukat.core._ready import ReadyQueue
+from dukat.core._task_states import FAILED, PENDING, SUCCEEDED
 from dukat.core.events import EventLog
 from dukat.core.results import JobSnapshot, TaskResult, TaskStatus, count_states
-from dukat.core.states import _FAILED, _PENDING, _SUCCEEDED, JobState, TaskState, TriggerRule
+from dukat.core.states import JobState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -99,7 +100,7 @@ class TaskRun:
         # Something to pass before a slot runs it (admission, resources): one test when picked.
         self.gated = admit is not None or bool(spec.resources)
         self.breaker = breaker
-        self.state = _PENDING
+        self.state = PENDING
         self.attempts = 0
         self.interruptions = 0  # of those attempts, lost through no fault of the task
         self.waiting_on = len(spec.dependencies)  # upstream tasks not yet terminal
@@ -151,7 +152,7 @@ class TaskRun:
         """The task now; `progress_of`: its job's last progress report of each task;
         `carried_from`: the job a rerun carried it over from, if it did."""
         succeeded = self.state is TaskState.SUCCEEDED
-        failed = self.state is _FAILED
+        failed = self.state is FAILED
         progress, progress_message = progress_of.get(self.id, (None, ""))
         return TaskStatus(
             id=self.id,
@@ -175,8 +176,8 @@ class TaskRun:
             (
                 self.id,
                 state,
-                self.result if state is _SUCCEEDED else None,
-                self.error if state is _FAILED else None,
+                self.result if state is SUCCEEDED else None,
+                self.error if state is FAILED else None,
                 self.attempts,
                 self.started_at,
                 self.finished_at,

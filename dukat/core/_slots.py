@@ -16,7 +16,7 @@ from typing import Any
 
 from dukat.core._holdings import Holdings
 from dukat.core._runs import CANCELLED, Slot, TaskRun
-from dukat.core.context import TaskContext, _current
+from dukat.core.context import TaskContext, reset_current_task
 
 __all__ = ["Begin", "End", "Slots", "nothing_to_pick"]
 
@@ -160,7 +160,7 @@ class Slots:
                     end(run, None, exc)
                     raise
                 finally:
-                    _current.reset(token)
+                    reset_current_task(token)
                     run.slot = None
                     if timer is not None:
                         timer.cancel()

@@ -15,7 +15,7 @@ label `model`.
 The engine knows no daemon: reaching one is the client's, a layer above it. So the engine
 declares a hook, `set_remote_factory`, and the top package `dukat` (always imported before
 any of its submodules, this one too) fills it with a factory that loads the client on first
-use (`dukat.client._assistant.RemoteAssistant`): `dukat.core` imports nothing above itself,
+use (`dukat.client.RemoteAssistant`): `dukat.core` imports nothing above itself,
 and `import dukat` alone still imports no grpc.
 """
 
@@ -36,7 +36,13 @@ from dukat.core.scheduler import Scheduler
 from dukat.core.spec import dependency_ids
 from dukat.errors import ValidationError
 
-__all__ = ["AsyncAssistant", "RemoteFactory", "get_async_assistant", "set_remote_factory"]
+__all__ = [
+    "AsyncAssistant",
+    "RemoteFactory",
+    "get_async_assistant",
+    "set_remote_factory",
+    "task_from_dict",
+]
 
 _TASK_KEYS = frozenset(
     {
@@ -98,7 +104,7 @@ class AsyncAssistant:
             on_event=self._on_event,
         )
         for index, description in enumerate(tasks):
-            task, options = _task_from_dict(index, description)
+            task, options = task_from_dict(index, description)
             await executor.add_task(task, **options)
         trackers, self._trackers = self._trackers, []
         for tracker in trackers:
@@ -175,7 +181,7 @@ async def get_async_assistant(
     return AsyncAssistant(model_name=model_name, max_parallel_tasks=max_parallel_tasks)
 
 
-def _task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, dict[str, Any]]:
+def task_from_dict(index: int, description: Mapping[str, Any]) -> tuple[Task, dict[str, Any]]:
     """Turn one task dict into a `Task` and the options for `add_task`."""
     task_id = description.get("task_id", f"task_{index}")
     where = f"task {task_id!r} (tasks[{index}])"

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
 from dukat.core._runs import JobRun, TaskRun
 from dukat.core.results import TaskResult
 
-__all__ = ["AttemptReporter", "TaskContext", "current_task", "report_progress"]
+__all__ = [
+    "AttemptReporter",
+    "TaskContext",
+    "current_task",
+    "report_progress",
+    "reset_current_task",
+    "set_current_task",
+]
 
 
 class AttemptReporter(Protocol):
@@ -134,6 +141,16 @@ class TaskContext:
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("dukat_task", default=None)
+
+# The variable's own methods, not functions around them: the engine sets and resets it
+# around every attempt.
+set_current_task: Callable[[TaskContext | None], Token[TaskContext | None]] = _current.set
+"""Make `context` what `current_task()` returns here (in this context, and the tasks and
+threads it starts), until `reset_current_task(token)` with the token this returns. The engine
+does it around every attempt; so does code that runs a task's callable itself (the client's
+remote assistant)."""
+reset_current_task: Callable[[Token[TaskContext | None]], None] = _current.reset
+"""Put back what `current_task()` returned before the `set_current_task` that gave `token`."""
 
 
 def current_task() -> TaskContext:

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from dukat.core.states import _SUCCEEDED, JobState, TaskState
+from dukat.core._task_states import SUCCEEDED
+from dukat.core.states import JobState, TaskState
 from dukat.errors import TaskFailedRemotely, TaskProcessError
 
 __all__ = ["JobSnapshot", "TaskFailure", "TaskResult", "TaskStatus", "count_states"]
@@ -38,7 +39,7 @@ class TaskResult(NamedTuple):
 
     @property
     def succeeded(self) -> bool:
-        return self.state is _SUCCEEDED
+        return self.state is SUCCEEDED
 
     @property
     def duration(self) -> float | None:

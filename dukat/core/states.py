@@ -56,12 +56,6 @@ class TriggerRule(enum.Enum):
     ALL_DONE = "all_done"  # every upstream is terminal, whatever the outcome (clean-up steps)
 
 
-# The members as plain module globals, for the per-task paths to import: on CPython 3.11
-# `TaskState.X` goes through EnumType.__getattr__'s slow path (~90 ns, never specialized), a
-# global ~15.
-_PENDING, _READY, _RUNNING = TaskState.PENDING, TaskState.READY, TaskState.RUNNING
-_RETRYING, _SUCCEEDED, _FAILED = TaskState.RETRYING, TaskState.SUCCEEDED, TaskState.FAILED
-
 _TERMINAL_TASK_STATES = frozenset(
     {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.SKIPPED}
 )

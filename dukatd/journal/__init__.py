@@ -60,7 +60,7 @@ Tables:
   same transaction: a rerun never comes back without them;
 - `event_chunks`: per job and commit, one row (a blob) of its events, with the first and
   last sequence, for watchers that resume after a restart; the chunks older than twice
-  `event_tail` events are deleted as the job goes on;
+  `event_log_length` events are deleted as the job goes on;
 - `cancels`: cancel requests, replayed on recovery (a task being stopped when the daemon
   died must not run again): JSON, a list of task ids (none: the whole job), or with a
   reason `{"task_ids": [...], "reason": "..."}`;

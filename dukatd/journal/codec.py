@@ -31,6 +31,7 @@ from dukat.core.events import (
 )
 from dukat.core.results import TaskStatus
 from dukat.core.states import JobState, TaskState
+from dukat.errors import FormatError
 
 __all__ = [
     "EVENT_KINDS",
@@ -67,10 +68,6 @@ _READY, _RUNNING = TaskState.READY, TaskState.RUNNING
 _RETRYING, _FAILED = TaskState.RETRYING, TaskState.FAILED
 _ENDS = frozenset(state for state in TaskState if state.is_terminal)
 _JOB_STATES = {state.value: state for state in JobState}
-
-
-class FormatError(ValueError):
-    """A blob this dukatd cannot read: another format, or not plain values."""
 
 
 def encode(values: Sequence[Any]) -> bytes:

@@ -50,7 +50,7 @@ class Journal:
         *,
         encode_result: Callable[[Any], Any],
         decode_result: Callable[[Any], Any],
-        event_tail: int,
+        event_log_length: int,
         commit_delay: float,
         accept_pages: int | None = None,
     ) -> None:
@@ -58,12 +58,12 @@ class Journal:
         self.path = path
         self._db = connection
         self._decode_result = decode_result
-        self.event_tail = event_tail
+        self.event_log_length = event_log_length
         self._writer = Writer(
             connection,
             path,
             encode_result=encode_result,
-            event_tail=event_tail,
+            event_log_length=event_log_length,
             commit_delay=commit_delay,
             accept_pages=accept_pages,
         )
@@ -90,7 +90,7 @@ class Journal:
         decode_result: Callable[[Any], Any],
         sync: str = "normal",
         max_bytes: int | None = None,
-        event_tail: int = 10_000,
+        event_log_length: int = 10_000,
         commit_delay: float = 0.01,
     ) -> Journal:
         """Open (or create) the journal at `path`, checked and upgraded to this schema.
@@ -111,7 +111,7 @@ class Journal:
             path,
             encode_result=encode_result,
             decode_result=decode_result,
-            event_tail=event_tail,
+            event_log_length=event_log_length,
             commit_delay=commit_delay,
             accept_pages=accept_pages,
         )
@@ -123,7 +123,7 @@ class Journal:
         """
         try:
             loaded = loader.load(
-                self._db, decode_result=self._decode_result, event_tail=self.event_tail
+                self._db, decode_result=self._decode_result, event_log_length=self.event_log_length
             )
         except sqlite3.DatabaseError as error:
             raise JournalError(schema.corrupt(self.path, str(error))) from None

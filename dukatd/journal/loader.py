@@ -52,7 +52,9 @@ class Loaded:
     trim_at: dict[int, int]
 
 
-def load(db: sqlite3.Connection, *, decode_result: Callable[[Any], Any], event_tail: int) -> Loaded:
+def load(
+    db: sqlite3.Connection, *, decode_result: Callable[[Any], Any], event_log_length: int
+) -> Loaded:
     """Read every job and breaker; sqlite3.DatabaseError or ValueError (a `FormatError`
     among them) if what is read is corrupt."""
     jobs: dict[int, RecoveredJob] = {}
@@ -85,9 +87,9 @@ def load(db: sqlite3.Connection, *, decode_result: Callable[[Any], Any], event_t
         job = jobs.get(key)
         if job is not None:
             records = [record for _, data in rows for record in codec.decode(data)]
-            tail = _contiguous_tail(records, job.last_sequence)[-event_tail:]
+            tail = _contiguous_tail(records, job.last_sequence)[-event_log_length:]
             job.events = [codec.engine_record(record) for record in tail]
-            trim_at[key] = job.last_sequence + event_tail
+            trim_at[key] = job.last_sequence + event_log_length
     for key, kept in db.execute("SELECT job, task_ids FROM cancels ORDER BY rowid"):
         job = jobs.get(key)
         if job is not None:

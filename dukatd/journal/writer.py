@@ -10,7 +10,7 @@ Within a commit each operation is dispatched by its kind to a short method; the 
 task changes of a job go as one row each per commit (`_flush`), whatever their number: a
 row costs SQLite (and the loop, whose GIL each row's step gives up and takes back) far
 more than packing does. The writer also keeps the file bounded: new jobs may fill only
-`accept_pages` (the quota), each job keeps its newest `event_tail` events, and freed pages
+`accept_pages` (the quota), each job keeps its newest `event_log_length` events, and freed pages
 go back to the file system a chunk at a time (incremental vacuum).
 """
 
@@ -108,7 +108,7 @@ class Writer:
         path: Path,
         *,
         encode_result: Callable[[Any], Any],
-        event_tail: int,
+        event_log_length: int,
         commit_delay: float,
         accept_pages: int | None = None,
     ) -> None:
@@ -117,7 +117,7 @@ class Writer:
         self.db = db
         self.path = path
         self.encode_result = encode_result
-        self.event_tail = event_tail
+        self.event_log_length = event_log_length
         self.commit_delay = commit_delay
         self.accept_pages = accept_pages
         self._keys: dict[str, int] = {}  # job id -> its row id: the jobs in the file
@@ -375,9 +375,9 @@ class Writer:
             marks[writes.job_id] = writes.last
 
     def _trim(self, key: int, last: int) -> None:
-        """Each job keeps its newest `event_tail` events, and at most twice that: old chunks
+        """Each job keeps its newest `event_log_length` events, and at most twice that: old chunks
         go once the tail has moved on by as much again."""
-        tail = self.event_tail
+        tail = self.event_log_length
         due = self._trim_at.setdefault(key, last + tail)
         if last >= due:
             self.db.execute(

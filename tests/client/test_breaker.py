@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 import dukat
 from dukat.client import Client, RemoteBreaker
 from dukat.core.breaker import CircuitBreakerConfig, CircuitBreakerState
+from dukat.core.clock import ManualClock
+from dukat.core.scheduler import Scheduler
 from dukat.errors import CircuitBreakerError, DaemonNotFoundError
-from tests.client.daemon import Daemon
+from tests.client.daemon import Daemon, running_daemon
 
 pytest.importorskip(
     "dukatd.breaker_service", reason="CircuitBreakerService is not in the daemon yet"
 )
 
 FAST = CircuitBreakerConfig(failure_threshold=2, timeout_seconds=0.2)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def daemon(clock: ManualClock) -> AsyncIterator[Daemon]:
+    """The daemon's breakers time out on a clock the tests move, not by waiting."""
+    async with running_daemon(scheduler=Scheduler(clock=clock)) as running:
+        yield running
 
 
 @pytest.fixture
@@ -44,7 +59,7 @@ async def test_by_hand_allow_then_report_opens_after_the_threshold(
 
 
 async def test_async_with_and_the_decorator_count_like_the_engines(
-    client: Client, configured: Daemon
+    client: Client, configured: Daemon, clock: ManualClock
 ) -> None:
     breaker = client.breaker("db")
     calls = 0
@@ -65,27 +80,29 @@ async def test_async_with_and_the_decorator_count_like_the_engines(
         await call(False)
     assert calls == 3  # the refused call never ran
 
-    await asyncio.sleep(0.25)  # the breaker's timeout: it lets a trial call through
+    await clock.advance(0.2)  # the breaker's timeout: it lets a trial call through
     async with breaker:
         assert breaker.state is CircuitBreakerState.HALF_OPEN
     assert breaker.state is CircuitBreakerState.CLOSED
 
 
 async def test_a_cancelled_block_gives_the_trial_permit_back(
-    client: Client, configured: Daemon
+    client: Client, configured: Daemon, clock: ManualClock
 ) -> None:
     breaker = client.breaker("db")
     for _ in range(2):
         assert await breaker.allow_request()
         await breaker.failure()
-    await asyncio.sleep(0.25)
+    await clock.advance(0.2)
+    inside = asyncio.Event()
 
     async def hold() -> None:
         async with breaker:
-            await asyncio.sleep(10)
+            inside.set()
+            await asyncio.Event().wait()  # until cancelled
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(inside.wait(), 5)
     assert await breaker.acquire() is None  # the one trial slot is taken
     holder.cancel()
     with pytest.raises(asyncio.CancelledError):

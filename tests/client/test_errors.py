@@ -79,7 +79,10 @@ async def test_exec_tasks_on_a_daemon_without_exec_are_permission_denied(client)
 
 
 async def test_too_many_watchers_is_resource_exhausted() -> None:
-    async with running_daemon(max_watchers=1) as daemon, dukat.connect(daemon.address) as client:
+    async with (
+        running_daemon(max_watch_streams=1) as daemon,
+        dukat.connect(daemon.address) as client,
+    ):
         handle = await client.submit(JobSpec(tasks=(dispatch("a", b"gate"),)))
         first = handle.events()
         await anext(first)
@@ -220,7 +223,10 @@ async def test_submit_takes_a_job_spec_only(client) -> None:
 
 
 async def test_a_watch_stopped_early_frees_its_slot_on_the_daemon() -> None:
-    async with running_daemon(max_watchers=1) as daemon, dukat.connect(daemon.address) as client:
+    async with (
+        running_daemon(max_watch_streams=1) as daemon,
+        dukat.connect(daemon.address) as client,
+    ):
         handle = await client.submit(JobSpec(tasks=(dispatch("a", b"gate"),)))
         for _ in range(3):
             events = handle.events()

@@ -1,22 +1,18 @@
-"""The engine's layering, read off its source: no import circle among `dukat.core`'s modules
-(not even through `TYPE_CHECKING`), nothing imported from above it (not even lazily), and
-every record's state changed in one place.
-
-The imports are every `import` statement in a module's syntax tree, wherever it stands (at
-the top, under `if TYPE_CHECKING:`, inside a function), and every `importlib.import_module`
-or `__import__` of a constant name: a circle through any of them is coupling all the same.
+"""The engine's layering, read off its source: nothing imported from above it (not even
+lazily, not even through `TYPE_CHECKING`), and every record's state changed in one place.
+No import circle among its modules is checked with the whole product's
+(`tests/test_layers.py`, whose reading of imports this shares).
 """
 
 from __future__ import annotations
 
 import ast
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import dukat.core
+from tests.test_layers import imported
 
 CORE = Path(dukat.core.__file__).parent
 PACKAGE = "dukat.core"
@@ -35,103 +31,10 @@ def core_modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(CORE.glob("*.py"))}
 
 
-def imported(tree: ast.AST, modules: set[str]) -> Iterator[tuple[str, int]]:
-    """The modules a syntax tree imports, wherever the import stands, with its line."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name, node.lineno
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = PACKAGE if node.level == 1 else PACKAGE.rsplit(".", node.level - 1)[0]
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
-            yield source, node.lineno
-            for alias in node.names:  # `from dukat.core import _runs` imports a module
-                if f"{source}.{alias.name}" in modules:
-                    yield f"{source}.{alias.name}", node.lineno
-        elif (
-            isinstance(node, ast.Call)
-            and _names_a_dynamic_import(node.func)
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            yield str(node.args[0].value), node.lineno
-
-
-def _names_a_dynamic_import(func: ast.expr) -> bool:
-    if isinstance(func, ast.Attribute):
-        return func.attr == "import_module"
-    return isinstance(func, ast.Name) and func.id in {"import_module", "__import__"}
-
-
-def import_graph() -> dict[str, dict[str, int]]:
-    """Each core module -> the core modules it imports (and the line of the first import)."""
-    modules = core_modules()
-    graph: dict[str, dict[str, int]] = {}
-    for name, path in modules.items():
-        edges: dict[str, int] = {}
-        for target, line in imported(ast.parse(path.read_text()), set(modules)):
-            if target in modules and target != name:
-                edges.setdefault(target, line)
-        graph[name] = edges
-    return graph
-
-
-def find_circle(graph: dict[str, dict[str, int]]) -> list[str] | None:
-    """One import circle, as a path that ends where it starts, or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for target in sorted(graph[node]):
-            if state.get(target) == 1:
-                return [*path[path.index(target) :], target]
-            if target not in state and (circle := visit(target)) is not None:
-                return circle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (circle := visit(node)) is not None:
-            return circle
-    return None
-
-
-def test_no_import_circle_in_the_engine() -> None:
-    graph = import_graph()
-    circle = find_circle(graph)
-    if circle is not None:
-        steps = [f"{a} (line {graph[a][b]})" for a, b in itertools.pairwise(circle)]
-        pytest.fail("import circle: " + " -> ".join([*steps, circle[-1]]))
-
-
-def test_the_circle_finder_finds_one() -> None:
-    """The check above can fail: a circle through a TYPE_CHECKING or a lazy import counts."""
-    source = """
-from typing import TYPE_CHECKING
-if TYPE_CHECKING:
-    from dukat.core.b import B
-def later():
-    import importlib
-    return importlib.import_module("dukat.core.a")
-"""
-    modules = {"dukat.core.a", "dukat.core.b"}
-    edges = {target for target, _ in imported(ast.parse(source), modules)}
-    assert {"dukat.core.b", "dukat.core.a"} <= edges
-    graph = {"dukat.core.a": {"dukat.core.b": 4}, "dukat.core.b": {"dukat.core.a": 7}}
-    assert find_circle(graph) == ["dukat.core.a", "dukat.core.b", "dukat.core.a"]
-    assert find_circle({"dukat.core.a": {"dukat.core.b": 1}, "dukat.core.b": {}}) is None
-
-
 @pytest.mark.parametrize("name", sorted(core_modules()))
 def test_the_engine_imports_nothing_from_above_it(name: str) -> None:
     path = core_modules()[name]
-    for target, line in imported(ast.parse(path.read_text()), set(core_modules())):
+    for target, line in imported(path, set(core_modules())):
         where = f"{path.name}:{line} imports {target}"
         assert not target.startswith(FORBIDDEN), where
         if target.startswith("dukat.") or target == "dukat":

@@ -7,19 +7,22 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from dukat.core.clock import Clock
 from dukatd.app import EXIT_OK, Daemon, serve
 from dukatd.config import Config
 
 
 @asynccontextmanager
-async def served(config: Config, *, within: float = 15.0) -> AsyncIterator[Daemon]:
+async def served(
+    config: Config, *, within: float = 15.0, clock: Clock | None = None
+) -> AsyncIterator[Daemon]:
     """The daemon serving `config` for the block; stopped gracefully after it.
 
     A clean block must end in a clean exit (EXIT_OK). A block that raised stops the daemon
     too, but its own error is the one reported."""
     started: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
     serving = asyncio.create_task(
-        serve(config, install_signal_handlers=False, ready=started.set_result)
+        serve(config, install_signal_handlers=False, ready=started.set_result, clock=clock)
     )
     await asyncio.wait({started, serving}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     if not started.done():

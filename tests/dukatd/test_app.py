@@ -12,11 +12,12 @@ from prometheus_client import Gauge
 
 import dukat
 from dukat.actions import DispatchAction, ExecAction
-from dukat.core.breaker import CircuitBreakerConfig
+from dukat.core.breaker import CircuitBreakerConfig, CircuitBreakerState
+from dukat.core.clock import ManualClock
 from dukat.core.spec import JobSpec, TaskSpec
 from dukat.core.states import JobState
-from dukat.errors import DaemonNotFoundError, UnauthenticatedError
-from dukatd import app
+from dukat.errors import DaemonNotFoundError, NotFoundError, UnauthenticatedError
+from dukatd import daemon as daemon_module
 from dukatd.app import EXIT_START_FAILED, Daemon, build_scheduler, serve
 from dukatd.config import Config
 from dukatd.metrics import DaemonMetrics
@@ -157,6 +158,54 @@ async def test_build_scheduler_takes_the_config(short_tmp: Path, allow_exec: boo
     await scheduler.close()
 
 
+async def test_build_scheduler_gives_its_breakers_and_the_scheduler_the_clock_it_is_given(
+    short_tmp: Path,
+):
+    clock = ManualClock()
+    db = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=30)
+    scheduler, _ = build_scheduler(config_for(short_tmp, breakers={"db": db}), clock=clock)
+    assert scheduler.clock is clock
+    breaker = scheduler.breakers.get("db")
+    breaker.failure()
+    assert (breaker.state, breaker.retry_after) == (CircuitBreakerState.OPEN, 30)
+    await clock.advance(30)
+    assert (breaker.state, breaker.retry_after) == (CircuitBreakerState.HALF_OPEN, 0)
+    await scheduler.close()
+
+
+async def test_the_daemon_times_everything_of_its_own_on_the_one_clock_it_is_given(
+    short_tmp: Path,
+):
+    """Its breakers (those of the file and those clients make), the retention of finished
+    jobs (--finished-job-ttl), workers' heartbeats and when it started: all on `serve`'s
+    clock."""
+    clock = ManualClock()
+    db = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=60)
+    config = config_for(short_tmp, breakers={"db": db}, finished_job_ttl=60.0)
+    async with served(config, clock=clock) as daemon:
+        scheduler = daemon.scheduler
+        assert scheduler.clock is clock and daemon.work_hub.clock is clock
+        assert daemon.started_at == clock.wall()
+        opened = {}
+        for name in ("db", "made-by-a-client"):
+            breaker = scheduler.breakers.get(name)
+            while breaker.state is CircuitBreakerState.CLOSED:
+                breaker.failure()
+            opened[name] = breaker.retry_after
+        # With exec off, the task fails at once: a finished job, held for 60 s of the clock.
+        job_id = scheduler.submit(JobSpec(tasks=(TaskSpec("t", ExecAction(("true",))),)))
+        await asyncio.wait_for(scheduler.wait(job_id), 10)
+        await clock.advance(59)
+        assert scheduler.get_job(job_id).state is JobState.FAILED
+        for name, retry_after in opened.items():
+            assert scheduler.breakers.get(name).retry_after == max(0.0, retry_after - 59)
+        await clock.advance(1)
+        with pytest.raises(NotFoundError):
+            scheduler.get_job(job_id)
+        assert scheduler.breakers.get("db").state is CircuitBreakerState.HALF_OPEN
+        assert daemon.status().started_at == clock.wall() - 60
+
+
 def metrics_listeners(daemon: Daemon) -> list[object]:
     """What listens to the engine on the metrics' behalf (the listener lists are private)."""
     assert daemon.scheduler is not None and daemon.work_hub is not None
@@ -176,13 +225,13 @@ async def test_with_metrics_off_nothing_listens_for_them_and_the_daemon_works(
     short_tmp: Path, metrics_listen: str | None, monkeypatch
 ):
     server_options: dict[str, object] = {}
-    create_server = app.create_server
+    create_server = daemon_module.create_server
 
     async def recording_create_server(*args: object, **options: object) -> grpc.aio.Server:
         server_options.update(options)
         return await create_server(*args, **options)
 
-    monkeypatch.setattr(app, "create_server", recording_create_server)
+    monkeypatch.setattr(daemon_module, "create_server", recording_create_server)
     config = config_for(short_tmp, metrics_listen=metrics_listen)
     async with served(config) as daemon:
         if metrics_listen is None:

@@ -3,12 +3,15 @@ the flag, variable or key at fault."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import dukatd
 from dukat.core.breaker import CircuitBreakerConfig
 from dukatd.address import TcpAddress, UnixAddress, parse_address
 from dukatd.config import (
@@ -510,3 +513,34 @@ def test_the_task_limit_help_names_the_status_the_daemon_answers():
     (option,) = [o for o in OPTIONS if o.field == "max_tasks_per_job"]
     assert "INVALID_ARGUMENT" in option.help
     assert "RESOURCE_EXHAUSTED" not in option.help
+
+
+# -- one name per concept ----------------------------------------------------------------------
+
+# An option keeps its name on the way in, but for the prefix that names its owner, dropped on
+# the owner itself: the work hub's heartbeat_interval (as the wire's WorkerWelcome says it),
+# the journal's sync and max_bytes.
+OWNER_PREFIXES = ("worker_", "journal_")
+
+
+def option_keywords() -> Iterator[tuple[str, str, str]]:
+    """(where, keyword, option) for each keyword argument in the daemon's source given an
+    option as it is (`config.X`, or bounded by max or min), not a value derived from it."""
+    for path in sorted(Path(dukatd.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.keyword) or node.arg is None:
+                continue
+            value = node.value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", None) in ("max", "min"):
+                value = next((a for a in value.args if isinstance(a, ast.Attribute)), value)
+            if isinstance(value, ast.Attribute) and getattr(value.value, "id", None) == "config":
+                yield f"{path.name}:{node.lineno}", node.arg, value.attr
+
+
+def test_the_daemon_hands_each_option_on_under_its_own_name():
+    found = list(option_keywords())
+    assert len(found) > 20  # the scan sees the daemon's wiring
+    for where, keyword, option in found:
+        owner, _, rest = option.partition("_")
+        dropped = f"{owner}_" in OWNER_PREFIXES and rest == keyword
+        assert keyword == option or dropped, f"{where}: {keyword}=config.{option}"

@@ -44,7 +44,7 @@ def pump(
         lines_per_second=rate,
         burst=burst,
         max_line_bytes=max_line,
-        tail_bytes=tail,
+        output_tail_bytes=tail,
         monotonic=clock or Clock(),
     )
 

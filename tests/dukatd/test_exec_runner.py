@@ -262,7 +262,7 @@ def dropped_counts(markers: list[str], stream: str = "stdout") -> int:
 
 @on_both_loops
 async def test_output_over_the_rate_limit_is_dropped_and_counted() -> None:
-    options = ExecOptions(lines_per_second=50, line_burst=20, tail_bytes=1000)
+    options = ExecOptions(lines_per_second=50, line_burst=20, output_tail_bytes=1000)
     run = Run(ExecRunner(options))
     started = time.monotonic()
     run.submit(task(ExecAction(("seq", "1", "20000"))))
@@ -288,7 +288,7 @@ async def test_long_lines_are_cut_with_a_note() -> None:
 
 @on_both_loops
 async def test_the_tail_keeps_the_end_of_each_stream() -> None:
-    run = Run(ExecRunner(ExecOptions(tail_bytes=100)))
+    run = Run(ExecRunner(ExecOptions(output_tail_bytes=100)))
     run.submit(task(sh("seq 1 100000; seq 1 100000 >&2; exit 1")))
     assert await run.finish() is JobState.FAILED
     error = run.result().error
@@ -612,7 +612,7 @@ def test_exec_action_names_the_bad_field(kwargs: dict[str, Any], message: str) -
         ({"lines_per_second": float("nan")}, "lines_per_second"),
         ({"line_burst": 0}, "line_burst"),
         ({"max_line_bytes": 1.5}, "max_line_bytes"),
-        ({"tail_bytes": True}, "tail_bytes"),
+        ({"output_tail_bytes": True}, "output_tail_bytes"),
         ({"drain_timeout": float("inf")}, "drain_timeout"),
     ],
 )

@@ -124,7 +124,7 @@ async def hosts(tmp_path: Path) -> AsyncIterator[Callable[..., Host]]:
     def make(**options: Any) -> Host:
         journal_options = {
             k: options.pop(k)
-            for k in ("event_tail", "max_bytes", "sync", "commit_delay")
+            for k in ("event_log_length", "max_bytes", "sync", "commit_delay")
             if k in options
         }
         made.append(Host(open_journal(tmp_path, **journal_options), **options))
@@ -216,7 +216,7 @@ async def test_watchers_see_an_event_only_once_it_is_committed(hosts):
 
 
 async def test_the_events_kept_per_job_are_a_bounded_ring(hosts, tmp_path):
-    host = hosts(event_tail=5)
+    host = hosts(event_log_length=5)
     job_id = await host.submit(chain(10))
     await finished(host.scheduler, job_id)
     await host.journal.sync()
@@ -225,7 +225,7 @@ async def test_the_events_kept_per_job_are_a_bounded_ring(hosts, tmp_path):
     oldest = rows(tmp_path, "SELECT min(last_sequence) FROM event_chunks")
     assert oldest[0][0] > last - 2 * 5  # chunks older than twice the tail are gone
     await host.close()
-    reopened = open_journal(tmp_path, event_tail=5)
+    reopened = open_journal(tmp_path, event_log_length=5)
     (job,) = reopened.load()[0]
     await reopened.close()
     assert [event[1] for event in job.events] == list(

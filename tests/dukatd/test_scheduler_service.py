@@ -551,7 +551,7 @@ async def test_watch_all_sees_every_job_live(daemon):
 
 
 async def test_watch_streams_over_the_limit_are_resource_exhausted(daemon):
-    daemon.service.max_watchers = 1
+    daemon.service.max_watch_streams = 1
     call = daemon.stub.Watch(scheduler_pb2.WatchRequest())
     await call.initial_metadata()
     error = await rpc_error(watch_to_end(daemon, "whatever"))

@@ -26,7 +26,9 @@ def test_the_defaults_are_the_documented_constants():
 
 def test_keepalive_times_in_seconds_become_milliseconds():
     options = dict(
-        server_options(keepalive_time=2.5, keepalive_timeout=0.0001, min_client_ping_interval=0)
+        server_options(
+            keepalive_time=2.5, keepalive_timeout=0.0001, keepalive_min_client_interval=0
+        )
     )
     assert options["grpc.keepalive_time_ms"] == 2_500
     assert options["grpc.keepalive_timeout_ms"] == 1  # grpc's least, not 0 (which is "off")
@@ -39,7 +41,7 @@ def test_keepalive_times_in_seconds_become_milliseconds():
         ("keepalive_time", 0),
         ("keepalive_time", math.nan),
         ("keepalive_timeout", -1),
-        ("min_client_ping_interval", -0.5),
+        ("keepalive_min_client_interval", -0.5),
     ],
 )
 def test_nonsense_times_are_refused_by_name(option: str, value: float):
