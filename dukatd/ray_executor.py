@@ -60,8 +60,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from dukat.actions import ExecAction, ExecResult
 from dukat.core.context import TaskContext
 from dukat.core.resources import ResourcePool, ResourceRequirement
@@ -69,6 +67,7 @@ from dukat.core.spec import JobSpec, TaskSpec
 from dukat.daemon_status import RayClusterStatus
 from dukat.errors import (
     FieldViolation,
+    Refused,
     TaskFailedRemotely,
     TaskInterruptedError,
     TaskProcessError,
@@ -77,7 +76,6 @@ from dukat.errors import (
 from dukatd.exec_runner import ExecOptions
 from dukatd.ray_link import read_message, write_message
 from dukatd.ray_remote import RemoteAttempt
-from dukatd.status import Refusal
 
 __all__ = [
     "RAY_BUILTINS",
@@ -395,8 +393,8 @@ class RayExecutor:
         if not exec_tasks:
             return
         if not self.connected:
-            raise Refusal(
-                grpc.StatusCode.UNAVAILABLE,
+            raise Refused(
+                "UNAVAILABLE",
                 f"exec tasks run on the Ray cluster at {self.address}, which is unavailable "
                 f"({self.why_unavailable}); submit again once it is back",
             )

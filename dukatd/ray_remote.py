@@ -118,8 +118,8 @@ def run_attempt(
         lines_per_second=options.lines_per_second,
         burst=options.line_burst,
         max_line_bytes=options.max_line_bytes,
-        tail_bytes=options.tail_bytes,
-        clock=time.monotonic,
+        output_tail_bytes=options.output_tail_bytes,
+        monotonic=time.monotonic,
     )
     env = {**_base_env(), **attempt.env}
     env["DUKAT_JOB_ID"] = attempt.job_id
