@@ -1,8 +1,10 @@
 # dukatd, the dukat daemon, in a container. The same steps as `make install`, minus the dev
-# tools: a plain `pip install '.[daemon]'` of this checkout.
+# tools: a plain `pip install '.[daemon,cli]'` of this checkout (the daemon and the `dukat`
+# command line, for `docker exec dukatd dukat status`).
 #
 #   docker build -t dukatd .
 #   docker run -d --name dukatd -v dukatd-run:/run/dukatd -v dukatd-state:/var/lib/dukatd dukatd
+#   docker exec dukatd dukat status
 #   # the journal (jobs survive restarts and upgrades) is in the volume /var/lib/dukatd
 #   # clients in other containers mount the same volume and dial unix:/run/dukatd/dukatd.sock
 #   # (the socket is mode 0660: run them as uid/gid 10001, or in group 10001)
@@ -21,7 +23,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY dukat ./dukat
 COPY dukatd ./dukatd
-RUN pip install '.[daemon]' && rm -rf /src
+RUN pip install '.[daemon,cli]' && rm -rf /src
 
 # A user of its own; the socket directory is group-readable (0750) like systemd's
 # RuntimeDirectoryMode in systemd/dukatd.service, the state directory private.
@@ -35,7 +37,8 @@ WORKDIR /var/lib/dukatd
 # Options as DUKATD_* variables, so that `python -m dukatd.health` (below) reads the same
 # addresses; `docker run ... dukatd --allow-exec` adds flags on top.
 ENV DUKATD_LISTEN=unix:/run/dukatd/dukatd.sock \
-    DUKATD_STATE_DIR=/var/lib/dukatd
+    DUKATD_STATE_DIR=/var/lib/dukatd \
+    DUKAT_ADDRESS=unix:/run/dukatd/dukatd.sock
 # TCP as well, for clients outside the container. Beyond loopback dukatd requires TLS and a
 # token, or --insecure said out loud; publish the port only where that is acceptable:
 # ENV DUKATD_LISTEN=unix:/run/dukatd/dukatd.sock,0.0.0.0:50051 DUKATD_INSECURE=1

@@ -32,7 +32,13 @@ from typing import Any
 from dukat.actions import ExecAction
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
-from dukat.core.spec import JobSpec, TaskSpec, validate_job
+from dukat.core.spec import (
+    DEFAULT_MAX_INTERRUPTIONS,
+    MAX_INTERRUPTIONS,
+    JobSpec,
+    TaskSpec,
+    validate_job,
+)
 from dukat.core.states import TriggerRule
 from dukat.defaults import parse_duration
 from dukat.errors import JobFileError, ValidationError
@@ -46,6 +52,7 @@ TASK_KEYS = (
     "description",
     "dependencies",
     "retry",
+    "max_interruptions",
     "timeout",
     "resources",
     "breaker",
@@ -180,6 +187,12 @@ class _Reader:
                 where, "dependencies", table.get("dependencies", []), _str_list
             ),
             "retry": self.check(where, "retry", table.get("retry"), _retry),
+            "max_interruptions": self.check(
+                where,
+                "max_interruptions",
+                table.get("max_interruptions", DEFAULT_MAX_INTERRUPTIONS),
+                _max_interruptions,
+            ),
             "timeout": self.check(where, "timeout", table.get("timeout"), _optional_duration),
             "resources": self.check(where, "resources", table.get("resources", {}), _resources),
             "circuit_breaker": self.check(where, "breaker", table.get("breaker"), _optional_str),
@@ -252,6 +265,13 @@ def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, not {value!r}")
     return value
+
+
+def _max_interruptions(value: Any) -> int:
+    count = _int(value)
+    if not 0 <= count <= MAX_INTERRUPTIONS:
+        raise ValueError(f"expected a whole number from 0 to {MAX_INTERRUPTIONS}, not {count}")
+    return count
 
 
 def _optional_int(value: Any) -> int | None:

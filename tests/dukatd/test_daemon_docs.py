@@ -1,4 +1,5 @@
-"""The README's daemon section and the Dockerfile agree with the daemon they describe."""
+"""docs/configuration.md, docs/daemon.md and the Dockerfile agree with the daemon they
+describe."""
 
 from __future__ import annotations
 
@@ -9,33 +10,45 @@ from pathlib import Path
 from dukatd.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+DAEMON = (ROOT / "docs" / "daemon.md").read_text()
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
-def test_the_readme_lists_every_flag_with_its_variable_and_default():
-    section = README[README.index("## Running the daemon") :]
+def test_the_configuration_lists_every_flag_with_its_variable_and_default():
     rows = {
         match[1]: (match[2], match[3].strip())
         for match in re.finditer(
-            r"^\| `(--[a-z-]+)[^`]*` \| `([A-Z_]+)` \|([^|]*)\|", section, re.M
+            r"^\| `(--[a-z-]+)[^`]*` \| `([A-Z_]+)` \|([^|]*)\|", CONFIGURATION, re.M
         )
     }
     for option in OPTIONS:
         if option.flag is None:
             continue
-        assert option.flag in rows, f"{option.flag} is missing from the README's table"
+        assert option.flag in rows, f"{option.flag} is missing from docs/configuration.md"
         env, default = rows[option.flag]
         assert env == option.env
         assert option.help.endswith(f"Default: {default}"), (option.flag, default)
 
 
-def test_the_readme_describes_the_token_and_the_ttl_as_enforced():
-    section = README[README.index("## Running the daemon") : README.index("## The Python client")]
-    assert "Not yet" not in section  # both were refused or ignored once, and said so here
-    assert "| UNAUTHENTICATED |" in section
-    assert "authorization: Bearer <token>" in section
-    assert "--finished-job-ttl" in section.split("| flag |")[1].split("**Stopping")[0]
+def test_the_docs_describe_the_token_and_the_ttl_as_enforced():
+    for doc in (DAEMON, CONFIGURATION):
+        assert "Not yet" not in doc  # both were refused or ignored once, and said so here
+    assert "| UNAUTHENTICATED |" in DAEMON
+    assert "authorization: Bearer <token>" in DAEMON
+    assert "`--finished-job-ttl DURATION`" in CONFIGURATION
+    assert "--finished-job-ttl" in DAEMON[DAEMON.index("## Finished jobs") :]
+
+
+def test_the_example_configuration_file_reads_as_documented():
+    from dukatd.config import parse_args
+
+    example = ROOT / "examples" / "dukatd.toml"
+    assert example.read_text().strip() in CONFIGURATION  # shown whole
+    config = parse_args(["--config", str(example)], environ={})
+    assert config.allow_exec and config.max_concurrency == 32
+    assert config.resources["licence"] == 4
+    assert set(config.breakers) == {"payments", "search"}
 
 
 def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
@@ -48,15 +61,15 @@ def test_the_dockerfile_runs_the_console_script_and_probes_with_dukatd_health():
     # The image is built from the packages setuptools finds, and the readme pyproject names.
     for copied in ("COPY dukat ./dukat", "COPY dukatd ./dukatd", "README.md"):
         assert copied in DOCKERFILE
-    assert "pip install '.[daemon]'" in DOCKERFILE
+    assert "pip install '.[daemon,cli]'" in DOCKERFILE
 
 
-def test_the_readme_gives_the_bounds_the_wire_checks():
+def test_the_daemon_doc_gives_the_bounds_the_wire_checks():
     from dukat import convert
     from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, MAX_INTERRUPTIONS
     from dukatd.job_pages import MAX_PAGE_TOKEN
 
-    section = README[README.index("### What a request may carry") :]
+    section = DAEMON[DAEMON.index("## What a request may carry") :]
     table = section[: section.index("\n\n", section.index("| what |"))]
     days = convert.MAX_DURATION // 86_400
     for number in (

@@ -492,7 +492,7 @@ async def test_the_metrics_show_the_cluster_and_its_capacity(cluster: RayCluster
         # The head, alpha and beta (once Ray has a node another test removed for dead).
         while "dukat_ray_nodes 3.0" not in text:
             text = await asyncio.to_thread(scrape)
-        for family in RAY_METRICS:  # what the README lists and a local daemon does not serve
+        for family in RAY_METRICS:  # what docs/metrics.md lists and a local daemon does not serve
             assert f"# TYPE {family} gauge" in text
         assert "dukat_ray_connected 1.0" in text
         assert "dukat_ray_attempts_running 0.0" in text

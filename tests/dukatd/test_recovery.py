@@ -158,11 +158,11 @@ async def test_the_journal_reports_its_commits_size_and_backlog_on_metrics(short
         assert "dukat_journal_backlog" in {sample.name for sample in scraped.samples}
 
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+METRICS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
 
 
-async def test_the_readme_lists_exactly_the_metrics_a_daemon_serves(short_tmp: Path):
-    listed = set(re.findall(r"^\| `((?:dukat|grpc)_[a-z_]+)` \|", README, re.M))
+async def test_the_metrics_doc_lists_exactly_the_metrics_a_daemon_serves(short_tmp: Path):
+    listed = set(re.findall(r"^\| `((?:dukat|grpc)_[a-z_]+)` \|", METRICS_DOC, re.M))
     async with Running(short_tmp, metrics_listen="127.0.0.1:0") as running:
         await running.jobs.Submit(scheduler_pb2.SubmitRequest(job=dispatch_job("a")))
         http = running.daemon.metrics_http

@@ -56,7 +56,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     unit = tmp_path / "dukatd.service"
     text = UNIT.read_text()
     unit.write_text(
-        text.replace("ExecStart=/usr/bin/dukatd", f"ExecStart={sys.executable} -m dukatd")
+        text.replace("ExecStart=/usr/local/bin/dukatd", f"ExecStart={sys.executable} -m dukatd")
     )
     assert unit.read_text() != text
     result = subprocess.run(

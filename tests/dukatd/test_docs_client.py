@@ -1,6 +1,6 @@
-"""The README's client snippet runs as written against a real dukatd; and so does each of its
-embedded snippets that can run through a daemon (`DUKAT_ADDRESS`), with the same output as
-embedded (tests/test_readme.py runs them embedded)."""
+"""docs/python-client.md's snippet runs as written against a real dukatd; and so does each
+embedded snippet of the docs that can run through a daemon (`DUKAT_ADDRESS`), with the same
+output as embedded (tests/test_docs_snippets.py runs them embedded)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import dukat
-from tests.test_readme import EMBEDDED_ENV, SNIPPETS
+from tests.test_docs_snippets import EMBEDDED_ENV, SNIPPETS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLIENT_DOC = Path(__file__).resolve().parents[2] / "docs" / "python-client.md"
 CLIENT_SNIPPET = next(
     block
-    for block in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    for block in re.findall(r"```py\n(.*?)```", CLIENT_DOC.read_text(), flags=re.DOTALL)
     if "dukat.connect" in block
 )
 
@@ -43,7 +43,7 @@ async def run_snippet(snippet: str, env: dict[str, str]) -> str:
     return stdout.decode()
 
 
-def test_the_readme_has_snippets_that_run_both_ways() -> None:
+def test_the_docs_have_snippets_that_run_both_ways() -> None:
     assert DAEMON_SNIPPETS
 
 
@@ -59,7 +59,7 @@ async def test_an_embedded_snippet_runs_the_same_through_a_daemon(daemons, snipp
         assert [job async for job in client.jobs()]
 
 
-async def test_the_readme_client_snippet_runs_against_a_daemon(daemons):
+async def test_the_client_snippet_runs_against_a_daemon(daemons):
     daemon = await daemons().serving()
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,5 +1,6 @@
-"""The README's Python snippets run as written (each is a whole program), embedded: those
-that can also run through a daemon are run so by tests/dukatd/test_readme_client.py."""
+"""The Python snippets of the README and docs/ run as written (each is a whole program),
+embedded: those that can also run through a daemon are run so by
+tests/dukatd/test_docs_client.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SNIPPETS = [
+    snippet
+    for doc in DOCS
+    for snippet in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.DOTALL)
+]
 EMBEDDED_ENV = {k: v for k, v in os.environ.items() if k != "DUKAT_ADDRESS"}
 
 
-def test_the_readme_has_python_snippets() -> None:
-    assert len(SNIPPETS) >= 3
+def test_the_docs_have_python_snippets() -> None:
+    assert len(SNIPPETS) >= 5
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
@@ -27,7 +33,7 @@ def test_snippet_runs(snippet: str) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=README.parent,
+        cwd=ROOT,
         env=EMBEDDED_ENV,
     )
     assert done.returncode == 0, done.stderr
