@@ -204,6 +204,8 @@ def main() -> None:
         f"CPU per task: dukatd {per_task['dukatd']:.0f} us and its Ray bridge (the driver) "
         f"{per_task['bridge']:.0f} us, against Ray's driver alone {per_task['driver']:.0f} us"
     )
+    floor = median["ray/gated"] / median["ray/direct"] - 1
+    print(f"Ray gated as dukat gates it, over Ray alone: {floor:+.0%} (no dukat in it at all)")
     gated = median["dukat/ray"] / median["ray/gated"] - 1
     print(f"dukat over Ray gated as dukat gates it: {gated:+.0%}")
     overhead = median["dukat/ray"] / median["ray/direct"] - 1
