@@ -7,8 +7,8 @@ import (
 )
 
 // Event is one thing that happened to a job, numbered per job from 1 without gaps: a
-// *JobStateChanged, *TaskStateChanged, *TaskProgress, *TaskOutput or *Snapshot (the engine's
-// words, dukat.core.events). Switch on the type:
+// *JobStateChanged, *TaskStateChanged, *TaskProgress, *TaskOutput, *TaskWaiting or *Snapshot
+// (the engine's words, dukat.core.events). Switch on the type:
 //
 //	switch e := event.(type) {
 //	case *dukat.TaskStateChanged:
@@ -71,6 +71,17 @@ type TaskOutput struct {
 	Text   string
 }
 
+// TaskWaiting: a READY task started to wait for something that may never come, a worker for
+// a queue nobody serves; said once per task (and daemon run), its state unchanged.
+type TaskWaiting struct {
+	EventHeader
+	TaskID string
+	// WaitingFor is what it waits for, in words: "a worker for queue 'q' (none connected)".
+	WaitingFor string
+	// Queue is the dispatch queue it waits on a worker of; empty for any other wait.
+	Queue string
+}
+
 // Snapshot is the whole job at Sequence (tasks without results): given instead of the
 // events a watcher missed when the daemon no longer holds them.
 type Snapshot struct {
@@ -111,6 +122,12 @@ func eventFromProto(message *dukatv1.Event) Event {
 		return &TaskOutput{
 			EventHeader: header, TaskID: output.GetTaskId(), Stream: outputStreams[output.GetStream()],
 			Text: output.GetText(),
+		}
+	case *dukatv1.Event_TaskWaiting:
+		waiting := kind.TaskWaiting
+		return &TaskWaiting{
+			EventHeader: header, TaskID: waiting.GetTaskId(), WaitingFor: waiting.GetWaitingFor(),
+			Queue: waiting.GetQueue(),
 		}
 	case *dukatv1.Event_Snapshot:
 		return &Snapshot{EventHeader: header, Job: jobFromProto(kind.Snapshot.GetJob())}

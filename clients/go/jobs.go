@@ -38,7 +38,17 @@ func (c *Client) Submit(ctx context.Context, job JobSpec, options ...SubmitOptio
 	if err != nil {
 		return nil, err
 	}
-	request := &dukatv1.SubmitRequest{Job: spec, RequestId: newClientID()}
+	probe := ""
+	if len(job.tasks) > 0 {
+		probe = job.tasks[0].id
+	}
+	return c.submit(ctx, &dukatv1.SubmitRequest{Job: spec, RequestId: newClientID()}, probe, options)
+}
+
+// submit sends request, made safe to repeat by its request id, with options applied.
+func (c *Client) submit(
+	ctx context.Context, request *dukatv1.SubmitRequest, probe string, options []SubmitOption,
+) (*JobHandle, error) {
 	for _, option := range options {
 		option(request)
 	}
@@ -47,10 +57,34 @@ func (c *Client) Submit(ctx context.Context, job JobSpec, options ...SubmitOptio
 		return nil, err
 	}
 	handle := c.Job(response.GetJobId())
-	if len(job.tasks) > 0 {
-		handle.probe = job.tasks[0].id
-	}
+	handle.probe = probe
 	return handle, nil
+}
+
+// Rerun runs the finished job jobID again from where it failed, as a new job: its tasks that
+// SUCCEEDED in the old job doing the same work, with every upstream carried too, are carried
+// over (SUCCEEDED at once with their results; TaskStatus.CarriedFrom names jobID), the rest
+// run. job is a corrected spec to run instead of the old job's own, or nil for the old job's.
+// A job still running is ErrFailedPrecondition; one the daemon no longer holds ErrNotFound.
+func (c *Client) Rerun(ctx context.Context, jobID string, job *JobSpec, options ...SubmitOption) (*JobHandle, error) {
+	return c.Job(jobID).Rerun(ctx, job, options...)
+}
+
+// Rerun runs this job, once finished, again from where it failed: see Client.Rerun.
+func (h *JobHandle) Rerun(ctx context.Context, job *JobSpec, options ...SubmitOption) (*JobHandle, error) {
+	request := &dukatv1.SubmitRequest{RequestId: newClientID(), RerunOf: h.ID}
+	probe := ""
+	if job != nil {
+		spec, err := job.toProto()
+		if err != nil {
+			return nil, err
+		}
+		request.Job = spec
+		if len(job.tasks) > 0 {
+			probe = job.tasks[0].id
+		}
+	}
+	return h.client.submit(ctx, request, probe, options)
 }
 
 // Job is a handle to a job by id; no call is made (a wrong id shows on first use).

@@ -65,6 +65,14 @@ type TaskStatus struct {
 	// Failure is why the task FAILED, as data (Error says it in words); nil otherwise. Watch
 	// snapshots carry it without its output tails.
 	Failure *TaskFailure
+	// WaitingFor says, for a READY task, what it waits for when that may take for ever ("a
+	// worker for queue 'q' (none connected)"); WaitingForQueue is that dispatch queue (start
+	// a worker serving it). Both empty otherwise.
+	WaitingFor, WaitingForQueue string
+	// CarriedFrom is the job this task was carried over from by a rerun (Client.Rerun): it
+	// SUCCEEDED there and did not run in this job, whose result and times are that run's.
+	// Empty for a task that ran here.
+	CarriedFrom string
 }
 
 // TaskFailure is why a task failed: its last attempt's error, kept across daemon restarts.
@@ -136,7 +144,9 @@ func taskStatusFromProto(task *dukatv1.TaskStatus) TaskStatus {
 		FinishedAt: timeOf(task.GetFinishedAt()), Progress: task.GetProgress(),
 		HasProgress: task.Progress != nil, ProgressMessage: task.GetProgressMessage(),
 		Description: task.GetDescription(), Result: resultFromProto(task.GetResult()),
-		Failure: failureFromProto(task.GetFailure()),
+		Failure:    failureFromProto(task.GetFailure()),
+		WaitingFor: task.GetWaitingFor(), WaitingForQueue: task.GetWaitingForQueue(),
+		CarriedFrom: task.GetCarriedFrom(),
 	}
 }
 
