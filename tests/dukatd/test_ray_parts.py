@@ -21,8 +21,9 @@ from dukat.core.resources import ResourcePool, ResourceRequirement, ResourceType
 from dukat.core.scheduler import Scheduler
 from dukatd.config import ConfigError, parse_args
 from dukatd.exec_runner import ExecOptions
-from dukatd.ray_executor import ClusterView, RayExecutor, ray_options_for
+from dukatd.ray_executor import RayExecutor
 from dukatd.ray_remote import RemoteAttempt, run_attempt
+from dukatd.ray_resources import ClusterView, ray_options_for
 from tests.dukatd.processes import alive, proc_stat
 
 
