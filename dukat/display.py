@@ -23,7 +23,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Protocol
 
-from dukat.core.events import Event, TaskOutput, TaskProgress, TaskStateChanged, TaskWaiting
+from dukat.core.events import (
+    INTERRUPTED,
+    Event,
+    TaskOutput,
+    TaskProgress,
+    TaskStateChanged,
+    TaskWaiting,
+)
 from dukat.core.progress import JobProgress, ProgressTracker
 from dukat.core.states import TaskState
 
@@ -158,7 +165,10 @@ class JobView:
                 attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
                 self._plain(f"{task_id}: started{attempt}")
         elif state is TaskState.RETRYING and not self.live:
-            self._plain(f"{task_id}: attempt {event.attempt} failed, retrying: {event.message}")
+            if event.message.startswith(INTERRUPTED):  # not a failure: say it as the engine does
+                self._plain(f"{task_id}: attempt {event.attempt} {event.message}")
+            else:
+                self._plain(f"{task_id}: attempt {event.attempt} failed, retrying: {event.message}")
         elif state.is_terminal:
             started = self._started.pop(task_id, None)
             tail = self._tails.pop(task_id, ())

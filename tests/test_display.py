@@ -8,6 +8,7 @@ import sys
 
 from dukat.core import JobState, ParallelTaskExecutor, Task, report_progress
 from dukat.display import format_duration, show_progress
+from dukat.errors import TaskInterruptedError
 
 
 async def step(fraction: float) -> str:
@@ -54,3 +55,23 @@ def test_the_engine_never_imports_rich() -> None:
 def test_durations_read_at_a_glance() -> None:
     shown = [format_duration(s) for s in (None, 0.04, 9.96, 12.4, 185, 3720)]
     assert shown == ["-", "0.0s", "10.0s", "12s", "3m05s", "1h02m"]
+
+
+async def test_an_interrupted_attempt_reads_as_interrupted_not_failed() -> None:
+    calls: list[int] = []
+
+    async def cut_off_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TaskInterruptedError("its node went away", cause="node_lost")
+        return "ok"
+
+    out = io.StringIO()
+    async with ParallelTaskExecutor() as executor:
+        await executor.add_task(Task("load", cut_off_once))
+        async with show_progress(executor, file=out):
+            results = await executor.execute_all()
+    assert results["load"].succeeded and results["load"].interruptions == 1
+    lines = out.getvalue().splitlines()
+    assert "load: attempt 1 interrupted (its node went away), 1 of 3; running again" in lines
+    assert not any("failed" in line for line in lines), lines

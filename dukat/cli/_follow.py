@@ -23,6 +23,7 @@ from dukat.core.events import (
 )
 from dukat.core.states import JobState
 from dukat.display import JobView
+from dukat.errors import DaemonUnavailableError
 
 __all__ = [
     "EXIT_FAILED",
@@ -39,7 +40,23 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 async def follow(handle: JobHandle, output: str) -> JobState:
-    """Show the job until it ends (`output`: auto, plain or json); its final state."""
+    """Show the job until it ends (`output`: auto, plain or json); its final state.
+
+    A daemon that stays away past the connect timeout ends the command, not the job: the
+    error says how to follow it again.
+    """
+    try:
+        return await _follow(handle, output)
+    except DaemonUnavailableError as error:
+        raise DaemonUnavailableError(
+            error.details,
+            code=error.code,
+            message=f"{error} (job {handle.job_id} goes on in the daemon: once it is back, "
+            f"`dukat watch {handle.job_id}` follows it again)",
+        ) from error
+
+
+async def _follow(handle: JobHandle, output: str) -> JobState:
     if output == "json":
         async for event in handle.events():
             print(json.dumps(event_json(event)), flush=True)

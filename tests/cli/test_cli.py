@@ -132,6 +132,18 @@ async def test_ctrl_c_leaves_the_job_running_and_says_how_to_watch_it(dukat: Duk
     await dukat("cancel", job_id)
 
 
+async def test_a_daemon_that_stays_away_ends_run_saying_how_to_follow_the_job_again(
+    dukat: Dukat,
+) -> None:
+    process = await dukat.start("run", dukat.file(SLOW))  # DUKAT_CONNECT_TIMEOUT is 2s here
+    job_id = await running_job(dukat, process)
+    dukat.daemon.kill()
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert f"job {job_id} goes on in the daemon" in err.decode()
+    assert f"`dukat watch {job_id}` follows it again" in err.decode()
+
+
 async def test_ctrl_c_with_cancel_on_interrupt_cancels_the_job(dukat: Dukat) -> None:
     process = await dukat.start("run", "--cancel-on-interrupt", dukat.file(SLOW))
     job_id = await running_job(dukat, process)
