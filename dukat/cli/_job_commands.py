@@ -13,6 +13,7 @@ from dukat.cli._follow import EXIT_OK, until_interrupted
 from dukat.cli._tables import job_table, jobs_table
 from dukat.client import JobHandle
 from dukat.core.events import Snapshot, TaskOutput, TaskStateChanged
+from dukat.core.results import TaskStatus
 from dukat.core.states import JobState
 
 
@@ -99,7 +100,8 @@ def logs(settings: Settings, job_id: str, task_id: str, follow: bool) -> None:
     """Print the output lines of the task TASK of the job JOB (from the job's events).
 
     Standard error lines go to standard error. The daemon keeps a bounded number of events
-    per job: lines older than those are gone (a note says so).
+    per job: for a task whose lines are older than those, what it kept of its output when it
+    ended follows instead (the last --output-tail-bytes of each stream), after a note.
     """
 
     async def main() -> int:
@@ -117,28 +119,46 @@ def logs(settings: Settings, job_id: str, task_id: str, follow: bool) -> None:
                 return EXIT_OK
             # Without -f, or for a task already ended: what was written up to now.
             until = job.last_sequence if not follow or task.state.is_terminal else None
-            await until_interrupted(_print_output(handle, task_id, until), _nothing)
+            await until_interrupted(_print_output(handle, task, until), _nothing)
         return EXIT_OK
 
     run_main(main)
 
 
-async def _print_output(handle: JobHandle, task_id: str, until: int | None) -> None:
+async def _print_output(handle: JobHandle, task: TaskStatus, until: int | None) -> None:
     """The task's output lines up to sequence `until` (None: until the task ends)."""
     async for event in handle.events():
-        if isinstance(event, TaskOutput) and event.task_id == task_id:
+        if isinstance(event, TaskOutput) and event.task_id == task.id:
             click.echo(event.text, err=event.stream == "stderr")
         elif isinstance(event, Snapshot):
+            if _print_tails(task):
+                return
             click.echo("dukat: earlier lines are no longer held by the daemon", err=True)
         elif (
             until is None
             and isinstance(event, TaskStateChanged)
-            and event.task_id == task_id
+            and event.task_id == task.id
             and event.state.is_terminal
         ):
             return
         if until is not None and event.sequence >= until:
             return
+
+
+def _print_tails(task: TaskStatus) -> bool:
+    """For an ended exec task, what the daemon kept of each stream; whether there was any."""
+    kept = task.failure if task.failure is not None else task.result
+    stdout, stderr = getattr(kept, "stdout", b""), getattr(kept, "stderr", b"")
+    if not (stdout or stderr):
+        return False
+    click.echo(
+        "dukat: the daemon no longer holds these lines one by one; the end of each stream it "
+        "kept follows (standard output, then standard error)",
+        err=True,
+    )
+    click.echo(stdout.decode(errors="replace"), nl=False)
+    click.echo(stderr.decode(errors="replace"), nl=False, err=True)
+    return True
 
 
 async def _nothing() -> None:

@@ -494,6 +494,29 @@ async def test_the_example_pipeline_runs(dukat: Dukat) -> None:
     assert "sum | 500500" in done.out
 
 
+async def test_logs_of_lines_the_daemon_no_longer_holds_gives_the_tails_it_kept(
+    daemons: Callable[..., DaemonProcess], short_tmp: Path
+) -> None:
+    daemon = await daemons(
+        "--allow-exec", "--event-log-length", "10", "--output-tail-bytes", "64", name="short"
+    ).serving()
+    dukat = Dukat(daemon, short_tmp)
+    job = """
+    [tasks.chatty]
+    run = "seq 1 100; echo 'the end' >&2"
+    [tasks.broken]
+    run = "seq 1 100; echo 'it broke' >&2; exit 3"
+    """
+    ran = await dukat("run", "--output", "plain", dukat.file(job))
+    assert ran.code == 1, ran.err
+    job_id = ran.out.split("job ")[-1].split()[0]
+    for task, said in (("chatty", "the end"), ("broken", "it broke")):
+        logs = await dukat("logs", job_id, task)
+        assert logs.code == 0, logs.err
+        assert logs.out.endswith("98\n99\n100\n") and len(logs.out.encode()) <= 64
+        assert "no longer holds these lines" in logs.err and logs.err.endswith(f"{said}\n")
+
+
 async def test_a_daemon_with_a_token_takes_the_token_file(
     daemons: Callable[..., DaemonProcess], short_tmp: Path
 ) -> None:
