@@ -56,7 +56,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.submit import daemon_env, run_to_success, stop
+from bench.submit import cpu_seconds, daemon_env, run_to_success, stop
 from dukat import convert
 from dukat.actions import DispatchAction
 from dukat.core import JobSpec, JobState, Scheduler, TaskSpec
@@ -208,12 +208,6 @@ def typescript_worker() -> Path | None:
         print(f"  (dukatd/ts-client skipped: no node, or no {TS_WORKER}: `make bench` builds it)")
         return None
     return TS_WORKER
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a running process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measured(run: Callable[[], float], pids: dict[str, int]) -> tuple[float, dict[str, float]]:

@@ -60,10 +60,11 @@ import uvloop
 
 import dukat
 from bench.submit import (
+    cpu_seconds,
     daemon_env,
     job_of,
     run_to_success,
-    serving,
+    start_daemon,
     status_mb,
     stop,
     verdict,
@@ -79,8 +80,6 @@ EXEC_CONCURRENCY = 8
 IN_FLIGHT = 1_000
 TARGET_RATIO = 0.80
 TARGET_SECONDS = 5.0
-_TICKS = os.sysconf("SC_CLK_TCK")
-
 NORMAL, FULL, NO_LEDGER = "journal", "journal/full", "no-ledger"
 EPHEMERAL = "ephemeral"
 MODES = {
@@ -125,8 +124,7 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the daemon so far, every thread of it."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+        return cpu_seconds(self.process.pid)
 
 
 @contextmanager
@@ -143,16 +141,9 @@ def running_daemon(mode: str, *options: str) -> Iterator[Daemon]:
         if state_dir is not None:
             argv += ["--state-dir", str(state_dir)]
         log = root / "dukatd.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
-            )
-        daemon = Daemon(address, process, state_dir, log, argv)
+        process = start_daemon(argv, log, address)
         try:
-            failure = asyncio.run(serving(address, process))
-            if failure is not None:
-                raise SystemExit(f"{failure}:\n{log.read_text()}")
-            yield daemon
+            yield Daemon(address, process, state_dir, log, argv)
         finally:
             stop(process)
 
@@ -279,17 +270,10 @@ def submit_round(mode: str, spec: JobSpec) -> SubmitRound:
 def restart_seconds(daemon: Daemon) -> float:
     """Start the daemon again on its state dir: seconds until SERVING, its recovery done."""
     began = time.perf_counter()
-    with daemon.log.open("ab") as out:
-        again = subprocess.Popen(
-            daemon.argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
-        )
-    try:
-        failure = asyncio.run(serving(daemon.address, again))
-        if failure is not None:
-            raise SystemExit(f"{failure}:\n{daemon.log.read_text()}")
-        return time.perf_counter() - began
-    finally:
-        stop(again)
+    again = start_daemon(daemon.argv, daemon.log, daemon.address)
+    seconds = time.perf_counter() - began
+    stop(again)
+    return seconds
 
 
 def submit_section(spec: JobSpec, rounds: int) -> float:

@@ -66,7 +66,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dukat
-from bench.submit import REPO, daemon_env, serving, status_mb, stop
+from bench.submit import REPO, start_daemon, status_mb, stop
 from dukat.actions import DispatchAction, ExecAction
 from dukat.client import DispatchTask, JobHandle
 from dukat.core import JobSpec, JobStateChanged, RetryPolicy, Snapshot, TaskSpec
@@ -573,14 +573,8 @@ def daemon(
     address = f"unix:{directory}/{name}.sock"
     log = Path(directory) / f"{name}.log"
     argv = [sys.executable, "-m", "dukatd", "--listen", address, "--metrics-listen", "off", *args]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
-        )
+    process = start_daemon(argv, log, address)
     try:
-        failure = asyncio.run(serving(address, process))
-        if failure is not None:
-            raise SystemExit(f"{failure}:\n{log.read_text()}")
         yield process, address, log
     finally:
         stop(process)

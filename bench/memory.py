@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dukat
 from bench.engine import layered_dag
-from bench.submit import REPO, daemon_env, serving, status_mb, stop
+from bench.submit import start_daemon, status_mb, stop
 from dukat.actions import DispatchAction
 from dukat.core import JobSpec, JobState, TaskSpec
 
@@ -75,18 +74,6 @@ async def fill(address: str, pid: int, jobs: int, tasks: int) -> float:
     return idle
 
 
-def start(argv: list[str], log: Path, address: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
-        )
-    failure = asyncio.run(serving(address, daemon))
-    if failure is not None:
-        stop(daemon)
-        raise SystemExit(f"{failure}:\n{log.read_text()}")
-    return daemon
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10)
@@ -102,13 +89,13 @@ def main() -> None:
         state = ["--ephemeral"] if args.ephemeral else ["--state-dir", f"{directory}/state"]
         argv = [sys.executable, "-m", "dukatd", "--listen", address, *state]
         argv += ["--metrics-listen", "off", "--max-tasks", str(held)]
-        daemon = start(argv, log, address)
+        daemon = start_daemon(argv, log, address)
         try:
             idle = asyncio.run(fill(address, daemon.pid, args.jobs, args.tasks))
         finally:
             stop(daemon)
         if not args.ephemeral:
-            daemon = start(argv, log, address)
+            daemon = start_daemon(argv, log, address)
             try:
                 rss = status_mb(daemon.pid, "VmRSS")
                 print(f"  restarted {held:>9,} tasks: {per_task(rss, idle, held)}")

@@ -81,6 +81,26 @@ def status_mb(pid: int, field: str) -> float:
     raise SystemExit(f"no {field} in /proc/{pid}/status: is this Linux?")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time process `pid` has used so far, every thread of it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def start_daemon(argv: list[str], log: Path, address: str) -> subprocess.Popen[bytes]:
+    """The dukatd of `argv` (its output appended to `log`), once it serves at `address`;
+    exits with its log if it never does."""
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
+        )
+    failure = asyncio.run(serving(address, daemon))
+    if failure is not None:
+        stop(daemon)
+        raise SystemExit(f"{failure}:\n{log.read_text()}")
+    return daemon
+
+
 async def serving(address: str, daemon: subprocess.Popen[bytes]) -> str | None:
     """None once health says SERVING; else why not (the caller adds the daemon's log)."""
     deadline = time.monotonic() + 30
