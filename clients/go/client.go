@@ -9,12 +9,10 @@ import (
 
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	dukatv1 "github.com/dukat-dev/dukat/clients/go/gen/dukat/v1"
 )
@@ -131,15 +129,11 @@ func call[Req, Resp any](ctx context.Context, c *Client, idempotent bool,
 		if err == nil {
 			return response, nil
 		}
-		if idempotent && status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			again, waitErr := retries.wait(ctx)
-			if waitErr != nil {
-				return response, waitErr
-			}
-			if again {
-				continue
-			}
+		if !idempotent {
+			return response, callError(ctx, err)
 		}
-		return response, callError(ctx, err)
+		if again, err := retries.retry(ctx, err); !again {
+			return response, err
+		}
 	}
 }
