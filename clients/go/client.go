@@ -72,7 +72,7 @@ func Dial(ctx context.Context, address string, options ...Option) (*Client, erro
 	}
 	// Per-call metadata rather than call credentials: those need TLS, and the daemon's
 	// default is a unix socket without it.
-	pairs := []string{ClientIDKey, newClientID()}
+	pairs := []string{ClientIDKey, randomID()}
 	if s.token != "" {
 		pairs = append(pairs, "authorization", "Bearer "+s.token)
 	}
@@ -107,7 +107,8 @@ func Dial(ctx context.Context, address string, options ...Option) (*Client, erro
 	}, nil
 }
 
-func newClientID() string {
+// randomID is a fresh id: a Dial's client id, a Submit's request id.
+func randomID() string {
 	var id [16]byte
 	rand.Read(id[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(id[:])

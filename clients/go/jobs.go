@@ -40,7 +40,7 @@ func (c *Client) Submit(ctx context.Context, job JobSpec, options ...SubmitOptio
 // submit submits job (nil: a rerun of rerunOf's own spec) under a fresh request id, which
 // makes it safe to repeat, with options applied.
 func (c *Client) submit(ctx context.Context, rerunOf string, job *JobSpec, options []SubmitOption) (*JobHandle, error) {
-	request := &dukatv1.SubmitRequest{RequestId: newClientID(), RerunOf: rerunOf}
+	request := &dukatv1.SubmitRequest{RequestId: randomID(), RerunOf: rerunOf}
 	probe := ""
 	if job != nil {
 		spec, err := job.toProto()
