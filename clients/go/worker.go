@@ -101,7 +101,7 @@ func (c *Client) NewWorker(handler Handler, options WorkerOptions) (*Worker, err
 		concurrency = 1
 	}
 	if concurrency < 1 || concurrency > math.MaxInt32 {
-		return nil, fmt.Errorf("dukat: Concurrency must be at least 1, not %d", options.Concurrency)
+		return nil, fmt.Errorf("dukat: Concurrency must be between 1 and %d, not %d", math.MaxInt32, options.Concurrency)
 	}
 	reconnect := DefaultWorkerReconnect
 	if options.Reconnect != nil {
