@@ -11,14 +11,15 @@ import (
 )
 
 func TestABreakerOpensOnFailuresAndRefusesWithRetryAfter(t *testing.T) {
-	client := newDaemon(t).Dial(t)
+	d := newDaemon(t)
+	client := d.Dial(t)
 	ctx := testContext(t)
 	breaker := client.Breaker("payments")
 	if _, err := breaker.Configure(ctx, dukat.BreakerConfig{FailureThreshold: 2, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	// Another process's view of the same breaker: the daemon's, shared.
-	other := newDaemonClient(t, client).Breaker("payments")
+	other := d.Dial(t).Breaker("payments")
 
 	if err := breaker.Do(ctx, func() error { return nil }); err != nil {
 		t.Fatal(err)
@@ -81,15 +82,4 @@ func TestACancelledCallThroughABreakerCountsNeitherWay(t *testing.T) {
 	if _, err := client.Breaker("never-made").Get(ctx); !errors.Is(err, dukat.ErrNotFound) {
 		t.Fatalf("an unknown breaker: %v", err)
 	}
-}
-
-// newDaemonClient is a second client of the daemon client talks to.
-func newDaemonClient(t *testing.T, client *dukat.Client) *dukat.Client {
-	t.Helper()
-	other, err := dukat.Dial(context.Background(), client.Address())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Close() })
-	return other
 }

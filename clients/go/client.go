@@ -9,12 +9,10 @@ import (
 
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	dukatv1 "github.com/dukat-dev/dukat/clients/go/gen/dukat/v1"
 )
@@ -74,7 +72,7 @@ func Dial(ctx context.Context, address string, options ...Option) (*Client, erro
 	}
 	// Per-call metadata rather than call credentials: those need TLS, and the daemon's
 	// default is a unix socket without it.
-	pairs := []string{ClientIDKey, newClientID()}
+	pairs := []string{ClientIDKey, randomID()}
 	if s.token != "" {
 		pairs = append(pairs, "authorization", "Bearer "+s.token)
 	}
@@ -109,7 +107,8 @@ func Dial(ctx context.Context, address string, options ...Option) (*Client, erro
 	}, nil
 }
 
-func newClientID() string {
+// randomID is a fresh id: a Dial's client id, a Submit's request id.
+func randomID() string {
 	var id [16]byte
 	rand.Read(id[:]) // never fails (crypto/rand)
 	return hex.EncodeToString(id[:])
@@ -131,15 +130,11 @@ func call[Req, Resp any](ctx context.Context, c *Client, idempotent bool,
 		if err == nil {
 			return response, nil
 		}
-		if idempotent && status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			again, waitErr := retries.wait(ctx)
-			if waitErr != nil {
-				return response, waitErr
-			}
-			if again {
-				continue
-			}
+		if !idempotent {
+			return response, callError(ctx, err)
 		}
-		return response, callError(ctx, err)
+		if again, err := retries.retry(ctx, err); !again {
+			return response, err
+		}
 	}
 }

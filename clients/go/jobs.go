@@ -34,21 +34,24 @@ func WithRequestID(id string) SubmitOption {
 // (an *Error naming the task and field, with its Violations). When the daemon is briefly
 // unreachable the Submit is retried (Reconnect) under its request id, so it is made once.
 func (c *Client) Submit(ctx context.Context, job JobSpec, options ...SubmitOption) (*JobHandle, error) {
-	spec, err := job.toProto()
-	if err != nil {
-		return nil, err
-	}
-	probe := ""
-	if len(job.tasks) > 0 {
-		probe = job.tasks[0].id
-	}
-	return c.submit(ctx, &dukatv1.SubmitRequest{Job: spec, RequestId: newClientID()}, probe, options)
+	return c.submit(ctx, "", &job, options)
 }
 
-// submit sends request, made safe to repeat by its request id, with options applied.
-func (c *Client) submit(
-	ctx context.Context, request *dukatv1.SubmitRequest, probe string, options []SubmitOption,
-) (*JobHandle, error) {
+// submit submits job (nil: a rerun of rerunOf's own spec) under a fresh request id, which
+// makes it safe to repeat, with options applied.
+func (c *Client) submit(ctx context.Context, rerunOf string, job *JobSpec, options []SubmitOption) (*JobHandle, error) {
+	request := &dukatv1.SubmitRequest{RequestId: randomID(), RerunOf: rerunOf}
+	probe := ""
+	if job != nil {
+		spec, err := job.toProto()
+		if err != nil {
+			return nil, err
+		}
+		request.Job = spec
+		if len(job.tasks) > 0 {
+			probe = job.tasks[0].id
+		}
+	}
 	for _, option := range options {
 		option(request)
 	}
@@ -72,19 +75,7 @@ func (c *Client) Rerun(ctx context.Context, jobID string, job *JobSpec, options 
 
 // Rerun runs this job, once finished, again from where it failed: see Client.Rerun.
 func (h *JobHandle) Rerun(ctx context.Context, job *JobSpec, options ...SubmitOption) (*JobHandle, error) {
-	request := &dukatv1.SubmitRequest{RequestId: newClientID(), RerunOf: h.ID}
-	probe := ""
-	if job != nil {
-		spec, err := job.toProto()
-		if err != nil {
-			return nil, err
-		}
-		request.Job = spec
-		if len(job.tasks) > 0 {
-			probe = job.tasks[0].id
-		}
-	}
-	return h.client.submit(ctx, request, probe, options)
+	return h.client.submit(ctx, h.ID, job, options)
 }
 
 // Job is a handle to a job by id; no call is made (a wrong id shows on first use).

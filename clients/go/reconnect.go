@@ -6,6 +6,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Reconnect says how a client rides out a daemon that is briefly gone (restarting, draining,
@@ -99,4 +102,20 @@ func (b *backoff) wait(ctx context.Context) (bool, error) {
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+}
+
+// retry is true, after the policy's wait, when the failed call may be made again: it was
+// UNAVAILABLE and the policy has not given up. Otherwise it is false with the error to
+// return (callError's, or ctx's when it ended during the wait).
+func (b *backoff) retry(ctx context.Context, err error) (bool, error) {
+	if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
+		again, waitErr := b.wait(ctx)
+		if waitErr != nil {
+			return false, waitErr
+		}
+		if again {
+			return true, nil
+		}
+	}
+	return false, callError(ctx, err)
 }

@@ -3,7 +3,6 @@ package dukat
 import (
 	"context"
 	"fmt"
-	"math"
 	"time"
 
 	dukatv1 "github.com/dukat-dev/dukat/clients/go/gen/dukat/v1"
@@ -52,7 +51,7 @@ func (t *Task) Upstream(taskID string) (UpstreamResult, bool) {
 // Batched: sent with the worker's next update, the latest report per attempt only (a
 // TaskProgress event for watchers). A fraction outside 0 to 1 is an error, and not sent.
 func (t *Task) ReportProgress(fraction float64, message string) error {
-	if !(fraction >= 0 && fraction <= 1) || math.IsNaN(fraction) {
+	if !(fraction >= 0 && fraction <= 1) { // NaN too: every comparison with it is false
 		return fmt.Errorf("dukat: progress fraction must be between 0 and 1, not %v", fraction)
 	}
 	t.report(&dukatv1.WorkProgress{Fraction: &fraction, Message: message})

@@ -7,9 +7,6 @@ import (
 	"io"
 	"iter"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	dukatv1 "github.com/dukat-dev/dukat/clients/go/gen/dukat/v1"
 )
 
@@ -81,16 +78,9 @@ func (c *Client) follow(ctx context.Context, jobID string, settings watchSetting
 		if err == nil || err == errStopped {
 			return nil
 		}
-		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			again, waitErr := retries.wait(ctx)
-			if waitErr != nil {
-				return waitErr
-			}
-			if again {
-				continue
-			}
+		if again, err := retries.retry(ctx, err); !again {
+			return err
 		}
-		return callError(ctx, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	dukatv1 "github.com/dukat-dev/dukat/clients/go/gen/dukat/v1"
 )
@@ -81,10 +82,8 @@ func truncate(text string, n int) string {
 		return text
 	}
 	cut := n
-	for cut > 0 && !isRuneStart(text[cut]) {
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
 		cut--
 	}
 	return text[:cut]
 }
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -63,9 +63,10 @@ var errForced = errors.New("dukat: the worker's shutdown ran out of time")
 // heard for the welcome's heartbeat timeout from a daemon that heartbeats, else a keepalive
 // ping unanswered), the daemon has taken the worker's attempts back and runs them again (an
 // interruption, counted against the task's MaxInterruptions, not its RetryPolicy), so the
-// handlers still running are cancelled, their results dropped, and the worker says hello again after a jittered backoff (WorkerOptions.Reconnect), from the start once a
-// daemon welcomes it. A status no new stream can change (a wrong token, a refused hello, a
-// daemon serving no workers) ends Run with its *Error.
+// handlers still running are cancelled, their results dropped, and the worker says hello
+// again after a jittered backoff (WorkerOptions.Reconnect), from the start once a daemon
+// welcomes it. A status no new stream can change (a wrong token, a refused hello, a daemon
+// serving no workers) ends Run with its *Error.
 type Worker struct {
 	client      *Client
 	handler     Handler
@@ -101,7 +102,7 @@ func (c *Client) NewWorker(handler Handler, options WorkerOptions) (*Worker, err
 		concurrency = 1
 	}
 	if concurrency < 1 || concurrency > math.MaxInt32 {
-		return nil, fmt.Errorf("dukat: Concurrency must be at least 1, not %d", options.Concurrency)
+		return nil, fmt.Errorf("dukat: Concurrency must be between 1 and %d, not %d", math.MaxInt32, options.Concurrency)
 	}
 	reconnect := DefaultWorkerReconnect
 	if options.Reconnect != nil {
@@ -189,10 +190,10 @@ func (w *Worker) Run(ctx context.Context) error {
 // Shutdown drains the worker: it tells the daemon it is draining (WorkerUpdate.draining), so
 // that nothing new is assigned to it, lets the handlers running finish (an assignment already
 // on its way included) and sends their results; the daemon ends the stream with OK once the
-// worker holds nothing, and Run returns nil. Nothing held is lost. If ctx ends first, the rest is a hard stop (handlers
-// cancelled, their attempts given back to run again as interrupted) and Shutdown returns
-// ctx's error; an error also says when the stream was lost while draining. A worker not
-// running, or between streams, just stops.
+// worker holds nothing, and Run returns nil. Nothing held is lost. If ctx ends first, the
+// rest is a hard stop (handlers cancelled, their attempts given back to run again as
+// interrupted) and Shutdown returns ctx's error; an error also says when the stream was lost
+// while draining. A worker not running, or between streams, just stops.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
 	w.draining = true
