@@ -147,18 +147,8 @@ def _flag_value(option: Option, given: Any) -> Any:
     try:
         if option.metavar is None:
             return given  # BooleanOptionalAction gave a bool already
-        if not option.repeatable:
-            return option.from_text(given)
-        parts = [option.from_text(text) for text in given]
-        if option.field == "resources":
-            merged: dict[str, float] = {}
-            for part in parts:
-                for name, capacity in part.items():
-                    if name in merged:
-                        raise BadValue(f"resource {name!r} is given twice")
-                    merged[name] = capacity
-            return merged
-        return tuple(address for part in parts for address in part)
+        # A repeated flag reads as the variable's comma-separated list of all it was given.
+        return option.from_text(",".join(given) if option.repeatable else given)
     except BadValue as error:
         raise ConfigError(str(error), option=option.field, source=option.flag) from None
 

@@ -1,6 +1,6 @@
 """dukat.v1.DaemonService: the daemon's status (`dukat status`), from a function that reads it.
 
-The servicer knows nothing of where each number lives: `dukatd.app` gives it a function that
+The servicer knows nothing of where each number lives: `dukatd.daemon` gives it a function that
 gathers them (config, scheduler, pool, worker hub) at each call; `status_of` is the part of
 that which only needs a scheduler, for servers built without a daemon around them.
 """

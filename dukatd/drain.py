@@ -73,7 +73,7 @@ async def drain(daemon: Daemon) -> None:
     # What the drain cancels from here on must run again after a restart: not journaled.
     freeze = journal.freeze if journal is not None else None
     draining = asyncio.ensure_future(scheduler.drain(grace, before_cancel=freeze))
-    if await _unless_fast(daemon, draining, None) and _cancelled(draining):
+    if await _unless_fast(daemon, draining) and _cancelled(draining):
         _log.info("draining: grace over, cancelled %d running task(s)", draining.result())
     if journal is not None:
         journal.freeze()  # the fast path skipped the drain's own call
@@ -89,7 +89,7 @@ async def drain(daemon: Daemon) -> None:
     if journal is not None:
         await _step("flushing the journal", journal.close())
 
-    if not await _unless_fast(daemon, asyncio.shield(stopping_server), None):
+    if not await _unless_fast(daemon, asyncio.shield(stopping_server)):
         await _step("cancelling calls", server.stop(None))
     await _step("stopping the server", stopping_server)
     _log.info("drained in %.2fs", loop.time() - began)
@@ -102,15 +102,15 @@ def _cancelled(draining: asyncio.Future[int]) -> int:
     return draining.result()
 
 
-async def _unless_fast(daemon: Daemon, awaitable: Awaitable[Any], within: float | None) -> bool:
-    """Await `awaitable` for up to `within` seconds, or until the fast path is asked for.
+async def _unless_fast(daemon: Daemon, awaitable: Awaitable[Any]) -> bool:
+    """Await `awaitable` until it finishes, or until the fast path is asked for.
 
     True when it finished. Otherwise it is cancelled (a shielded one keeps running).
     """
     work = asyncio.ensure_future(awaitable)
     fast = asyncio.ensure_future(daemon.fast.wait())
     try:
-        await asyncio.wait({work, fast}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, fast}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         fast.cancel()
     if work.done():

@@ -31,7 +31,6 @@ class OrphanReaper:
     def __init__(self, leaders: Container[int], *, interval: float = 1.0) -> None:
         self.leaders = leaders
         self.interval = interval
-        self.reaped = 0
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -57,7 +56,6 @@ class OrphanReaper:
             with contextlib.suppress(ChildProcessError):
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:
                     reaped += 1
-        self.reaped += reaped
         return reaped
 
     def _schedule(self) -> None:

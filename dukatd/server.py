@@ -28,9 +28,12 @@ __all__ = [
     "server_options",
 ]
 
-SCHEDULER_SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
-BREAKER_SERVICE = breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"].full_name
-DAEMON_SERVICE = daemon_pb2.DESCRIPTOR.services_by_name["DaemonService"].full_name
+_SCHEDULER = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
+_BREAKER = breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"]
+_DAEMON = daemon_pb2.DESCRIPTOR.services_by_name["DaemonService"]
+SCHEDULER_SERVICE = _SCHEDULER.full_name
+BREAKER_SERVICE = _BREAKER.full_name
+DAEMON_SERVICE = _DAEMON.full_name
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Room for a Submit of a 100,000-task job (~40 bytes a small task) with margin."""
 
@@ -158,11 +161,9 @@ async def create_server(
         keepalive_min_client_interval=keepalive_min_client_interval,
     )
     server = grpc.aio.server(options=options, interceptors=list(interceptors) or None)
-    add_service(server, scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"], service)
-    add_service(
-        server, breaker_pb2.DESCRIPTOR.services_by_name["CircuitBreakerService"], breaker_service
-    )
-    add_service(server, daemon_pb2.DESCRIPTOR.services_by_name["DaemonService"], daemon_service)
+    add_service(server, _SCHEDULER, service)
+    add_service(server, _BREAKER, breaker_service)
+    add_service(server, _DAEMON, daemon_service)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SCHEDULER_SERVICE, BREAKER_SERVICE, DAEMON_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -54,6 +54,16 @@ _OUT_OF_MEMORY = (
 )
 
 
+# Errors answered with their own message under a code of their kind.
+_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (NotFoundError, code_pb2.NOT_FOUND),
+    (ProtocolError, code_pb2.FAILED_PRECONDITION),  # a worker's stream broke the protocol
+    (HeartbeatTimeoutError, code_pb2.DEADLINE_EXCEEDED),  # a worker went silent
+    (FellBehind, code_pb2.RESOURCE_EXHAUSTED),
+    (LimitExceededError, code_pb2.RESOURCE_EXHAUSTED),
+)
+
+
 def _cut(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -76,14 +86,9 @@ def to_status(error: BaseException) -> status_pb2.Status | None:
             detail.Pack(request)
             status.details.append(detail)
         return status
-    if isinstance(error, NotFoundError):
-        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=_cut(str(error), 1000))
-    if isinstance(error, ProtocolError):
-        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=_cut(str(error), 1000))
-    if isinstance(error, HeartbeatTimeoutError):
-        return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=_cut(str(error), 1000))
-    if isinstance(error, (FellBehind, LimitExceededError)):
-        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=_cut(str(error), 1000))
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return status_pb2.Status(code=code, message=_cut(str(error), 1000))
     if isinstance(error, Refused):
         # The code by its name: dukat.errors names codes without importing grpc.
         code = code_pb2.Code.Value(error.code)
@@ -105,15 +110,7 @@ async def abort(context: grpc.aio.ServicerContext, error: BaseException) -> NoRe
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 # What `to_status` has a status for (MemoryError aside: it is logged too).
-_ANSWERED = (
-    ValidationError,
-    NotFoundError,
-    ProtocolError,
-    HeartbeatTimeoutError,
-    Refused,
-    FellBehind,
-    LimitExceededError,
-)
+_ANSWERED = (ValidationError, Refused, *(kind for kind, _ in _CODES))
 
 
 def rpc_errors(handler: Handler) -> Handler:

@@ -267,16 +267,13 @@ class WorkerHub:
         attempt = Attempt(context, asyncio.get_running_loop().create_future(), deadline)
         queue = attempt.action.queue
         waiting = self._waiting.get(queue)
-        if waiting is None:
-            # Nothing older waits on the queue: straight to a worker with credit, if any.
-            session = self._with_credit(queue)
-            if session is not None:
-                session.assign(attempt)
-            else:
-                self._waiting[queue] = deque((attempt,))
-                if queue in self._serving:
-                    self._mark(queue)
+        # Nothing older waits on the queue: straight to a worker with credit, if any.
+        session = self._with_credit(queue) if waiting is None else None
+        if session is not None:
+            session.assign(attempt)
         else:
+            if waiting is None:
+                waiting = self._waiting[queue] = deque()
             waiting.append(attempt)
             if queue in self._serving:
                 self._mark(queue)

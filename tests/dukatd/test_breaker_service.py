@@ -25,6 +25,7 @@ from dukat.core.scheduler import Scheduler
 from dukat.v1 import breaker_pb2, breaker_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.breaker_service import BreakerService, apply_breaker_config
 from dukatd.server import BREAKER_SERVICE, create_server
+from tests.dukatd.rpc_errors import rpc_error
 
 ROOT = Path(__file__).resolve().parents[2]
 B = breaker_pb2
@@ -70,12 +71,6 @@ async def running_daemon(*, max_breakers: int = 1_000) -> AsyncIterator[Daemon]:
 async def daemon() -> AsyncIterator[Daemon]:
     async with running_daemon() as d:
         yield d
-
-
-async def rpc_error(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
 
 
 def violation_fields(error: grpc.aio.AioRpcError) -> list[str]:

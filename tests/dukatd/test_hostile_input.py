@@ -12,8 +12,6 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 import dukat
 from dukat import convert
@@ -34,6 +32,7 @@ from dukatd.breaker_service import MAX_BREAKERS
 from dukatd.config import Config
 from tests.dukatd.in_loop import served
 from tests.dukatd.journal_files import write_journal
+from tests.dukatd.rpc_errors import rpc_error, violations
 from tests.dukatd.work_worker import RawWorker, failure
 
 KIB = 1024
@@ -76,20 +75,6 @@ async def test_list_jobs_pages_by_size_and_the_client_gets_every_job(short_tmp: 
 # -- durations --------------------------------------------------------------------------------
 
 FOREVER = duration_pb2.Duration(seconds=2**63 - 1)  # what the fuzzer sent
-
-
-async def rpc_error(awaitable) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await awaitable
-    return caught.value
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None and status.details, "no rich status details"
-    request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(request)
-    return {v.field: v.description for v in request.field_violations}
 
 
 def dispatch(task_id: str, **fields: object) -> job_pb2.TaskSpec:

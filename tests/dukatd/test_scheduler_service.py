@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from dukat.actions import DispatchAction, DispatchResult, ExecAction
 from dukat.core.resources import ResourcePool
@@ -28,6 +26,7 @@ from dukat.v1 import event_pb2, job_pb2, scheduler_pb2, scheduler_pb2_grpc
 from dukatd.exec_runner import ExecRunner
 from dukatd.scheduler_service import RequestIds, SchedulerService
 from dukatd.server import create_server
+from tests.dukatd.rpc_errors import rpc_error, violations
 from tests.helpers import finished, wait_for
 
 MAX_TASKS = 20_000
@@ -257,20 +256,6 @@ def test_request_ids_are_kept_only_for_jobs_the_scheduler_holds():
 # -- errors -----------------------------------------------------------------------------------
 
 
-async def rpc_error(awaitable) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await awaitable
-    return caught.value
-
-
-def bad_request(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None and status.details, "no rich status details"
-    request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(request)
-    return {v.field: v.description for v in request.field_violations}
-
-
 def custom(name: str, amount: float) -> job_pb2.ResourceRequirement:
     return job_pb2.ResourceRequirement(type=job_pb2.RESOURCE_TYPE_CUSTOM, amount=amount, name=name)
 
@@ -349,7 +334,7 @@ async def test_an_invalid_job_is_rejected_whole_with_the_field_path(daemon, case
     spec, path, in_message = INVALID[case]
     error = await rpc_error(submit(daemon, spec))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert path in bad_request(error)
+    assert path in violations(error)
     if in_message is not None:
         assert in_message in error.details()
     assert daemon.scheduler.jobs() == []  # nothing of it was kept
@@ -367,7 +352,7 @@ async def test_a_cycle_is_invalid_and_its_path_is_in_the_message(daemon):
     # Read "depends on": a depends on c, c on b, b on a.
     rotations = ["a -> c -> b -> a", "c -> b -> a -> c", "b -> a -> c -> b"]
     assert any(cycle in error.details() for cycle in rotations), error.details()
-    (field,) = bad_request(error)
+    (field,) = violations(error)
     assert field in {f"job.tasks[{i}].dependencies" for i in range(3)}
 
 
@@ -488,7 +473,7 @@ async def test_list_jobs_rejects_bad_filters_and_tokens(daemon):
     ):
         error = await rpc_error(stub.ListJobs(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert bad_request(error)
+        assert violations(error)
 
 
 BAD_TOKENS = {
@@ -512,7 +497,7 @@ async def test_a_page_token_that_does_not_decode_is_invalid_naming_it(daemon, ca
     request = scheduler_pb2.ListJobsRequest(page_token=BAD_TOKENS[case])
     error = await rpc_error(daemon.stub.ListJobs(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert list(bad_request(error)) == ["page_token"]
+    assert list(violations(error)) == ["page_token"]
 
 
 async def test_page_tokens_are_short_and_opaque(daemon):
