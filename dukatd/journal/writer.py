@@ -164,10 +164,6 @@ class Writer:
         self._thread = threading.Thread(target=self._write_forever, name="dukatd-journal")
         self._thread.start()
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def wake(self) -> None:
         """Something was appended to `queue` (from the loop, which appends to it directly:
         a call less per event) while `signalled` was False."""
