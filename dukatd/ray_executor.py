@@ -58,6 +58,7 @@ from dukat.errors import (
     ValidationError,
 )
 from dukatd.exec_runner import ExecOptions, exit_result, stopped_error
+from dukatd.private_files import open_private
 from dukatd.ray_link import read_message, write_message
 from dukatd.ray_remote import RemoteAttempt
 from dukatd.ray_resources import ClusterView, ray_need, ray_options_for
@@ -445,7 +446,7 @@ def _read_job(path: Path | None) -> str:
 def _write_job(path: Path, job_id: str) -> None:
     """Remember the bridge's Ray job for the daemon after this one (see `RayExecutor`)."""
     temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(temporary, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as file:
         file.write(job_id)
     os.replace(temporary, path)
