@@ -77,8 +77,8 @@ class Committed:
 @dataclass(slots=True)
 class _JobWrites:
     """A job's writes of one commit: its event records (the engine's) and task changes
-    (plain), in order,
-    its last sequence, and its row's new state, message and end if its state changed."""
+    (plain), in order, its last sequence, and its row's new state, message and end if its
+    state changed."""
 
     job_id: str
     last: int
