@@ -73,7 +73,7 @@ from dukat.actions import ExecAction, ExecResult  # ExecResult re-exported: its 
 from dukat.core.context import TaskContext
 from dukat.errors import FieldViolation, TaskInterruptedError, TaskProcessError, ValidationError
 from dukatd.exec_groups import GroupLedger, boot_ticks
-from dukatd.exec_output import OutputPump
+from dukatd.exec_output import OutputPump, ProgressSink
 from dukatd.exec_process import Child
 
 __all__ = [
@@ -81,8 +81,11 @@ __all__ = [
     "ExecOptions",
     "ExecResult",
     "ExecRunner",
+    "attempt_env",
     "default_base_env",
     "describe_spawn_error",
+    "exit_result",
+    "stopped_error",
 ]
 
 BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -142,6 +145,56 @@ class ExecOptions:
                     violations=[FieldViolation(name, "must be at least 1")],
                 )
 
+    def output_pump(
+        self, sink: ProgressSink, monotonic: Callable[[], float] = time.monotonic
+    ) -> OutputPump:
+        """The pump of one attempt's output, bounded as these options say (here and on a
+        Ray node alike)."""
+        return OutputPump(
+            sink,
+            lines_per_second=self.lines_per_second,
+            burst=self.line_burst,
+            max_line_bytes=self.max_line_bytes,
+            output_tail_bytes=self.output_tail_bytes,
+            monotonic=monotonic,
+        )
+
+
+def attempt_env(
+    base: Mapping[str, str], env: Mapping[str, str], job_id: str, task_id: str, attempt: int
+) -> dict[str, str]:
+    """An attempt's env: the action's `env` over `base`, then which attempt it is."""
+    return {
+        **base,
+        **env,
+        "DUKAT_JOB_ID": job_id,
+        "DUKAT_TASK_ID": task_id,
+        "DUKAT_ATTEMPT": str(attempt),
+    }
+
+
+def stopped_error(program: str) -> TaskInterruptedError:
+    """An attempt `kill_all` stopped: interrupted, not failed."""
+    return TaskInterruptedError(
+        f"{program!r} was stopped: the daemon is stopping", cause="executor_stopped"
+    )
+
+
+def exit_result(
+    program: str, code: int, stdout_tail: bytes, stderr_tail: bytes, *, stopped: bool
+) -> ExecResult:
+    """What an attempt's exit makes of it, here or on a Ray node: exit 0 its result; else,
+    if `kill_all` stopped it, an interruption (it runs again after the restart), or a
+    `TaskProcessError` with the exit code or signal and both tails."""
+    if code == 0:
+        return ExecResult(0, stdout_tail, stderr_tail)
+    if stopped:
+        raise stopped_error(program)
+    tails = {"stdout_tail": stdout_tail, "stderr_tail": stderr_tail}
+    if code < 0:
+        raise TaskProcessError(program, signal=-code, **tails)
+    raise TaskProcessError(program, exit_code=code, **tails)
+
 
 class ExecRunner:
     """Runs `ExecAction`s as subprocesses; register it with `Scheduler(runners=...)`.
@@ -189,18 +242,10 @@ class ExecRunner:
                 "the exec runner is shut down (the daemon is stopping)", cause="executor_stopped"
             )
         options = self.options
-        pump = OutputPump(
-            context,
-            lines_per_second=options.lines_per_second,
-            burst=options.line_burst,
-            max_line_bytes=options.max_line_bytes,
-            output_tail_bytes=options.output_tail_bytes,
-            monotonic=self._monotonic,
+        pump = options.output_pump(context, self._monotonic)
+        env = attempt_env(
+            self._base_env, action.env, context.job_id, context.task_id, context.attempt
         )
-        env = {**self._base_env, **action.env}
-        env["DUKAT_JOB_ID"] = context.job_id
-        env["DUKAT_TASK_ID"] = context.task_id
-        env["DUKAT_ATTEMPT"] = str(context.attempt)
         started_after = boot_ticks()  # for the ledger: /proc costs more once it runs
         try:
             child = Child(
@@ -235,16 +280,8 @@ class ExecRunner:
             if ledger is not None:
                 ledger.discard(pgid)
         pump.finish()
-        if code == 0:
-            return ExecResult(0, pump.tail(0), pump.tail(1))
-        if child.stopped:  # by kill_all, not by this attempt's own cancel
-            raise TaskInterruptedError(
-                f"{action.argv[0]!r} was stopped: the daemon is stopping", cause="executor_stopped"
-            )
-        tails = {"stdout_tail": pump.tail(0), "stderr_tail": pump.tail(1)}
-        if code < 0:
-            raise TaskProcessError(action.argv[0], signal=-code, **tails)
-        raise TaskProcessError(action.argv[0], exit_code=code, **tails)
+        # child.stopped: by kill_all, not by this attempt's own cancel
+        return exit_result(action.argv[0], code, pump.tail(0), pump.tail(1), stopped=child.stopped)
 
     async def kill_all(self, grace: float | None = None) -> int:
         """Refuse new attempts; SIGTERM every live group, SIGKILL after `grace`; wait for all.

@@ -24,9 +24,8 @@ from dukat.core.context import TaskContext
 from dukat.core.scheduler import Scheduler
 from dukatd.exec_groups import GroupLedger
 from dukatd.exec_runner import ExecOptions, ExecRunner
-from dukatd.options import EXECUTORS
 
-__all__ = ["EXECUTORS", "ExecExecutor", "build_exec_executor"]
+__all__ = ["ExecExecutor", "build_exec_executor"]
 
 
 class ExecExecutor(Protocol):

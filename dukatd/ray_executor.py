@@ -57,7 +57,8 @@ from dukat.errors import (
     TaskProcessError,
     ValidationError,
 )
-from dukatd.exec_runner import ExecOptions
+from dukatd.exec_runner import ExecOptions, exit_result, stopped_error
+from dukatd.private_files import open_private
 from dukatd.ray_link import read_message, write_message
 from dukatd.ray_remote import RemoteAttempt
 from dukatd.ray_resources import ClusterView, ray_need, ray_options_for
@@ -445,7 +446,7 @@ def _read_job(path: Path | None) -> str:
 def _write_job(path: Path, job_id: str) -> None:
     """Remember the bridge's Ray job for the daemon after this one (see `RayExecutor`)."""
     temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(temporary, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as file:
         file.write(job_id)
     os.replace(temporary, path)
@@ -465,19 +466,11 @@ def _result_of(action: ExecAction, outcome: tuple[Any, ...], stopped: bool) -> E
     program = action.argv[0]
     if kind == "exit":
         _, code, stdout_tail, stderr_tail, _events = outcome
-        if code == 0:
-            return ExecResult(0, stdout_tail, stderr_tail)
-        if not stopped:
-            tails = {"stdout_tail": stdout_tail, "stderr_tail": stderr_tail}
-            if code < 0:
-                raise TaskProcessError(program, signal=-code, **tails)
-            raise TaskProcessError(program, exit_code=code, **tails)
+        return exit_result(program, code, stdout_tail, stderr_tail, stopped=stopped)
     if kind == "spawn_error":
         raise TaskProcessError(program, spawn_error=outcome[1])
     if kind == "interrupted":
         raise TaskInterruptedError(outcome[2], cause=outcome[1])
     if kind == "failed":
         raise TaskFailedRemotely(outcome[2], type=outcome[1])
-    raise TaskInterruptedError(
-        f"{program!r} was stopped: the daemon is stopping", cause="executor_stopped"
-    )
+    raise stopped_error(program)

@@ -42,14 +42,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from dukatd.exec_output import OutputPump
 from dukatd.exec_process import Child
-from dukatd.exec_runner import ExecOptions, default_base_env, describe_spawn_error
+from dukatd.exec_runner import ExecOptions, attempt_env, default_base_env, describe_spawn_error
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -113,18 +112,8 @@ def run_attempt(
     """
     options = attempt.options
     batch = _Batch()
-    pump = OutputPump(
-        batch,
-        lines_per_second=options.lines_per_second,
-        burst=options.line_burst,
-        max_line_bytes=options.max_line_bytes,
-        output_tail_bytes=options.output_tail_bytes,
-        monotonic=time.monotonic,
-    )
-    env = {**_base_env(), **attempt.env}
-    env["DUKAT_JOB_ID"] = attempt.job_id
-    env["DUKAT_TASK_ID"] = attempt.task_id
-    env["DUKAT_ATTEMPT"] = str(attempt.attempt)
+    pump = options.output_pump(batch)
+    env = attempt_env(_base_env(), attempt.env, attempt.job_id, attempt.task_id, attempt.attempt)
     env["DUKAT_RAY_NODE_ID"] = node_id
     loop = _loop()
     try:

@@ -92,22 +92,13 @@ def ray_options_for(
 ) -> dict[str, Any]:
     """The Ray task options asking for what a task needs of the cluster's resources (those of
     the daemon's own are left out: the pool alone gates them)."""
-    options: dict[str, Any] = {"num_cpus": 0}
-    custom: dict[str, float] = {}
-    for requirement in requirements:
-        name = requirement.key
-        if name not in ray_names:
-            continue
-        if name == "cpu":
-            options["num_cpus"] += requirement.amount
-        elif name == "gpu":
-            options["num_gpus"] = options.get("num_gpus", 0) + requirement.amount
-        elif name == "memory":
-            options["memory"] = options.get("memory", 0) + requirement.amount
-        else:
-            custom[name] = custom.get(name, 0) + requirement.amount
-    if custom:
-        options["resources"] = custom
+    need = ray_need(requirements, ray_names)
+    options: dict[str, Any] = {"num_cpus": need.pop("cpu", 0)}
+    for name, option in (("gpu", "num_gpus"), ("memory", "memory")):
+        if name in need:
+            options[option] = need.pop(name)
+    if need:  # custom resources, by their names
+        options["resources"] = need
     return options
 
 

@@ -22,10 +22,6 @@ PICKLED = 0x80
 """The first byte of a schema-3 blob (pickle protocol 2 and later), never a format byte."""
 
 
-def _name(value: str) -> str:
-    return value
-
-
 # (module, name) -> what the pickle's reference stands for now. An event class becomes its
 # kind's number; a state enum, called with its member's value, gives that value (its name).
 _V3_NAMES: dict[tuple[str, str], Any] = {
@@ -34,8 +30,8 @@ _V3_NAMES: dict[tuple[str, str], Any] = {
     ("dukat.core.events", "TaskProgress"): codec.PROGRESS,
     ("dukat.core.events", "TaskOutput"): codec.OUTPUT,
     ("dukat.core.events", "TaskWaiting"): codec.WAITING,
-    ("dukat.core.states", "TaskState"): _name,
-    ("dukat.core.states", "JobState"): _name,
+    ("dukat.core.states", "TaskState"): str,
+    ("dukat.core.states", "JobState"): str,
 }
 
 

@@ -77,8 +77,8 @@ class Committed:
 @dataclass(slots=True)
 class _JobWrites:
     """A job's writes of one commit: its event records (the engine's) and task changes
-    (plain), in order,
-    its last sequence, and its row's new state, message and end if its state changed."""
+    (plain), in order, its last sequence, and its row's new state, message and end if its
+    state changed."""
 
     job_id: str
     last: int
@@ -163,10 +163,6 @@ class Writer:
         self._on_commit, self._on_failure = on_commit, on_failure
         self._thread = threading.Thread(target=self._write_forever, name="dukatd-journal")
         self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
 
     def wake(self) -> None:
         """Something was appended to `queue` (from the loop, which appends to it directly:
