@@ -167,7 +167,7 @@ bench: $(VENV)/.bench-installed $(NPM_STAMP) $(RAY_STAMP)
 	@echo
 	$(BIN)/python bench/journal.py
 	@echo
-	$(BIN)/python bench/ray.py
+	$(BIN)/python bench/ray_executor.py
 
 # Abuse and load (issue 10), longer than the short runs `make test` has of each (tests/fuzz,
 # tests/dukatd/test_load_bench.py). fuzz: every RPC fuzzed against a real dukatd, each of

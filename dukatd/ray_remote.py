@@ -230,7 +230,7 @@ def ray_task(pickled: bytes, sink_name: str) -> tuple[tuple[Any, ...], int]:
     """The function the bridge makes a Ray task of: `run_attempt` where Ray placed it.
 
     A plain task, not a streaming one: most attempts of most jobs are short and say little,
-    and a plain task costs Ray about 2 ms less (bench/ray.py). What a running process says
+    and a plain task costs Ray about 2 ms less (bench/ray_executor.py). What a running process says
     goes to the bridge's `EventSink` (named `sink_name`), batch by batch, as it comes; the
     task returns how the attempt ended and how many batches it sent, once the sink has them
     all, so that the bridge passes on the last line before the end.

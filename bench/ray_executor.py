@@ -1,7 +1,7 @@
 """Ray executor benchmark: 2,000 short exec tasks through dukatd on Ray, against Ray alone.
 
-    make bench                (needs dukat[ray]; this script: python bench/ray.py)
-    python bench/ray.py [--tasks 2000] [--rounds 3] [--cpus 2]
+    make bench                (needs dukat[ray]; this script: python bench/ray_executor.py)
+    python bench/ray_executor.py [--tasks 2000] [--rounds 3] [--cpus 2]
 
 One local Ray (a head with `--cpus` CPUs, on loopback, started by this process) serves both,
 in the same run, rounds alternating:
@@ -34,12 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# The repository instead of bench/, this script's directory: there `import ray` would be us.
-sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.engine import Graph, layered_dag
-from bench.submit import daemon_env, run_to_success, serving, stop
+from bench.submit import cpu_seconds, run_to_success, start_daemon, stop
 
 # Ray rewrites a loopback address into the host's outside one unless told this; the cluster
 # here listens on 127.0.0.1 only, and the daemon's bridge (which inherits it) must find it.
@@ -100,12 +98,6 @@ def ray_gated(graph: Graph, slots: int) -> float:
     return time.perf_counter() - started
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid` (dukatd's: its Ray bridge)."""
     found = []
@@ -145,7 +137,9 @@ def main() -> None:
     try:
         import ray
     except ImportError as error:
-        print(f"bench/ray.py skipped: cannot import ray ({error}); pip install 'dukat[ray]'")
+        print(
+            f"bench/ray_executor.py skipped: cannot import ray ({error}); pip install 'dukat[ray]'"
+        )
         return
 
     graph = layered_dag(args.tasks)
@@ -166,15 +160,8 @@ def main() -> None:
         argv = [sys.executable, "-m", "dukatd", "--listen", socket, "--ephemeral"]
         argv += ["--metrics-listen", "off", "--allow-exec", "--executor", "ray"]
         argv += ["--ray-address", address]
-        log = Path(directory) / "dukatd.log"
-        with log.open("wb") as out:
-            daemon = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=daemon_env(), cwd=REPO
-            )
+        daemon = start_daemon(argv, Path(directory) / "dukatd.log", socket)
         try:
-            why = asyncio.run(serving(socket, daemon))
-            if why is not None:
-                raise SystemExit(f"{why}:\n{log.read_text()}")
             ray_direct(layered_dag(200))  # warm both: Ray's workers, dukatd's bridge
             asyncio.run(run_to_success(socket, dukat_job(layered_dag(200), -1)))
             bridge = next(iter(children(daemon.pid)))
