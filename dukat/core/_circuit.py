@@ -266,14 +266,12 @@ class CircuitBreaker:
         """The call that was allowed succeeded."""
         with self._lock:
             event = None
-            if self._stale(permit):
-                pass
-            elif self._state is CircuitBreakerState.HALF_OPEN:
-                self._trials_in_flight = max(0, self._trials_in_flight - 1)
+            state = self._settle(permit)
+            if state is CircuitBreakerState.HALF_OPEN:
                 self._trial_successes += 1
                 if self._trial_successes >= self._config.success_threshold:
                     event = self._transition(CircuitBreakerState.CLOSED, "trial calls succeeded")
-            elif self._state is CircuitBreakerState.CLOSED:
+            elif state is CircuitBreakerState.CLOSED:
                 self._consecutive_failures = 0
                 self._record_in_window(failed=False)
         self._publish(event)
@@ -283,12 +281,10 @@ class CircuitBreaker:
         reason = f": {type(exc).__name__}: {exc}" if exc is not None else ""
         with self._lock:
             event = None
-            if self._stale(permit):
-                pass
-            elif self._state is CircuitBreakerState.HALF_OPEN:
-                self._trials_in_flight = max(0, self._trials_in_flight - 1)
+            state = self._settle(permit)
+            if state is CircuitBreakerState.HALF_OPEN:
                 event = self._transition(CircuitBreakerState.OPEN, "trial call failed" + reason)
-            elif self._state is CircuitBreakerState.CLOSED:
+            elif state is CircuitBreakerState.CLOSED:
                 self._consecutive_failures += 1
                 self._record_in_window(failed=True)
                 if self._consecutive_failures >= self._config.failure_threshold:
@@ -306,11 +302,16 @@ class CircuitBreaker:
     def release(self, *, permit: int | None = None) -> None:
         """The allowed call was abandoned (cancelled) and counts neither way."""
         with self._lock:
-            if self._state is CircuitBreakerState.HALF_OPEN and not self._stale(permit):
-                self._trials_in_flight = max(0, self._trials_in_flight - 1)
+            self._settle(permit)
 
-    def _stale(self, permit: int | None) -> bool:
-        return permit is not None and permit != self._generation
+    def _settle(self, permit: int | None) -> CircuitBreakerState | None:
+        """An allowed call ended: the state its outcome counts in, its trial place given
+        back; None if `permit` is from an earlier generation (the outcome counts nowhere)."""
+        if permit is not None and permit != self._generation:
+            return None
+        if self._state is CircuitBreakerState.HALF_OPEN:
+            self._trials_in_flight = max(0, self._trials_in_flight - 1)
+        return self._state
 
     def reset(self) -> None:
         """Back to CLOSED with clean counters, whatever the state."""

@@ -288,8 +288,13 @@ class JobRun:
             finished_at=self.finished_at,
             last_sequence=self.sequence,
             message=self.message,
-            task_counts=count_states(self.tasks.values()),
+            task_counts=self._counts(),
         )
+
+    def _counts(self) -> dict[TaskState, int]:
+        # With every task ended, `counts` (kept as each one ended) is the whole answer: a
+        # listing of finished jobs then walks none of their tasks.
+        return dict(self.counts) if not self.remaining else count_states(self.tasks.values())
 
     def _statuses(self) -> tuple[TaskStatus, ...]:
         progress, carried = self.progress, self.carried

@@ -98,7 +98,9 @@ _OPTIONS = frozenset(
 )
 
 
-def one_pool(resources: ResourcePool | None, resource_pool: ResourcePool | None) -> Any:
+def one_pool(
+    resources: ResourcePool | None, resource_pool: ResourcePool | None
+) -> ResourcePool | None:
     """The pool given as `resources`, or as `resource_pool` (the documented name it had
     first); TypeError if both are."""
     if resources is not None and resource_pool is not None:

@@ -128,7 +128,6 @@ class Scheduler:
         self._jobs = retention.jobs
         self._runners = self._intake.runners
         self._listeners = transitions.listeners  # event listeners too, adapted
-        self._unpublished = retention.unpublished
         self._event_listeners: dict[EventListener, RecordListener] = {}
 
     # -- what it is set up with, and holds --------------------------------------------------

@@ -377,7 +377,7 @@ async def test_a_held_job_dropped_before_its_end_is_published_still_ends_its_wat
     await asyncio.wait_for(watching, 5)
     assert seen == list(range(1, last + 1))
     # Published to its end, the dropped job is let go of.
-    assert not s._unpublished
+    assert not s._retention.unpublished
     # One dropped by retention likewise.
     dropped = s.submit(JobSpec(tasks=(spec([], "a"),)))
     await finished(s, dropped)
