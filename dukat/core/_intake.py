@@ -98,7 +98,7 @@ class Intake:
         carried = () if before is None else tuple(carried_over(before, job))
         apply_outcomes(job, carried)
         self._holdings.prepare(job, len(job.tasks))
-        return PreparedJob(job_id, job, carried)
+        return PreparedJob(job_id, spec, job, carried)
 
     def _finished_job(self, job_id: str) -> JobRun:
         """The finished job a rerun carries over from."""

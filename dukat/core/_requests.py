@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from dukat.core._runs import JobRun
 from dukat.core.results import TaskStatus
+from dukat.core.spec import JobSpec
 from dukat.core.states import JobState
 
 __all__ = ["CancelRequest", "JobEnding", "PreparedJob"]
@@ -20,8 +21,8 @@ class PreparedJob(NamedTuple):
     """A validated job, built but not started: `Scheduler.start` runs it."""
 
     job_id: str
+    spec: JobSpec
     job: JobRun
-    """Its records; `job.spec` is the spec it was prepared from."""
     carried: tuple[TaskStatus, ...] = ()
     """A rerun's tasks carried over (SUCCEEDED, with `carried_from`): what a host keeps with
     the job, for `Scheduler.restore` to put back should the job come back before it ran."""
