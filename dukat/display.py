@@ -147,8 +147,9 @@ class JobView:
                 self._on_state(event)  # type: ignore[arg-type]
             elif kind is TaskOutput:
                 task_id = event.task_id  # type: ignore[attr-defined]
-                self._tails.setdefault(task_id, deque(maxlen=TAIL_LINES)).append(event.text)  # type: ignore[attr-defined]
-                if not self.live:
+                if self.live:  # a failure's tail; plain lines show each line as it comes
+                    self._tails.setdefault(task_id, deque(maxlen=TAIL_LINES)).append(event.text)  # type: ignore[attr-defined]
+                else:
                     self._plain(f"{task_id} | {event.text}")  # type: ignore[attr-defined]
             elif kind is TaskProgress and not self.live:
                 self._plain(f"{event.task_id}: {_progress_text(event.fraction, event.message)}")  # type: ignore[attr-defined]
@@ -173,7 +174,7 @@ class JobView:
             started = self._started.pop(task_id, None)
             tail = self._tails.pop(task_id, ())
             duration = None if started is None else event.time - started
-            line = _ended_line(task_id, state, duration, event.message, tail, live=self.live)
+            line = _ended_line(task_id, state, duration, event.message, tail)
             if self.live:
                 self._ended.append(line)
             else:
@@ -278,8 +279,6 @@ def _ended_line(
     duration: float | None,
     message: str,
     tail: Iterable[str],
-    *,
-    live: bool,
 ) -> RenderableType:
     from rich.text import Text
 
@@ -293,7 +292,7 @@ def _ended_line(
             line.append(f": {message}")
     elif message:  # a success says nothing, but that a rerun carried it over
         line.append(f"  {message}", style="dim")
-    if state is TaskState.FAILED and live:  # plain lines showed the output as it came
+    if state is TaskState.FAILED:  # `tail` is empty where plain lines showed each one
         for text in tail:
             line.append(f"\n    │ {text}", style="dim")
     return line

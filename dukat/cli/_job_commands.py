@@ -16,6 +16,10 @@ from dukat.core.events import Snapshot, TaskOutput, TaskStateChanged
 from dukat.core.results import TaskStatus
 from dukat.core.states import JobState
 
+table_output_option = click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
 
 @click.command()
 @click.option(
@@ -42,9 +46,7 @@ from dukat.core.states import JobState
     show_default=True,
     help="At most this many jobs, newest first.",
 )
-@click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@table_output_option
 @settings
 def jobs(
     settings: Settings, states: tuple[str, ...], labels: tuple[str, ...], limit: int, output: str
@@ -72,9 +74,7 @@ def jobs(
 
 @click.command()
 @click.argument("job_id", metavar="JOB")
-@click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@table_output_option
 @settings
 def show(settings: Settings, job_id: str, output: str) -> None:
     """Show the job JOB: its tasks, their states, attempts, durations and errors."""

@@ -22,7 +22,6 @@ what is wrong`, unknown keys with a "did you mean" when one is close.
 from __future__ import annotations
 
 import difflib
-import graphlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dukat.actions import ExecAction
+from dukat.core.graph import topological_order
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
 from dukat.core.spec import (
@@ -41,7 +41,7 @@ from dukat.core.spec import (
 )
 from dukat.core.states import TriggerRule
 from dukat.defaults import parse_duration
-from dukat.errors import JobFileError, ValidationError
+from dukat.errors import CycleError, JobFileError, ValidationError
 
 __all__ = ["JobFileError", "Problem", "parse_job_file", "where_in_file"]
 
@@ -96,14 +96,13 @@ def parse_job_file(text: str, source: str, *, max_tasks: int = 1_000_000) -> Job
     assert spec is not None
     try:
         validate_job(spec, max_tasks=max_tasks)
-        graphlib.TopologicalSorter({t.id: t.dependencies for t in spec.tasks}).prepare()
+        topological_order({t.id: t.dependencies for t in spec.tasks})
+    except CycleError as error:
+        path = " -> ".join(error.cycle)
+        problem = Problem(f"[tasks.{error.cycle[0]}]", "dependencies", f"a cycle: {path}")
+        raise JobFileError(source, [problem]) from None
     except ValidationError as error:
         raise JobFileError(source, engine_problems(error, spec)) from None
-    except graphlib.CycleError as error:
-        cycle = error.args[1]
-        path = " -> ".join(reversed(cycle))
-        problem = Problem(f"[tasks.{cycle[0]}]", "dependencies", f"a cycle: {path}")
-        raise JobFileError(source, [problem]) from None
     return spec
 
 
@@ -144,9 +143,7 @@ class _Reader:
     def unknown(self, table: str | None, given: Mapping[str, Any], known: tuple[str, ...]) -> None:
         for key in given:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-                self.problem(table, key, f"unknown key{hint}")
+                self.problem(table, key, f"unknown key{_hint(key, known)}")
 
     def job(self, document: dict[str, Any]) -> JobSpec | None:
         self.unknown(None, document, ("job", "tasks"))
@@ -242,6 +239,12 @@ class _Reader:
             return None
 
 
+def _hint(key: str, known: tuple[str, ...]) -> str:
+    """What an unknown key was likely meant to be, else which keys there are."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+
+
 # -- readers: a TOML value into an engine value, or ValueError saying why not ---------------------
 
 
@@ -319,9 +322,7 @@ def _retry(value: Any) -> RetryPolicy | None:
         raise ValueError(f"expected a number of attempts or a table, not {value!r}")
     unknown = [key for key in value if key not in RETRY_KEYS]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], RETRY_KEYS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(RETRY_KEYS)}"
-        raise ValueError(f"unknown key {unknown[0]!r}{hint}")
+        raise ValueError(f"unknown key {unknown[0]!r}{_hint(unknown[0], RETRY_KEYS)}")
     fields = dict(value)
     for key in ("initial_backoff", "max_backoff"):
         if key in fields:

@@ -129,14 +129,7 @@ def submit(settings: Settings, file: Any, rerun_of: str | None) -> None:
 
 @click.command()
 @click.argument("job_id", metavar="JOB")
-@click.option(
-    "--output",
-    "-o",
-    type=OUTPUTS,
-    default="auto",
-    show_default=True,
-    help="auto: live on a terminal, plain lines elsewhere; json: one event per line.",
-)
+@output_option
 @settings
 def watch(settings: Settings, job_id: str, output: str) -> None:
     """Show the job JOB until it ends; exit 0 if it succeeded, 1 if not.

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,15 +231,11 @@ def _result(batch: _Batch, status: Any) -> TaskResult:
     value or exception of the attempt it ended with, which ran here."""
     ran = batch.ran.get(status.id)
     outcomes = {} if ran is None else ran.outcomes
-    value, error = outcomes.get(status.attempts, (None, None))
-    if status.state is TaskState.SUCCEEDED:
-        error = None
-    elif status.state is TaskState.FAILED:
-        value = None
-        if error is None:  # failed by the daemon (a timeout, a breaker), not by the callable
-            error = _remote_error(status.failure, status.error)
-    else:
-        value, error = None, None
+    value, error = _ended_as(
+        status.state,
+        outcomes.get(status.attempts, (None, None)),
+        lambda: _remote_error(status.failure, status.error),
+    )
     return TaskResult(
         task_id=status.id,
         state=status.state,
@@ -256,6 +252,18 @@ def _result(batch: _Batch, status: Any) -> TaskResult:
 def _remote_error(failure: TaskFailure | None, words: str) -> BaseException:
     """The exception for a failure that did not happen here: its type and words."""
     return TaskFailedRemotely(words) if failure is None else failure.as_error()
+
+
+def _ended_as(state: TaskState, outcome: Outcome, remote: Callable[[], BaseException]) -> Outcome:
+    """The value and exception of a task that ended in `state`, from what ran here: only a
+    success has a value, only a failure an exception (`remote()` when the daemon failed it,
+    by a timeout or a breaker, not the callable)."""
+    value, error = outcome
+    if state is TaskState.SUCCEEDED:
+        return value, None
+    if state is TaskState.FAILED:
+        return None, error if error is not None else remote()
+    return None, None
 
 
 class _RemoteContext:
@@ -302,14 +310,12 @@ class _RemoteContext:
         """How each dependency ended, in the order of the task's `dependencies`."""
         outcomes = []
         for upstream in self._task.upstream_results:
-            value, error = self._upstream(upstream)
+            value, error = _ended_as(
+                upstream.state,
+                self._upstream(upstream),
+                lambda words=upstream.error: _remote_error(None, words),
+            )
             ran = self._batch.ran.get(upstream.task_id) or _Ran()
-            if upstream.state is TaskState.FAILED:
-                value, error = None, error or _remote_error(None, upstream.error)
-            elif upstream.state is TaskState.SUCCEEDED:
-                error = None
-            else:
-                value, error = None, None
             outcomes.append(
                 TaskResult(
                     task_id=upstream.task_id,

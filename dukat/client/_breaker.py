@@ -21,6 +21,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
+from google.protobuf import duration_pb2
+
 from dukat import convert
 from dukat.client._connection import Connection
 from dukat.core.breaker import CircuitBreakerState
@@ -64,10 +66,12 @@ class RemoteBreaker:
         """Ask the daemon for the breaker's state now (GetBreaker)."""
         request = breaker_pb2.GetBreakerRequest(name=self.name)
         response = await self._connection.call(self._connection.breakers.GetBreaker, request)
-        self._state = convert.BREAKER_STATES.from_proto(response.breaker.state, "state")
-        retry = response.breaker.retry_after
-        self._retry_after = retry.seconds + retry.nanos / 1e9
+        self._heard(response.breaker.state, response.breaker.retry_after)
         return self._state
+
+    def _heard(self, state: int, retry_after: duration_pb2.Duration) -> None:
+        self._state = convert.BREAKER_STATES.from_proto(state, "state")
+        self._retry_after = retry_after.seconds + retry_after.nanos / 1e9
 
     async def acquire(self) -> int | None:
         """Ask to make one call: a permit to hand back with the outcome, or None if refused."""
@@ -76,9 +80,7 @@ class RemoteBreaker:
         response = await self._connection.call(
             self._connection.breakers.Acquire, request, idempotent=False
         )
-        self._state = convert.BREAKER_STATES.from_proto(response.state, "state")
-        retry = response.retry_after
-        self._retry_after = retry.seconds + retry.nanos / 1e9
+        self._heard(response.state, response.retry_after)
         permit = response.permit if response.allowed else None
         self._last_permit.set(permit)
         return permit

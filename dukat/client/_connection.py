@@ -153,12 +153,8 @@ class Connection:
             try:
                 response = await method(request, metadata=self.metadata)
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE:
-                    self.answered(error)
-                    raise from_rpc_error(error) from error
-                if idempotent and await backoff.wait():
-                    continue
-                raise self.unavailable(error, backoff) from error
+                await self.retry_or_raise(error, backoff, idempotent=idempotent)
+                continue
             self.reached = True
             return response
 
@@ -166,12 +162,20 @@ class Connection:
         """A run of retries under this connection's policy and its first-contact budget."""
         return Backoff(self.reconnect, lambda: self.reached)
 
-    def answered(self, error: grpc.aio.AioRpcError) -> None:
-        """Note that `error` came from the daemon (not from failing to reach it)."""
-        if error.code() not in _NOT_AN_ANSWER:
-            self.reached = True
+    async def retry_or_raise(
+        self, error: grpc.aio.AioRpcError, backoff: Backoff, *, idempotent: bool = True
+    ) -> None:
+        """After a call or stream failed with `error`: return when it is time to try again
+        (UNAVAILABLE, safe to repeat, within the policy), else raise its `dukat.errors` error."""
+        if error.code() is not grpc.StatusCode.UNAVAILABLE:
+            if error.code() not in _NOT_AN_ANSWER:
+                self.reached = True  # the daemon said this: it was reached
+            raise from_rpc_error(error) from error
+        if idempotent and await backoff.wait():
+            return
+        raise self._unavailable(error, backoff) from error
 
-    def unavailable(self, error: grpc.aio.AioRpcError, backoff: Backoff) -> DaemonUnavailableError:
+    def _unavailable(self, error: grpc.aio.AioRpcError, backoff: Backoff) -> DaemonUnavailableError:
         """The error for a daemon given up on: its address, how long, and what to check."""
         details = error.details() or "unavailable"
         waited = f" for {backoff.waited:.1f}s" if backoff.retrying else ""

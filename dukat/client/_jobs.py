@@ -11,7 +11,6 @@ import grpc
 
 from dukat import convert
 from dukat.client._connection import Connection
-from dukat.client._errors import from_rpc_error
 from dukat.client._reconnect import Backoff, Reconnect
 from dukat.core.events import Event, JobStateChanged, Snapshot
 from dukat.core.progress import ProgressTracker
@@ -138,7 +137,7 @@ class JobHandle:
                 scheduler_pb2.WatchRequest(
                     job_id=self.job_id, after_sequence=last, job_events_only=job_events_only
                 ),
-                metadata=self._connection.metadata,
+                metadata=connection.metadata,
             )
             try:
                 async for response in call:
@@ -155,12 +154,7 @@ class JobHandle:
                             yield event
                 return
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE:
-                    connection.answered(error)
-                    raise from_rpc_error(error) from error
-                if await backoff.wait():
-                    continue
-                raise connection.unavailable(error, backoff) from error
+                await connection.retry_or_raise(error, backoff)
             finally:
                 call.cancel()  # the consumer stopped early: end the stream on the daemon too
 

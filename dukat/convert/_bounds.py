@@ -43,6 +43,7 @@ __all__ = [
     "check_count",
     "check_labels",
     "check_length",
+    "check_mapping",
     "cut",
     "duration_seconds",
     "seconds_within",
@@ -135,12 +136,24 @@ def check_count(report: Report, field: str, count: int, limit: int) -> None:
 
 def check_labels(report: Report, field: str, labels: Mapping[str, str]) -> None:
     """At most MAX_LABELS labels; keys of MAX_NAME characters, values of MAX_LABEL_VALUE."""
-    check_count(report, field, len(labels), MAX_LABELS)
-    for key, value in labels.items():
+    check_mapping(report, field, labels, MAX_LABELS, MAX_LABEL_VALUE)
+
+
+def check_mapping(
+    report: Report,
+    field: str,
+    mapping: Mapping[str, str],
+    items: int,
+    value_chars: int,
+    key_name: str = "a key",
+) -> None:
+    """At most `items` entries; keys of MAX_NAME characters, values of `value_chars`."""
+    check_count(report, field, len(mapping), items)
+    for key, value in mapping.items():
         if len(key) > MAX_NAME:
-            report(field, f"a key of {len(key)} characters; at most {MAX_NAME}")
-        elif len(value) > MAX_LABEL_VALUE:
-            report(f"{field}[{key!r}]", f"at most {MAX_LABEL_VALUE} characters, not {len(value)}")
+            report(field, f"{key_name} of {len(key)} characters; at most {MAX_NAME}")
+        else:
+            check_length(report, f"{field}[{key!r}]", value, value_chars)
 
 
 def duration_seconds(report: Report, field: str, duration: duration_pb2.Duration) -> float:

@@ -19,6 +19,7 @@ from dukat.convert._bounds import (
     check_count,
     check_labels,
     check_length,
+    check_mapping,
     duration_seconds,
 )
 from dukat.convert._tables import (
@@ -32,8 +33,7 @@ from dukat.convert._tables import (
 )
 from dukat.core.resources import ResourceRequirement, ResourceType
 from dukat.core.retry import RetryPolicy
-from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS as _MAX_INTERRUPTIONS
-from dukat.core.spec import JobSpec, TaskSpec
+from dukat.core.spec import DEFAULT_MAX_INTERRUPTIONS, JobSpec, TaskSpec
 from dukat.core.states import TriggerRule
 from dukat.errors import FieldViolation, ValidationError
 from dukat.v1 import job_pb2
@@ -154,7 +154,7 @@ def _task_from_proto(
         trigger_rule,
         labels,
         # Out of range goes on as it is: the engine rejects it with its own words.
-        task.max_interruptions if task.HasField("max_interruptions") else _MAX_INTERRUPTIONS,
+        task.max_interruptions if task.HasField("max_interruptions") else DEFAULT_MAX_INTERRUPTIONS,
     )
 
 
@@ -165,12 +165,7 @@ def _exec_from_proto(
     check_count(bound, "exec.argv", len(argv), MAX_ARGV)
     for position, arg in enumerate(argv):
         check_length(bound, f"exec.argv[{position}]", arg, MAX_ARG)
-    check_count(bound, "exec.env", len(env), MAX_ENV)
-    for key, value in env.items():
-        if len(key) > MAX_NAME:
-            bound("exec.env", f"a variable name of {len(key)} characters; at most {MAX_NAME}")
-        else:
-            check_length(bound, f"exec.env[{key!r}]", value, MAX_ARG)
+    check_mapping(bound, "exec.env", env, MAX_ENV, MAX_ARG, "a variable name")
     check_length(bound, "exec.cwd", cwd, MAX_PATH)
     # ExecAction checks itself (argv, env names, NULs); its paths go under `exec.`.
     try:
@@ -273,7 +268,7 @@ def _task_to_proto(task: TaskSpec) -> job_pb2.TaskSpec:
         dispatch=dispatch,
         exec=exec_action,
     )
-    if task.max_interruptions != _MAX_INTERRUPTIONS:  # unset is the default
+    if task.max_interruptions != DEFAULT_MAX_INTERRUPTIONS:  # unset is the default
         message.max_interruptions = task.max_interruptions
     for requirement in task.resources:
         message.resources.add(
