@@ -432,7 +432,8 @@ export class Worker {
     const room = call.write(request);
     this.completed += results.length;
     this.armHeartbeat();
-    if (!room) {
+    // Heartbeats and drain() write past a block: one "drain" listener per block, not per write.
+    if (!room && !this.blocked) {
       // The transport's buffer is full: hold what comes next until it drains, in one update.
       this.blocked = true;
       call.once("drain", () => {
