@@ -274,10 +274,8 @@ export class Worker {
   }
 
   private welcome(welcome: NonNullable<WorkResponse["welcome"]>, backoff: Backoff): void {
-    const interval = welcome.heartbeatInterval && milliseconds(welcome.heartbeatInterval);
-    const timeout = welcome.heartbeatTimeout && milliseconds(welcome.heartbeatTimeout);
-    this.heartbeatInterval = interval || DEFAULT_HEARTBEAT;
-    this.heartbeatTimeout = timeout || 6 * this.heartbeatInterval;
+    this.heartbeatInterval = milliseconds(welcome.heartbeatInterval) || DEFAULT_HEARTBEAT;
+    this.heartbeatTimeout = milliseconds(welcome.heartbeatTimeout) || 6 * this.heartbeatInterval;
     this.maxResultBytes = Number(welcome.maxResultBytes);
     if (backoff.retrying) this.connection.logger.info?.(`worker ${this.workerId}: serving again`);
     backoff.reset();
