@@ -79,7 +79,7 @@ export class RemoteBreaker {
       name: this.name,
     });
     this.lastState = BREAKER_STATES.fromProto(breaker?.state ?? 0);
-    this.lastRetryAfter = breaker?.retryAfter ? milliseconds(breaker.retryAfter) : 0;
+    this.lastRetryAfter = milliseconds(breaker?.retryAfter);
     return this.lastState;
   }
 
@@ -93,7 +93,7 @@ export class RemoteBreaker {
       { idempotent: false },
     );
     this.lastState = BREAKER_STATES.fromProto(response.state);
-    this.lastRetryAfter = response.retryAfter ? milliseconds(response.retryAfter) : 0;
+    this.lastRetryAfter = milliseconds(response.retryAfter);
     return response.allowed ? new Permit(this, response.permit) : undefined;
   }
 

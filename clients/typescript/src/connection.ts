@@ -158,25 +158,31 @@ export class Connection {
   ): Promise<Response> {
     const backoff = this.backoff();
     for (;;) {
-      let response: Response;
       try {
-        response = await new Promise<Response>((resolve, reject) => {
+        const response = await new Promise<Response>((resolve, reject) => {
           method(request, this.callMetadata(), {}, (error, answer) =>
             error ? reject(error) : resolve(answer),
           );
         });
+        this.reached = true;
+        return response;
       } catch (error) {
-        if (!isServiceError(error)) throw error;
-        if (error.code !== status.UNAVAILABLE) {
-          this.answered(error);
-          throw fromServiceError(error);
-        }
-        if (idempotent && !this.closed && (await backoff.wait())) continue;
-        throw this.unavailable(error, backoff);
+        await this.retryOrThrow(error, backoff, idempotent);
       }
-      this.reached = true;
-      return response;
     }
+  }
+
+  /** After a call (or stream) failed with `error`: resolves once the backoff has waited, when
+   * the call is worth making again (UNAVAILABLE, `idempotent`, the policy still trying);
+   * otherwise throws the client's error for it. */
+  async retryOrThrow(error: unknown, backoff: Backoff, idempotent = true): Promise<void> {
+    if (!isServiceError(error)) throw error;
+    if (error.code !== status.UNAVAILABLE) {
+      this.answered(error);
+      throw fromServiceError(error);
+    }
+    if (idempotent && !this.closed && (await backoff.wait())) return;
+    throw this.unavailable(error, backoff);
   }
 
   /** A run of retries under this connection's policy and its first-contact budget. */
@@ -185,12 +191,12 @@ export class Connection {
   }
 
   /** Note that `error` came from the daemon (not from failing to reach it). */
-  answered(error: ServiceError): void {
+  private answered(error: ServiceError): void {
     if (!NOT_AN_ANSWER.has(error.code)) this.reached = true;
   }
 
   /** The error for a daemon given up on: its address, how long, and what to check. */
-  unavailable(error: ServiceError, backoff: Backoff): UnavailableError {
+  private unavailable(error: ServiceError, backoff: Backoff): UnavailableError {
     const details = error.details || "unavailable";
     const waited = backoff.retrying ? ` for ${(backoff.waited / 1000).toFixed(1)}s` : "";
     let message: string;

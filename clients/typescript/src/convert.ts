@@ -34,9 +34,9 @@ export function duration(ms: number): Duration {
   return { seconds, nanos: Number(nanosTotal - seconds * 1_000_000_000n) };
 }
 
-/** A Duration in milliseconds. */
-export function milliseconds(value: Duration): number {
-  return Number(value.seconds) * 1000 + value.nanos / 1e6;
+/** A Duration in milliseconds; an unset one (proto3: absent) as 0. */
+export function milliseconds(value: Duration | undefined): number {
+  return value === undefined ? 0 : Number(value.seconds) * 1000 + value.nanos / 1e6;
 }
 
 /** Bytes as the generated code holds them (a Buffer over the same memory, no copy); a string

@@ -79,13 +79,13 @@ export function breakerStatusFromProto(breaker: CircuitBreaker): BreakerStatus {
     state: BREAKER_STATES.fromProto(breaker.state),
     config: {
       failureThreshold: config?.failureThreshold ?? 0,
-      timeout: config?.timeout ? milliseconds(config.timeout) : 0,
+      timeout: milliseconds(config?.timeout),
       halfOpenMaxCalls: config?.halfOpenMaxCalls ?? 0,
       successThreshold: config?.successThreshold ?? 0,
       failureRateThreshold: config?.failureRateThreshold ?? 0,
       windowSize: config?.windowSize ?? 0,
     },
     consecutiveFailures: breaker.consecutiveFailures,
-    retryAfter: breaker.retryAfter ? milliseconds(breaker.retryAfter) : 0,
+    retryAfter: milliseconds(breaker.retryAfter),
   };
 }

@@ -48,16 +48,13 @@ export class DispatchTask {
     this.queue = assignment.queue;
     this.payload = assignment.payload;
     this.contentType = assignment.contentType;
-    this.upstreamResults =
-      assignment.upstreamResults.length === 0
-        ? []
-        : assignment.upstreamResults.map((upstream) => ({
-            taskId: upstream.taskId,
-            state: TASK_STATES.fromProto(upstream.state),
-            payload: upstream.payload,
-            contentType: upstream.contentType,
-            error: upstream.error,
-          }));
+    this.upstreamResults = assignment.upstreamResults.map((upstream) => ({
+      taskId: upstream.taskId,
+      state: TASK_STATES.fromProto(upstream.state),
+      payload: upstream.payload,
+      contentType: upstream.contentType,
+      error: upstream.error,
+    }));
     this.timeout = assignment.timeout === undefined ? undefined : milliseconds(assignment.timeout);
     this.key = attemptKey(assignment.jobId, assignment.taskId, assignment.attempt);
     this.#progress = progress;

@@ -1,17 +1,10 @@
 // JobHandle: one job on the daemon; its events (resumed across reconnects), its end, its
 // cancellation. The model is the Python client's JobHandle (dukat/client/_jobs.py).
-import { status } from "@grpc/grpc-js";
-
-import type { Connection } from "./connection.js";
 import { randomUUID } from "node:crypto";
 
+import type { Connection } from "./connection.js";
 import { eventFromProto, jobFromProto, jobSpecToProto, taskStatusFromProto } from "./convert.js";
-import {
-  fromServiceError,
-  isServiceError,
-  NotFoundError,
-  ResourceExhaustedError,
-} from "./errors.js";
+import { NotFoundError, ResourceExhaustedError } from "./errors.js";
 import type { Job } from "./gen/dukat/v1/job.js";
 import { WatchRequest, type WatchResponse } from "./gen/dukat/v1/scheduler.js";
 import { Backoff, type ReconnectPolicy } from "./reconnect.js";
@@ -164,13 +157,7 @@ export class JobHandle {
         }
         return;
       } catch (error) {
-        if (!isServiceError(error)) throw error;
-        if (error.code !== status.UNAVAILABLE) {
-          connection.answered(error);
-          throw fromServiceError(error);
-        }
-        if (!connection.isClosed && (await backoff.wait())) continue;
-        throw connection.unavailable(error, backoff);
+        await connection.retryOrThrow(error, backoff); // resumed after `last`: safe to repeat
       } finally {
         call.cancel(); // the consumer stopped early: end the stream on the daemon too
       }

@@ -13,8 +13,9 @@
 // again (interrupted, not failed): the handlers still running are aborted (their results
 // would be for attempts no longer current, on a stream that is gone) and the worker says hello
 // again at the same address after a backoff (0.1 s doubling to 5 s, jittered, from the start
-// again once a daemon welcomes it), until it is stopped. A status no new stream can change (FATAL_CODES:
-// a wrong token, a refused hello, a daemon serving no workers) ends the worker with its error.
+// again once a daemon welcomes it), until it is stopped. A status no new stream can change
+// (FATAL_CODES: a wrong token, a refused hello, a daemon serving no workers) ends the worker
+// with its error.
 //
 // `drain()` is the other way to stop, for a deploy or a scale-down: the worker tells the daemon
 // it is draining (WorkerUpdate.draining), so that it is assigned nothing more, finishes what it
@@ -185,9 +186,9 @@ export class Worker {
    * Stop taking tasks, finish those held, hand in their results, then stop serving: tells the
    * daemon it is draining (WorkerUpdate.draining: it assigns nothing more), lets every running
    * attempt end (one already on its way too) and sends its result; the daemon ends the stream
-   * once the worker holds nothing. Resolves when the worker has ended. Attempts still running after `grace` ms (default: no
-   * limit) are aborted as `stop` aborts them: the daemon runs those again. A worker not
-   * connected just stops.
+   * once the worker holds nothing. Resolves when the worker has ended. Attempts still running
+   * after `grace` ms (default: no limit) are aborted as `stop` aborts them: the daemon runs
+   * those again. A worker not connected just stops.
    */
   async drain({ grace }: { grace?: number } = {}): Promise<void> {
     if (this.draining || this.stopping.signal.aborted) return this.done;
@@ -274,10 +275,8 @@ export class Worker {
   }
 
   private welcome(welcome: NonNullable<WorkResponse["welcome"]>, backoff: Backoff): void {
-    const interval = welcome.heartbeatInterval && milliseconds(welcome.heartbeatInterval);
-    const timeout = welcome.heartbeatTimeout && milliseconds(welcome.heartbeatTimeout);
-    this.heartbeatInterval = interval || DEFAULT_HEARTBEAT;
-    this.heartbeatTimeout = timeout || 6 * this.heartbeatInterval;
+    this.heartbeatInterval = milliseconds(welcome.heartbeatInterval) || DEFAULT_HEARTBEAT;
+    this.heartbeatTimeout = milliseconds(welcome.heartbeatTimeout) || 6 * this.heartbeatInterval;
     this.maxResultBytes = Number(welcome.maxResultBytes);
     if (backoff.retrying) this.connection.logger.info?.(`worker ${this.workerId}: serving again`);
     backoff.reset();
@@ -432,7 +431,8 @@ export class Worker {
     const room = call.write(request);
     this.completed += results.length;
     this.armHeartbeat();
-    if (!room) {
+    // Heartbeats and drain() write past a block: one "drain" listener per block, not per write.
+    if (!room && !this.blocked) {
       // The transport's buffer is full: hold what comes next until it drains, in one update.
       this.blocked = true;
       call.once("drain", () => {

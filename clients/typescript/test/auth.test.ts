@@ -1,21 +1,13 @@
 // A token-protected daemon (--token-file): the token from a string or a file gets in; none, or
 // another, is UnauthenticatedError, for calls and for workers (which it ends: no retry helps).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import { connect, dispatch, UnauthenticatedError } from "../src/index.js";
-import { Dukatd } from "./dukatd.js";
+import { sharedDaemon } from "./dukatd.js";
 
 const TOKEN = "s3cret-token-for-tests";
-let daemon: Dukatd;
-
-before(async () => {
-  daemon = await Dukatd.start({ token: TOKEN });
-});
-
-after(async () => {
-  await daemon?.stop();
-});
+const { daemon } = await sharedDaemon({ token: TOKEN });
 
 test("the token, given or read from a file, lets calls and workers in", async () => {
   await using client = connect(daemon.address, { token: TOKEN });

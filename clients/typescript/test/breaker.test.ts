@@ -2,32 +2,21 @@
 // refused while it is open (CircuitBreakerError with retryAfter), an aborted call counted
 // neither way, half-open trial calls.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { CircuitBreakerError, type Client, connect } from "../src/index.js";
-import { Dukatd, until } from "./dukatd.js";
+import { CircuitBreakerError, connect } from "../src/index.js";
+import { sharedDaemon, until } from "./dukatd.js";
 
-let daemon: Dukatd;
-let client: Client;
-
-before(async () => {
-  daemon = await Dukatd.start({
-    config: [
-      "[breakers.payments]",
-      "failure_threshold = 2",
-      "timeout_seconds = 60",
-      "[breakers.flaky]",
-      "failure_threshold = 1",
-      "timeout_seconds = 0.2",
-      "half_open_max_calls = 1",
-    ].join("\n"),
-  });
-  client = connect(daemon.address);
-});
-
-after(async () => {
-  await client?.close();
-  await daemon?.stop();
+const { daemon, client } = await sharedDaemon({
+  config: [
+    "[breakers.payments]",
+    "failure_threshold = 2",
+    "timeout_seconds = 60",
+    "[breakers.flaky]",
+    "failure_threshold = 1",
+    "timeout_seconds = 0.2",
+    "half_open_max_calls = 1",
+  ].join("\n"),
 });
 
 const abort = (): never => {

@@ -2,27 +2,15 @@
 // hands in the results and leaves with the stream ended OK; nothing it held is lost or run
 // twice. A drain with a grace aborts what outlasts it, which the daemon runs again elsewhere.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { type Client, connect, dispatch } from "../src/index.js";
-import { Dukatd, until } from "./dukatd.js";
+import { connect, dispatch } from "../src/index.js";
+import { gate, sharedDaemon, until } from "./dukatd.js";
 
-let daemon: Dukatd;
-let client: Client;
-
-before(async () => {
-  daemon = await Dukatd.start();
-  client = connect(daemon.address);
-});
-
-after(async () => {
-  await client?.close();
-  await daemon?.stop();
-});
+const { daemon, client } = await sharedDaemon();
 
 test("a worker drained mid-job finishes what it holds and loses nothing", async () => {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
+  const { promise: released, open: release } = gate();
   const first: string[] = [];
   const draining = client.worker(
     "drain",

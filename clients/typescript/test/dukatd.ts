@@ -1,13 +1,16 @@
 // A real dukatd from the repository's .venv, on a unix socket in a temporary directory, for the
 // client's tests (as tests/dukatd/daemon_process.py does for Python's): started and awaited
 // until it serves, stopped by signal and started again on the same socket and state directory,
-// killed and cleaned up at the end.
+// killed and cleaned up at the end; and the small helpers the test files share.
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { Client as GrpcClient, credentials } from "@grpc/grpc-js";
+
+import { type Client, connect } from "../src/index.js";
 
 // This file runs as clients/typescript/dist/test/dukatd.js.
 export const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -196,4 +199,28 @@ export async function until(
     if (performance.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** A daemon and a client of it that a test file's tests share (`await` it at the top of the
+ * file): started now, the client closed and the daemon stopped after the file's tests. */
+export async function sharedDaemon(
+  options: DukatdOptions = {},
+): Promise<{ daemon: Dukatd; client: Client }> {
+  const daemon = await Dukatd.start(options);
+  const client = connect(daemon.address);
+  after(async () => {
+    await client.close();
+    await daemon.stop();
+  });
+  return { daemon, client };
+}
+
+/** Bytes as UTF-8 text; none as "". */
+export const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
+
+/** A promise and its resolver. */
+export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
 }

@@ -1,10 +1,9 @@
 // Jobs through a real dukatd: submit, watch, wait, cancel, get, list; and the daemon's
 // refusals read through the client's own errors.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
-  type Client,
   connect,
   dispatch,
   type Event,
@@ -17,22 +16,9 @@ import {
   PermissionDeniedError,
   type TaskStateChanged,
 } from "../src/index.js";
-import { Dukatd } from "./dukatd.js";
+import { Dukatd, sharedDaemon, text } from "./dukatd.js";
 
-let daemon: Dukatd;
-let client: Client;
-
-before(async () => {
-  daemon = await Dukatd.start({ args: ["--allow-exec", "--resource", "seats=2"] });
-  client = connect(daemon.address);
-});
-
-after(async () => {
-  await client?.close();
-  await daemon?.stop();
-});
-
-const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
+const { daemon, client } = await sharedDaemon({ args: ["--allow-exec", "--resource", "seats=2"] });
 
 async function collect(events: AsyncIterable<Event>): Promise<Event[]> {
   const seen: Event[] = [];

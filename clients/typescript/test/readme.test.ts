@@ -4,22 +4,14 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { promisify } from "node:util";
 
-import { Dukatd, REPO } from "./dukatd.js";
+import { REPO, sharedDaemon } from "./dukatd.js";
 
 const PACKAGE = join(REPO, "clients/typescript");
 const README = readFileSync(join(PACKAGE, "README.md"), "utf8");
-let daemon: Dukatd;
-
-before(async () => {
-  daemon = await Dukatd.start({ args: ["--allow-exec"] });
-});
-
-after(async () => {
-  await daemon?.stop();
-});
+const { daemon } = await sharedDaemon({ args: ["--allow-exec"] });
 
 /** The README's fenced blocks of a language ("" for those without one), in order. */
 function blocks(language: string): string[] {

@@ -2,22 +2,14 @@
 // a job dropped by retention as it ends comes back as its events left it; each connection is a
 // client of its own.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import { connect, dispatch, job, NotFoundError, ResourceExhaustedError } from "../src/index.js";
-import { Dukatd, until } from "./dukatd.js";
+import { Dukatd, sharedDaemon, until } from "./dukatd.js";
 
-let daemon: Dukatd;
-
-before(async () => {
-  daemon = await Dukatd.start({
-    args: ["--max-watch-streams-per-client", "1"],
-    metrics: true,
-  });
-});
-
-after(async () => {
-  await daemon?.stop();
+const { daemon } = await sharedDaemon({
+  args: ["--max-watch-streams-per-client", "1"],
+  metrics: true,
 });
 
 /** Watch streams open on `daemon` now. */

@@ -5,12 +5,10 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { connect, dispatch } from "../src/index.js";
-import { Dukatd, until } from "./dukatd.js";
+import { Dukatd, text, until } from "./dukatd.js";
 
 // Short heartbeat terms both ways (dukatd's are 10 s and 30 s), so that silence shows soon.
 const HEARTBEATS = ["--worker-heartbeat-interval", "100ms", "--worker-heartbeat-timeout", "1s"];
-const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
-
 test("a worker reconnects to the daemon that replaces its own, and serves its tasks", async () => {
   await using daemon = await Dukatd.start({
     journaled: true,

@@ -2,39 +2,18 @@
 // retries, cancellation and timeouts through the AbortSignal, the concurrency bound, and a
 // worker outliving its daemon.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
-  type Client,
   connect,
   dispatch,
   type DispatchTask,
   type Event,
   NonRetryableError,
 } from "../src/index.js";
-import { Dukatd, until } from "./dukatd.js";
+import { gate, sharedDaemon, text, until } from "./dukatd.js";
 
-let daemon: Dukatd;
-let client: Client;
-
-before(async () => {
-  daemon = await Dukatd.start();
-  client = connect(daemon.address);
-});
-
-after(async () => {
-  await client?.close();
-  await daemon?.stop();
-});
-
-const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
-
-/** A promise and its resolver. */
-function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
-  let open!: (value: T) => void;
-  const promise = new Promise<T>((resolve) => (open = resolve));
-  return { promise, open };
-}
+const { client } = await sharedDaemon();
 
 /** Resolves with the signal's reason once it aborts. */
 function aborted(signal: AbortSignal): Promise<unknown> {
