@@ -145,7 +145,18 @@ export class Worker {
     }
     this.workerId = options.workerId || `${hostname()}-${process.pid}`;
     const retryable = options.retryable ?? (() => true);
-    this.retryable = (error) => !(error instanceof NonRetryableError) && retryable(error);
+    this.retryable = (error) => {
+      if (error instanceof NonRetryableError) return false;
+      try {
+        return retryable(error);
+      } catch (thrown) {
+        // Its attempt must still end: a callback that cannot decide does not retry.
+        this.connection.logger.warn(
+          `worker ${this.workerId}: options.retryable threw (${String(thrown)}); not retrying`,
+        );
+        return false;
+      }
+    };
     const policy = reconnectPolicy(options.reconnect, WORKER_RECONNECT);
     this.done = this.run(new Backoff(policy));
     this.done.then(
@@ -314,7 +325,19 @@ export class Worker {
 
   private take(response: WorkResponse): void {
     for (const assignment of response.assignments) {
-      const task = new DispatchTask(assignment, this.onProgress);
+      let task: DispatchTask;
+      try {
+        task = new DispatchTask(assignment, this.onProgress);
+      } catch (error) {
+        // One this client cannot read (a newer daemon's upstream state): its attempt fails
+        // as the handler's would, and the stream and the other attempts go on.
+        const { jobId, taskId, attempt } = assignment;
+        const message = error instanceof Error ? error.message : String(error);
+        const value = { message, type: "UnreadableAssignment", retryable: false };
+        this.results.push({ jobId, taskId, attempt, outcome: { $case: "error", value } });
+        this.scheduleFlush();
+        continue;
+      }
       if (this.running.has(task.key)) continue; // the same attempt twice: never run it twice
       const running: Running = { task, controller: new AbortController(), timer: undefined };
       this.running.set(task.key, running);

@@ -195,6 +195,37 @@ test("a handler's error fails the attempt: retried by policy, never for a NonRet
   }
 });
 
+test("a retryable callback that throws fails its attempt without retry, and the worker goes on", async () => {
+  const worker = client.worker(
+    "undecided",
+    async (task) => {
+      if (text(task.payload) === "fails") throw new Error("it failed");
+      return Buffer.from("fine");
+    },
+    {
+      retryable: () => {
+        throw new Error("cannot tell");
+      },
+    },
+  );
+  try {
+    const handle = await client.submit([
+      dispatch("fails", "undecided", "fails", { retry: { maxAttempts: 3, initialBackoff: 1 } }),
+      dispatch("after", "undecided", "ok", { dependencies: [] }),
+    ]);
+
+    const done = await handle.wait();
+
+    const [fails, after] = done.tasks;
+    assert.equal(fails?.state, "FAILED");
+    assert.equal(fails?.attempts, 1);
+    assert.match(fails?.error ?? "", /it failed/);
+    assert.equal(after?.state, "SUCCEEDED");
+  } finally {
+    await worker.stop();
+  }
+});
+
 test("a worker never runs more attempts at once than its concurrency", async () => {
   let now = 0;
   let peak = 0;
