@@ -102,7 +102,13 @@ func ExampleClient_NewWorker() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go worker.Run(ctx)
+	go func() {
+		// Only a worker that cannot serve (a wrong token, a daemon that serves no workers)
+		// ends with an error; unreported, the job below would wait for it for ever.
+		if err := worker.Run(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}()
 	defer worker.Shutdown(ctx) // drains: the attempts it holds finish first
 
 	job, err := client.Submit(ctx, dukat.Job(

@@ -27,7 +27,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go worker.Run(ctx)
+	go func() {
+		// Only a worker that cannot serve (a wrong token, a daemon that serves no workers)
+		// ends with an error; unreported, the job below would wait for it for ever.
+		if err := worker.Run(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}()
 
 	job, err := client.Submit(ctx, dukat.Job(
 		dukat.Exec("fetch", "echo", "fetched 3 rows"),
